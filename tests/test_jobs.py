@@ -1,0 +1,332 @@
+"""Job state in a real Redis: transitions, atomic counting, finishing exactly once, expiry."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from shared.errors import Conflict, CorruptArchive, CorruptImage, NotFound, UnsafeEntry
+from shared.jobs import (
+    CANCELED,
+    FAILED,
+    JOB_STATUSES,
+    PARTIALLY_SUCCEEDED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    InvalidTransition,
+    JobStore,
+    NewItem,
+    PurgeTarget,
+    check_transition,
+    new_id,
+)
+from shared.settings import Settings
+
+TTL_S = 3600
+
+
+class Clock:
+    """Settable time; starts at the real time because Redis expires keys by its own clock."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(redis_client, clock) -> JobStore:
+    # A namespace of its own keeps this test's purge index and heartbeats apart from any
+    # service sharing the Redis server.
+    return JobStore(redis_client, Settings(result_ttl_s=TTL_S), clock=clock, namespace=f"test-{new_id()}")
+
+
+def make_job(store: JobStore, tenant: str = "local") -> str:
+    job_id = new_id()
+    store.create_job(tenant=tenant, model="test-tiny", temperature=None, source_kind="zip",
+                     source_key=f"src/{job_id}", source_filename="photos.zip", job_id=job_id)
+    return job_id
+
+
+def items(*indices: int, error=None) -> list[NewItem]:
+    return [NewItem(index=i, path=f"dir/{i}.png", output_path=f"dir/{i}.jpg", size=100 + i, error=error)
+            for i in indices]
+
+
+# --- transitions ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("current", JOB_STATUSES)
+@pytest.mark.parametrize("new", JOB_STATUSES)
+def test_check_transition_allows_exactly_the_table(current: str, new: str) -> None:
+    if new in TRANSITIONS[current]:
+        check_transition(current, new)
+    else:
+        with pytest.raises(InvalidTransition):
+            check_transition(current, new)
+
+
+def test_terminal_statuses_lead_nowhere() -> None:
+    assert all(not TRANSITIONS[s] for s in TERMINAL_STATUSES)
+    with pytest.raises(InvalidTransition):
+        check_transition(SUCCEEDED, RUNNING)
+    with pytest.raises(InvalidTransition):
+        check_transition("bogus", RUNNING)
+
+
+def test_redis_enforces_the_same_transitions(store: JobStore) -> None:
+    job_id = make_job(store)
+    assert store.status(job_id) == QUEUED
+    assert store.mark_running(job_id) is True
+    assert store.mark_running(job_id) is False  # running -> running is not a transition
+    store.cancel(job_id)
+    assert store.status(job_id) == CANCELED
+    assert store.mark_running(job_id) is False
+    assert store.fail_job(job_id, CorruptArchive("x")) is False
+    with pytest.raises(Conflict):
+        store.cancel(job_id)
+    assert store.status(job_id) == CANCELED
+
+
+def test_new_job_record(store: JobStore, clock: Clock) -> None:
+    job_id = make_job(store)
+    job = store.get(job_id)
+    assert (job.status, job.total, job.done, job.failed, job.expanded) == (QUEUED, 0, 0, 0, False)
+    assert job.created_at == clock.now and job.started_at is None and job.finished_at is None
+    assert job.expires_at == clock.now + TTL_S
+    assert job.source_filename == "photos.zip" and job.error is None
+
+
+def test_unknown_and_foreign_jobs_are_not_found(store: JobStore) -> None:
+    with pytest.raises(NotFound):
+        store.get("nope")
+    job_id = make_job(store, tenant="alice")
+    with pytest.raises(NotFound):
+        store.get(job_id, tenant="bob")
+    assert store.get(job_id, tenant="alice").id == job_id
+    with pytest.raises(NotFound):
+        store.cancel("nope")
+
+
+# --- counting and finishing -----------------------------------------------------------------
+
+
+def test_item_completion_counts_once(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    assert store.add_items(job_id, items(0, 1, 2)) == 3
+    assert store.add_items(job_id, items(1, 2, 3)) == 1  # redelivered expansion re-registers
+    assert store.get(job_id).total == 4
+    first = store.complete_item(job_id, 0)
+    assert first.counted and not first.finished
+    assert not store.complete_item(job_id, 0).counted
+    assert not store.fail_item(job_id, 0, CorruptImage("late")).counted
+    assert not store.complete_item(job_id, 99).counted  # never registered
+    job = store.get(job_id)
+    assert (job.done, job.failed, job.pending) == (1, 0, 3)
+    assert store.unfinished(job_id, [0, 1, 2, 3, 99]) == [1, 2, 3]
+
+
+def test_job_finishes_only_after_expansion_ends(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0, 1))
+    assert not store.complete_item(job_id, 0).finished
+    assert not store.complete_item(job_id, 1).finished  # more entries may still come
+    assert store.status(job_id) == RUNNING
+    assert store.end_expansion(job_id) is True
+    assert store.end_expansion(job_id) is False
+    job = store.get(job_id)
+    assert job.status == SUCCEEDED and job.progress == 1.0 and job.finished_at is not None
+
+
+@pytest.mark.parametrize(
+    "done, failed, archive_error, expected",
+    [
+        (3, 0, None, SUCCEEDED),
+        (2, 1, None, PARTIALLY_SUCCEEDED),
+        (3, 0, CorruptArchive("truncated"), PARTIALLY_SUCCEEDED),
+        (0, 3, None, FAILED),
+        (0, 0, CorruptArchive("truncated"), FAILED),
+    ],
+)
+def test_final_status_follows_counts(store: JobStore, done, failed, archive_error, expected) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(*range(done + failed)))
+    for i in range(done):
+        store.complete_item(job_id, i)
+    for i in range(done, done + failed):
+        store.fail_item(job_id, i, CorruptImage("bad pixels"))
+    assert store.end_expansion(job_id, archive_error) is True
+    job = store.get(job_id)
+    assert job.status == expected
+    assert job.error == ({"code": "corrupt_archive", "message": "truncated"} if archive_error else None)
+
+
+def test_items_failed_at_registration_count_as_failed(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0))
+    store.add_items(job_id, items(1, error=UnsafeEntry("path leaves the archive")))
+    store.complete_item(job_id, 0)
+    assert store.end_expansion(job_id)
+    job = store.get(job_id)
+    assert (job.status, job.done, job.failed) == (PARTIALLY_SUCCEEDED, 1, 1)
+    listed = store.items(job_id, 0, 10)
+    assert [i.status for i in listed] == ["done", "failed"]
+    assert listed[1].error == {"code": "unsafe_entry", "message": "path leaves the archive"}
+    assert (listed[0].path, listed[0].output_path, listed[0].size) == ("dir/0.png", "dir/0.jpg", 100)
+
+
+def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_client) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    n = 60
+    store.add_items(job_id, items(*range(n)))
+    store.end_expansion(job_id)
+    outcomes = []
+    lock = threading.Lock()
+
+    def worker(offset: int) -> None:
+        # Every item is reported by three threads, like a chunk redelivered twice.
+        for i in range(n):
+            outcome = store.complete_item(job_id, (i + offset) % n)
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=worker, args=(k * 7,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(o.counted for o in outcomes) == n
+    assert sum(o.finished for o in outcomes) == 1
+    job = store.get(job_id)
+    assert (job.status, job.done, job.failed) == (SUCCEEDED, n, 0)
+
+
+def test_cancel_keeps_finished_items_and_shows_the_rest_canceled(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0, 1, 2))
+    store.complete_item(job_id, 0)
+    job = store.cancel(job_id)
+    assert job.status == CANCELED and job.finished_at is not None
+    store.complete_item(job_id, 1)  # a chunk already in flight still records its result
+    assert store.status(job_id) == CANCELED
+    assert [i.status for i in store.items(job_id, 0, 10)] == ["done", "done", "canceled"]
+    assert [i.index for i in store.done_items(job_id)] == [0, 1]
+    assert store.end_expansion(job_id) is False
+
+
+def test_item_paging(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.add_items(job_id, items(*range(5)))
+    assert [i.index for i in store.items(job_id, 1, 2)] == [1, 2]
+    assert [i.index for i in store.items(job_id, 4, 10)] == [4]
+    assert store.items(job_id, 5, 10) == []
+    with pytest.raises(NotFound):
+        store.item(job_id, 5)
+    with pytest.raises(NotFound):
+        store.item(job_id, -1)
+
+
+def test_attempts_are_counted_per_item(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.add_items(job_id, items(0, 1))
+    assert [store.record_attempt(job_id, 0) for _ in range(3)] == [1, 2, 3]
+    assert store.record_attempt(job_id, 1) == 1
+
+
+def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:
+    job = store.create_job(tenant="local", model="m", temperature=0.5, source_kind="image",
+                           source_key="k", source_filename="a.png",
+                           single_item=NewItem(0, "a.png", "a.jpg", 10))
+    assert (job.total, job.expanded, job.temperature, job.status) == (1, True, 0.5, QUEUED)
+    store.mark_running(job.id)
+    assert store.complete_item(job.id, 0).finished
+    assert store.get(job.id).status == SUCCEEDED
+
+
+# --- expiry ---------------------------------------------------------------------------------
+
+
+def test_every_key_expires(store: JobStore, redis_client, clock: Clock) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0, 1))
+    store.record_attempt(job_id, 0)
+    store.complete_item(job_id, 0)
+    store.fail_item(job_id, 1, CorruptImage("x"))
+    store.end_expansion(job_id)
+    keys = list(redis_client.scan_iter(match=store.job_key(job_id) + "*"))
+    assert len(keys) == 5
+    for key in keys:
+        assert 0 < redis_client.ttl(key) <= TTL_S + 1
+
+
+def test_finished_jobs_are_purged_after_the_ttl(store: JobStore, redis_client, clock: Clock) -> None:
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    clock.now += 100
+    store.end_expansion(job_id)  # finishes (empty, failed): expiry renewed from now
+    assert store.lease_due_purges() == []
+    clock.now += TTL_S + 1
+    (target,) = store.lease_due_purges()
+    assert (target.kind, target.tenant, target.id) == ("job", "local", job_id)
+    assert store.lease_due_purges() == []  # leased: a second purger does not get it
+    clock.now += 301
+    assert [t.id for t in store.lease_due_purges()] == [job_id]  # lease lapsed: retried
+    store.forget_purge(target)
+    clock.now += 10_000
+    assert store.lease_due_purges() == []
+
+
+def test_purge_target_parsing() -> None:
+    target = PurgeTarget.parse("upload:local:abc:2~x:y")
+    assert (target.kind, target.tenant, target.id, target.multipart_id) == ("upload", "local", "abc", "2~x:y")
+    assert PurgeTarget.parse("upload:local:abc:").multipart_id is None
+    assert PurgeTarget.parse("job:t:j").id == "j"
+
+
+# --- uploads --------------------------------------------------------------------------------
+
+
+def test_upload_is_claimed_once_and_only_when_complete(store: JobStore) -> None:
+    upload = store.create_upload(tenant="local", filename="big.tar", size=10, key="uploads/x", multipart_id="m1")
+    with pytest.raises(Conflict):
+        store.claim_upload(upload.id, "job-1")
+    store.mark_upload_complete(upload.id)
+    store.claim_upload(upload.id, "job-1")
+    with pytest.raises(Conflict):
+        store.claim_upload(upload.id, "job-2")
+    with pytest.raises(Conflict):
+        store.mark_upload_complete(upload.id)
+    assert store.get_upload(upload.id).job_id == "job-1"
+    with pytest.raises(NotFound):
+        store.get_upload(upload.id, tenant="other")
+    with pytest.raises(NotFound):
+        store.claim_upload("missing", "job-3")
+
+
+def test_worker_heartbeats(store: JobStore, clock: Clock) -> None:
+    store.record_heartbeat("w1", stale_after_s=30)
+    clock.now += 20
+    store.record_heartbeat("w2", stale_after_s=30)
+    assert sorted(store.live_workers(30)) == ["w1", "w2"]
+    clock.now += 15
+    assert store.live_workers(30) == ["w2"]
+    store.forget_worker("w2")
+    assert store.live_workers(30) == []
