@@ -1,0 +1,124 @@
+"""Failures a user can act on, one type each, with a stable machine-readable code.
+
+The API maps these types to HTTP statuses in one place (``api/errors.py``); workers record
+``ItemError`` subclasses as the error of a single item inside a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ColorizeError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+# --- request-level errors -------------------------------------------------------------
+
+
+class InvalidRequest(ColorizeError):
+    code = "invalid_request"
+
+
+class Unauthorized(ColorizeError):
+    code = "unauthorized"
+
+
+class NotFound(ColorizeError):
+    code = "not_found"
+
+
+class Conflict(ColorizeError):
+    code = "conflict"
+
+
+class PayloadTooLarge(ColorizeError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ColorizeError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(ColorizeError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(ColorizeError):
+    code = "unavailable"
+
+
+class ModelNotFound(ColorizeError):
+    code = "model_not_found"
+
+
+class ModelFileError(ColorizeError):
+    """A model file or manifest is missing, corrupt or does not match its manifest."""
+
+    code = "model_invalid"
+
+
+class ModelDownloadFailed(ColorizeError):
+    """Model files could not be fetched (unreachable, refused, cut off); a rerun resumes."""
+
+    code = "model_download_failed"
+
+
+# --- per-item errors inside a batch ---------------------------------------------------
+
+
+class ItemError(ColorizeError):
+    code = "item_error"
+
+
+class CorruptImage(ItemError):
+    code = "corrupt_image"
+
+
+class UnsupportedFormat(ItemError):
+    code = "unsupported_format"
+
+
+class ImageTooLarge(ItemError):
+    code = "image_too_large"
+
+
+class EntryTooLarge(ItemError):
+    code = "entry_too_large"
+
+
+class UnsafeEntry(ItemError):
+    """Path traversal, absolute path, link or device entry in an archive."""
+
+    code = "unsafe_entry"
+
+
+class ArchiveLimitExceeded(ItemError):
+    """The archive as a whole broke a limit (entry count, expanded size)."""
+
+    code = "archive_limit_exceeded"
+
+
+class CorruptArchive(ItemError):
+    code = "corrupt_archive"
+
+
+class ProcessingFailed(ItemError):
+    """The item crashed the decoder or model on every attempt."""
+
+    code = "processing_failed"

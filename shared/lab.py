@@ -1,0 +1,36 @@
+"""Conversions between 8-bit sRGB (OpenCV's BGR order) and CIE Lab, and the L+ab join.
+
+Lab values are floats: L in [0, 100], a and b roughly in [-128, 127] (D65, as OpenCV).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
+    """uint8 BGR (H, W, 3) -> float32 Lab (H, W, 3)."""
+    return cv2.cvtColor(bgr.astype(np.float32) / 255.0, cv2.COLOR_BGR2Lab)
+
+
+def lab_to_bgr(lab: np.ndarray) -> np.ndarray:
+    """float32 Lab (H, W, 3) -> uint8 BGR, out-of-gamut colours clipped."""
+    bgr = cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2BGR)
+    return np.clip(bgr * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def lightness(bgr: np.ndarray) -> np.ndarray:
+    """L channel (float32, [0, 100]) of a uint8 BGR image."""
+    return bgr_to_lab(bgr)[..., 0]
+
+
+def join_lightness_and_ab(l_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+    """Resize predicted ab (h, w, 2) to the size of L (H, W) and return uint8 BGR.
+
+    The original full-resolution L is kept untouched: only chroma comes from the model.
+    """
+    height, width = l_full.shape
+    ab = cv2.resize(ab_small.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    lab = np.dstack([l_full.astype(np.float32), ab])
+    return lab_to_bgr(lab)
