@@ -10,8 +10,10 @@ Every image goes through the same path:
    samples and alpha, then normalises to 8-bit BGR: 16-bit scaled, float clipped to
    [0, 1], grey expanded, alpha composited over white, EXIF orientation applied.
 
-OpenCV refuses truncated data (it returns nothing rather than a partly grey image), so a
-cut-off upload becomes ``CorruptImage``.
+OpenCV (5.x) refuses truncated data (it returns nothing rather than a partly grey image),
+so a cut-off upload becomes ``CorruptImage``. OpenCV decodes every accepted variant itself
+(CMYK, palette, grey + alpha, 16-bit, float TIFF, animated GIF/WebP), so there is no
+second decoder to fall back to.
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ class ImageInfo:
     orientation: int = 1  # EXIF orientation, 1..8
 
 
+@dataclass(frozen=True)
+class _Header:
+    info: ImageInfo
+    # OpenCV reads 8-bit TIFF through libtiff's RGBA interface, which premultiplies the
+    # colour by a declared alpha channel.
+    tiff_alpha: bool = False
+
+
 def sniff_image_format(head: bytes) -> str | None:
     """The supported image format whose magic bytes start ``head``, or None."""
     for signature, name in _SIGNATURES:
@@ -82,14 +92,6 @@ def probe_image(data: bytes, limits: Limits) -> ImageInfo:
     ``CorruptImage`` (the header of a supported format cannot be read).
     """
     return _read_header(data, limits).info
-
-
-@dataclass(frozen=True)
-class _Header:
-    info: ImageInfo
-    # OpenCV reads 8-bit TIFF through libtiff's RGBA interface, which premultiplies the
-    # colour by a declared alpha channel.
-    tiff_alpha: bool = False
 
 
 def _read_header(data: bytes, limits: Limits) -> _Header:
