@@ -98,7 +98,9 @@ def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    log_path, checkpoint_path = args.out / "log.jsonl", args.out / "checkpoint.pt"
+    checkpoint_dir = args.checkpoint_dir or args.out
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    log_path, checkpoint_path = args.out / "log.jsonl", checkpoint_dir / "checkpoint.pt"
     started = time.time()
 
     crops = to_device(load_lab_crops(args.data, args.size), device)
@@ -183,12 +185,12 @@ def train(args: argparse.Namespace) -> Path:
             with log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
-            torch.save({
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                "step": step, "total_steps": total_steps, "widths": list(args.widths),
-                "args": {k: str(v) for k, v in vars(args).items()},
-            }, checkpoint_path)
-    return checkpoint_path
+            weights = {"model": model.state_dict(), "widths": list(args.widths),
+                       "args": {k: str(v) for k, v in vars(args).items()}, "step": step}
+            torch.save(weights, args.out / "weights.pt")
+            torch.save({**weights, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                        "total_steps": total_steps}, checkpoint_path)
+    return args.out / "weights.pt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -206,6 +208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--steps", type=int, help="total optimiser steps")
     budget.add_argument("--time-budget", type=float, help="seconds for the whole run, loading included")
     parser.add_argument("--reserve", type=float, default=30.0, help="seconds of --time-budget kept for the end")
+    parser.add_argument("--checkpoint-dir", type=Path, help="where the resumable checkpoint goes (default: --out)")
     parser.add_argument("--max-images", type=int, default=0, help="use only the first N crops (smoke runs)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
@@ -213,7 +216,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
-    print(f"checkpoint: {train(parse_args(argv))}")
+    print(f"weights: {train(parse_args(argv))}")
 
 
 if __name__ == "__main__":
