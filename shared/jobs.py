@@ -38,6 +38,9 @@ from shared.errors import Conflict, ItemError, NotFound, ColorizeError
 from shared.settings import Settings
 
 KEY_PREFIX = "colorize"
+# Workers record a heartbeat this often; one silent for longer than the stale time is gone.
+HEARTBEAT_INTERVAL_S = 5
+WORKER_STALE_AFTER_S = 20
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELED = "succeeded", "partially_succeeded", "failed", "canceled"
@@ -464,6 +467,13 @@ class JobStore:
         if expires_at is not None:
             self.redis.expireat(key, int(float(expires_at)) + 1)
         return int(attempts)
+
+    def attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
+        """Processing attempts started so far for each of ``indices``."""
+        indices = [str(i) for i in indices]
+        if not indices:
+            return []
+        return [int(v or 0) for v in self.redis.hmget(self._job_keys(job_id)[4], indices)]
 
     def unfinished(self, job_id: str, indices: Iterable[int]) -> list[int]:
         """Those of ``indices`` that are registered and neither done nor failed."""

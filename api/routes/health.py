@@ -1,0 +1,40 @@
+"""Liveness (the process answers) and readiness (Redis, storage and workers are there)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+
+from api.errors import error_response
+from api.services import services
+from shared.jobs import WORKER_STALE_AFTER_S
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    svc = services()
+    checks: dict[str, str | int] = {}
+    try:
+        svc.redis.ping()
+        checks["redis"] = "ok"
+        workers = len(svc.jobs.live_workers(WORKER_STALE_AFTER_S))
+        checks["workers"] = workers
+    except Exception as exc:  # any failure means "not ready", with the reason shown
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+        workers = 0
+    try:
+        svc.storage.ping()
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"unavailable: {type(exc).__name__}"
+    ready = checks.get("redis") == "ok" and checks.get("storage") == "ok" and workers > 0
+    if not ready:
+        return error_response(503, {"code": "unavailable", "message": "the service is not ready",
+                                    "details": {"checks": checks}})
+    return jsonify({"status": "ready", "checks": checks})

@@ -1,0 +1,61 @@
+"""Downloading results: one JPEG by redirect, or all of them as one streamed zip."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from flask import Blueprint, Response, redirect
+from zipstream import ZIP_STORED, ZipStream
+
+from api.services import services
+from api.tenancy import current_tenant
+from shared.errors import NotFound
+from shared.jobs import JobStore
+from shared.storage import Storage, result_key
+
+bp = Blueprint("results", __name__, url_prefix="/v1/jobs")
+
+READ_CHUNK_BYTES = 256 * 1024
+
+
+@bp.get("/<job_id>/items/<int:index>/result")
+def item_result(job_id: str, index: int) -> Response:
+    svc = services()
+    job = svc.jobs.get(job_id, current_tenant())
+    item = svc.jobs.item(job_id, index)
+    if item.status != "done":
+        raise NotFound(f"item {index} of job {job_id} has no result ({item.status})", status=item.status)
+    url = svc.storage.presign_get(
+        result_key(job.tenant, job_id, index),
+        download_name=item.output_path.rsplit("/", 1)[-1],
+        expires_s=svc.settings.presign_ttl_s,
+    )
+    return redirect(url, code=302)
+
+
+@bp.get("/<job_id>/results.zip")
+def results_zip(job_id: str) -> Response:
+    svc = services()
+    job = svc.jobs.get(job_id, current_tenant())
+    # JPEG data does not compress: store it, which also keeps the stream cheap to produce.
+    archive = ZipStream(compress_type=ZIP_STORED)
+    for item_index, output_path in _done_results(svc.jobs, job_id):
+        archive.add(_object_chunks(svc.storage, result_key(job.tenant, job_id, item_index)), output_path)
+    response = Response(archive, mimetype="application/zip")
+    response.headers["Content-Disposition"] = f'attachment; filename="{job_id}.zip"'
+    return response
+
+
+def _done_results(jobs: JobStore, job_id: str) -> Iterator[tuple[int, str]]:
+    for item in jobs.done_items(job_id):
+        yield item.index, item.output_path
+
+
+def _object_chunks(storage: Storage, key: str) -> Iterator[bytes]:
+    """The object's bytes, fetched only when the zip stream reaches it."""
+    stream = storage.open_stream(key)
+    try:
+        while chunk := stream.read(READ_CHUNK_BYTES):
+            yield chunk
+    finally:
+        stream.close()

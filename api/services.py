@@ -1,0 +1,48 @@
+"""The connections one API process shares across requests, kept on the Flask app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from shared.jobs import JobStore
+from shared.settings import Settings
+from shared.storage import Storage
+from worker.celery_app import make_celery
+
+EXTENSION_KEY = "colorize"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    storage: Storage
+    celery: Celery
+
+    def url(self, path: str) -> str:
+        """``path`` as clients should use it: absolute when a public base URL is configured."""
+        base = self.settings.public_url
+        return base.rstrip("/") + path if base else path
+
+    @classmethod
+    def connect(cls, settings: Settings) -> "Services":
+        if not settings.redis_url:
+            raise ValueError("the API needs settings.redis_url (REDIS_URL)")
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        return cls(
+            settings=settings,
+            redis=client,
+            jobs=JobStore(client, settings),
+            storage=Storage(settings),
+            celery=make_celery(settings),
+        )
+
+
+def services() -> Services:
+    """The current app's services (inside a request or app context)."""
+    return current_app.extensions[EXTENSION_KEY]

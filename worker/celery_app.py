@@ -1,0 +1,88 @@
+"""The one place Celery is configured, for workers and for the API that enqueues by task name.
+
+``celery -A worker.celery_app worker -Q colorize`` runs workers with the module-level ``app``,
+built from the environment. The API builds its own instance with ``make_celery(settings)``
+and never imports ``worker.tasks`` (which loads models): tasks are only named here.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+
+QUEUE = "colorize"
+EXPAND_TASK = "colorize.expand_job"
+COLORIZE_TASK = "colorize.colorize_chunk"
+PURGE_TASK = "colorize.purge_expired"
+
+
+class ColorizeCelery(Celery):
+    """A Celery app that carries the Settings it was built from to the tasks it runs."""
+
+    def __init__(self, settings: Settings, **kwargs) -> None:
+        super().__init__("colorize", **kwargs)
+        self.colorize_settings = settings
+
+
+def make_celery(settings: Settings) -> ColorizeCelery:
+    if not settings.redis_url:
+        raise ValueError("settings.redis_url must be set (the broker URL)")
+    app = ColorizeCelery(settings, broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_routes={"colorize.*": {"queue": QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        # Job state lives in Redis through shared.jobs; nobody reads Celery results.
+        task_ignore_result=True,
+        result_backend=None,
+        # Ack only after the task body returns: a worker that dies mid-chunk leaves the message
+        # unacknowledged, so the broker hands it to another worker. Tasks are idempotent (result
+        # keys are deterministic per item, item completion is counted once), so a redo is safe.
+        task_acks_late=True,
+        # When a pool process is killed (OOM killer, segfault in a decoder, SIGKILL) requeue its
+        # task at once instead of acking it as failed, which would strand the chunk's items.
+        task_reject_on_worker_lost=True,
+        # A hard time limit kills the pool process like any crash: requeue rather than ack, and
+        # let the per-item attempt counter fail a poison item after item_max_attempts.
+        task_acks_on_timeout=False,
+        # Each worker process reserves one chunk at a time; prefetching more would park chunks
+        # on a busy worker while idle ones on other machines wait, and a crash would delay them all.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={
+            # A message unacked for this long is handed to another worker (the whole worker
+            # machine vanished). Must exceed the longest chunk or it would run twice in parallel.
+            "visibility_timeout": settings.visibility_timeout_s,
+            # Sweep for such messages often enough that recovery follows the timeout closely.
+            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
+        },
+        task_annotations={
+            # Soft limit raises inside the chunk so it can requeue its unfinished items cleanly;
+            # the hard limit kills a process stuck in native code (a hung decoder or inference).
+            # Expansion has none: a large archive legitimately streams for long, and a lease
+            # renewed per entry (worker.tasks.ExpandLease) guards it instead.
+            COLORIZE_TASK: {
+                "soft_time_limit": settings.task_soft_time_limit_s,
+                "time_limit": settings.task_time_limit_s,
+            },
+        },
+        # Pool processes load the configured model at start; the default 4 s would kill them mid-load.
+        worker_proc_alive_timeout=120.0,
+        worker_concurrency=settings.worker_concurrency,
+        # Without a result backend there is nothing to gain from task-state events.
+        worker_send_task_events=False,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def __getattr__(name: str) -> ColorizeCelery:
+    # ``app`` for the celery command line, built from the environment on first use so that
+    # importing make_celery (the API does) needs no broker settings.
+    if name == "app":
+        globals()["app"] = make_celery(Settings.from_env())
+        return globals()["app"]
+    raise AttributeError(name)
