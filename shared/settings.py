@@ -32,12 +32,25 @@ class Limits:
     max_side: int = 30_000  # longest side of one image
 
 
+# Conventional variable names read when the ``COLORIZE_*`` one is unset.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "redis_url": ("REDIS_URL",),
+    "s3_endpoint_url": ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
+    "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
+    "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
+    "s3_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     # Broker and job state. None: start an embedded redis-server under data_dir.
     redis_url: str | None = None
     # Object storage. None: start a local SeaweedFS S3 server under data_dir.
     s3_endpoint_url: str | None = None
+    # Where clients reach the store, when not at s3_endpoint_url (a container network, a proxy);
+    # presigned URLs are built for it.
+    s3_public_endpoint_url: str | None = None
     s3_bucket: str = "colorize"
     s3_region: str = "us-east-1"
     aws_access_key_id: str = "colorize"
@@ -77,17 +90,10 @@ class Settings:
         """Build settings from ``COLORIZE_*`` variables (and the usual REDIS_URL / AWS_* names)."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        aliases = {
-            "redis_url": ("REDIS_URL",),
-            "s3_endpoint_url": ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
-            "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
-            "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
-            "s3_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
-        }
         for f in fields(cls):
             if f.name == "limits":
                 continue
-            names = ("COLORIZE_" + f.name.upper(),) + aliases.get(f.name, ())
+            names = ("COLORIZE_" + f.name.upper(),) + ENV_ALIASES.get(f.name, ())
             raw = next((env[n] for n in names if env.get(n)), None)
             if raw is not None:
                 values[f.name] = _parse(f.type, raw, f.name)
@@ -99,6 +105,17 @@ class Settings:
         settings = cls(**values, limits=Limits(**limit_values))
         settings.validate()
         return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The ``COLORIZE_*`` variables from which ``from_env`` rebuilds these settings (for child processes)."""
+        env = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "limits" and value is not None:
+                env["COLORIZE_" + f.name.upper()] = _format(value)
+        for f in fields(Limits):
+            env["COLORIZE_" + f.name.upper()] = _format(getattr(self.limits, f.name))
+        return env
 
     def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -114,6 +131,12 @@ class Settings:
             raise ValueError("COLORIZE_TASK_TIME_LIMIT_S must exceed the soft limit")
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("COLORIZE_VISIBILITY_TIMEOUT_S must exceed COLORIZE_TASK_TIME_LIMIT_S")
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _parse(kind: Any, raw: str, name: str) -> Any:
