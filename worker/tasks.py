@@ -312,18 +312,35 @@ class ChunkRun:
             for index in todo:
                 jobs.fail_item(self.job.id, index, exc)
             return
-        batches = self._plan_batches(todo)
+        previous = jobs.attempts(self.job.id, todo)
+        fresh = [index for index, count in zip(todo, previous) if count == 0]
+        # Items that were in hand when a worker died run one at a time, after everything else
+        # is stored, so a poison item only uses up its own attempts.
+        retried = [index for index, count in zip(todo, previous) if count > 0]
+        size = self.settings.batch_size
+        self._pipeline(engine, [fresh[i : i + size] for i in range(0, len(fresh), size)])
+        for index in retried:
+            if jobs.status(self.job.id) == CANCELED:
+                return
+            for item in [self._load(i) for i in self._begin([index])]:
+                if self._usable(item):
+                    for done_index, image in self._colorize(engine, [item]):
+                        self._save(done_index, image)
+
+    def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
+        """Batches in turn; the next batch loads and the previous one is stored while one is inferred."""
         if not batches:
             return
+        jobs = self.ctx.jobs
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            loading = [pool.submit(self._load, i) for i in batches[0]]
+            loading = [pool.submit(self._load, i) for i in self._begin(batches[0])]
             saving: list[Future] = []
-            for number, _batch in enumerate(batches):
+            for number in range(len(batches)):
                 loaded = [f.result() for f in loading]
-                if number + 1 < len(batches):
-                    loading = [pool.submit(self._load, i) for i in batches[number + 1]]
                 if jobs.status(self.job.id) == CANCELED:
                     break
+                if number + 1 < len(batches):
+                    loading = [pool.submit(self._load, i) for i in self._begin(batches[number + 1])]
                 outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
                 for future in saving:
                     future.result()  # at most one batch of results waits in memory
@@ -331,20 +348,17 @@ class ChunkRun:
             for future in saving:
                 future.result()
 
-    def _plan_batches(self, todo: Sequence[int]) -> list[list[int]]:
-        """Fresh items in batches of batch_size; items that crashed a worker before, one per batch."""
-        fresh, retried = [], []
-        for index in todo:
+    def _begin(self, indices: Sequence[int]) -> list[int]:
+        """Count an attempt for each item about to be processed; those out of attempts fail instead."""
+        started = []
+        for index in indices:
             attempts = self.ctx.jobs.record_attempt(self.job.id, index)
             if attempts > self.settings.item_max_attempts:
                 self.ctx.jobs.fail_item(self.job.id, index, ProcessingFailed(
                     f"processing crashed or timed out {attempts - 1} times", attempts=attempts - 1))
-            elif attempts > 1:
-                retried.append([index])  # alone, so a poison item only uses up its own attempts
             else:
-                fresh.append(index)
-        size = self.settings.batch_size
-        return [fresh[i : i + size] for i in range(0, len(fresh), size)] + retried
+                started.append(index)
+        return started
 
     def _input_key(self, index: int) -> str:
         if self.job.source_kind == "image":

@@ -49,7 +49,9 @@ def list_items(job_id: str) -> Response:
     offset = _int_arg("offset", 0, minimum=0)
     limit = _int_arg("limit", DEFAULT_PAGE, minimum=1, maximum=MAX_PAGE)
     items = svc.jobs.items(job_id, offset, limit)
-    more = offset + limit < job.total or (not job.expanded and len(items) == limit)
+    # Past the items registered so far there is no next page yet; "expanded": false tells
+    # the client that more may appear.
+    more = offset + limit < job.total
     next_url = svc.url(url_for("jobs.list_items", job_id=job_id, offset=offset + limit, limit=limit)) if more else None
     return jsonify({
         "items": [item_view(svc, job, item) for item in items],

@@ -1,0 +1,164 @@
+"""Real service processes for integration tests: Celery workers as subprocesses, the API on a port.
+
+Builds on the Redis and SeaweedFS fixtures of ``tests/conftest.py``; every process gets its
+settings through ``COLORIZE_*`` environment variables, as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import redis
+from werkzeug.serving import make_server
+
+from api.app import create_app
+from shared.jobs import WORKER_STALE_AFTER_S, JobStore
+from shared.local_services import child_environment
+from shared.settings import PROJECT_ROOT, Limits, Settings
+from tests.model_builder import build_test_model
+
+TEST_MODEL = "test-tiny"
+WORKER_START_TIMEOUT_S = 60
+
+
+def with_redis_db(settings: Settings, db: int) -> Settings:
+    """The same Redis server, another database: a separate broker and job store."""
+    base = settings.redis_url.rsplit("/", 1)[0] if settings.redis_url.count("/") > 2 else settings.redis_url
+    return settings.with_overrides(redis_url=f"{base}/{db}")
+
+
+class WorkerProcess:
+    """One ``celery worker`` (main process plus pool processes) in its own process group."""
+
+    def __init__(self, settings: Settings, name: str, log_dir: Path, extra_modules: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "-Q", "colorize", "-n", f"{name}@%h", "-c", "1", "--pool", "prefork",
+            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+        ]
+        for module in extra_modules:
+            command += ["-I", module]
+        env = child_environment(settings, os.environ)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def heartbeat_name(self) -> str:
+        return f"{socket.gethostname()}:{self.pid}"
+
+    def wait_ready(self, jobs: JobStore) -> None:
+        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.name} exited:\n{self.log_path.read_text()[-3000:]}")
+            if self.heartbeat_name in jobs.live_workers(WORKER_STALE_AFTER_S):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.name} not ready:\n{self.log_path.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool processes included: a machine that vanished."""
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()  # warm shutdown: finishes the task in hand
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+        self._log.close()
+
+
+class ApiServer:
+    """The Flask app on a free port, served by werkzeug in a background thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self._server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def test_models_dir(tmp_path_factory) -> Path:
+    models_dir = tmp_path_factory.mktemp("models")
+    build_test_model(models_dir, TEST_MODEL)
+    return models_dir
+
+
+@pytest.fixture(scope="session")
+def app_settings(service_settings: Settings, test_models_dir: Path) -> Settings:
+    """Service settings sized for tests: the tiny model, small chunks, quick redelivery."""
+    return service_settings.with_overrides(
+        models_dir=test_models_dir,
+        model=TEST_MODEL,
+        engine_threads=1,
+        batch_size=2,
+        chunk_size=2,
+        task_soft_time_limit_s=3,
+        task_time_limit_s=4,
+        visibility_timeout_s=5,
+        item_max_attempts=2,
+        multipart_part_bytes=5 * 1024**2,  # the smallest part S3 (and SeaweedFS) accepts
+        limits=Limits(max_request_bytes=2 * 1024**2, max_upload_bytes=12 * 1024**2, max_pixels=4_000_000),
+    )
+
+
+@pytest.fixture(scope="session")
+def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start worker subprocesses (waits until each records its heartbeat); all stopped at session end."""
+    log_dir = tmp_path_factory.mktemp("worker-logs")
+    started: list[WorkerProcess] = []
+
+    def start(settings: Settings, count: int = 1, extra_modules: tuple[str, ...] = ()) -> list[WorkerProcess]:
+        workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules) for i in range(count)]
+        started.extend(workers)
+        jobs = JobStore(redis.Redis.from_url(settings.redis_url), settings)
+        for worker in workers:
+            worker.wait_ready(jobs)
+        return workers
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture(scope="session")
+def workers(app_settings: Settings, start_worker) -> list[WorkerProcess]:
+    """Two workers shared by the end-to-end tests."""
+    return start_worker(app_settings, count=2)
+
+
+@pytest.fixture(scope="session")
+def api_server(app_settings: Settings) -> Iterator[ApiServer]:
+    server = ApiServer(app_settings)
+    yield server
+    server.stop()
