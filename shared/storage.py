@@ -1,0 +1,402 @@
+"""S3 object storage through boto3, and the object key layout.
+
+Every key lives under ``tenants/<tenant>/``::
+
+    tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
+    tenants/<tenant>/jobs/<job id>/source                    source posted through the API
+    tenants/<tenant>/jobs/<job id>/inputs/<index:07d>        one image taken from the source
+    tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
+
+The API and the workers reach the store through ``settings.s3_endpoint_url``; presigned URLs
+are built for ``settings.s3_public_endpoint_url`` when clients reach the store at another
+address (a container network, a proxy), else for the same endpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any, BinaryIO, Iterator
+from urllib.parse import quote
+
+import boto3
+import smart_open.s3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
+from shared.settings import Settings
+
+# --- key layout ---------------------------------------------------------------------------
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def _checked_id(kind: str, value: str) -> str:
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
+        raise InvalidRequest(f"invalid {kind} {value!r}: use 1-64 letters, digits, '-' or '_'", field=kind)
+    return value
+
+
+def _checked_index(index: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise InvalidRequest(f"invalid item index {index!r}", field="index")
+    return index
+
+
+def tenant_prefix(tenant: str) -> str:
+    return f"tenants/{_checked_id('tenant', tenant)}/"
+
+
+def upload_key(tenant: str, upload_id: str) -> str:
+    return f"{tenant_prefix(tenant)}uploads/{_checked_id('upload id', upload_id)}"
+
+
+def job_prefix(tenant: str, job_id: str) -> str:
+    return f"{tenant_prefix(tenant)}jobs/{_checked_id('job id', job_id)}/"
+
+
+def source_key(tenant: str, job_id: str) -> str:
+    return job_prefix(tenant, job_id) + "source"
+
+
+def item_input_key(tenant: str, job_id: str, index: int) -> str:
+    return f"{job_prefix(tenant, job_id)}inputs/{_checked_index(index):07d}"
+
+
+def result_key(tenant: str, job_id: str, index: int) -> str:
+    return f"{job_prefix(tenant, job_id)}results/{_checked_index(index):07d}.jpg"
+
+
+# --- storage ------------------------------------------------------------------------------
+
+# Parts of server-side streamed uploads. s3transfer keeps up to ten parts in memory per
+# upload, so this bounds memory at 80 MiB per stream; 10,000 parts still allow 78 GiB.
+_STREAM_PART_BYTES = 8 * 1024**2
+# Seekable reads fetch at most this much per GET, so a seek costs at most one such range.
+_SEEKABLE_RANGE_BYTES = 4 * 1024**2
+_SEEKABLE_BUFFER_BYTES = 256 * 1024
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
+_MAX_PART_NUMBER = 10_000
+
+_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
+_THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
+_BAD_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
+
+
+def _client_config(max_attempts: int, connect_timeout_s: float, read_timeout_s: float) -> Config:
+    return Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout_s,
+        read_timeout=read_timeout_s,
+        max_pool_connections=32,
+        # Checksums only where S3 requires them: S3-compatible stores differ in support for
+        # the newer default (CRC trailers on every upload), and presigned URLs must not carry them.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+@contextmanager
+def _translated_errors(key: str | None = None) -> Iterator[None]:
+    """Missing objects become NotFound; an unreachable or failing store becomes ServiceUnavailable."""
+    try:
+        yield
+    except ClientError as exc:
+        code = _error_code(exc)
+        if code in _MISSING_CODES or (_http_status(exc) == 404 and code != "NoSuchBucket"):
+            raise NotFound(f"{key!r} does not exist in storage", key=key) from exc
+        if code == "NoSuchBucket":
+            raise ServiceUnavailable("the storage bucket does not exist") from exc
+        if code in _THROTTLE_CODES or _http_status(exc) >= 500:
+            raise ServiceUnavailable(f"storage failed: {code}") from exc
+        raise
+    except BotoCoreError as exc:
+        raise ServiceUnavailable(f"storage unreachable: {exc}") from exc
+
+
+class _StreamingBodyReader(io.RawIOBase):
+    """A botocore response body as a raw stream, so callers get an ordinary buffered file."""
+
+    def __init__(self, body: Any, key: str) -> None:
+        self._body = body
+        self._key = key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with _translated_errors(self._key):
+            data = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+@contextmanager
+def _translated_reader_errors(key: str) -> Iterator[None]:
+    """As _translated_errors, for smart_open, which wraps botocore's ClientError in an OSError."""
+    with _translated_errors(key):
+        try:
+            yield
+        except OSError as exc:
+            backend_error = getattr(exc, "backend_error", None)
+            if backend_error is None:
+                raise
+            raise backend_error from exc
+
+
+class _SeekableObject(smart_open.s3.Reader):
+    """smart_open's seekable S3 reader, failing with this project's error types."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        with _translated_reader_errors(self.name):
+            return super().read(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with _translated_reader_errors(self.name):
+            return super().seek(offset, whence)
+
+
+class _CountingReader:
+    """Counts the bytes a transfer reads from a file object."""
+
+    def __init__(self, fileobj: BinaryIO) -> None:
+        self._fileobj = fileobj
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._fileobj.read(size)
+        self.count += len(data)
+        return data
+
+
+class Storage:
+    """One bucket of an S3-compatible store."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.bucket = settings.s3_bucket
+        self._client = self._make_client(settings.s3_endpoint_url, _client_config(5, 5.0, 60.0))
+
+    def _make_client(self, endpoint_url: str | None, config: Config) -> Any:
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=self.settings.s3_region,
+            aws_access_key_id=self.settings.aws_access_key_id,
+            aws_secret_access_key=self.settings.aws_secret_access_key,
+            config=config,
+        )
+
+    @cached_property
+    def _probe_client(self) -> Any:
+        # Readiness checks must answer quickly, not wait out the retries of the main client.
+        return self._make_client(self.settings.s3_endpoint_url, _client_config(1, 2.0, 5.0))
+
+    @cached_property
+    def _presign_client(self) -> Any:
+        public = self.settings.s3_public_endpoint_url
+        if public is None or public == self.settings.s3_endpoint_url:
+            return self._client
+        return self._make_client(public, _client_config(1, 5.0, 60.0))
+
+    # --- bucket ---------------------------------------------------------------------------
+
+    def ensure_bucket(self) -> None:
+        with _translated_errors():
+            try:
+                self._client.head_bucket(Bucket=self.bucket)
+                return
+            except ClientError as exc:
+                if _http_status(exc) != 404:
+                    raise
+            params: dict[str, Any] = {"Bucket": self.bucket}
+            if self.settings.s3_region != "us-east-1":
+                params["CreateBucketConfiguration"] = {"LocationConstraint": self.settings.s3_region}
+            try:
+                self._client.create_bucket(**params)
+            except ClientError as exc:
+                if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    def ping(self) -> None:
+        """Raise ServiceUnavailable unless the store answers and the bucket exists."""
+        with _translated_errors():
+            try:
+                self._probe_client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if _http_status(exc) == 404:
+                    raise ServiceUnavailable(f"the storage bucket {self.bucket!r} does not exist") from exc
+                raise
+
+    # --- objects ----------------------------------------------------------------------------
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        with _translated_errors(key):
+            self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def put_stream(self, key: str, fileobj: BinaryIO, content_type: str = "application/octet-stream") -> int:
+        """Upload everything ``fileobj`` yields (multipart when large); return the byte count."""
+        reader = _CountingReader(fileobj)
+        config = TransferConfig(
+            multipart_threshold=_STREAM_PART_BYTES, multipart_chunksize=_STREAM_PART_BYTES, max_concurrency=4
+        )
+        with _translated_errors(key):
+            self._client.upload_fileobj(
+                reader, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
+            )
+        return reader.count
+
+    def get_bytes(self, key: str) -> bytes:
+        with _translated_errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+            return response["Body"].read()
+
+    def open_stream(self, key: str) -> BinaryIO:
+        """A forward-only reader of the object; memory stays at one buffer whatever its size."""
+        with _translated_errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=key)
+        return io.BufferedReader(_StreamingBodyReader(response["Body"], key), buffer_size=256 * 1024)
+
+    def open_seekable(self, key: str) -> BinaryIO:
+        """A read-only, seekable reader served by ranged GETs (zip central directories, random access)."""
+        self.size(key)  # NotFound now rather than at the first read
+        reader = _SeekableObject(
+            self.bucket,
+            key,
+            client=self._client,
+            defer_seek=True,
+            buffer_size=_SEEKABLE_BUFFER_BYTES,
+            range_chunk_size=_SEEKABLE_RANGE_BYTES,
+        )
+        reader.name = key
+        return reader
+
+    def size(self, key: str) -> int:
+        with _translated_errors(key):
+            return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.size(key)
+        except NotFound:
+            return False
+        return True
+
+    def iter_keys(self, prefix: str) -> Iterator[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        with _translated_errors():
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for entry in page.get("Contents", ()):
+                    yield entry["Key"]
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object whose key starts with ``prefix``; return how many were deleted."""
+        if not prefix:
+            raise ValueError("refusing to delete the whole bucket")
+        deleted = 0
+        batch: list[str] = []
+        for key in self.iter_keys(prefix):
+            batch.append(key)
+            if len(batch) == _DELETE_BATCH:
+                deleted += self._delete_batch(batch)
+                batch = []
+        if batch:
+            deleted += self._delete_batch(batch)
+        return deleted
+
+    def _delete_batch(self, keys: list[str]) -> int:
+        with _translated_errors():
+            response = self._client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
+        errors = response.get("Errors") or []
+        if errors:
+            first = errors[0]
+            raise ServiceUnavailable(
+                f"storage could not delete {len(errors)} objects, e.g. {first.get('Key')!r}: {first.get('Code')}"
+            )
+        return len(keys)
+
+    # --- presigned URLs -------------------------------------------------------------------
+
+    def _expiry(self, expires_s: int | None) -> int:
+        return self.settings.presign_ttl_s if expires_s is None else expires_s
+
+    def presign_get(self, key: str, download_name: str | None = None, expires_s: int | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if download_name:
+            params["ResponseContentDisposition"] = _attachment(download_name)
+        return self._presign_client.generate_presigned_url(
+            "get_object", Params=params, ExpiresIn=self._expiry(expires_s)
+        )
+
+    def presign_put(self, key: str, expires_s: int | None = None) -> str:
+        return self._presign_client.generate_presigned_url(
+            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry(expires_s)
+        )
+
+    # --- multipart uploads by clients -----------------------------------------------------
+
+    def create_multipart(self, key: str) -> str:
+        with _translated_errors(key):
+            return self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
+
+    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int | None = None) -> str:
+        _check_part_number(part_number)
+        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+        return self._presign_client.generate_presigned_url("upload_part", Params=params, ExpiresIn=self._expiry(expires_s))
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
+        """Join uploaded parts, given as ``[{"part_number": n, "etag": "..."}]``."""
+        for part in parts:
+            _check_part_number(part["part_number"])
+        ordered = sorted(parts, key=lambda part: part["part_number"])
+        payload = {"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]}
+        with _translated_errors(key):
+            try:
+                self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload=payload
+                )
+            except ClientError as exc:
+                if _error_code(exc) in _BAD_PART_CODES:
+                    raise InvalidRequest(f"the upload parts were rejected: {_error_code(exc)}") from exc
+                raise
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Discard an unfinished multipart upload; one that is already gone is fine."""
+        try:
+            with _translated_errors(key):
+                self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except NotFound:
+            pass
+
+
+def _check_part_number(part_number: int) -> None:
+    if isinstance(part_number, bool) or not isinstance(part_number, int) or not 1 <= part_number <= _MAX_PART_NUMBER:
+        raise InvalidRequest(f"part numbers run from 1 to {_MAX_PART_NUMBER}, not {part_number!r}")
+
+
+def _attachment(filename: str) -> str:
+    """A Content-Disposition naming the download, with an ASCII fallback and the UTF-8 name."""
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

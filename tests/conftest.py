@@ -1,0 +1,73 @@
+"""Session-wide real services: one embedded Redis and one SeaweedFS S3 server per test run.
+
+Fixtures, from the bottom up:
+
+- ``settings``: defaults with a temporary data directory, no service URLs.
+- ``redis_server`` / ``s3_server``: the embedded servers, started once, stopped at the end.
+- ``service_settings``: ``settings`` with the URLs of both servers filled in; build API and
+  worker fixtures on this one (``service_settings.with_overrides(...)`` for variants).
+- ``storage``: a ``Storage`` on the test bucket; ``redis_client``: a client of the server.
+
+Tests share the servers, so each keeps to keys of its own (fresh ids, its own prefixes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import redis
+
+from shared.local_services import RedisServer, SeaweedS3Server, free_port
+from shared.settings import Settings
+from shared.storage import Storage
+
+TEST_BUCKET = "colorize-test"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("colorize-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, s3_bucket=TEST_BUCKET, api_port=free_port())
+
+
+@pytest.fixture(scope="session")
+def redis_server(settings: Settings) -> Iterator[RedisServer]:
+    with RedisServer(settings.data_dir / "redis") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server(settings: Settings) -> Iterator[SeaweedS3Server]:
+    server = SeaweedS3Server(
+        settings.data_dir / "seaweedfs",
+        access_key=settings.aws_access_key_id,
+        secret_key=settings.aws_secret_access_key,
+        bucket=settings.s3_bucket,
+    )
+    with server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def service_settings(settings: Settings, redis_server: RedisServer, s3_server: SeaweedS3Server) -> Settings:
+    return settings.with_overrides(redis_url=redis_server.url, s3_endpoint_url=s3_server.endpoint_url)
+
+
+@pytest.fixture(scope="session")
+def storage(service_settings: Settings) -> Storage:
+    store = Storage(service_settings)
+    store.ensure_bucket()
+    return store
+
+
+@pytest.fixture(scope="session")
+def redis_client(service_settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(service_settings.redis_url)
+    yield client
+    client.close()
