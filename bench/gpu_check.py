@@ -75,7 +75,7 @@ def random_eccv16(directory: Path) -> ModelManifest:
 
     torch.manual_seed(0)
     directory.mkdir(parents=True, exist_ok=True)
-    onnx.save(to_onnx(ColorNet(Widths(64, 128, 256, 512, 256)).eval()), directory / "model.onnx")
+    onnx.save(to_onnx(ColorNet(Widths(64, 128, 256, 512, 256)).eval(), size=224), directory / "model.onnx")
     return write_manifest(directory, {
         "name": "eccv16-random", "format": "onnx", "file": "model.onnx",
         "input": {"name": "l", "size": 224, "normalisation": {"subtract": 50.0, "divide": 1.0}},

@@ -19,7 +19,9 @@ from models.training.network import ColorNet, Widths
 from shared.bins import ab_bins
 from shared.models import ModelManifest, write_manifest
 
-INPUT_SIZE = 224
+# The network is fully convolutional; it is fed L at the scale it was trained on (photos
+# with a short side of 128), which on held-out photos beat feeding it 224 on every metric.
+INPUT_SIZE = 128
 TEMPERATURE = 0.38
 TRAINING_DATA = (
     "17,877 photos: Imagenette train (ImageNet subset), Intel Image Classification train, "
@@ -35,10 +37,10 @@ def load_network(weights: Path) -> ColorNet:
     return model.eval()
 
 
-def to_onnx(model: ColorNet) -> onnx.ModelProto:
+def to_onnx(model: ColorNet, size: int = INPUT_SIZE) -> onnx.ModelProto:
     buffer = io.BytesIO()
     torch.onnx.export(
-        model, (torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE),), buffer,
+        model, (torch.zeros(1, 1, size, size),), buffer,
         dynamo=False, opset_version=17, input_names=["l"], output_names=["logits"],
         dynamic_axes={"l": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "h", 3: "w"}},
     )
@@ -70,7 +72,7 @@ def plot_curve(log: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def export(run: Path, out_dir: Path, name: str, command: str) -> ModelManifest:
+def export(run: Path, out_dir: Path, name: str, command: str, input_size: int = INPUT_SIZE) -> ModelManifest:
     checkpoint = run / "weights.pt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     log = read_log(run)
@@ -86,7 +88,7 @@ def export(run: Path, out_dir: Path, name: str, command: str) -> ModelManifest:
         "description": "Narrow ECCV16-family network (Zhang et al. 2016), trained by Colorize",
         "format": "onnx",
         "file": "model.onnx",
-        "input": {"name": "l", "size": INPUT_SIZE, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+        "input": {"name": "l", "size": input_size, "normalisation": {"subtract": 50.0, "divide": 1.0}},
         "output": {"name": "ab", "downsample": 4, "kind": "annealed_mean_ab"},
         "bins": "eccv16-313",
         "temperature": TEMPERATURE,
@@ -113,8 +115,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--name", default="colorize-small")
     parser.add_argument("--command", default="", help="training command recorded in the manifest")
+    parser.add_argument("--input-size", type=int, default=INPUT_SIZE, help="side of the L input the engine feeds")
     args = parser.parse_args(argv)
-    manifest = export(args.run, args.out, args.name, args.command)
+    manifest = export(args.run, args.out, args.name, args.command, args.input_size)
     print(f"exported {manifest.path} ({manifest.path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -185,10 +185,10 @@ def train(args: argparse.Namespace) -> Path:
             with log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
-            weights = {"model": model.state_dict(), "widths": list(args.widths),
-                       "args": {k: str(v) for k, v in vars(args).items()}, "step": step}
-            torch.save(weights, args.out / "weights.pt")
-            torch.save({**weights, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+            snapshot = {"model": model.state_dict(), "widths": list(args.widths),
+                        "args": {k: str(v) for k, v in vars(args).items()}, "step": step}
+            torch.save(snapshot, args.out / "weights.pt")
+            torch.save({**snapshot, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                         "total_steps": total_steps}, checkpoint_path)
     return args.out / "weights.pt"
 
