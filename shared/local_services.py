@@ -21,7 +21,7 @@ import tempfile
 import time
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence
+from typing import IO, Callable, Iterator, Mapping, Sequence
 
 import boto3
 import redis
@@ -123,29 +123,25 @@ class _ServiceProcess:
             start_new_session=True,
         )
 
-    def _check_alive(self) -> None:
-        if self._process is not None and self._process.poll() is not None:
-            raise ServiceUnavailable(
-                f"{self.name} exited with status {self._process.returncode}; log {self.log_path}:\n"
-                + _log_tail(self.log_path)
-            )
-
-    def _wait_until(self, ready, timeout_s: float) -> None:
+    def _wait_until(self, ready: Callable[[], object], timeout_s: float) -> None:
+        """Call ``ready`` until it stops raising; stop the process if it dies or the time runs out."""
+        assert self._process is not None
         deadline = time.monotonic() + timeout_s
         last_error: Exception | None = None
         while time.monotonic() < deadline:
-            self._check_alive()
+            if self._process.poll() is not None:
+                problem = f"exited with status {self._process.returncode}"
+                break
             try:
                 ready()
                 return
             except Exception as exc:  # not ready yet: connection refused, bucket not writable...
                 last_error = exc
             time.sleep(_POLL_S)
+        else:
+            problem = f"did not become ready within {timeout_s:.0f} s ({last_error})"
         self.stop()
-        raise ServiceUnavailable(
-            f"{self.name} did not become ready within {timeout_s:.0f} s ({last_error}); log {self.log_path}:\n"
-            + _log_tail(self.log_path)
-        )
+        raise ServiceUnavailable(f"{self.name} {problem}; log {self.log_path}:\n{_log_tail(self.log_path)}")
 
     def _terminate(self, timeout_s: float) -> None:
         if self._process is not None:
@@ -187,8 +183,7 @@ class RedisServer(_ServiceProcess):
                 # refusing outside clients should the bind line ever be widened by mistake.
                 "protected-mode yes",
                 f'dir "{self.data_dir}"',
-                "daemonize no",
-                f'logfile "{self.log_path}"',
+                "daemonize no",  # logs go to stdout, which is the log file
                 # Job state and queued tasks must survive a restart: log every write, fsync each second.
                 "appendonly yes",
                 "appendfsync everysec",
@@ -292,9 +287,11 @@ class SeaweedS3Server(_ServiceProcess):
         return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
     def start(self, timeout_s: float = 90.0) -> "SeaweedS3Server":
+        if self.running:
+            raise RuntimeError(f"{self.name} is already running")
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
         # Unix socket paths are limited to ~100 bytes; data_dir may be deeper than that allows.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="colorize-weed-"))
+        self._socket_dir = self._socket_dir or Path(tempfile.mkdtemp(prefix="colorize-weed-"))
         self._launch(self._command(self._write_s3_config(), self._socket_dir), env=self._environment())
         client = boto3.session.Session().client(
             "s3",
@@ -396,7 +393,7 @@ class LocalStack:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT if log is not None else None,
-            # Own session: a terminal's Ctrl-C reaches only us, and we stop children in order.
+            # Own session: a terminal's Ctrl-C reaches only us, so children stop before the services.
             start_new_session=True,
         )
         self._children.append((label, process, log))
@@ -458,12 +455,13 @@ class LocalStack:
             time.sleep(poll_s)
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        """Stop the API first (no new jobs), then workers (warm shutdown), then Redis and SeaweedFS."""
-        children = sorted(self._children, key=lambda child: child[0] != "api")
-        for _, process, _ in children:
+        """Stop the API and the workers (warm shutdown: tasks in hand finish), then Redis and
+        SeaweedFS, which those need until they are gone."""
+        # All at once: each stops on its own time, the slowest sets the pace.
+        for _, process, _ in self._children:
             if process.poll() is None:
                 process.terminate()
-        for _, process, log in children:
+        for _, process, log in self._children:
             _stop_process(process, timeout_s)
             if log is not None:
                 log.close()
