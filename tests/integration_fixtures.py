@@ -82,9 +82,13 @@ class WorkerProcess:
             pass
         self.process.wait(timeout=10)
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()  # warm shutdown: finishes the task in hand
+
+    def stop(self) -> None:
+        self.request_stop()
+        if self.process.poll() is None:
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -121,6 +125,7 @@ def app_settings(service_settings: Settings, test_models_dir: Path) -> Settings:
         models_dir=test_models_dir,
         model=TEST_MODEL,
         engine_threads=1,
+        device="cpu",  # "auto" would import torch in every pool process only to find no GPU
         batch_size=2,
         chunk_size=2,
         task_soft_time_limit_s=3,
@@ -147,6 +152,8 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
         return workers
 
     yield start
+    for worker in started:
+        worker.request_stop()
     for worker in started:
         worker.stop()
 

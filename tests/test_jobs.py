@@ -331,3 +331,32 @@ def test_worker_heartbeats(store: JobStore, clock: Clock) -> None:
     assert store.live_workers(30) == ["w2"]
     store.forget_worker("w2")
     assert store.live_workers(30) == []
+
+
+# --- purge of stored objects ----------------------------------------------------------------
+
+
+def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, clock: Clock, storage) -> None:
+    from shared.storage import item_input_key, job_prefix, result_key, upload_key
+    from worker.tasks import purge_due
+
+    expired = make_job(store)
+    storage.put_bytes(item_input_key("local", expired, 0), b"in")
+    storage.put_bytes(result_key("local", expired, 0), b"out")
+    upload = store.create_upload(tenant="local", filename="big.zip", size=10, key="unused", multipart_id=None)
+    storage.put_bytes(upload_key("local", upload.id), b"uploaded")
+    pending_upload_id = new_id()
+    multipart_id = storage.create_multipart(upload_key("local", pending_upload_id))
+    store.create_upload(tenant="local", filename="half.zip", size=10, key="unused", multipart_id=multipart_id,
+                        upload_id=pending_upload_id)
+    clock.now += TTL_S / 2
+    kept = make_job(store)
+    storage.put_bytes(result_key("local", kept, 0), b"out")
+
+    assert purge_due(store, storage) == 0
+    clock.now += TTL_S / 2 + 1
+    assert purge_due(store, storage) == 3  # the first job and both uploads
+    assert list(storage.iter_keys(job_prefix("local", expired))) == []
+    assert not storage.exists(upload_key("local", upload.id))
+    assert list(storage.iter_keys(job_prefix("local", kept))) == [result_key("local", kept, 0)]
+    assert purge_due(store, storage) == 0
