@@ -70,7 +70,7 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         },
         # Pool processes load the configured model at start; the default 4 s would kill them mid-load.
         worker_proc_alive_timeout=120.0,
-        worker_concurrency=settings.worker_concurrency,
+        worker_concurrency=settings.worker_processes,
         # Without a result backend there is nothing to gain from task-state events.
         worker_send_task_events=False,
         broker_connection_retry_on_startup=True,

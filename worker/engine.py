@@ -9,8 +9,10 @@ on recent GPUs): in float16 the trained network's activations overflow and colou
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+from pathlib import Path
 import time
 from typing import Protocol
 
@@ -86,10 +88,12 @@ def _select_backend(manifest: ModelManifest, device: str, threads: int) -> _Back
 
 
 def _torch_cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
+    # Importing torch costs seconds per worker process: only do it where the fallback is
+    # installed and an NVIDIA driver is present.
+    if importlib.util.find_spec("onnx2torch") is None or not Path("/proc/driver/nvidia").exists():
         return False
+    import torch
+
     return torch.cuda.is_available()
 
 

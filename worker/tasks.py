@@ -82,7 +82,7 @@ class WorkerContext:
     def _engine_threads(self) -> int:
         if self.settings.engine_threads:
             return self.settings.engine_threads
-        return max(1, (os.cpu_count() or 1) // max(1, self.settings.worker_concurrency))
+        return max(1, (os.cpu_count() or 1) // self.settings.worker_processes)
 
 
 _context: WorkerContext | None = None
