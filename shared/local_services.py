@@ -25,6 +25,8 @@ from typing import IO, Callable, Iterator, Mapping, Sequence
 
 import boto3
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -200,7 +202,10 @@ class RedisServer(_ServiceProcess):
         config_path = self.data_dir / "redis.conf"
         config_path.write_text(self._config())
         self._launch([str(_redis_server_binary()), str(config_path)])
-        client = redis.Redis(host=LOOPBACK, port=self.port, socket_connect_timeout=1, socket_timeout=2)
+        # One quick try per poll: the client's own retries would hide that the server died.
+        client = redis.Redis(
+            host=LOOPBACK, port=self.port, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+        )
         try:
             self._wait_until(client.ping, timeout_s)
         finally:
@@ -427,7 +432,7 @@ class LocalStack:
         self, count: int = 1, concurrency: int | None = None, log_dir: Path | None = None
     ) -> list[subprocess.Popen]:
         """``count`` celery workers on the colorize queue, each with ``concurrency`` pool processes."""
-        concurrency = concurrency or self.settings.worker_concurrency
+        concurrency = concurrency or self.settings.worker_processes
         started = []
         first = sum(1 for label, _, _ in self._children if label.startswith("worker"))
         for n in range(first, first + count):

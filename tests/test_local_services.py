@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from shared.errors import ServiceUnavailable
 from shared.local_services import LocalStack, RedisServer, child_environment, free_port
 from shared.settings import PROJECT_ROOT, Settings
 from shared.storage import Storage
@@ -53,6 +54,17 @@ def test_redis_keeps_writes_across_a_restart_and_never_evicts(tmp_path: Path) ->
         client.close()
 
 
+def test_a_service_that_cannot_start_fails_with_its_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = RedisServer(tmp_path / "redis", port=taken.getsockname()[1])
+        with pytest.raises(ServiceUnavailable, match="exited"):
+            server.start()
+    assert not server.running
+    assert "Address already in use" in server.log_path.read_text()
+
+
 def test_local_stack_starts_missing_services_and_keeps_their_data(tmp_path: Path) -> None:
     base = Settings(data_dir=tmp_path / "var", s3_bucket="colorize-stack")
     with LocalStack(base) as stack:
@@ -75,17 +87,18 @@ def test_local_stack_starts_nothing_when_services_are_configured(service_setting
         assert stack.settings == service_settings
 
 
-def test_children_get_the_settings_and_not_the_callers_stale_variables(service_settings: Settings) -> None:
+def test_children_get_the_settings_and_not_the_callers_stale_variables() -> None:
+    settings = Settings(redis_url="redis://127.0.0.1:7000/0", s3_endpoint_url="http://127.0.0.1:7001", chunk_size=3)
     inherited = {
         "PATH": "/usr/bin",
         "REDIS_URL": "redis://elsewhere:6379/0",
         "COLORIZE_PUBLIC_URL": "http://stale.example",
         "S3_ENDPOINT_URL": "http://elsewhere:9000",
     }
-    env = child_environment(service_settings, inherited)
+    env = child_environment(settings, inherited)
     assert env["PATH"] == "/usr/bin"
     assert "REDIS_URL" not in env and "S3_ENDPOINT_URL" not in env
-    assert Settings.from_env(env) == service_settings
+    assert Settings.from_env(env) == settings
 
 
 def descendants(root: int) -> set[int]:
@@ -132,8 +145,10 @@ def test_serve_runs_api_and_worker_and_stops_all_on_ctrl_c(service_settings: Set
         api_url = f"http://{settings.api_host}:{settings.api_port}"
         with urllib.request.urlopen(api_url + "/healthz", timeout=10) as response:
             assert response.status == 200
-        processes = descendants(serve.pid)
-        assert len(processes) >= 4  # gunicorn with its worker, celery with its pool process
+        # gunicorn with its worker, celery with its pool process (forked once the worker boots)
+        while len(processes := descendants(serve.pid)) < 4:
+            assert time.monotonic() < deadline, processes
+            time.sleep(0.2)
 
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=60) == 0, "".join(output)
