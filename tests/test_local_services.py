@@ -155,6 +155,10 @@ def test_serve_runs_api_and_worker_and_stops_all_on_ctrl_c(service_settings: Set
         assert not listening(settings.api_port)
         assert not any(alive(pid) for pid in processes)
     finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
+        if serve.poll() is None:  # the test failed midway: let serve stop its children, then make sure
+            serve.terminate()
+            try:
+                serve.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                serve.kill()
+                serve.wait()
