@@ -32,6 +32,20 @@ class Limits:
     max_side: int = 30_000  # longest side of one image
 
 
+@dataclass(frozen=True)
+class Quotas:
+    """Per-tenant quotas and rate limits; 0 turns one off. When hit, the client gets 429 with Retry-After."""
+
+    max_jobs_in_flight: int = 200  # queued or running jobs of one tenant
+    max_images_per_day: int = 1_000_000  # images taken in for processing per tenant and UTC day
+    requests_per_s: float = 100.0  # sustained API request rate of one tenant
+    request_burst: int = 500  # requests a tenant may make at once before the sustained rate applies
+
+
+# Groups of settings held in their own dataclass, read from COLORIZE_<FIELD> like the others.
+NESTED: dict[str, type] = {"limits": Limits, "quotas": Quotas}
+
+
 # Conventional variable names read when the ``COLORIZE_*`` one is unset.
 ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "redis_url": ("REDIS_URL",),
@@ -60,6 +74,12 @@ class Settings:
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # API authentication: "keys" (every request needs an API key) or "open" (none; every request
+    # acts as tenant "local"). Unset: "open" when api_host is a loopback address, else "keys".
+    auth: str | None = None
+    # Lets "open" serve clients beyond the loopback interface; without it the API refuses to
+    # start open on a non-loopback api_host and asks those clients for a key.
+    auth_allow_open_public: bool = False
     # Public base URL clients use; presigned URLs and Location headers are built from it.
     public_url: str | None = None
 
@@ -86,6 +106,7 @@ class Settings:
     multipart_part_bytes: int = 64 * 1024**2
 
     limits: Limits = field(default_factory=Limits)
+    quotas: Quotas = field(default_factory=Quotas)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -93,18 +114,20 @@ class Settings:
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
         for f in fields(cls):
-            if f.name == "limits":
+            if f.name in NESTED:
                 continue
             names = ("COLORIZE_" + f.name.upper(),) + ENV_ALIASES.get(f.name, ())
             raw = next((env[n] for n in names if env.get(n)), None)
             if raw is not None:
                 values[f.name] = _parse(f.type, raw, f.name)
-        limit_values = {}
-        for f in fields(Limits):
-            raw = env.get("COLORIZE_" + f.name.upper())
-            if raw:
-                limit_values[f.name] = _parse(f.type, raw, f.name)
-        settings = cls(**values, limits=Limits(**limit_values))
+        for name, group in NESTED.items():
+            group_values = {}
+            for f in fields(group):
+                raw = env.get("COLORIZE_" + f.name.upper())
+                if raw:
+                    group_values[f.name] = _parse(f.type, raw, f.name)
+            values[name] = group(**group_values)
+        settings = cls(**values)
         settings.validate()
         return settings
 
@@ -113,10 +136,11 @@ class Settings:
         env = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "limits" and value is not None:
+            if f.name not in NESTED and value is not None:
                 env["COLORIZE_" + f.name.upper()] = _format(value)
-        for f in fields(Limits):
-            env["COLORIZE_" + f.name.upper()] = _format(getattr(self.limits, f.name))
+        for name, group in NESTED.items():
+            for f in fields(group):
+                env["COLORIZE_" + f.name.upper()] = _format(getattr(getattr(self, name), f.name))
         return env
 
     @property
@@ -137,6 +161,11 @@ class Settings:
             raise ValueError("COLORIZE_TASK_TIME_LIMIT_S must exceed the soft limit")
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("COLORIZE_VISIBILITY_TIMEOUT_S must exceed COLORIZE_TASK_TIME_LIMIT_S")
+        if self.auth not in (None, "keys", "open"):
+            raise ValueError(f"COLORIZE_AUTH must be keys or open (or unset), not {self.auth!r}")
+        for f in fields(Quotas):
+            if getattr(self.quotas, f.name) < 0:
+                raise ValueError(f"COLORIZE_{f.name.upper()} must not be negative (0 turns it off)")
 
 
 def _format(value: Any) -> str:
