@@ -122,3 +122,13 @@ class ProcessingFailed(ItemError):
     """The item crashed the decoder or model on every attempt."""
 
     code = "processing_failed"
+
+
+class QuotaExceeded(RateLimited, ItemError):
+    """A tenant's quota (jobs in flight, images per day) is used up.
+
+    A refused request (429 with Retry-After), or the error of each archive entry that arrives
+    after the daily image quota ran out during expansion.
+    """
+
+    code = "quota_exceeded"
