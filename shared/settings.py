@@ -6,6 +6,7 @@ and passes the object down; nothing else reads ``os.environ``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -53,6 +54,7 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
     "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
     "s3_region": ("AWS_REGION", "AWS_DEFAULT_REGION"),
+    "metrics_dir": ("PROMETHEUS_MULTIPROC_DIR",),
 }
 
 
@@ -104,6 +106,29 @@ class Settings:
     result_ttl_s: int = 7 * 24 * 3600  # results and job records expire after this
     presign_ttl_s: int = 900
     multipart_part_bytes: int = 64 * 1024**2
+
+    # Webhooks (shared/webhooks.py). A delivery attempt waits at most webhook_timeout_s; a failed
+    # one is retried after webhook_retry_base_s, doubling up to webhook_retry_max_s (which stays
+    # under visibility_timeout_s: a countdown longer than that would be redelivered early).
+    webhook_timeout_s: float = 5.0
+    webhook_max_attempts: int = 8
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_max_s: float = 300.0
+    # At most one progress event per job per interval, and only once progress has reached a
+    # further step of this many percent; 0 lifts either condition.
+    webhook_progress_interval_s: float = 10.0
+    webhook_progress_step_pct: int = 10
+    # Callback URLs resolving to loopback, private, link-local or other non-global addresses are
+    # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
+    webhook_allow_private: bool = False
+    webhook_allowed_networks: str = ""
+
+    log_format: str = "text"  # text | json (one JSON object per line)
+    # Workers serve Prometheus metrics on this port from their main process; 0 = off.
+    worker_metrics_port: int = 0
+    # prometheus_client multiprocess directory (pool processes, gunicorn workers); None with
+    # worker metrics on: a fresh temporary directory per worker.
+    metrics_dir: Path | None = None
 
     limits: Limits = field(default_factory=Limits)
     quotas: Quotas = field(default_factory=Quotas)
@@ -161,6 +186,20 @@ class Settings:
             raise ValueError("COLORIZE_TASK_TIME_LIMIT_S must exceed the soft limit")
         if self.visibility_timeout_s <= self.task_time_limit_s:
             raise ValueError("COLORIZE_VISIBILITY_TIMEOUT_S must exceed COLORIZE_TASK_TIME_LIMIT_S")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"COLORIZE_LOG_FORMAT must be text or json, not {self.log_format!r}")
+        if self.webhook_max_attempts < 1 or self.webhook_timeout_s <= 0:
+            raise ValueError("COLORIZE_WEBHOOK_MAX_ATTEMPTS and COLORIZE_WEBHOOK_TIMEOUT_S must be positive")
+        if not 0 <= self.webhook_retry_base_s <= self.webhook_retry_max_s < self.visibility_timeout_s:
+            raise ValueError("webhook retry delays must satisfy 0 <= COLORIZE_WEBHOOK_RETRY_BASE_S <= "
+                             "COLORIZE_WEBHOOK_RETRY_MAX_S < COLORIZE_VISIBILITY_TIMEOUT_S")
+        if not 0 <= self.webhook_progress_step_pct <= 100:
+            raise ValueError("COLORIZE_WEBHOOK_PROGRESS_STEP_PCT must be between 0 and 100")
+        for network in filter(None, (n.strip() for n in self.webhook_allowed_networks.split(","))):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"COLORIZE_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
         if self.auth not in (None, "keys", "open"):
             raise ValueError(f"COLORIZE_AUTH must be keys or open (or unset), not {self.auth!r}")
         for f in fields(Quotas):
