@@ -11,7 +11,7 @@ Redis layout (``{id}`` is a hash tag, so one job's keys share a cluster slot)::
     colorize:job:{id}            HASH  id tenant status model temperature source_filename
                                        source_kind source_key total done failed expanded
                                        created_at started_at finished_at expires_at
-                                       error_code error_message
+                                       error_code error_message callback_url webhook_events
     colorize:job:{id}:items      HASH  index -> JSON {"path", "output_path", "size"}
     colorize:job:{id}:status     HASH  index -> "done" | "failed"   (absent: pending)
     colorize:job:{id}:errors     HASH  index -> JSON {"code", "message"}
@@ -26,6 +26,7 @@ Redis layout (``{id}`` is a hash tag, so one job's keys share a cluster slot)::
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from redis import Redis
 
 from shared.errors import Conflict, ItemError, NotFound, ColorizeError
 from shared.settings import Settings
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "colorize"
 # Workers record a heartbeat this often; one silent for longer than the stale time is gone.
@@ -109,6 +112,8 @@ class Job:
     finished_at: float | None
     expires_at: float
     error: dict[str, str] | None
+    callback_url: str | None = None
+    webhook_events: tuple[str, ...] = ()
 
     @property
     def pending(self) -> int:
@@ -166,6 +171,20 @@ class Upload:
     job_id: str | None
     created_at: float
     expires_at: float
+
+
+class JobListener:
+    """Told of changes once they are committed (webhooks, metrics): the start and the finish
+    of a job reach exactly one listener call each, an item's outcome one per item."""
+
+    def job_started(self, job_id: str) -> None:
+        pass
+
+    def item_finished(self, job_id: str, index: int, outcome: str, error_code: str | None) -> None:
+        pass
+
+    def job_finished(self, job_id: str) -> None:
+        pass
 
 
 # --- Lua ----------------------------------------------------------------------------------
@@ -306,8 +325,9 @@ class JobStore:
     """Job, item and upload records of one Redis database."""
 
     def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str = KEY_PREFIX) -> None:
+                 namespace: str = KEY_PREFIX, listeners: Sequence[JobListener] = ()) -> None:
         self.redis = redis
+        self.listeners = tuple(listeners)
         self.settings = settings
         self._clock = clock
         self._ns = namespace
@@ -348,6 +368,8 @@ class JobStore:
         source_filename: str | None = None,
         job_id: str | None = None,
         single_item: NewItem | None = None,
+        callback_url: str | None = None,
+        webhook_events: Sequence[str] = (),
     ) -> Job:
         """Record a queued job. ``single_item``: a one-image job, registered and expanded at once."""
         if ":" in tenant:
@@ -370,6 +392,8 @@ class JobStore:
             "expanded": "0",
             "created_at": repr(now),
             "expires_at": repr(expires_at),
+            "callback_url": callback_url or "",
+            "webhook_events": ",".join(webhook_events),
         }
         keys = self._job_keys(job_id)
         pipe = self.redis.pipeline(transaction=True)
@@ -400,11 +424,15 @@ class JobStore:
     def mark_running(self, job_id: str) -> bool:
         """queued -> running; False when the job was not queued (already running, or terminal)."""
         changed, _ = self._run_set_status(job_id, RUNNING, None)
+        if changed:
+            self._notify("job_started", job_id)
         return changed
 
     def fail_job(self, job_id: str, error: ColorizeError) -> bool:
         """End a job as failed with a job-level error; False when it had already ended."""
         changed, _ = self._run_set_status(job_id, FAILED, error)
+        if changed:
+            self._notify("job_finished", job_id)
         return changed
 
     def cancel(self, job_id: str) -> Job:
@@ -412,6 +440,7 @@ class JobStore:
         changed, previous = self._run_set_status(job_id, CANCELED, None)
         if not changed:
             raise Conflict(f"job {job_id} has already ended ({previous})", status=previous)
+        self._notify("job_finished", job_id)
         return self.get(job_id)
 
     def _run_set_status(self, job_id: str, new: str, error: ColorizeError | None) -> tuple[bool, str]:
@@ -443,19 +472,34 @@ class JobStore:
         result = self._end_expansion(keys=self._job_keys(job_id), args=[*self._ttl_args(), code, message])
         if result == -1:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
+        if result == 1:
+            self._notify("job_finished", job_id)
         return result == 1
 
     def complete_item(self, job_id: str, index: int) -> ItemOutcome:
-        return self._finish(job_id, index, ITEM_DONE, "")
+        return self._finish(job_id, index, ITEM_DONE, None)
 
     def fail_item(self, job_id: str, index: int, error: ItemError) -> ItemOutcome:
-        return self._finish(job_id, index, ITEM_FAILED, _error_json(error))
+        return self._finish(job_id, index, ITEM_FAILED, error)
 
-    def _finish(self, job_id: str, index: int, outcome: str, error_json: str) -> ItemOutcome:
+    def _finish(self, job_id: str, index: int, outcome: str, error: ColorizeError | None) -> ItemOutcome:
+        error_json = _error_json(error) if error is not None else ""
         counted, finished = self._finish_item(
             keys=self._job_keys(job_id), args=[*self._ttl_args(), index, outcome, error_json]
         )
+        if counted:
+            self._notify("item_finished", job_id, index, outcome, error.code if error is not None else None)
+        if finished:
+            self._notify("job_finished", job_id)
         return ItemOutcome(counted=bool(counted), finished=bool(finished))
+
+    def _notify(self, event: str, *args: Any) -> None:
+        # The change is committed; a listener failing (a lost webhook) must not undo nor repeat it.
+        for listener in self.listeners:
+            try:
+                getattr(listener, event)(*args)
+            except Exception:
+                log.exception("job listener %s failed on %s", type(listener).__name__, event)
 
     def record_attempt(self, job_id: str, index: int) -> int:
         """Count one more processing attempt of an item; returns the count including this one."""
@@ -660,6 +704,8 @@ def _job_from_hash(raw: dict[bytes, bytes]) -> Job:
         finished_at=_optional_float(text.get("finished_at", "")),
         expires_at=float(text["expires_at"]),
         error=error,
+        callback_url=text.get("callback_url") or None,
+        webhook_events=tuple(filter(None, text.get("webhook_events", "").split(","))),
     )
 
 
