@@ -58,6 +58,8 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(status, error.to_dict())
         if isinstance(error, e.RateLimited):
             response.headers["Retry-After"] = str(error.retry_after_s)
+        if isinstance(error, e.Unauthorized):
+            response.headers["WWW-Authenticate"] = 'Bearer realm="colorize"'
         return response
 
     @app.errorhandler(HTTPException)

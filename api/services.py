@@ -8,7 +8,9 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from shared.api_keys import KeyStore
 from shared.jobs import JobStore
+from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
 from worker.celery_app import make_celery
@@ -23,6 +25,8 @@ class Services:
     jobs: JobStore
     storage: Storage
     celery: Celery
+    keys: KeyStore
+    quotas: QuotaStore
 
     def url(self, path: str) -> str:
         """``path`` as clients should use it: absolute when a public base URL is configured."""
@@ -34,12 +38,15 @@ class Services:
         if not settings.redis_url:
             raise ValueError("the API needs settings.redis_url (REDIS_URL)")
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        jobs = JobStore(client, settings)
         return cls(
             settings=settings,
             redis=client,
-            jobs=JobStore(client, settings),
+            jobs=jobs,
             storage=Storage(settings),
             celery=make_celery(settings),
+            keys=KeyStore(client),
+            quotas=QuotaStore(client, settings.quotas, jobs),
         )
 
 

@@ -27,12 +27,15 @@ DEFAULT_PAGE = 100
 @bp.post("")
 def create_job() -> tuple[Response, int, dict[str, str]]:
     svc = services()
-    if request.mimetype == "multipart/form-data":
-        job = _job_from_form(svc)
-    elif request.is_json:
-        job = _job_from_upload(svc, json_object())
-    else:
+    if request.mimetype != "multipart/form-data" and not request.is_json:
         raise UnsupportedMediaType("send multipart/form-data with a 'file' field, or JSON with an 'upload_id'")
+    job_id = new_id()
+    # Quotas first: a refused submission reads and stores nothing.
+    with svc.quotas.admit_job(current_tenant(), job_id):
+        if request.mimetype == "multipart/form-data":
+            job = _job_from_form(svc, job_id)
+        else:
+            job = _job_from_upload(svc, job_id, json_object())
     return jsonify(job_view(svc, job)), 202, {"Location": svc.url(f"/v1/jobs/{job.id}")}
 
 
@@ -71,7 +74,7 @@ def cancel_job(job_id: str) -> Response:
 # --- submission ---------------------------------------------------------------------------
 
 
-def _job_from_form(svc: Services) -> Job:
+def _job_from_form(svc: Services, job_id: str) -> Job:
     upload = request.files.get("file")  # reading the form enforces MAX_CONTENT_LENGTH (413)
     if upload is None:
         raise InvalidRequest("the multipart form needs a 'file' field")
@@ -80,14 +83,13 @@ def _job_from_form(svc: Services) -> Job:
     head = upload.stream.read(SNIFF_BYTES)
     upload.stream.seek(0)
     kind = detect_source_kind(head, filename)
-    job_id = new_id()
     tenant = current_tenant()
     key = source_key(tenant, job_id)
     size = svc.storage.put_stream(key, upload.stream, content_type=upload.mimetype or "application/octet-stream")
     return _submit(svc, job_id, tenant, key, kind, filename, size, manifest, temperature)
 
 
-def _job_from_upload(svc: Services, body: Mapping[str, Any]) -> Job:
+def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any]) -> Job:
     upload_id = body.get("upload_id")
     if not isinstance(upload_id, str) or not upload_id:
         raise InvalidRequest("JSON job requests need an 'upload_id' (from POST /v1/uploads)")
@@ -102,7 +104,6 @@ def _job_from_upload(svc: Services, body: Mapping[str, Any]) -> Job:
     size = svc.storage.size(upload.key) if svc.storage.exists(upload.key) else 0
     if size > svc.settings.limits.max_upload_bytes:
         raise PayloadTooLarge(f"the upload is larger than {svc.settings.limits.max_upload_bytes} bytes")
-    job_id = new_id()
     svc.jobs.claim_upload(upload.id, job_id)
     try:
         filename = _clean_filename(filename or upload.filename)
@@ -125,6 +126,8 @@ def _submit(svc: Services, job_id: str, tenant: str, key: str, kind: str, filena
     common = dict(tenant=tenant, model=manifest.name, temperature=temperature, source_kind=kind,
                   source_key=key, source_filename=filename, job_id=job_id)
     if kind == "image":
+        # An archive's images are counted as the worker expands it; a single image here.
+        svc.quotas.take_image(tenant)
         path = filename or "image"
         job = svc.jobs.create_job(**common, single_item=NewItem(0, path, output_name(path), size))
         svc.celery.send_task(COLORIZE_TASK, args=(job_id, [0]), queue=QUEUE)
