@@ -31,11 +31,13 @@ from shared.errors import (
     ItemError,
     NotFound,
     ProcessingFailed,
+    QuotaExceeded,
     ServiceUnavailable,
 )
 from shared.imaging import decode_image, encode_jpeg
 from shared.jobs import CANCELED, HEARTBEAT_INTERVAL_S, RUNNING, WORKER_STALE_AFTER_S, Job, JobStore, NewItem
 from shared.models import load_manifest
+from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage, item_input_key, job_prefix, result_key, upload_key
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, PURGE_TASK, QUEUE
@@ -65,6 +67,7 @@ class WorkerContext:
         self.pid = os.getpid()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
         self.jobs = JobStore(self.redis, settings)
+        self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.storage = Storage(settings)
         self._engines: dict[str, Engine] = {}
         self._engine_lock = threading.Lock()
@@ -195,6 +198,8 @@ class Expander:
         self.registered = job.total
         # Allocated for every entry, resumed ones included: the same order gives the same names.
         self.output_names = OutputNames()
+        # Set once the tenant's daily image quota runs out: every later entry fails with it.
+        self.quota_error: QuotaExceeded | None = None
 
     def run(self) -> None:
         jobs, job = self.ctx.jobs, self.job
@@ -228,7 +233,7 @@ class Expander:
         if index < self.registered:
             chunk.resumed.append(index)  # its data is skipped; the archive reader moves past it
             return
-        error = entry.error
+        error = entry.error or self._take_image()
         if error is None:
             try:
                 data = entry.read()
@@ -240,6 +245,15 @@ class Expander:
         chunk.items.append(NewItem(index=index, path=entry.path, output_path=name, size=entry.size, error=error))
         if len(chunk.uploads) >= IO_THREADS * 2:
             chunk.uploads.pop(0).result()
+
+    def _take_image(self) -> QuotaExceeded | None:
+        """Count the entry against the tenant's daily image quota; the error it gets when none is left."""
+        if self.quota_error is None:
+            try:
+                self.ctx.quotas.take_image(self.job.tenant)
+            except QuotaExceeded as exc:
+                self.quota_error = exc
+        return self.quota_error
 
     def _flush(self, chunk: _PendingChunk) -> None:
         for upload in chunk.uploads:
