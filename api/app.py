@@ -9,11 +9,15 @@ from __future__ import annotations
 from flask import Flask, request
 
 from api.errors import register_error_handlers
-from api.routes import health, jobs, models, results, uploads
+from api.routes import health, jobs, models, openapi, results, uploads, webhooks
+from api.routes.metrics import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
+from shared.logging import configure_logging
 from shared.settings import Settings
+from shared.webhooks import WebhookNotifier
+from worker.celery_app import webhook_publisher
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -23,7 +27,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     # are refused (413) without being buffered.
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_request_bytes
     app.json.sort_keys = False
-    app.extensions[EXTENSION_KEY] = Services.connect(settings)
+    configure_logging(settings)
+    svc = Services.connect(settings)
+    # A canceled job's completed event is published by the API, every other event by workers.
+    svc.jobs.listeners = (WebhookNotifier(svc.redis, settings, webhook_publisher(svc.celery)),)
+    app.extensions[EXTENSION_KEY] = svc
+    # First, so that requests refused by the checks below are measured too.
+    install_metrics(app, settings, svc.redis)
     limit = settings.limits.max_request_bytes
 
     @app.before_request
@@ -35,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit)
 
     install_authentication(app, settings)
-    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp):
+    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, webhooks.bp, openapi.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

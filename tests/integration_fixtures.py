@@ -39,13 +39,16 @@ def with_redis_db(settings: Settings, db: int) -> Settings:
 class WorkerProcess:
     """One ``celery worker`` (main process plus pool processes) in its own process group."""
 
-    def __init__(self, settings: Settings, name: str, log_dir: Path, extra_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, settings: Settings, name: str, log_dir: Path, extra_modules: tuple[str, ...] = (),
+                 queues: str = "colorize", pool: str = "prefork", concurrency: int = 1) -> None:
         self.settings = settings
         self.name = name
         self.log_path = log_dir / f"{name}.log"
+        # Workers of the colorize queue record heartbeats; others are ready when Celery says so.
+        self.heartbeats = "colorize" in queues.split(",")
         command = [
             sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            "-Q", "colorize", "-n", f"{name}@%h", "-c", "1", "--pool", "prefork",
+            "-Q", queues, "-n", f"{name}@%h", "-c", str(concurrency), "--pool", pool,
             "--without-gossip", "--without-mingle", "--loglevel", "INFO",
         ]
         for module in extra_modules:
@@ -69,7 +72,9 @@ class WorkerProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            if self.heartbeat_name in jobs.live_workers(WORKER_STALE_AFTER_S):
+            if self.heartbeats and self.heartbeat_name in jobs.live_workers(WORKER_STALE_AFTER_S):
+                return
+            if not self.heartbeats and b" ready." in self.log_path.read_bytes():
                 return
             time.sleep(0.1)
         raise TimeoutError(f"worker {self.name} not ready:\n{self.log_path.read_text()[-3000:]}")
@@ -143,8 +148,10 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
     log_dir = tmp_path_factory.mktemp("worker-logs")
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, count: int = 1, extra_modules: tuple[str, ...] = ()) -> list[WorkerProcess]:
-        workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules) for i in range(count)]
+    def start(settings: Settings, count: int = 1, extra_modules: tuple[str, ...] = (), **options) -> list[WorkerProcess]:
+        """``options``: ``queues``, ``pool``, ``concurrency`` of :class:`WorkerProcess`."""
+        workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options)
+                   for i in range(count)]
         started.extend(workers)
         jobs = JobStore(redis.Redis.from_url(settings.redis_url), settings)
         for worker in workers:

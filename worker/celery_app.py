@@ -7,6 +7,8 @@ and never imports ``worker.tasks`` (which loads models): tasks are only named he
 
 from __future__ import annotations
 
+from typing import Callable
+
 from celery import Celery
 
 from shared.settings import Settings
@@ -15,6 +17,10 @@ QUEUE = "colorize"
 EXPAND_TASK = "colorize.expand_job"
 COLORIZE_TASK = "colorize.colorize_chunk"
 PURGE_TASK = "colorize.purge_expired"
+# Webhook deliveries wait on other people's servers: a queue of their own, so that a slow
+# receiver never holds up colorizing (run e.g. ``-Q webhooks --pool threads``).
+WEBHOOK_QUEUE = "webhooks"
+WEBHOOK_TASK = "colorize.deliver_webhook"
 
 
 class ColorizeCelery(Celery):
@@ -28,10 +34,12 @@ class ColorizeCelery(Celery):
 def make_celery(settings: Settings) -> ColorizeCelery:
     if not settings.redis_url:
         raise ValueError("settings.redis_url must be set (the broker URL)")
-    app = ColorizeCelery(settings, broker=settings.redis_url, include=["worker.tasks"])
+    app = ColorizeCelery(settings, broker=settings.redis_url,
+                         include=["worker.tasks", "worker.webhooks", "worker.observability"])
     app.conf.update(
         task_default_queue=QUEUE,
-        task_routes={"colorize.*": {"queue": QUEUE}},
+        # Exact names are matched before patterns.
+        task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}, "colorize.*": {"queue": QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         # Job state lives in Redis through shared.jobs; nobody reads Celery results.
@@ -67,6 +75,8 @@ def make_celery(settings: Settings) -> ColorizeCelery:
                 "soft_time_limit": settings.task_soft_time_limit_s,
                 "time_limit": settings.task_time_limit_s,
             },
+            # A backstop over the attempt's own timeouts (name resolution has none of its own).
+            WEBHOOK_TASK: {"time_limit": int(settings.webhook_timeout_s * 3) + 10},
         },
         # Pool processes load the configured model at start; the default 4 s would kill them mid-load.
         worker_proc_alive_timeout=120.0,
@@ -77,6 +87,11 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
+    """Publishes one webhook message (``shared.webhooks.WebhookMessage.to_dict()``) for delivery."""
+    return lambda message: app.send_task(WEBHOOK_TASK, args=(message,), queue=WEBHOOK_QUEUE)
 
 
 def __getattr__(name: str) -> ColorizeCelery:

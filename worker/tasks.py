@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 import redis
-from celery import shared_task
+from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
@@ -35,12 +35,15 @@ from shared.errors import (
     ServiceUnavailable,
 )
 from shared.imaging import decode_image, encode_jpeg
+from shared.logging import bind_log_context
+from shared.metrics import WorkerMetrics
 from shared.jobs import CANCELED, HEARTBEAT_INTERVAL_S, RUNNING, WORKER_STALE_AFTER_S, Job, JobStore, NewItem
 from shared.models import load_manifest
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage, item_input_key, job_prefix, result_key, upload_key
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, PURGE_TASK, QUEUE
+from shared.webhooks import WebhookNotifier
+from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, PURGE_TASK, QUEUE, webhook_publisher
 from worker.colorizer import colorize_batch
 from worker.engine import Engine
 
@@ -66,7 +69,9 @@ class WorkerContext:
         self.settings = settings
         self.pid = os.getpid()
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
-        self.jobs = JobStore(self.redis, settings)
+        self.metrics = WorkerMetrics()
+        notifier = WebhookNotifier(self.redis, settings, webhook_publisher(current_app))
+        self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.storage = Storage(settings)
         self._engines: dict[str, Engine] = {}
@@ -78,7 +83,9 @@ class WorkerContext:
             manifest = load_manifest(self.settings.models_dir, model)
             engine = self._engines.get(manifest.name)
             if engine is None:
+                started = time.perf_counter()
                 engine = Engine.load(manifest, device=self.settings.device, threads=self._engine_threads())
+                self.metrics.model_load_seconds.labels(manifest.name, engine.device).observe(time.perf_counter() - started)
                 self._engines[manifest.name] = engine
             return engine
 
@@ -126,6 +133,7 @@ def expand_job(self, job_id: str) -> None:
     job = ctx.jobs.find(job_id)
     if job is None or job.is_terminal or job.expanded:
         return
+    bind_log_context(tenant=job.tenant)
     lease = ExpandLease(ctx.redis, ctx.jobs.job_key(job_id) + ":expander")
     if not lease.acquire():
         # Another expander holds the job (this message was redelivered while it runs): look
@@ -260,6 +268,9 @@ class Expander:
             upload.result()  # inputs are stored before their items become visible to workers
         jobs = self.ctx.jobs
         jobs.add_items(self.job.id, chunk.items)
+        for item in chunk.items:
+            if item.error is not None:
+                self.ctx.metrics.item_registered_failed(item.error.code)
         fresh = [item.index for item in chunk.items if item.error is None]
         todo = fresh + jobs.unfinished(self.job.id, chunk.resumed)
         if todo:
@@ -280,6 +291,7 @@ def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
     job = ctx.jobs.find(job_id)
     if job is None or job.is_terminal:
         return
+    bind_log_context(tenant=job.tenant)
     ctx.jobs.mark_running(job_id)
     try:
         ChunkRun(ctx, job).run(indices)
@@ -381,8 +393,10 @@ class ChunkRun:
 
     def _load(self, index: int) -> _Loaded:
         try:
-            data = self.ctx.storage.get_bytes(self._input_key(index))
-            return _Loaded(index, image=decode_image(data, self.settings.limits))
+            with self.ctx.metrics.stage("storage_get"):
+                data = self.ctx.storage.get_bytes(self._input_key(index))
+            with self.ctx.metrics.stage("decode"):
+                return _Loaded(index, image=decode_image(data, self.settings.limits))
         except ItemError as exc:
             return _Loaded(index, error=exc)
         except NotFound:
@@ -390,7 +404,7 @@ class ChunkRun:
         except TRANSIENT_ERRORS:
             raise
         except Exception:
-            log.exception("decoding item %s of job %s failed", index, self.job.id)
+            log.exception("decoding item %s of job %s failed", index, self.job.id, extra=self._about(index))
             return _Loaded(index, error=ProcessingFailed("the image could not be decoded"))
 
     def _usable(self, item: _Loaded) -> bool:
@@ -404,7 +418,8 @@ class ChunkRun:
             return []
         temperature = self.job.temperature
         try:
-            images = colorize_batch(engine, [item.image for item in items], temperature)
+            with self.ctx.metrics.stage("inference"):
+                images = colorize_batch(engine, [item.image for item in items], temperature)
             return [(item.index, image) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
@@ -412,20 +427,27 @@ class ChunkRun:
             if len(items) > 1:
                 # Find the item that breaks the batch; the others still get their results.
                 return [pair for item in items for pair in self._colorize(engine, [item])]
-            log.exception("colorizing item %s of job %s failed", items[0].index, self.job.id)
+            log.exception("colorizing item %s of job %s failed", items[0].index, self.job.id,
+                          extra=self._about(items[0].index))
             self.ctx.jobs.fail_item(self.job.id, items[0].index, ProcessingFailed("the model could not process this image"))
             return []
 
     def _save(self, index: int, image: np.ndarray) -> None:
         try:
-            data = encode_jpeg(image, self.settings.jpeg_quality)
+            with self.ctx.metrics.stage("encode"):
+                data = encode_jpeg(image, self.settings.jpeg_quality)
         except Exception:
-            log.exception("encoding item %s of job %s failed", index, self.job.id)
+            log.exception("encoding item %s of job %s failed", index, self.job.id, extra=self._about(index))
             self.ctx.jobs.fail_item(self.job.id, index, ProcessingFailed("the result could not be encoded"))
             return
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
-        self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job.id, index), data, content_type="image/jpeg")
+        with self.ctx.metrics.stage("storage_put"):
+            self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job.id, index), data, content_type="image/jpeg")
         self.ctx.jobs.complete_item(self.job.id, index)
+
+    def _about(self, index: int) -> dict[str, object]:
+        # Log fields for one item: the chunk's I/O threads do not see the task's log context.
+        return {"job_id": self.job.id, "item": index, "tenant": self.job.tenant}
 
 
 # --- expiry -------------------------------------------------------------------------------
@@ -463,9 +485,10 @@ def purge_due(jobs: JobStore, storage: Storage) -> int:
 class Housekeeper(threading.Thread):
     """Records this worker's heartbeat (for /readyz) and purges expired jobs, in the main process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, heartbeat: bool = True) -> None:
         super().__init__(name="colorize-housekeeper", daemon=True)
         self.settings = settings
+        self.heartbeat = heartbeat
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
 
@@ -476,7 +499,8 @@ class Housekeeper(threading.Thread):
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
-                jobs.record_heartbeat(self.worker_name, WORKER_STALE_AFTER_S)
+                if self.heartbeat:
+                    jobs.record_heartbeat(self.worker_name, WORKER_STALE_AFTER_S)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
                     purged = purge_due(jobs, storage)
@@ -497,7 +521,9 @@ _housekeeper: Housekeeper | None = None
 @worker_ready.connect
 def _start_housekeeping(sender=None, **_kwargs) -> None:
     global _housekeeper
-    _housekeeper = Housekeeper(sender.app.colorize_settings)
+    # Readiness counts workers that colorize; one serving only webhooks does not.
+    consumes = sender.app.amqp.queues.consume_from
+    _housekeeper = Housekeeper(sender.app.colorize_settings, heartbeat=not consumes or QUEUE in consumes)
     _housekeeper.start()
 
 

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Mapping
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
+from api.idempotency import IdempotencyStore, idempotency_key, request_fingerprint
+from api.routes.metrics import api_metrics
 from api.services import Services, services
 from api.tenancy import current_tenant
 from shared.archives import detect_source_kind, output_name
 from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.jobs import Item, Job, NewItem, iso_time, new_id
+from shared.jobs import Item, Job, NewItem, job_document, new_id
 from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
 from shared.storage import source_key
+from shared.webhooks import WebhookRequest, parse_webhook
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+log = logging.getLogger(__name__)
 
 # Enough leading bytes to tell every supported image and archive kind apart.
 SNIFF_BYTES = 512
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+# Marks the answer to a repeated Idempotency-Key: the job an earlier request created.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 @bp.post("")
@@ -29,14 +36,54 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     if request.mimetype != "multipart/form-data" and not request.is_json:
         raise UnsupportedMediaType("send multipart/form-data with a 'file' field, or JSON with an 'upload_id'")
+    headers = {}
+    key = idempotency_key(request)
+    if key is None:
+        job = _new_job(svc)
+    else:
+        job, replayed = _job_once(svc, key)
+        if replayed:
+            headers[REPLAYED_HEADER] = "true"
+    headers["Location"] = svc.url(f"/v1/jobs/{job.id}")
+    return jsonify(job_view(svc, job)), 202, headers
+
+
+def _new_job(svc: Services) -> Job:
+    tenant = current_tenant()
+    form = request.mimetype == "multipart/form-data"
     job_id = new_id()
     # Quotas first: a refused submission reads and stores nothing.
-    with svc.quotas.admit_job(current_tenant(), job_id):
-        if request.mimetype == "multipart/form-data":
-            job = _job_from_form(svc, job_id)
+    with svc.quotas.admit_job(tenant, job_id):
+        webhook = parse_webhook(request.form if form else json_object(), svc.settings)
+        if form:
+            job = _job_from_form(svc, job_id, webhook)
         else:
-            job = _job_from_upload(svc, job_id, json_object())
-    return jsonify(job_view(svc, job)), 202, {"Location": svc.url(f"/v1/jobs/{job.id}")}
+            job = _job_from_upload(svc, job_id, json_object(), webhook)
+    api_metrics().jobs_created.labels(job.source_kind).inc()
+    log.info("job created", extra={"job_id": job.id, "tenant": tenant, "source_kind": job.source_kind})
+    return job
+
+
+def _job_once(svc: Services, key: str) -> tuple[Job, bool]:
+    """The job of this Idempotency-Key: created now, or by an earlier request (True)."""
+    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s)
+    tenant = current_tenant()
+    fingerprint = request_fingerprint(request)
+    while True:
+        claim = store.claim(tenant, key, fingerprint)
+        if claim.job_id is None:
+            break
+        job = svc.jobs.find(claim.job_id)
+        if job is not None:
+            return job, True
+        store.forget(claim)  # the job expired before its key: the key is free again
+    try:
+        job = _new_job(svc)
+    except BaseException:
+        store.release(claim)
+        raise
+    store.fulfil(claim, fingerprint, job.id)
+    return job, False
 
 
 @bp.get("/<job_id>")
@@ -74,7 +121,7 @@ def cancel_job(job_id: str) -> Response:
 # --- submission ---------------------------------------------------------------------------
 
 
-def _job_from_form(svc: Services, job_id: str) -> Job:
+def _job_from_form(svc: Services, job_id: str, webhook: WebhookRequest | None) -> Job:
     upload = request.files.get("file")  # reading the form enforces MAX_CONTENT_LENGTH (413)
     if upload is None:
         raise InvalidRequest("the multipart form needs a 'file' field")
@@ -86,10 +133,10 @@ def _job_from_form(svc: Services, job_id: str) -> Job:
     tenant = current_tenant()
     key = source_key(tenant, job_id)
     size = svc.storage.put_stream(key, upload.stream, content_type=upload.mimetype or "application/octet-stream")
-    return _submit(svc, job_id, tenant, key, kind, filename, size, manifest, temperature)
+    return _submit(svc, job_id, tenant, key, kind, filename, size, manifest, temperature, webhook)
 
 
-def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any]) -> Job:
+def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any], webhook: WebhookRequest | None) -> Job:
     upload_id = body.get("upload_id")
     if not isinstance(upload_id, str) or not upload_id:
         raise InvalidRequest("JSON job requests need an 'upload_id' (from POST /v1/uploads)")
@@ -113,7 +160,7 @@ def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any]) -> Job
         finally:
             stream.close()
         kind = detect_source_kind(head, filename)
-        job = _submit(svc, job_id, tenant, upload.key, kind, filename, size, manifest, temperature)
+        job = _submit(svc, job_id, tenant, upload.key, kind, filename, size, manifest, temperature, webhook)
     except Exception:
         svc.jobs.release_upload(upload.id)
         raise
@@ -122,9 +169,10 @@ def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any]) -> Job
 
 
 def _submit(svc: Services, job_id: str, tenant: str, key: str, kind: str, filename: str | None, size: int,
-            manifest: ModelManifest, temperature: float) -> Job:
+            manifest: ModelManifest, temperature: float, webhook: WebhookRequest | None) -> Job:
     common = dict(tenant=tenant, model=manifest.name, temperature=temperature, source_kind=kind,
-                  source_key=key, source_filename=filename, job_id=job_id)
+                  source_key=key, source_filename=filename, job_id=job_id,
+                  callback_url=webhook.url if webhook else None, webhook_events=webhook.events if webhook else ())
     if kind == "image":
         # An archive's images are counted as the worker expands it; a single image here.
         svc.quotas.take_image(tenant)
@@ -172,27 +220,7 @@ def _clean_filename(name: str | None) -> str | None:
 
 
 def job_view(svc: Services, job: Job) -> dict[str, Any]:
-    base = f"/v1/jobs/{job.id}"
-    return {
-        "id": job.id,
-        "status": job.status,
-        "counts": {"total": job.total, "done": job.done, "failed": job.failed, "pending": job.pending},
-        "expanded": job.expanded,
-        "progress": job.progress,
-        "created_at": iso_time(job.created_at),
-        "started_at": iso_time(job.started_at),
-        "finished_at": iso_time(job.finished_at),
-        "expires_at": iso_time(job.expires_at),
-        "model": job.model,
-        "temperature": job.temperature,
-        "source": {"filename": job.source_filename, "kind": job.source_kind},
-        "error": job.error,
-        "links": {
-            "self": svc.url(base),
-            "items": svc.url(f"{base}/items"),
-            "results_zip": svc.url(f"{base}/results.zip"),
-        },
-    }
+    return job_document(job, svc.settings.public_url)
 
 
 def item_view(svc: Services, job: Job, item: Item) -> dict[str, Any]:

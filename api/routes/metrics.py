@@ -1,0 +1,54 @@
+"""``GET /metrics`` in the Prometheus text format, and the per-request measurements behind it."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis import Redis
+
+from shared.metrics import ApiMetrics, QueueDepthCollector, enable_multiprocess, exposition_registry
+from shared.settings import Settings
+from worker.celery_app import QUEUE, WEBHOOK_QUEUE
+
+bp = Blueprint("metrics", __name__)
+
+METRICS_KEY = "colorize.metrics"
+REGISTRY_KEY = "colorize.metrics_registry"
+# Requests that matched no route share one label, so unknown paths cannot grow the series.
+UNMATCHED_ROUTE = "unmatched"
+
+
+def install_metrics(app: Flask, settings: Settings, redis: Redis) -> None:
+    """Measure every request of ``app`` and serve the figures at ``/metrics``."""
+    if settings.metrics_dir is not None:
+        enable_multiprocess(settings.metrics_dir, clean=False)  # the deployment empties it at start
+    own = CollectorRegistry()
+    app.extensions[METRICS_KEY] = ApiMetrics(own)
+    app.extensions[REGISTRY_KEY] = exposition_registry(settings, [QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE))], own)
+    app.before_request(_start_timer)
+    app.after_request(_observe)
+    app.register_blueprint(bp)
+
+
+def api_metrics() -> ApiMetrics:
+    return current_app.extensions[METRICS_KEY]
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    registry: CollectorRegistry = current_app.extensions[REGISTRY_KEY]
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def _start_timer() -> None:
+    g.metrics_started = time.perf_counter()
+
+
+def _observe(response: Response) -> Response:
+    started = g.get("metrics_started")
+    if started is not None:
+        route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+        api_metrics().observe_request(request.method, route, response.status_code, time.perf_counter() - started)
+    return response
