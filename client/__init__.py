@@ -1,0 +1,7 @@
+"""Python client of the Colorize API: ``from client import Client``."""
+
+from client.api import Client
+from client.errors import ClientError, WaitTimeout
+from client.types import Counts, Health, Item, ItemError, Job, Model
+
+__all__ = ["Client", "ClientError", "WaitTimeout", "Job", "Item", "Counts", "ItemError", "Model", "Health"]
