@@ -201,6 +201,7 @@ def test_another_tenants_ids_answer_404(client, keys, jobs, app, auth_settings) 
         ("get", f"/v1/jobs/{job_id}/items", None),
         ("get", f"/v1/jobs/{job_id}/items/0/result", None),
         ("get", f"/v1/jobs/{job_id}/results.zip", None),
+        ("get", f"/v1/jobs/{job_id}/webhooks", None),
         ("post", f"/v1/jobs/{job_id}/cancel", None),
         ("post", f"/v1/uploads/{upload['upload_id']}/complete", {"parts": [{"part_number": 1, "etag": "x"}]}),
         ("post", "/v1/jobs", {"upload_id": upload["upload_id"]}),
