@@ -1,0 +1,154 @@
+"""``submit``, ``status``, ``wait``, ``download`` and ``cancel``: jobs on a running API."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from cli.context import Context, UsageError
+from cli.output import (downloaded_line, failed_summary, item_lines, job_summary, print_json)
+from client import Item, Job
+
+DEFAULT_OUT = Path("colorized")
+
+
+def submit(ctx: Context) -> int:
+    args = ctx.args
+    paths = [Path(p) for p in args.paths]
+    if (args.out or args.zip) and not args.wait:
+        raise UsageError("--out and --zip go with --wait (or use 'colorize download JOB' later)")
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise UsageError("no such file or folder: " + ", ".join(missing))
+    if len(paths) > 1 or paths[0].is_dir():
+        ctx.note("packing into a zip...")
+    client = ctx.client()
+    with ctx.progress.bar("upload", unit="B") as bar:
+        try:
+            job = client.submit(paths, model=args.model, temperature=args.temperature,
+                                callback_url=args.callback_url, events=args.events,
+                                on_upload=lambda sent, total: bar.update(sent, total))
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+    if not args.wait:
+        if ctx.json:
+            print_json(job.raw, ctx.stdout)
+        else:
+            print(job.id, file=ctx.stdout)
+            ctx.note(f"job {job.status}: {job.url}")
+        return 0
+    ctx.note(f"job {job.id}: {job.url}")
+    job = _wait(ctx, job.id)
+    out = Path(args.out) if args.out else DEFAULT_OUT / job.id
+    files = _download(ctx, job, out, args.zip)
+    failed = _failed_items(ctx, job)
+    if ctx.json:
+        print_json({"job": job.raw, "files": [str(f) for f in files],
+                    "failed_items": [item.raw for item in failed]}, ctx.stdout)
+    else:
+        print(downloaded_line(job, files, out, args.zip), file=ctx.stdout)
+        _report_outcome(ctx, job, failed)
+    return _exit_status(job)
+
+
+def status(ctx: Context) -> int:
+    client = ctx.client()
+    job = client.job(ctx.args.job)
+    items = list(client.items(job.id)) if ctx.args.items else None
+    if ctx.json:
+        data = dict(job.raw)
+        if items is not None:
+            data["items"] = [item.raw for item in items]
+        print_json(data, ctx.stdout)
+        return 0
+    print(job_summary(job), file=ctx.stdout)
+    if items is not None:
+        for line in item_lines(items):
+            print(line, file=ctx.stdout)
+    return 0
+
+
+def wait(ctx: Context) -> int:
+    job = _wait(ctx, ctx.args.job)
+    failed = _failed_items(ctx, job)
+    if ctx.json:
+        print_json(job.raw, ctx.stdout)
+    else:
+        print(job_summary(job), file=ctx.stdout)
+        _report_outcome(ctx, job, failed)
+    return _exit_status(job)
+
+
+def download(ctx: Context) -> int:
+    job = ctx.client().job(ctx.args.job)
+    if not job.is_terminal:
+        ctx.note(f"job {job.id} is {job.status}: downloading the {job.counts.done} result(s) ready so far")
+    out = Path(ctx.args.out) if ctx.args.out else DEFAULT_OUT / job.id
+    files = _download(ctx, job, out, ctx.args.zip)
+    if ctx.json:
+        print_json({"job": job.id, "files": [str(f) for f in files]}, ctx.stdout)
+    else:
+        print(downloaded_line(job, files, out, ctx.args.zip), file=ctx.stdout)
+    return 0
+
+
+def cancel(ctx: Context) -> int:
+    job = ctx.client().cancel(ctx.args.job)
+    if ctx.json:
+        print_json(job.raw, ctx.stdout)
+    else:
+        print(f"job {job.id} {job.status}: {job.counts.done} result(s) kept", file=ctx.stdout)
+    return 0
+
+
+# --- shared steps ---------------------------------------------------------------------------
+
+
+def _wait(ctx: Context, job_id: str) -> Job:
+    with ctx.progress.bar("processing", unit="img") as bar:
+        try:
+            return ctx.client().wait(
+                job_id, poll_s=ctx.args.poll,
+                on_progress=lambda job: bar.update(job.counts.done + job.counts.failed, job.counts.total or None),
+            )
+        except KeyboardInterrupt:
+            ctx.note(f"\nstopped waiting; job {job_id} goes on (colorize wait {job_id})")
+            raise
+
+
+def _download(ctx: Context, job: Job, out: Path, as_zip: bool) -> list[Path]:
+    client = ctx.client()
+    if as_zip:
+        with ctx.progress.bar("download", unit="B") as bar:
+            return client.download(job.id, out, as_zip=True, on_bytes=bar.update)
+    lock = threading.Lock()
+    count = 0
+
+    def downloaded(item: Item, path: Path) -> None:
+        nonlocal count
+        with lock:  # results arrive from several download threads
+            count += 1
+            bar.update(count)
+
+    with ctx.progress.bar("download", total=job.counts.done or None, unit="img") as bar:
+        return client.download(job.id, out, on_item=downloaded)
+
+
+def _failed_items(ctx: Context, job: Job) -> list[Item]:
+    if not job.counts.failed:
+        return []
+    return [item for item in ctx.client().items(job.id) if item.error is not None]
+
+
+def _report_outcome(ctx: Context, job: Job, failed: list[Item]) -> None:
+    if job.error is not None:
+        ctx.note(f"job {job.status}: {job.error.code}: {job.error.message}")
+    elif job.status != "succeeded":
+        ctx.note(f"job {job.status}")
+    summary = failed_summary(failed)
+    if summary:
+        ctx.note(summary)
+
+
+def _exit_status(job: Job) -> int:
+    return 0 if job.status == "succeeded" else 1

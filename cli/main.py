@@ -1,0 +1,142 @@
+"""The colorize command: submit photos to a Colorize API, follow jobs, fetch results; run the service.
+
+Client commands (submit, status, wait, download, cancel, models list) import only the HTTP
+client, so they start fast; serve, models install, eval and keys load the service's code.
+Exit status: 0 done, 1 the job did not fully succeed or the API refused (message on stderr),
+2 the command line was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Mapping, Sequence, TextIO
+
+from cli import jobs, keys, models, serve
+from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError
+
+USAGE_ERROR = 2
+INTERRUPTED = 130
+Command = Callable[[Context], int]
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="colorize", description=__doc__.split("\n\n")[0])
+    _add_globals(parser, env)
+    # The same options after the command name (``colorize status JOB --json``); SUPPRESS keeps
+    # a subcommand from overwriting what was given before it.
+    after = argparse.ArgumentParser(add_help=False)
+    _add_globals(after, None)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = _command(commands, "serve", serve.serve, "run the API, workers and embedded Redis/SeaweedFS here")
+    p.add_argument("--workers", type=int, default=1, help="celery worker processes (default 1)")
+    p.add_argument("--concurrency", type=int, default=None, help="pool processes per worker (default: one per core)")
+    p.add_argument("--api-workers", type=int, default=2, help="API server processes (default 2)")
+
+    p = _command(commands, "submit", jobs.submit, "submit images, archives or folders", after)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="an image, an archive (zip/tar/tar.gz), a folder, or several")
+    p.add_argument("--model", help="installed model to use (default: the service's)")
+    p.add_argument("--temperature", type=float, help="decoding temperature: lower is more vivid (see 'models list')")
+    p.add_argument("--callback-url", metavar="URL", help="send signed webhook deliveries about the job here")
+    p.add_argument("--events", type=_event_list, metavar="LIST",
+                   help="with --callback-url: which of started,progress,completed (default: all)")
+    p.add_argument("--wait", action="store_true", help="wait for the job, then download its results")
+    p.add_argument("--out", help="with --wait: where results go (default ./colorized/JOB_ID/)")
+    p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate JPEGs")
+    _add_poll(p)
+
+    p = _command(commands, "status", jobs.status, "show a job", after)
+    p.add_argument("job", metavar="JOB", help="job id")
+    p.add_argument("--items", action="store_true", help="list every item with its outcome")
+
+    p = _command(commands, "wait", jobs.wait, "wait until a job ends", after)
+    p.add_argument("job", metavar="JOB", help="job id")
+    _add_poll(p)
+
+    p = _command(commands, "download", jobs.download, "download a job's results", after)
+    p.add_argument("job", metavar="JOB", help="job id")
+    p.add_argument("--out", help="destination folder (default ./colorized/JOB_ID/)")
+    p.add_argument("--zip", action="store_true", help="one zip instead of separate JPEGs")
+
+    p = _command(commands, "cancel", jobs.cancel, "cancel a job (finished results stay)", after)
+    p.add_argument("job", metavar="JOB", help="job id")
+
+    group = commands.add_parser("models", help="list or install models")
+    model_commands = group.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
+    _command(model_commands, "list", models.list_models, "models the API offers", after)
+    p = _command(model_commands, "install", models.install,
+                 "install released weights here (options: colorize models install eccv16 --help)", passthrough=True)
+    p.add_argument("name", choices=["eccv16"], help="which model")
+
+    _command(commands, "eval", models.evaluate,
+             "colour quality of installed models on colour photos (options: colorize eval --help)", passthrough=True)
+    _command(commands, "keys", keys.keys, "create, list or revoke API keys (options: colorize keys --help)",
+             passthrough=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run one command line; returns the exit status (the environment is read here and nowhere else)."""
+    env = os.environ if env is None else env
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser(env)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not args.passthrough:
+            parser.error("unrecognized arguments: " + " ".join(extra))
+    except SystemExit as exc:  # argparse's usage errors (2) and --help (0)
+        return exc.code if isinstance(exc.code, int) else USAGE_ERROR
+    ctx = Context(args=args, extra=extra, env=env, stdout=stdout, stderr=stderr)
+    try:
+        return args.run(ctx)
+    except UsageError as exc:
+        print(f"colorize: {exc}", file=stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        return INTERRUPTED
+    except Exception as exc:
+        from client import ClientError
+
+        if isinstance(exc, ClientError):
+            print(f"colorize: {exc.message} ({exc.code})", file=stderr)
+            return 1
+        raise
+    finally:
+        ctx.close()
+
+
+def _command(commands: argparse._SubParsersAction, name: str, run: Command, help_text: str,
+             after: argparse.ArgumentParser | None = None, passthrough: bool = False) -> argparse.ArgumentParser:
+    # A passed-through command parses its own options, --help included.
+    parser = commands.add_parser(name, help=help_text, description=help_text, add_help=not passthrough,
+                                 parents=[after] if after is not None else [])
+    parser.set_defaults(run=run, passthrough=passthrough)
+    return parser
+
+
+def _add_globals(parser: argparse.ArgumentParser, env: Mapping[str, str] | None) -> None:
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if env is None else value
+
+    url = (env or {}).get(API_URL_VARIABLE) or DEFAULT_API_URL
+    parser.add_argument("--api", metavar="URL", default=default(url),
+                        help=f"API base URL (default: ${API_URL_VARIABLE} or {DEFAULT_API_URL})")
+    parser.add_argument("--api-key", metavar="KEY", default=default((env or {}).get(API_KEY_VARIABLE)),
+                        help=f"API key (default: ${API_KEY_VARIABLE})")
+    parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
+
+
+def _event_list(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _add_poll(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--poll", type=float, default=1.0, metavar="SECONDS", help="status polling interval")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""What the commands print: human-readable text, or JSON with ``--json``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from client import Item, Job, Model
+
+# The failed-items summary lists this many items, then counts the rest.
+FAILED_SHOWN = 20
+
+
+def print_json(data: Any, stream: TextIO) -> None:
+    json.dump(data, stream, indent=2, default=str)
+    stream.write("\n")
+
+
+def job_summary(job: Job) -> str:
+    counts = job.counts
+    lines = [
+        f"job      {job.id}",
+        f"status   {job.status}  ({job.progress * 100:.0f} %)",
+        f"items    {counts.total} total, {counts.done} done, {counts.failed} failed, {counts.pending} pending"
+        + ("" if job.expanded else "  (still reading the archive)"),
+        f"model    {job.model}" + (f"  temperature {job.temperature:g}" if job.temperature is not None else ""),
+        f"source   {job.source_filename or '-'} ({job.source_kind or '-'})",
+        f"created  {_time(job.created_at)}   started {_time(job.started_at)}   finished {_time(job.finished_at)}",
+        f"expires  {_time(job.expires_at)}",
+        f"url      {job.url}",
+    ]
+    if job.error is not None:
+        lines.append(f"error    {job.error.code}: {job.error.message}")
+    return "\n".join(lines)
+
+
+def item_lines(items: Iterable[Item]) -> Iterable[str]:
+    for item in items:
+        outcome = f"-> {item.output_path}" if item.status == "done" else ""
+        if item.error is not None:
+            outcome = f"{item.error.code}: {item.error.message}"
+        yield f"{item.index:>6}  {item.status:<8}  {item.path}  {outcome}".rstrip()
+
+
+def failed_summary(items: Iterable[Item]) -> str:
+    """Failed items with their error codes: the first few one per line, then counts per code."""
+    failed = [item for item in items if item.error is not None]
+    if not failed:
+        return ""
+    lines = [f"{len(failed)} item(s) failed:"]
+    for item in failed[:FAILED_SHOWN]:
+        lines.append(f"  {item.path}: {item.error.code}: {item.error.message}")
+    if len(failed) > FAILED_SHOWN:
+        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more")
+        by_code = Counter(item.error.code for item in failed)
+        lines.append("  by code: " + ", ".join(f"{code} {n}" for code, n in by_code.most_common()))
+    return "\n".join(lines)
+
+
+def model_lines(models: list[Model]) -> Iterable[str]:
+    for model in models:
+        marker = "*" if model.default else " "
+        temperature = f"T={model.temperature:g}" if model.temperature is not None else ""
+        description = model.description or ""
+        yield f"{marker} {model.name:<20} {temperature:<8} {description}".rstrip()
+
+
+def downloaded_line(job: Job, files: list[Path], dest: Path, as_zip: bool) -> str:
+    if as_zip:
+        return f"results of job {job.id} written to {files[0]}"
+    return f"{len(files)} result(s) of job {job.id} written to {dest}/"
+
+
+def _time(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
