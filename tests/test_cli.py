@@ -1,0 +1,119 @@
+"""The ``colorize`` command, run in-process against the real stack (and once as a subprocess)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cli.main import main
+from shared.settings import PROJECT_ROOT
+from tests.integration_fixtures import *  # noqa: F403
+
+
+def write_image(path: Path, width: int, height: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x, y = np.meshgrid(np.linspace(0, 255, width), np.linspace(0, 255, height))
+    ok, data = cv2.imencode(path.suffix, np.dstack([x, y, (x + y) / 2]).astype(np.uint8))
+    assert ok
+    path.write_bytes(data.tobytes())
+    return path
+
+
+def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), env=env or {}, stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def api_url(api_server, workers) -> str:
+    return api_server.url
+
+
+@pytest.mark.integration
+def test_submit_wait_writes_jpegs_in_the_folder_layout(api_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    write_image(folder / "family" / "wedding.png", 30, 20)
+    write_image(folder / "street.jpg", 18, 26)
+    out = tmp_path / "results"
+    code, stdout, stderr = run("--api", api_url, "submit", str(folder), "--wait", "--out", str(out), "--poll", "0.1")
+    assert code == 0, stderr
+    assert cv2.imread(str(out / "family" / "wedding.jpg")).shape == (20, 30, 3)
+    assert cv2.imread(str(out / "street.jpg")).shape == (26, 18, 3)
+    assert f"2 result(s) of job" in stdout and str(out) in stdout
+    # Not a terminal: plain progress lines, ending at 100 %.
+    assert "processing: 100% (2/2 img)" in stderr and "download: 100% (2/2 img)" in stderr
+
+
+@pytest.mark.integration
+def test_status_json_and_cancel_of_a_finished_job(api_url: str, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "one.png", 16, 16)
+    env = {"COLORIZE_API_URL": api_url}
+    code, stdout, _ = run("submit", str(image), "--json", env=env)
+    assert code == 0
+    job_id = json.loads(stdout)["id"]
+    assert run("wait", job_id, "--poll", "0.1", env=env)[0] == 0
+
+    code, stdout, _ = run("status", job_id, "--items", "--json", env=env)
+    status = json.loads(stdout)
+    assert code == 0 and status["id"] == job_id and status["status"] == "succeeded"
+    assert [item["output_path"] for item in status["items"]] == ["one.jpg"]
+
+    code, _, stderr = run("cancel", job_id, env=env)
+    assert code == 1 and "(conflict)" in stderr
+
+    code, stdout, _ = run("download", job_id, "--zip", "--out", str(tmp_path / "z"), "--json", env=env)
+    assert code == 0 and json.loads(stdout)["files"] == [str(tmp_path / "z" / f"{job_id}.zip")]
+
+
+@pytest.mark.integration
+def test_failed_job_exits_1_and_names_the_error_code(api_url: str, tmp_path: Path) -> None:
+    broken = write_image(tmp_path / "torn.jpg", 40, 40)
+    broken.write_bytes(broken.read_bytes()[:200])
+    code, stdout, stderr = run("--api", api_url, "submit", str(broken), "--wait", "--out", str(tmp_path / "o"),
+                               "--poll", "0.1")
+    assert code == 1
+    assert "torn.jpg: corrupt_image" in stderr
+
+
+@pytest.mark.integration
+def test_models_list_and_unknown_job(api_url: str) -> None:
+    code, stdout, _ = run("--api", api_url, "models", "list", "--json")
+    assert code == 0 and TEST_MODEL in [model["name"] for model in json.loads(stdout)]  # noqa: F405
+    code, _, stderr = run("--api", api_url, "status", "f" * 32)
+    assert code == 1 and "(not_found)" in stderr
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["submit"], ["status"], ["bogus"], ["status", "abc", "--nope"], ["submit", "x.png", "--temperature", "hot"],
+    ["models"], ["models", "install", "resnet"], ["submit", "/no/such/file.png"], ["submit", "x.png", "--zip"],
+])
+def test_bad_usage_exits_2(argv: list[str]) -> None:
+    assert run(*argv)[0] == 2
+
+
+def test_delegated_commands_answer_their_own_help() -> None:
+    assert run("models", "install", "eccv16", "--help")[0] == 0
+    assert run("keys", "--help")[0] == 0
+    assert run("eval", "--no-such-option")[0] == 2
+    assert run("keys", "create")[0] == 2  # --tenant is required
+
+
+@pytest.mark.integration
+def test_client_commands_load_no_engine_or_service_code(api_url: str) -> None:
+    heavy = ["onnxruntime", "torch", "cv2", "numpy", "boto3", "celery", "redis", "flask", "api", "worker"]
+    script = (
+        "import sys; from cli.main import main; "
+        f"code = main(['--api', {api_url!r}, 'status', '{'a' * 32}']); "
+        f"print(code, [m for m in {heavy!r} if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split(None, 1) == ["1", "[]\n"], result.stderr
