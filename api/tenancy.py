@@ -11,77 +11,28 @@
 - unset: ``open`` when ``api_host`` is a loopback address, else ``keys``.
 
 The API refuses to start ``open`` on a non-loopback ``api_host`` unless
-``auth_allow_open_public`` is set. Each admitted request then counts against its tenant's
+``auth_allow_open_public`` is set (``auth_policy`` in ``shared/api_keys.py``, which the local
+stack also uses to say how it runs). Each admitted request then counts against its tenant's
 request rate (``shared/quotas.py``).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-from dataclasses import dataclass
 
 import redis
 from flask import Flask, g, request
 
 from api.services import services
-from shared.api_keys import KeyStore
+from shared.api_keys import AUTH_OPEN, LOCAL_TENANT, AuthPolicy, KeyStore, auth_policy
 from shared.errors import ServiceUnavailable, Unauthorized
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LOCAL_TENANT = "local"
-AUTH_KEYS, AUTH_OPEN = "keys", "open"
 # Served to anyone: probes, metrics, the API description and the web page.
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/v1/openapi.json"})
 PUBLIC_PREFIXES = ("/static/",)
-
-
-@dataclass(frozen=True)
-class AuthPolicy:
-    mode: str  # AUTH_KEYS | AUTH_OPEN
-    open_to_any_peer: bool  # open mode serves clients beyond the loopback interface without a key
-    summary: str  # one line saying who gets in, for the start-up log
-
-    def open_for(self, peer: str | None) -> bool:
-        """Whether a request from ``peer`` acts as tenant ``local`` without a key."""
-        return self.mode == AUTH_OPEN and (self.open_to_any_peer or (peer is not None and is_loopback(peer)))
-
-
-def is_loopback(host: str) -> bool:
-    """True for loopback addresses and ``localhost``; any other name counts as reachable from outside."""
-    if host == "localhost":
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
-
-
-def auth_policy(settings: Settings) -> AuthPolicy:
-    """The policy ``settings`` ask for; ValueError for open mode on a public interface without the override."""
-    host = settings.api_host
-    loopback = is_loopback(host)
-    mode = settings.auth or (AUTH_OPEN if loopback else AUTH_KEYS)
-    if mode == AUTH_KEYS:
-        why = "COLORIZE_AUTH=keys" if settings.auth else f"COLORIZE_AUTH is unset and {host} is not a loopback address"
-        return AuthPolicy(AUTH_KEYS, False, f"authentication: API keys required ({why})")
-    if not loopback and not settings.auth_allow_open_public:
-        raise ValueError(
-            f"refusing to serve without authentication (COLORIZE_AUTH=open) on {host}, which is not a "
-            "loopback address: use COLORIZE_AUTH=keys, bind COLORIZE_API_HOST=127.0.0.1, or set "
-            "COLORIZE_AUTH_ALLOW_OPEN_PUBLIC=true to accept anyone who can reach it"
-        )
-    if settings.auth_allow_open_public:
-        return AuthPolicy(AUTH_OPEN, True, f"authentication OFF on {host} for every client: "
-                          f"anyone who reaches it acts as tenant '{LOCAL_TENANT}' (COLORIZE_AUTH_ALLOW_OPEN_PUBLIC)")
-    why = "COLORIZE_AUTH=open" if settings.auth else f"COLORIZE_AUTH is unset and {host} is a loopback address"
-    return AuthPolicy(AUTH_OPEN, False, f"authentication OFF ({why}): loopback clients act as tenant "
-                      f"'{LOCAL_TENANT}' without a key, others need one; COLORIZE_AUTH=keys requires keys")
 
 
 def install_authentication(app: Flask, settings: Settings) -> AuthPolicy:

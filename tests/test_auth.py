@@ -18,7 +18,7 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
-from api.tenancy import LOCAL_TENANT, is_loopback
+from shared.api_keys import LOCAL_TENANT, is_loopback
 from shared.api_keys import KeyStore, main as keys_main
 from shared.jobs import JobStore
 from shared.storage import result_key, source_key
