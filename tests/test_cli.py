@@ -47,7 +47,7 @@ def test_submit_wait_writes_jpegs_in_the_folder_layout(api_url: str, tmp_path: P
     assert code == 0, stderr
     assert cv2.imread(str(out / "family" / "wedding.jpg")).shape == (20, 30, 3)
     assert cv2.imread(str(out / "street.jpg")).shape == (26, 18, 3)
-    assert f"2 result(s) of job" in stdout and str(out) in stdout
+    assert "2 result(s) of job" in stdout and str(out) in stdout
     # Not a terminal: plain progress lines, ending at 100 %.
     assert "processing: 100% (2/2 img)" in stderr and "download: 100% (2/2 img)" in stderr
 

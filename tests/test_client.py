@@ -3,7 +3,6 @@ retry, redirect and error handling against small scripted HTTP servers on real s
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import time
