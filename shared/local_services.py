@@ -30,6 +30,7 @@ from redis.retry import Retry
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from shared.api_keys import AUTH_KEYS, auth_policy
 from shared.errors import ServiceUnavailable
 from shared.settings import ENV_ALIASES, PROJECT_ROOT, Settings
 
@@ -510,6 +511,11 @@ def _interrupt_on_signals() -> Iterator[None]:
 
 def serve(settings: Settings, workers: int = 1, concurrency: int | None = None, api_workers: int = 2) -> int:
     """Run the whole service in the foreground until Ctrl-C or SIGTERM; return the exit status."""
+    try:
+        access = auth_policy(settings)  # the API would refuse to start; say why before starting anything
+    except ValueError as exc:
+        print(f"colorize: {exc}", file=sys.stderr)
+        return 2
     stack = LocalStack(settings)
     status = 0
     with _interrupt_on_signals():
@@ -521,6 +527,9 @@ def serve(settings: Settings, workers: int = 1, concurrency: int | None = None, 
             stack.start_workers(workers, concurrency)
             stack.start_api(workers=api_workers)
             print(f"Colorize API at {stack.api_url}  (Ctrl-C stops)", flush=True)
+            print(access.summary, flush=True)
+            if access.mode == AUTH_KEYS:
+                print(f"create a key: REDIS_URL={effective.redis_url} colorize keys create --tenant NAME", flush=True)
             status = stack.wait()
         except KeyboardInterrupt:
             pass

@@ -18,9 +18,10 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
-from shared.api_keys import LOCAL_TENANT, is_loopback
-from shared.api_keys import KeyStore, main as keys_main
+from shared.api_keys import LOCAL_TENANT, KeyStore, is_loopback
+from shared.api_keys import main as keys_main
 from shared.jobs import JobStore
+from shared.local_services import serve
 from shared.storage import result_key, source_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
@@ -287,3 +288,12 @@ def test_open_on_a_public_interface_is_refused_unless_overridden(auth_settings) 
     settings = auth_settings.with_overrides(auth="open", api_host="0.0.0.0", auth_allow_open_public=True)
     client = create_app(settings).test_client()
     assert client.get("/v1/models", environ_base={"REMOTE_ADDR": PUBLIC_PEER}).status_code == 200
+
+
+def test_local_stack_refuses_open_on_a_public_interface_before_starting_anything(auth_settings, tmp_path,
+                                                                                   capsys) -> None:
+    settings = auth_settings.with_overrides(auth="open", api_host="0.0.0.0", redis_url=None, s3_endpoint_url=None,
+                                            data_dir=tmp_path / "stack")
+    assert serve(settings) == 2
+    assert "COLORIZE_AUTH_ALLOW_OPEN_PUBLIC" in capsys.readouterr().err
+    assert not settings.data_dir.exists()  # no embedded Redis or SeaweedFS was started
