@@ -46,8 +46,8 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    if "$ref" in schema:
-        return {"allOf": [schema], "nullable": True}
+    # OpenAPI 3.0 cannot make a $ref nullable (nullable does not reach into allOf): inline instead.
+    assert "$ref" not in schema
     return {**schema, "nullable": True}
 
 
@@ -63,6 +63,8 @@ def _obj(properties: dict[str, Any], required: list[str] | None = None, extra: b
 
 
 TIME = {"type": "string", "format": "date-time"}
+# A job's or an item's error.
+ERROR_BRIEF = _obj({"code": {"type": "string", "example": "corrupt_image"}, "message": {"type": "string"}})
 NULLABLE_TIME = _nullable(TIME)
 COUNT = {"type": "integer", "minimum": 0}
 
@@ -90,10 +92,6 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                             "description": "Facts about the failure (a limit, a field, a status)."},
             }, required=["code", "message"]),
         }),
-        "ErrorBrief": _obj({
-            "code": {"type": "string", "example": "corrupt_image"},
-            "message": {"type": "string"},
-        }),
         "Job": _obj({
             "id": {"type": "string"},
             "status": {"type": "string", "enum": list(JOB_STATUSES)},
@@ -111,7 +109,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                 "filename": _nullable({"type": "string"}),
                 "kind": {"type": "string", "enum": list(SOURCE_KINDS)},
             }),
-            "error": _nullable(_ref("ErrorBrief")),
+            "error": _nullable(ERROR_BRIEF),
             "webhook": _nullable(_obj({
                 "callback_url": {"type": "string", "format": "uri"},
                 "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}},
@@ -126,7 +124,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "status": {"type": "string", "enum": [ITEM_PENDING, ITEM_DONE, ITEM_FAILED, ITEM_CANCELED]},
             "size": _nullable(COUNT),
             "result_url": _nullable({"type": "string"}),
-            "error": _nullable(_ref("ErrorBrief")),
+            "error": _nullable(ERROR_BRIEF),
         }),
         "ItemPage": _obj({
             "items": {"type": "array", "items": _ref("Item")},
