@@ -422,7 +422,10 @@ class DeliveryAttempt:
 
 def retry_delay_s(attempt: int, settings: Settings) -> float:
     """Seconds before the attempt after ``attempt`` (1-based): doubling from the base, capped."""
-    return min(settings.webhook_retry_base_s * 2 ** (attempt - 1), settings.webhook_retry_max_s)
+    # The broker hands a message unacknowledged for visibility_timeout_s to another worker; a
+    # retry waiting longer than that in a worker's memory would be delivered twice.
+    cap = min(settings.webhook_retry_max_s, settings.visibility_timeout_s / 2)
+    return min(settings.webhook_retry_base_s * 2 ** (attempt - 1), cap)
 
 
 def deliver(message: WebhookMessage, secret: str, attempt: int, settings: Settings,

@@ -141,6 +141,9 @@ def test_tenant_secrets_are_made_once(redis_client) -> None:
 def test_retry_delays_double_up_to_the_cap() -> None:
     settings = Settings(webhook_retry_base_s=5, webhook_retry_max_s=30)
     assert [retry_delay_s(n, settings) for n in range(1, 6)] == [5, 10, 20, 30, 30]
+    # Never past half the visibility timeout, which would hand the waiting retry to a second worker.
+    short = settings.with_overrides(visibility_timeout_s=24)
+    assert [retry_delay_s(n, short) for n in range(1, 4)] == [5, 10, 12]
 
 
 # --- a local receiver ---------------------------------------------------------------------
