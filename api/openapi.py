@@ -67,6 +67,12 @@ TIME = {"type": "string", "format": "date-time"}
 ERROR_BRIEF = _obj({"code": {"type": "string", "example": "corrupt_image"}, "message": {"type": "string"}})
 NULLABLE_TIME = _nullable(TIME)
 COUNT = {"type": "integer", "minimum": 0}
+CALLBACK_URL = {
+    "type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
+    "description": "http(s) URL that receives signed webhook events (see the callbacks). Hosts that resolve to "
+                   "loopback, private, link-local or other non-public addresses are refused (400) unless the "
+                   "server allows them.",
+}
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -137,10 +143,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "filename": {"type": "string", "description": "Overrides the upload's file name."},
             "model": {"type": "string", "description": "An installed model (GET /v1/models); default: the server's."},
             "temperature": {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
-            "callback_url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH,
-                             "description": "http(s) URL receiving signed webhook events (see callbacks)."},
-            "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1,
-                       "uniqueItems": True, "description": "Events to send; default: all."},
+            "callback_url": CALLBACK_URL,
+            "events": {"oneOf": [
+                {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1},
+                {"type": "string", "description": "Comma-separated event names.", "example": "started,completed"},
+            ], "description": "Events to send: " + ", ".join(EVENTS) + "; default: all."},
         }, required=["upload_id"], extra=True),
         "JobFromForm": _obj({
             "file": {"type": "string", "format": "binary",
@@ -148,7 +155,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
                                     "bytes; use POST /v1/uploads for larger files."},
             "model": {"type": "string"},
             "temperature": {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
-            "callback_url": {"type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH},
+            "callback_url": CALLBACK_URL,
             "events": {"type": "string", "description": "Comma-separated event names: "
                        + ", ".join(EVENTS) + "; default: all.", "example": "started,completed"},
         }, required=["file"], extra=True),

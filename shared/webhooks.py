@@ -200,16 +200,17 @@ def permitted_addresses(target: CallbackTarget, policy: AddressPolicy, resolver:
 
 def parse_events(raw: Any) -> tuple[str, ...]:
     """The event filter: a list or a comma-separated string of EVENTS; all of them when absent."""
-    if raw is None or raw == "" or raw == []:
+    if raw is None or raw == "":
         return EVENTS
     names = raw.split(",") if isinstance(raw, str) else raw
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise InvalidRequest("'events' must be a list of event names", field="events", allowed=list(EVENTS))
     chosen = {n.strip() for n in names if n.strip()}
+    if not chosen:
+        raise InvalidRequest("'events' must name at least one event", field="events", allowed=list(EVENTS))
     unknown = sorted(chosen - set(EVENTS))
-    if unknown or not chosen:
-        raise InvalidRequest(f"unknown webhook events: {', '.join(unknown) or '(none)'}", field="events",
-                             allowed=list(EVENTS))
+    if unknown:
+        raise InvalidRequest(f"unknown webhook events: {', '.join(unknown)}", field="events", allowed=list(EVENTS))
     return tuple(e for e in EVENTS if e in chosen)
 
 

@@ -113,7 +113,7 @@ def test_event_filters() -> None:
     assert parse_events(None) == EVENTS
     assert parse_events("completed, started") == (STARTED, COMPLETED)
     assert parse_events(["progress"]) == (PROGRESS,)
-    for bad in ("finished", ["started", 3], {"a": 1}, ","):
+    for bad in ("finished", ["started", 3], {"a": 1}, ",", []):
         with pytest.raises(InvalidRequest):
             parse_events(bad)
 
