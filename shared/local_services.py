@@ -447,6 +447,17 @@ class LocalStack:
             started.append(self._spawn(f"worker{n}", command, log_path))
         return started
 
+    def start_webhook_worker(self, threads: int = 8, log_dir: Path | None = None) -> subprocess.Popen:
+        """One celery worker for webhook deliveries: threads, since deliveries only wait on the
+        network, and apart from the colorize workers so a slow receiver never delays a chunk."""
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--loglevel=INFO", "-Q", "webhooks", "--pool", "threads",
+            "--concurrency", str(threads), "--hostname", "webhooks@%h",
+        ]
+        log_path = log_dir / "webhooks.log" if log_dir is not None else None
+        return self._spawn("webhooks", command, log_path)
+
     def wait(self, poll_s: float = 0.5) -> int:
         """Block until a child process or an embedded service exits; return 1 (it should not)."""
         while True:
@@ -525,6 +536,7 @@ def serve(settings: Settings, workers: int = 1, concurrency: int | None = None, 
             print(f"redis:  {effective.redis_url}", flush=True)
             print(f"s3:     {effective.s3_endpoint_url} (bucket {effective.s3_bucket})", flush=True)
             stack.start_workers(workers, concurrency)
+            stack.start_webhook_worker()
             stack.start_api(workers=api_workers)
             print(f"Colorize API at {stack.api_url}  (Ctrl-C stops)", flush=True)
             print(access.summary, flush=True)
