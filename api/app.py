@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from api import web
 from api.errors import register_error_handlers
 from api.routes import health, jobs, models, openapi, results, uploads, webhooks
 from api.routes.metrics import install_metrics
@@ -22,7 +23,7 @@ from worker.celery_app import webhook_publisher
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    app = Flask("colorize")
+    app = Flask("colorize", static_folder=web.STATIC_DIR)
     # Checked against Content-Length before the body is read, so oversized direct uploads
     # are refused (413) without being buffered.
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_request_bytes
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit)
 
     install_authentication(app, settings)
-    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, webhooks.bp, openapi.bp):
+    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, webhooks.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

@@ -21,8 +21,8 @@ from tests.integration_fixtures import with_redis_db
 OPENAPI_DB = 13
 # Flask answers these for every route by itself.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
-# Static files are not part of the API.
-UNDESCRIBED_ENDPOINTS = {"static"}
+# Static files and the web page (api/web.py) are not part of the API.
+UNDESCRIBED_ENDPOINTS = {"static", "web.index"}
 
 
 @pytest.fixture(scope="module")
