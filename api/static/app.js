@@ -172,7 +172,8 @@ function authHeaders() {
 }
 
 function askForKey(reason) {
-  ui.keyReason.textContent = `${reason}. An operator creates keys with "colorize keys create --tenant NAME".`;
+  const hint = reason.includes("colorize keys") ? "" : ". An operator creates keys with 'colorize keys create --tenant NAME'";
+  ui.keyReason.textContent = `${reason[0].toUpperCase()}${reason.slice(1)}${hint}.`;
   ui.keyPanel.hidden = false;
   if (document.activeElement === document.body || !document.activeElement) ui.keyInput.focus();
 }
@@ -308,7 +309,8 @@ async function loadModels() {
   try {
     data = await apiJson("v1/models");
   } catch (error) {
-    showNotice(error, "Could not load the models");
+    if (error.status === 401) askForKey(error.message);  // the key panel says it all
+    else showNotice(error, "Could not load the models");
     return;
   }
   page.models = data.models || [];
@@ -421,6 +423,7 @@ class JobView {
 
   failed(error, context) {
     this.setStatus("error", "");
+    if (this.id === null) this.progress.value = 0;
     renderError(this.error, error, context);
     const retriable = error instanceof NetworkError || [401, 403, 429, 503].includes(error.status) || error.status >= 500;
     this.retryButton.hidden = !retriable || this.id !== null;
@@ -428,6 +431,7 @@ class JobView {
 
   created(doc) {
     this.id = doc.id;
+    this.node.dataset.jobId = doc.id;
     if (doc.source && doc.source.kind === "image") this.originalUrl = URL.createObjectURL(this.file);
     this.show(doc);
   }

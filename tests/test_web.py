@@ -1,0 +1,251 @@
+"""The web page at ``/`` in headless Chromium, against the real API, workers, Redis and SeaweedFS.
+
+Chromium is the system's (Debian packages ``chromium`` and ``chromium-driver``, which ``.ci/run``
+installs); Playwright drives it and never downloads a browser of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import urllib3
+from PIL import Image
+
+from shared.archives import detect_source_kind
+from shared.errors import UnsupportedMediaType
+from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE
+from tests.integration_fixtures import *  # noqa: F403
+from tests.integration_fixtures import ApiServer
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+RESULT_TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (Debian package 'chromium')"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the 'playwright' package is not installed")
+expect = sync_api.expect
+
+http = urllib3.PoolManager()
+
+
+# --- browser -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+class PageProblems:
+    """Uncaught script errors and Content-Security-Policy refusals seen by a page."""
+
+    def __init__(self, page) -> None:
+        self.messages: list[str] = []
+        page.on("pageerror", lambda error: self.messages.append(f"uncaught: {error}"))
+        page.on("console", self._console)
+
+    def _console(self, message) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.messages.append(message.text)
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    page.problems = PageProblems(page)
+    page.set_default_timeout(RESULT_TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_api(app_settings):
+    """The API with every request needing a key (as when it is bound beyond loopback)."""
+    server = ApiServer(app_settings.with_overrides(auth="keys"))
+    yield server
+    server.stop()
+
+
+# --- inputs and helpers ------------------------------------------------------------------------
+
+
+def grey_png(width: int, height: int) -> bytes:
+    x = np.linspace(30, 220, width)[None, :]
+    y = np.linspace(0, 30, height)[:, None]
+    buffer = io.BytesIO()
+    Image.fromarray((x + y).astype(np.uint8), "L").save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def wait_for_results(page, count: int) -> None:
+    """Until ``count`` result images (and their "before" images) have loaded."""
+    page.wait_for_function(
+        """count => {
+            const loaded = img => img.complete && img.naturalWidth > 0;
+            const after = [...document.querySelectorAll('.result img.after')].filter(loaded);
+            const before = [...document.querySelectorAll('.result img.before')].filter(loaded);
+            return after.length >= count && before.length >= count;
+        }""",
+        arg=count,
+    )
+
+
+def natural_sizes(page, selector: str) -> list[tuple[int, int]]:
+    return [tuple(size) for size in page.eval_on_selector_all(selector, "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")]
+
+
+def downloaded(page, locator) -> tuple[str, bytes]:
+    with page.expect_download() as info:
+        locator.click()
+    download = info.value
+    return download.suggested_filename, Path(download.path()).read_bytes()
+
+
+def job_document(api_url: str, job_id: str) -> dict:
+    response = http.request("GET", f"{api_url}/v1/jobs/{job_id}")
+    assert response.status == 200, response.data
+    return json.loads(response.data)
+
+
+def screenshot(page, path: Path) -> None:
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    if os.environ.get("COLORIZE_WEB_SCREENSHOT_DIR"):
+        page.screenshot(path=str(Path(os.environ["COLORIZE_WEB_SCREENSHOT_DIR"]) / path.name), full_page=True)
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_one_photo_is_colorized_compared_and_downloaded(page, api_server, workers, tmp_path) -> None:
+    photo = write(tmp_path / "grandparents 1952.png", grey_png(96, 64))
+    page.goto(api_server.url + "/")
+    # The documented range, from GET /v1/models; one model installed, so no model choice.
+    expect(page.locator("#temperature-range")).to_have_text(f"{MIN_TEMPERATURE:g} – {MAX_TEMPERATURE:g}")
+    expect(page.locator("#model-field")).to_be_hidden()
+    page.eval_on_selector("#temperature", "el => { el.value = '0.6'; el.dispatchEvent(new Event('input')); }")
+    expect(page.locator("#temperature-value")).to_have_text("0.60")
+
+    page.set_input_files("#file-input", str(photo))
+    wait_for_results(page, 1)
+
+    job = page.locator(".job")
+    expect(job.locator(".status")).to_have_text("succeeded")
+    expect(job.locator(".job-progress")).to_have_js_property("value", 1)
+    assert natural_sizes(page, ".result img.after") == [(96, 64)]
+    assert natural_sizes(page, ".result img.before") == [(96, 64)]
+    # A PNG the browser can show: "before" is the upload itself, not the result in grey.
+    expect(page.locator(".result img.before")).not_to_have_class("before greyscale")
+    assert job_document(api_server.url, job.get_attribute("data-job-id"))["temperature"] == 0.6
+
+    slider = page.locator(".compare-slider")
+    slider.focus()
+    for _ in range(3):
+        slider.press("ArrowLeft")
+    expect(page.locator(".compare")).to_have_attribute("style", "--position: 47%;")
+
+    name, data = downloaded(page, page.get_by_role("link", name="Download JPEG"))
+    assert name == "grandparents 1952.jpg"
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "JPEG" and image.size == (96, 64)
+    expect(job.locator(".zip-link")).to_be_hidden()  # one image: its JPEG is the download
+
+    screenshot(page, tmp_path / "web-one-photo.png")
+    assert page.problems.messages == []
+
+
+def test_a_file_the_api_refuses_shows_its_message_and_code(page, api_server, tmp_path) -> None:
+    notes = write(tmp_path / "notes.txt", b"shopping list: milk, film, fixer\n")
+    with pytest.raises(UnsupportedMediaType) as refusal:
+        detect_source_kind(notes.read_bytes(), notes.name)
+    page.goto(api_server.url + "/")
+
+    page.set_input_files("#file-input", str(notes))
+
+    error = page.locator(".job .job-error")
+    expect(error).to_be_visible()
+    expect(error.locator(".error-message")).to_have_text(refusal.value.message)
+    expect(error.locator(".error-code")).to_have_text("unsupported_media_type · HTTP 415")
+    expect(error.locator(".error-title")).to_contain_text("neither a supported image nor an archive")
+    expect(page.locator(".job .status")).to_have_text("error")
+    expect(page.locator(".job .retry-button")).to_be_hidden()  # sending it again would not help
+    screenshot(page, tmp_path / "web-refused.png")
+    assert page.problems.messages == []
+
+
+def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(page, api_server, workers,
+                                                                             app_settings, tmp_path) -> None:
+    # Larger than the API's direct request limit and than one upload part: two presigned PUTs.
+    padding = os.urandom(app_settings.multipart_part_bytes + 512 * 1024)
+    assert len(padding) > app_settings.limits.max_request_bytes
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("album/beach.png", grey_png(48, 32))
+        archive.writestr("album/garden.png", grey_png(30, 40))
+        archive.writestr("padding.bin", padding)
+    source = write(tmp_path / "album.zip", buffer.getvalue())
+    storage_puts: list[str] = []
+    page.on("request", lambda request: request.method == "PUT" and storage_puts.append(request.url))
+    page.goto(api_server.url + "/")
+
+    page.set_input_files("#file-input", str(source))
+    wait_for_results(page, 2)
+
+    job = page.locator(".job")
+    expect(job.locator(".status")).to_have_text("partially succeeded")
+    assert [url.startswith(app_settings.s3_endpoint_url) and "partNumber=" in url for url in storage_puts] == [True, True]
+    assert sorted(natural_sizes(page, ".result img.after")) == [(30, 40), (48, 32)]
+    # Archive entries have no local original: "before" is the result in grey.
+    expect(page.locator(".result img.before.greyscale")).to_have_count(2)
+    expect(job.locator(".failures summary")).to_have_text("1 image could not be colorized")
+    expect(job.locator(".failure-list li strong")).to_have_text("padding.bin")
+    expect(job.locator(".failure-list code")).to_have_text("unsupported_format")
+
+    name, data = downloaded(page, job.get_by_role("link", name="Download all (zip)"))
+    assert name.endswith(".zip")
+    with zipfile.ZipFile(io.BytesIO(data)) as results:
+        assert sorted(results.namelist()) == ["album/beach.jpg", "album/garden.jpg"]
+
+    screenshot(page, tmp_path / "web-archive.png")
+    assert page.problems.messages == []
+
+
+def test_with_keys_required_the_page_asks_for_one_and_uses_it(page, keyed_api, workers, tmp_path) -> None:
+    page.goto(keyed_api.url + "/")
+    expect(page.locator("#key-panel")).to_be_visible()
+    expect(page.locator("#key-reason")).to_contain_text("API key is required")  # the API's 401 message
+    screenshot(page, tmp_path / "web-key-needed.png")
+
+    token = keyed_api.app.extensions["colorize"].keys.create(f"web-{uuid.uuid4().hex[:8]}").token
+    page.fill("#key-input", token)
+    page.get_by_role("button", name="Save key").click()
+    expect(page.locator("#temperature-range")).not_to_have_text("…")
+    assert page.evaluate("() => localStorage.getItem('colorize.apiKey')") == token
+
+    page.set_input_files("#file-input", str(write(tmp_path / "street.png", grey_png(40, 24))))
+    # The result route needs the key and redirects to storage, which must not see it.
+    wait_for_results(page, 1)
+    assert natural_sizes(page, ".result img.after") == [(40, 24)]
+    assert page.problems.messages == []
