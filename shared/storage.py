@@ -85,6 +85,18 @@ _MAX_PART_NUMBER = 10_000
 _MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
 _THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
 _BAD_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
+# Browsers (the web page, api/web.py) read results and upload parts through presigned URLs.
+# The signature in each URL is what authorizes it, so any origin may send one; the page needs
+# each part's ETag to complete a multipart upload.
+BROWSER_CORS_RULES = [{
+    "AllowedOrigins": ["*"],
+    "AllowedMethods": ["GET", "HEAD", "PUT"],
+    "AllowedHeaders": ["*"],
+    "ExposeHeaders": ["ETag"],
+    "MaxAgeSeconds": 3600,
+}]
+# Stores without bucket CORS configuration answer these; their own CORS policy then applies.
+_NO_CORS_CODES = frozenset({"NotImplemented", "MethodNotAllowed", "501"})
 
 
 def _client_config(max_attempts: int, connect_timeout_s: float, read_timeout_s: float) -> Config:
@@ -222,6 +234,10 @@ class Storage:
     # --- bucket ---------------------------------------------------------------------------
 
     def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist, open to browsers (``BROWSER_CORS_RULES``).
+
+        An existing bucket is left as it is, CORS rules included.
+        """
         with _translated_errors():
             try:
                 self._client.head_bucket(Bucket=self.bucket)
@@ -236,6 +252,11 @@ class Storage:
                 self._client.create_bucket(**params)
             except ClientError as exc:
                 if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+            try:
+                self._client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": BROWSER_CORS_RULES})
+            except ClientError as exc:
+                if _error_code(exc) not in _NO_CORS_CODES:
                     raise
 
     def ping(self) -> None:
