@@ -1,0 +1,441 @@
+"""docker-compose.yml and docker/*.Dockerfile, checked against the code without a Docker engine.
+
+Commands must name real entry points (the gunicorn app factory, the Celery app and its queues),
+every setting variable must be one ``Settings.from_env`` reads, and ports, hosts, credentials
+and images must agree between services. The one-shot bucket command runs for real against the
+test session's SeaweedFS.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+import uuid
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+import yaml
+
+from api.app import create_app
+from shared.models import DEFAULT_MODEL
+from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings
+from shared.storage import BROWSER_CORS_RULES
+from worker.celery_app import QUEUE, WEBHOOK_QUEUE, make_celery
+
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+# The only variable a deployment must set; everything else has a default.
+DEPLOYMENT_ENV = {"S3_SECRET_KEY": "a-secret-for-the-checks"}
+# Services that run Colorize code, read Settings and share the store and broker.
+APP_SERVICES = ("api", "worker", "worker-gpu", "webhooks", "s3-init")
+CELERY_SERVICES = ("worker", "worker-gpu", "webhooks")
+LONG_RUNNING = ("api", "worker", "worker-gpu", "webhooks", "redis", "s3", "flower")
+BASE_IMAGE = "python:3.11-slim"
+
+
+# --- reading the files -------------------------------------------------------------------------
+
+_VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?)([-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Compose's variable substitution: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, $$."""
+
+    def substitute(match: re.Match) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name = match.group(1) or match.group(5)
+        value = env.get(name)
+        colon, kind, argument = match.group(2), match.group(3), match.group(4)
+        missing = value is None or (colon == ":" and value == "")
+        if kind == "-" and missing:
+            return argument
+        if kind == "?" and missing:
+            raise LookupError(f"{name}: {argument}")
+        return value or ""
+
+    return _VARIABLE.sub(substitute, text)
+
+
+def resolve(node: Any, env: Mapping[str, str]) -> Any:
+    if isinstance(node, str):
+        return interpolate(node, env)
+    if isinstance(node, list):
+        return [resolve(item, env) for item in node]
+    if isinstance(node, dict):
+        return {key: resolve(value, env) for key, value in node.items()}
+    return node
+
+
+@pytest.fixture(scope="module")
+def raw_compose() -> dict:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def compose(raw_compose) -> dict:
+    return resolve(raw_compose, DEPLOYMENT_ENV)
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, dict]:
+    return compose["services"]
+
+
+def environment(service: dict) -> dict[str, str]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(entry.split("=", 1) for entry in env)
+    return {name: str(value) for name, value in env.items()}
+
+
+def option(argv: list[str], *names: str) -> str:
+    for name in names:
+        if name in argv:
+            return argv[argv.index(name) + 1]
+    raise AssertionError(f"none of {names} in {argv}")
+
+
+def healthcheck_argv(service: dict) -> list[str]:
+    test = service["healthcheck"]["test"]
+    if test[0] == "CMD-SHELL":
+        return shlex.split(test[1])
+    assert test[0] == "CMD", test
+    return test[1:]
+
+
+def container_port(mapping: str) -> int:
+    return int(str(mapping).rsplit(":", 1)[1].split("/")[0])
+
+
+def host_port(mapping: str) -> int:
+    return int(str(mapping).rsplit(":", 2)[-2])
+
+
+def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    logical, current = [], ""
+    for line in path.read_text().splitlines():
+        if not current and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.endswith("\\"):
+            logical.append(current.strip())
+            current = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` (relative to the context) out of the build context."""
+    patterns = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    parts = path.strip("/").split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    excluded = False
+    for pattern in patterns:
+        negated = pattern.startswith("!")
+        cleaned = pattern.lstrip("!").strip("/")
+        if any(fnmatch.fnmatchcase(prefix, cleaned) for prefix in prefixes):
+            excluded = not negated
+    return excluded
+
+
+def pyproject() -> dict:
+    return tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+
+
+def valid_setting_variables() -> set[str]:
+    names = {"COLORIZE_" + f.name.upper() for f in fields(Settings) if f.name not in NESTED}
+    for group in NESTED.values():
+        names |= {"COLORIZE_" + f.name.upper() for f in fields(group)}
+    return names | {alias for aliases in ENV_ALIASES.values() for alias in aliases}
+
+
+# --- the file as a whole -----------------------------------------------------------------------
+
+
+def test_a_deployment_must_set_only_the_store_secret(raw_compose) -> None:
+    with pytest.raises(LookupError, match="S3_SECRET_KEY"):
+        resolve(raw_compose, {})
+    resolve(raw_compose, DEPLOYMENT_ENV)
+
+
+def test_services_and_profiles(services) -> None:
+    assert set(services) == {"api", "worker", "worker-gpu", "webhooks", "redis", "s3", "s3-init", "flower"}
+    assert services["worker-gpu"]["profiles"] == ["gpu"]
+    assert services["flower"]["profiles"] == ["monitoring"]
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"api", "worker", "webhooks", "redis", "s3", "s3-init"}
+
+
+def test_restart_policies_and_healthchecks(services) -> None:
+    for name in LONG_RUNNING:
+        assert services[name]["restart"] in ("unless-stopped", "always"), name
+    assert services["s3-init"]["restart"].startswith("on-failure")  # a one-shot must not loop
+    for name in ("api", "worker", "worker-gpu", "webhooks", "redis", "s3"):
+        assert healthcheck_argv(services[name]), name
+
+
+def test_app_services_start_after_redis_and_the_bucket(services) -> None:
+    for name in ("api", "worker", "worker-gpu", "webhooks"):
+        depends = services[name]["depends_on"]
+        assert depends["redis"]["condition"] == "service_healthy", name
+        assert depends["s3-init"]["condition"] == "service_completed_successfully", name
+    assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def test_every_setting_variable_is_one_settings_reads(services) -> None:
+    valid = valid_setting_variables()
+    for name in APP_SERVICES:
+        unknown = set(environment(services[name])) - valid
+        assert not unknown, f"{name}: {sorted(unknown)} are not read by Settings.from_env"
+
+
+def test_each_service_environment_builds_valid_settings(services) -> None:
+    built = {name: Settings.from_env(environment(services[name])) for name in APP_SERVICES}
+    assert {s.redis_url for s in built.values()} == {"redis://redis:6379/0"}
+    assert len({(s.s3_endpoint_url, s.s3_public_endpoint_url, s.s3_bucket, s.aws_access_key_id,
+                 s.aws_secret_access_key) for s in built.values()}) == 1
+    assert built["api"].api_host == "0.0.0.0" and built["api"].auth == "keys"
+    assert built["worker"].device == "cpu"
+    assert built["worker-gpu"].device == "cuda"
+
+
+def test_the_gunicorn_target_builds_the_app_from_the_api_environment(services) -> None:
+    argv = services["api"]["command"]
+    assert argv[0] == "gunicorn"
+    module, factory = re.fullmatch(r"([\w.]+):(\w+)\(\)", argv[-1]).groups()
+    assert getattr(importlib.import_module(module), factory) is create_app
+    # Nothing connects while the app is built: the compose host names need not resolve here.
+    app = create_app(Settings.from_env(environment(services["api"])))
+    rules = {rule.rule for rule in app.url_map.iter_rules()}
+    assert {"/", "/healthz", "/v1/jobs"} <= rules
+
+
+def test_api_port_agrees_between_bind_settings_ports_and_healthcheck(services) -> None:
+    api = services["api"]
+    host, port = option(api["command"], "--bind", "-b").rsplit(":", 1)
+    assert host == "0.0.0.0"
+    settings = Settings.from_env(environment(api))
+    assert settings.api_port == int(port)
+    assert [container_port(mapping) for mapping in api["ports"]] == [int(port)]
+    probe = next(arg for arg in healthcheck_argv(api) if "/healthz" in arg)
+    assert re.search(r"http://127\.0\.0\.1:(\d+)/healthz", probe).group(1) == port
+
+
+def test_prometheus_directories_are_fresh_tmpfs(services) -> None:
+    for name in ("api", "worker", "worker-gpu"):
+        directory = environment(services[name])["PROMETHEUS_MULTIPROC_DIR"]
+        assert any(entry.split(":")[0] == directory for entry in services[name]["tmpfs"]), name
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+
+def test_celery_commands_name_the_app_and_its_queues(services) -> None:
+    consumed = set()
+    for name in CELERY_SERVICES:
+        service = services[name]
+        argv = service["command"]
+        assert argv[:2] == ["celery", "-A"] and argv[3] == "worker", name
+        module = importlib.import_module(argv[2])
+        assert module.make_celery is make_celery
+        make_celery(Settings.from_env(environment(service)))  # the app the command line builds
+        queues = set(option(argv, "-Q", "--queues").split(","))
+        assert queues <= {QUEUE, WEBHOOK_QUEUE}, name
+        if not service.get("profiles"):
+            consumed |= queues
+    assert consumed == {QUEUE, WEBHOOK_QUEUE}  # a default deployment serves every queue
+    assert option(services["webhooks"]["command"], "--pool", "-P") == "threads"
+
+
+def test_worker_healthchecks_ping_their_own_node(services) -> None:
+    for name in CELERY_SERVICES:
+        service = services[name]
+        node = option(service["command"], "-n", "--hostname")
+        probe = healthcheck_argv(service)
+        assert probe[:4] == ["celery", "-A", service["command"][2], "inspect"] and "ping" in probe, name
+        assert option(probe, "--destination", "-d") == node.replace("%h", "$HOSTNAME"), name
+
+
+def test_workers_get_time_to_finish_the_chunk_in_hand(services) -> None:
+    def seconds(duration: str) -> int:
+        units = {"h": 3600, "m": 60, "s": 1}
+        return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", duration))
+
+    for name in ("worker", "worker-gpu"):
+        settings = Settings.from_env(environment(services[name]))
+        assert seconds(services[name]["stop_grace_period"]) > settings.task_time_limit_s, name
+
+
+def test_gpu_worker_reserves_nvidia_devices(services) -> None:
+    gpu = services["worker-gpu"]
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert environment(gpu)["COLORIZE_DEVICE"] == "cuda"
+
+
+# --- redis, storage, flower ----------------------------------------------------------------------
+
+
+def test_redis_persists_every_write_and_never_evicts(services) -> None:
+    redis = services["redis"]
+    argv = redis["command"]
+    assert argv[0] == "redis-server"
+    assert option(argv, "--appendonly") == "yes"
+    assert option(argv, "--maxmemory-policy") == "noeviction"
+    assert "--port" not in argv
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert healthcheck_argv(redis) == ["redis-cli", "ping"]
+    url = urlsplit(environment(services["api"])["REDIS_URL"])
+    assert (url.hostname, url.port) == ("redis", 6379)
+
+
+def test_store_address_credentials_and_ports_agree(compose, services) -> None:
+    s3 = services["s3"]
+    argv = s3["command"]
+    assert argv[0] == "server" and "-s3" in argv
+    flags = dict(arg.lstrip("-").split("=", 1) for arg in argv if arg.startswith("-") and "=" in arg)
+    port = int(flags["s3.port"])
+    settings = Settings.from_env(environment(services["api"]))
+    endpoint = urlsplit(settings.s3_endpoint_url)
+    assert (endpoint.hostname, endpoint.port) == ("s3", port)
+    [published] = s3["ports"]
+    assert container_port(published) == port
+    assert urlsplit(settings.s3_public_endpoint_url).port == host_port(published)
+    assert f"127.0.0.1:{port}/healthz" in " ".join(healthcheck_argv(s3))
+    assert any(volume.endswith(":/data") for volume in s3["volumes"]) and flags["dir"] == "/data"
+    [config] = s3["configs"]
+    assert config["target"] == flags["s3.config"]
+    identities = json.loads(compose["configs"][config["source"]]["content"])["identities"]
+    credentials = [(c["accessKey"], c["secretKey"]) for i in identities for c in i["credentials"]]
+    assert credentials == [(settings.aws_access_key_id, settings.aws_secret_access_key)]
+    assert settings.aws_secret_access_key == DEPLOYMENT_ENV["S3_SECRET_KEY"]
+
+
+def test_flower_watches_the_same_broker(services) -> None:
+    argv = services["flower"]["command"]
+    assert argv[0] == "celery" and "flower" in argv
+    [broker] = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--broker=")]
+    assert broker == environment(services["api"])["REDIS_URL"]
+    assert all(mapping.startswith("127.0.0.1:") for mapping in services["flower"]["ports"])
+
+
+@pytest.mark.integration
+def test_the_bucket_command_creates_a_bucket_open_to_browsers(services, s3_server) -> None:
+    argv = services["s3-init"]["command"]
+    assert argv[:2] == ["python", "-c"]
+    bucket = f"compose-{uuid.uuid4().hex[:12]}"
+    env = environment(services["s3-init"]) | {
+        "S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "COLORIZE_S3_PUBLIC_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "COLORIZE_S3_BUCKET": bucket,
+    }
+    for _ in range(2):  # a restarted one-shot finds the bucket there
+        done = subprocess.run([sys.executable, "-c", argv[2]], env=env, cwd=PROJECT_ROOT,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
+                          aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
+    rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
+    assert [{k: rule[k] for k in BROWSER_CORS_RULES[0]} for rule in rules] == BROWSER_CORS_RULES
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def built_services(services) -> dict[str, dict]:
+    return {name: service for name, service in services.items() if "build" in service}
+
+
+def test_every_built_image_has_its_dockerfile(services) -> None:
+    dockerfiles = {}
+    for name, service in built_services(services).items():
+        build = service["build"]
+        assert build["context"] == "."
+        path = PROJECT_ROOT / build["dockerfile"]
+        assert path.is_file(), name
+        dockerfiles[name] = build["dockerfile"]
+    assert dockerfiles == {
+        "api": "docker/api.Dockerfile", "s3-init": "docker/api.Dockerfile",
+        "worker": "docker/worker.Dockerfile", "webhooks": "docker/worker.Dockerfile",
+        "worker-gpu": "docker/worker-gpu.Dockerfile",
+    }
+    # Services sharing an image tag build it from the same Dockerfile.
+    by_image: dict[str, set[str]] = {}
+    for name, service in built_services(services).items():
+        by_image.setdefault(service["image"], set()).add(service["build"]["dockerfile"])
+    assert all(len(files) == 1 for files in by_image.values()), by_image
+
+
+@pytest.mark.parametrize("dockerfile", ["docker/api.Dockerfile", "docker/worker.Dockerfile",
+                                        "docker/worker-gpu.Dockerfile"])
+def test_dockerfile_copies_existing_sources_that_reach_the_build(dockerfile) -> None:
+    instructions = dockerfile_instructions(PROJECT_ROOT / dockerfile)
+    copies = [args.split() for kind, args in instructions if kind == "COPY"]
+    sources = [source for args in copies for source in args[:-1] if not source.startswith("--")]
+    assert sources
+    for source in sources:
+        assert (PROJECT_ROOT / source).exists(), f"{dockerfile}: COPY {source} does not exist"
+        assert not dockerignore_excludes(source), f"{dockerfile}: .dockerignore leaves out {source}"
+    # Everything pip installs: the packages pyproject.toml finds, and the files it reads.
+    packages = {pattern.rstrip("*") for pattern in pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]}
+    assert packages | {"pyproject.toml", pyproject()["project"]["readme"]} <= set(sources)
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    for path in (".venv", "var", ".git", "tests", "api/__pycache__"):
+        assert dockerignore_excludes(path), path
+
+
+def test_cpu_images_are_python_slim_and_install_the_project() -> None:
+    for dockerfile in ("docker/api.Dockerfile", "docker/worker.Dockerfile"):
+        instructions = dockerfile_instructions(PROJECT_ROOT / dockerfile)
+        assert instructions[0] == ("FROM", BASE_IMAGE), dockerfile
+        runs = " ".join(args for kind, args in instructions if kind == "RUN")
+        assert "pip install . " in runs + " ", dockerfile
+
+
+def test_gpu_image_is_cuda_based_with_the_gpu_extra() -> None:
+    instructions = dockerfile_instructions(PROJECT_ROOT / "docker/worker-gpu.Dockerfile")
+    assert instructions[0][0] == "FROM" and instructions[0][1].startswith("nvidia/cuda:")
+    assert "runtime" in instructions[0][1]
+    runs = " ".join(args for kind, args in instructions if kind == "RUN")
+    extra = re.search(r'pip install "\.\[(\w[\w-]*)\]"', runs).group(1)
+    assert extra == "gpu" and "onnxruntime-gpu" in " ".join(pyproject()["project"]["optional-dependencies"][extra])
+
+
+def test_images_commands_match_the_compose_commands(services) -> None:
+    def cmd(dockerfile: str) -> list[str]:
+        [args] = [args for kind, args in dockerfile_instructions(PROJECT_ROOT / dockerfile) if kind == "CMD"]
+        return json.loads(args)
+
+    assert cmd("docker/api.Dockerfile") == services["api"]["command"]
+    worker_cmd = cmd("docker/worker.Dockerfile")
+    assert worker_cmd[:4] == services["worker"]["command"][:4]
+    assert option(worker_cmd, "-Q") == QUEUE
+
+
+def test_the_default_model_ships_inside_the_installed_package() -> None:
+    # The images install the project (not editable): models_dir is the installed models package.
+    patterns = pyproject()["tool"]["setuptools"]["package-data"]["models"]
+    model_dir = PROJECT_ROOT / "models" / DEFAULT_MODEL
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for needed in ("manifest.json", manifest["file"]):
+        relative = f"{DEFAULT_MODEL}/{needed}"
+        assert (model_dir / needed).is_file()
+        assert any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns), relative
