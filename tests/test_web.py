@@ -6,6 +6,7 @@ installs); Playwright drives it and never downloads a browser of its own.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -110,6 +111,22 @@ def wait_for_results(page, count: int) -> None:
         }""",
         arg=count,
     )
+
+
+def drop_files(page, selector: str, files: dict[str, bytes]) -> None:
+    """Drop ``files`` on ``selector`` as a drag from the desktop would."""
+    transfer = page.evaluate_handle(
+        """files => {
+            const transfer = new DataTransfer();
+            for (const [name, encoded] of files) {
+                const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, {type: "image/png"}));
+            }
+            return transfer;
+        }""",
+        [[name, base64.b64encode(data).decode()] for name, data in files.items()],
+    )
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
 
 
 def natural_sizes(page, selector: str) -> list[tuple[int, int]]:
@@ -232,7 +249,7 @@ def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(pag
     assert page.problems.messages == []
 
 
-def test_with_keys_required_the_page_asks_for_one_and_uses_it(page, keyed_api, workers, tmp_path) -> None:
+def test_with_keys_required_the_page_asks_for_one_and_uses_it_for_dropped_photos(page, keyed_api, workers, tmp_path) -> None:
     page.goto(keyed_api.url + "/")
     expect(page.locator("#key-panel")).to_be_visible()
     expect(page.locator("#key-reason")).to_contain_text("API key is required")  # the API's 401 message
@@ -244,8 +261,12 @@ def test_with_keys_required_the_page_asks_for_one_and_uses_it(page, keyed_api, w
     expect(page.locator("#temperature-range")).not_to_have_text("…")
     assert page.evaluate("() => localStorage.getItem('colorize.apiKey')") == token
 
-    page.set_input_files("#file-input", str(write(tmp_path / "street.png", grey_png(40, 24))))
-    # The result route needs the key and redirects to storage, which must not see it.
-    wait_for_results(page, 1)
-    assert natural_sizes(page, ".result img.after") == [(40, 24)]
+    drop_files(page, "#drop-zone", {"street.png": grey_png(40, 24), "harbour.png": grey_png(24, 40)})
+    # Two photos, two jobs. The result route needs the key and redirects to storage, which must
+    # not see it.
+    wait_for_results(page, 2)
+    expect(page.locator(".job .status")).to_have_text(["succeeded", "succeeded"])
+    expect(page.locator(".job .job-name")).to_have_text(["street.png", "harbour.png"])
+    assert sorted(natural_sizes(page, ".result img.after")) == [(24, 40), (40, 24)]
+    screenshot(page, tmp_path / "web-with-key.png")
     assert page.problems.messages == []

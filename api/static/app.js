@@ -174,6 +174,7 @@ function authHeaders() {
 function askForKey(reason) {
   const hint = reason.includes("colorize keys") ? "" : ". An operator creates keys with 'colorize keys create --tenant NAME'";
   ui.keyReason.textContent = `${reason[0].toUpperCase()}${reason.slice(1)}${hint}.`;
+  ui.keyPanel.classList.add("needed");
   ui.keyPanel.hidden = false;
   if (document.activeElement === document.body || !document.activeElement) ui.keyInput.focus();
 }
@@ -195,6 +196,7 @@ ui.keyForm.addEventListener("submit", (event) => {
     return;
   }
   ui.keyInput.value = "";
+  ui.keyPanel.classList.remove("needed");
   ui.keyReason.textContent = "Key saved in this browser.";
   hideNotice();
   loadModels();
