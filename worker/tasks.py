@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import redis
 from celery import current_app, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
@@ -147,12 +147,24 @@ def expand_job(self, job_id: str) -> None:
     except Exception as exc:
         if self.request.retries < self.max_retries:
             log.warning("expanding job %s failed (%r); retrying", job_id, exc)
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))
+            _retry_later(self, exc)
         # Never leave a job running forever: what was registered still gets processed.
         log.exception("expanding job %s failed %d times; giving up", job_id, self.request.retries + 1)
         ctx.jobs.end_expansion(job_id, _give_up_error(exc, "the archive could not be expanded"))
     finally:
         lease.release()
+
+
+def _retry_later(task, exc: Exception) -> None:
+    """Retry ``task`` after a backoff. When the retry cannot be published (the broker is down as
+    well, e.g. Redis restarting), Celery would reject the message without requeueing it and its
+    work would be lost: reject it with requeue instead, or, if even that cannot reach the broker,
+    leave it unacknowledged for redelivery after the visibility timeout."""
+    try:
+        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
+    except Reject as refused:
+        log.warning("could not schedule the retry (%r); requeueing the task", refused.reason)
+        raise Reject(exc, requeue=True) from refused
 
 
 def _give_up_error(exc: Exception, message: str) -> ColorizeError:
@@ -182,8 +194,11 @@ class ExpandLease:
             self._renewed_at = time.monotonic()
 
     def release(self) -> None:
-        if self._client.get(self._key) == self._token.encode():
-            self._client.delete(self._key)
+        try:
+            if self._client.get(self._key) == self._token.encode():
+                self._client.delete(self._key)
+        except redis.RedisError:
+            pass  # Redis is away: the lease lapses by itself; raising here would replace the task's outcome
 
 
 @dataclass
@@ -288,12 +303,12 @@ def enqueue_chunk(app, job_id: str, indices: Sequence[int]) -> None:
 def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
     """Colorize the chunk's unfinished items; each item ends done or failed on its own."""
     ctx = worker_context(_settings_of(self))
-    job = ctx.jobs.find(job_id)
-    if job is None or job.is_terminal:
-        return
-    bind_log_context(tenant=job.tenant)
-    ctx.jobs.mark_running(job_id)
     try:
+        job = ctx.jobs.find(job_id)
+        if job is None or job.is_terminal:
+            return
+        bind_log_context(tenant=job.tenant)
+        ctx.jobs.mark_running(job_id)
         ChunkRun(ctx, job).run(indices)
     except SoftTimeLimitExceeded:
         # Hand what is left to a fresh task; items caught mid-way have used up one attempt.
@@ -304,7 +319,7 @@ def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
     except Exception as exc:
         if self.request.retries < self.max_retries:
             log.warning("chunk of job %s failed (%r); retrying", job_id, exc)
-            raise self.retry(exc=exc, countdown=min(60, 2 ** self.request.retries))
+            _retry_later(self, exc)
         # Never leave items pending forever: the job must still reach a final status.
         log.exception("chunk of job %s failed %d times; failing its items", job_id, self.request.retries + 1)
         error = _give_up_error(exc, "processing failed repeatedly")
