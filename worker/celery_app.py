@@ -8,8 +8,11 @@ and never imports ``worker.tasks`` (which loads models): tasks are only named he
 from __future__ import annotations
 
 from typing import Callable
+from urllib.parse import urlparse
 
+import redis
 from celery import Celery
+from kombu.transport import redis as kombu_redis
 
 from shared.settings import Settings
 
@@ -21,6 +24,30 @@ PURGE_TASK = "colorize.purge_expired"
 # receiver never holds up colorizing (run e.g. ``-Q webhooks --pool threads``).
 WEBHOOK_QUEUE = "webhooks"
 WEBHOOK_TASK = "colorize.deliver_webhook"
+
+
+class _BrokerChannel(kombu_redis.Channel):
+    def __init__(self, connection, *args, **kwargs) -> None:
+        super().__init__(connection, *args, **kwargs)
+        self._broker = connection.client
+
+    def _connparams(self, asynchronous: bool = False) -> dict:
+        # When the broker connection is lost, Celery detaches the transport from it (client =
+        # None) while tasks received on this channel still run; their acks, and the requeue of
+        # unacknowledged messages as the channel closes, then build a new client from that
+        # client and fail with AttributeError, which Celery treats as fatal: the worker exits.
+        # With the address back they reach the broker once it is up, and while it is down fail
+        # with a connection error, which Celery tolerates (the messages stay in the broker's
+        # unacked index and are redelivered after the visibility timeout).
+        if self.connection.client is None:
+            self.connection.client = self._broker
+        return super()._connparams(asynchronous)
+
+
+class BrokerTransport(kombu_redis.Transport):
+    """kombu's Redis transport, surviving a Redis restart (see _BrokerChannel)."""
+
+    Channel = _BrokerChannel
 
 
 class ColorizeCelery(Celery):
@@ -36,6 +63,8 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         raise ValueError("settings.redis_url must be set (the broker URL)")
     app = ColorizeCelery(settings, broker=settings.redis_url,
                          include=["worker.tasks", "worker.webhooks", "worker.observability"])
+    if urlparse(settings.redis_url).scheme in ("redis", "rediss"):
+        app.conf.broker_transport = f"{__name__}:BrokerTransport"
     app.conf.update(
         task_default_queue=QUEUE,
         # Exact names are matched before patterns.
