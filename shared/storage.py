@@ -330,6 +330,11 @@ class Storage:
                 for entry in page.get("Contents", ()):
                     yield entry["Key"]
 
+    def delete(self, key: str) -> None:
+        """Delete one object; one that does not exist is fine."""
+        with _translated_errors(key):
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object whose key starts with ``prefix``; return how many were deleted."""
         if not prefix:

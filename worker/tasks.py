@@ -303,13 +303,15 @@ def enqueue_chunk(app, job_id: str, indices: Sequence[int]) -> None:
 def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
     """Colorize the chunk's unfinished items; each item ends done or failed on its own."""
     ctx = worker_context(_settings_of(self))
+    run: ChunkRun | None = None
     try:
         job = ctx.jobs.find(job_id)
         if job is None or job.is_terminal:
             return
         bind_log_context(tenant=job.tenant)
         ctx.jobs.mark_running(job_id)
-        ChunkRun(ctx, job).run(indices)
+        run = ChunkRun(ctx, job)
+        run.run(indices)
     except SoftTimeLimitExceeded:
         # Hand what is left to a fresh task; items caught mid-way have used up one attempt.
         remaining = ctx.jobs.unfinished(job_id, indices)
@@ -317,6 +319,8 @@ def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
         if remaining:
             enqueue_chunk(self.app, job_id, remaining)
     except Exception as exc:
+        if run is not None:
+            run.forgive_unfinished()
         if self.request.retries < self.max_retries:
             log.warning("chunk of job %s failed (%r); retrying", job_id, exc)
             _retry_later(self, exc)
@@ -341,6 +345,7 @@ class ChunkRun:
         self.ctx = ctx
         self.job = job
         self.settings = ctx.settings
+        self.begun: list[int] = []  # items whose attempt this run has counted
 
     def run(self, indices: Sequence[int]) -> None:
         jobs = self.ctx.jobs
@@ -395,11 +400,25 @@ class ChunkRun:
         for index in indices:
             attempts = self.ctx.jobs.record_attempt(self.job.id, index)
             if attempts > self.settings.item_max_attempts:
-                self.ctx.jobs.fail_item(self.job.id, index, ProcessingFailed(
+                outcome = self.ctx.jobs.fail_item(self.job.id, index, ProcessingFailed(
                     f"processing crashed or timed out {attempts - 1} times", attempts=attempts - 1))
+                if outcome.counted:
+                    # An earlier attempt may have stored the result before it died: a failed
+                    # item has none.
+                    self.ctx.storage.delete(result_key(self.job.tenant, self.job.id, index))
             else:
                 started.append(index)
+                self.begun.append(index)
         return started
+
+    def forgive_unfinished(self) -> None:
+        """After a failure the task caught (storage or Redis away), give back the attempts of the
+        items it left unfinished: they did not crash nor time out. Best effort: Redis may be away."""
+        try:
+            for index in self.ctx.jobs.unfinished(self.job.id, self.begun):
+                self.ctx.jobs.forgive_attempt(self.job.id, index)
+        except redis.RedisError:
+            pass
 
     def _input_key(self, index: int) -> str:
         if self.job.source_kind == "image":
