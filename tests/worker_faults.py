@@ -1,8 +1,16 @@
 """Fault hooks for test workers, loaded with ``celery worker -I tests.worker_faults``.
 
 Each chunk announces itself on a Redis list and lingers before inference, so a test can kill
-the worker while it holds that chunk; an item whose path contains ``poison`` kills its pool
-process every time it is colorized, like an image that crashes the decoder.
+the worker while it holds that chunk. Items misbehave by their path, every time they are
+processed:
+
+- ``poison``: kills its pool process during inference (the model crashes);
+- ``crash-decoder``: kills its pool process while it is decoded (the decoder crashes);
+- ``hang-forever``: blocks inference past every time limit where the soft limit cannot interrupt it
+  (stuck in native code), so only the hard limit ends it;
+- ``model-error``: makes inference raise (the model refuses this input);
+- ``crash-after-save``: kills its pool process once its result is stored, before the item is
+  marked done.
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 
 import redis
@@ -20,23 +29,71 @@ from worker import tasks
 CHUNKS_KEY = "colorize-test:chunks"
 HOLD_S = 1.0
 POISON_MARK = "poison"
+DECODER_CRASH_MARK = "crash-decoder"
+HANG_MARK = "hang-forever"
+MODEL_ERROR_MARK = "model-error"
+SAVED_CRASH_MARK = "crash-after-save"
 
 _colorize = tasks.ChunkRun._colorize
+_load = tasks.ChunkRun._load
+_colorize_batch = tasks.colorize_batch
+_complete_item = tasks.JobStore.complete_item
+# Set while a batch holding a model-error item is inferred (the batch is split, then retried alone).
+_batch = threading.local()
 
 
 def _announce(run: tasks.ChunkRun, indices: list[int]) -> None:
     client = redis.Redis.from_url(current_app.colorize_settings.redis_url)
-    record = {"worker_pid": os.getppid(), "process_pid": os.getpid(), "job": run.job.id, "indices": indices}
+    record = {"worker_pid": os.getppid(), "process_pid": os.getpid(), "job": run.job.id, "indices": indices,
+              "at": time.time()}
     client.rpush(CHUNKS_KEY, json.dumps(record))
+
+
+def _path(run: tasks.ChunkRun, index: int) -> str:
+    return run.ctx.jobs.item(run.job.id, index).path
+
+
+def _hang() -> None:
+    # The soft time limit arrives as SIGUSR1: blocked, as if the process were stuck in C code.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    time.sleep(3600)
 
 
 def _faulty_colorize(self: tasks.ChunkRun, engine, items):
     indices = [item.index for item in items]
-    if any(POISON_MARK in self.ctx.jobs.item(self.job.id, i).path for i in indices):
+    paths = [_path(self, i) for i in indices]
+    if any(POISON_MARK in p for p in paths):
         os.kill(os.getpid(), signal.SIGKILL)
+    if any(HANG_MARK in p for p in paths):
+        _hang()
     _announce(self, indices)
     time.sleep(HOLD_S)
-    return _colorize(self, engine, items)
+    _batch.model_error = any(MODEL_ERROR_MARK in p for p in paths)
+    try:
+        return _colorize(self, engine, items)
+    finally:
+        _batch.model_error = False
+
+
+def _faulty_load(self: tasks.ChunkRun, index: int):
+    if DECODER_CRASH_MARK in _path(self, index):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _load(self, index)
+
+
+def _faulty_colorize_batch(engine, images, temperature=None):
+    if getattr(_batch, "model_error", False):
+        raise RuntimeError("the model cannot process this input")
+    return _colorize_batch(engine, images, temperature)
+
+
+def _faulty_complete_item(self: tasks.JobStore, job_id: str, index: int):
+    if SAVED_CRASH_MARK in self.item(job_id, index).path:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _complete_item(self, job_id, index)
 
 
 tasks.ChunkRun._colorize = _faulty_colorize
+tasks.ChunkRun._load = _faulty_load
+tasks.colorize_batch = _faulty_colorize_batch
+tasks.JobStore.complete_item = _faulty_complete_item
