@@ -138,16 +138,19 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "expanded": {"type": "boolean"},
             "next": _nullable({"type": "string"}),
         }),
+        # Optional JSON fields may be null, which means the same as leaving them out.
         "JobFromUpload": _obj({
             "upload_id": {"type": "string", "minLength": 1, "description": "From POST /v1/uploads."},
-            "filename": {"type": "string", "description": "Overrides the upload's file name."},
-            "model": {"type": "string", "description": "An installed model (GET /v1/models); default: the server's."},
-            "temperature": {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
-            "callback_url": CALLBACK_URL,
+            "filename": _nullable({"type": "string", "description": "Overrides the upload's file name."}),
+            "model": _nullable({"type": "string",
+                                "description": "An installed model (GET /v1/models); default: the server's."}),
+            "temperature": _nullable({"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE}),
+            "callback_url": _nullable(CALLBACK_URL),
             "events": {"oneOf": [
-                {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1},
+                # null matches this branch only (OpenAPI 3.0 has no null type of its own).
+                _nullable({"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1}),
                 {"type": "string", "description": "Comma-separated event names.", "example": "started,completed"},
-            ], "description": "Events to send: " + ", ".join(EVENTS) + "; default: all."},
+            ], "description": "Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."},
         }, required=["upload_id"], extra=True),
         "JobFromForm": _obj({
             "file": {"type": "string", "format": "binary",
@@ -157,12 +160,13 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "temperature": {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
             "callback_url": CALLBACK_URL,
             "events": {"type": "string", "description": "Comma-separated event names: "
-                       + ", ".join(EVENTS) + "; default: all.", "example": "started,completed"},
+                       + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
+                       "example": "started,completed"},
         }, required=["file"], extra=True),
         "UploadRequest": _obj({
             "size": {"type": "integer", "minimum": 1, "maximum": limits.max_upload_bytes,
                      "description": "Bytes the client will upload."},
-            "filename": {"type": "string"},
+            "filename": _nullable({"type": "string"}),
         }, required=["size"], extra=True),
         "SingleUpload": _obj({
             "upload_id": {"type": "string"},
