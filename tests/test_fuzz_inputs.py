@@ -12,10 +12,14 @@ Each test runs a modest number of examples by default so the suite stays quick. 
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import struct
 import tarfile
+import time
 import zipfile
+import zlib
 
 import cv2
 import numpy as np
@@ -185,3 +189,93 @@ def test_detect_source_kind_only_raises_colorize_errors(data):
     except ColorizeError:
         return
     assert kind in ("zip", "tar", "tar.gz", "image")
+
+
+# --- hostile headers the mutations rarely reach -------------------------------------------
+
+# Each must be refused or decoded at once, with no large allocation on the way.
+HOSTILE_TIME_S = 5.0
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_with(chunks: list[bytes], width: int = 16, height: int = 12) -> bytes:
+    rows = b"".join(b"\0" + bytes(width * 3) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + b"".join(chunks)
+            + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+
+
+@functools.cache
+def _zlib_bomb(mib: int = 64) -> bytes:
+    """``mib`` MiB of zeros in about 1/1000 of that: a chunk that would inflate to it."""
+    compressor, zeros = zlib.compressobj(9), bytes(1024**2)
+    return b"".join(compressor.compress(zeros) for _ in range(mib)) + compressor.flush()
+
+
+def _small_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((12, 16, 3), np.uint8)).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def _jpeg_with_segments(segments: bytes) -> bytes:
+    jpeg = _small_jpeg()
+    return jpeg[:2] + segments + jpeg[2:]  # right after the start-of-image marker
+
+
+def _app_segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + struct.pack(">H", len(payload) + 2) + payload
+
+
+# Built when their test runs: some are tens of megabytes.
+HOSTILE_IMAGES = {
+    "png zTXt bomb": lambda: _png_with([_png_chunk(b"zTXt", b"Comment\0\0" + _zlib_bomb())]),
+    "png iTXt bomb": lambda: _png_with([_png_chunk(b"iTXt", b"Comment\0\1\0\0\0" + _zlib_bomb())]),
+    "png iCCP bomb": lambda: _png_with([_png_chunk(b"iCCP", b"icc\0\0" + _zlib_bomb())]),
+    "png 20000 text chunks": lambda: _png_with(
+        [_png_chunk(b"tEXt", b"k%d\0" % i + b"v" * 1000) for i in range(20_000)]),
+    "png 20 MiB text chunk": lambda: _png_with([_png_chunk(b"tEXt", b"k\0" + bytes(20 * 1024**2))]),
+    "jpeg 300 colour-profile segments": lambda: _jpeg_with_segments(b"".join(
+        _app_segment(0xE2, b"ICC_PROFILE\0" + bytes([i % 255 + 1, 255]) + bytes(65_000)) for i in range(300))),
+    "jpeg exif claiming 65535 tags": lambda: _jpeg_with_segments(_app_segment(
+        0xE1, b"Exif\0\0MM\0*\0\0\0\x08" + struct.pack(">H", 0xFFFF) + bytes(65_000))),
+}
+
+
+@pytest.mark.parametrize("name", HOSTILE_IMAGES)
+def test_hostile_image_headers_are_refused_or_decoded_at_once(name):
+    data = HOSTILE_IMAGES[name]()
+    started = time.monotonic()
+    check_decode(data)
+    assert time.monotonic() - started < HOSTILE_TIME_S
+
+
+def _zip_with(info: zipfile.ZipInfo, comment: bytes = b"") -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(info, b"\xff\xd8\xff" + bytes(100))
+        archive.writestr("after.jpg", b"\xff\xd8\xff" + bytes(50))
+        archive.comment = comment
+    return buffer.getvalue()
+
+
+def _zip_info(name: str, extra: bytes = b"") -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name)
+    info.extra = extra
+    return info
+
+
+@pytest.mark.parametrize("data", [
+    _zip_with(_zip_info("d/" * 20_000 + "a.jpg")),  # a 40,005-character name
+    _zip_with(_zip_info("a.jpg", struct.pack("<HH", 0xCAFE, 65_000) + bytes(65_000))),  # 64 KB extra field
+    _zip_with(_zip_info("a.jpg"), comment=b"c" * 65_535),  # the longest archive comment
+], ids=["long name", "long extra field", "long comment"])
+def test_zip_headers_at_their_size_limits_are_read(data):
+    started = time.monotonic()
+    entries = [(entry.path, entry.read()) for entry in iter_entries(io.BytesIO(data), "zip", LIMITS)]
+    assert [path.rsplit("/", 1)[-1] for path, _ in entries] == ["a.jpg", "after.jpg"]
+    assert [len(content) for _, content in entries] == [103, 53]
+    assert time.monotonic() - started < HOSTILE_TIME_S
