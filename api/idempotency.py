@@ -70,7 +70,9 @@ def request_fingerprint(request: Request) -> str:
     digest = hashlib.sha256()
     if request.mimetype == "multipart/form-data":
         digest.update(b"form\0")
-        fields = sorted((name, value) for name, values in request.form.lists() for value in values)
+        # A part without a name comes as None, which does not sort beside the names.
+        fields = sorted(((name, value) for name, values in request.form.lists() for value in values),
+                        key=lambda field: (field[0] is not None, field[0] or "", field[1]))
         digest.update(json.dumps(fields).encode())
         upload = request.files.get("file")
         if upload is not None:
