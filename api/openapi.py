@@ -304,7 +304,9 @@ def _paths(settings: Settings) -> dict[str, Any]:
                            "made with POST /v1/uploads in JSON. Answers at once; the job runs in the background.",
             "parameters": [{
                 "name": IDEMPOTENCY_HEADER, "in": "header", "required": False,
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+                # Printable ASCII, as api/idempotency.py checks, and not only spaces (HTTP drops those).
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                           "pattern": "^[ -~]*[!-~][ -~]*$"},
                 "description": "Repeating a request with the same key (per tenant, for as long as the job is "
                                "kept) returns the same job instead of creating another; the same key with "
                                "different parameters is refused with 409.",
