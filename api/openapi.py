@@ -162,7 +162,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "events": {"type": "string", "description": "Comma-separated event names: "
                        + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
                        "example": "started,completed"},
-        }, required=["file"], extra=True),
+        }, required=["file"], extra=True, description="A field sent empty counts as left out, as browsers send "
+                                                       "the fields of a form whether filled or not."),
         "UploadRequest": _obj({
             "size": {"type": "integer", "minimum": 1, "maximum": limits.max_upload_bytes,
                      "description": "Bytes the client will upload."},
@@ -417,7 +418,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
 
 
 def _add_common_responses(paths: dict[str, Any]) -> None:
-    """Answers any operation may give: authentication and rate limits, server failures."""
+    """Answers any operation may give: authentication and rate limits, oversized requests, server failures."""
     retry_after = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait."}}
     for path, operations in paths.items():
         for operation in operations.values():
@@ -431,6 +432,9 @@ def _add_common_responses(paths: dict[str, Any]) -> None:
                                              "headers": retry_after})
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response("The request body is larger than the limit."))
+            # From the HTTP server in front of the app, in its own format.
+            responses.setdefault("414", {"description": "The request line (path and query) is longer than the "
+                                                        "HTTP server accepts: 4094 bytes under gunicorn."})
             responses.setdefault("500", _error_response("Unexpected server error."))
             if path not in PUBLIC_PATHS:
                 responses.setdefault("503", _error_response("Redis or storage is unavailable."))
