@@ -75,9 +75,9 @@ def accepts_valid_requests(ctx, response, case):
 
 
 def refuses_invalid_requests(ctx, response, case):
-    """negative_data_rejection, with 413 among the refusals (the API's answer to a size above
-    its limit, as the description says), and for invalid data a form can carry."""
-    if response.status_code == 413 or form_cannot_carry(case):
+    """negative_data_rejection, with 413 and 414 among the refusals (a body or a request line
+    over its limit, as the description says), and for invalid data a form can carry."""
+    if response.status_code in (413, 414) or form_cannot_carry(case):
         return None
     return negative_data_rejection(ctx, response, case)
 
@@ -85,9 +85,10 @@ def refuses_invalid_requests(ctx, response, case):
 def form_cannot_carry(case) -> bool:
     """A multipart form has no arrays, objects or nulls: schemathesis sends those as repeated,
     flattened or missing fields, which can make a valid request of an invalid case (an empty
-    array for ``temperature`` sends no temperature at all)."""
+    array for ``temperature`` sends no temperature at all). And an empty field counts as left
+    out, as the description says."""
     return (case.media_type == "multipart/form-data" and isinstance(case.body, dict)
-            and any(value is None or isinstance(value, (list, dict)) for value in case.body.values()))
+            and any(value is None or value == "" or isinstance(value, (list, dict)) for value in case.body.values()))
 
 
 @schema.parametrize()
