@@ -31,7 +31,7 @@ from tests.integration_fixtures import with_redis_db
 
 pytestmark = pytest.mark.integration
 
-FUZZ_DB = 14
+FUZZ_DB = 7
 EXAMPLES = int(os.environ.get("COLORIZE_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 15
 LIMITS = Limits(max_request_bytes=2 * 1024**2, max_upload_bytes=64 * 1024**2)

@@ -219,7 +219,10 @@ def test_the_gunicorn_target_builds_the_app_from_the_api_environment(services) -
     module, factory = re.fullmatch(r"([\w.]+):(\w+)\(\)", argv[-1]).groups()
     assert getattr(importlib.import_module(module), factory) is create_app
     # Nothing connects while the app is built: the compose host names need not resolve here.
-    app = create_app(Settings.from_env(environment(services["api"])))
+    # Without its metrics directory: multiprocess metrics, once on, stay on for the whole test
+    # process and every process it starts (prometheus_client keeps that choice process-wide).
+    settings = Settings.from_env(environment(services["api"])).with_overrides(metrics_dir=None)
+    app = create_app(settings)
     rules = {rule.rule for rule in app.url_map.iter_rules()}
     assert {"/", "/healthz", "/v1/jobs"} <= rules
 

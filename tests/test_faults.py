@@ -27,7 +27,7 @@ from shared.errors import ColorizeError
 from shared.settings import Settings
 from shared.storage import job_prefix, result_key
 from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
-from tests.worker_faults import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
+from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
     SAVED_CRASH_MARK
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from api.app import create_app
 from shared.storage import job_prefix, result_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
-from tests.worker_faults import CHUNKS_KEY
+from tests.fault_marks import CHUNKS_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -1,5 +1,8 @@
 """Fault hooks for test workers, loaded with ``celery worker -I tests.worker_faults``.
 
+Importing this module patches the worker: only worker processes may import it; tests take the
+marks from :mod:`tests.fault_marks`.
+
 Each chunk announces itself on a Redis list and lingers before inference, so a test can kill
 the worker while it holds that chunk. Items misbehave by their path, every time they are
 processed:
@@ -24,15 +27,9 @@ import time
 import redis
 from celery import current_app
 
+from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
+    SAVED_CRASH_MARK
 from worker import tasks
-
-CHUNKS_KEY = "colorize-test:chunks"
-HOLD_S = 1.0
-POISON_MARK = "poison"
-DECODER_CRASH_MARK = "crash-decoder"
-HANG_MARK = "hang-forever"
-MODEL_ERROR_MARK = "model-error"
-SAVED_CRASH_MARK = "crash-after-save"
 
 _colorize = tasks.ChunkRun._colorize
 _load = tasks.ChunkRun._load
