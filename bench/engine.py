@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.models import load_manifest  # noqa: E402
+from shared.models import ModelManifest, load_manifest, write_manifest  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 
@@ -38,15 +38,26 @@ def per_image_ms(run, batch: int, seconds: float) -> float:
 
 
 def eccv16_onnx(path: Path) -> None:
+    """The full ECCV16 architecture with random weights, exported like our own models."""
+    import onnx
     import torch
 
     from models.training.export import to_onnx
     from models.training.network import ColorNet, Widths
 
     torch.manual_seed(0)
-    import onnx
-
     onnx.save(to_onnx(ColorNet(Widths(64, 128, 256, 512, 256)).eval(), size=224), path)
+
+
+def random_eccv16(directory: Path) -> ModelManifest:
+    """:func:`eccv16_onnx` installed in ``directory`` as the model ``eccv16-random``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    eccv16_onnx(directory / "model.onnx")
+    return write_manifest(directory, {
+        "name": "eccv16-random", "format": "onnx", "file": "model.onnx",
+        "input": {"name": "l", "size": 224, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+        "output": {"name": "ab", "downsample": 4}, "bins": "eccv16-313", "temperature": 0.38,
+    })
 
 
 def ort_runner(path: Path, size: int, threads: int):

@@ -14,7 +14,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
@@ -23,8 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.lab import join_lightness_and_ab, lightness  # noqa: E402
-from shared.models import ModelManifest, load_manifest, write_manifest  # noqa: E402
+from shared.models import ModelManifest, load_manifest  # noqa: E402
 from worker.colorizer import model_input  # noqa: E402
+from bench.engine import random_eccv16  # noqa: E402
+from bench.throughput import images_per_second  # noqa: E402
 from worker.engine import Engine  # noqa: E402
 
 
@@ -32,17 +33,6 @@ def load_photos(folder: Path, count: int) -> list[np.ndarray]:
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
     photos = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files[:count]]
     return [p for p in photos if p is not None]
-
-
-def images_per_second(engine: Engine, batch: int, size: int, seconds: float = 3.0) -> float:
-    l_input = np.random.default_rng(0).uniform(0, 100, (batch, size, size)).astype(np.float32)
-    engine.predict_ab(l_input)  # warm-up: kernel selection, allocations
-    engine.predict_ab(l_input)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        engine.predict_ab(l_input)
-        done += batch
-    return done / (time.perf_counter() - started)
 
 
 def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict:
@@ -65,32 +55,14 @@ def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict:
     }
 
 
-def random_eccv16(directory: Path) -> ModelManifest:
-    """The full ECCV16 architecture with random weights, exported like our own models."""
-    import onnx
-    import torch
-
-    from models.training.export import to_onnx
-    from models.training.network import ColorNet, Widths
-
-    torch.manual_seed(0)
-    directory.mkdir(parents=True, exist_ok=True)
-    onnx.save(to_onnx(ColorNet(Widths(64, 128, 256, 512, 256)).eval(), size=224), directory / "model.onnx")
-    return write_manifest(directory, {
-        "name": "eccv16-random", "format": "onnx", "file": "model.onnx",
-        "input": {"name": "l", "size": 224, "normalisation": {"subtract": 50.0, "divide": 1.0}},
-        "output": {"name": "ab", "downsample": 4}, "bins": "eccv16-313", "temperature": 0.38,
-    })
-
-
 def check(manifest: ModelManifest, photos: list[np.ndarray], batches: list[int], seconds: float) -> dict:
     cpu = Engine.load(manifest, device="cpu")
     gpu = Engine.load(manifest, device="cuda")
     report = {"model": manifest.name, "gpu_backend": type(gpu._backend).__name__, "gpu_device": gpu.device}
     if photos:
         report["cpu_vs_gpu"] = compare(cpu, gpu, photos)
-    report["gpu_images_per_s"] = {b: round(images_per_second(gpu, b, manifest.input_size, seconds), 1) for b in batches}
-    report["cpu_images_per_s"] = {b: round(images_per_second(cpu, b, manifest.input_size, seconds), 1) for b in batches[:2]}
+    report["gpu_images_per_s"] = {b: round(images_per_second(gpu, b, seconds), 1) for b in batches}
+    report["cpu_images_per_s"] = {b: round(images_per_second(cpu, b, seconds), 1) for b in batches[:2]}
     return report
 
 

@@ -1,6 +1,6 @@
 """Service benchmark: raw engine vs end to end, submit latency under load, memory for big archives.
 
-    python bench/service.py [--images 300] [--big-mb 1024] [--seconds 10]   (needs the test extra)
+    python bench/service.py [--images 300] [--big-mb 1024] [--seconds 10] [--eccv16]   (needs the test extra)
 
 Starts the local stack (embedded Redis and SeaweedFS, the API under gunicorn, one Celery
 worker with one process per core) on a temporary data directory and prints:
@@ -135,16 +135,11 @@ def wait_for(api: str, job_id: str, poll_s: float = 0.2) -> dict:
 
 def _engine_process(args: tuple[str, str, int, float]) -> float:
     models_dir, model, batch, seconds = args
+    from bench.throughput import images_per_second
     from worker.engine import Engine
 
     engine = Engine.load(load_manifest(Path(models_dir), model), device="cpu", threads=1)
-    l_input = np.random.default_rng(0).uniform(0, 100, (batch, engine.input_size, engine.input_size)).astype(np.float32)
-    engine.predict_ab(l_input)
-    done, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        engine.predict_ab(l_input)
-        done += batch
-    return done / (time.perf_counter() - started)
+    return images_per_second(engine, batch, seconds)
 
 
 def raw_engine_throughput(settings: Settings, processes: int, seconds: float) -> float:
@@ -185,6 +180,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small-mb", type=int, default=100)
     parser.add_argument("--big-mb", type=int, default=1024)
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the raw engine measurement")
+    parser.add_argument("--eccv16", action="store_true",
+                        help="serve the full ECCV16 architecture (random weights; needs the train extra) instead "
+                             "of the configured model: the same service around a 30x slower network")
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
@@ -192,6 +190,11 @@ def main(argv: list[str] | None = None) -> None:
         tmp = Path(tmp_name)
         base = Settings.from_env().with_overrides(data_dir=tmp / "data", api_port=free_port(), redis_url=None,
                                                   s3_endpoint_url=None)
+        if args.eccv16:
+            from bench.engine import random_eccv16
+
+            manifest = random_eccv16(tmp / "models" / "eccv16-random")
+            base = base.with_overrides(models_dir=tmp / "models", model=manifest.name)
         with LocalStack(base) as stack:
             settings = stack.settings
             api_process = stack.start_api(log_path=tmp / "api.log")
