@@ -338,7 +338,8 @@ redis.call('HSET', KEYS[1], 'state', 'used', 'job_id', ARGV[1])
 return 1
 """
 
-# KEYS: purge   ARGV: now lease_s limit   -> members due, each leased for lease_s seconds
+# KEYS: a zset of deadlines (purge, active)   ARGV: now lease_s limit
+#   -> members due, each leased for lease_s seconds
 _LUA_LEASE_DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 for _, member in ipairs(due) do
@@ -363,6 +364,8 @@ class JobStore:
         self._ns = namespace
         self.purge_key = f"{namespace}:purge"
         self.workers_key = f"{namespace}:workers"
+        # Unfinished jobs, each scored with the time it counts as stalled unless it moves before.
+        self.active_key = f"{namespace}:active"
         self._finish_item = redis.register_script(_LUA_FINISH_ITEM)
         self._add_items = redis.register_script(_LUA_ADD_ITEMS)
         self._end_expansion = redis.register_script(_LUA_END_EXPANSION)
@@ -430,6 +433,7 @@ class JobStore:
         pipe.hset(keys[0], mapping=fields)
         pipe.expireat(keys[0], int(expires_at) + 1)
         pipe.zadd(self.purge_key, {f"job:{tenant}:{job_id}": expires_at})
+        pipe.zadd(self.active_key, {job_id: now + self.settings.stall_after_s})
         pipe.execute()
         if single_item is not None:
             self.add_items(job_id, [single_item])
@@ -452,7 +456,9 @@ class JobStore:
         return value.decode() if value is not None else None
 
     def mark_running(self, job_id: str) -> bool:
-        """queued -> running; False when the job was not queued (already running, or terminal)."""
+        """queued -> running; False when the job was not queued (already running, or terminal).
+        Every call counts as the job moving: its tasks call it as they start."""
+        self._touch(job_id)
         changed, _ = self._run_set_status(job_id, RUNNING, None)
         if changed:
             self._notify("job_started", job_id)
@@ -462,7 +468,7 @@ class JobStore:
         """End a job as failed with a job-level error; False when it had already ended."""
         changed, _ = self._run_set_status(job_id, FAILED, error)
         if changed:
-            self._notify("job_finished", job_id)
+            self._ended(job_id)
         return changed
 
     def cancel(self, job_id: str) -> Job:
@@ -470,7 +476,7 @@ class JobStore:
         changed, previous = self._run_set_status(job_id, CANCELED, None)
         if not changed:
             raise Conflict(f"job {job_id} has already ended ({previous})", status=previous)
-        self._notify("job_finished", job_id)
+        self._ended(job_id)
         return self.get(job_id)
 
     def _run_set_status(self, job_id: str, new: str, error: ColorizeError | None) -> tuple[bool, str]:
@@ -494,6 +500,7 @@ class JobStore:
         added = self._add_items(keys=self._job_keys(job_id), args=args)
         if added == -1:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
+        self._touch(job_id)
         return int(added)
 
     def end_expansion(self, job_id: str, error: ColorizeError | None = None) -> bool:
@@ -503,7 +510,7 @@ class JobStore:
         if result == -1:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
         if result == 1:
-            self._notify("job_finished", job_id)
+            self._ended(job_id)
         return result == 1
 
     def complete_item(self, job_id: str, index: int) -> ItemOutcome:
@@ -518,10 +525,15 @@ class JobStore:
             keys=self._job_keys(job_id), args=[*self._ttl_args(), index, outcome, error_json]
         )
         if counted:
+            self._touch(job_id)
             self._notify("item_finished", job_id, index, outcome, error.code if error is not None else None)
         if finished:
-            self._notify("job_finished", job_id)
+            self._ended(job_id)
         return ItemOutcome(counted=bool(counted), finished=bool(finished))
+
+    def _ended(self, job_id: str) -> None:
+        self.redis.zrem(self.active_key, job_id)
+        self._notify("job_finished", job_id)
 
     def _notify(self, event: str, *args: Any) -> None:
         # The change is committed; a listener failing (a lost webhook) must not undo nor repeat it.
@@ -670,6 +682,23 @@ class JobStore:
 
     def forget_purge(self, target: "PurgeTarget") -> None:
         self.redis.zrem(self.purge_key, target.member)
+
+    # stalled jobs
+
+    def _touch(self, job_id: str) -> None:
+        # XX: a job that has ended (and left the set) is not brought back by a late task.
+        self.redis.zadd(self.active_key, {job_id: self._clock() + self.settings.stall_after_s}, xx=True)
+
+    def lease_stalled(self, limit: int = 100) -> list[str]:
+        """Unfinished jobs that have not moved for ``settings.stall_after_s``, each leased to the
+        caller for as long again (other callers do not get it meanwhile)."""
+        args = [repr(self._clock()), self.settings.stall_after_s, limit]
+        members = self._lease_due(keys=[self.active_key], args=args)
+        return [m.decode() for m in members]
+
+    def forget_active(self, job_id: str) -> None:
+        """Drop a job from the stalled-job watch (it has ended or expired)."""
+        self.redis.zrem(self.active_key, job_id)
 
     # workers
 

@@ -172,6 +172,13 @@ class Settings:
     def worker_processes(self) -> int:
         return self.worker_concurrency or (os.cpu_count() or 1)
 
+    @property
+    def stall_after_s(self) -> int:
+        """A job that has not moved for this long while no task waits in the queue has lost its
+        task message. Longer than any redelivery (visibility timeout) plus any chunk (hard time
+        limit), so work merely in progress or about to be redelivered is never taken for lost."""
+        return self.visibility_timeout_s + self.task_time_limit_s
+
     def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 

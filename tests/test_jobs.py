@@ -322,6 +322,36 @@ def test_upload_is_claimed_once_and_only_when_complete(store: JobStore) -> None:
         store.claim_upload("missing", "job-3")
 
 
+def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, clock: Clock) -> None:
+    stall = store.settings.stall_after_s
+    queued = make_job(store)
+    moving = make_job(store)
+    ended = make_job(store)
+    store.mark_running(ended)
+    store.add_items(ended, items(0))
+    store.end_expansion(ended)
+    store.complete_item(ended, 0)
+
+    clock.now += stall - 1
+    store.mark_running(moving)  # a task started: it moved
+    assert store.lease_stalled() == []
+    clock.now += 2
+    assert store.lease_stalled() == [queued]
+    assert store.lease_stalled() == []  # leased: another housekeeper does not get it
+    clock.now += stall - 2
+    store.add_items(moving, items(0, 1))
+    store.complete_item(moving, 0)
+    clock.now += 3
+    assert store.lease_stalled() == [queued]  # still not moving once its lease ran out
+    clock.now += stall
+    assert sorted(store.lease_stalled()) == sorted([queued, moving])
+    store.cancel(queued)
+    store.end_expansion(moving)
+    store.complete_item(moving, 1)
+    clock.now += 10 * stall
+    assert store.lease_stalled() == []  # ended jobs are never taken for stalled
+
+
 def test_worker_heartbeats(store: JobStore, clock: Clock) -> None:
     store.record_heartbeat("w1", stale_after_s=30)
     clock.now += 20

@@ -19,9 +19,9 @@ import redis
 
 from api.app import create_app
 from shared.storage import job_prefix, result_key
+from tests.fault_marks import CHUNKS_KEY
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
-from tests.fault_marks import CHUNKS_KEY
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

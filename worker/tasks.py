@@ -36,7 +36,7 @@ from shared.errors import (
 )
 from shared.imaging import decode_image, encode_jpeg
 from shared.logging import bind_log_context
-from shared.metrics import WorkerMetrics
+from shared.metrics import WorkerMetrics, queue_depth
 from shared.jobs import CANCELED, HEARTBEAT_INTERVAL_S, RUNNING, WORKER_STALE_AFTER_S, Job, JobStore, NewItem
 from shared.models import load_manifest
 from shared.quotas import QuotaStore
@@ -513,16 +513,48 @@ def purge_due(jobs: JobStore, storage: Storage) -> int:
     return purged
 
 
+def rescue_stalled(jobs: JobStore, app, settings: Settings) -> list[str]:
+    """Enqueue again the outstanding work of jobs that have stopped moving while no task waits in
+    the queue; returns their ids.
+
+    Celery's Redis transport pops a message, then records it as unacknowledged in a second
+    command: a broker crash (or a worker killed) between the two loses the message, and no
+    visibility timeout brings it back. Running a chunk twice is harmless (items finish once, and
+    their results are overwritten with the same bytes), so the rescue errs on the side of
+    enqueueing.
+    """
+    if queue_depth(jobs.redis, QUEUE) > 0:
+        return []  # a job waiting behind others has not stalled
+    rescued = []
+    for job_id in jobs.lease_stalled():
+        job = jobs.find(job_id)
+        if job is None or job.is_terminal:
+            jobs.forget_active(job_id)
+            continue
+        if not job.expanded:
+            app.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)  # resumes after what it registered
+        else:
+            todo = jobs.unfinished(job_id, range(job.total))
+            for start in range(0, len(todo), settings.chunk_size):
+                enqueue_chunk(app, job_id, todo[start:start + settings.chunk_size])
+        log.warning("job %s has not moved for %d s with nothing queued: its work is enqueued again",
+                    job_id, settings.stall_after_s)
+        rescued.append(job_id)
+    return rescued
+
+
 # --- worker lifecycle ---------------------------------------------------------------------
 
 
 class Housekeeper(threading.Thread):
-    """Records this worker's heartbeat (for /readyz) and purges expired jobs, in the main process."""
+    """In a worker's main process: records its heartbeat (for /readyz), rescues stalled jobs (a
+    worker that colorizes) and purges expired jobs."""
 
-    def __init__(self, settings: Settings, heartbeat: bool = True) -> None:
+    def __init__(self, app, settings: Settings, colorizes: bool = True) -> None:
         super().__init__(name="colorize-housekeeper", daemon=True)
+        self.app = app
         self.settings = settings
-        self.heartbeat = heartbeat
+        self.colorizes = colorizes
         self.worker_name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
 
@@ -533,8 +565,9 @@ class Housekeeper(threading.Thread):
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
-                if self.heartbeat:
+                if self.colorizes:
                     jobs.record_heartbeat(self.worker_name, WORKER_STALE_AFTER_S)
+                    rescue_stalled(jobs, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
                     purged = purge_due(jobs, storage)
@@ -557,7 +590,7 @@ def _start_housekeeping(sender=None, **_kwargs) -> None:
     global _housekeeper
     # Readiness counts workers that colorize; one serving only webhooks does not.
     consumes = sender.app.amqp.queues.consume_from
-    _housekeeper = Housekeeper(sender.app.colorize_settings, heartbeat=not consumes or QUEUE in consumes)
+    _housekeeper = Housekeeper(sender.app, sender.app.colorize_settings, colorizes=not consumes or QUEUE in consumes)
     _housekeeper.start()
 
 
