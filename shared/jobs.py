@@ -554,10 +554,14 @@ class JobStore:
             self.redis.expireat(key, int(float(expires_at)) + 1)
         return int(attempts)
 
-    def forgive_attempt(self, job_id: str, index: int) -> None:
-        """Take back an attempt that ended in a failure the worker caught and survived (storage or
-        Redis away): attempts count crashes and time-outs of the item, not outages."""
-        self.redis.hincrby(self._job_keys(job_id)[4], str(index), -1)
+    def forgive_attempts(self, job_id: str, indices: Iterable[int]) -> None:
+        """Take back one attempt of each item, ended by a failure the worker caught and survived
+        (storage or Redis away): attempts count crashes and time-outs of the item, not outages.
+        All or none, so a caller may repeat it after a connection error."""
+        pipe = self.redis.pipeline(transaction=True)
+        for index in indices:
+            pipe.hincrby(self._job_keys(job_id)[4], str(index), -1)
+        pipe.execute()
 
     def attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
         """Processing attempts started so far for each of ``indices``."""

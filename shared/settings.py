@@ -102,6 +102,9 @@ class Settings:
     task_soft_time_limit_s: int = 300
     task_time_limit_s: int = 360
     item_max_attempts: int = 3  # a poison item fails after this many crashed attempts
+    # A task cut short by storage or Redis being away retries with backoff for about this long
+    # before its items fail as ``unavailable``.
+    outage_retry_s: int = 3600
 
     result_ttl_s: int = 7 * 24 * 3600  # results and job records expire after this
     presign_ttl_s: int = 900

@@ -249,6 +249,8 @@ def test_attempts_are_counted_per_item(store: JobStore) -> None:
     assert [store.record_attempt(job_id, 0) for _ in range(3)] == [1, 2, 3]
     assert store.record_attempt(job_id, 1) == 1
     assert store.attempts(job_id, [0, 1, 2]) == [3, 1, 0]
+    store.forgive_attempts(job_id, [0, 1])  # an outage, not the items, ended those attempts
+    assert store.attempts(job_id, [0, 1, 2]) == [2, 0, 0]
 
 
 def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:

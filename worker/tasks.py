@@ -57,6 +57,10 @@ IO_THREADS = 4
 # redelivered while the first still runs) waits this long before it may take over.
 EXPAND_LEASE_S = 60
 PURGE_INTERVAL_S = 60
+# How often a chunk cut short by a Redis outage tries to give back its items' attempts, and how
+# long before its soft time limit it stops trying.
+FORGIVE_POLL_S = 0.25
+FORGIVE_MARGIN_S = 1.0
 
 
 # --- per-process resources ----------------------------------------------------------------
@@ -145,7 +149,7 @@ def expand_job(self, job_id: str) -> None:
         ctx.jobs.mark_running(job_id)
         Expander(ctx, job, lease, self.app).run()
     except Exception as exc:
-        if self.request.retries < self.max_retries:
+        if _may_retry(self, exc):
             log.warning("expanding job %s failed (%r); retrying", job_id, exc)
             _retry_later(self, exc)
         # Never leave a job running forever: what was registered still gets processed.
@@ -155,13 +159,38 @@ def expand_job(self, job_id: str) -> None:
         lease.release()
 
 
+def _retry_limit(task, exc: Exception) -> int:
+    """Retries allowed for ``exc``: a few for a failure of the task itself, and for storage or
+    Redis being away as many as fill ``settings.outage_retry_s`` of backoff: an outage is not
+    the items' fault, and the job should complete once the service is back."""
+    if not isinstance(exc, TRANSIENT_ERRORS):
+        return task.max_retries
+    settings = _settings_of(task)
+    cap, waited, retries = _backoff_cap(settings), 0.0, 0
+    while waited < settings.outage_retry_s:
+        waited += min(cap, 2 ** retries)
+        retries += 1
+    return max(retries, task.max_retries)
+
+
+def _backoff_cap(settings: Settings) -> int:
+    # A retry waits unacknowledged on a worker until its countdown ends: longer than the
+    # visibility timeout and the broker would hand it out a second time meanwhile.
+    return max(1, min(60, settings.visibility_timeout_s // 2))
+
+
+def _may_retry(task, exc: Exception) -> bool:
+    return task.request.retries < _retry_limit(task, exc)
+
+
 def _retry_later(task, exc: Exception) -> None:
     """Retry ``task`` after a backoff. When the retry cannot be published (the broker is down as
     well, e.g. Redis restarting), Celery would reject the message without requeueing it and its
     work would be lost: reject it with requeue instead, or, if even that cannot reach the broker,
     leave it unacknowledged for redelivery after the visibility timeout."""
+    countdown = min(_backoff_cap(_settings_of(task)), 2 ** task.request.retries)
     try:
-        raise task.retry(exc=exc, countdown=min(60, 2 ** task.request.retries))
+        raise task.retry(exc=exc, countdown=countdown, max_retries=_retry_limit(task, exc))
     except Reject as refused:
         log.warning("could not schedule the retry (%r); requeueing the task", refused.reason)
         raise Reject(exc, requeue=True) from refused
@@ -321,7 +350,7 @@ def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
     except Exception as exc:
         if run is not None:
             run.forgive_unfinished()
-        if self.request.retries < self.max_retries:
+        if _may_retry(self, exc):
             log.warning("chunk of job %s failed (%r); retrying", job_id, exc)
             _retry_later(self, exc)
         # Never leave items pending forever: the job must still reach a final status.
@@ -346,6 +375,8 @@ class ChunkRun:
         self.job = job
         self.settings = ctx.settings
         self.begun: list[int] = []  # items whose attempt this run has counted
+        # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
+        self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
     def run(self, indices: Sequence[int]) -> None:
         jobs = self.ctx.jobs
@@ -413,12 +444,18 @@ class ChunkRun:
 
     def forgive_unfinished(self) -> None:
         """After a failure the task caught (storage or Redis away), give back the attempts of the
-        items it left unfinished: they did not crash nor time out. Best effort: Redis may be away."""
-        try:
-            for index in self.ctx.jobs.unfinished(self.job.id, self.begun):
-                self.ctx.jobs.forgive_attempt(self.job.id, index)
-        except redis.RedisError:
-            pass
+        items it left unfinished: they did not crash nor time out. When Redis itself is away this
+        waits for it while the chunk's time allows (it usually restarts within seconds);
+        otherwise those attempts stay counted, as if the items had crashed."""
+        while True:
+            try:
+                self.ctx.jobs.forgive_attempts(self.job.id, self.ctx.jobs.unfinished(self.job.id, self.begun))
+                self.begun = []
+                return
+            except redis.RedisError:
+                if time.monotonic() + FORGIVE_POLL_S > self.deadline:
+                    return
+                time.sleep(FORGIVE_POLL_S)
 
     def _input_key(self, index: int) -> str:
         if self.job.source_kind == "image":
