@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of the raw engine measurement")
     parser.add_argument("--eccv16", action="store_true",
                         help="serve the full ECCV16 architecture (random weights; needs the train extra) instead "
-                             "of the configured model: the same service around a 30x slower network")
+                             "of the configured model: the same service around a network about 26x slower")
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1

@@ -1,0 +1,74 @@
+"""The stalled-job rescue against a real Redis: what it enqueues again, and when it holds back."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shared.jobs import JobStore, NewItem, new_id
+from shared.settings import Settings
+from tests.integration_fixtures import with_redis_db
+from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
+from worker.tasks import rescue_stalled
+
+RESCUE_DB = 8  # no worker reads this database: the queue holds only what the test puts there
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SentTasks:
+    """Stands in for the Celery app: records what would be published."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, tuple, str]] = []
+
+    def send_task(self, name: str, args: tuple, queue: str) -> None:
+        self.sent.append((name, tuple(args), queue))
+
+
+@pytest.fixture
+def broker(service_settings: Settings):
+    client = redis.Redis.from_url(with_redis_db(service_settings, RESCUE_DB).redis_url)
+    client.delete(QUEUE)
+    yield client
+    client.delete(QUEUE)
+    client.close()
+
+
+def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(broker) -> None:
+    clock = Clock()
+    settings = Settings(chunk_size=2)
+    jobs = JobStore(broker, settings, clock=clock, namespace=f"test-{new_id()}")
+    unexpanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
+                                 source_key="src", source_filename="a.zip").id
+    expanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
+                               source_key="src", source_filename="b.zip").id
+    jobs.mark_running(expanded)
+    jobs.add_items(expanded, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(5)])
+    jobs.end_expansion(expanded)
+    jobs.complete_item(expanded, 1)
+    jobs.complete_item(expanded, 3)
+    app = SentTasks()
+
+    clock.now += settings.stall_after_s + 1
+    broker.rpush(QUEUE, b"a task of another job")
+    assert rescue_stalled(jobs, app, settings) == []  # waiting behind others is not stalling
+    assert app.sent == []
+
+    broker.delete(QUEUE)
+    assert sorted(rescue_stalled(jobs, app, settings)) == sorted([unexpanded, expanded])
+    assert sorted(app.sent) == sorted([
+        (EXPAND_TASK, (unexpanded,), QUEUE),
+        (COLORIZE_TASK, (expanded, [0, 2]), QUEUE),
+        (COLORIZE_TASK, (expanded, [4]), QUEUE),
+    ])
+    assert rescue_stalled(jobs, app, settings) == []  # leased: not enqueued twice meanwhile
+    assert len(app.sent) == 3
