@@ -51,7 +51,10 @@ class Scores:
         self.psnr.append(cv2.PSNR(original, predicted))
         self.ssim.append(structural_similarity(original, predicted, channel_axis=2, data_range=255))
         self.colourfulness.append(colourfulness(predicted))
-        lab_pred = bgr_to_lab(predicted)
+        self.add_colour_error(bgr_to_lab(predicted), lab_true)
+
+    def add_colour_error(self, lab_pred: np.ndarray, lab_true: np.ndarray) -> None:
+        """Count one photo's per-pixel ab errors, by the ground truth's grid cell (for AuC)."""
         error = np.linalg.norm(lab_pred[..., 1:] - lab_true[..., 1:], axis=-1)
         error_bin = np.minimum(np.ceil(error), THRESHOLDS[-1] + 1).astype(np.int64)
         cells = grid_index(lab_true[..., 1:])

@@ -1,0 +1,54 @@
+"""Frozen-encoder features of augmented training views, computed once and held in memory.
+
+While the encoder is frozen its features of a given view never change, so the decoder can be
+trained on a cache of them: one encoder pass per view instead of one per step, which is what
+makes the first training stage affordable on a CPU. Features and targets are kept in float16.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from models.training.augment import Jitter, training_view
+from models.training.encoder import LiteEncoder
+
+
+class FeatureCache:
+    """``views`` augmented views of every training crop: encoder features and target ab."""
+
+    def __init__(self, features: list[np.ndarray], targets: np.ndarray) -> None:
+        self.features = features
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, encoder: LiteEncoder, crops: torch.Tensor, views: int, out_size: int, jitter: Jitter,
+              generator: torch.Generator, batch: int = 64) -> "FeatureCache":
+        encoder.eval()
+        total = len(crops) * views
+        probe = encoder(torch.zeros(1, 1, out_size, out_size))
+        features = [np.empty((total, *f.shape[1:]), np.float16) for f in probe]
+        targets = np.empty((total, 2, out_size // 4, out_size // 4), np.float16)
+        started, written = time.time(), 0
+        for _ in range(views):
+            order = torch.randperm(len(crops), generator=generator)
+            for start in range(0, len(crops), batch):
+                l_in, ab = training_view(crops[order[start : start + batch]], out_size, jitter, generator)
+                end = written + len(l_in)
+                for store, feature in zip(features, encoder(l_in)):
+                    store[written:end] = feature.numpy()
+                targets[written:end] = ab.numpy()
+                written = end
+            print(f"cached {written} of {total} views after {time.time() - started:.0f}s", flush=True)
+        return cls(features, targets)
+
+    def batch(self, index: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        index = np.sort(index)  # sequential reads from the big arrays
+        features = [torch.from_numpy(f[index]).float() for f in self.features]
+        return features, torch.from_numpy(self.targets[index]).float()

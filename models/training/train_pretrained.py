@@ -1,0 +1,256 @@
+"""Train a PretrainedColorNet: decoder on a frozen ImageNet encoder, then end-to-end fine-tuning.
+
+    python -m models.training.train_pretrained --data ../shared/data/train --val ../shared/data/val \\
+        --out runs/colorize-lite --encoder lite0 --size 128 --views 3 --decoder-epochs 6 \\
+        --finetune-seconds 9000
+
+Stage 1 trains the decoder alone on cached features of augmented views (``feature_cache``);
+stage 2 unfreezes the encoder with a learning rate ten times lower than the decoder's and
+trains on fresh views for a fixed number of steps (or as many as ``--finetune-seconds``
+allows at the measured speed; the count is logged so ``--finetune-steps`` repeats it). After
+each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
+held-out photos (``selection``); the best score's weights are kept in ``weights.pt``, not the
+last ones. A rerun with the same ``--out`` resumes from ``checkpoint.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.training.augment import Jitter, training_view
+from models.training.dataset import load_lab_crops
+from models.training.feature_cache import FeatureCache
+from models.training.selection import SelectionScore, SelectionSet
+from models.training.targets import rebalanced_cross_entropy, rebalancing_weights, soft_encode
+from models.training.train import bin_counts
+from models.training.unet import DecoderWidths, PretrainedColorNet
+from shared.bins import ab_bins
+
+WARMUP_STEPS = 100
+SELECTION_TEMPERATURE = 0.38
+
+
+def cosine(step: int, total: int, peak: float, warmup: int = WARMUP_STEPS) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Run:
+    """A run folder: log, bin statistics, best weights and the resumable checkpoint."""
+
+    def __init__(self, out: Path, args: argparse.Namespace) -> None:
+        self.out = out
+        self.args = args
+        out.mkdir(parents=True, exist_ok=True)
+        self.started = time.time()
+        self.best = float("-inf")
+        self.state: dict[str, Any] = {"stage": 1, "step": 0, "total_steps": None, "best": self.best}
+        self.weights = torch.ones(1)  # per-bin rebalancing weights, set from the training data
+
+    def log(self, record: dict[str, Any]) -> None:
+        record = {**record, "seconds": round(time.time() - self.started, 1)}
+        with (self.out / "log.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+
+    def keep_if_best(self, model: PretrainedColorNet, score: SelectionScore, where: dict[str, Any]) -> bool:
+        if score.auc_rebalanced <= self.best:
+            return False
+        self.best = self.state["best"] = score.auc_rebalanced
+        torch.save({"model": model.state_dict(), "config": model.config, "score": asdict(score), "at": where,
+                    "args": {k: str(v) for k, v in vars(self.args).items()}}, self.out / "weights.pt")
+        return True
+
+    def save(self, model: PretrainedColorNet, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
+        torch.save({**self.state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state()}, self.out / "checkpoint.pt")
+
+    def resume(self, model: PretrainedColorNet, generator: torch.Generator) -> dict[str, Any] | None:
+        path = self.out / "checkpoint.pt"
+        if not path.exists():
+            return None
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        generator.set_state(saved["generator"])
+        self.state = {k: saved[k] for k in ("stage", "step", "total_steps", "best")}
+        self.best = self.state["best"]
+        print(f"resumed in stage {self.state['stage']} at step {self.state['step']}", flush=True)
+        return saved["optimizer"]
+
+
+def evaluate(run: Run, model: PretrainedColorNet, selection: SelectionSet, where: dict[str, Any]) -> None:
+    score = selection.score(model, run.args.size, SELECTION_TEMPERATURE)
+    kept = run.keep_if_best(model, score, where)
+    run.log({**where, "val_auc_rebalanced": round(score.auc_rebalanced, 3), "val_auc_raw": round(score.auc_raw, 3),
+             "val_colourfulness": round(score.colourfulness_ratio, 3), "kept": kept})
+
+
+def train_decoder(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_of, selection: SelectionSet,
+                  generator: torch.Generator, jitter: Jitter, optimizer_state: dict | None) -> None:
+    """Stage 1: the decoder on cached features of the frozen encoder."""
+    args = run.args
+    cache = FeatureCache.build(model.encoder, crops, args.views, args.size, jitter, generator)
+    optimizer = torch.optim.AdamW(model.decoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    if optimizer_state:
+        optimizer.load_state_dict(optimizer_state)
+    steps_per_epoch = len(cache) // args.batch_size
+    total = steps_per_epoch * args.decoder_epochs
+    rng = np.random.default_rng(args.seed + run.state["step"])
+    model.decoder.train()
+    loss_sum, loss_steps = 0.0, 0
+    while run.state["step"] < total:
+        step = run.state["step"]
+        features, ab = cache.batch(rng.integers(0, len(cache), args.batch_size))
+        soft, nearest = targets_of(ab)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine(step, total, args.lr)
+        loss = rebalanced_cross_entropy(model.decoder(features), soft, nearest, run.weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum, loss_steps = loss_sum + loss.item(), loss_steps + 1
+        run.state["step"] = step + 1
+        if run.state["step"] % steps_per_epoch == 0:
+            where = {"stage": 1, "step": run.state["step"], "epoch": run.state["step"] // steps_per_epoch,
+                     "samples": run.state["step"] * args.batch_size, "train_loss": round(loss_sum / loss_steps, 4)}
+            evaluate(run, model, selection, where)
+            loss_sum, loss_steps = 0.0, 0
+            run.save(model, optimizer, generator)
+    run.state.update(stage=2, step=0, total_steps=None)
+    run.save(model, optimizer, generator)
+
+
+def finetune(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_of, selection: SelectionSet,
+             generator: torch.Generator, jitter: Jitter, optimizer_state: dict | None) -> None:
+    """Stage 2: encoder and decoder together, the encoder at a tenth of the decoder's rate."""
+    args = run.args
+    groups = [{"params": model.encoder.parameters(), "scale": args.encoder_lr_scale},
+              {"params": model.decoder.parameters(), "scale": 1.0}]
+    optimizer = torch.optim.AdamW(groups, lr=args.finetune_lr, weight_decay=args.weight_decay)
+    if optimizer_state and run.state["step"] > 0:
+        optimizer.load_state_dict(optimizer_state)
+    model.train()
+    total = run.state["total_steps"] or args.finetune_steps
+    timing_from = None
+    loss_sum, loss_steps = 0.0, 0
+    while total is None or run.state["step"] < total:
+        step = run.state["step"]
+        if total is None and step == 10:
+            timing_from = time.time()
+        if total is None and step == 40:
+            per_step = (time.time() - timing_from) / 30
+            evaluations = args.finetune_seconds / (args.eval_every * per_step)
+            eval_cost = 30.0  # seconds per selection pass, about
+            total = run.state["total_steps"] = int((args.finetune_seconds - evaluations * eval_cost) / per_step)
+            run.log({"stage": 2, "seconds_per_step": round(per_step, 3), "total_steps": total})
+        index = torch.randint(0, len(crops), (args.batch_size,), generator=generator)
+        l_in, ab = training_view(crops[index], args.size, jitter, generator)
+        soft, nearest = targets_of(ab)
+        for group in optimizer.param_groups:
+            group["lr"] = cosine(step, total or 10**9, args.finetune_lr) * group["scale"]
+        loss = rebalanced_cross_entropy(model(l_in), soft, nearest, run.weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum, loss_steps = loss_sum + loss.item(), loss_steps + 1
+        run.state["step"] = step + 1
+        last = total is not None and run.state["step"] >= total
+        if run.state["step"] % args.eval_every == 0 or last:
+            where = {"stage": 2, "step": run.state["step"], "samples": run.state["step"] * args.batch_size,
+                     "train_loss": round(loss_sum / loss_steps, 4)}
+            evaluate(run, model, selection, where)
+            loss_sum, loss_steps = 0.0, 0
+            run.save(model, optimizer, generator)
+    run.state["stage"] = 3
+    run.save(model, optimizer, generator)
+
+
+def training_crops(args: argparse.Namespace) -> np.ndarray:
+    """Lab crops of the training photos, read once into ``--crops-cache`` when one is named."""
+    if args.crops_cache and args.crops_cache.exists():
+        return np.load(args.crops_cache)
+    crops = load_lab_crops(args.data, args.source_size)
+    if args.crops_cache:
+        np.save(args.crops_cache, crops)
+    return crops
+
+
+def train(args: argparse.Namespace) -> Path:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    run = Run(args.out, args)
+    crops = torch.from_numpy(training_crops(args)).permute(0, 3, 1, 2).contiguous()
+    if args.max_images and args.max_images < len(crops):
+        crops = crops[np.linspace(0, len(crops) - 1, args.max_images).astype(np.int64)]
+    selection = SelectionSet(args.val, args.val_limit)
+    print(f"{len(crops)} training crops, {len(selection.originals)} selection photos "
+          f"after {time.time() - run.started:.0f}s", flush=True)
+
+    bins = torch.from_numpy(ab_bins().copy())
+    counts = bin_counts(crops, bins)
+    weights_np, smoothed = rebalancing_weights(counts, ab_bins().astype(np.float64))
+    np.savez(args.out / "bin_stats.npz", counts=counts, smoothed=smoothed, weights=weights_np)
+    run.weights = torch.from_numpy(weights_np).float()
+
+    def targets_of(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return soft_encode(ab, bins)
+
+    model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths))
+    generator = torch.Generator().manual_seed(args.seed)
+    optimizer_state = run.resume(model, generator)
+    jitter = Jitter()
+    if run.state["stage"] == 1:
+        if run.state["step"] == 0:
+            evaluate(run, model, selection, {"stage": 0, "step": 0, "samples": 0, "train_loss": None})
+        train_decoder(run, model, crops, targets_of, selection, generator, jitter, optimizer_state)
+        optimizer_state = None
+    if run.state["stage"] == 2:
+        finetune(run, model, crops, targets_of, selection, generator, jitter, optimizer_state)
+    return args.out / "weights.pt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="folder of colour training photos")
+    parser.add_argument("--val", type=Path, required=True, help="folder of held-out colour photos (checkpoint choice)")
+    parser.add_argument("--val-limit", type=int, default=250, help="evenly spread photos of --val scored")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: log, bin statistics, weights, checkpoint")
+    parser.add_argument("--encoder", default="lite0", choices=["lite0", "lite1", "lite2"])
+    parser.add_argument("--decoder-widths", type=int, nargs=3, default=list(asdict(DecoderWidths()).values()))
+    parser.add_argument("--source-size", type=int, default=176, help="square crop kept per photo, views drawn from it")
+    parser.add_argument("--size", type=int, default=128, help="side of the training views (the input size served)")
+    parser.add_argument("--views", type=int, default=3, help="augmented views per photo in the stage-1 cache")
+    parser.add_argument("--decoder-epochs", type=int, default=6, help="stage-1 passes over the cached views")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3, help="stage-1 peak learning rate (decoder)")
+    parser.add_argument("--finetune-lr", type=float, default=3e-4, help="stage-2 peak learning rate of the decoder")
+    parser.add_argument("--encoder-lr-scale", type=float, default=0.1, help="encoder rate relative to the decoder's")
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--finetune-steps", type=int, help="stage-2 optimiser steps (0 skips stage 2)")
+    budget.add_argument("--finetune-seconds", type=float, help="stage-2 wall-clock budget")
+    parser.add_argument("--eval-every", type=int, default=500, help="stage-2 steps between selection passes")
+    parser.add_argument("--crops-cache", type=Path, help=".npy file keeping the loaded crops between runs")
+    parser.add_argument("--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    print(f"weights: {train(parse_args(argv))}")
+
+
+if __name__ == "__main__":
+    main()
