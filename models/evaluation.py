@@ -6,8 +6,10 @@ Each photo is made greyscale (its L with ab = 0), colorized, and compared with t
 PSNR and SSIM in RGB; AuC of the cumulative per-pixel ab error curve (thresholds 0..150),
 raw and class-rebalanced as in Zhang et al. (each pixel weighted by the inverse frequency,
 in the evaluated set, of its ground-truth ab bin on the step-10 grid, so every colour present
-counts equally); mean colourfulness (Hasler & Suesstrunk) relative to the originals.
-Writes a Markdown and a CSV table and a contact sheet (grey | model ... | original).
+counts equally); mean colourfulness (Hasler & Suesstrunk) relative to the originals; and
+whether an ImageNet classifier still recognises the photos (``models.recognition``). Rows per
+source (the top-level folders under DIR) and over all photos, so a regression on one kind of
+photo shows. Writes a Markdown and a CSV table and a contact sheet (grey | model ... | original).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from models.recognition import Judge, Recognition, imagenet_label
 from shared.bins import grid_index
 from shared.lab import bgr_to_lab, lab_to_bgr
 from shared.models import load_manifest
@@ -107,47 +110,113 @@ def model_colorizer(settings: Settings, name: str, temperature: float | None) ->
     return manifest.name, lambda images: colorize(engine, images, settings.batch_size, temperature)
 
 
-def evaluate(files: Sequence[Path], methods: dict[str, Colorizer], batch: int = 32,
-             sheet_rows: int = 8) -> tuple[dict[str, Scores], float, list[list[np.ndarray]]]:
-    """Score every method on every photo; returns scores, originals' mean colourfulness, sheet rows."""
-    scores = {name: Scores() for name in methods}
-    original_colourfulness: list[float] = []
+def source_of(path: Path, root: Path) -> str:
+    """The top-level folder under ``root`` a photo comes from (its kind of photo)."""
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else root.name
+
+
+@dataclass
+class SourceTally:
+    """Every method's scores on the photos of one source."""
+
+    scores: dict[str, Scores]
+    recognition: dict[str, Recognition]  # methods and "original"
+    original_colourfulness: list[float] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, methods: Sequence[str]) -> "SourceTally":
+        return cls({m: Scores() for m in methods}, {m: Recognition() for m in [*methods, "original"]})
+
+    def merge(self, other: "SourceTally") -> None:
+        for name, scores in other.scores.items():
+            mine = self.scores[name]
+            mine.psnr += scores.psnr
+            mine.ssim += scores.ssim
+            mine.colourfulness += scores.colourfulness
+            mine.errors += scores.errors
+            mine.pixels_per_cell += scores.pixels_per_cell
+        for name, recognition in other.recognition.items():
+            mine_r = self.recognition[name]
+            mine_r.agreed += recognition.agreed
+            mine_r.photos += recognition.photos
+            mine_r.correct += recognition.correct
+            mine_r.labelled += recognition.labelled
+        self.original_colourfulness += other.original_colourfulness
+
+
+def evaluate(files: Sequence[Path], root: Path, methods: dict[str, Colorizer], judge: Judge | None = None,
+             batch: int = 32, sheet_rows: int = 8) -> tuple[dict[str, SourceTally], list[list[np.ndarray]]]:
+    """Score every method on every photo, by source; returns the tallies and the contact sheet rows."""
+    tallies: dict[str, SourceTally] = {}
     sheet: list[list[np.ndarray]] = []
     sheet_every = max(1, len(files) // sheet_rows)
     for start in range(0, len(files), batch):
-        paths = files[start : start + batch]
-        originals = [img for img in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths) if img is not None]
+        loaded = [(p, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in files[start : start + batch]]
+        paths = [p for p, img in loaded if img is not None]
+        originals = [img for _, img in loaded if img is not None]
         greys = [greyscale(img) for img in originals]
         outputs = {name: colorize(greys) for name, colorize in methods.items()}
-        for i, original in enumerate(originals):
+        judged = {name: judge.classes(images) for name, images in [*outputs.items(), ("original", originals)]} if judge else {}
+        for i, (path, original) in enumerate(zip(paths, originals)):
+            tally = tallies.setdefault(source_of(path, root), SourceTally.empty(list(methods)))
             lab_true = bgr_to_lab(original)
-            original_colourfulness.append(colourfulness(original))
+            tally.original_colourfulness.append(colourfulness(original))
             for name in methods:
-                scores[name].add(original, outputs[name][i], lab_true)
+                tally.scores[name].add(original, outputs[name][i], lab_true)
+            if judge:
+                label = imagenet_label(path)
+                for name, classes in judged.items():
+                    tally.recognition[name].add(int(classes[i]), int(judged["original"][i]), label)
             if (start + i) % sheet_every == 0 and len(sheet) < sheet_rows:
                 sheet.append([greys[i]] + [outputs[n][i] for n in methods if n != "grey"] + [original])
-    return scores, float(np.mean(original_colourfulness)), sheet
+    return tallies, sheet
 
 
-def table_rows(scores: dict[str, Scores], original_colourfulness: float) -> list[dict[str, str]]:
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def table_rows(tallies: dict[str, SourceTally], judged: bool) -> list[dict[str, str]]:
+    """One row per source and method, then the same over all photos."""
+    methods = list(next(iter(tallies.values())).scores)
+    everything = SourceTally.empty(methods)
+    for tally in tallies.values():
+        everything.merge(tally)
     rows = []
-    for name, s in scores.items():
-        rows.append({
-            "method": name,
-            "PSNR (dB)": f"{np.mean(s.psnr):.2f}",
-            "SSIM": f"{np.mean(s.ssim):.4f}",
-            "AuC raw (%)": f"{s.auc(False):.2f}",
-            "AuC rebalanced (%)": f"{s.auc(True):.2f}",
-            "colourfulness / originals": f"{np.mean(s.colourfulness) / original_colourfulness:.3f}",
-        })
+    groups = [*sorted(tallies.items()), ("all", everything)] if len(tallies) > 1 else [("all", everything)]
+    for source, tally in groups:
+        original_colourfulness = float(np.mean(tally.original_colourfulness))
+        names = [*methods, "original"] if judged else methods
+        for name in names:
+            row = {"photos": source, "method": name}
+            if name in tally.scores:
+                s = tally.scores[name]
+                row.update({
+                    "PSNR (dB)": f"{np.mean(s.psnr):.2f}",
+                    "SSIM": f"{np.mean(s.ssim):.4f}",
+                    "AuC raw (%)": f"{s.auc(False):.2f}",
+                    "AuC rebalanced (%)": f"{s.auc(True):.2f}",
+                    "colourfulness / originals": f"{np.mean(s.colourfulness) / original_colourfulness:.3f}",
+                })
+            else:
+                row.update({k: "" for k in ("PSNR (dB)", "SSIM", "AuC raw (%)", "AuC rebalanced (%)")})
+                row["colourfulness / originals"] = "1.000"
+            if judged:
+                recognition = tally.recognition[name]
+                row["judge top-1 (%)"] = _percent(recognition.accuracy())
+                row["judge agrees with original (%)"] = _percent(recognition.agreement())
+            rows.append(row)
     return rows
 
 
-def markdown(rows: list[dict[str, str]], photos: int) -> str:
+def markdown(rows: list[dict[str, str]], photos: int, note: str | None = None) -> str:
     header = list(rows[0])
     lines = [f"Evaluated on {photos} photos.", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -175,6 +244,8 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     parser.add_argument("--temperature", type=float, help="decoding temperature (default: each model's)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of N photos")
     parser.add_argument("--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png")
+    parser.add_argument("--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread")
+    parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
     args = parser.parse_args(argv)
     settings = settings or Settings.from_env()
 
@@ -185,11 +256,14 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     for name in args.model or [settings.model]:
         label, colorizer = model_colorizer(settings, name, args.temperature)
         methods[label] = colorizer
-    scores, original_colourfulness, sheet = evaluate(files, methods)
+    judge = None if args.no_judge else Judge.load()
+    note = judge if isinstance(judge, str) else None
+    judge = judge if isinstance(judge, Judge) else None
+    tallies, sheet = evaluate(files, args.folder, methods, judge, sheet_rows=args.sheet_rows)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = table_rows(scores, original_colourfulness)
-    text = markdown(rows, len(files))
+    rows = table_rows(tallies, judged=judge is not None)
+    text = markdown(rows, len(files), note)
     (args.out / "table.md").write_text(text)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from shared.ab_upsampling import guided_upsample_ab
+
 
 def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
     """uint8 BGR (H, W, 3) -> float32 Lab (H, W, 3)."""
@@ -26,12 +28,17 @@ def lightness(bgr: np.ndarray) -> np.ndarray:
     return bgr_to_lab(bgr)[..., 0]
 
 
-def join_lightness_and_ab(l_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-    """Resize predicted ab (h, w, 2) to the size of L (H, W) and return uint8 BGR.
+def join_lightness_and_ab(l_full: np.ndarray, ab_small: np.ndarray, guided: bool = True) -> np.ndarray:
+    """Upsample predicted ab (h, w, 2) to the size of L (H, W) and return uint8 BGR.
 
     The original full-resolution L is kept untouched: only chroma comes from the model.
+    ``guided``: chroma edges follow L's edges (``ab_upsampling``); otherwise plain bilinear.
     """
     height, width = l_full.shape
-    ab = cv2.resize(ab_small.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    lab = cv2.merge([l_full.astype(np.float32, copy=False), ab[..., 0], ab[..., 1]])
+    l_full = l_full.astype(np.float32, copy=False)
+    if guided:
+        ab = guided_upsample_ab(l_full, ab_small)
+    else:
+        ab = cv2.resize(ab_small.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    lab = cv2.merge([l_full, ab[..., 0], ab[..., 1]])
     return lab_to_bgr(lab)
