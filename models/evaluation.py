@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     parser.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of N photos")
     parser.add_argument("--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png")
     args = parser.parse_args(argv)
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env_or_exit()
 
     files = photo_files(args.folder, args.limit)
     if not files:
