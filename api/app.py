@@ -21,8 +21,14 @@ from shared.webhooks import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
 
+# gunicorn's exit status for "App failed to load": its master stops instead of restarting
+# workers that would fail the same way.
+_APP_LOAD_ERROR = 4
+
+
 def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
+    # Without settings, a server is calling (gunicorn): a bad setting stops it with its message.
+    settings = settings or Settings.from_env_or_exit(status=_APP_LOAD_ERROR)
     app = Flask("colorize", static_folder=web.STATIC_DIR)
     # Checked against Content-Length before the body is read, so oversized direct uploads
     # are refused (413) without being buffered.

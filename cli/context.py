@@ -50,9 +50,12 @@ class Context:
 
     def settings(self) -> "Settings":
         """The service's settings, for the commands that run parts of it on this machine."""
-        from shared.settings import Settings
+        from shared.settings import Settings, SettingsError
 
-        return Settings.from_env(self.env)
+        try:
+            return Settings.from_env(self.env)
+        except SettingsError as exc:
+            raise UsageError(str(exc)) from None
 
     def note(self, message: str) -> None:
         """A line for the person at the terminal (stderr, so stdout stays parseable)."""

@@ -3,7 +3,7 @@
 Client commands (submit, status, wait, download, cancel, models list) import only the HTTP
 client, so they start fast; serve, models install, eval and keys load the service's code.
 Exit status: 0 done, 1 the job did not fully succeed or the API refused (message on stderr),
-2 the command line was wrong.
+2 the command line or a setting was wrong.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     parser.add_argument("--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread")
     parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
     args = parser.parse_args(argv)
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env_or_exit()
 
     files = photo_files(args.folder, args.limit)
     if not files:

@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     parser.add_argument("--models-dir", type=Path, help="where models are installed (default: settings)")
     parser.add_argument("--name", default="eccv16", help="name of the installed model")
     args = parser.parse_args(argv)
-    models_dir = args.models_dir or (settings or Settings.from_env()).models_dir
+    models_dir = args.models_dir or (settings or Settings.from_env_or_exit()).models_dir
     try:
         manifest = install_eccv16(models_dir, args.caffemodel, args.prototxt, args.mirror,
                                   name=args.name, progress=_ProgressPrinter())

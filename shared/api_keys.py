@@ -263,4 +263,4 @@ def _print_keys(keys: list[ApiKey]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], Settings.from_env()))
+    sys.exit(main(sys.argv[1:], Settings.from_env_or_exit()))

@@ -563,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="pool processes per worker")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
     args = parser.parse_args(argv)
-    return serve(Settings.from_env(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers)
+    return serve(Settings.from_env_or_exit(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers)
 
 
 if __name__ == "__main__":

@@ -1,46 +1,117 @@
-"""All configuration, read once from the environment into one typed object.
+"""All configuration, read once from the environment into one typed, validated object.
 
 Every process (API, worker, CLI, tests) calls ``Settings.from_env()`` once at start-up
 and passes the object down; nothing else reads ``os.environ``.
+
+Each field is parsed by its type and checked against its range whenever a ``Settings`` is
+built (they are pydantic dataclasses, so ``dataclasses.fields`` and ``replace`` still work).
+``from_env`` also checks the relations between fields, and refuses a bad value with a
+``SettingsError`` that names the variable, the value and what was expected.
+
+pydantic-settings' ``BaseSettings`` is not used: it reads ``os.environ`` whenever an object is
+built, where this one is built from one given mapping, once; and it reads a nested group from
+JSON or ``PREFIX_GROUP__FIELD`` names, where ``Limits`` and ``Quotas`` are read from the same
+flat ``COLORIZE_<FIELD>`` names as the rest.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import logging
 import os
-from dataclasses import dataclass, field, fields, replace
+import sys
+from dataclasses import field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
+
+from pydantic import (AfterValidator, AnyUrl, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
+                      NonNegativeInt, PositiveFloat, TypeAdapter, UrlConstraints, ValidationError)
+from pydantic.dataclasses import dataclass
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "COLORIZE_"
+
+log = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used: one problem per line, each naming its variable and value."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        if len(self.problems) == 1:
+            super().__init__(self.problems[0])
+        else:
+            super().__init__(f"{len(self.problems)} invalid settings:\n  " + "\n  ".join(self.problems))
 
 
 def _default_data_dir() -> Path:
     return PROJECT_ROOT / "var"
 
 
-@dataclass(frozen=True)
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    """A check that a string is a URL with one of ``schemes``; the string is kept as written."""
+    adapter = TypeAdapter(Annotated[AnyUrl, UrlConstraints(allowed_schemes=list(schemes))])
+
+    def check(value: str) -> str:
+        try:
+            adapter.validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"is not a URL ({exc.errors()[0]['msg']})") from None
+        return value
+
+    return check
+
+
+def _networks(value: str) -> str:
+    for network in filter(None, (n.strip() for n in value.split(","))):
+        try:
+            ipaddress.ip_network(network, strict=False)  # as shared.webhooks.AddressPolicy reads them
+        except ValueError as exc:
+            raise ValueError(f"is not a comma-separated list of networks (CIDR): {exc}") from None
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_strip)]
+Count = Annotated[int, Field(ge=1)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+OptionalPort = Annotated[int, Field(ge=0, le=65535)]  # 0: off
+Percent = Annotated[int, Field(ge=0, le=100)]
+LocalPath = Annotated[Path, AfterValidator(Path.expanduser)]
+HttpUrlText = Annotated[str, AfterValidator(_url("http", "https"))]
+RedisUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix"))]
+Networks = Annotated[str, AfterValidator(_networks)]
+
+_CONFIG = ConfigDict(allow_inf_nan=False)
+
+
+@dataclass(frozen=True, config=_CONFIG)
 class Limits:
     """Input limits; each one, when hit, becomes a clear client or per-item error."""
 
-    max_request_bytes: int = 256 * 1024**2  # direct multipart upload through the API
-    max_upload_bytes: int = 50 * 1024**3  # presigned upload of one source object
-    max_entries: int = 100_000  # files in one archive
-    max_expanded_bytes: int = 20 * 1024**3  # sum of uncompressed entry sizes
-    max_entry_bytes: int = 200 * 1024**2  # one uncompressed entry
-    max_compression_ratio: float = 200.0  # uncompressed / compressed, per zip entry
-    max_pixels: int = 50_000_000  # width * height of one image
-    max_side: int = 30_000  # longest side of one image
+    max_request_bytes: Count = 256 * 1024**2  # direct multipart upload through the API
+    max_upload_bytes: Count = 50 * 1024**3  # presigned upload of one source object
+    max_entries: Count = 100_000  # files in one archive
+    max_expanded_bytes: Count = 20 * 1024**3  # sum of uncompressed entry sizes
+    max_entry_bytes: Count = 200 * 1024**2  # one uncompressed entry
+    max_compression_ratio: Annotated[float, Field(ge=1)] = 200.0  # uncompressed / compressed, per zip entry
+    max_pixels: Count = 50_000_000  # width * height of one image
+    max_side: Count = 30_000  # longest side of one image
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Quotas:
     """Per-tenant quotas and rate limits; 0 turns one off. When hit, the client gets 429 with Retry-After."""
 
-    max_jobs_in_flight: int = 200  # queued or running jobs of one tenant
-    max_images_per_day: int = 1_000_000  # images taken in for processing per tenant and UTC day
-    requests_per_s: float = 100.0  # sustained API request rate of one tenant
-    request_burst: int = 500  # requests a tenant may make at once before the sustained rate applies
+    max_jobs_in_flight: NonNegativeInt = 200  # queued or running jobs of one tenant
+    max_images_per_day: NonNegativeInt = 1_000_000  # images taken in for processing per tenant and UTC day
+    requests_per_s: NonNegativeFloat = 100.0  # sustained API request rate of one tenant
+    request_burst: NonNegativeInt = 500  # requests a tenant may make at once before the sustained rate applies
 
 
 # Groups of settings held in their own dataclass, read from COLORIZE_<FIELD> like the others.
@@ -57,118 +128,130 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "metrics_dir": ("PROMETHEUS_MULTIPROC_DIR",),
 }
 
+# The project's other COLORIZE_* variables, not settings: the command-line client's and the test suite's.
+OTHER_VARIABLES = frozenset({
+    "COLORIZE_API_URL", "COLORIZE_API_KEY",
+    "COLORIZE_SOAK", "COLORIZE_FUZZ_EXAMPLES", "COLORIZE_TEST_EXTRAS", "COLORIZE_WEB_SCREENSHOT_DIR",
+})
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=_CONFIG)
 class Settings:
     # Broker and job state. None: start an embedded redis-server under data_dir.
-    redis_url: str | None = None
+    redis_url: RedisUrlText | None = None
     # Object storage. None: start a local SeaweedFS S3 server under data_dir.
-    s3_endpoint_url: str | None = None
+    s3_endpoint_url: HttpUrlText | None = None
     # Where clients reach the store, when not at s3_endpoint_url (a container network, a proxy);
     # presigned URLs are built for it.
-    s3_public_endpoint_url: str | None = None
+    s3_public_endpoint_url: HttpUrlText | None = None
     s3_bucket: str = "colorize"
     s3_region: str = "us-east-1"
     aws_access_key_id: str = "colorize"
     aws_secret_access_key: str = "colorize-secret"
     # Local state of the embedded services (Redis AOF, SeaweedFS volumes).
-    data_dir: Path = field(default_factory=_default_data_dir)
+    data_dir: LocalPath = field(default_factory=_default_data_dir)
 
     api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_port: Port = 8000
     # API authentication: "keys" (every request needs an API key) or "open" (none; every request
     # acts as tenant "local"). Unset: "open" when api_host is a loopback address, else "keys".
-    auth: str | None = None
+    auth: Literal["keys", "open"] | None = None
     # Lets "open" serve clients beyond the loopback interface; without it the API refuses to
     # start open on a non-loopback api_host and asks those clients for a key.
-    auth_allow_open_public: bool = False
+    auth_allow_open_public: Flag = False
     # Public base URL clients use; presigned URLs and Location headers are built from it.
-    public_url: str | None = None
+    public_url: HttpUrlText | None = None
 
-    models_dir: Path = PROJECT_ROOT / "models"
+    models_dir: LocalPath = PROJECT_ROOT / "models"
     model: str = "default"  # a model name from models_dir, or "default"
-    device: str = "auto"  # auto | cpu | cuda
-    engine_threads: int = 0  # intra-op threads per worker process; 0 = all cores / processes
-    batch_size: int = 8  # images per forward pass
-    jpeg_quality: int = 90
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    engine_threads: NonNegativeInt = 0  # intra-op threads per worker process; 0 = all cores / processes
+    batch_size: Count = 8  # images per forward pass
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
 
-    chunk_size: int = 16  # images per colorize task
+    chunk_size: Count = 16  # images per colorize task
     # Worker processes per machine; 0 = one per core, each with one inference thread, which
     # bench/engine.py measured 56 % faster than one process using every core (2 cores).
-    worker_concurrency: int = 0
+    worker_concurrency: NonNegativeInt = 0
     # A task is redelivered only after this many seconds without an ack when its worker
     # dies; it must exceed the longest chunk so a slow chunk is not run twice in parallel.
-    visibility_timeout_s: int = 600
-    task_soft_time_limit_s: int = 300
-    task_time_limit_s: int = 360
-    item_max_attempts: int = 3  # a poison item fails after this many crashed attempts
+    visibility_timeout_s: Count = 600
+    task_soft_time_limit_s: Count = 300
+    task_time_limit_s: Count = 360
+    item_max_attempts: Count = 3  # a poison item fails after this many crashed attempts
     # A task cut short by storage or Redis being away retries with backoff for about this long
     # before its items fail as ``unavailable``.
-    outage_retry_s: int = 3600
+    outage_retry_s: NonNegativeInt = 3600
 
-    result_ttl_s: int = 7 * 24 * 3600  # results and job records expire after this
-    presign_ttl_s: int = 900
-    multipart_part_bytes: int = 64 * 1024**2
+    result_ttl_s: Count = 7 * 24 * 3600  # results and job records expire after this
+    # S3 signatures (SigV4) are valid for at most 7 days.
+    presign_ttl_s: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 900
+    # S3 multipart parts: at least 5 MiB (all but the last), at most 5 GiB.
+    multipart_part_bytes: Annotated[int, Field(ge=5 * 1024**2, le=5 * 1024**3)] = 64 * 1024**2
 
     # Webhooks (shared/webhooks.py). A delivery attempt waits at most webhook_timeout_s; a failed
     # one is retried after webhook_retry_base_s, doubling up to webhook_retry_max_s (and to half
     # of visibility_timeout_s: a countdown longer than that would be redelivered early).
-    webhook_timeout_s: float = 5.0
-    webhook_max_attempts: int = 8
-    webhook_retry_base_s: float = 5.0
-    webhook_retry_max_s: float = 300.0
+    webhook_timeout_s: PositiveFloat = 5.0
+    webhook_max_attempts: Count = 8
+    webhook_retry_base_s: NonNegativeFloat = 5.0
+    webhook_retry_max_s: NonNegativeFloat = 300.0
     # At most one progress event per job per interval, and only once progress has reached a
     # further step of this many percent; 0 lifts either condition.
-    webhook_progress_interval_s: float = 10.0
-    webhook_progress_step_pct: int = 10
+    webhook_progress_interval_s: NonNegativeFloat = 10.0
+    webhook_progress_step_pct: Percent = 10
     # Callback URLs resolving to loopback, private, link-local or other non-global addresses are
     # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
-    webhook_allow_private: bool = False
-    webhook_allowed_networks: str = ""
+    webhook_allow_private: Flag = False
+    webhook_allowed_networks: Networks = ""
 
-    log_format: str = "text"  # text | json (one JSON object per line)
+    log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     # Workers serve Prometheus metrics on this port from their main process; 0 = off.
-    worker_metrics_port: int = 0
+    worker_metrics_port: OptionalPort = 0
     # prometheus_client multiprocess directory (pool processes, gunicorn workers); None with
     # worker metrics on: a fresh temporary directory per worker.
-    metrics_dir: Path | None = None
+    metrics_dir: LocalPath | None = None
 
     limits: Limits = field(default_factory=Limits)
     quotas: Quotas = field(default_factory=Quotas)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Build settings from ``COLORIZE_*`` variables (and the usual REDIS_URL / AWS_* names)."""
+        """Build settings from ``COLORIZE_*`` variables (and the usual REDIS_URL / AWS_* names);
+        an empty variable counts as unset. Raises SettingsError naming every bad variable."""
         env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            if f.name in NESTED:
-                continue
-            names = ("COLORIZE_" + f.name.upper(),) + ENV_ALIASES.get(f.name, ())
-            raw = next((env[n] for n in names if env.get(n)), None)
-            if raw is not None:
-                values[f.name] = _parse(f.type, raw, f.name)
-        for name, group in NESTED.items():
-            group_values = {}
-            for f in fields(group):
-                raw = env.get("COLORIZE_" + f.name.upper())
-                if raw:
-                    group_values[f.name] = _parse(f.type, raw, f.name)
-            values[name] = group(**group_values)
-        settings = cls(**values)
+        values: dict[str, Any] = {group: {} for group in NESTED}
+        read_from: dict[tuple[str, ...], str] = {}
+        for place, names in VARIABLES.items():
+            name = next((n for n in names if env.get(n)), None)
+            if name is not None:
+                read_from[place] = name
+                (values[place[0]] if len(place) == 2 else values)[place[-1]] = env[name]
+        _warn_unknown(env)
+        try:
+            settings = cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc, read_from)) from None
         settings.validate()
         return settings
+
+    @classmethod
+    def from_env_or_exit(cls, env: Mapping[str, str] | None = None, status: int = 2) -> "Settings":
+        """``from_env`` for a program's entry point: bad settings end the process with ``status``
+        and their message on stderr, not a traceback."""
+        try:
+            return cls.from_env(env)
+        except SettingsError as exc:
+            print(f"colorize: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(status) from None
 
     def to_env(self) -> dict[str, str]:
         """The ``COLORIZE_*`` variables from which ``from_env`` rebuilds these settings (for child processes)."""
         env = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name not in NESTED and value is not None:
-                env["COLORIZE_" + f.name.upper()] = _format(value)
-        for name, group in NESTED.items():
-            for f in fields(group):
-                env["COLORIZE_" + f.name.upper()] = _format(getattr(getattr(self, name), f.name))
+        for place in VARIABLES:
+            value = getattr(getattr(self, place[0]), place[1]) if len(place) == 2 else getattr(self, place[0])
+            if value is not None:
+                env[_canonical(place)] = _format(value)
         return env
 
     @property
@@ -183,56 +266,87 @@ class Settings:
         return self.visibility_timeout_s + self.task_time_limit_s
 
     def with_overrides(self, **changes: Any) -> "Settings":
-        return replace(self, **changes)
+        """A copy with ``changes``, each parsed and checked like the value of a variable."""
+        try:
+            return replace(self, **changes)
+        except ValidationError as exc:
+            raise SettingsError(_problems(exc, {})) from None
 
     def validate(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"COLORIZE_DEVICE must be auto, cpu or cuda, not {self.device!r}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ValueError("COLORIZE_JPEG_QUALITY must be between 1 and 100")
-        if self.chunk_size < 1 or self.batch_size < 1:
-            raise ValueError("COLORIZE_CHUNK_SIZE and COLORIZE_BATCH_SIZE must be positive")
-        if self.task_time_limit_s <= self.task_soft_time_limit_s:
-            raise ValueError("COLORIZE_TASK_TIME_LIMIT_S must exceed the soft limit")
-        if self.visibility_timeout_s <= self.task_time_limit_s:
-            raise ValueError("COLORIZE_VISIBILITY_TIMEOUT_S must exceed COLORIZE_TASK_TIME_LIMIT_S")
-        if self.log_format not in ("text", "json"):
-            raise ValueError(f"COLORIZE_LOG_FORMAT must be text or json, not {self.log_format!r}")
-        if self.webhook_max_attempts < 1 or self.webhook_timeout_s <= 0:
-            raise ValueError("COLORIZE_WEBHOOK_MAX_ATTEMPTS and COLORIZE_WEBHOOK_TIMEOUT_S must be positive")
-        if not 0 <= self.webhook_retry_base_s <= self.webhook_retry_max_s:
-            raise ValueError("COLORIZE_WEBHOOK_RETRY_BASE_S must be between 0 and COLORIZE_WEBHOOK_RETRY_MAX_S")
-        if not 0 <= self.webhook_progress_step_pct <= 100:
-            raise ValueError("COLORIZE_WEBHOOK_PROGRESS_STEP_PCT must be between 0 and 100")
-        for network in filter(None, (n.strip() for n in self.webhook_allowed_networks.split(","))):
-            try:
-                ipaddress.ip_network(network, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"COLORIZE_WEBHOOK_ALLOWED_NETWORKS: {exc}") from None
-        if self.auth not in (None, "keys", "open"):
-            raise ValueError(f"COLORIZE_AUTH must be keys or open (or unset), not {self.auth!r}")
-        for f in fields(Quotas):
-            if getattr(self.quotas, f.name) < 0:
-                raise ValueError(f"COLORIZE_{f.name.upper()} must not be negative (0 turns it off)")
+        """Check the relations between settings (each one alone was checked when built).
+
+        ``from_env`` runs this; building an object does not, so that tests and tools can make
+        variants one field at a time."""
+        relations = [  # (holds, setting, what it must do, the other setting)
+            (self.task_time_limit_s > self.task_soft_time_limit_s, "task_time_limit_s", "exceed",
+             "task_soft_time_limit_s"),
+            (self.visibility_timeout_s > self.task_time_limit_s, "visibility_timeout_s", "exceed",
+             "task_time_limit_s"),
+            (self.webhook_retry_max_s >= self.webhook_retry_base_s, "webhook_retry_max_s", "be at least",
+             "webhook_retry_base_s"),
+        ]
+        problems = [f"{_canonical((a,))}={getattr(self, a)!r} must {must} {_canonical((b,))}={getattr(self, b)!r}"
+                    for holds, a, must, b in relations if not holds]
+        if problems:
+            raise SettingsError(problems)
+
+
+def _variables() -> dict[tuple[str, ...], tuple[str, ...]]:
+    """Each field's place in Settings, (name,) or (group, name), with the variables read for it,
+    first one first."""
+    places: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for f in fields(Settings):
+        if f.name in NESTED:
+            places.update({(f.name, g.name): (PREFIX + g.name.upper(),) for g in fields(NESTED[f.name])})
+        else:
+            places[(f.name,)] = (PREFIX + f.name.upper(),) + ENV_ALIASES.get(f.name, ())
+    return places
+
+
+VARIABLES = _variables()
+_KNOWN = frozenset(name for names in VARIABLES.values() for name in names) | OTHER_VARIABLES
+
+
+def _canonical(place: tuple[str, ...]) -> str:
+    return PREFIX + place[-1].upper()
+
+
+def _warn_unknown(env: Mapping[str, str]) -> None:
+    for name in sorted(n for n in env if n.startswith(PREFIX) and n not in _KNOWN):
+        close = difflib.get_close_matches(name, _KNOWN, n=1, cutoff=0.85)
+        log.warning("%s is not a setting and is ignored%s", name, f" (did you mean {close[0]}?)" if close else "")
+
+
+_BOOLEAN = "is not a boolean (true/false, 1/0, yes/no, on/off)"
+# What each kind of pydantic error means for one variable, worded to follow "NAME='value' ".
+_EXPECTED = {
+    "bool_parsing": _BOOLEAN, "bool_type": _BOOLEAN,
+    "int_parsing": "is not an integer", "int_type": "is not an integer", "int_from_float": "is not an integer",
+    "float_parsing": "is not a number", "float_type": "is not a number",
+    "finite_number": "is not a finite number",
+    "greater_than_equal": "must be at least {ge}", "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}", "less_than": "must be less than {lt}",
+    "literal_error": "must be {expected}",
+    "string_type": "is not a string",
+}
+
+
+def _problems(exc: ValidationError, read_from: Mapping[tuple[str, ...], str]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        place = tuple(str(part) for part in error["loc"])
+        name = read_from.get(place) or (_canonical(place) if place in VARIABLES else ".".join(place))
+        if error["type"] in _EXPECTED:
+            reason = _EXPECTED[error["type"]].format(**error.get("ctx", {}))
+        elif error["type"] == "value_error":
+            reason = str(error["ctx"]["error"])
+        else:
+            reason = f"is not valid ({error['msg']})"
+        problems.append(f"{name}={error['input']!r} {reason}")
+    return problems
 
 
 def _format(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _parse(kind: Any, raw: str, name: str) -> Any:
-    kind = str(kind)
-    try:
-        if "int" in kind:
-            return int(raw)
-        if "float" in kind:
-            return float(raw)
-        if "bool" in kind:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        if "Path" in kind:
-            return Path(raw).expanduser()
-    except ValueError as exc:
-        raise ValueError(f"setting {name}: cannot parse {raw!r}") from exc
-    return raw

@@ -125,8 +125,9 @@ def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
 
 def __getattr__(name: str) -> ColorizeCelery:
     # ``app`` for the celery command line, built from the environment on first use so that
-    # importing make_celery (the API does) needs no broker settings.
+    # importing make_celery (the API does) needs no broker settings. A bad setting ends the
+    # command with its message (celery would print a traceback).
     if name == "app":
-        globals()["app"] = make_celery(Settings.from_env())
+        globals()["app"] = make_celery(Settings.from_env_or_exit())
         return globals()["app"]
     raise AttributeError(name)
