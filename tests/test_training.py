@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -64,5 +65,66 @@ def test_a_short_run_exports_a_model_the_engine_serves(tmp_path: Path) -> None:
     manifest = export(run, tmp_path / "models", "tiny", "test", input_size=32)
     assert manifest.raw["training"]["steps"] == 3 and (manifest.directory / "training_curve.png").exists()
     engine = Engine.load(load_manifest(tmp_path / "models", "tiny"), device="cpu", threads=1)
+    out = colorize(engine, [np.full((50, 70, 3), 120, np.uint8)], batch_size=1)
+    assert out[0].shape == (50, 70, 3)
+
+
+def test_sparse_soft_encoding_gives_the_same_loss_as_the_dense_one() -> None:
+    from models.training.targets import rebalanced_cross_entropy, soft_encode_sparse, sparse_rebalanced_cross_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    bins = torch.from_numpy(ab_bins().copy())
+    ab = torch.rand(3, 2, 4, 5, generator=generator) * 160 - 80
+    logits = torch.randn(3, 313, 4, 5, generator=generator)
+    rebalance = torch.rand(313, generator=generator) + 0.5
+    targets, nearest = soft_encode(ab, bins)
+    near, weights = soft_encode_sparse(ab, bins)
+    assert torch.equal(near[:, 0], nearest)
+    dense = rebalanced_cross_entropy(logits, targets, nearest, rebalance)
+    torch.testing.assert_close(sparse_rebalanced_cross_entropy(logits, near, weights, rebalance), dense)
+
+
+def synthetic_photos(folder: Path, count: int) -> Path:
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        image = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (96, 80), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"p{i}.png"), image)
+    return folder
+
+
+def test_the_packaged_encoder_weights_recognise_a_cat_through_the_grey_input() -> None:
+    skimage_data = pytest.importorskip("skimage.data")
+    from models.training.encoder import pretrained_classifier
+
+    cat = cv2.resize(skimage_data.chelsea(), (224, 224), interpolation=cv2.INTER_AREA)
+    grey = np.repeat(cv2.cvtColor(cat, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2).astype(np.float32)
+    batch = torch.from_numpy((grey - 127.0) / 128.0).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        top = int(pretrained_classifier("lite0")(batch).argmax())
+    assert top == 285  # Egyptian cat
+
+
+def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tmp_path: Path) -> None:
+    from models.training import train_pretrained
+
+    photos = synthetic_photos(tmp_path / "photos", 6)
+    run = tmp_path / "run"
+    args = ["--data", str(photos), "--val", str(photos), "--out", str(run), "--source-size", "64", "--size", "64",
+            "--views", "1", "--decoder-epochs", "1", "--batch-size", "3", "--finetune-steps", "2",
+            "--eval-every", "1", "--threads", "1"]
+    train_pretrained.train(train_pretrained.parse_args(args))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in log if "val_auc_rebalanced" in r] == [0, 1, 2, 2]  # untrained, epoch, 2 steps
+    best = max(r["val_auc_rebalanced"] for r in log if "val_auc_rebalanced" in r)
+    kept = torch.load(run / "weights.pt", weights_only=False)
+    assert kept["score"]["auc_rebalanced"] == pytest.approx(best, abs=1e-3)
+    # a rerun finds the run complete and adds nothing
+    train_pretrained.train(train_pretrained.parse_args(args))
+    assert len((run / "log.jsonl").read_text().splitlines()) == len(log)
+    manifest = export(run, tmp_path / "models", "tiny-lite", "test", input_size=64)
+    assert manifest.raw["architecture"]["family"] == "efficientnet-lite-unet"
+    assert not any(str(v).startswith("/") for v in manifest.raw["training"]["options"].values())
+    engine = Engine.load(load_manifest(tmp_path / "models", "tiny-lite"), device="cpu", threads=1)
     out = colorize(engine, [np.full((50, 70, 3), 120, np.uint8)], batch_size=1)
     assert out[0].shape == (50, 70, 3)

@@ -30,6 +30,30 @@ def soft_encode(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, tor
     return targets, idx[:, 0].reshape(batch, height, width)
 
 
+def soft_encode_sparse(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """ab (B, 2, h, w) -> the 5 nearest bins of each pixel (B, 5, h, w), nearest first, and their
+    Gaussian weights (B, 5, h, w): ``soft_encode`` without the 313-channel target tensor."""
+    batch, _, height, width = ab.shape
+    flat = ab.permute(0, 2, 3, 1).reshape(-1, 2).float()
+    d2, idx = nearest_bins(flat, bins, NEIGHBOURS)
+    weights = torch.exp(-d2 / (2 * SIGMA**2))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+
+    def to_map(values: torch.Tensor) -> torch.Tensor:
+        return values.reshape(batch, height, width, NEIGHBOURS).permute(0, 3, 1, 2)
+
+    return to_map(idx), to_map(weights)
+
+
+def sparse_rebalanced_cross_entropy(logits: torch.Tensor, bins_near: torch.Tensor, bin_weights: torch.Tensor,
+                                    rebalance: torch.Tensor) -> torch.Tensor:
+    """``rebalanced_cross_entropy`` with targets from ``soft_encode_sparse``: the same value,
+    gathering the log-probabilities of the 5 target bins instead of weighting all 313."""
+    log_probs = torch.log_softmax(logits.float(), dim=1)
+    per_pixel = -(bin_weights * log_probs.gather(1, bins_near)).sum(dim=1)
+    return (per_pixel * rebalance[bins_near[:, 0]]).mean()
+
+
 def rebalancing_weights(counts: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin loss weights from empirical bin counts, as in the paper.
 

@@ -30,7 +30,7 @@ from models.training.augment import Jitter, training_view
 from models.training.dataset import load_lab_crops
 from models.training.feature_cache import FeatureCache
 from models.training.selection import SelectionScore, SelectionSet
-from models.training.targets import rebalanced_cross_entropy, rebalancing_weights, soft_encode
+from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from models.training.train import bin_counts
 from models.training.unet import DecoderWidths, PretrainedColorNet
 from shared.bins import ab_bins
@@ -112,10 +112,10 @@ def train_decoder(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targ
     while run.state["step"] < total:
         step = run.state["step"]
         features, ab = cache.batch(rng.integers(0, len(cache), args.batch_size))
-        soft, nearest = targets_of(ab)
+        near, weights = targets_of(ab)
         for group in optimizer.param_groups:
             group["lr"] = cosine(step, total, args.lr)
-        loss = rebalanced_cross_entropy(model.decoder(features), soft, nearest, run.weights)
+        loss = sparse_rebalanced_cross_entropy(model.decoder(features), near, weights, run.weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -156,10 +156,10 @@ def finetune(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_o
             run.log({"stage": 2, "seconds_per_step": round(per_step, 3), "total_steps": total})
         index = torch.randint(0, len(crops), (args.batch_size,), generator=generator)
         l_in, ab = training_view(crops[index], args.size, jitter, generator)
-        soft, nearest = targets_of(ab)
+        near, weights = targets_of(ab)
         for group in optimizer.param_groups:
             group["lr"] = cosine(step, total or 10**9, args.finetune_lr) * group["scale"]
-        loss = rebalanced_cross_entropy(model(l_in), soft, nearest, run.weights)
+        loss = sparse_rebalanced_cross_entropy(model(l_in), near, weights, run.weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -204,7 +204,7 @@ def train(args: argparse.Namespace) -> Path:
     run.weights = torch.from_numpy(weights_np).float()
 
     def targets_of(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return soft_encode(ab, bins)
+        return soft_encode_sparse(ab, bins)
 
     model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths))
     generator = torch.Generator().manual_seed(args.seed)
