@@ -1,115 +1,16 @@
-"""Model manifests: what is installed in ``models_dir`` and how each model is fed.
+"""The former name of :mod:`shared.manifests`, kept while ``worker/engine.py``,
+``models/evaluation.py`` and ``models/training/export.py`` still import it; new code imports
+:mod:`shared.manifests`."""
 
-Each model lives in ``models_dir/<name>/`` with ``manifest.json`` and its ONNX file. The
-manifest is the contract between whoever produced the model (training, the ECCV16 importer)
-and the engine: input size and normalisation, decoding temperature, file checksum.
-"""
-
-from __future__ import annotations
-
-import hashlib
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-from shared.errors import ModelFileError, ModelNotFound
-
-MANIFEST_FILE = "manifest.json"
-# The model served when neither settings nor the job name one.
-DEFAULT_MODEL = "colorize-small"
-# Documented range of the per-job decoding temperature (annealed mean): T -> 0 tends to the
-# mode (vivid, blotchy), T = 1 is the mean (safe, washed out).
-MIN_TEMPERATURE = 0.05
-MAX_TEMPERATURE = 1.0
-
-
-@dataclass(frozen=True)
-class ModelManifest:
-    name: str
-    directory: Path
-    file: str
-    sha256: str
-    input_size: int
-    l_subtract: float
-    l_divide: float
-    downsample: int
-    temperature: float
-    raw: dict[str, Any]
-
-    @property
-    def path(self) -> Path:
-        return self.directory / self.file
-
-    def summary(self) -> dict[str, Any]:
-        """What clients are shown about a model."""
-        keys = ("name", "description", "licence", "training_data", "temperature")
-        return {k: self.raw[k] for k in keys if k in self.raw}
-
-    def verify_file(self) -> None:
-        """Raise ModelFileError unless the model file exists and matches its checksum."""
-        if not self.path.is_file():
-            raise ModelFileError(f"model file {self.path} is missing", model=self.name)
-        digest = file_sha256(self.path)
-        if digest != self.sha256:
-            raise ModelFileError(
-                f"model file {self.path} does not match its manifest (sha256 {digest})", model=self.name
-            )
-
-
-def file_sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def parse_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
-    try:
-        norm = data["input"].get("normalisation", {})
-        return ModelManifest(
-            name=data["name"],
-            directory=directory,
-            file=data["file"],
-            sha256=data["sha256"],
-            input_size=int(data["input"]["size"]),
-            l_subtract=float(norm.get("subtract", 50.0)),
-            l_divide=float(norm.get("divide", 1.0)),
-            downsample=int(data["output"].get("downsample", 4)),
-            temperature=float(data["temperature"]),
-            raw=data,
-        )
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ModelFileError(f"manifest in {directory} is invalid: {exc!r}") from exc
-
-
-def load_manifest(models_dir: Path, name: str) -> ModelManifest:
-    name = DEFAULT_MODEL if name == "default" else name
-    if not name or "/" in name or name.startswith("."):
-        raise ModelNotFound(f"no model named {name!r}")
-    directory = models_dir / name
-    manifest_path = directory / MANIFEST_FILE
-    if not manifest_path.is_file():
-        available = ", ".join(m.name for m in installed_models(models_dir)) or "none"
-        raise ModelNotFound(f"model {name!r} is not installed (installed: {available})", model=name)
-    try:
-        data = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{manifest_path} is not valid JSON: {exc}") from exc
-    return parse_manifest(directory, data)
-
-
-def installed_models(models_dir: Path) -> list[ModelManifest]:
-    manifests = []
-    for manifest_path in sorted(models_dir.glob(f"*/{MANIFEST_FILE}")):
-        try:
-            manifests.append(load_manifest(models_dir, manifest_path.parent.name))
-        except ModelFileError:
-            continue
-    return manifests
-
-
-def write_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
-    """Write ``manifest.json`` for the model file already in ``directory``, filling in its sha256."""
-    data = dict(data)
-    data["sha256"] = file_sha256(directory / data["file"])
-    (directory / MANIFEST_FILE).write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
-    return parse_manifest(directory, data)
+from shared.manifests import (  # noqa: F401
+    DEFAULT_MODEL,
+    MANIFEST_FILE,
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    ModelManifest,
+    file_sha256,
+    installed_models,
+    load_manifest,
+    parse_manifest,
+    write_manifest,
+)

@@ -19,8 +19,8 @@ import redis
 
 from client import Client, ClientError, Item, Job
 from client.packing import pack_zip, plan_entries
-from shared.jobs import JobStore
-from shared.local_services import free_port
+from shared.job_store import JobStore
+from cli.embedded_services import free_port
 from tests.integration_fixtures import *  # noqa: F403
 
 WAIT_S = 60

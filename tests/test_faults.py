@@ -71,7 +71,7 @@ def submit(client: PatientClient, count: int, names=None, seed: int = 0) -> str:
 
 def finished_items(stack: FaultStack, job_id: str) -> dict[int, str]:
     jobs = stack.job_store()
-    raw = jobs.redis.hgetall(jobs.job_key(job_id) + ":status")
+    raw = jobs.redis.hgetall(jobs.keys.job(job_id).statuses)
     return {int(k): v.decode() for k, v in raw.items()}
 
 

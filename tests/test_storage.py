@@ -12,8 +12,8 @@ import zipfile
 import pytest
 
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
-from shared.jobs import new_id
-from shared.local_services import free_port
+from shared.ids import new_id
+from cli.embedded_services import free_port
 from shared.storage import (
     Storage,
     item_input_key,

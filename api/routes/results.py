@@ -10,7 +10,7 @@ from zipstream import ZIP_STORED, ZipStream
 from api.services import services
 from api.tenancy import current_tenant
 from shared.errors import NotFound
-from shared.jobs import JobStore
+from shared.job_store import JobStore
 from shared.storage import Storage, result_key
 
 bp = Blueprint("results", __name__, url_prefix="/v1/jobs")
