@@ -1,12 +1,13 @@
 """Colorizing one chunk: load, colorize and store its items, overlapping storage and codec work
 with inference, each item ending done or failed on its own.
 
-The job store hears from a chunk a fixed number of times whatever its number of items:
+The job store hears from a chunk a number of times that follows its batches, never its items:
 :meth:`~shared.job_store.JobStore.begin_chunk` as it starts (which also begins the first batch),
-one :meth:`~shared.job_store.JobStore.record` before each further batch is inferred (the
-outcomes so far, the next batch's attempts, and the job's status, which is the cancel check)
-and one at the end. Before the last batch that call is made only when an item has failed
-meanwhile: what has ended is recorded before the next inference, which may crash the process.
+then before each later inference one :meth:`~shared.job_store.JobStore.record` of what has
+ended so far, which begins the following batch and returns the job's status (the cancel
+check), and one at the end. Before the last batch that call is made only when something has
+ended meanwhile: outcomes reach the store before the next inference, which may crash the
+process and would otherwise cost their items another attempt.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
 """
@@ -139,8 +140,6 @@ class ChunkRun:
             for number in range(len(batches)):
                 loaded = [f.result() for f in loading]
                 following = batches[number + 1] if number + 1 < len(batches) else []
-                # Before each inference (which may crash the process) the store hears what has
-                # ended so far; the call begins the next batch too.
                 if following or self.outcomes:
                     loading = [pool.submit(self._load, i) for i in self._record(begin=following)]
                 if self.stopped:
