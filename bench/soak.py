@@ -54,8 +54,9 @@ from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_p
 from cli.local_stack import child_environment  # noqa: E402
 from shared.job_store import JobStore  # noqa: E402
 from shared.jobs import TERMINAL_STATUSES  # noqa: E402
+from shared.object_keys import job_prefix, result_key  # noqa: E402
 from shared.settings import PROJECT_ROOT, Settings  # noqa: E402
-from shared.storage import Storage, job_prefix, result_key  # noqa: E402
+from shared.storage import Storage  # noqa: E402
 from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 

@@ -25,9 +25,9 @@ import redis
 from redis import Redis
 
 from shared.errors import ColorizeError, NotFound
+from shared.object_keys import tenant_prefix
 from shared.redis_keys import NAMESPACE, RedisKeys
 from shared.settings import Settings
-from shared.storage import tenant_prefix
 from shared.timestamps import iso_time
 
 TOKEN_PREFIX = "ck"

@@ -18,7 +18,7 @@ from api.app import create_app
 from shared.errors import ProcessingFailed
 from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
-from shared.storage import result_key
+from shared.object_keys import result_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
 

@@ -18,12 +18,12 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
+from cli.local_stack import serve
 from shared.api_keys import LOCAL_TENANT, KeyStore, is_loopback
 from shared.api_keys import main as keys_main
 from shared.job_store import JobStore
 from shared.jobs import ItemResult
-from cli.local_stack import serve
-from shared.storage import result_key, source_key
+from shared.object_keys import result_key, source_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
 

@@ -14,8 +14,8 @@ import redis
 from shared.ids import new_id
 from shared.job_store import JobStore
 from shared.jobs import JobStatus, NewItem
+from shared.object_keys import item_input_key
 from shared.settings import Settings
-from shared.storage import item_input_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
 from worker.chunk_pipeline import ChunkRun

@@ -24,11 +24,11 @@ import redis
 from bench.soak import FAULT_KINDS, FaultStack, PatientClient, audit_job, jpeg_problem, run_soak, small_jpegs, \
     soak_settings, zip_archive
 from shared.errors import ColorizeError
+from shared.object_keys import job_prefix, result_key
 from shared.settings import Settings
-from shared.storage import job_prefix, result_key
-from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
 from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
     SAVED_CRASH_MARK
+from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 

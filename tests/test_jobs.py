@@ -420,7 +420,7 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 
 def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, uploads: UploadStore,
                                                                purges: PurgeIndex, clock: Clock, storage) -> None:
-    from shared.storage import item_input_key, job_prefix, result_key, upload_key
+    from shared.object_keys import item_input_key, job_prefix, result_key, upload_key
     from worker.housekeeping import purge_due
 
     expired = make_job(store)

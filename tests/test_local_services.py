@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.errors import ServiceUnavailable
 from cli.embedded_services import RedisServer, free_port
 from cli.local_stack import LocalStack, child_environment
+from shared.errors import ServiceUnavailable
 from shared.settings import PROJECT_ROOT, Settings
 from shared.storage import Storage
 

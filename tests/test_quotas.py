@@ -21,9 +21,9 @@ from PIL import Image
 from api.app import create_app
 from shared.errors import QuotaExceeded
 from shared.jobs import ItemResult
+from shared.object_keys import item_input_key, job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
 from shared.settings import Quotas
-from shared.storage import item_input_key, job_prefix, source_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
 from worker.context import WorkerContext

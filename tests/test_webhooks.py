@@ -30,9 +30,9 @@ from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.webhook_events import COMPLETED, EVENTS, PROGRESS, STARTED, WebhookMessage, WebhookNotifier, WebhookSecrets
-from worker.webhook_delivery import deliver, retry_delay_s, sign
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import ApiServer, with_redis_db
+from worker.webhook_delivery import deliver, retry_delay_s, sign
 
 HOOK_DB = 9  # the end-to-end webhook tests: their own broker and job store
 REFUSE_DB = 10  # job creation with the address checks on; no worker reads it

@@ -27,10 +27,10 @@ import time
 import redis
 from celery import current_app
 
-from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
-    SAVED_CRASH_MARK
 from shared.job_store import JobStore
 from shared.jobs import ItemStatus
+from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
+    SAVED_CRASH_MARK
 from worker import chunk_pipeline
 from worker.chunk_pipeline import ChunkRun
 

@@ -28,7 +28,7 @@ from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
 from shared.imaging import decode_image, encode_jpeg
 from shared.jobs import ItemResult, Job
 from shared.logging import bind_log_context
-from shared.storage import item_input_key, result_key
+from shared.object_keys import item_input_key, result_key
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine

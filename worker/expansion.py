@@ -17,10 +17,11 @@ from typing import BinaryIO
 import redis
 from redis.lock import Lock
 
-from shared.archives import ArchiveEntry, OutputNames, iter_entries
+from shared.archives import OutputNames
 from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, ItemError, NotFound, QuotaExceeded
 from shared.jobs import Job, JobStatus, NewItem
-from shared.storage import item_input_key
+from shared.object_keys import item_input_key
+from worker.archive_entries import ArchiveEntry, iter_entries
 from worker.celery_app import enqueue_chunk
 from worker.context import WorkerContext
 

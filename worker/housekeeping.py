@@ -18,7 +18,8 @@ from shared.errors import ColorizeError
 from shared.job_store import JobStore
 from shared.metrics import queue_depth
 from shared.settings import Settings
-from shared.storage import Storage, job_prefix, upload_key
+from shared.object_keys import job_prefix, upload_key
+from shared.storage import Storage
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
 from worker.celery_app import QUEUE, colorizes, enqueue_chunk, enqueue_expansion
 

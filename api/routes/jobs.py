@@ -13,12 +13,12 @@ from api.routes.metrics import api_metrics
 from api.services import Services, services
 from api.tenancy import current_tenant
 from shared.archives import detect_source_kind, output_name
+from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from shared.ids import new_id
 from shared.jobs import Item, Job, NewItem, job_document
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
-from shared.storage import source_key
-from shared.callback_urls import WebhookRequest, parse_webhook
+from shared.object_keys import source_key
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")

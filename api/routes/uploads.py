@@ -13,7 +13,7 @@ from api.services import services
 from api.tenancy import current_tenant
 from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.ids import new_id
-from shared.storage import upload_key
+from shared.object_keys import upload_key
 from shared.timestamps import iso_time
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
