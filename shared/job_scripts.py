@@ -12,7 +12,7 @@ arguments follow from ``ARGV[5]``.
 
 from __future__ import annotations
 
-from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, JobStatus
+from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemStatus, JobStatus
 from shared.redis_keys import LUA_JOB_PURGE_MEMBER, RedisKeys
 
 KEY_NAMES = ("job_key", "items_key", "statuses_key", "errors_key", "attempts_key", "purge_key", "active_key")
@@ -94,12 +94,13 @@ local function unfinished(index)
   return redis.call('HEXISTS', items_key, index) == 1 and redis.call('HEXISTS', statuses_key, index) == 0
 end
 
--- An item's one and only outcome ('done' or 'failed'); false when it had one already or is unknown.
+-- An item's one and only outcome (done or failed, also the name of the job's count of such
+-- items); false when it had one already or is unknown.
 local function finish_item(index, outcome, error_json)
   if redis.call('HEXISTS', items_key, index) == 0 then return false end
   if redis.call('HSETNX', statuses_key, index, outcome) == 0 then return false end
   redis.call('HINCRBY', job_key, outcome, 1)
-  if outcome == 'failed' then redis.call('HSET', errors_key, index, error_json) end
+  if outcome == '{ItemStatus.FAILED}' then redis.call('HSET', errors_key, index, error_json) end
   return true
 end
 
@@ -113,7 +114,7 @@ local function begin_items(first, last, max_attempts, error_format)
     if unfinished(index) then
       local attempts = redis.call('HINCRBY', attempts_key, index, 1)
       if attempts > max_attempts then
-        finish_item(index, 'failed', string.format(error_format, attempts - 1))
+        finish_item(index, '{ItemStatus.FAILED}', string.format(error_format, attempts - 1))
         table.insert(exhausted, index)
         table.insert(exhausted, attempts - 1)
       else
@@ -191,7 +192,7 @@ return 0
 """
 
 # ARGV[5]: n, then per item: index, item JSON, error JSON ('' when none)   -> items added; nil when no job
-ADD_ITEMS = _COMMON + """
+ADD_ITEMS = _COMMON + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
 local added = 0
 local n = tonumber(ARGV[5])
@@ -200,14 +201,14 @@ for i = 0, n - 1 do
   if redis.call('HSETNX', items_key, index, item) == 1 then
     added = added + 1
     if err ~= '' then
-      redis.call('HSET', statuses_key, index, 'failed')
+      redis.call('HSET', statuses_key, index, '{ItemStatus.FAILED}')
       redis.call('HSET', errors_key, index, err)
-      redis.call('HINCRBY', job_key, 'failed', 1)
+      redis.call('HINCRBY', job_key, '{ItemStatus.FAILED}', 1)
     end
   end
 end
 redis.call('HINCRBY', job_key, 'total', added)
-for _, key in ipairs({items_key, statuses_key, errors_key}) do keep_with_job(key) end
+for _, key in ipairs({{items_key, statuses_key, errors_key}}) do keep_with_job(key) end
 touch()
 return added
 """
