@@ -1,9 +1,9 @@
 """Job, item and attempt state in Redis: records, atomic progress, validated state transitions.
 
 Changes run as the Lua scripts of :mod:`shared.job_scripts`, one call each, and tell the
-store's listeners what they committed. A chunk of items costs a fixed number of calls
-whatever its size: :meth:`JobStore.begin_chunk` sorts its items and counts the first batch's
-attempts, :meth:`JobStore.record` stores the outcomes so far and begins the next batch.
+store's listeners what they committed. A chunk's calls follow its batches, never its items:
+:meth:`JobStore.begin_chunk` starts the job, sorts the chunk's items and counts the first
+batch's attempts; :meth:`JobStore.record` stores the outcomes so far and begins the next batch.
 
 Every key carries the job's expiry (``settings.result_ttl_s`` after creation, renewed when
 the job finishes); the purge index (:class:`shared.upkeep.PurgeIndex`) then deletes its
@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Sequence
 from redis import Redis
 
 from shared import job_scripts
-from shared.errors import Conflict, NotFound, ColorizeError, ProcessingFailed
+from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
 from shared.ids import new_id
 from shared.jobs import (
     Item,
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 _EXHAUSTED_FORMAT = error_json(ProcessingFailed("processing crashed or timed out %d times"))
 
 
-def exhausted_error(attempts: int) -> ProcessingFailed:
+def _exhausted_error(attempts: int) -> ProcessingFailed:
     return ProcessingFailed(f"processing crashed or timed out {attempts} times", attempts=attempts)
 
 
@@ -296,7 +296,7 @@ class JobStore:
         ended = [by_index[int(index)] for index in counted]
         exhausted_pairs = _ints(exhausted)
         exhausted_indices = exhausted_pairs[0::2]
-        ended += [ItemResult.failed(index, exhausted_error(used))
+        ended += [ItemResult.failed(index, _exhausted_error(used))
                   for index, used in zip(exhausted_indices, exhausted_pairs[1::2])]
         job = _job(fields) if fields else None
         if job is not None:

@@ -13,8 +13,8 @@ from worker.engine import Engine
 
 
 class EngineCache:
-    """Loaded engines by model name; thread-safe (a chunk's I/O threads never load models, but
-    the first chunk and the process's start may race)."""
+    """Loaded engines by model name, each loaded once per process (under a lock: a threads
+    pool runs tasks side by side)."""
 
     def __init__(self, settings: Settings, metrics: WorkerMetrics) -> None:
         self.settings = settings

@@ -8,7 +8,6 @@ expander at a time holds a job's :class:`ExpansionLease`.
 
 from __future__ import annotations
 
-import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,8 +23,6 @@ from shared.object_keys import item_input_key
 from worker.archive_entries import ArchiveEntry, iter_entries
 from worker.celery_app import enqueue_chunk
 from worker.context import WorkerContext
-
-log = logging.getLogger(__name__)
 
 # How long an expander's claim on a job lasts without renewal. Short, so that a crashed
 # expander holds its job up for seconds: the message redelivered at once when its process
