@@ -312,7 +312,9 @@ def test_poison_items_fail_after_bounded_attempts_without_blocking_their_chunks(
 
 
 def test_soak_with_random_kills_of_every_kind(fresh: FaultStack) -> None:
-    images = 2000 if SOAK else 300
+    # Enough that the job outlasts its four faults and their recoveries: while a killed worker
+    # restarts (seconds), the other one finishes hundreds of these small images.
+    images = 2000 if SOAK else 1000
     settings = soak_settings(fresh.settings, fresh.settings.models_dir, TEST_MODEL).with_overrides(
         chunk_size=4, batch_size=2)
     report = run_soak(fresh, images, workers=2, kills_per_kind=3 if SOAK else 1, side=SIDE,
