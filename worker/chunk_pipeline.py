@@ -66,21 +66,14 @@ class ChunkRun:
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
     def run(self, indices: Sequence[int]) -> None:
-        size = self.settings.batch_size
-        start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=size)
+        start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
         self.job = start.job
         if self.job is None or self.job.is_terminal:
             return
         bind_log_context(tenant=self.job.tenant)
-        self.begun += start.fresh[:size]
+        self.begun += start.fresh[:self.settings.batch_size]
         try:
-            try:
-                engine = self.ctx.engines.get(self.job.model)
-            except ColorizeError as exc:
-                self.outcomes += [ItemResult.failed(index, exc) for index in start.fresh + start.retried]
-            else:
-                self._pipeline(engine, [start.fresh[i:i + size] for i in range(0, len(start.fresh), size)])
-                self._one_at_a_time(engine, start.retried)
+            self._process(start.fresh, start.retried)
         except BaseException:
             self._record_quietly()  # what is already stored counts, however the chunk stops
             raise
@@ -128,6 +121,16 @@ class ChunkRun:
             log.warning("could not record %d outcomes of job %s (%r)", len(self.outcomes), self.job_id, exc)
 
     # --- processing -----------------------------------------------------------------------
+
+    def _process(self, fresh: list[int], retried: list[int]) -> None:
+        try:
+            engine = self.ctx.engines.get(self.job.model)
+        except ColorizeError as exc:
+            self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
+            return
+        size = self.settings.batch_size
+        self._pipeline(engine, [fresh[i:i + size] for i in range(0, len(fresh), size)])
+        self._one_at_a_time(engine, retried)
 
     def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
         """Batches in turn; the next batch loads and the previous one is stored while one is
@@ -200,7 +203,8 @@ class ChunkRun:
                 return [pair for item in items for pair in self._colorize(engine, [item])]
             log.exception("colorizing item %s of job %s failed", items[0].index, self.job_id,
                           extra=self._about(items[0].index))
-            self.outcomes.append(ItemResult.failed(items[0].index, ProcessingFailed("the model could not process this image")))
+            error = ProcessingFailed("the model could not process this image")
+            self.outcomes.append(ItemResult.failed(items[0].index, error))
             return []
 
     def _save(self, index: int, image: np.ndarray) -> ItemResult:

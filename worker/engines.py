@@ -30,7 +30,8 @@ class EngineCache:
             if engine is None:
                 started = time.perf_counter()
                 engine = Engine.load(manifest, device=self.settings.device, threads=self._threads())
-                self.metrics.model_load_seconds.labels(manifest.name, engine.device).observe(time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                self.metrics.model_load_seconds.labels(manifest.name, engine.device).observe(seconds)
                 self._engines[manifest.name] = engine
             return engine
 
