@@ -10,14 +10,14 @@ from flask import Flask, request
 
 from api import web
 from api.errors import register_error_handlers
-from api.routes import health, jobs, models, openapi, results, uploads, webhooks
+from api.routes import deliveries, health, jobs, models, openapi, results, uploads
 from api.routes.metrics import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
 from shared.settings import Settings
-from shared.webhooks import WebhookNotifier
+from shared.webhook_events import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
 
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
                 f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit)
 
     install_authentication(app, settings)
-    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, webhooks.bp, openapi.bp, web.bp):
+    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, deliveries.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

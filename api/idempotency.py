@@ -10,9 +10,7 @@ The fingerprint is a SHA-256 over the request's parameters: for JSON, the body i
 form (keys sorted); for a multipart upload, the form fields, the file's name and the file's
 content (read once from the spooled upload before anything is stored).
 
-Redis layout::
-
-    colorize:idempotency:{tenant}:<sha256 of key>   STRING  JSON {"fingerprint", "owner", "job_id"}
+Each claim is one key, ``colorize:idempotency:{tenant}:<sha256 of key>`` (:mod:`shared.redis_keys`).
 """
 
 from __future__ import annotations
@@ -28,7 +26,7 @@ from flask import Request
 from redis import Redis
 
 from shared.errors import Conflict, InvalidRequest
-from shared.jobs import KEY_PREFIX
+from shared.redis_keys import NAMESPACE, RedisKeys
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -97,18 +95,18 @@ class Claim:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, ttl_s: int, namespace: str = KEY_PREFIX,
+    def __init__(self, redis: Redis, ttl_s: int, namespace: str = NAMESPACE,
                  sleep: Callable[[float], None] = time.sleep, wait_s: float = WAIT_FOR_OWNER_S) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
-        self._ns = namespace
+        self._keys = RedisKeys(namespace)
         self._sleep = sleep
         self._wait_s = wait_s
         self._set_if_owner = redis.register_script(_LUA_SET_IF_OWNER)
         self._delete_if_owner = redis.register_script(_LUA_DELETE_IF_OWNER)
 
     def redis_key(self, tenant: str, key: str) -> str:
-        return f"{self._ns}:idempotency:{{{tenant}}}:{hashlib.sha256(key.encode()).hexdigest()}"
+        return self._keys.idempotency(tenant, hashlib.sha256(key.encode()).hexdigest())
 
     def claim(self, tenant: str, key: str, fingerprint: str) -> Claim:
         """Take the key for this request, or the job id it already stands for.

@@ -15,11 +15,12 @@ from api.idempotency import MAX_KEY_LENGTH
 from api.routes.jobs import DEFAULT_PAGE, MAX_PAGE, REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
 from shared.archives import SOURCE_KINDS
+from shared.callback_urls import MAX_URL_LENGTH
 from shared.errors import ColorizeError
-from shared.jobs import ITEM_CANCELED, ITEM_DONE, ITEM_FAILED, ITEM_PENDING, JOB_STATUSES
-from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.jobs import ItemStatus, JobStatus
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.settings import Settings
-from shared.webhooks import DELIVERED, EVENT_TYPES, EVENTS, FAILED, MAX_URL_LENGTH, REFUSED, SECRET_PREFIX
+from shared.webhook_events import EVENT_TYPES, EVENTS, SECRET_PREFIX, DeliveryOutcome
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0.0"
@@ -100,7 +101,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         }),
         "Job": _obj({
             "id": {"type": "string"},
-            "status": {"type": "string", "enum": list(JOB_STATUSES)},
+            "status": {"type": "string", "enum": list(JobStatus)},
             "counts": _obj({"total": COUNT, "done": COUNT, "failed": COUNT, "pending": COUNT}),
             "expanded": {"type": "boolean", "description": "False while an archive is still being read: "
                          "more items may appear."},
@@ -127,7 +128,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "index": COUNT,
             "path": {"type": "string", "description": "The entry's path inside the archive (or the file name)."},
             "output_path": {"type": "string", "description": "The result's path in results.zip (ends in .jpg)."},
-            "status": {"type": "string", "enum": [ITEM_PENDING, ITEM_DONE, ITEM_FAILED, ITEM_CANCELED]},
+            "status": {"type": "string", "enum": list(ItemStatus)},
             "size": _nullable(COUNT),
             "result_url": _nullable({"type": "string"}),
             "error": _nullable(ERROR_BRIEF),
@@ -216,7 +217,7 @@ def _schemas(settings: Settings) -> dict[str, Any]:
             "message_id": {"type": "string", "description": "The webhook-id header of the message."},
             "event": {"type": "string", "enum": list(EVENTS)},
             "attempt": {"type": "integer", "minimum": 1},
-            "outcome": {"type": "string", "enum": [DELIVERED, FAILED, REFUSED]},
+            "outcome": {"type": "string", "enum": list(DeliveryOutcome)},
             "status_code": _nullable({"type": "integer"}),
             "error": _nullable({"type": "string"}),
             "started_at": TIME,

@@ -9,10 +9,12 @@ from celery import Celery
 from flask import current_app
 
 from shared.api_keys import KeyStore
-from shared.jobs import JobStore
+from shared.job_store import JobStore
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.upkeep import WorkerHeartbeats
+from shared.uploads import UploadStore
 from worker.celery_app import make_celery
 
 EXTENSION_KEY = "colorize"
@@ -23,6 +25,8 @@ class Services:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    uploads: UploadStore
+    heartbeats: WorkerHeartbeats
     storage: Storage
     celery: Celery
     keys: KeyStore
@@ -43,6 +47,8 @@ class Services:
             settings=settings,
             redis=client,
             jobs=jobs,
+            uploads=UploadStore(client, settings),
+            heartbeats=WorkerHeartbeats(client),
             storage=Storage(settings),
             celery=make_celery(settings),
             keys=KeyStore(client),

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.models import ModelManifest, load_manifest, write_manifest  # noqa: E402
+from shared.manifests import ModelManifest, load_manifest, write_manifest  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 

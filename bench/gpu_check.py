@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.lab import join_lightness_and_ab, lightness  # noqa: E402
-from shared.models import ModelManifest, load_manifest  # noqa: E402
+from shared.manifests import ModelManifest, load_manifest  # noqa: E402
 from worker.colorizer import model_input  # noqa: E402
 from bench.engine import random_eccv16  # noqa: E402
 from bench.throughput import images_per_second  # noqa: E402

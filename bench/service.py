@@ -35,8 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.local_services import LocalStack, free_port  # noqa: E402
-from shared.models import load_manifest  # noqa: E402
+from cli.embedded_services import free_port  # noqa: E402
+from cli.local_stack import LocalStack  # noqa: E402
+from shared.manifests import load_manifest  # noqa: E402
 from shared.settings import Settings  # noqa: E402
 
 

@@ -50,10 +50,14 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.jobs import TERMINAL_STATUSES, WORKER_STALE_AFTER_S, JobStore  # noqa: E402
-from shared.local_services import LOOPBACK, RedisServer, SeaweedS3Server, child_environment, free_port  # noqa: E402
+from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port  # noqa: E402
+from cli.local_stack import child_environment  # noqa: E402
+from shared.job_store import JobStore  # noqa: E402
+from shared.jobs import TERMINAL_STATUSES  # noqa: E402
+from shared.object_keys import job_prefix, result_key  # noqa: E402
 from shared.settings import PROJECT_ROOT, Settings  # noqa: E402
-from shared.storage import Storage, job_prefix, result_key  # noqa: E402
+from shared.storage import Storage  # noqa: E402
+from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 
 TENANT = "local"  # open mode on loopback
@@ -97,7 +101,7 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def wait_ready(self, jobs: JobStore, timeout_s: float = START_TIMEOUT_S) -> None:
+    def wait_ready(self, heartbeats: WorkerHeartbeats, timeout_s: float = START_TIMEOUT_S) -> None:
         """Until the worker records its heartbeat (its pool has loaded the model by then)."""
         name = f"{socket.gethostname()}:{self.pid}"
         deadline = time.monotonic() + timeout_s
@@ -105,7 +109,7 @@ class WorkerProcess:
             if not self.alive:
                 raise RuntimeError(f"worker {self.name} exited:\n{_tail(self.log_path)}")
             try:
-                if name in jobs.live_workers(WORKER_STALE_AFTER_S):
+                if name in heartbeats.live(WORKER_STALE_AFTER_S):
                     return
             except redis.RedisError:
                 pass
@@ -261,9 +265,9 @@ class FaultStack:
                                          self.worker_modules if modules is None else modules, concurrency))
         self.workers.extend(started)
         if wait:
-            jobs = self.job_store()
+            heartbeats = WorkerHeartbeats(self.redis_client())
             for worker in started:
-                worker.wait_ready(jobs)
+                worker.wait_ready(heartbeats)
         return started
 
     def live_workers(self) -> list[WorkerProcess]:
@@ -429,10 +433,10 @@ def audit_job(settings: Settings, job_id: str, expected_total: int, expected_sha
     jobs = JobStore(client, settings)
     storage = Storage(settings)
     job = jobs.get(job_id)
-    base = jobs.job_key(job_id)
-    statuses = {int(k): v.decode() for k, v in client.hgetall(f"{base}:status").items()}
-    errors = {int(k): json.loads(v)["code"] for k, v in client.hgetall(f"{base}:errors").items()}
-    attempts = [int(v) for v in client.hvals(f"{base}:attempts")]
+    keys = jobs.keys.job(job_id)
+    statuses = {int(k): v.decode() for k, v in client.hgetall(keys.statuses).items()}
+    errors = {int(k): json.loads(v)["code"] for k, v in client.hgetall(keys.errors).items()}
+    attempts = [int(v) for v in client.hvals(keys.attempts)]
     problems: list[str] = []
 
     if job.status not in TERMINAL_STATUSES or not job.expanded:

@@ -6,7 +6,7 @@ from cli.context import Context
 
 
 def serve(ctx: Context) -> int:
-    from shared.local_services import serve as run_stack  # boto3 and redis, only when serving
+    from cli.local_stack import serve as run_stack  # boto3 and redis, only when serving
 
     args = ctx.args
     return run_stack(ctx.settings(), workers=args.workers, concurrency=args.concurrency,

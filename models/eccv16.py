@@ -28,7 +28,7 @@ from models import caffe_proto
 from models.onnx_head import append_annealed_mean_head
 from shared.bins import NUM_BINS, ab_bins
 from shared.errors import ModelFileError
-from shared.models import ModelManifest, file_sha256, load_manifest, write_manifest
+from shared.manifests import ModelManifest, file_sha256, load_manifest, write_manifest
 
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "l"

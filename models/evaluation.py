@@ -27,7 +27,7 @@ import numpy as np
 from models.recognition import Judge, Recognition, imagenet_label
 from shared.bins import grid_index
 from shared.lab import bgr_to_lab, lab_to_bgr
-from shared.models import load_manifest
+from shared.manifests import load_manifest
 from shared.settings import Settings
 
 THRESHOLDS = np.arange(0, 151)  # ab error thresholds of the AuC curve

@@ -28,7 +28,7 @@ import numpy as np
 
 from models.eccv16 import ECCV16_LAYERS, LayerSpec, blob_shapes, convert_caffemodel
 from shared.errors import ColorizeError, ModelDownloadFailed, ModelFileError
-from shared.models import ModelManifest
+from shared.manifests import ModelManifest
 from shared.settings import Settings
 
 CAFFEMODEL_NAME = "colorization_release_v2.caffemodel"

@@ -5,10 +5,7 @@ A key reads ``ck_<key id>_<secret>``. The key id is public (listed, logged) and 
 record in one lookup; the secret is 256 random bits, shown once when the key is created and
 never stored. ``colorize keys create|list|revoke`` is :func:`main`.
 
-Redis layout::
-
-    colorize:apikey:<key id>   HASH  id tenant name hash created_at revoked revoked_at
-    colorize:apikeys           ZSET  key id -> created_at
+Records live under ``colorize:apikey:<key id>``, indexed by ``colorize:apikeys`` (:mod:`shared.redis_keys`).
 """
 
 from __future__ import annotations
@@ -28,9 +25,10 @@ import redis
 from redis import Redis
 
 from shared.errors import ColorizeError, NotFound
-from shared.jobs import KEY_PREFIX, iso_time
+from shared.object_keys import tenant_prefix
+from shared.redis_keys import NAMESPACE, RedisKeys
 from shared.settings import Settings
-from shared.storage import tenant_prefix
+from shared.timestamps import iso_time
 
 TOKEN_PREFIX = "ck"
 _KEY_ID_BYTES = 8
@@ -79,14 +77,14 @@ class NewKey:
 class KeyStore:
     """The API keys of one Redis database."""
 
-    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time, namespace: str = KEY_PREFIX) -> None:
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time, namespace: str = NAMESPACE) -> None:
         self.redis = redis
         self._clock = clock
-        self._ns = namespace
-        self.index_key = f"{namespace}:apikeys"
+        self._keys = RedisKeys(namespace)
+        self.index_key = self._keys.api_key_index
 
     def record_key(self, key_id: str) -> str:
-        return f"{self._ns}:apikey:{key_id}"
+        return self._keys.api_key(key_id)
 
     def create(self, tenant: str, name: str | None = None) -> NewKey:
         check_tenant(tenant)

@@ -37,10 +37,6 @@ def clear_log_context() -> None:
     _context.set({})
 
 
-def log_context() -> dict[str, Any]:
-    return dict(_context.get())
-
-
 class ContextFilter(logging.Filter):
     """Copies the bound context onto each record; fields passed with ``extra=`` win."""
 

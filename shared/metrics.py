@@ -32,7 +32,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server, values
 from prometheus_client.core import GaugeMetricFamily
@@ -40,7 +40,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from shared.jobs import ITEM_DONE, JobListener
+from shared.jobs import ItemResult, ItemStatus, Job, JobListener
 from shared.settings import Settings
 
 # prometheus_client reads this variable itself, in every process that records metrics.
@@ -162,11 +162,12 @@ class WorkerMetrics(JobListener):
         finally:
             self.stage_seconds.labels(name).observe(time.perf_counter() - started)
 
-    def item_finished(self, job_id: str, index: int, outcome: str, error_code: str | None) -> None:
-        if outcome == ITEM_DONE:
-            self.items_processed.inc()
-        else:
-            self.items_failed.labels(error_code or "unknown").inc()
+    def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
+        for result in results:
+            if result.status == ItemStatus.DONE:
+                self.items_processed.inc()
+            else:
+                self.items_failed.labels(result.error.code if result.error is not None else "unknown").inc()
 
     def item_registered_failed(self, error_code: str) -> None:
         """An item that failed as the archive was read (never reaches a chunk)."""

@@ -11,11 +11,7 @@ Each is off when its setting in ``settings.quotas`` is 0:
   it is submitted; an archive's entries one by one while the worker expands it, and the
   entries that arrive after the quota ran out become items failed with ``quota_exceeded``.
 
-Redis layout (``{tenant}`` is a hash tag: one tenant's quota keys share a cluster slot)::
-
-    colorize:quota:{tenant}:rate           HASH    tokens ts
-    colorize:quota:{tenant}:inflight       ZSET    job id -> unix time its place was reserved
-    colorize:quota:{tenant}:images:<day>   STRING  images taken that UTC day (YYYYMMDD)
+The counters live under ``colorize:quota:{tenant}:*`` (:mod:`shared.redis_keys`).
 """
 
 from __future__ import annotations
@@ -28,7 +24,9 @@ from typing import Callable, Iterator
 from redis import Redis
 
 from shared.errors import QuotaExceeded, RateLimited
-from shared.jobs import KEY_PREFIX, TERMINAL_STATUSES, JobStore
+from shared.job_store import JobStore
+from shared.jobs import TERMINAL_STATUSES
+from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
 from shared.settings import Quotas
 
 DAY_S = 86_400
@@ -38,10 +36,10 @@ IN_FLIGHT_RETRY_AFTER_S = 10
 # the job, or the API process died there) stops counting after this long.
 RESERVATION_GRACE_S = 300
 
-# KEYS: bucket   ARGV: now rate burst   -> {1 taken | 0 refused, seconds until a token is there}
+# ARGV: now rate burst   -> {1 taken | 0 refused, seconds until a token is there}
 _LUA_TAKE_TOKEN = """
 local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local state = redis.call('HMGET', bucket, 'tokens', 'ts')
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
 if tokens == nil or ts == nil then tokens, ts = burst, now end
 -- A clock behind the last caller's (another API machine) refills nothing rather than draining.
@@ -50,18 +48,18 @@ local taken, wait = 0, (1 - tokens) / rate
 if tokens >= 1 then
   tokens, taken, wait = tokens - 1, 1, 0
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
+redis.call('HSET', bucket, 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 -- A bucket left alone until full is the same as no bucket.
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+redis.call('PEXPIRE', bucket, math.ceil(burst / rate * 1000) + 1000)
 return {taken, tostring(wait)}
 """
 
-# KEYS: day counter   ARGV: limit ttl   -> 1 taken, 0 the quota is used up
+# ARGV: limit ttl   -> 1 taken, 0 the quota is used up
 _LUA_TAKE_IMAGE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local used = tonumber(redis.call('GET', day_counter) or '0')
 if used >= tonumber(ARGV[1]) then return 0 end
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
+redis.call('INCR', day_counter)
+redis.call('EXPIRE', day_counter, tonumber(ARGV[2]))
 return 1
 """
 
@@ -78,17 +76,17 @@ class QuotaStore:
     """The quotas of ``settings.quotas`` for every tenant, counted in one Redis database."""
 
     def __init__(self, redis: Redis, quotas: Quotas, jobs: JobStore, clock: Callable[[], float] = time.time,
-                 namespace: str = KEY_PREFIX) -> None:
+                 namespace: str = NAMESPACE) -> None:
         self.redis = redis
         self.quotas = quotas
         self._jobs = jobs
         self._clock = clock
-        self._ns = namespace
-        self._take_token = redis.register_script(_LUA_TAKE_TOKEN)
-        self._take_image = redis.register_script(_LUA_TAKE_IMAGE)
+        self._keys = RedisKeys(namespace)
+        self._take_token = KeyedScript(redis, ["bucket"], _LUA_TAKE_TOKEN)
+        self._take_image = KeyedScript(redis, ["day_counter"], _LUA_TAKE_IMAGE)
 
     def _key(self, tenant: str, name: str) -> str:
-        return f"{self._ns}:quota:{{{tenant}}}:{name}"
+        return self._keys.quota(tenant, name)
 
     # request rate
 
@@ -98,7 +96,7 @@ class QuotaStore:
         if not rate:
             return
         burst = max(1, self.quotas.request_burst)
-        taken, wait = self._take_token(keys=[self._key(tenant, "rate")], args=[repr(self._clock()), rate, burst])
+        taken, wait = self._take_token({"bucket": self._key(tenant, "rate")}, [repr(self._clock()), rate, burst])
         if not taken:
             raise RateLimited(
                 f"too many requests: at most {rate:g} per second (bursts of {burst})",
@@ -145,15 +143,11 @@ class QuotaStore:
         members = self.redis.zrange(key, 0, -1, withscores=True)
         if not members:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for job_id, _ in members:
-            pipe.hget(self._jobs.job_key(job_id.decode()), "status")
-        statuses = pipe.execute()
+        statuses = self._jobs.statuses([job_id.decode() for job_id, _ in members])
         stale_before = self._clock() - RESERVATION_GRACE_S
         gone = [
             job_id for (job_id, reserved_at), status in zip(members, statuses)
-            if (status is None and reserved_at < stale_before)
-            or (status is not None and status.decode() in TERMINAL_STATUSES)
+            if (status is None and reserved_at < stale_before) or status in TERMINAL_STATUSES
         ]
         if gone:
             self.redis.zrem(key, *gone)
@@ -173,7 +167,7 @@ class QuotaStore:
         if not limit:
             return
         key = self._key(tenant, f"images:{utc_day(self._clock())}")
-        if not self._take_image(keys=[key], args=[limit, 2 * DAY_S]):
+        if not self._take_image({"day_counter": key}, [limit, 2 * DAY_S]):
             raise self._images_used_up(limit)
 
     def images_today(self, tenant: str) -> int:

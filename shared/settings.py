@@ -71,7 +71,7 @@ def _url(*schemes: str) -> Callable[[str], str]:
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
-            ipaddress.ip_network(network, strict=False)  # as shared.webhooks.AddressPolicy reads them
+            ipaddress.ip_network(network, strict=False)  # as shared.callback_urls.AddressPolicy reads them
         except ValueError as exc:
             raise ValueError(f"is not a comma-separated list of networks (CIDR): {exc}") from None
     return value
@@ -189,7 +189,7 @@ class Settings:
     # S3 multipart parts: at least 5 MiB (all but the last), at most 5 GiB.
     multipart_part_bytes: Annotated[int, Field(ge=5 * 1024**2, le=5 * 1024**3)] = 64 * 1024**2
 
-    # Webhooks (shared/webhooks.py). A delivery attempt waits at most webhook_timeout_s; a failed
+    # Webhooks (shared/webhook_events.py, shared/callback_urls.py). A delivery attempt waits at most webhook_timeout_s; a failed
     # one is retried after webhook_retry_base_s, doubling up to webhook_retry_max_s (and to half
     # of visibility_timeout_s: a countdown longer than that would be redelivered early).
     webhook_timeout_s: PositiveFloat = 5.0

@@ -1,11 +1,4 @@
-"""S3 object storage through boto3, and the object key layout.
-
-Every key lives under ``tenants/<tenant>/``::
-
-    tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
-    tenants/<tenant>/jobs/<job id>/source                    source posted through the API
-    tenants/<tenant>/jobs/<job id>/inputs/<index:07d>        one image taken from the source
-    tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
+"""S3 object storage through boto3 (the key layout is :mod:`shared.object_keys`).
 
 The API and the workers reach the store through ``settings.s3_endpoint_url``; presigned URLs
 are built for ``settings.s3_public_endpoint_url`` when clients reach the store at another
@@ -15,7 +8,6 @@ address (a container network, a proxy), else for the same endpoint.
 from __future__ import annotations
 
 import io
-import re
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any, BinaryIO, Iterator
@@ -29,47 +21,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.settings import Settings
-
-# --- key layout ---------------------------------------------------------------------------
-
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-
-
-def _checked_id(kind: str, value: str) -> str:
-    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
-        raise InvalidRequest(f"invalid {kind} {value!r}: use 1-64 letters, digits, '-' or '_'", field=kind)
-    return value
-
-
-def _checked_index(index: int) -> int:
-    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-        raise InvalidRequest(f"invalid item index {index!r}", field="index")
-    return index
-
-
-def tenant_prefix(tenant: str) -> str:
-    return f"tenants/{_checked_id('tenant', tenant)}/"
-
-
-def upload_key(tenant: str, upload_id: str) -> str:
-    return f"{tenant_prefix(tenant)}uploads/{_checked_id('upload id', upload_id)}"
-
-
-def job_prefix(tenant: str, job_id: str) -> str:
-    return f"{tenant_prefix(tenant)}jobs/{_checked_id('job id', job_id)}/"
-
-
-def source_key(tenant: str, job_id: str) -> str:
-    return job_prefix(tenant, job_id) + "source"
-
-
-def item_input_key(tenant: str, job_id: str, index: int) -> str:
-    return f"{job_prefix(tenant, job_id)}inputs/{_checked_index(index):07d}"
-
-
-def result_key(tenant: str, job_id: str, index: int) -> str:
-    return f"{job_prefix(tenant, job_id)}results/{_checked_index(index):07d}.jpg"
-
 
 # --- storage ------------------------------------------------------------------------------
 

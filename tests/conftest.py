@@ -19,7 +19,7 @@ from typing import Iterator
 import pytest
 import redis
 
-from shared.local_services import RedisServer, SeaweedS3Server, free_port
+from cli.embedded_services import RedisServer, SeaweedS3Server, free_port
 from shared.settings import Settings
 from shared.storage import Storage
 

@@ -21,9 +21,9 @@ import redis
 from werkzeug.serving import make_server
 
 from api.app import create_app
-from shared.jobs import WORKER_STALE_AFTER_S, JobStore
-from shared.local_services import child_environment
+from cli.local_stack import child_environment
 from shared.settings import PROJECT_ROOT, Limits, Settings
+from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from tests.model_builder import build_test_model
 
 TEST_MODEL = "test-tiny"
@@ -67,12 +67,12 @@ class WorkerProcess:
     def heartbeat_name(self) -> str:
         return f"{socket.gethostname()}:{self.pid}"
 
-    def wait_ready(self, jobs: JobStore) -> None:
+    def wait_ready(self, heartbeats: WorkerHeartbeats) -> None:
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"worker {self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            if self.heartbeats and self.heartbeat_name in jobs.live_workers(WORKER_STALE_AFTER_S):
+            if self.heartbeats and self.heartbeat_name in heartbeats.live(WORKER_STALE_AFTER_S):
                 return
             if not self.heartbeats and b" ready." in self.log_path.read_bytes():
                 return
@@ -153,9 +153,9 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
         workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options)
                    for i in range(count)]
         started.extend(workers)
-        jobs = JobStore(redis.Redis.from_url(settings.redis_url), settings)
+        heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url))
         for worker in workers:
-            worker.wait_ready(jobs)
+            worker.wait_ready(heartbeats)
         return workers
 
     yield start

@@ -16,8 +16,9 @@ from PIL import Image
 
 from api.app import create_app
 from shared.errors import ProcessingFailed
-from shared.jobs import JobStore, NewItem
-from shared.storage import result_key
+from shared.job_store import JobStore
+from shared.jobs import ItemResult, NewItem
+from shared.object_keys import result_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
 
@@ -217,7 +218,7 @@ def test_results_of_unfinished_items_are_404_and_done_ones_redirect(client, jobs
     storage = app.extensions["colorize"].storage
     storage.put_bytes(result_key("local", job["id"], 0), b"\xff\xd8\xff fake jpeg", content_type="image/jpeg")
     jobs.mark_running(job["id"])
-    assert jobs.complete_item(job["id"], 0).finished
+    assert jobs.record(job["id"], [ItemResult.done(0)]).finished
     response = client.get(f"/v1/jobs/{job['id']}/items/0/result")
     assert response.status_code == 302
     assert urllib3.request("GET", response.headers["Location"]).data == b"\xff\xd8\xff fake jpeg"
@@ -244,7 +245,7 @@ def test_cancel_then_cancel_again_conflicts(client) -> None:
 def test_cancel_of_a_finished_job_conflicts(client, jobs) -> None:
     job = submit(client, png_bytes()).get_json()
     jobs.mark_running(job["id"])
-    jobs.fail_item(job["id"], 0, ProcessingFailed("boom"))
+    jobs.record(job["id"], [ItemResult.failed(0, ProcessingFailed("boom"))])
     assert client.get(f"/v1/jobs/{job['id']}").get_json()["status"] == "failed"
     response = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 409 and error_code(response) == "conflict"

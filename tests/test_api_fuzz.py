@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, negative_data_reject
 
 from api.openapi import build_spec
 from bench.soak import ApiProcess
-from shared.local_services import LOOPBACK, free_port
+from cli.embedded_services import LOOPBACK, free_port
 from shared.settings import Limits, Quotas, Settings
 from tests.integration_fixtures import *  # noqa: F403  (fixtures: app_settings, start_worker)
 from tests.integration_fixtures import with_redis_db

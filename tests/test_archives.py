@@ -13,17 +13,7 @@ import zipfile
 
 import pytest
 
-from shared.archives import (
-    RATIO_CHECK_MIN_BYTES,
-    TAR_HEADER_ALLOWANCE,
-    ArchiveEntry,
-    OutputNames,
-    UniqueNames,
-    detect_source_kind,
-    iter_entries,
-    output_name,
-    unique_output_names,
-)
+from shared.archives import OutputNames, UniqueNames, detect_source_kind, output_name
 from shared.errors import (
     ArchiveLimitExceeded,
     CorruptArchive,
@@ -33,6 +23,7 @@ from shared.errors import (
     UnsupportedMediaType,
 )
 from shared.settings import Limits
+from worker.archive_entries import RATIO_CHECK_MIN_BYTES, TAR_HEADER_ALLOWANCE, ArchiveEntry, iter_entries
 
 LIMITS = Limits()
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(500)
@@ -556,9 +547,11 @@ def test_output_name_replaces_the_extension(path, expected):
     assert output_name(path) == expected
 
 
-def test_unique_output_names_resolve_clashes_case_insensitively():
+def test_output_names_resolve_clashes_case_insensitively():
+    names = OutputNames()
     paths = ["a.png", "a.tif", "A.jpeg", "a (2).jpg", "dir/a.png", "DIR/A.bmp"]
-    assert unique_output_names(paths) == ["a.jpg", "a (2).jpg", "A (3).jpg", "a (2) (2).jpg", "dir/a.jpg", "DIR/A (2).jpg"]
+    assert [names.allocate(p) for p in paths] == ["a.jpg", "a (2).jpg", "A (3).jpg", "a (2) (2).jpg", "dir/a.jpg",
+                                                  "DIR/A (2).jpg"]
 
 
 def test_output_names_allocate_while_streaming():

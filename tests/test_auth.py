@@ -18,11 +18,12 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
+from cli.local_stack import serve
 from shared.api_keys import LOCAL_TENANT, KeyStore, is_loopback
 from shared.api_keys import main as keys_main
-from shared.jobs import JobStore
-from shared.local_services import serve
-from shared.storage import result_key, source_key
+from shared.job_store import JobStore
+from shared.jobs import ItemResult
+from shared.object_keys import result_key, source_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
 
@@ -192,7 +193,7 @@ def test_another_tenants_ids_answer_404(client, keys, jobs, app, auth_settings) 
     storage = app.extensions["colorize"].storage
     storage.put_bytes(result_key(job.tenant, job_id, 0), b"\xff\xd8\xff jpeg", content_type="image/jpeg")
     jobs.mark_running(job_id)
-    jobs.complete_item(job_id, 0)
+    jobs.record(job_id, [ItemResult.done(0)])
     data = png_bytes()
     upload = client.post("/v1/uploads", json={"filename": "u.png", "size": len(data)}, headers=owner).get_json()
     assert urllib3.request("PUT", upload["url"], body=data).status == 200
@@ -227,7 +228,7 @@ def test_presigned_result_url_is_short_lived_and_names_one_object(client, keys, 
         key = result_key(jobs.get(job_id).tenant, job_id, 0)
         storage.put_bytes(key, f"result of {name}".encode(), content_type="image/jpeg")
         jobs.mark_running(job_id)
-        jobs.complete_item(job_id, 0)
+        jobs.record(job_id, [ItemResult.done(0)])
         results[name] = (headers, job_id, key)
 
     headers, job_id, key_a = results["a"]

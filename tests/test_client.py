@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import redis
 
+from cli.embedded_services import free_port
 from client import Client, ClientError, Item, Job
 from client.packing import pack_zip, plan_entries
-from shared.jobs import JobStore
-from shared.local_services import free_port
+from shared.job_store import JobStore
 from tests.integration_fixtures import *  # noqa: F403
 
 WAIT_S = 60

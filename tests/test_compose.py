@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from api.app import create_app
-from shared.models import DEFAULT_MODEL
+from shared.manifests import DEFAULT_MODEL
 from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings
 from shared.storage import BROWSER_CORS_RULES
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE, make_celery

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shared.lab import bgr_to_lab, lab_to_bgr
-from shared.models import DEFAULT_MODEL, load_manifest
+from shared.manifests import DEFAULT_MODEL, load_manifest
 from shared.settings import Settings
 from worker.colorizer import colorize
 from worker.engine import Engine

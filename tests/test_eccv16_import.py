@@ -21,7 +21,7 @@ from models import caffe_proto, eccv16, install
 from models.eccv16 import ECCV16_LAYERS, LayerSpec, blob_shapes, convert_caffemodel, width_scaled
 from shared.bins import ab_bins
 from shared.errors import ModelDownloadFailed, ModelFileError
-from shared.models import file_sha256, load_manifest
+from shared.manifests import file_sha256, load_manifest
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 NARROW = width_scaled(ECCV16_LAYERS, 16)

@@ -13,7 +13,7 @@ from models.onnx_head import annealed_mean, append_annealed_mean_head
 from shared.bins import NUM_BINS, ab_bins, grid_index
 from shared.errors import InvalidRequest, ModelFileError, ModelNotFound
 from shared.lab import bgr_to_lab, lightness
-from shared.models import installed_models, load_manifest, write_manifest
+from shared.manifests import installed_models, load_manifest, write_manifest
 from tests.model_builder import build_test_model
 from worker.colorizer import colorize
 from worker.engine import Engine

@@ -24,11 +24,11 @@ import redis
 from bench.soak import FAULT_KINDS, FaultStack, PatientClient, audit_job, jpeg_problem, run_soak, small_jpegs, \
     soak_settings, zip_archive
 from shared.errors import ColorizeError
+from shared.object_keys import job_prefix, result_key
 from shared.settings import Settings
-from shared.storage import job_prefix, result_key
-from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
 from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
     SAVED_CRASH_MARK
+from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def submit(client: PatientClient, count: int, names=None, seed: int = 0) -> str:
 
 def finished_items(stack: FaultStack, job_id: str) -> dict[int, str]:
     jobs = stack.job_store()
-    raw = jobs.redis.hgetall(jobs.job_key(job_id) + ":status")
+    raw = jobs.redis.hgetall(jobs.keys.job(job_id).statuses)
     return {int(k): v.decode() for k, v in raw.items()}
 
 
@@ -312,7 +312,9 @@ def test_poison_items_fail_after_bounded_attempts_without_blocking_their_chunks(
 
 
 def test_soak_with_random_kills_of_every_kind(fresh: FaultStack) -> None:
-    images = 2000 if SOAK else 300
+    # Enough that the job outlasts its four faults and their recoveries: while a killed worker
+    # restarts (seconds), the other one finishes hundreds of these small images.
+    images = 2000 if SOAK else 1000
     settings = soak_settings(fresh.settings, fresh.settings.models_dir, TEST_MODEL).with_overrides(
         chunk_size=4, batch_size=2)
     report = run_soak(fresh, images, workers=2, kills_per_kind=3 if SOAK else 1, side=SIDE,

@@ -28,10 +28,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.archives import detect_source_kind, iter_entries
+from shared.archives import detect_source_kind
 from shared.errors import ColorizeError, ItemError
 from shared.imaging import decode_image
 from shared.settings import Limits
+from worker.archive_entries import iter_entries
 
 FUZZ = settings(
     max_examples=int(os.environ.get("COLORIZE_FUZZ_EXAMPLES", "40")),

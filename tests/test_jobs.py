@@ -1,4 +1,5 @@
-"""Job state in a real Redis: transitions, atomic counting, finishing exactly once, expiry."""
+"""Job state in a real Redis: transitions, atomic counting, finishing exactly once, attempts, expiry,
+uploads and the upkeep indexes."""
 
 from __future__ import annotations
 
@@ -8,24 +9,12 @@ import time
 import pytest
 
 from shared.errors import Conflict, CorruptArchive, CorruptImage, NotFound, UnsafeEntry
-from shared.jobs import (
-    CANCELED,
-    FAILED,
-    JOB_STATUSES,
-    PARTIALLY_SUCCEEDED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    TERMINAL_STATUSES,
-    TRANSITIONS,
-    InvalidTransition,
-    JobStore,
-    NewItem,
-    PurgeTarget,
-    check_transition,
-    new_id,
-)
+from shared.ids import new_id
+from shared.job_store import JobStore
+from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemResult, JobStatus, NewItem
 from shared.settings import Settings
+from shared.upkeep import PurgeIndex, PurgeTarget, StallWatch, WorkerHeartbeats
+from shared.uploads import UploadStore
 
 TTL_S = 3600
 
@@ -45,11 +34,34 @@ def clock() -> Clock:
     return Clock()
 
 
+SETTINGS = Settings(result_ttl_s=TTL_S)
+
+
 @pytest.fixture
-def store(redis_client, clock) -> JobStore:
+def namespace() -> str:
     # A namespace of its own keeps this test's purge index and heartbeats apart from any
     # service sharing the Redis server.
-    return JobStore(redis_client, Settings(result_ttl_s=TTL_S), clock=clock, namespace=f"test-{new_id()}")
+    return f"test-{new_id()}"
+
+
+@pytest.fixture
+def store(redis_client, clock, namespace) -> JobStore:
+    return JobStore(redis_client, SETTINGS, clock=clock, namespace=namespace)
+
+
+@pytest.fixture
+def uploads(redis_client, clock, namespace) -> UploadStore:
+    return UploadStore(redis_client, SETTINGS, clock=clock, namespace=namespace)
+
+
+@pytest.fixture
+def purges(redis_client, clock, namespace) -> PurgeIndex:
+    return PurgeIndex(redis_client, clock=clock, namespace=namespace)
+
+
+@pytest.fixture
+def stalls(redis_client, clock, namespace) -> StallWatch:
+    return StallWatch(redis_client, SETTINGS.stall_after_s, clock=clock, namespace=namespace)
 
 
 def make_job(store: JobStore, tenant: str = "local") -> str:
@@ -64,45 +76,40 @@ def items(*indices: int, error=None) -> list[NewItem]:
             for i in indices]
 
 
+def complete(store: JobStore, job_id: str, *indices: int):
+    return store.record(job_id, [ItemResult.done(i) for i in indices])
+
+
+def fail(store: JobStore, job_id: str, index: int, error):
+    return store.record(job_id, [ItemResult.failed(index, error)])
+
+
 # --- transitions ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("current", JOB_STATUSES)
-@pytest.mark.parametrize("new", JOB_STATUSES)
-def test_check_transition_allows_exactly_the_table(current: str, new: str) -> None:
-    if new in TRANSITIONS[current]:
-        check_transition(current, new)
-    else:
-        with pytest.raises(InvalidTransition):
-            check_transition(current, new)
-
-
 def test_terminal_statuses_lead_nowhere() -> None:
-    assert all(not TRANSITIONS[s] for s in TERMINAL_STATUSES)
-    with pytest.raises(InvalidTransition):
-        check_transition(SUCCEEDED, RUNNING)
-    with pytest.raises(InvalidTransition):
-        check_transition("bogus", RUNNING)
+    assert set(TRANSITIONS) == set(JobStatus)
+    assert {s for s in JobStatus if not TRANSITIONS[s]} == TERMINAL_STATUSES
 
 
-def test_redis_enforces_the_same_transitions(store: JobStore) -> None:
+def test_redis_enforces_the_transitions(store: JobStore) -> None:
     job_id = make_job(store)
-    assert store.status(job_id) == QUEUED
+    assert store.status(job_id) == JobStatus.QUEUED
     assert store.mark_running(job_id) is True
     assert store.mark_running(job_id) is False  # running -> running is not a transition
     store.cancel(job_id)
-    assert store.status(job_id) == CANCELED
+    assert store.status(job_id) == JobStatus.CANCELED
     assert store.mark_running(job_id) is False
-    assert store.fail_job(job_id, CorruptArchive("x")) is False
     with pytest.raises(Conflict):
         store.cancel(job_id)
-    assert store.status(job_id) == CANCELED
+    assert store.status(job_id) == JobStatus.CANCELED
+    assert store.status("nope") is None
 
 
 def test_new_job_record(store: JobStore, clock: Clock) -> None:
     job_id = make_job(store)
     job = store.get(job_id)
-    assert (job.status, job.total, job.done, job.failed, job.expanded) == (QUEUED, 0, 0, 0, False)
+    assert (job.status, job.total, job.done, job.failed, job.expanded) == (JobStatus.QUEUED, 0, 0, 0, False)
     assert job.created_at == clock.now and job.started_at is None and job.finished_at is None
     assert job.expires_at == clock.now + TTL_S
     assert job.source_filename == "photos.zip" and job.error is None
@@ -128,11 +135,11 @@ def test_item_completion_counts_once(store: JobStore) -> None:
     assert store.add_items(job_id, items(0, 1, 2)) == 3
     assert store.add_items(job_id, items(1, 2, 3)) == 1  # redelivered expansion re-registers
     assert store.get(job_id).total == 4
-    first = store.complete_item(job_id, 0)
-    assert first.counted and not first.finished
-    assert not store.complete_item(job_id, 0).counted
-    assert not store.fail_item(job_id, 0, CorruptImage("late")).counted
-    assert not store.complete_item(job_id, 99).counted  # never registered
+    first = complete(store, job_id, 0)
+    assert [r.index for r in first.counted] == [0] and not first.finished
+    assert complete(store, job_id, 0).counted == []
+    assert fail(store, job_id, 0, CorruptImage("late")).counted == []
+    assert complete(store, job_id, 99).counted == []  # never registered
     job = store.get(job_id)
     assert (job.done, job.failed, job.pending) == (1, 0, 3)
     assert store.unfinished(job_id, [0, 1, 2, 3, 99]) == [1, 2, 3]
@@ -142,33 +149,31 @@ def test_job_finishes_only_after_expansion_ends(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
     store.add_items(job_id, items(0, 1))
-    assert not store.complete_item(job_id, 0).finished
-    assert not store.complete_item(job_id, 1).finished  # more entries may still come
-    assert store.status(job_id) == RUNNING
+    assert not complete(store, job_id, 0).finished
+    assert not complete(store, job_id, 1).finished  # more entries may still come
+    assert store.status(job_id) == JobStatus.RUNNING
     assert store.end_expansion(job_id) is True
     assert store.end_expansion(job_id) is False
     job = store.get(job_id)
-    assert job.status == SUCCEEDED and job.progress == 1.0 and job.finished_at is not None
+    assert job.status == JobStatus.SUCCEEDED and job.progress == 1.0 and job.finished_at is not None
 
 
 @pytest.mark.parametrize(
     "done, failed, archive_error, expected",
     [
-        (3, 0, None, SUCCEEDED),
-        (2, 1, None, PARTIALLY_SUCCEEDED),
-        (3, 0, CorruptArchive("truncated"), PARTIALLY_SUCCEEDED),
-        (0, 3, None, FAILED),
-        (0, 0, CorruptArchive("truncated"), FAILED),
+        (3, 0, None, JobStatus.SUCCEEDED),
+        (2, 1, None, JobStatus.PARTIALLY_SUCCEEDED),
+        (3, 0, CorruptArchive("truncated"), JobStatus.PARTIALLY_SUCCEEDED),
+        (0, 3, None, JobStatus.FAILED),
+        (0, 0, CorruptArchive("truncated"), JobStatus.FAILED),
     ],
 )
 def test_final_status_follows_counts(store: JobStore, done, failed, archive_error, expected) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
     store.add_items(job_id, items(*range(done + failed)))
-    for i in range(done):
-        store.complete_item(job_id, i)
-    for i in range(done, done + failed):
-        store.fail_item(job_id, i, CorruptImage("bad pixels"))
+    store.record(job_id, [ItemResult.done(i) for i in range(done)]
+                 + [ItemResult.failed(i, CorruptImage("bad pixels")) for i in range(done, done + failed)])
     assert store.end_expansion(job_id, archive_error) is True
     job = store.get(job_id)
     assert job.status == expected
@@ -180,10 +185,10 @@ def test_items_failed_at_registration_count_as_failed(store: JobStore) -> None:
     store.mark_running(job_id)
     store.add_items(job_id, items(0))
     store.add_items(job_id, items(1, error=UnsafeEntry("path leaves the archive")))
-    store.complete_item(job_id, 0)
+    complete(store, job_id, 0)
     assert store.end_expansion(job_id)
     job = store.get(job_id)
-    assert (job.status, job.done, job.failed) == (PARTIALLY_SUCCEEDED, 1, 1)
+    assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 1, 1)
     listed = store.items(job_id, 0, 10)
     assert [i.status for i in listed] == ["done", "failed"]
     assert listed[1].error == {"code": "unsafe_entry", "message": "path leaves the archive"}
@@ -200,9 +205,10 @@ def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_clien
     lock = threading.Lock()
 
     def worker(offset: int) -> None:
-        # Every item is reported by three threads, like a chunk redelivered twice.
-        for i in range(n):
-            outcome = store.complete_item(job_id, (i + offset) % n)
+        # Every item is reported by three threads, like a chunk redelivered twice, in batches.
+        order = [(i + offset) % n for i in range(n)]
+        for start in range(0, n, 4):
+            outcome = complete(store, job_id, *order[start:start + 4])
             with lock:
                 outcomes.append(outcome)
 
@@ -211,21 +217,22 @@ def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_clien
         t.start()
     for t in threads:
         t.join()
-    assert sum(o.counted for o in outcomes) == n
+    assert sorted(r.index for o in outcomes for r in o.counted) == list(range(n))
     assert sum(o.finished for o in outcomes) == 1
     job = store.get(job_id)
-    assert (job.status, job.done, job.failed) == (SUCCEEDED, n, 0)
+    assert (job.status, job.done, job.failed) == (JobStatus.SUCCEEDED, n, 0)
 
 
 def test_cancel_keeps_finished_items_and_shows_the_rest_canceled(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
     store.add_items(job_id, items(0, 1, 2))
-    store.complete_item(job_id, 0)
+    complete(store, job_id, 0)
     job = store.cancel(job_id)
-    assert job.status == CANCELED and job.finished_at is not None
-    store.complete_item(job_id, 1)  # a chunk already in flight still records its result
-    assert store.status(job_id) == CANCELED
+    assert job.status == JobStatus.CANCELED and job.finished_at is not None
+    recorded = store.record(job_id, [ItemResult.done(1)], begin=[2])  # a chunk already in flight
+    assert [r.index for r in recorded.counted] == [1] and recorded.started == []  # nothing more begins
+    assert recorded.job.status == JobStatus.CANCELED
     assert [i.status for i in store.items(job_id, 0, 10)] == ["done", "done", "canceled"]
     assert [i.index for i in store.done_items(job_id)] == [0, 1]
     assert store.end_expansion(job_id) is False
@@ -245,22 +252,64 @@ def test_item_paging(store: JobStore) -> None:
 
 def test_attempts_are_counted_per_item(store: JobStore) -> None:
     job_id = make_job(store)
-    store.add_items(job_id, items(0, 1))
-    assert [store.record_attempt(job_id, 0) for _ in range(3)] == [1, 2, 3]
-    assert store.record_attempt(job_id, 1) == 1
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0, 1, 2))
+    for _ in range(2):
+        assert store.record(job_id, [], begin=[0]).started == [0]
+    assert store.record(job_id, [], begin=[0, 1, 9]).started == [0, 1]  # 9 is not an item
     assert store.attempts(job_id, [0, 1, 2]) == [3, 1, 0]
     store.forgive_attempts(job_id, [0, 1])  # an outage, not the items, ended those attempts
     assert store.attempts(job_id, [0, 1, 2]) == [2, 0, 0]
+    complete(store, job_id, 0)
+    store.forgive_attempts(job_id, [0, 2])  # finished, or never begun: nothing to give back
+    assert store.attempts(job_id, [0, 1, 2]) == [2, 0, 0]
+
+
+def test_an_item_out_of_attempts_fails_instead_of_beginning(store: JobStore) -> None:
+    limit = store.settings.item_max_attempts
+    job_id = make_job(store)
+    store.mark_running(job_id)
+    store.add_items(job_id, items(0, 1))
+    store.end_expansion(job_id)
+    for _ in range(limit):
+        store.record(job_id, [], begin=[0])
+    recorded = complete(store, job_id, 1)
+    assert not recorded.finished
+    recorded = store.record(job_id, [], begin=[0])
+    assert (recorded.started, recorded.exhausted, recorded.finished) == ([], [0], True)
+    (result,) = recorded.counted
+    assert (result.index, result.status, result.error.code) == (0, "failed", "processing_failed")
+    item = store.item(job_id, 0)
+    assert item.error == {"code": "processing_failed",
+                          "message": f"processing crashed or timed out {limit} times"}
+    assert store.attempts(job_id, [0]) == [limit + 1]
+    assert recorded.job.status == JobStatus.PARTIALLY_SUCCEEDED
+
+
+def test_a_chunk_begins_with_its_unfinished_items_sorted_by_attempts(store: JobStore) -> None:
+    job_id = make_job(store)
+    store.add_items(job_id, items(*range(6)))
+    store.record(job_id, [], begin=[3])  # in hand when a worker died
+    complete(store, job_id, 1)
+    start = store.begin_chunk(job_id, [0, 1, 2, 3, 4, 5, 7], begin=2)
+    assert (start.fresh, start.retried) == ([0, 2, 4, 5], [3])
+    assert start.job.status == JobStatus.RUNNING  # the first task of a job starts it
+    assert store.attempts(job_id, range(6)) == [1, 0, 1, 1, 0, 0]  # the first batch is begun
+    store.cancel(job_id)
+    ended = store.begin_chunk(job_id, [4, 5], begin=2)
+    assert ended.job.status == JobStatus.CANCELED and (ended.fresh, ended.retried) == ([], [])
+    assert store.attempts(job_id, [4, 5]) == [0, 0]
+    assert store.begin_chunk("nope", [0], begin=1).job is None
 
 
 def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:
     job = store.create_job(tenant="local", model="m", temperature=0.5, source_kind="image",
                            source_key="k", source_filename="a.png",
                            single_item=NewItem(0, "a.png", "a.jpg", 10))
-    assert (job.total, job.expanded, job.temperature, job.status) == (1, True, 0.5, QUEUED)
+    assert (job.total, job.expanded, job.temperature, job.status) == (1, True, 0.5, JobStatus.QUEUED)
     store.mark_running(job.id)
-    assert store.complete_item(job.id, 0).finished
-    assert store.get(job.id).status == SUCCEEDED
+    assert complete(store, job.id, 0).finished
+    assert store.get(job.id).status == JobStatus.SUCCEEDED
 
 
 # --- expiry ---------------------------------------------------------------------------------
@@ -270,31 +319,31 @@ def test_every_key_expires(store: JobStore, redis_client, clock: Clock) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
     store.add_items(job_id, items(0, 1))
-    store.record_attempt(job_id, 0)
-    store.complete_item(job_id, 0)
-    store.fail_item(job_id, 1, CorruptImage("x"))
+    store.record(job_id, [], begin=[0])
+    complete(store, job_id, 0)
+    fail(store, job_id, 1, CorruptImage("x"))
     store.end_expansion(job_id)
-    keys = list(redis_client.scan_iter(match=store.job_key(job_id) + "*"))
+    keys = list(redis_client.scan_iter(match=store.keys.job(job_id).record + "*"))
     assert len(keys) == 5
     for key in keys:
         assert 0 < redis_client.ttl(key) <= TTL_S + 1
 
 
-def test_finished_jobs_are_purged_after_the_ttl(store: JobStore, redis_client, clock: Clock) -> None:
+def test_finished_jobs_are_purged_after_the_ttl(store: JobStore, purges: PurgeIndex, clock: Clock) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
     clock.now += 100
     store.end_expansion(job_id)  # finishes (empty, failed): expiry renewed from now
-    assert store.lease_due_purges() == []
+    assert purges.lease_due() == []
     clock.now += TTL_S + 1
-    (target,) = store.lease_due_purges()
+    (target,) = purges.lease_due()
     assert (target.kind, target.tenant, target.id) == ("job", "local", job_id)
-    assert store.lease_due_purges() == []  # leased: a second purger does not get it
+    assert purges.lease_due() == []  # leased: a second purger does not get it
     clock.now += 301
-    assert [t.id for t in store.lease_due_purges()] == [job_id]  # lease lapsed: retried
-    store.forget_purge(target)
+    assert [t.id for t in purges.lease_due()] == [job_id]  # lease lapsed: retried
+    purges.forget(target)
     clock.now += 10_000
-    assert store.lease_due_purges() == []
+    assert purges.lease_due() == []
 
 
 def test_purge_target_parsing() -> None:
@@ -307,24 +356,24 @@ def test_purge_target_parsing() -> None:
 # --- uploads --------------------------------------------------------------------------------
 
 
-def test_upload_is_claimed_once_and_only_when_complete(store: JobStore) -> None:
-    upload = store.create_upload(tenant="local", filename="big.tar", size=10, key="uploads/x", multipart_id="m1")
+def test_upload_is_claimed_once_and_only_when_complete(uploads: UploadStore) -> None:
+    upload = uploads.create(tenant="local", filename="big.tar", size=10, key="uploads/x", multipart_id="m1")
     with pytest.raises(Conflict):
-        store.claim_upload(upload.id, "job-1")
-    store.mark_upload_complete(upload.id)
-    store.claim_upload(upload.id, "job-1")
+        uploads.claim(upload.id, "job-1")
+    uploads.mark_complete(upload.id)
+    uploads.claim(upload.id, "job-1")
     with pytest.raises(Conflict):
-        store.claim_upload(upload.id, "job-2")
+        uploads.claim(upload.id, "job-2")
     with pytest.raises(Conflict):
-        store.mark_upload_complete(upload.id)
-    assert store.get_upload(upload.id).job_id == "job-1"
+        uploads.mark_complete(upload.id)
+    assert uploads.get(upload.id).job_id == "job-1"
     with pytest.raises(NotFound):
-        store.get_upload(upload.id, tenant="other")
+        uploads.get(upload.id, tenant="other")
     with pytest.raises(NotFound):
-        store.claim_upload("missing", "job-3")
+        uploads.claim("missing", "job-3")
 
 
-def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, clock: Clock) -> None:
+def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, stalls: StallWatch, clock: Clock) -> None:
     stall = store.settings.stall_after_s
     queued = make_job(store)
     moving = make_job(store)
@@ -332,63 +381,65 @@ def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, clock
     store.mark_running(ended)
     store.add_items(ended, items(0))
     store.end_expansion(ended)
-    store.complete_item(ended, 0)
+    complete(store, ended, 0)
 
     clock.now += stall - 1
     store.mark_running(moving)  # a task started: it moved
-    assert store.lease_stalled() == []
+    assert stalls.lease_stalled() == []
     clock.now += 2
-    assert store.lease_stalled() == [queued]
-    assert store.lease_stalled() == []  # leased: another housekeeper does not get it
+    assert stalls.lease_stalled() == [queued]
+    assert stalls.lease_stalled() == []  # leased: another housekeeper does not get it
     clock.now += stall - 2
     store.add_items(moving, items(0, 1))
-    store.complete_item(moving, 0)
+    complete(store, moving, 0)
     clock.now += 3
-    assert store.lease_stalled() == [queued]  # still not moving once its lease ran out
+    assert stalls.lease_stalled() == [queued]  # still not moving once its lease ran out
     clock.now += stall
-    assert sorted(store.lease_stalled()) == sorted([queued, moving])
+    assert sorted(stalls.lease_stalled()) == sorted([queued, moving])
     store.cancel(queued)
     store.end_expansion(moving)
-    store.complete_item(moving, 1)
+    complete(store, moving, 1)
     clock.now += 10 * stall
-    assert store.lease_stalled() == []  # ended jobs are never taken for stalled
+    assert stalls.lease_stalled() == []  # ended jobs are never taken for stalled
 
 
-def test_worker_heartbeats(store: JobStore, clock: Clock) -> None:
-    store.record_heartbeat("w1", stale_after_s=30)
+def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
+    heartbeats = WorkerHeartbeats(redis_client, clock=clock, namespace=namespace)
+    heartbeats.record("w1", stale_after_s=30)
     clock.now += 20
-    store.record_heartbeat("w2", stale_after_s=30)
-    assert sorted(store.live_workers(30)) == ["w1", "w2"]
+    heartbeats.record("w2", stale_after_s=30)
+    assert sorted(heartbeats.live(30)) == ["w1", "w2"]
     clock.now += 15
-    assert store.live_workers(30) == ["w2"]
-    store.forget_worker("w2")
-    assert store.live_workers(30) == []
+    assert heartbeats.live(30) == ["w2"]
+    heartbeats.forget("w2")
+    assert heartbeats.live(30) == []
 
 
 # --- purge of stored objects ----------------------------------------------------------------
 
 
-def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, clock: Clock, storage) -> None:
-    from shared.storage import item_input_key, job_prefix, result_key, upload_key
-    from worker.tasks import purge_due
+def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, uploads: UploadStore,
+                                                               purges: PurgeIndex, clock: Clock, storage) -> None:
+    from shared.object_keys import item_input_key, job_prefix, result_key, upload_key
+    from worker.housekeeping import purge_due
 
     expired = make_job(store)
     storage.put_bytes(item_input_key("local", expired, 0), b"in")
     storage.put_bytes(result_key("local", expired, 0), b"out")
-    upload = store.create_upload(tenant="local", filename="big.zip", size=10, key="unused", multipart_id=None)
+    upload = uploads.create(tenant="local", filename="big.zip", size=10, key="unused", multipart_id=None)
     storage.put_bytes(upload_key("local", upload.id), b"uploaded")
     pending_upload_id = new_id()
     multipart_id = storage.create_multipart(upload_key("local", pending_upload_id))
-    store.create_upload(tenant="local", filename="half.zip", size=10, key="unused", multipart_id=multipart_id,
+    uploads.create(tenant="local", filename="half.zip", size=10, key="unused", multipart_id=multipart_id,
                         upload_id=pending_upload_id)
     clock.now += TTL_S / 2
     kept = make_job(store)
     storage.put_bytes(result_key("local", kept, 0), b"out")
 
-    assert purge_due(store, storage) == 0
+    assert purge_due(purges, storage) == 0
     clock.now += TTL_S / 2 + 1
-    assert purge_due(store, storage) == 3  # the first job and both uploads
+    assert purge_due(purges, storage) == 3  # the first job and both uploads
     assert list(storage.iter_keys(job_prefix("local", expired))) == []
     assert not storage.exists(upload_key("local", upload.id))
     assert list(storage.iter_keys(job_prefix("local", kept))) == [result_key("local", kept, 0)]
-    assert purge_due(store, storage) == 0
+    assert purge_due(purges, storage) == 0

@@ -18,7 +18,8 @@ import pytest
 import redis
 
 from api.app import create_app
-from shared.storage import Storage, result_key
+from shared.object_keys import result_key
+from shared.storage import Storage
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db
 from worker.celery_app import QUEUE

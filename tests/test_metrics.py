@@ -15,7 +15,7 @@ import urllib3
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.local_services import free_port
+from cli.embedded_services import free_port
 from shared.metrics import STAGES, QueueDepthCollector, queue_depth
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, ApiServer, with_redis_db

@@ -20,12 +20,14 @@ from PIL import Image
 
 from api.app import create_app
 from shared.errors import QuotaExceeded
+from shared.jobs import ItemResult
+from shared.object_keys import item_input_key, job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
 from shared.settings import Quotas
-from shared.storage import item_input_key, job_prefix, source_key
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
-from worker.tasks import ExpandLease, Expander, WorkerContext
+from worker.context import WorkerContext
+from worker.expansion import ExpansionLease, Expander
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +146,7 @@ def test_jobs_in_flight_are_limited_until_one_finishes(make_api, storage) -> Non
 
     # The first job finishes (the worker's part, played here): its place is free again.
     api.services.jobs.mark_running(first)
-    api.services.jobs.complete_item(first, 0)
+    api.services.jobs.record(first, [ItemResult.done(0)])
     third = api.submit(png_bytes())
     assert third.status_code == 202
     assert api.client.post(f"/v1/jobs/{third.get_json()['id']}/cancel", headers=api.headers).status_code == 200
@@ -193,7 +195,8 @@ class RecordingCelery:
 
 def test_quota_running_out_mid_archive_fails_the_remaining_entries(quota_settings, storage) -> None:
     settings = quota_settings.with_overrides(quotas=Quotas(max_images_per_day=3))
-    ctx = WorkerContext(settings)
+    celery = RecordingCelery()
+    ctx = WorkerContext(settings, celery)
     tenant, job_id = f"q-{uuid.uuid4().hex[:12]}", uuid.uuid4().hex
     # An unsafe entry is refused before the quota is asked: it does not use up an image.
     names = ["p0.png", "../escape.png", "p1.png", "p2.png", "p3.png", "p4.png"]
@@ -201,10 +204,9 @@ def test_quota_running_out_mid_archive_fails_the_remaining_entries(quota_setting
     job = ctx.jobs.create_job(tenant=tenant, model=TEST_MODEL, temperature=None, source_kind="zip",
                               source_key=source_key(tenant, job_id), job_id=job_id)
     ctx.jobs.mark_running(job_id)
-    celery = RecordingCelery()
-    lease = ExpandLease(ctx.redis, ctx.jobs.job_key(job_id) + ":expander")
+    lease = ExpansionLease(ctx.redis, ctx.jobs.keys.job(job_id).expander)
     assert lease.acquire()
-    Expander(ctx, ctx.jobs.get(job_id), lease, celery).run()
+    Expander(ctx, ctx.jobs.get(job_id), lease).run()
 
     items = ctx.jobs.items(job_id, 0, 10)
     assert [(i.path, i.status, (i.error or {}).get("code")) for i in items] == [

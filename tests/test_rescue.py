@@ -7,11 +7,14 @@ import time
 import pytest
 import redis
 
-from shared.jobs import JobStore, NewItem, new_id
+from shared.ids import new_id
+from shared.job_store import JobStore
+from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
+from shared.upkeep import StallWatch
 from tests.integration_fixtures import with_redis_db
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
-from worker.tasks import rescue_stalled
+from worker.housekeeping import rescue_stalled
 
 RESCUE_DB = 8  # no worker reads this database: the queue holds only what the test puts there
 
@@ -46,7 +49,9 @@ def broker(service_settings: Settings):
 def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(broker) -> None:
     clock = Clock()
     settings = Settings(chunk_size=2)
-    jobs = JobStore(broker, settings, clock=clock, namespace=f"test-{new_id()}")
+    namespace = f"test-{new_id()}"
+    jobs = JobStore(broker, settings, clock=clock, namespace=namespace)
+    stalls = StallWatch(broker, settings.stall_after_s, clock=clock, namespace=namespace)
     unexpanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
                                  source_key="src", source_filename="a.zip").id
     expanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
@@ -54,21 +59,20 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     jobs.mark_running(expanded)
     jobs.add_items(expanded, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(5)])
     jobs.end_expansion(expanded)
-    jobs.complete_item(expanded, 1)
-    jobs.complete_item(expanded, 3)
+    jobs.record(expanded, [ItemResult.done(1), ItemResult.done(3)])
     app = SentTasks()
 
     clock.now += settings.stall_after_s + 1
     broker.rpush(QUEUE, b"a task of another job")
-    assert rescue_stalled(jobs, app, settings) == []  # waiting behind others is not stalling
+    assert rescue_stalled(jobs, stalls, app, settings) == []  # waiting behind others is not stalling
     assert app.sent == []
 
     broker.delete(QUEUE)
-    assert sorted(rescue_stalled(jobs, app, settings)) == sorted([unexpanded, expanded])
+    assert sorted(rescue_stalled(jobs, stalls, app, settings)) == sorted([unexpanded, expanded])
     assert sorted(app.sent) == sorted([
         (EXPAND_TASK, (unexpanded,), QUEUE),
         (COLORIZE_TASK, (expanded, [0, 2]), QUEUE),
         (COLORIZE_TASK, (expanded, [4]), QUEUE),
     ])
-    assert rescue_stalled(jobs, app, settings) == []  # leased: not enqueued twice meanwhile
+    assert rescue_stalled(jobs, stalls, app, settings) == []  # leased: not enqueued twice meanwhile
     assert len(app.sent) == 3

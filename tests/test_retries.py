@@ -10,7 +10,7 @@ import redis
 
 from shared.errors import CorruptArchive, ServiceUnavailable
 from shared.settings import Settings
-from worker.tasks import _backoff_cap, _retry_limit
+from worker.retry_policy import backoff_cap_s, retry_limit
 
 
 def task(settings: Settings, max_retries: int = 5) -> SimpleNamespace:
@@ -18,27 +18,27 @@ def task(settings: Settings, max_retries: int = 5) -> SimpleNamespace:
 
 
 def backoff_total(settings: Settings, retries: int) -> float:
-    return sum(min(_backoff_cap(settings), 2 ** i) for i in range(retries))
+    return sum(min(backoff_cap_s(settings), 2 ** i) for i in range(retries))
 
 
 @pytest.mark.parametrize("outage", [ServiceUnavailable("storage unreachable"), redis.ConnectionError("refused")])
 def test_outages_are_retried_for_the_configured_time(outage: Exception) -> None:
     settings = Settings(outage_retry_s=600, visibility_timeout_s=600)
-    limit = _retry_limit(task(settings), outage)
+    limit = retry_limit(task(settings), outage)
     assert backoff_total(settings, limit) >= 600 > backoff_total(settings, limit - 1)
-    assert _backoff_cap(settings) == 60
+    assert backoff_cap_s(settings) == 60
 
 
 def test_retry_backoff_stays_under_half_the_visibility_timeout() -> None:
     settings = Settings(outage_retry_s=60, visibility_timeout_s=15, task_time_limit_s=10,
                         task_soft_time_limit_s=8)
-    assert _backoff_cap(settings) == 7
-    assert _retry_limit(task(settings), ServiceUnavailable("down")) == 11  # 1 + 2 + 4, then 7 s each: 63 s
+    assert backoff_cap_s(settings) == 7
+    assert retry_limit(task(settings), ServiceUnavailable("down")) == 11  # 1 + 2 + 4, then 7 s each: 63 s
 
 
 def test_other_failures_keep_the_task_limit() -> None:
     settings = Settings(outage_retry_s=3600)
-    assert _retry_limit(task(settings, max_retries=5), CorruptArchive("bad")) == 5
-    assert _retry_limit(task(settings, max_retries=5), RuntimeError("model")) == 5
+    assert retry_limit(task(settings, max_retries=5), CorruptArchive("bad")) == 5
+    assert retry_limit(task(settings, max_retries=5), RuntimeError("model")) == 5
     # A short outage budget never allows fewer retries than the task's own.
-    assert _retry_limit(task(Settings(outage_retry_s=1), max_retries=5), ServiceUnavailable("down")) == 5
+    assert retry_limit(task(Settings(outage_retry_s=1), max_retries=5), ServiceUnavailable("down")) == 5

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main as cli_main
-from shared.local_services import free_port
+from cli.embedded_services import free_port
 from shared.settings import PROJECT_ROOT, VARIABLES, Limits, Quotas, Settings, SettingsError
 
 BOOLEAN_FIELDS = [f.name for f in dataclasses.fields(Settings) if isinstance(getattr(Settings(), f.name), bool)]
@@ -228,7 +228,7 @@ def test_the_cli_reports_bad_settings_as_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize("argv, status", [
-    (["-m", "shared.local_services"], 2),  # ./scripts/serve
+    (["-m", "cli.local_stack"], 2),  # ./scripts/serve
     (["-m", "celery", "-A", "worker.celery_app", "worker", "-Q", "colorize"], 2),
     # gunicorn's "App failed to load": the master stops rather than restarting workers.
     (["-m", "gunicorn", "--bind", "127.0.0.1:{port}", "--workers", "1", "api.app:create_app()"], 4),

@@ -11,17 +11,11 @@ import zipfile
 
 import pytest
 
+from cli.embedded_services import free_port
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
-from shared.jobs import new_id
-from shared.local_services import free_port
-from shared.storage import (
-    Storage,
-    item_input_key,
-    job_prefix,
-    result_key,
-    source_key,
-    upload_key,
-)
+from shared.ids import new_id
+from shared.object_keys import item_input_key, job_prefix, result_key, source_key, upload_key
+from shared.storage import Storage
 
 MIB = 1024 * 1024
 

@@ -15,7 +15,7 @@ from models.training import train as training  # noqa: E402
 from models.training.export import export  # noqa: E402
 from models.training.targets import rebalancing_weights, soft_encode  # noqa: E402
 from shared.bins import ab_bins  # noqa: E402
-from shared.models import load_manifest  # noqa: E402
+from shared.manifests import load_manifest  # noqa: E402
 from worker.colorizer import colorize  # noqa: E402
 from worker.engine import Engine  # noqa: E402
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from shared.archives import detect_source_kind
 from shared.errors import UnsupportedMediaType
-from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import ApiServer
 

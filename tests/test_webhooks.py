@@ -24,27 +24,15 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
+from shared.callback_urls import AddressPolicy, is_public_address, parse_callback_url, parse_events
 from shared.errors import InvalidRequest
-from shared.jobs import JobStore, NewItem
+from shared.job_store import JobStore
+from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
-from shared.webhooks import (
-    COMPLETED,
-    EVENTS,
-    PROGRESS,
-    STARTED,
-    AddressPolicy,
-    WebhookMessage,
-    WebhookNotifier,
-    WebhookSecrets,
-    deliver,
-    is_public_address,
-    parse_callback_url,
-    parse_events,
-    retry_delay_s,
-    sign,
-)
+from shared.webhook_events import COMPLETED, EVENTS, PROGRESS, STARTED, WebhookMessage, WebhookNotifier, WebhookSecrets
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import ApiServer, with_redis_db
+from worker.webhook_delivery import deliver, retry_delay_s, sign
 
 HOOK_DB = 9  # the end-to-end webhook tests: their own broker and job store
 REFUSE_DB = 10  # job creation with the address checks on; no worker reads it
@@ -280,8 +268,8 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     assert jobs.mark_running(job.id) and not jobs.mark_running(job.id)
     for index in range(10):  # one item each second
         clock.now += 1
-        jobs.complete_item(job.id, index)
-        jobs.complete_item(job.id, index)  # a redelivered task: counted once, no event
+        jobs.record(job.id, [ItemResult.done(index)])
+        jobs.record(job.id, [ItemResult.done(index)])  # a redelivered task: counted once, no event
     events = [(m["event"], json.loads(m["body"])["data"]["progress"]) for m in published]
     # 20 % steps, at most one per 5 s: at 2/10 (t=2, the first step), then 7/10 (t=7, the next
     # one 5 s later); 10/10 is the completed event only.
@@ -301,7 +289,7 @@ def test_jobs_without_a_callback_publish_nothing(app_settings) -> None:
     job = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="image", source_key="k",
                           single_item=NewItem(0, "a.png", "a.jpg", 1))
     jobs.mark_running(job.id)
-    jobs.complete_item(job.id, 0)
+    jobs.record(job.id, [ItemResult.done(0)])
     assert jobs.get(job.id).status == "succeeded" and published == []
 
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from shared.storage import job_prefix, result_key
+from shared.object_keys import job_prefix, result_key
 from tests.fault_marks import CHUNKS_KEY
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import with_redis_db

@@ -13,7 +13,7 @@ processed:
   (stuck in native code), so only the hard limit ends it;
 - ``model-error``: makes inference raise (the model refuses this input);
 - ``crash-after-save``: kills its pool process once its result is stored, before the item is
-  marked done.
+  recorded as done.
 """
 
 from __future__ import annotations
@@ -27,26 +27,29 @@ import time
 import redis
 from celery import current_app
 
+from shared.job_store import JobStore
+from shared.jobs import ItemStatus
 from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
     SAVED_CRASH_MARK
-from worker import tasks
+from worker import chunk_pipeline
+from worker.chunk_pipeline import ChunkRun
 
-_colorize = tasks.ChunkRun._colorize
-_load = tasks.ChunkRun._load
-_colorize_batch = tasks.colorize_batch
-_complete_item = tasks.JobStore.complete_item
+_colorize = ChunkRun._colorize
+_load = ChunkRun._load
+_colorize_batch = chunk_pipeline.colorize_batch
+_record = JobStore.record
 # Set while a batch holding a model-error item is inferred (the batch is split, then retried alone).
 _batch = threading.local()
 
 
-def _announce(run: tasks.ChunkRun, indices: list[int]) -> None:
+def _announce(run: ChunkRun, indices: list[int]) -> None:
     client = redis.Redis.from_url(current_app.colorize_settings.redis_url)
     record = {"worker_pid": os.getppid(), "process_pid": os.getpid(), "job": run.job.id, "indices": indices,
               "at": time.time()}
     client.rpush(CHUNKS_KEY, json.dumps(record))
 
 
-def _path(run: tasks.ChunkRun, index: int) -> str:
+def _path(run: ChunkRun, index: int) -> str:
     return run.ctx.jobs.item(run.job.id, index).path
 
 
@@ -56,7 +59,7 @@ def _hang() -> None:
     time.sleep(3600)
 
 
-def _faulty_colorize(self: tasks.ChunkRun, engine, items):
+def _faulty_colorize(self: ChunkRun, engine, items):
     indices = [item.index for item in items]
     paths = [_path(self, i) for i in indices]
     if any(POISON_MARK in p for p in paths):
@@ -72,7 +75,7 @@ def _faulty_colorize(self: tasks.ChunkRun, engine, items):
         _batch.model_error = False
 
 
-def _faulty_load(self: tasks.ChunkRun, index: int):
+def _faulty_load(self: ChunkRun, index: int):
     if DECODER_CRASH_MARK in _path(self, index):
         os.kill(os.getpid(), signal.SIGKILL)
     return _load(self, index)
@@ -84,13 +87,14 @@ def _faulty_colorize_batch(engine, images, temperature=None):
     return _colorize_batch(engine, images, temperature)
 
 
-def _faulty_complete_item(self: tasks.JobStore, job_id: str, index: int):
-    if SAVED_CRASH_MARK in self.item(job_id, index).path:
+def _faulty_record(self: JobStore, job_id: str, results, begin=()):
+    done = [r.index for r in results if r.status == ItemStatus.DONE]
+    if any(SAVED_CRASH_MARK in self.item(job_id, index).path for index in done):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _complete_item(self, job_id, index)
+    return _record(self, job_id, results, begin)
 
 
-tasks.ChunkRun._colorize = _faulty_colorize
-tasks.ChunkRun._load = _faulty_load
-tasks.colorize_batch = _faulty_colorize_batch
-tasks.JobStore.complete_item = _faulty_complete_item
+ChunkRun._colorize = _faulty_colorize
+ChunkRun._load = _faulty_load
+chunk_pipeline.colorize_batch = _faulty_colorize_batch
+JobStore.record = _faulty_record

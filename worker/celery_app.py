@@ -2,12 +2,12 @@
 
 ``celery -A worker.celery_app worker -Q colorize`` runs workers with the module-level ``app``,
 built from the environment. The API builds its own instance with ``make_celery(settings)``
-and never imports ``worker.tasks`` (which loads models): tasks are only named here.
+and never imports the task modules: tasks are named, and published, here.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 import redis
@@ -19,7 +19,6 @@ from shared.settings import Settings
 QUEUE = "colorize"
 EXPAND_TASK = "colorize.expand_job"
 COLORIZE_TASK = "colorize.colorize_chunk"
-PURGE_TASK = "colorize.purge_expired"
 # Webhook deliveries wait on other people's servers: a queue of their own, so that a slow
 # receiver never holds up colorizing (run e.g. ``-Q webhooks --pool threads``).
 WEBHOOK_QUEUE = "webhooks"
@@ -62,7 +61,8 @@ def make_celery(settings: Settings) -> ColorizeCelery:
     if not settings.redis_url:
         raise ValueError("settings.redis_url must be set (the broker URL)")
     app = ColorizeCelery(settings, broker=settings.redis_url,
-                         include=["worker.tasks", "worker.webhooks", "worker.observability"])
+                         include=["worker.tasks", "worker.webhook_delivery", "worker.housekeeping",
+                                  "worker.observability"])
     if urlparse(settings.redis_url).scheme in ("redis", "rediss"):
         app.conf.broker_transport = f"{__name__}:BrokerTransport"
     app.conf.update(
@@ -71,7 +71,7 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         task_routes={WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}, "colorize.*": {"queue": QUEUE}},
         task_serializer="json",
         accept_content=["json"],
-        # Job state lives in Redis through shared.jobs; nobody reads Celery results.
+        # Job state lives in Redis through shared.job_store; nobody reads Celery results.
         task_ignore_result=True,
         result_backend=None,
         # Ack only after the task body returns: a worker that dies mid-chunk leaves the message
@@ -99,7 +99,7 @@ def make_celery(settings: Settings) -> ColorizeCelery:
             # Soft limit raises inside the chunk so it can requeue its unfinished items cleanly;
             # the hard limit kills a process stuck in native code (a hung decoder or inference).
             # Expansion has none: a large archive legitimately streams for long, and a lease
-            # renewed per entry (worker.tasks.ExpandLease) guards it instead.
+            # renewed as it progresses (worker.expansion.ExpansionLease) guards it instead.
             COLORIZE_TASK: {
                 "soft_time_limit": settings.task_soft_time_limit_s,
                 "time_limit": settings.task_time_limit_s,
@@ -119,8 +119,22 @@ def make_celery(settings: Settings) -> ColorizeCelery:
 
 
 def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
-    """Publishes one webhook message (``shared.webhooks.WebhookMessage.to_dict()``) for delivery."""
+    """Publishes one webhook message (``shared.webhook_events.WebhookMessage.to_dict()``) for delivery."""
     return lambda message: app.send_task(WEBHOOK_TASK, args=(message,), queue=WEBHOOK_QUEUE)
+
+
+def enqueue_expansion(app: Celery, job_id: str) -> None:
+    app.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)
+
+
+def enqueue_chunk(app: Celery, job_id: str, indices: Sequence[int]) -> None:
+    app.send_task(COLORIZE_TASK, args=(job_id, list(indices)), queue=QUEUE)
+
+
+def colorizes(app: Celery) -> bool:
+    """Whether this worker takes colorize tasks (``-Q`` names the colorize queue, or no queue at all)."""
+    consumes = app.amqp.queues.consume_from
+    return not consumes or QUEUE in consumes
 
 
 def __getattr__(name: str) -> ColorizeCelery:

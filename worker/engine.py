@@ -18,7 +18,7 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
 from shared.errors import InvalidRequest
 
 log = logging.getLogger(__name__)

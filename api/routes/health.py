@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.errors import error_response
 from api.services import services
-from shared.jobs import WORKER_STALE_AFTER_S
+from shared.upkeep import WORKER_STALE_AFTER_S
 
 bp = Blueprint("health", __name__)
 
@@ -23,7 +23,7 @@ def readyz() -> Response:
     try:
         svc.redis.ping()
         checks["redis"] = "ok"
-        workers = len(svc.jobs.live_workers(WORKER_STALE_AFTER_S))
+        workers = len(svc.heartbeats.live(WORKER_STALE_AFTER_S))
         checks["workers"] = workers
     except Exception as exc:  # any failure means "not ready", with the reason shown
         checks["redis"] = f"unavailable: {type(exc).__name__}"

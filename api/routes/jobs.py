@@ -13,11 +13,12 @@ from api.routes.metrics import api_metrics
 from api.services import Services, services
 from api.tenancy import current_tenant
 from shared.archives import detect_source_kind, output_name
+from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.jobs import Item, Job, NewItem, job_document, new_id
-from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
-from shared.storage import source_key
-from shared.webhooks import WebhookRequest, parse_webhook
+from shared.ids import new_id
+from shared.jobs import Item, Job, NewItem, job_document
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
+from shared.object_keys import source_key
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -145,13 +146,13 @@ def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any], webhoo
         raise InvalidRequest("'filename' must be a string")
     manifest, temperature = parse_options(svc, body)
     tenant = current_tenant()
-    upload = svc.jobs.get_upload(upload_id, tenant)
+    upload = svc.uploads.get(upload_id, tenant)
     if upload.multipart_id is None and upload.state == "pending" and svc.storage.exists(upload.key):
-        svc.jobs.mark_upload_complete(upload.id)  # a single PUT needs no completion call
+        svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
     size = svc.storage.size(upload.key) if svc.storage.exists(upload.key) else 0
     if size > svc.settings.limits.max_upload_bytes:
         raise PayloadTooLarge(f"the upload is larger than {svc.settings.limits.max_upload_bytes} bytes")
-    svc.jobs.claim_upload(upload.id, job_id)
+    svc.uploads.claim(upload.id, job_id)
     try:
         filename = _clean_filename(filename or upload.filename)
         stream = svc.storage.open_stream(upload.key)
@@ -162,9 +163,9 @@ def _job_from_upload(svc: Services, job_id: str, body: Mapping[str, Any], webhoo
         kind = detect_source_kind(head, filename)
         job = _submit(svc, job_id, tenant, upload.key, kind, filename, size, manifest, temperature, webhook)
     except Exception:
-        svc.jobs.release_upload(upload.id)
+        svc.uploads.release(upload.id)
         raise
-    svc.jobs.extend_upload_expiry(upload, job.expires_at)
+    svc.uploads.extend_expiry(upload, job.expires_at)
     return job
 
 

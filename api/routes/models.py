@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.services import services
 from shared.errors import ColorizeError
-from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE, installed_models, load_manifest
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, installed_models, load_manifest
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 

@@ -10,8 +10,9 @@ from zipstream import ZIP_STORED, ZipStream
 from api.services import services
 from api.tenancy import current_tenant
 from shared.errors import NotFound
-from shared.jobs import JobStore
-from shared.storage import Storage, result_key
+from shared.job_store import JobStore
+from shared.object_keys import result_key
+from shared.storage import Storage
 
 bp = Blueprint("results", __name__, url_prefix="/v1/jobs")
 

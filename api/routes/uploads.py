@@ -12,8 +12,9 @@ from api.routes.jobs import json_object
 from api.services import services
 from api.tenancy import current_tenant
 from shared.errors import InvalidRequest, PayloadTooLarge
-from shared.jobs import iso_time, new_id
-from shared.storage import upload_key
+from shared.ids import new_id
+from shared.object_keys import upload_key
+from shared.timestamps import iso_time
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 
@@ -40,13 +41,13 @@ def create_upload() -> tuple[Response, int]:
     part_bytes = svc.settings.multipart_part_bytes
     if size <= part_bytes:
         url = svc.storage.presign_put(key, expires_s=svc.settings.presign_ttl_s)
-        svc.jobs.create_upload(tenant=tenant, filename=filename, size=size, key=key, multipart_id=None,
-                               upload_id=upload_id)
+        svc.uploads.create(tenant=tenant, filename=filename, size=size, key=key, multipart_id=None,
+                           upload_id=upload_id)
         return jsonify({"upload_id": upload_id, "expires_at": expires_at, "method": "PUT", "url": url}), 201
     part_size = max(part_bytes, math.ceil(size / MAX_PARTS))
     multipart_id = svc.storage.create_multipart(key)
-    svc.jobs.create_upload(tenant=tenant, filename=filename, size=size, key=key, multipart_id=multipart_id,
-                           upload_id=upload_id)
+    svc.uploads.create(tenant=tenant, filename=filename, size=size, key=key, multipart_id=multipart_id,
+                       upload_id=upload_id)
     parts = [
         {"part_number": n, "url": svc.storage.presign_part(key, multipart_id, n, expires_s=svc.settings.presign_ttl_s)}
         for n in range(1, math.ceil(size / part_size) + 1)
@@ -62,7 +63,7 @@ def create_upload() -> tuple[Response, int]:
 @bp.post("/<upload_id>/complete")
 def complete_upload(upload_id: str) -> Response:
     svc = services()
-    upload = svc.jobs.get_upload(upload_id, current_tenant())
+    upload = svc.uploads.get(upload_id, current_tenant())
     body = json_object()
     if upload.multipart_id is not None:
         svc.storage.complete_multipart(upload.key, upload.multipart_id, _parts(body.get("parts")))
@@ -70,7 +71,7 @@ def complete_upload(upload_id: str) -> Response:
     limit = svc.settings.limits.max_upload_bytes
     if size > limit:
         raise PayloadTooLarge(f"uploads are limited to {limit} bytes", limit=limit)
-    svc.jobs.mark_upload_complete(upload.id)
+    svc.uploads.mark_complete(upload.id)
     return jsonify({"upload_id": upload.id, "state": "complete", "size": size})
 
 

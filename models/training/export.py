@@ -19,7 +19,7 @@ from models.onnx_head import append_annealed_mean_head
 from models.training.network import ColorNet, Widths
 from models.training.unet import DecoderWidths, PretrainedColorNet
 from shared.bins import ab_bins
-from shared.models import ModelManifest, write_manifest
+from shared.manifests import ModelManifest, write_manifest
 
 # The network is fully convolutional; it is fed L at the scale it was trained on (photos
 # with a short side of 128), which on held-out photos beat feeding it 224 on every metric.

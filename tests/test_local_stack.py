@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from cli.embedded_services import RedisServer, free_port
+from cli.local_stack import LocalStack, child_environment
 from shared.errors import ServiceUnavailable
-from shared.local_services import LocalStack, RedisServer, child_environment, free_port
 from shared.settings import PROJECT_ROOT, Settings
 from shared.storage import Storage
 
@@ -130,7 +131,7 @@ def test_serve_runs_api_and_worker_and_stops_all_on_ctrl_c(service_settings: Set
     settings = service_settings.with_overrides(api_port=free_port(), data_dir=tmp_path)
     env = child_environment(settings, os.environ)
     serve = subprocess.Popen(
-        [sys.executable, "-m", "shared.local_services", "--api-workers", "1"],
+        [sys.executable, "-m", "cli.local_stack", "--api-workers", "1"],
         cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     output: list[str] = []

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.services import services
 from api.tenancy import current_tenant
-from shared.webhooks import DeliveryLog, WebhookSecrets
+from shared.webhook_events import DeliveryLog, WebhookSecrets
 
 bp = Blueprint("webhooks", __name__)
 

@@ -1,0 +1,194 @@
+"""Callback URLs checked against server-side request forgery, and the webhook part of a job request.
+
+A job may carry a callback URL and the events it wants. Callback hosts are resolved and every
+address checked twice: when the job is created (:func:`parse_webhook`) and again at each
+delivery attempt, which then connects to the very address it checked (a DNS answer that
+changes in between cannot point a delivery inside the network). Loopback, private,
+link-local, multicast, reserved and other non-global addresses are refused, also when
+wrapped in an IPv6 form, unless settings allow them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from shared.errors import InvalidRequest
+from shared.settings import Settings
+from shared.webhook_events import EVENTS
+
+MAX_URL_LENGTH = 2048
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Sequence[IPAddress]]
+
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (RFC 6052 NAT64).
+_NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+class ForbiddenAddress(InvalidRequest):
+    """A callback URL leads to an address the service may not call."""
+
+
+# --- addresses ----------------------------------------------------------------------------
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address reaches through: mapped, 6to4, Teredo, NAT64."""
+    found = []
+    if address.ipv4_mapped is not None:
+        found.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        found.append(address.sixtofour)
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if any(address in prefix for prefix in _NAT64_PREFIXES):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
+def is_public_address(address: IPAddress) -> bool:
+    """False for loopback, private, link-local, multicast, reserved, unspecified and other
+    non-global addresses, also when wrapped in an IPv6 form (mapped, 6to4, Teredo, NAT64)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # Judged as the IPv4 address it is; Python files the mapped range itself as private.
+            return is_public_address(address.ipv4_mapped)
+        if not all(is_public_address(inner) for inner in embedded_ipv4(address)):
+            return False
+    return address.is_global and not (
+        address.is_loopback or address.is_link_local or address.is_private or address.is_multicast
+        or address.is_reserved or address.is_unspecified
+    )
+
+
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which addresses deliveries may reach: public ones, plus what settings allow."""
+
+    allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "AddressPolicy":
+        networks = tuple(
+            ipaddress.ip_network(n.strip(), strict=False)
+            for n in settings.webhook_allowed_networks.split(",") if n.strip()
+        )
+        return cls(allow_private=settings.webhook_allow_private, allowed_networks=networks)
+
+    def permits(self, address: IPAddress) -> bool:
+        if self.allow_private or is_public_address(address):
+            return True
+        candidates = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)
+        return any(a in network for a in candidates for network in self.allowed_networks
+                   if a.version == network.version)
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to, in the resolver's order."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InvalidRequest(f"the callback host {host!r} does not resolve", field="callback_url") from exc
+    addresses: list[IPAddress] = []
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+@dataclass(frozen=True)
+class CallbackTarget:
+    """A callback URL, split as a delivery needs it."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    path: str  # with the query string
+
+    @property
+    def host_header(self) -> str:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == default else f"{host}:{self.port}"
+
+
+def parse_callback_url(url: Any) -> CallbackTarget:
+    """The URL's parts; InvalidRequest unless an absolute http(s) URL without credentials."""
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidRequest("'callback_url' must be a non-empty string", field="callback_url")
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidRequest(f"'callback_url' is longer than {MAX_URL_LENGTH} characters", field="callback_url")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise InvalidRequest("'callback_url' is not a valid URL", field="callback_url") from None
+    if parts.scheme not in ("http", "https"):
+        raise InvalidRequest("'callback_url' must be an http or https URL", field="callback_url")
+    if not parts.hostname:
+        raise InvalidRequest("'callback_url' needs a host", field="callback_url")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest("'callback_url' must not carry credentials; deliveries are signed instead",
+                             field="callback_url")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    default_port = 443 if parts.scheme == "https" else 80
+    return CallbackTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port or default_port, path=path)
+
+
+def permitted_addresses(target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve) -> list[IPAddress]:
+    """The target's addresses; ForbiddenAddress when any one of them is not permitted."""
+    addresses = resolver(target.host, target.port)
+    if not addresses:
+        raise InvalidRequest(f"the callback host {target.host!r} does not resolve", field="callback_url")
+    for address in addresses:
+        if not policy.permits(address):
+            raise ForbiddenAddress(
+                "'callback_url' leads to a loopback, private or otherwise non-public address",
+                field="callback_url", address=str(address),
+            )
+    return addresses
+
+
+def parse_events(raw: Any) -> tuple[str, ...]:
+    """The event filter: a list or a comma-separated string of EVENTS; all of them when absent."""
+    if raw is None or raw == "":
+        return EVENTS
+    names = raw.split(",") if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidRequest("'events' must be a list of event names", field="events", allowed=list(EVENTS))
+    chosen = {n.strip() for n in names if n.strip()}
+    if not chosen:
+        raise InvalidRequest("'events' must name at least one event", field="events", allowed=list(EVENTS))
+    unknown = sorted(chosen - set(EVENTS))
+    if unknown:
+        raise InvalidRequest(f"unknown webhook events: {', '.join(unknown)}", field="events", allowed=list(EVENTS))
+    return tuple(e for e in EVENTS if e in chosen)
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    url: str
+    events: tuple[str, ...]
+
+
+def parse_webhook(source: Mapping[str, Any], settings: Settings, resolver: Resolver = resolve) -> WebhookRequest | None:
+    """A job request's ``callback_url`` and ``events``, checked; None when it has no callback."""
+    url = source.get("callback_url")
+    if url is None or url == "":
+        if source.get("events"):
+            raise InvalidRequest("'events' needs a 'callback_url'", field="events")
+        return None
+    target = parse_callback_url(url)
+    permitted_addresses(target, AddressPolicy.from_settings(settings), resolver)
+    return WebhookRequest(url=target.url, events=parse_events(source.get("events")))

@@ -1,0 +1,140 @@
+"""Every Redis key the service uses, named in one place.
+
+Stores build their keys here and nowhere else; Lua scripts receive them by name
+(:class:`KeyedScript`). ``{...}`` in a key is a Redis Cluster hash tag: one job's keys share a
+slot, and so do one tenant's quota keys, so one script may touch them together::
+
+    colorize:job:{id}                        HASH    the job: id tenant status model temperature
+                                                     source_filename source_kind source_key total done
+                                                     failed expanded created_at started_at finished_at
+                                                     expires_at error_code error_message callback_url
+                                                     webhook_events
+    colorize:job:{id}:items                  HASH    index -> JSON {"path", "output_path", "size"}
+    colorize:job:{id}:status                 HASH    index -> "done" | "failed"   (absent: pending)
+    colorize:job:{id}:errors                 HASH    index -> JSON {"code", "message"}
+    colorize:job:{id}:attempts               HASH    index -> processing attempts started
+    colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
+    colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
+    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle)
+    colorize:upload:{id}                     HASH    id tenant filename size key multipart_id state
+                                                     job_id created_at expires_at
+    colorize:purge                           ZSET    purge member (below) -> unix time after which its
+                                                     stored objects are deleted
+    colorize:active                          ZSET    unfinished job id -> unix time it counts as
+                                                     stalled unless it moves before
+    colorize:workers                         ZSET    worker name -> unix time of its last heartbeat
+    colorize:tenant:<tenant>:webhook-secret  STRING  whsec_<base64>, made on first use
+    colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
+    colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
+    colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
+    colorize:apikey:<key id>                 HASH    id tenant name hash created_at revoked revoked_at
+    colorize:apikeys                         ZSET    key id -> created_at
+    colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
+
+Purge members name what owns stored objects: ``job:<tenant>:<id>`` and
+``upload:<tenant>:<id>:<multipart id or empty>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from redis import Redis
+
+NAMESPACE = "colorize"
+
+# The job purge member as the job scripts build it, from locals ``tenant`` and ``job_id``.
+LUA_JOB_PURGE_MEMBER = "'job:' .. tenant .. ':' .. job_id"
+
+
+def job_purge_member(tenant: str, job_id: str) -> str:
+    return f"job:{tenant}:{job_id}"
+
+
+def upload_purge_member(tenant: str, upload_id: str, multipart_id: str | None) -> str:
+    return f"upload:{tenant}:{upload_id}:{multipart_id or ''}"
+
+
+@dataclass(frozen=True)
+class JobKeys:
+    """The keys of one job."""
+
+    record: str
+    items: str
+    statuses: str
+    errors: str
+    attempts: str
+    expander: str
+    deliveries: str
+    webhook_progress: str
+
+    @property
+    def state(self) -> tuple[str, str, str, str, str]:
+        """The keys the job scripts change, which expire with the job."""
+        return self.record, self.items, self.statuses, self.errors, self.attempts
+
+
+@dataclass(frozen=True)
+class RedisKeys:
+    """Key names under one namespace (tests use their own to stay apart from a running service)."""
+
+    namespace: str = NAMESPACE
+
+    def job(self, job_id: str) -> JobKeys:
+        record = f"{self.namespace}:job:{{{job_id}}}"
+        return JobKeys(
+            record=record,
+            items=f"{record}:items",
+            statuses=f"{record}:status",
+            errors=f"{record}:errors",
+            attempts=f"{record}:attempts",
+            expander=f"{record}:expander",
+            deliveries=f"{record}:webhooks",
+            webhook_progress=f"{record}:webhook-progress",
+        )
+
+    def upload(self, upload_id: str) -> str:
+        return f"{self.namespace}:upload:{{{upload_id}}}"
+
+    @property
+    def purge(self) -> str:
+        return f"{self.namespace}:purge"
+
+    @property
+    def active(self) -> str:
+        return f"{self.namespace}:active"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.namespace}:workers"
+
+    def webhook_secret(self, tenant: str) -> str:
+        return f"{self.namespace}:tenant:{tenant}:webhook-secret"
+
+    def quota(self, tenant: str, name: str) -> str:
+        """``name``: ``rate``, ``inflight`` or ``images:<YYYYMMDD>``."""
+        return f"{self.namespace}:quota:{{{tenant}}}:{name}"
+
+    def api_key(self, key_id: str) -> str:
+        return f"{self.namespace}:apikey:{key_id}"
+
+    @property
+    def api_key_index(self) -> str:
+        return f"{self.namespace}:apikeys"
+
+    def idempotency(self, tenant: str, key_digest: str) -> str:
+        return f"{self.namespace}:idempotency:{{{tenant}}}:{key_digest}"
+
+
+class KeyedScript:
+    """A Lua script whose keys have names: each becomes a local variable bound to its
+    ``KEYS`` slot, and callers pass the keys as a mapping, so neither side counts positions."""
+
+    def __init__(self, redis: Redis, key_names: Sequence[str], body: str) -> None:
+        self.key_names = tuple(key_names)
+        prelude = "".join(f"local {name} = KEYS[{slot}]\n" for slot, name in enumerate(self.key_names, 1))
+        self._script = redis.register_script(prelude + body)
+
+    def __call__(self, keys: Mapping[str, str], args: Sequence[Any] = ()) -> Any:
+        return self._script(keys=[keys[name] for name in self.key_names], args=list(args))

@@ -1,0 +1,11 @@
+"""Times as clients see them: ISO 8601 in UTC, to the millisecond."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,216 @@
+"""Webhook events of jobs: what is published, signing secrets, and the record of each delivery.
+
+:class:`WebhookNotifier` listens to the job store and turns a job's start, its throttled
+progress and its one finish into messages, each published once for delivery on the
+``webhooks`` queue (:mod:`worker.webhook_delivery`). Deliveries follow the Standard Webhooks
+scheme (https://www.standardwebhooks.com), signed with the tenant's secret
+``whsec_<base64>``. The body is JSON::
+
+    {"type": "job.started" | "job.progress" | "job.completed",
+     "timestamp": "<ISO 8601 time of the event>",
+     "data": <the job, as GET /v1/jobs/{id} shows it>}
+
+Every delivery attempt is recorded on the job (``GET /v1/jobs/{id}/webhooks``) and kept as
+long as the job.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any, Callable, Mapping, Sequence
+
+from redis import Redis
+
+from shared.jobs import ItemResult, Job, JobListener, job_document
+from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
+from shared.settings import Settings
+from shared.timestamps import iso_time
+
+STARTED, PROGRESS, COMPLETED = "started", "progress", "completed"
+EVENTS = (STARTED, PROGRESS, COMPLETED)
+EVENT_TYPES = {STARTED: "job.started", PROGRESS: "job.progress", COMPLETED: "job.completed"}
+
+SECRET_PREFIX = "whsec_"
+SECRET_BYTES = 32
+# Attempt records kept per job; the newest win.
+MAX_RECORDS = 1000
+
+
+# --- secrets ------------------------------------------------------------------------------
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
+
+
+class WebhookSecrets:
+    """One signing secret per tenant, made on first use and kept until rotated."""
+
+    def __init__(self, redis: Redis, namespace: str = NAMESPACE) -> None:
+        self.redis = redis
+        self._keys = RedisKeys(namespace)
+
+    def key(self, tenant: str) -> str:
+        return self._keys.webhook_secret(tenant)
+
+    def get_or_create(self, tenant: str) -> str:
+        key = self.key(tenant)
+        self.redis.set(key, new_secret(), nx=True)  # concurrent first uses agree on one secret
+        return self.redis.get(key).decode()
+
+    def rotate(self, tenant: str) -> str:
+        secret = new_secret()
+        self.redis.set(self.key(tenant), secret)
+        return secret
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    """One event for one job, as published for delivery: the body is fixed, every attempt sends it as is."""
+
+    id: str
+    job_id: str
+    tenant: str
+    event: str
+    url: str
+    body: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, str]) -> "WebhookMessage":
+        return cls(**{k: raw[k] for k in ("id", "job_id", "tenant", "event", "url", "body")})
+
+
+def message_for(job: Job, event: str, at: float, public_url: str | None, sequence: int | None = None) -> WebhookMessage:
+    # Ids follow from the job and event, so a message published twice is one message to the receiver.
+    suffix = f"_{sequence}" if sequence is not None else ""
+    body = {"type": EVENT_TYPES[event], "timestamp": iso_time(at), "data": job_document(job, public_url)}
+    return WebhookMessage(
+        id=f"msg_{job.id}_{event}{suffix}", job_id=job.id, tenant=job.tenant, event=event,
+        url=job.callback_url or "", body=json.dumps(body, separators=(",", ":")),
+    )
+
+
+# ARGV: now interval_s step expires_at   -> sequence number, or 0 when held back
+_LUA_PROGRESS_GATE = """
+local last_step = tonumber(redis.call('HGET', throttle, 'step') or '0')
+local last_at = tonumber(redis.call('HGET', throttle, 'at') or '-1e18')
+local step = tonumber(ARGV[3])
+if step <= last_step then return 0 end
+if tonumber(ARGV[1]) - last_at < tonumber(ARGV[2]) then return 0 end
+local sequence = redis.call('HINCRBY', throttle, 'seq', 1)
+redis.call('HSET', throttle, 'step', step, 'at', ARGV[1])
+redis.call('EXPIREAT', throttle, math.ceil(tonumber(ARGV[4])))
+return sequence
+"""
+
+
+class WebhookNotifier(JobListener):
+    """Publishes the webhook messages of jobs with a callback URL; a job store listener.
+
+    The job store hands each change the job as it left it, so a job without a callback costs
+    nothing, and a progress event one throttle check per batch of finished items."""
+
+    def __init__(self, redis: Redis, settings: Settings, publish: Callable[[dict[str, str]], None],
+                 clock: Callable[[], float] = time.time, namespace: str = NAMESPACE) -> None:
+        self.settings = settings
+        self._publish = publish
+        self._clock = clock
+        self._keys = RedisKeys(namespace)
+        self._log = DeliveryLog(redis, namespace)
+        self._gate = KeyedScript(redis, ["throttle"], _LUA_PROGRESS_GATE)
+
+    def job_started(self, job: Job) -> None:
+        if job.callback_url and STARTED in job.webhook_events:
+            self._emit(job, STARTED)
+
+    def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
+        if not job.callback_url or PROGRESS not in job.webhook_events or job.is_terminal:
+            return  # once the job has ended, the completed event says the rest
+        processed = job.done + job.failed
+        if job.expanded and processed >= job.total:
+            return
+        step_pct = self.settings.webhook_progress_step_pct
+        step = processed if step_pct == 0 else (processed * 100 // job.total // step_pct if job.total else 0)
+        sequence = self._gate({"throttle": self._keys.job(job.id).webhook_progress},
+                              [repr(self._clock()), self.settings.webhook_progress_interval_s, step, job.expires_at])
+        if sequence:
+            self._emit(job, PROGRESS, int(sequence))
+
+    def job_finished(self, job: Job) -> None:
+        if not job.callback_url:
+            return
+        # The job's expiry was renewed as it finished; its webhook records follow it.
+        self._log.keep_until(job.id, job.expires_at)
+        if COMPLETED in job.webhook_events:
+            self._emit(job, COMPLETED)
+
+    def _emit(self, job: Job, event: str, sequence: int | None = None) -> None:
+        self._publish(message_for(job, event, self._clock(), self.settings.public_url, sequence).to_dict())
+
+
+# --- delivery records ---------------------------------------------------------------------
+
+
+class DeliveryOutcome(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retried until webhook_max_attempts
+    REFUSED = "refused"  # the callback host now resolves to a forbidden address: not retried
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One attempt at delivering a message, as ``GET /v1/jobs/{id}/webhooks`` lists it."""
+
+    message_id: str
+    event: str
+    attempt: int
+    outcome: DeliveryOutcome
+    status_code: int | None
+    error: str | None
+    started_at: str
+    duration_ms: int
+    next_attempt_at: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        return self.outcome == DeliveryOutcome.FAILED
+
+
+class DeliveryLog:
+    """Every delivery attempt of a job's messages, kept as long as the job."""
+
+    def __init__(self, redis: Redis, namespace: str = NAMESPACE) -> None:
+        self.redis = redis
+        self._keys = RedisKeys(namespace)
+
+    def key(self, job_id: str) -> str:
+        return self._keys.job(job_id).deliveries
+
+    def record(self, job_id: str, attempt: DeliveryAttempt, keep_until: float | None) -> None:
+        """Add an attempt, kept until ``keep_until`` (the job's expiry; None: the job is gone)."""
+        key = self.key(job_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(key, json.dumps(asdict(attempt), separators=(",", ":")))
+        pipe.ltrim(key, -MAX_RECORDS, -1)
+        if keep_until is not None:
+            pipe.expireat(key, int(keep_until) + 1)
+        else:
+            pipe.expire(key, 3600)  # the job is gone; keep the record briefly only
+        pipe.execute()
+
+    def keep_until(self, job_id: str, expires_at: float) -> None:
+        self.redis.expireat(self.key(job_id), int(expires_at) + 1)
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        return [json.loads(raw) for raw in self.redis.lrange(self.key(job_id), 0, -1)]

@@ -1,0 +1,96 @@
+"""A chunk's Redis round trips do not grow with its number of items.
+
+Chunks run in this process against the real Redis and SeaweedFS, through a Redis client whose
+connections count what they send: one send is one round trip (a pipeline or a script is one).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import redis
+
+from shared.ids import new_id
+from shared.job_store import JobStore
+from shared.jobs import JobStatus, NewItem
+from shared.object_keys import item_input_key
+from shared.settings import Settings
+from tests.integration_fixtures import *  # noqa: F403
+from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from worker.chunk_pipeline import ChunkRun
+from worker.context import WorkerContext
+
+CHUNK_DB = 1  # no worker reads it: nothing else touches these jobs
+TENANT = "local"
+
+
+class CountingConnection(redis.Connection):
+    sent = 0
+
+    def send_packed_command(self, command, check_health: bool = True) -> None:
+        CountingConnection.sent += 1
+        super().send_packed_command(command, check_health)
+
+
+class NoTasks:
+    """Stands in for the Celery app: a chunk that runs to its end publishes nothing."""
+
+    def send_task(self, *args, **kwargs) -> None:
+        raise AssertionError(f"unexpected task {args}")
+
+
+def image(i: int) -> bytes:
+    x = np.linspace(20, 230, 24 + i, dtype=np.float32)[None, :].repeat(20, axis=0)
+    return cv2.imencode(".png", x.astype(np.uint8))[1].tobytes()
+
+
+def counting_context(settings: Settings) -> WorkerContext:
+    ctx = WorkerContext(settings, NoTasks())
+    client = redis.Redis.from_url(settings.redis_url, connection_class=CountingConnection)
+    ctx.jobs = JobStore(client, settings, listeners=ctx.jobs.listeners)
+    return ctx
+
+
+def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
+    """Colorize a job of ``items`` items as one chunk; the round trips the chunk took."""
+    job_id = new_id()
+    ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="zip",
+                        source_key="unused", job_id=job_id)
+    for i in range(items):
+        ctx.storage.put_bytes(item_input_key(TENANT, job_id, i), image(i))
+    ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", 100) for i in range(items)])
+    ctx.jobs.end_expansion(job_id)
+
+    CountingConnection.sent = 0
+    ChunkRun(ctx, job_id).run(list(range(items)))
+    sent = CountingConnection.sent
+
+    job = ctx.jobs.get(job_id)
+    assert (job.status, job.done) == (JobStatus.SUCCEEDED, items)
+    return sent
+
+
+@pytest.fixture(scope="module")
+def chunk_settings(app_settings: Settings, storage) -> Settings:
+    return with_redis_db(app_settings, CHUNK_DB)
+
+
+def test_a_chunk_of_one_batch_takes_two_round_trips_whatever_its_size(chunk_settings) -> None:
+    ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=16))
+    round_trips_of_a_chunk(ctx, 3)  # warm: scripts loaded into Redis, model loaded, connection open
+    few, many = round_trips_of_a_chunk(ctx, 2), round_trips_of_a_chunk(ctx, 16)
+    # begin_chunk (start the job, sort and begin the items), then one record of all outcomes.
+    assert few == many == 2
+
+
+def test_batches_add_round_trips_and_items_none(chunk_settings) -> None:
+    # Before each batch after the first is inferred, one call records what has ended so far and
+    # begins the following batch (its status answers the cancel check); before the last batch it
+    # is made only when something has ended meanwhile (from the third batch on, the results of
+    # the one before last). So the round trips follow the number of batches, never the items.
+    ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=4))
+    round_trips_of_a_chunk(ctx, 3)
+    by_batches = {batches: (round_trips_of_a_chunk(ctx, 4 * batches - 3), round_trips_of_a_chunk(ctx, 4 * batches))
+                  for batches in (1, 2, 4)}
+    assert by_batches == {1: (2, 2), 2: (3, 3), 4: (6, 6)}

@@ -1,0 +1,59 @@
+"""What one worker process holds: its settings, Redis connection, stores, storage and metrics.
+
+Built once per process (:func:`worker_context`) and rebuilt after a fork: connections must
+not cross processes. Models load on first use (:attr:`WorkerContext.engines`), so a worker
+that only delivers webhooks never loads the colorize pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import redis
+from celery import Celery
+
+from shared.job_store import JobStore
+from shared.metrics import WorkerMetrics
+from shared.quotas import QuotaStore
+from shared.settings import Settings
+from shared.storage import Storage
+from shared.webhook_events import WebhookNotifier
+from worker.celery_app import webhook_publisher
+
+if TYPE_CHECKING:
+    from worker.engines import EngineCache
+
+
+class WorkerContext:
+    """Connections and stores of one worker process (never shared across a fork)."""
+
+    def __init__(self, settings: Settings, app: Celery) -> None:
+        self.settings = settings
+        self.app = app  # publishes the tasks this worker's work leads to
+        self.pid = os.getpid()
+        self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
+        self.metrics = WorkerMetrics()
+        notifier = WebhookNotifier(self.redis, settings, webhook_publisher(app))
+        self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
+        self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
+        self.storage = Storage(settings)
+
+    @cached_property
+    def engines(self) -> "EngineCache":
+        """The models this process has loaded."""
+        from worker.engines import EngineCache  # the inference libraries: only where chunks are colorized
+
+        return EngineCache(self.settings, self.metrics)
+
+
+_context: WorkerContext | None = None
+
+
+def worker_context(app: Celery) -> WorkerContext:
+    """This process's context, rebuilt after a fork (connections must not cross processes)."""
+    global _context
+    if _context is None or _context.pid != os.getpid():
+        _context = WorkerContext(app.colorize_settings, app)
+    return _context

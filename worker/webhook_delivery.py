@@ -1,0 +1,160 @@
+"""Webhook deliveries: the task on the ``webhooks`` queue, one signed POST per attempt, retried with backoff.
+
+Each attempt is recorded on the job (``GET /v1/jobs/{id}/webhooks``). A failed attempt (no
+answer within the timeout, a refused connection, a status outside 2xx, a host that does not
+resolve) is retried after ``retry_delay_s`` until ``webhook_max_attempts``; a refused one (the
+host now resolves to a forbidden address) is not. Headers follow the Standard Webhooks
+scheme: ``webhook-id`` (the same on every attempt, for the receiver to drop repeats),
+``webhook-timestamp`` (unix seconds of the attempt) and ``webhook-signature``
+(``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). Each attempt connects to the very
+address it checked (:mod:`shared.callback_urls`); redirects are not followed.
+
+This module loads nothing of the colorize pipeline: a worker that only delivers webhooks
+stays small.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+import urllib3
+from celery import shared_task
+from celery.utils.log import get_task_logger
+from standardwebhooks.webhooks import Webhook
+
+from shared.callback_urls import (
+    AddressPolicy,
+    CallbackTarget,
+    ForbiddenAddress,
+    IPAddress,
+    Resolver,
+    parse_callback_url,
+    permitted_addresses,
+    resolve,
+)
+from shared.errors import InvalidRequest
+from shared.settings import Settings
+from shared.timestamps import iso_time
+from shared.webhook_events import DeliveryAttempt, DeliveryLog, DeliveryOutcome, WebhookMessage, WebhookSecrets
+from worker.celery_app import WEBHOOK_TASK
+from worker.context import worker_context
+from worker.retry_policy import countdown_cap_s
+
+log = get_task_logger(__name__)
+
+# Receivers answer with a status; anything longer than this is not read.
+MAX_RESPONSE_BYTES = 64 * 1024
+USER_AGENT = "colorize-webhooks/1"
+
+
+@shared_task(name=WEBHOOK_TASK, bind=True, max_retries=None)
+def deliver_webhook(self, message: dict[str, str]) -> str:
+    """Make one delivery attempt; returns its outcome (delivered | failed | refused)."""
+    ctx = worker_context(self.app)
+    settings = ctx.settings
+    webhook = WebhookMessage.from_dict(message)
+    number = self.request.retries + 1
+    secret = WebhookSecrets(ctx.redis).get_or_create(webhook.tenant)
+    attempt = deliver(webhook, secret, number, settings)
+    delay = retry_delay_s(number, settings) if attempt.retryable and number < settings.webhook_max_attempts else None
+    if delay is not None:
+        attempt = replace(attempt, next_attempt_at=iso_time(time.time() + delay))
+    DeliveryLog(ctx.redis).record(webhook.job_id, attempt, keep_until=ctx.jobs.expiry(webhook.job_id))
+    ctx.metrics.webhook_deliveries.labels(webhook.event, attempt.outcome).inc()
+    ctx.metrics.webhook_seconds.labels(webhook.event).observe(attempt.duration_ms / 1000)
+    extra = {"job_id": webhook.job_id, "event": webhook.event, "attempt": number, "status_code": attempt.status_code}
+    if attempt.outcome == DeliveryOutcome.DELIVERED:
+        log.info("webhook %s delivered", webhook.id, extra=extra)
+    elif delay is not None:
+        log.warning("webhook %s failed (%s); retrying in %.1f s", webhook.id, attempt.error, delay, extra=extra)
+        raise self.retry(countdown=delay)
+    else:
+        log.error("webhook %s %s after %d attempts: %s", webhook.id, attempt.outcome, number, attempt.error,
+                  extra=extra)
+    return attempt.outcome
+
+
+def retry_delay_s(attempt: int, settings: Settings) -> float:
+    """Seconds before the attempt after ``attempt`` (1-based): doubling from the base, capped."""
+    cap = min(settings.webhook_retry_max_s, countdown_cap_s(settings))
+    return min(settings.webhook_retry_base_s * 2 ** (attempt - 1), cap)
+
+
+def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
+    """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
+    return Webhook(secret).sign(message_id, datetime.fromtimestamp(timestamp, timezone.utc), body)
+
+
+def signed_headers(secret: str, message_id: str, timestamp: int, body: str) -> dict[str, str]:
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, message_id, timestamp, body),
+    }
+
+
+def deliver(message: WebhookMessage, secret: str, attempt: int, settings: Settings,
+            resolver: Resolver = resolve, clock: Callable[[], float] = time.time) -> DeliveryAttempt:
+    """One attempt: resolve and check the callback host, then POST the signed message to the checked address."""
+    started = clock()
+    started_monotonic = time.monotonic()
+
+    def result(outcome: DeliveryOutcome, status_code: int | None = None, error: str | None = None) -> DeliveryAttempt:
+        return DeliveryAttempt(
+            message_id=message.id, event=message.event, attempt=attempt, outcome=outcome, status_code=status_code,
+            error=error, started_at=iso_time(started),
+            duration_ms=round((time.monotonic() - started_monotonic) * 1000),
+        )
+
+    try:
+        target = parse_callback_url(message.url)
+        address = permitted_addresses(target, AddressPolicy.from_settings(settings), resolver)[0]
+    except ForbiddenAddress as exc:
+        return result(DeliveryOutcome.REFUSED, error=f"{exc.message} ({exc.details.get('address')})")
+    except InvalidRequest as exc:
+        return result(DeliveryOutcome.FAILED, error=exc.message)  # a host that stopped resolving may come back
+    headers = {
+        "Host": target.host_header,
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        **signed_headers(secret, message.id, int(clock()), message.body),
+    }
+    try:
+        status = _post(target, address, headers, message.body.encode(), settings.webhook_timeout_s)
+    except urllib3.exceptions.HTTPError as exc:
+        return result(DeliveryOutcome.FAILED, error=_describe(exc))
+    except OSError as exc:
+        return result(DeliveryOutcome.FAILED, error=f"{type(exc).__name__}: {exc}")
+    if 200 <= status < 300:
+        return result(DeliveryOutcome.DELIVERED, status_code=status)
+    return result(DeliveryOutcome.FAILED, status_code=status, error=f"the receiver answered {status}")
+
+
+def _post(target: CallbackTarget, address: IPAddress, headers: dict[str, str], body: bytes, timeout_s: float) -> int:
+    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s, total=timeout_s)
+    options: dict[str, Any] = dict(timeout=timeout, retries=False, maxsize=1)
+    if target.scheme == "https":
+        # Connected to the checked address; TLS still names and verifies the callback host.
+        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
+            str(address), target.port, server_hostname=target.host, assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED", **options)
+    else:
+        pool = urllib3.HTTPConnectionPool(str(address), target.port, **options)
+    try:
+        response = pool.urlopen("POST", target.path, body=body, headers=headers, redirect=False,
+                                assert_same_host=False, preload_content=False)
+        try:
+            response.read(MAX_RESPONSE_BYTES)
+        finally:
+            response.release_conn()
+        return response.status
+    finally:
+        pool.close()
+
+
+def _describe(exc: Exception) -> str:
+    reason = getattr(exc, "reason", None)
+    return f"{type(exc).__name__}: {reason or exc}"
