@@ -14,7 +14,8 @@ from api.services import Services, services
 from api.tenancy import current_tenant
 from shared.archives import detect_source_kind, output_name
 from shared.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from shared.jobs import Item, Job, NewItem, job_document, new_id
+from shared.documents import JobDocument
+from shared.jobs import Item, Job, NewItem, new_id
 from shared.models import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
 from shared.storage import source_key
 from shared.webhooks import WebhookRequest, parse_webhook
@@ -220,7 +221,7 @@ def _clean_filename(name: str | None) -> str | None:
 
 
 def job_view(svc: Services, job: Job) -> dict[str, Any]:
-    return job_document(job, svc.settings.public_url)
+    return JobDocument.of(job, svc.settings.public_url).model_dump(mode="json")
 
 
 def item_view(svc: Services, job: Job, item: Item) -> dict[str, Any]:
