@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify
 
 from api.errors import error_response
 from api.services import services
+from shared.errors import ServiceUnavailable
 from shared.jobs import WORKER_STALE_AFTER_S
 
 bp = Blueprint("health", __name__)
@@ -35,6 +36,5 @@ def readyz() -> Response:
         checks["storage"] = f"unavailable: {type(exc).__name__}"
     ready = checks.get("redis") == "ok" and checks.get("storage") == "ok" and workers > 0
     if not ready:
-        return error_response(503, {"code": "unavailable", "message": "the service is not ready",
-                                    "details": {"checks": checks}})
+        return error_response(503, ServiceUnavailable.code, "the service is not ready", {"checks": checks})
     return jsonify({"status": "ready", "checks": checks})
