@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 
+from api.bodies import respond
 from api.errors import error_response
+from api.schemas import Health, Ready, ReadyChecks
 from api.services import services
 from shared.errors import ServiceUnavailable
 from shared.jobs import WORKER_STALE_AFTER_S
@@ -14,7 +16,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    return respond(Health(status="ok"))
 
 
 @bp.get("/readyz")
@@ -37,4 +39,4 @@ def readyz() -> Response:
     ready = checks.get("redis") == "ok" and checks.get("storage") == "ok" and workers > 0
     if not ready:
         return error_response(503, ServiceUnavailable.code, "the service is not ready", {"checks": checks})
-    return jsonify({"status": "ready", "checks": checks})
+    return respond(Ready(status="ready", checks=ReadyChecks(**checks)))
