@@ -43,8 +43,8 @@ import urllib3
 from redis import Redis
 from standardwebhooks.webhooks import Webhook
 
-from shared.errors import InvalidRequest
 from shared.documents import COMPLETED, EVENT_TYPES, EVENTS, PROGRESS, STARTED, JobDocument, WebhookEvent
+from shared.errors import InvalidRequest
 from shared.jobs import KEY_PREFIX, TERMINAL_STATUSES, Job, JobListener, JobStore, iso_time
 from shared.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from api.bodies import respond
-from api.schemas import WebhookDelivery, WebhookDeliveries, WebhookSecret
+from api.schemas import WebhookDeliveries, WebhookDelivery, WebhookSecret
 from api.services import services
 from api.tenancy import current_tenant
 from shared.webhooks import DeliveryLog, WebhookSecrets
