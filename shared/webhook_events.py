@@ -26,14 +26,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from redis import Redis
 
-from shared.jobs import ItemResult, Job, JobListener, job_document
+from shared.documents import COMPLETED, EVENT_TYPES, EVENTS, PROGRESS, STARTED, JobDocument, WebhookEvent
+from shared.jobs import ItemResult, Job, JobListener
 from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
 from shared.settings import Settings
 from shared.timestamps import iso_time
 
-STARTED, PROGRESS, COMPLETED = "started", "progress", "completed"
-EVENTS = (STARTED, PROGRESS, COMPLETED)
-EVENT_TYPES = {STARTED: "job.started", PROGRESS: "job.progress", COMPLETED: "job.completed"}
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -94,10 +92,10 @@ class WebhookMessage:
 def message_for(job: Job, event: str, at: float, public_url: str | None, sequence: int | None = None) -> WebhookMessage:
     # Ids follow from the job and event, so a message published twice is one message to the receiver.
     suffix = f"_{sequence}" if sequence is not None else ""
-    body = {"type": EVENT_TYPES[event], "timestamp": iso_time(at), "data": job_document(job, public_url)}
+    body = WebhookEvent(type=EVENT_TYPES[event], timestamp=iso_time(at), data=JobDocument.of(job, public_url))
     return WebhookMessage(
         id=f"msg_{job.id}_{event}{suffix}", job_id=job.id, tenant=job.tenant, event=event,
-        url=job.callback_url or "", body=json.dumps(body, separators=(",", ":")),
+        url=job.callback_url or "", body=json.dumps(body.model_dump(mode="json"), separators=(",", ":")),
     )
 
 
