@@ -18,12 +18,13 @@ def list_deliveries(job_id: str) -> Response:
     return jsonify({
         "callback_url": job.callback_url,
         "events": list(job.webhook_events),
-        "deliveries": DeliveryLog(svc.redis).attempts(job.id),
+        "deliveries": DeliveryLog(svc.redis, svc.settings.redis_namespace).attempts(job.id),
     })
 
 
 @bp.get("/v1/webhook-secret")
 def webhook_secret() -> Response:
     # Made on first use; every delivery to this tenant's callbacks is signed with it.
-    return jsonify({"secret": WebhookSecrets(services().redis).get_or_create(current_tenant()),
+    svc = services()
+    return jsonify({"secret": WebhookSecrets(svc.redis, svc.settings.redis_namespace).get_or_create(current_tenant()),
                     "scheme": "standard-webhooks v1 (HMAC-SHA256)"})

@@ -67,7 +67,7 @@ def _new_job(svc: Services) -> Job:
 
 def _job_once(svc: Services, key: str) -> tuple[Job, bool]:
     """The job of this Idempotency-Key: created now, or by an earlier request (True)."""
-    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s)
+    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s, svc.settings.redis_namespace)
     tenant = current_tenant()
     fingerprint = request_fingerprint(request)
     while True:
