@@ -9,6 +9,7 @@ Fixtures, from the bottom up:
 - ``storage``: a ``Storage`` on the test bucket; ``redis_client``: a client of the server.
 
 Tests share the servers, so each keeps to keys of its own (fresh ids, its own prefixes).
+Workers and the API on a port come from the plugin ``tests.integration_fixtures``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import redis
 from cli.embedded_services import RedisServer, SeaweedS3Server, free_port
 from shared.settings import Settings
 from shared.storage import Storage
+
+pytest_plugins = ["tests.integration_fixtures"]
 
 TEST_BUCKET = "colorize-test"
 

@@ -1,7 +1,12 @@
 """Real service processes for integration tests: Celery workers as subprocesses, the API on a port.
 
-Builds on the Redis and SeaweedFS fixtures of ``tests/conftest.py``; every process gets its
-settings through ``COLORIZE_*`` environment variables, as in production.
+A plugin (``pytest_plugins`` in ``tests/conftest.py``) that builds on the Redis and SeaweedFS
+fixtures there; every process gets its settings through ``COLORIZE_*`` environment variables, as
+in production.
+
+All tests share one Redis database. The session's workers and API use the keys as production
+does; a test or module that needs a broker and job state of its own takes ``with_own_keys``:
+workers and APIs built from those settings see only each other.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,12 +34,10 @@ from tests.model_builder import build_test_model
 
 TEST_MODEL = "test-tiny"
 WORKER_START_TIMEOUT_S = 60
-
-
-def with_redis_db(settings: Settings, db: int) -> Settings:
-    """The same Redis server, another database: a separate broker and job store."""
-    base = settings.redis_url.rsplit("/", 1)[0] if settings.redis_url.count("/") > 2 else settings.redis_url
-    return settings.with_overrides(redis_url=f"{base}/{db}")
+def with_own_keys(settings: Settings) -> Settings:
+    """The same Redis database under a fresh key prefix: a broker and job state of its own, which
+    no other test's workers or API see."""
+    return settings.with_overrides(redis_key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
 
 
 class WorkerProcess:
@@ -153,7 +157,7 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
         workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options)
                    for i in range(count)]
         started.extend(workers)
-        heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url))
+        heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url), namespace=settings.redis_namespace)
         for worker in workers:
             worker.wait_ready(heartbeats)
         return workers

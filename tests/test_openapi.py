@@ -15,10 +15,8 @@ from PIL import Image
 from api.app import create_app
 from api.openapi import build_spec
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 
-OPENAPI_DB = 13
 # Flask answers these for every route by itself.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
 # Static files and the web page (api/web.py) are not part of the API.
@@ -84,7 +82,7 @@ def test_the_document_is_served_without_a_key() -> None:
 @pytest.fixture(scope="module")
 def live(app_settings):
     # Callbacks to loopback only: nothing outside this machine is ever named.
-    app = create_app(with_redis_db(app_settings, OPENAPI_DB).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
+    app = create_app(with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
     return app.test_client(), build_spec(app_settings)
 
 

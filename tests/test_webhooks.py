@@ -30,13 +30,9 @@ from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.webhook_events import COMPLETED, EVENTS, PROGRESS, STARTED, WebhookMessage, WebhookNotifier, WebhookSecrets
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import ApiServer, with_redis_db
+from tests.integration_fixtures import ApiServer, with_own_keys
 from worker.webhook_delivery import deliver, retry_delay_s, sign
 
-HOOK_DB = 9  # the end-to-end webhook tests: their own broker and job store
-REFUSE_DB = 10  # job creation with the address checks on; no worker reads it
-UNIT_DB = 11
 WAIT_S = 30
 http = urllib3.PoolManager(retries=False)
 
@@ -253,10 +249,8 @@ class FakeClock:
 
 
 def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> None:
-    settings = with_redis_db(app_settings, UNIT_DB).with_overrides(
-        webhook_progress_interval_s=5, webhook_progress_step_pct=20)
+    settings = with_own_keys(app_settings).with_overrides(webhook_progress_interval_s=5, webhook_progress_step_pct=20)
     client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
     clock = FakeClock()
     published: list[dict] = []
     notifier = WebhookNotifier(client, settings, published.append, clock=clock)
@@ -282,7 +276,7 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
 
 
 def test_jobs_without_a_callback_publish_nothing(app_settings) -> None:
-    settings = with_redis_db(app_settings, UNIT_DB)
+    settings = with_own_keys(app_settings)
     connection = redis.Redis.from_url(settings.redis_url)
     published: list[dict] = []
     jobs = JobStore(connection, settings, listeners=(WebhookNotifier(connection, settings, published.append),))
@@ -304,7 +298,7 @@ def png_bytes() -> bytes:
 
 @pytest.fixture(scope="module")
 def refusing_client(app_settings):
-    return create_app(with_redis_db(app_settings, REFUSE_DB)).test_client()
+    return create_app(with_own_keys(app_settings)).test_client()  # no worker reads these keys
 
 
 def post_job(client, **fields):
@@ -332,7 +326,7 @@ def test_job_creation_checks_the_event_filter(refusing_client) -> None:
 
 
 def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
-    settings = with_redis_db(app_settings, REFUSE_DB).with_overrides(webhook_allowed_networks="127.0.0.0/8")
+    settings = with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8")
     client = create_app(settings).test_client()
     response = post_job(client, callback_url="http://127.0.0.1:9/hook", events="completed")
     assert response.status_code == 202, response.json
@@ -345,7 +339,7 @@ def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
 
 @pytest.fixture(scope="module")
 def hook_settings(app_settings):
-    return with_redis_db(app_settings, HOOK_DB).with_overrides(
+    return with_own_keys(app_settings).with_overrides(
         webhook_allow_private=True, webhook_retry_base_s=0.2, webhook_retry_max_s=1.0, webhook_timeout_s=3,
         webhook_progress_interval_s=0, webhook_progress_step_pct=50,
     )
