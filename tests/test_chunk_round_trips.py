@@ -20,6 +20,8 @@ from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
 
+pytestmark = pytest.mark.integration
+
 TENANT = "local"
 
 

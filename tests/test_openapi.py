@@ -104,6 +104,7 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.integration
 def test_responses_match_their_schemas(live) -> None:
     client, spec = live
     created = client.post("/v1/jobs", content_type="multipart/form-data", data={

@@ -15,6 +15,8 @@ from tests.integration_fixtures import with_own_keys
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.housekeeping import rescue_stalled
 
+pytestmark = pytest.mark.integration
+
 
 class Clock:
     def __init__(self) -> None:

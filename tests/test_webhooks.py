@@ -112,6 +112,7 @@ def test_signature_matches_the_standard_webhooks_test_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
+@pytest.mark.integration
 def test_tenant_secrets_are_made_once(redis_client) -> None:
     secrets = WebhookSecrets(redis_client, namespace="test-secrets")
     redis_client.delete(secrets.key("acme"), secrets.key("other"))
@@ -248,6 +249,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.integration
 def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> None:
     settings = with_own_keys(app_settings).with_overrides(webhook_progress_interval_s=5, webhook_progress_step_pct=20)
     client = redis.Redis.from_url(settings.redis_url)
@@ -275,6 +277,7 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     assert body["data"]["webhook"] == {"callback_url": "http://hooks.example/in", "events": list(EVENTS)}
 
 
+@pytest.mark.integration
 def test_jobs_without_a_callback_publish_nothing(app_settings) -> None:
     settings = with_own_keys(app_settings)
     connection = redis.Redis.from_url(settings.redis_url)
@@ -311,6 +314,7 @@ def post_job(client, **fields):
     "http://169.254.169.254/latest/meta-data", "http://10.0.0.7/hook", "http://[fe80::1]/hook",
     "http://0.0.0.0/hook", "https://192.168.0.1/hook", "ftp://example.com/hook",
 ])
+@pytest.mark.integration
 def test_job_creation_refuses_non_public_callbacks(refusing_client, url: str) -> None:
     response = post_job(refusing_client, callback_url=url)
     assert response.status_code == 400, response.json
@@ -318,6 +322,7 @@ def test_job_creation_refuses_non_public_callbacks(refusing_client, url: str) ->
     assert response.json["error"]["details"]["field"] == "callback_url"
 
 
+@pytest.mark.integration
 def test_job_creation_checks_the_event_filter(refusing_client) -> None:
     response = post_job(refusing_client, callback_url="http://8.8.8.8/hook", events="started,finished")
     assert response.status_code == 400 and response.json["error"]["details"]["field"] == "events"
@@ -325,6 +330,7 @@ def test_job_creation_checks_the_event_filter(refusing_client) -> None:
     assert response.status_code == 400 and "callback_url" in response.json["error"]["message"]
 
 
+@pytest.mark.integration
 def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
     settings = with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8")
     client = create_app(settings).test_client()
@@ -384,6 +390,7 @@ def zip_of(count: int) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.integration
 def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: Receiver) -> None:
     secret = get_json(f"{hook_api}/v1/webhook-secret")["secret"]
     job = submit(hook_api, zip_of(4), "four.zip", callback_url=receiver.url("/all"))
@@ -408,6 +415,7 @@ def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: R
                for d in log["deliveries"])
 
 
+@pytest.mark.integration
 def test_only_the_chosen_events_are_sent(hook_api: str, receiver: Receiver) -> None:
     job = submit(hook_api, zip_of(2), "two.zip", callback_url=receiver.url("/completed-only"), events="completed")
     wait_for(lambda: receiver.received("/completed-only"))
@@ -416,6 +424,7 @@ def test_only_the_chosen_events_are_sent(hook_api: str, receiver: Receiver) -> N
     assert json.loads(body)["data"]["id"] == job["id"]
 
 
+@pytest.mark.integration
 def test_a_failing_receiver_gets_retries_until_it_answers(hook_api: str, receiver: Receiver) -> None:
     secret = get_json(f"{hook_api}/v1/webhook-secret")["secret"]
     receiver.fail_first["/flaky"] = 2
@@ -432,6 +441,7 @@ def test_a_failing_receiver_gets_retries_until_it_answers(hook_api: str, receive
     assert len({json.dumps(payload, sort_keys=True) for _, payload in received}) == 1
 
 
+@pytest.mark.integration
 def test_deliveries_of_an_unknown_job_are_not_found(hook_api: str) -> None:
     response = http.request("GET", f"{hook_api}/v1/jobs/nope/webhooks")
     assert response.status == 404 and json.loads(response.data)["error"]["code"] == "not_found"
