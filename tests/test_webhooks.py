@@ -30,7 +30,7 @@ from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.webhook_events import COMPLETED, EVENTS, PROGRESS, STARTED, WebhookMessage, WebhookNotifier, WebhookSecrets
-from tests.integration_fixtures import ApiServer, with_own_keys
+from tests.integration_fixtures import ApiServer, broker_idle, with_own_keys
 from worker.webhook_delivery import deliver, retry_delay_s, sign
 
 WAIT_S = 30
@@ -391,12 +391,12 @@ def zip_of(count: int) -> bytes:
 
 
 @pytest.mark.integration
-def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: Receiver) -> None:
+def test_started_progress_and_completed_arrive_signed(hook_api: str, hook_settings, receiver: Receiver) -> None:
     secret = get_json(f"{hook_api}/v1/webhook-secret")["secret"]
     job = submit(hook_api, zip_of(4), "four.zip", callback_url=receiver.url("/all"))
     assert job["webhook"] == {"callback_url": receiver.url("/all"), "events": list(EVENTS)}
     wait_for(lambda: any(json.loads(body)["type"] == "job.completed" for _, body in receiver.received("/all")))
-    time.sleep(0.5)  # anything still in flight would arrive now
+    wait_for(lambda: broker_idle(hook_settings))  # then no delivery is left to arrive
     deliveries = verified(secret, receiver.received("/all"))
     types = [payload["type"] for _, payload in deliveries]
     assert sorted(types) == ["job.completed", "job.progress", "job.started"]
@@ -416,10 +416,10 @@ def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: R
 
 
 @pytest.mark.integration
-def test_only_the_chosen_events_are_sent(hook_api: str, receiver: Receiver) -> None:
+def test_only_the_chosen_events_are_sent(hook_api: str, hook_settings, receiver: Receiver) -> None:
     job = submit(hook_api, zip_of(2), "two.zip", callback_url=receiver.url("/completed-only"), events="completed")
     wait_for(lambda: receiver.received("/completed-only"))
-    time.sleep(0.5)
+    wait_for(lambda: broker_idle(hook_settings))  # then no delivery is left to arrive
     [(_, body)] = receiver.received("/completed-only")
     assert json.loads(body)["data"]["id"] == job["id"]
 

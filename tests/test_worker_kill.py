@@ -20,7 +20,7 @@ import redis
 from api.app import create_app
 from shared.object_keys import job_prefix, result_key
 from tests.fault_marks import chunks_key
-from tests.integration_fixtures import with_own_keys
+from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -139,7 +139,8 @@ def test_cancel_drops_pending_work_and_keeps_results(app, faulty_workers, chunk_
     client = app.test_client()
     response = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
-    time.sleep(2.5)  # chunks in flight finish; queued ones are dropped
+    # Chunks in flight finish, queued ones are dropped; after that no task is left to change the job.
+    wait_until(lambda: broker_idle(kill_settings), 30, "the canceled job's tasks are done")
     final = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert final["status"] == "canceled"
     assert final["counts"]["done"] < n
@@ -149,5 +150,5 @@ def test_cancel_drops_pending_work_and_keeps_results(app, faulty_workers, chunk_
     assert len([i for i in items if i["status"] == "canceled"]) > 0
     for item in done:
         assert client.get(item["result_url"]).status_code == 302
-    time.sleep(1.5)
+    assert broker_idle(kill_settings)  # still: nothing was enqueued again meanwhile
     assert client.get(f"/v1/jobs/{job['id']}").get_json()["counts"] == final["counts"]
