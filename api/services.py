@@ -48,10 +48,10 @@ class Services:
             redis=client,
             jobs=jobs,
             uploads=UploadStore(client, settings),
-            heartbeats=WorkerHeartbeats(client),
+            heartbeats=WorkerHeartbeats(client, namespace=settings.redis_namespace),
             storage=Storage(settings),
             celery=make_celery(settings),
-            keys=KeyStore(client),
+            keys=KeyStore(client, namespace=settings.redis_namespace),
             quotas=QuotaStore(client, settings.quotas, jobs),
         )
 

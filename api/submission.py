@@ -99,7 +99,7 @@ def submit(svc: Services, request: JobRequest, idempotent: IdempotentRequest | N
     earlier request with the same key created (a different request with the key: Conflict)."""
     if idempotent is None:
         return Submission(_create(svc, request), replayed=False)
-    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s)
+    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s, svc.settings.redis_namespace)
     while True:
         claim = store.claim(request.tenant, idempotent.key, idempotent.fingerprint)
         if claim.job_id is None:

@@ -265,7 +265,7 @@ class FaultStack:
                                          self.worker_modules if modules is None else modules, concurrency))
         self.workers.extend(started)
         if wait:
-            heartbeats = WorkerHeartbeats(self.redis_client())
+            heartbeats = WorkerHeartbeats(self.redis_client(), namespace=self.settings.redis_namespace)
             for worker in started:
                 worker.wait_ready(heartbeats)
         return started

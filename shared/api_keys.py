@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None, settings: Settings) -> int:
         print("colorize keys: set REDIS_URL to the Redis the API uses", file=sys.stderr)
         return 2
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    store = KeyStore(client)
+    store = KeyStore(client, namespace=settings.redis_namespace)
     try:
         if args.command == "create":
             created = store.create(args.tenant, args.name)

@@ -36,7 +36,7 @@ from shared.jobs import (
     error_json,
     item_json,
 )
-from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys, job_purge_member
+from shared.redis_keys import KeyedScript, RedisKeys, job_purge_member
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -71,11 +71,12 @@ class JobStore:
     """Jobs, their items and the items' processing attempts, in one Redis database."""
 
     def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE, listeners: Sequence[JobListener] = ()) -> None:
+                 namespace: str | None = None, listeners: Sequence[JobListener] = ()) -> None:
+        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         self.redis = redis
         self.settings = settings
         self.listeners = tuple(listeners)
-        self.keys = RedisKeys(namespace)
+        self.keys = RedisKeys(settings.redis_namespace if namespace is None else namespace)
         self._clock = clock
 
         def script(body: str) -> KeyedScript:

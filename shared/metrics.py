@@ -106,26 +106,28 @@ class ApiMetrics:
         self.request_seconds.labels(method, route).observe(seconds)
 
 
-def queue_depth(redis: Redis, queue: str) -> int:
-    """Messages waiting in a Celery queue on the Redis broker, every priority level included."""
+def queue_depth(redis: Redis, queue: str, key_prefix: str = "") -> int:
+    """Messages waiting in a Celery queue on the Redis broker, every priority level included;
+    ``key_prefix``: the broker's (``Settings.redis_key_prefix``)."""
     pipe = redis.pipeline(transaction=False)
-    pipe.llen(queue)
+    pipe.llen(key_prefix + queue)
     for level in _PRIORITY_LEVELS:
-        pipe.llen(f"{queue}{_PRIORITY_SEP}{level}")
+        pipe.llen(f"{key_prefix}{queue}{_PRIORITY_SEP}{level}")
     return sum(pipe.execute())
 
 
 class QueueDepthCollector(Collector):
     """``colorize_queue_depth``, read from the broker at each scrape."""
 
-    def __init__(self, redis: Redis, queues: Iterable[str]) -> None:
+    def __init__(self, redis: Redis, queues: Iterable[str], key_prefix: str = "") -> None:
         self.redis = redis
         self.queues = tuple(queues)
+        self.key_prefix = key_prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("colorize_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])
         for queue in self.queues:
-            gauge.add_metric([queue], queue_depth(self.redis, queue))
+            gauge.add_metric([queue], queue_depth(self.redis, queue, self.key_prefix))
         yield gauge
 
     def describe(self) -> list[GaugeMetricFamily]:

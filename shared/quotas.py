@@ -26,7 +26,7 @@ from redis import Redis
 from shared.errors import QuotaExceeded, RateLimited
 from shared.job_store import JobStore
 from shared.jobs import TERMINAL_STATUSES
-from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
+from shared.redis_keys import KeyedScript, RedisKeys
 from shared.settings import Quotas
 
 DAY_S = 86_400
@@ -76,12 +76,13 @@ class QuotaStore:
     """The quotas of ``settings.quotas`` for every tenant, counted in one Redis database."""
 
     def __init__(self, redis: Redis, quotas: Quotas, jobs: JobStore, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str | None = None) -> None:
+        """``namespace``: of the keys; None: that of ``jobs``, whose jobs the quotas count."""
         self.redis = redis
         self.quotas = quotas
         self._jobs = jobs
         self._clock = clock
-        self._keys = RedisKeys(namespace)
+        self._keys = RedisKeys(jobs.keys.namespace if namespace is None else namespace)
         self._take_token = KeyedScript(redis, ["bucket"], _LUA_TAKE_TOKEN)
         self._take_image = KeyedScript(redis, ["day_counter"], _LUA_TAKE_IMAGE)
 

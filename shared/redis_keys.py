@@ -33,6 +33,10 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
 
 Purge members name what owns stored objects: ``job:<tenant>:<id>`` and
 ``upload:<tenant>:<id>:<multipart id or empty>``.
+
+``Settings.redis_key_prefix`` (empty unless set) goes in front of all of these, and of the
+broker's keys, which are kombu's own: the queues ``colorize`` and ``webhooks``, ``unacked*``
+and ``_kombu.binding.*``.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ class JobKeys:
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names under one namespace (tests use their own to stay apart from a running service)."""
+    """Key names under one namespace (``Settings.redis_namespace``; tests use their own to stay apart)."""
 
     namespace: str = NAMESPACE
 

@@ -120,7 +120,9 @@ class WebhookNotifier(JobListener):
     nothing, and a progress event one throttle check per batch of finished items."""
 
     def __init__(self, redis: Redis, settings: Settings, publish: Callable[[dict[str, str]], None],
-                 clock: Callable[[], float] = time.time, namespace: str = NAMESPACE) -> None:
+                 clock: Callable[[], float] = time.time, namespace: str | None = None) -> None:
+        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
+        namespace = settings.redis_namespace if namespace is None else namespace
         self.settings = settings
         self._publish = publish
         self._clock = clock

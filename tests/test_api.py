@@ -1,6 +1,6 @@
 """The HTTP API against real Redis and SeaweedFS: validation, error codes, uploads, cancel, models.
 
-No worker consumes this module's queue (it uses a Redis database of its own), so submitted
+No worker consumes this module's queue (it uses a Redis key prefix of its own), so submitted
 jobs stay where the API left them.
 """
 
@@ -19,17 +19,14 @@ from shared.errors import ProcessingFailed
 from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.object_keys import result_key
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 
 pytestmark = pytest.mark.integration
-
-API_DB = 2
 
 
 @pytest.fixture(scope="module")
 def api_settings(app_settings):
-    return with_redis_db(app_settings, API_DB)
+    return with_own_keys(app_settings)
 
 
 @pytest.fixture(scope="module")

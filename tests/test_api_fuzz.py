@@ -26,12 +26,10 @@ from api.openapi import build_spec
 from bench.soak import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.settings import Limits, Quotas, Settings
-from tests.integration_fixtures import *  # noqa: F403  (fixtures: app_settings, start_worker)
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 
 pytestmark = pytest.mark.integration
 
-FUZZ_DB = 7
 EXAMPLES = int(os.environ.get("COLORIZE_FUZZ_EXAMPLES", "25"))
 REQUEST_TIMEOUT_S = 15
 LIMITS = Limits(max_request_bytes=2 * 1024**2, max_upload_bytes=64 * 1024**2)
@@ -47,7 +45,7 @@ schema = schemathesis.openapi.from_dict(DESCRIPTION)
 
 @pytest.fixture(scope="module")
 def fuzz_api(app_settings, start_worker, tmp_path_factory):
-    settings = with_redis_db(app_settings, FUZZ_DB).with_overrides(
+    settings = with_own_keys(app_settings).with_overrides(
         api_host=LOOPBACK, api_port=free_port(), limits=LIMITS, quotas=QUOTAS)
     start_worker(settings)  # a worker of its own: /readyz is ready, and jobs the fuzzer makes run
     api = ApiProcess(settings, tmp_path_factory.mktemp("fuzz-api") / "api.log").start()

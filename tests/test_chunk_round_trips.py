@@ -16,12 +16,12 @@ from shared.job_store import JobStore
 from shared.jobs import JobStatus, NewItem
 from shared.object_keys import item_input_key
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
 
-CHUNK_DB = 1  # no worker reads it: nothing else touches these jobs
+pytestmark = pytest.mark.integration
+
 TENANT = "local"
 
 
@@ -73,7 +73,7 @@ def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
 
 @pytest.fixture(scope="module")
 def chunk_settings(app_settings: Settings, storage) -> Settings:
-    return with_redis_db(app_settings, CHUNK_DB)
+    return with_own_keys(app_settings)  # no worker reads these keys: nothing else touches the jobs
 
 
 def test_a_chunk_of_one_batch_takes_two_round_trips_whatever_its_size(chunk_settings) -> None:

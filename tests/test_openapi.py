@@ -18,10 +18,8 @@ from api.app import create_app
 from api.openapi import build_spec
 from api.openapi_schemas import component_schemas
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 
-OPENAPI_DB = 13
 # Flask answers these for every route by itself.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
 # Static files and the web page (api/web.py) are not part of the API.
@@ -87,7 +85,7 @@ def test_the_document_is_served_without_a_key() -> None:
 @pytest.fixture(scope="module")
 def live(app_settings):
     # Callbacks to loopback only: nothing outside this machine is ever named.
-    app = create_app(with_redis_db(app_settings, OPENAPI_DB).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
+    app = create_app(with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
     return app.test_client(), build_spec(app_settings)
 
 
@@ -109,6 +107,7 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.integration
 def test_responses_match_their_schemas(live) -> None:
     client, spec = live
     created = client.post("/v1/jobs", content_type="multipart/form-data", data={

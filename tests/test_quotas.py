@@ -2,8 +2,8 @@
 refills, the daily image quota running out in the middle of an archive, and body sizes
 refused before anything is read.
 
-API tests run the app with a clock the test moves; no worker consumes this module's Redis
-database, and the expansion test runs the worker's expander in this process.
+API tests run the app with a clock the test moves; no worker consumes this module's Redis keys
+(a prefix of their own), and the expansion test runs the worker's expander in this process.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ from shared.jobs import ItemResult
 from shared.object_keys import item_input_key, job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
 from shared.settings import Quotas
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
 from worker.expansion import ExpansionLease, Expander
 
 pytestmark = pytest.mark.integration
 
-QUOTA_DB = 6
 # 2024-05-01 23:00:00 UTC: one hour before the daily quotas renew.
 LATE_EVENING = calendar.timegm((2024, 5, 1, 23, 0, 0))
 UNLIMITED = Quotas(max_jobs_in_flight=0, max_images_per_day=0, requests_per_s=0, request_burst=0)
@@ -47,7 +45,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def quota_settings(app_settings):
-    return with_redis_db(app_settings, QUOTA_DB).with_overrides(auth="keys")
+    return with_own_keys(app_settings).with_overrides(auth="keys")
 
 
 class Api:

@@ -7,16 +7,15 @@ import time
 import pytest
 import redis
 
-from shared.ids import new_id
 from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.upkeep import StallWatch
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.housekeeping import rescue_stalled
 
-RESCUE_DB = 8  # no worker reads this database: the queue holds only what the test puts there
+pytestmark = pytest.mark.integration
 
 
 class Clock:
@@ -39,19 +38,18 @@ class SentTasks:
 
 @pytest.fixture
 def broker(service_settings: Settings):
-    client = redis.Redis.from_url(with_redis_db(service_settings, RESCUE_DB).redis_url)
-    client.delete(QUEUE)
+    client = redis.Redis.from_url(service_settings.redis_url)
     yield client
-    client.delete(QUEUE)
     client.close()
 
 
 def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(broker) -> None:
     clock = Clock()
-    settings = Settings(chunk_size=2)
-    namespace = f"test-{new_id()}"
-    jobs = JobStore(broker, settings, clock=clock, namespace=namespace)
-    stalls = StallWatch(broker, settings.stall_after_s, clock=clock, namespace=namespace)
+    # Keys of its own, which no worker reads: the queue holds only what the test puts there.
+    settings = with_own_keys(Settings(chunk_size=2))
+    queue = settings.redis_key_prefix + QUEUE
+    jobs = JobStore(broker, settings, clock=clock)
+    stalls = StallWatch(broker, settings.stall_after_s, clock=clock, namespace=settings.redis_namespace)
     unexpanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
                                  source_key="src", source_filename="a.zip").id
     expanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
@@ -63,11 +61,11 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     app = SentTasks()
 
     clock.now += settings.stall_after_s + 1
-    broker.rpush(QUEUE, b"a task of another job")
+    broker.rpush(queue, b"a task of another job")
     assert rescue_stalled(jobs, stalls, app, settings) == []  # waiting behind others is not stalling
     assert app.sent == []
 
-    broker.delete(QUEUE)
+    broker.delete(queue)
     assert sorted(rescue_stalled(jobs, stalls, app, settings)) == sorted([unexpanded, expanded])
     assert sorted(app.sent) == sorted([
         (EXPAND_TASK, (unexpanded,), QUEUE),

@@ -100,6 +100,13 @@ def test_urls_and_networks_are_checked() -> None:
     assert (good.redis_url, good.public_url) == ("unix:///run/redis.sock?db=1", "https://c.example/x")  # kept as written
 
 
+def test_the_redis_key_prefix_is_checked() -> None:
+    assert Settings().redis_namespace == "colorize"  # unset: the keys as shared/redis_keys.py lists them
+    assert Settings.from_env({"COLORIZE_REDIS_KEY_PREFIX": "staging:"}).redis_namespace == "staging:colorize"
+    for bad in ("a b", "{tag}:", "jobs*", "x" * 65):
+        assert str(refusal({"COLORIZE_REDIS_KEY_PREFIX": bad})).startswith(f"COLORIZE_REDIS_KEY_PREFIX={bad!r} ")
+
+
 def test_every_bad_variable_is_reported_at_once() -> None:
     error = refusal({"COLORIZE_DEVICE": "gpu", "COLORIZE_API_PORT": "x", "COLORIZE_MAX_SIDE": "0"})
     assert len(error.problems) == 3
@@ -167,7 +174,7 @@ def every_field_changed() -> Settings:
         webhook_timeout_s=2.5, webhook_max_attempts=3, webhook_retry_base_s=1.5, webhook_retry_max_s=60.25,
         webhook_progress_interval_s=0.0, webhook_progress_step_pct=0, webhook_allow_private=True,
         webhook_allowed_networks="10.0.0.0/8,fd00::/8", log_format="json", worker_metrics_port=9100,
-        metrics_dir=Path("/run/metrics"),
+        metrics_dir=Path("/run/metrics"), redis_key_prefix="staging:",
         limits=Limits(max_request_bytes=1, max_upload_bytes=2, max_entries=3, max_expanded_bytes=4,
                       max_entry_bytes=5, max_compression_ratio=6.5, max_pixels=7, max_side=8),
         quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10),

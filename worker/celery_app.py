@@ -94,6 +94,8 @@ def make_celery(settings: Settings) -> ColorizeCelery:
             # Sweep for such messages often enough that recovery follows the timeout closely.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
             "unacked_restore_throttle": 1,
+            # Queues, bindings and unacknowledged messages under the service's key prefix.
+            "global_keyprefix": settings.redis_key_prefix,
         },
         task_annotations={
             # Soft limit raises inside the chunk so it can requeue its unfinished items cleanly;

@@ -58,7 +58,7 @@ def rescue_stalled(jobs: JobStore, stalls: StallWatch, app: Celery, settings: Se
     their results are overwritten with the same bytes), so the rescue errs on the side of
     enqueueing.
     """
-    if queue_depth(jobs.redis, QUEUE) > 0:
+    if queue_depth(jobs.redis, QUEUE, settings.redis_key_prefix) > 0:
         return []  # a job waiting behind others has not stalled
     rescued = []
     for job_id in stalls.lease_stalled():
@@ -92,9 +92,10 @@ class Housekeeper(threading.Thread):
     def run(self) -> None:
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         jobs = JobStore(client, self.settings)
-        stalls = StallWatch(client, self.settings.stall_after_s)
-        heartbeats = WorkerHeartbeats(client)
-        purges = PurgeIndex(client)
+        namespace = self.settings.redis_namespace
+        stalls = StallWatch(client, self.settings.stall_after_s, namespace=namespace)
+        heartbeats = WorkerHeartbeats(client, namespace=namespace)
+        purges = PurgeIndex(client, namespace=namespace)
         storage = Storage(self.settings)
         last_purge = 0.0
         while not self.stopping.is_set():

@@ -57,12 +57,13 @@ def deliver_webhook(self, message: dict[str, str]) -> str:
     settings = ctx.settings
     webhook = WebhookMessage.from_dict(message)
     number = self.request.retries + 1
-    secret = WebhookSecrets(ctx.redis).get_or_create(webhook.tenant)
+    secret = WebhookSecrets(ctx.redis, settings.redis_namespace).get_or_create(webhook.tenant)
     attempt = deliver(webhook, secret, number, settings)
     delay = retry_delay_s(number, settings) if attempt.retryable and number < settings.webhook_max_attempts else None
     if delay is not None:
         attempt = replace(attempt, next_attempt_at=iso_time(time.time() + delay))
-    DeliveryLog(ctx.redis).record(webhook.job_id, attempt, keep_until=ctx.jobs.expiry(webhook.job_id))
+    deliveries = DeliveryLog(ctx.redis, settings.redis_namespace)
+    deliveries.record(webhook.job_id, attempt, keep_until=ctx.jobs.expiry(webhook.job_id))
     ctx.metrics.webhook_deliveries.labels(webhook.event, attempt.outcome).inc()
     ctx.metrics.webhook_seconds.labels(webhook.event).observe(attempt.duration_ms / 1000)
     extra = {"job_id": webhook.job_id, "event": webhook.event, "attempt": number, "status_code": attempt.status_code}

@@ -26,7 +26,8 @@ def install_metrics(app: Flask, settings: Settings, redis: Redis) -> None:
         enable_multiprocess(settings.metrics_dir, clean=False)  # the deployment empties it at start
     own = CollectorRegistry()
     app.extensions[METRICS_KEY] = ApiMetrics(own)
-    app.extensions[REGISTRY_KEY] = exposition_registry(settings, [QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE))], own)
+    queues = QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE), settings.redis_key_prefix)
+    app.extensions[REGISTRY_KEY] = exposition_registry(settings, [queues], own)
     app.before_request(_start_timer)
     app.after_request(_observe)
     app.register_blueprint(bp)
