@@ -2,7 +2,8 @@
 
     tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
     tenants/<tenant>/jobs/<job id>/source                    source posted through the API
-    tenants/<tenant>/jobs/<job id>/inputs/<index:07d>        one image taken from the source
+    tenants/<tenant>/jobs/<job id>/inputs/<index:07d>        the images of a tar chunk from item <index> on,
+                                                             back to back (kept until they have all ended)
     tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
 """
 
@@ -43,8 +44,13 @@ def source_key(tenant: str, job_id: str) -> str:
     return job_prefix(tenant, job_id) + "source"
 
 
-def item_input_key(tenant: str, job_id: str, index: int) -> str:
-    return f"{job_prefix(tenant, job_id)}inputs/{_checked_index(index):07d}"
+def inputs_prefix(tenant: str, job_id: str) -> str:
+    return job_prefix(tenant, job_id) + "inputs/"
+
+
+def chunk_input_key(tenant: str, job_id: str, first_index: int) -> str:
+    """The input object of the chunk whose first stored item is ``first_index``."""
+    return f"{inputs_prefix(tenant, job_id)}{_checked_index(first_index):07d}"
 
 
 def result_key(tenant: str, job_id: str, index: int) -> str:

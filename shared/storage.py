@@ -243,6 +243,14 @@ class Storage:
             response = self._client.get_object(Bucket=self.bucket, Key=key)
             return response["Body"].read()
 
+    def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes from byte ``start`` on (fewer where the object ends first)."""
+        if length <= 0:
+            return b""
+        with _translated_errors(key):
+            response = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
+            return response["Body"].read()
+
     def open_stream(self, key: str) -> BinaryIO:
         """A forward-only reader of the object; memory stays at one buffer whatever its size."""
         with _translated_errors(key):

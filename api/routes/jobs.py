@@ -19,7 +19,7 @@ from shared.ids import new_id
 from shared.jobs import Item, Job, NewItem, job_document
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest, load_manifest
 from shared.object_keys import source_key
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
+from worker.celery_app import start_job
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 log = logging.getLogger(__name__)
@@ -179,10 +179,9 @@ def _submit(svc: Services, job_id: str, tenant: str, key: str, kind: str, filena
         svc.quotas.take_image(tenant)
         path = filename or "image"
         job = svc.jobs.create_job(**common, single_item=NewItem(0, path, output_name(path), size))
-        svc.celery.send_task(COLORIZE_TASK, args=(job_id, [0]), queue=QUEUE)
     else:
         job = svc.jobs.create_job(**common)
-        svc.celery.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)
+    start_job(svc.celery, job)
     return job
 
 
