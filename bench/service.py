@@ -36,6 +36,7 @@ import urllib.request
 import uuid
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -152,6 +153,11 @@ def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict | None = 
         time.sleep(poll_s)
 
 
+def finished_at(job: dict) -> float:
+    """When the job finished, in seconds since the epoch."""
+    return datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
@@ -171,7 +177,7 @@ def _pipeline_process(settings: Settings, images: list[bytes], barrier, results)
     colorize_batch(engine, [decode_image(images[0], settings.limits)], temperature)  # warm-up
     seconds = {"decode": 0.0, "inference": 0.0, "encode": 0.0}
     barrier.wait()
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     for first in range(0, len(images), settings.batch_size):
         t0 = time.perf_counter()
         decoded = [decode_image(data, settings.limits) for data in images[first:first + settings.batch_size]]
@@ -184,13 +190,14 @@ def _pipeline_process(settings: Settings, images: list[bytes], barrier, results)
         seconds["decode"] += t1 - t0
         seconds["inference"] += t2 - t1
         seconds["encode"] += t3 - t2
-    results.put((started, time.time(), seconds))
+    results.put((started, time.time(), seconds, time.process_time() - cpu_started))
 
 
 @dataclass
 class PipelineRun:
     images_per_s: float
     seconds_per_image: dict[str, float]
+    cpu_per_image: float
 
 
 def in_process_pipeline(settings: Settings, images: list[bytes], processes: int) -> PipelineRun:
@@ -204,9 +211,9 @@ def in_process_pipeline(settings: Settings, images: list[bytes], processes: int)
     runs = [results.get() for _ in workers]
     for worker in workers:
         worker.join()
-    elapsed = max(end for _, end, _ in runs) - min(start for start, _, _ in runs)
+    elapsed = max(run[1] for run in runs) - min(run[0] for run in runs)
     per_image = {stage: sum(run[2][stage] for run in runs) / len(images) for stage in runs[0][2]}
-    return PipelineRun(len(images) / elapsed, per_image)
+    return PipelineRun(len(images) / elapsed, per_image, sum(run[3] for run in runs) / len(images))
 
 
 # --- the worker's stage metrics --------------------------------------------------------
@@ -290,6 +297,23 @@ def peak_rss_mb(pid: int) -> float:
     return max(peaks, default=0.0)
 
 
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU time (user + system) so far of each program this benchmark started (celery, weed,
+    redis-server, gunicorn, ...), over all their processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for pid in process_tree(os.getpid())[1:]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = next((Path(part.decode()).name for part in command[:4]
+                        if Path(part.decode()).name in ("celery", "weed", "redis-server", "gunicorn")), "other")
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -301,17 +325,24 @@ def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[n
     print(f"{side}x{side}, {count} images: in-process pipeline {pipeline.images_per_s:.1f} images/s "
           f"({processes} processes)", flush=True)
     archive = zip_bytes(images)
-    before = stage_totals(metrics_url)
-    started = time.perf_counter()
-    job = wait_for(api, submit_bytes(api, "bench.zip", archive))
-    elapsed = time.perf_counter() - started
+    before, cpu_before = stage_totals(metrics_url), cpu_seconds_by_program()
+    started = time.time()
+    # Polled seldom, timed by the job's own finish: the polls would cost the service CPU.
+    job = wait_for(api, submit_bytes(api, "bench.zip", archive), poll_s=0.5)
+    elapsed = finished_at(job) - started
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds_by_program().items()}
     time.sleep(0.5)  # the last chunk's metrics land after its results
     stages = stage_totals(metrics_url).minus(before)
     done = job["counts"]["done"]
     e2e = done / elapsed
     print(f"{side}x{side}: end to end {done} images in {elapsed:.1f} s = {e2e:.1f} images/s ({job['status']}); "
           f"ratio end-to-end / in-process: {e2e / pipeline.images_per_s:.1%}")
-    print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)) + "\n", flush=True)
+    print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)))
+    # CPU time, unlike wall time, hardly depends on what else the machine runs.
+    service_cpu = sum(cpu.values()) / max(done, 1)
+    parts = ", ".join(f"{name} {seconds / max(done, 1) * 1000:.1f}" for name, seconds in sorted(cpu.items()))
+    print(f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), in-process {pipeline.cpu_per_image * 1000:.1f}; "
+          f"in-process / service: {pipeline.cpu_per_image / service_cpu:.1%}\n", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
