@@ -3,10 +3,10 @@
 No item gets an object of its own. A zip member is read where it lies in the job's source
 object (zip archives are seekable): its local header and compressed data, unpacked by the
 worker. The images of a tar chunk, which can only be read in one pass, are stored back to back
-in one input object per chunk (:func:`shared.object_keys.chunk_input_key`) and read by range.
+in one input object per chunk (:func:`shared.object_keys.input_object_key`) and read by range.
 
-A location is kept in the job store as a short string, ``<chunk>;<offset>,<length>[,<zip member>]``
-(``<chunk>`` empty for the source object): the job scripts read the chunk part to count the
+A location is kept in the job store as a short string, ``<object>;<offset>,<length>[,<zip member>]``
+(``<object>`` empty for the source object): the job scripts read the object part to count the
 items each input object still serves.
 """
 
@@ -28,11 +28,11 @@ class ZipMember:
 
 @dataclass(frozen=True)
 class ItemInput:
-    """``length`` bytes at ``offset`` of the job's source object (``chunk`` None) or of the input
-    object of the chunk whose first stored item is ``chunk``; ``member`` set: they are a zip
-    member's local header and compressed data, not the image itself."""
+    """``length`` bytes at ``offset`` of the job's source object (``object`` None) or of the
+    input object named ``object``; ``member`` set: they are a zip member's local header and
+    compressed data, not the image itself."""
 
-    chunk: int | None
+    object: str | None
     offset: int
     length: int
     member: ZipMember | None = None
@@ -46,12 +46,11 @@ class ItemInput:
         if self.member is not None:
             m = self.member
             fields += [m.method, m.compressed_size, m.size, m.crc, m.flags]
-        chunk = "" if self.chunk is None else str(self.chunk)
-        return f"{chunk};" + ",".join(str(value) for value in fields)
+        return f"{self.object or ''};" + ",".join(str(value) for value in fields)
 
     @classmethod
     def decode(cls, text: str) -> "ItemInput":
-        chunk, _, rest = text.partition(";")
+        name, _, rest = text.partition(";")
         values = [int(value) for value in rest.split(",")]
         member = ZipMember(*values[2:7]) if len(values) == 7 else None
-        return cls(chunk=int(chunk) if chunk else None, offset=values[0], length=values[1], member=member)
+        return cls(object=name or None, offset=values[0], length=values[1], member=member)

@@ -96,7 +96,7 @@ local function unfinished(index)
   return redis.call('HEXISTS', items_key, index) == 1 and redis.call('HEXISTS', statuses_key, index) == 0
 end
 
--- Input objects (by chunk) whose items have all ended: the caller deletes them.
+-- Input objects whose items have all ended: the caller deletes them.
 local emptied = {{}}
 
 -- An ended item's bytes are no longer needed: its input record goes, and the input object
@@ -105,10 +105,10 @@ local function release_input(index)
   local input = redis.call('HGET', inputs_key, index)
   if not input then return end
   redis.call('HDEL', inputs_key, index)
-  local chunk = string.match(input, '^(%d+);')
-  if chunk and redis.call('HINCRBY', objects_key, chunk, -1) <= 0 then
-    redis.call('HDEL', objects_key, chunk)
-    table.insert(emptied, chunk)
+  local object = string.match(input, '^([^;]+);')
+  if object and redis.call('HINCRBY', objects_key, object, -1) <= 0 then
+    redis.call('HDEL', objects_key, object)
+    table.insert(emptied, object)
   end
 end
 
@@ -239,8 +239,8 @@ for i = 0, n - 1 do
       redis.call('HINCRBY', job_key, '{ItemStatus.FAILED}', 1)
     elseif input ~= '' then
       redis.call('HSET', inputs_key, index, input)
-      local chunk = string.match(input, '^(%d+);')
-      if chunk then redis.call('HINCRBY', objects_key, chunk, 1) end
+      local object = string.match(input, '^([^;]+);')
+      if object then redis.call('HINCRBY', objects_key, object, 1) end
     end
   end
 end

@@ -67,7 +67,7 @@ class Recorded:
     exhausted: list[int]  # items out of attempts, failed instead of begun
     finished: bool  # True for exactly one caller: the one whose change finished the job
     job: Job | None  # the job after the change; None when it no longer exists
-    emptied: list[int] = field(default_factory=list)  # chunks whose input objects no item needs any more
+    emptied: list[str] = field(default_factory=list)  # input objects no item needs any more
 
 
 class JobStore:
@@ -312,7 +312,7 @@ class JobStore:
             if finished:
                 self._notify("job_finished", job)
         return Recorded(counted=ended, started=_ints(started), exhausted=exhausted_indices,
-                        finished=bool(finished), job=job, emptied=_ints(emptied))
+                        finished=bool(finished), job=job, emptied=[name.decode() for name in emptied])
 
     def forgive_attempts(self, job_id: str, indices: Iterable[int]) -> None:
         """Take back the last attempt of each of ``indices`` still unfinished, ended by a failure

@@ -15,7 +15,7 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:job:{id}:attempts               HASH    index -> processing attempts started
     colorize:job:{id}:inputs                 HASH    index -> where the unfinished item's bytes are
                                                      (shared.item_inputs)
-    colorize:job:{id}:input-objects          HASH    chunk -> unfinished items its input object holds
+    colorize:job:{id}:input-objects          HASH    input object name -> unfinished items it holds
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
     colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle)

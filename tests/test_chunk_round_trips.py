@@ -15,7 +15,7 @@ from shared.ids import new_id
 from shared.item_inputs import ItemInput
 from shared.job_store import JobStore
 from shared.jobs import JobStatus, NewItem
-from shared.object_keys import chunk_input_key
+from shared.object_keys import input_object_key, input_object_name
 from shared.settings import Settings
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
@@ -59,10 +59,11 @@ def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
     ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="tar",
                         source_key="unused", job_id=job_id)
     images = [image(i) for i in range(items)]  # stored back to back, as the expander stores a tar's chunk
-    ctx.storage.put_bytes(chunk_input_key(TENANT, job_id, 0), b"".join(images))
+    name = input_object_name(0, items - 1)
+    ctx.storage.put_bytes(input_object_key(TENANT, job_id, name), b"".join(images))
     offsets = np.cumsum([0] + [len(data) for data in images])
     ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", 100,
-                                        input=ItemInput(chunk=0, offset=int(offsets[i]), length=len(images[i])))
+                                        input=ItemInput(name, offset=int(offsets[i]), length=len(images[i])))
                                 for i in range(items)])
     ctx.jobs.end_expansion(job_id)
 

@@ -17,7 +17,7 @@ import pytest
 from shared.bulk_lane import BulkLane
 from shared.ids import new_id
 from shared.jobs import JobStatus
-from shared.object_keys import chunk_input_key, inputs_prefix, source_key
+from shared.object_keys import input_object_key, input_object_name, inputs_prefix, source_key
 from shared.settings import Settings
 from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import TEST_MODEL, with_redis_db
@@ -177,7 +177,7 @@ def test_tar_entries_that_are_not_images_are_refused_before_anything_is_stored(c
 
 def test_input_objects_go_once_their_items_end_and_a_redelivered_chunk_loses_nothing(ctx: WorkerContext) -> None:
     job_id = expand(ctx, "tar", tarred([(f"p{i}.png", png(i)) for i in range(6)], gz=False))
-    first, second = chunk_input_key(TENANT, job_id, 0), chunk_input_key(TENANT, job_id, 4)
+    first, second = (input_object_key(TENANT, job_id, input_object_name(*ends)) for ends in ((0, 3), (4, 5)))
     assert set(stored_inputs(ctx, job_id)) == {first, second}
     turns = list(ctx.app.tasks)
     assert turns == [(BULK_TURN_TASK, ())] * 2  # six items: the bulk lane, one turn per chunk

@@ -161,7 +161,7 @@ def _zip_location(info: zipfile.ZipInfo, end: int) -> ItemInput:
     longest = zipfile.sizeFileHeader + 2 * 0xFFFF + info.compress_size
     member = ZipMember(method=info.compress_type, compressed_size=info.compress_size, size=info.file_size,
                        crc=info.CRC, flags=info.flag_bits)
-    return ItemInput(chunk=None, offset=info.header_offset, length=max(0, min(end - info.header_offset, longest)),
+    return ItemInput(object=None, offset=info.header_offset, length=max(0, min(end - info.header_offset, longest)),
                      member=member)
 
 

@@ -36,7 +36,7 @@ from shared.item_inputs import ItemInput
 from shared.job_store import Recorded
 from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
-from shared.object_keys import chunk_input_key, inputs_prefix, result_key
+from shared.object_keys import input_object_key, inputs_prefix, result_key
 from worker.celery_app import ahead_of_bulk_waiting
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
@@ -136,8 +136,8 @@ class ChunkRun:
         for index in recorded.exhausted:
             # An earlier attempt may have stored the result before it died: a failed item has none.
             self.ctx.storage.delete(result_key(job.tenant, self.job_id, index))
-        for chunk in recorded.emptied:
-            self.ctx.storage.delete(chunk_input_key(job.tenant, self.job_id, chunk))
+        for name in recorded.emptied:
+            self.ctx.storage.delete(input_object_key(job.tenant, self.job_id, name))
         if recorded.finished or job.status == JobStatus.CANCELED:
             self._drop_inputs(job)
 

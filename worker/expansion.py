@@ -18,6 +18,7 @@ expander at a time holds a job's :class:`ExpansionLease`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from shared.archives import OutputNames
 from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, ItemError, NotFound, QuotaExceeded
 from shared.item_inputs import ItemInput
 from shared.jobs import Job, JobStatus, NewItem
-from shared.object_keys import chunk_input_key, inputs_prefix
+from shared.object_keys import input_object_key, input_object_name, inputs_prefix
 from worker.archive_entries import ArchiveEntry, iter_entries
 from worker.context import WorkerContext
 from worker.scheduling import Lane, enqueue_chunks
@@ -87,21 +88,29 @@ class ExpansionLease:
 class _PendingChunk:
     items: list[NewItem] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)  # indices registered by an earlier pass
-    first_stored: int | None = None  # the first item whose bytes are in ``data``: the object's name
     data: list[bytes] = field(default_factory=list)  # tar: the kept entries' bytes, back to back
+    kept: dict[int, tuple[int, int]] = field(default_factory=dict)  # index -> offset, length in ``data``
     stored_bytes: int = 0
 
     def full(self, chunk_size: int) -> bool:
         return len(self.items) + len(self.resumed) >= chunk_size or self.stored_bytes >= CHUNK_INPUT_BYTES
 
-    def keep(self, index: int, data: bytes) -> ItemInput:
-        """Add an entry's bytes to the chunk's input object; where they will be."""
-        if self.first_stored is None:
-            self.first_stored = index
-        where = ItemInput(chunk=self.first_stored, offset=self.stored_bytes, length=len(data))
+    def keep(self, index: int, data: bytes) -> None:
+        """Add an entry's bytes to the chunk's input object."""
+        self.kept[index] = (self.stored_bytes, len(data))
         self.data.append(data)
         self.stored_bytes += len(data)
-        return where
+
+    def object_name(self) -> str:
+        return input_object_name(min(self.kept), max(self.kept))
+
+    def registered_items(self) -> list[NewItem]:
+        """The items, those kept with where they are in the chunk's input object."""
+        if not self.kept:
+            return self.items
+        name = self.object_name()
+        return [item if item.index not in self.kept else
+                dataclasses.replace(item, input=ItemInput(name, *self.kept[item.index])) for item in self.items]
 
 
 class Expander:
@@ -159,14 +168,13 @@ class Expander:
             chunk.resumed.append(index)  # its data is skipped; the archive reader moves past it
             return
         error = entry.error or self._take_image()
-        where = None
-        if error is None:
+        if error is None and entry.location is None:
             try:
-                where = entry.location or chunk.keep(index, entry.read(image_only=True))
+                chunk.keep(index, entry.read(image_only=True))  # tar: read now or never
             except ItemError as exc:
                 error = exc
         chunk.items.append(NewItem(index=index, path=entry.path, output_path=name, size=entry.size, error=error,
-                                   input=where))
+                                   input=entry.location if error is None else None))
 
     def _take_image(self) -> QuotaExceeded | None:
         """Count the entry against the tenant's daily image quota; the error it gets when none is left."""
@@ -186,11 +194,11 @@ class Expander:
 
     def _flush(self, chunk: _PendingChunk, last: bool) -> None:
         """Store the chunk's input object, then register its items and enqueue those to process."""
-        if chunk.data:
-            key = chunk_input_key(self.job.tenant, self.job.id, chunk.first_stored)
+        if chunk.kept:
+            key = input_object_key(self.job.tenant, self.job.id, chunk.object_name())
             self.ctx.storage.put_bytes(key, b"".join(chunk.data))  # before its items become visible to workers
         jobs = self.ctx.jobs
-        jobs.add_items(self.job.id, chunk.items)
+        jobs.add_items(self.job.id, chunk.registered_items())
         for item in chunk.items:
             if item.error is not None:
                 self.ctx.metrics.item_registered_failed(item.error.code)

@@ -20,7 +20,7 @@ from typing import Callable, Mapping
 from shared.errors import ColorizeError, CorruptArchive, ProcessingFailed, UnsupportedFormat
 from shared.item_inputs import ItemInput, ZipMember
 from shared.jobs import Job
-from shared.object_keys import chunk_input_key
+from shared.object_keys import input_object_key
 from shared.settings import Limits
 from shared.storage import Storage
 from worker.archive_rules import read_declared
@@ -113,9 +113,9 @@ class BatchInputs:
         return reads
 
     def _key(self, where: ItemInput) -> str:
-        if where.chunk is None:
+        if where.object is None:
             return self.job.source_key
-        return chunk_input_key(self.job.tenant, self.job.id, where.chunk)
+        return input_object_key(self.job.tenant, self.job.id, where.object)
 
 
 def unpack_zip_member(raw: bytes, member: ZipMember, limits: Limits) -> bytes:
