@@ -26,7 +26,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import jpeg_variants, percentile, request, sample_photos, submit_bytes, wait_for, zip_bytes  # noqa: E402
+from bench.service import (jpeg_variants, percentile, request, sample_photos, submit_bytes,  # noqa: E402
+                           wait_for, zip_bytes)
 from cli.embedded_services import free_port  # noqa: E402
 from cli.local_stack import LocalStack  # noqa: E402
 from shared.api_keys import KeyStore  # noqa: E402

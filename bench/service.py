@@ -341,8 +341,9 @@ def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[n
     # CPU time, unlike wall time, hardly depends on what else the machine runs.
     service_cpu = sum(cpu.values()) / max(done, 1)
     parts = ", ".join(f"{name} {seconds / max(done, 1) * 1000:.1f}" for name, seconds in sorted(cpu.items()))
-    print(f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), in-process {pipeline.cpu_per_image * 1000:.1f}; "
-          f"in-process / service: {pipeline.cpu_per_image / service_cpu:.1%}\n", flush=True)
+    print(f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), "
+          f"in-process {pipeline.cpu_per_image * 1000:.1f}; in-process / service: "
+          f"{pipeline.cpu_per_image / service_cpu:.1%}\n", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
