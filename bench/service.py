@@ -349,7 +349,7 @@ def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[n
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300, help="images at 512x512 (other sides: as many pixels)")
-    parser.add_argument("--sides", default="512,1024")
+    parser.add_argument("--sides", default="512,1024", help="image sides to measure throughput at ('': none)")
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--small-mb", type=int, default=100)
     parser.add_argument("--big-mb", type=int, default=1024, help="0: no memory measurement")
@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
             photos = sample_photos()
             warm = jpeg_variants(photos, 2 * cores * settings.chunk_size, 512)
             wait_for(api, submit_bytes(api, "warm.zip", zip_bytes(warm)))  # models loaded, connections open
-            for side in (int(value) for value in args.sides.split(",")):
+            for side in (int(value) for value in args.sides.split(",") if value):
                 count = max(settings.batch_size, round(args.images * (512 / side) ** 2))
                 throughput_at(api, metrics_url, settings, photos, side, count)
 
