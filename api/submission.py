@@ -28,7 +28,7 @@ from shared.manifests import load_manifest
 from shared.object_keys import source_key
 from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.uploads import Upload
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
+from worker.celery_app import start_job
 
 log = logging.getLogger(__name__)
 
@@ -194,10 +194,9 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         svc.quotas.take_image(tenant)
         path = source.filename or "image"
         job = svc.jobs.create_job(**common, single_item=NewItem(0, path, output_name(path), source.size))
-        svc.celery.send_task(COLORIZE_TASK, args=(job_id, [0]), queue=QUEUE)
     else:
         job = svc.jobs.create_job(**common)
-        svc.celery.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)
+    start_job(svc.celery, job)
     return job
 
 

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Sequence
 
 from shared.errors import ColorizeError, ItemError
+from shared.item_inputs import ItemInput
 
 
 class JobStatus(StrEnum):
@@ -92,13 +93,16 @@ class Job:
 
 @dataclass(frozen=True)
 class NewItem:
-    """An item as the expander registers it; ``error`` set means it failed before processing."""
+    """An item as the expander registers it; ``error`` set means it failed before processing.
+    ``input``: where its bytes are (None for a failed item, and for the image of a single-image
+    job, which is the job's source object)."""
 
     index: int
     path: str
     output_path: str
     size: int | None
     error: ItemError | None = None
+    input: ItemInput | None = None
 
 
 @dataclass(frozen=True)

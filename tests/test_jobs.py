@@ -440,11 +440,11 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 @pytest.mark.integration
 def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, uploads: UploadStore,
                                                                purges: PurgeIndex, clock: Clock, storage) -> None:
-    from shared.object_keys import item_input_key, job_prefix, result_key, upload_key
+    from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
     from worker.housekeeping import purge_due
 
     expired = make_job(store)
-    storage.put_bytes(item_input_key("local", expired, 0), b"in")
+    storage.put_bytes(input_object_key("local", expired, input_object_name(0, 3)), b"in")
     storage.put_bytes(result_key("local", expired, 0), b"out")
     upload = uploads.create(tenant="local", filename="big.zip", size=10, key="unused", multipart_id=None)
     storage.put_bytes(upload_key("local", upload.id), b"uploaded")

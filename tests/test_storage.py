@@ -13,7 +13,7 @@ import pytest
 from cli.embedded_services import free_port
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.ids import new_id
-from shared.object_keys import item_input_key, job_prefix, result_key, source_key, upload_key
+from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, source_key, upload_key
 from shared.storage import Storage
 from tests.integration_fixtures import wait_until
 
@@ -36,7 +36,7 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes, 
 def test_keys_of_a_job_live_under_its_tenant_and_job_prefix() -> None:
     prefix = job_prefix("acme", "job1")
     assert prefix == "tenants/acme/jobs/job1/"
-    for key in (source_key("acme", "job1"), item_input_key("acme", "job1", 3), result_key("acme", "job1", 3)):
+    for key in (source_key("acme", "job1"), input_object_key("acme", "job1", input_object_name(3, 5)), result_key("acme", "job1", 3)):
         assert key.startswith(prefix)
     assert upload_key("acme", "up1").startswith("tenants/acme/")
     assert not upload_key("acme", "up1").startswith(prefix)
@@ -47,7 +47,7 @@ def test_result_keys_are_jpegs_in_index_order() -> None:
     keys = [result_key("t", "j", i) for i in (0, 9, 10, 99_999)]
     assert all(key.endswith(".jpg") for key in keys)
     assert keys == sorted(keys)
-    assert len(set(item_input_key("t", "j", i) for i in range(20))) == 20
+    assert len(set(input_object_key("t", "j", input_object_name(i, i + 1)) for i in range(20))) == 20
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "a b", ".hidden", "x" * 65, "é", None])

@@ -10,6 +10,12 @@ ended meanwhile: outcomes reach the store before the next inference, which may c
 process and would otherwise cost their items another attempt.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
+
+A batch's items are read together (:class:`worker.item_reader.BatchInputs`: one ranged GET
+where they lie close). Input objects are deleted as soon as the store reports that none of
+their items is unfinished, and all of a job's once it finishes or is canceled. A bulk chunk
+(``may_hand_over``) gives its process up before a batch when interactive work or an
+expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
 
 from __future__ import annotations
@@ -26,12 +32,16 @@ from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
 from shared.imaging import decode_image, encode_jpeg
-from shared.jobs import ItemResult, Job
+from shared.item_inputs import ItemInput
+from shared.job_store import Recorded
+from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
-from shared.object_keys import item_input_key, result_key
+from shared.object_keys import input_object_key, inputs_prefix, result_key
+from worker.celery_app import ahead_of_bulk_waiting
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
+from worker.item_reader import BatchInputs
 from worker.retry_policy import TRANSIENT_ERRORS
 
 log = get_task_logger(__name__)
@@ -54,22 +64,30 @@ class _Loaded:
 class ChunkRun:
     """One task's run over a chunk of a job's items."""
 
-    def __init__(self, ctx: WorkerContext, job_id: str) -> None:
+    def __init__(self, ctx: WorkerContext, job_id: str, may_hand_over: bool = False) -> None:
         self.ctx = ctx
         self.job_id = job_id
         self.settings = ctx.settings
+        self.may_hand_over = may_hand_over
         self.job: Job | None = None
         self.begun: list[int] = []  # items whose attempt this run has counted
         self.outcomes: list[ItemResult] = []  # items ended since the store last heard
         self.stopped = False  # the job has ended (canceled): drop the rest
+        self.handed_back: list[int] = []  # unfinished items left for a later chunk
+        self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
+        self._reading: dict[int, BatchInputs] = {}  # the batch each item being loaded is read with
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
     def run(self, indices: Sequence[int]) -> None:
-        start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
+        with self.ctx.metrics.stage("redis"):
+            start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
         self.job = start.job
         if self.job is None or self.job.is_terminal:
+            if self.job is not None and self.job.status == JobStatus.CANCELED:
+                self._drop_inputs(self.job)
             return
+        self.inputs = start.inputs
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[:self.settings.batch_size]
         try:
@@ -82,7 +100,7 @@ class ChunkRun:
 
     def give_up(self, indices: Sequence[int], error: ColorizeError) -> None:
         """Fail the chunk's unfinished items: the job must still reach a final status."""
-        self.ctx.jobs.record(self.job_id, [ItemResult.failed(index, error) for index in indices])
+        self._tidy(self.ctx.jobs.record(self.job_id, [ItemResult.failed(index, error) for index in indices]))
 
     def forgive_unfinished(self) -> None:
         """After a failure the task caught (storage or Redis away), give back the attempts of the
@@ -102,14 +120,31 @@ class ChunkRun:
 
     def _record(self, begin: Sequence[int] = ()) -> list[int]:
         """Tell the store the outcomes so far and begin ``begin``; returns the items begun."""
-        recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
+        with self.ctx.metrics.stage("redis"):
+            recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
         self.outcomes = []
         self.begun += recorded.started
-        for index in recorded.exhausted:
-            # An earlier attempt may have stored the result before it died: a failed item has none.
-            self.ctx.storage.delete(result_key(self.job.tenant, self.job_id, index))
+        self._tidy(recorded)
         self.stopped = recorded.job is None or recorded.job.is_terminal
         return recorded.started
+
+    def _tidy(self, recorded: Recorded) -> None:
+        """Delete what the items that ended no longer need."""
+        job = recorded.job or self.job
+        if job is None:
+            return  # the job has expired: the purge deletes its objects
+        for index in recorded.exhausted:
+            # An earlier attempt may have stored the result before it died: a failed item has none.
+            self.ctx.storage.delete(result_key(job.tenant, self.job_id, index))
+        for name in recorded.emptied:
+            self.ctx.storage.delete(input_object_key(job.tenant, self.job_id, name))
+        if recorded.finished or job.status == JobStatus.CANCELED:
+            self._drop_inputs(job)
+
+    def _drop_inputs(self, job: Job) -> None:
+        """Every input object of the job, which has ended (also any a crash left behind)."""
+        if job.source_kind in ("tar", "tar.gz"):
+            self.ctx.storage.delete_prefix(inputs_prefix(job.tenant, self.job_id))
 
     def _record_quietly(self) -> None:
         if not self.outcomes:
@@ -130,6 +165,9 @@ class ChunkRun:
             return
         size = self.settings.batch_size
         self._pipeline(engine, [fresh[i:i + size] for i in range(0, len(fresh), size)])
+        if self.handed_back:
+            self.handed_back += retried
+            return
         self._one_at_a_time(engine, retried)
 
     def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
@@ -138,13 +176,15 @@ class ChunkRun:
         if not batches:
             return
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            loading = [pool.submit(self._load, i) for i in batches[0]]
+            loading = self._start_loading(pool, batches[0])
             saving: list[Future] = []
             for number in range(len(batches)):
+                if number and self._hand_over(batches[number:]):
+                    break
                 loaded = [f.result() for f in loading]
                 following = batches[number + 1] if number + 1 < len(batches) else []
                 if following or self.outcomes:
-                    loading = [pool.submit(self._load, i) for i in self._record(begin=following)]
+                    loading = self._start_loading(pool, self._record(begin=following))
                 if self.stopped:
                     break
                 outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
@@ -152,26 +192,46 @@ class ChunkRun:
                 saving = [pool.submit(self._save, index, image) for index, image in outputs]
             self.outcomes += [future.result() for future in saving]
 
+    def _hand_over(self, rest: list[list[int]]) -> bool:
+        """Whether to give the process to interactive work waiting: the first of ``rest`` was
+        begun with the batch before, and its attempts are given back, since it never ran."""
+        if not self.may_hand_over:
+            return False
+        with self.ctx.metrics.stage("redis"):
+            if not ahead_of_bulk_waiting(self.ctx.redis, self.settings.redis_key_prefix):
+                return False
+            self.ctx.jobs.forgive_attempts(self.job_id, rest[0])
+        unbegun = set(rest[0])
+        self.begun = [index for index in self.begun if index not in unbegun]
+        self.handed_back = [index for batch in rest for index in batch]
+        return True
+
     def _one_at_a_time(self, engine: Engine, retried: Sequence[int]) -> None:
         for index in retried:
             started = self._record(begin=[index])
             if self.stopped:
                 return
+            self._reading.update(self._batch_inputs(started))
             for item in [self._load(i) for i in started]:
                 if self._usable(item):
                     self.outcomes += [self._save(i, image) for i, image in self._colorize(engine, [item])]
 
-    def _input_key(self, index: int) -> str:
-        if self.job.source_kind == "image":
-            return self.job.source_key
-        return item_input_key(self.job.tenant, self.job_id, index)
+    def _batch_inputs(self, indices: Sequence[int]) -> dict[int, BatchInputs]:
+        """Each of ``indices`` with the reader of their batch (read together)."""
+        batch = BatchInputs(self.ctx.storage, self.job, {i: self.inputs.get(i) for i in indices},
+                            self.settings.limits, timed=self.ctx.metrics.stage)
+        return {index: batch for index in indices}
+
+    def _start_loading(self, pool: ThreadPoolExecutor, indices: Sequence[int]) -> list[Future]:
+        self._reading.update(self._batch_inputs(indices))
+        return [pool.submit(self._load, i) for i in indices]
 
     def _load(self, index: int) -> _Loaded:
         try:
-            with self.ctx.metrics.stage("storage_get"):
-                data = self.ctx.storage.get_bytes(self._input_key(index))
+            batch = self._reading.pop(index)
+            batch.fetch()
             with self.ctx.metrics.stage("decode"):
-                return _Loaded(index, image=decode_image(data, self.settings.limits))
+                return _Loaded(index, image=decode_image(batch.read(index), self.settings.limits))
         except ItemError as exc:
             return _Loaded(index, error=exc)
         except NotFound:

@@ -1,4 +1,5 @@
-"""What one worker process holds: its settings, Redis connection, stores, storage and metrics.
+"""What one worker process holds: its settings, Redis connection, stores (jobs, quotas, the bulk
+lane), storage and metrics.
 
 Built once per process (:func:`worker_context`) and rebuilt after a fork: connections must
 not cross processes. Models load on first use (:attr:`WorkerContext.engines`), so a worker
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 import redis
 from celery import Celery
 
+from shared.bulk_lane import BulkLane
 from shared.job_store import JobStore
 from shared.metrics import WorkerMetrics
 from shared.quotas import QuotaStore
@@ -38,6 +40,7 @@ class WorkerContext:
         notifier = WebhookNotifier(self.redis, settings, webhook_publisher(app))
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
+        self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
         self.storage = Storage(settings)
 
     @cached_property
