@@ -216,13 +216,14 @@ def test_a_job_of_one_chunk_is_interactive_and_a_larger_one_bulk(ctx: WorkerCont
 
 def test_a_bulk_chunk_hands_its_process_over_to_waiting_interactive_work(ctx: WorkerContext) -> None:
     job_id = expand(ctx, "zip", zipped([(f"p{i}.png", png(i), zipfile.ZIP_STORED) for i in range(6)]))
-    ctx.redis.rpush(QUEUE, b"an interactive chunk")  # waits in the queue's first priority
+    queue = ctx.settings.redis_key_prefix + QUEUE
+    ctx.redis.rpush(queue, b"an interactive chunk")  # waits in the queue's first priority
     run = run_next(ctx)
     # The first batch ran; the second, begun with it, was handed back without an attempt.
     assert run.handed_back == [2, 3]
     assert ctx.jobs.attempts(job_id, range(4)) == [1, 1, 0, 0]
     assert [status for status, _ in statuses(ctx, job_id)[:4]] == ["done", "done", "pending", "pending"]
-    ctx.redis.delete(QUEUE)
+    ctx.redis.delete(queue)
     run_all(ctx)
     job = ctx.jobs.get(job_id)
     assert (job.status, job.done) == (JobStatus.SUCCEEDED, 6)
