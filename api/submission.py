@@ -21,7 +21,7 @@ from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
 from api.uploads import check_upload_size
-from shared.archives import detect_source_kind, output_name
+from shared.archives import clean_filename, detect_source_kind, output_name
 from shared.ids import new_id
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
@@ -200,10 +200,3 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         svc.celery.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)
     return job
 
-
-def clean_filename(name: str | None) -> str | None:
-    """The file's own name, without any client-side folders."""
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return base or None
