@@ -1,8 +1,9 @@
 """Creating a job: from a file sent with the request or from a presigned upload.
 
 The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
-nothing); the webhook options and the model are checked; the source is stored (a sent file)
-or claimed (an upload: complete, within the size limit, used by no other job); the job is
+nothing); the webhook options and the model are checked; the source is stored (a sent file,
+once its bytes fit the tenant's storage quota) or claimed (an upload: complete, no larger than
+declared nor than the size limit, used by no other job); the job is
 recorded and its first task enqueued: a single image goes straight to colorizing (and counts
 against the daily image quota now), an archive to expansion (its images count as the worker
 finds them).
@@ -13,20 +14,24 @@ With an ``Idempotency-Key``, a repeated request gets the job the first one creat
 
 from __future__ import annotations
 
+import io
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
 from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
-from api.uploads import check_upload_size
+from api.uploads import stored_size
 from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.errors import ColorizeError
 from shared.ids import new_id
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
 from shared.callback_urls import WebhookRequest, parse_webhook
+from shared.stored_bytes import job_owner
 from shared.uploads import Upload
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 
@@ -122,9 +127,9 @@ def _create(svc: Services, request: JobRequest) -> Job:
     with svc.quotas.admit_job(request.tenant, job_id):
         options = _options(svc, request)
         if isinstance(request.source, SentFile):
-            source = _store(svc, request.tenant, job_id, request.source)
-            job = _record_and_enqueue(svc, request.tenant, job_id, source, options)
+            job = _from_sent_file(svc, request.tenant, job_id, request.source, options)
         else:
+            svc.stored.reserve(request.tenant, job_owner(job_id), 0)  # its results need room
             job = _from_upload(svc, request.tenant, job_id, request.source, options)
     api_metrics().jobs_created.labels(job.source_kind).inc()
     log.info("job created", extra={"job_id": job.id, "tenant": job.tenant, "source_kind": job.source_kind})
@@ -138,14 +143,23 @@ def _options(svc: Services, request: JobRequest) -> _Options:
     return _Options(manifest.name, temperature, webhook)
 
 
-def _store(svc: Services, tenant: str, job_id: str, sent: SentFile) -> _Source:
+def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, options: _Options) -> Job:
     filename = clean_filename(sent.filename)
     head = sent.stream.read(SNIFF_BYTES)
-    sent.stream.seek(0)
     kind = detect_source_kind(head, filename)
+    size = sent.stream.seek(0, io.SEEK_END)  # the server parsed the form: the file is at hand, seekable
+    sent.stream.seek(0)
+    owner = job_owner(job_id)
+    svc.stored.reserve(tenant, owner, size)
     key = source_key(tenant, job_id)
-    size = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
-    return _Source(key, kind, filename, size)
+    try:
+        stored = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
+        return _record_and_enqueue(svc, tenant, job_id, _Source(key, kind, filename, stored), options)
+    except BaseException:
+        svc.stored.release(tenant, owner)
+        with suppress(ColorizeError):  # the failure that got here is the one to report
+            svc.storage.delete(key)  # no job owns it, so no purge would find it
+        raise
 
 
 def _from_upload(svc: Services, tenant: str, job_id: str, reference: UploadReference, options: _Options) -> Job:
@@ -167,8 +181,7 @@ def _claim(svc: Services, tenant: str, job_id: str, upload_id: str) -> tuple[Upl
     stored = svc.storage.exists(upload.key)
     if upload.multipart_id is None and upload.state == "pending" and stored:
         svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
-    size = svc.storage.size(upload.key) if stored else 0
-    check_upload_size(size, svc.settings)
+    size = stored_size(svc, upload) if stored else 0
     svc.uploads.claim(upload.id, job_id)
     return upload, size
 

@@ -27,6 +27,9 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
     colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
     colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
+    colorize:quota:{tenant}:stored           STRING  bytes the tenant keeps in storage, uploads in progress included
+    colorize:quota:{tenant}:stored-by        HASH    owner (job:<id> | upload:<id>) -> bytes counted for it
+    colorize:auth-failures:<address>         HASH    tokens ts   (wrong API keys from one client address)
     colorize:apikey:<key id>                 HASH    id tenant name hash created_at revoked revoked_at
     colorize:apikeys                         ZSET    key id -> created_at
     colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
@@ -113,8 +116,11 @@ class RedisKeys:
         return f"{self.namespace}:tenant:{tenant}:webhook-secret"
 
     def quota(self, tenant: str, name: str) -> str:
-        """``name``: ``rate``, ``inflight`` or ``images:<YYYYMMDD>``."""
+        """``name``: ``rate``, ``inflight``, ``images:<YYYYMMDD>``, ``stored`` or ``stored-by``."""
         return f"{self.namespace}:quota:{{{tenant}}}:{name}"
+
+    def auth_failures(self, address: str) -> str:
+        return f"{self.namespace}:auth-failures:{address}"
 
     def api_key(self, key_id: str) -> str:
         return f"{self.namespace}:apikey:{key_id}"

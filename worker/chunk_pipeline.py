@@ -29,6 +29,7 @@ from shared.imaging import decode_image, encode_jpeg
 from shared.jobs import ItemResult, Job
 from shared.logging import bind_log_context
 from shared.object_keys import item_input_key, result_key
+from shared.stored_bytes import job_owner
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
@@ -217,6 +218,7 @@ class ChunkRun:
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job_id, index), data, content_type="image/jpeg")
+        self.ctx.stored.add(self.job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
 
     def _about(self, index: int) -> dict[str, object]:

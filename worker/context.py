@@ -19,6 +19,7 @@ from shared.metrics import WorkerMetrics
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
@@ -39,6 +40,7 @@ class WorkerContext:
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.storage = Storage(settings)
+        self.stored = StoredBytes(self.redis, settings.quotas)  # counts results against the storage quota
 
     @cached_property
     def engines(self) -> "EngineCache":

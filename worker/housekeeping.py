@@ -20,6 +20,7 @@ from shared.metrics import queue_depth
 from shared.settings import Settings
 from shared.object_keys import job_prefix, upload_key
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
 from worker.celery_app import QUEUE, colorizes, enqueue_chunk, enqueue_expansion
 
@@ -28,8 +29,9 @@ log = get_task_logger(__name__)
 PURGE_INTERVAL_S = 60
 
 
-def purge_due(purges: PurgeIndex, storage: Storage) -> int:
-    """Delete the stored objects of expired jobs and uploads; returns how many owners were purged."""
+def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
+    """Delete the stored objects of expired jobs and uploads, and release what their tenants'
+    storage quota counted for them; returns how many owners were purged."""
     purged = 0
     while targets := purges.lease_due():
         for target in targets:
@@ -43,6 +45,7 @@ def purge_due(purges: PurgeIndex, storage: Storage) -> int:
                     except ColorizeError:
                         pass  # already completed or aborted
                 storage.delete_prefix(key)
+            stored.release(target.tenant, f"{target.kind}:{target.id}")
             purges.forget(target)
             purged += 1
     return purged
@@ -96,6 +99,7 @@ class Housekeeper(threading.Thread):
         heartbeats = WorkerHeartbeats(client)
         purges = PurgeIndex(client)
         storage = Storage(self.settings)
+        stored = StoredBytes(client, self.settings.quotas)
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
@@ -104,7 +108,7 @@ class Housekeeper(threading.Thread):
                     rescue_stalled(jobs, stalls, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
-                    purged = purge_due(purges, storage)
+                    purged = purge_due(purges, storage, stored)
                     if purged:
                         log.info("purged %d expired jobs and uploads", purged)
             except Exception:
