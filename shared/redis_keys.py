@@ -15,7 +15,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:job:{id}:attempts               HASH    index -> processing attempts started
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
-    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle)
+    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle);
+                                                     events (the last event's number), settled:<n>
     colorize:upload:{id}                     HASH    id tenant filename size key multipart_id state
                                                      job_id created_at expires_at
     colorize:purge                           ZSET    purge member (below) -> unix time after which its
