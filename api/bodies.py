@@ -65,6 +65,9 @@ def read_json() -> Any:
         raise _too_deep() from None
     if _depth(body) > MAX_JSON_DEPTH:
         raise _too_deep()
+    if _has_lone_surrogates(body):
+        # JSON can escape half of a UTF-16 pair ("\ud800"), which no UTF-8 store or log can hold.
+        raise InvalidRequest("the JSON body holds a string that is not valid Unicode (a lone surrogate escape)")
     return body
 
 
@@ -134,6 +137,23 @@ def _depth(document: Any) -> int:
             if level <= MAX_JSON_DEPTH:
                 pending.extend((child, level + 1) for child in node)
     return deepest
+
+
+def _has_lone_surrogates(document: Any) -> bool:
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            try:
+                node.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def _path(location: tuple[int | str, ...]) -> str:

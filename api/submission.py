@@ -25,14 +25,14 @@ from api.routes.metrics import api_metrics
 from api.services import Services
 from api.uploads import stored_size
 from shared.archives import clean_filename, detect_source_kind, output_name
-from shared.errors import ColorizeError
+from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
 from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.stored_bytes import job_owner
-from shared.uploads import Upload
+from shared.uploads import Upload, UploadState
 from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
 
 log = logging.getLogger(__name__)
@@ -179,9 +179,11 @@ def _claim(svc: Services, tenant: str, job_id: str, upload_id: str) -> tuple[Upl
     """The upload, bound to this job (complete, within the size limit, used by no other), and its size."""
     upload = svc.uploads.get(upload_id, tenant)
     stored = svc.storage.exists(upload.key)
-    if upload.multipart_id is None and upload.state == "pending" and stored:
-        svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
     size = stored_size(svc, upload) if stored else 0
+    if upload.multipart_id is None and upload.state == UploadState.PENDING and stored:
+        svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
+    if upload.state == UploadState.COMPLETE and not stored:
+        raise Conflict(f"upload {upload.id} holds no file any more; upload it again", upload_id=upload.id)
     svc.uploads.claim(upload.id, job_id)
     return upload, size
 
