@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from api import schemas as s
+from api import serving
 from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
@@ -265,9 +266,10 @@ def _add_common_responses(paths: dict[str, Any]) -> None:
                                              "headers": retry_after})
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response("The request body is larger than the limit."))
-            # From the HTTP server in front of the app, in its own format.
-            responses.setdefault("414", {"description": "The request line (path and query) is longer than the "
-                                                        "HTTP server accepts: 4094 bytes under gunicorn."})
+            # From the HTTP server in front of the app (api/serving.py), in the same error format.
+            responses.setdefault("414", _error_response(
+                f"The request line (method, path, query and version) is longer than the HTTP server accepts: "
+                f"{serving.limit_request_line} bytes."))
             responses.setdefault("500", _error_response("Unexpected server error."))
             if path not in PUBLIC_PATHS:
                 responses.setdefault("503", _error_response("Redis or storage is unavailable."))

@@ -65,10 +65,14 @@ class ApiWorker(GeventWorker):
         super().init_process()
 
 
+# In every refusal's details: the request never reached the app.
+REFUSED_BY_SERVER = {"refused_by": "http_server"}
+
+
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's ``util.write_error``, with ``{"error": {"code", "message"}}`` as the body."""
+    """gunicorn's ``util.write_error``, with ``{"error": {"code", "message", "details"}}`` as the body."""
     code = INTERNAL_ERROR if status_int >= 500 and status_int != 501 else HTTP_CODES.get(status_int, HTTP_ERROR)
-    body = json.dumps({"error": {"code": code, "message": mesg or reason}}).encode()
+    body = json.dumps({"error": {"code": code, "message": mesg or reason, "details": REFUSED_BY_SERVER}}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
     util.write_nonblock(sock, head + body)
