@@ -15,6 +15,8 @@ the client gave up, so a few dozen of them stopped the API from answering even `
 from __future__ import annotations
 
 import json
+import socket
+import time
 
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
@@ -56,7 +58,8 @@ def gunicorn_args(bind: str, workers: int) -> list[str]:
 
 class ApiWorker(GeventWorker):
     """gunicorn's gevent worker, answering the requests gunicorn itself refuses (a malformed
-    request line or header, a line or header over its limit) with the API's JSON error body."""
+    request line or header, a line or header over its limit) with the API's JSON error body,
+    and closing connections only once the client has stopped sending (or ``LINGER_S`` passed)."""
 
     def init_process(self) -> None:
         # gunicorn writes those answers through util.write_error, an HTML page, and offers no
@@ -64,9 +67,22 @@ class ApiWorker(GeventWorker):
         util.write_error = write_json_error
         super().init_process()
 
+    def handle_request(self, listener_name, req, sock, addr) -> bool:
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except StopIteration:
+            # The connection closes after this answer. A body the app refused unread (413) may
+            # still be arriving: read it first, or the close resets the connection under the answer.
+            _linger(sock)
+            raise
+
 
 # In every refusal's details: the request never reached the app.
 REFUSED_BY_SERVER = {"refused_by": "http_server"}
+# After a refusal, what the client is still sending is read and dropped for this long (at most
+# this much): closing with unread bytes resets the connection, and the client may lose the answer.
+LINGER_S = 2.0
+LINGER_BYTES = 4 * 1024**2
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -76,4 +92,20 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
     util.write_nonblock(sock, head + body)
+    _linger(sock)
+
+
+def _linger(sock: socket.socket) -> None:
+    deadline = time.monotonic() + LINGER_S
+    drained = 0
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        while drained < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            drained += len(chunk)
+    except OSError:
+        pass  # the client went away or stalled: nothing more to do for it
 
