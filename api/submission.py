@@ -20,6 +20,8 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any
 
+import redis
+
 from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
@@ -156,9 +158,10 @@ def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, opt
         stored = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
         return _record_and_enqueue(svc, tenant, job_id, _Source(key, kind, filename, stored), options)
     except BaseException:
-        svc.stored.release(tenant, owner)
-        with suppress(ColorizeError):  # the failure that got here is the one to report
-            svc.storage.delete(key)  # no job owns it, so no purge would find it
+        with suppress(ColorizeError, redis.RedisError):  # the failure that got here is the one to report
+            if svc.jobs.find(job_id) is None:  # no job owns the source, so no purge would find it
+                svc.stored.release(tenant, owner)
+                svc.storage.delete(key)
         raise
 
 

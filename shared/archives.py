@@ -81,9 +81,13 @@ def clean_path(name: str) -> str:
     text = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c) not in _DROPPED_CATEGORIES)
     parts = [_shortened(part.strip()) for part in text.replace("\\", "/").split("/")]
     parts = [part for part in parts if part not in ("", ".", "..")]
-    while len(parts) > 1 and len("/".join(parts).encode()) > MAX_PATH_BYTES:
-        parts.pop(0)
-    return "/".join(parts)
+    kept, size = 0, -1  # parts kept from the end, and their bytes joined by "/"
+    for part in reversed(parts):
+        size += len(part.encode()) + 1
+        if kept and size > MAX_PATH_BYTES:
+            break
+        kept += 1
+    return "/".join(parts[len(parts) - kept:])
 
 
 def clean_filename(name: str | None) -> str | None:
