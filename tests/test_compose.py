@@ -313,14 +313,14 @@ def test_the_api_trusts_the_proxy_network_only(services) -> None:
 
 
 def test_the_proxy_answers_its_own_refusals_as_json() -> None:
-    locations = re.findall(r"location @\w+ \{(.*?)\n\s*\}", NGINX_CONF.read_text(), re.S)
-    assert locations
-    for block in locations:
-        assert "default_type application/json;" in block
-        body = re.search(r"return \d+ '([^']*)'", block).group(1)
-        assert set(json.loads(body)["error"]) == {"code", "message"}
-    pages = [arguments for arguments in nginx_values("error_page")]
-    assert {"400", "408", "413", "414", "502"} <= {code for arguments in pages for code in arguments[:-1]}
+    locations = dict(re.findall(r"location = (/\.errors/\d+) \{(.*?)\n\s*\}", NGINX_CONF.read_text(), re.S))
+    for uri, block in locations.items():
+        assert "internal;" in block and "default_type application/json;" in block
+        status, body = re.search(r"return (\d+) '([^']*)'", block).groups()
+        assert uri.endswith(status) and set(json.loads(body)["error"]) == {"code", "message"}
+    pages = {code: arguments[-1] for arguments in nginx_values("error_page") for code in arguments[:-1]}
+    assert {"400", "408", "413", "414", "502"} <= set(pages)
+    assert set(pages.values()) == set(locations)  # by URI: a request refused mid-line has none to keep
 
 
 @pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
