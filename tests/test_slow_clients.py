@@ -75,3 +75,9 @@ def test_what_gunicorn_refuses_is_a_json_error(served_api, request_bytes, status
     assert headers["content-type"] == "application/json"
     error = json.loads(body)["error"]
     assert error["code"] == code and error["message"] and error["details"] == {"refused_by": "http_server"}
+
+
+def test_no_control_socket_is_shared_between_instances(served_api) -> None:
+    # gunicorn's default control socket is one path per user: every instance on the host would share it.
+    log = served_api.log_path.read_text()
+    assert "Listening at" in log and "Control socket listening" not in log
