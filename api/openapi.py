@@ -167,7 +167,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "400": err("Invalid parameters (including a callback URL to a non-public address)."),
                 "404": err("No such upload."),
                 "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
-                "413": err("The file is larger than the limit."),
+                "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                 "415": err("Neither multipart/form-data nor JSON."),
                 "422": err("The model is not installed."),
             },
@@ -202,12 +202,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
         }},
         "/v1/jobs/{job_id}/results.zip": {"get": {
             "operationId": "getResultsZip", "tags": ["results"],
-            "summary": "Every result so far as one zip (streamed), in the archive's folder layout",
+            "summary": "Every result as one zip (streamed), in the archive's folder layout, once the job has ended",
             "parameters": [_job_id()],
             "responses": {
                 "200": {"description": "The zip.", "content": {"application/zip": {
                     "schema": {"type": "string", "format": "binary"}}}},
                 "404": err("No such job."),
+                "409": err("The job has not finished yet (details.status); single results are served meanwhile."),
             },
         }},
         "/v1/jobs/{job_id}/webhooks": {"get": {
@@ -241,7 +242,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {
                 "200": _json_response("Complete.", _ref("UploadComplete")),
                 "400": err("Invalid parts."), "404": err("No such upload."),
-                "409": err("The upload has been used by a job."), "413": err("Larger than the upload limit."),
+                "409": err("The upload has been used by a job."),
+                "413": err("Larger than the upload limit, or than the size the upload declared (deleted)."),
             },
         }},
         "/v1/models": {"get": {
