@@ -45,13 +45,30 @@ MESSAGES: dict[str, str] = {
 }
 # Every bound declared is inclusive (ge, le).
 BOUNDS = ("greater_than_equal", "less_than_equal")
+# Arrays and objects inside each other; no request body of this API comes near it.
+MAX_JSON_DEPTH = 32
 
 
 def json_body(model: type[Body]) -> Body:
-    body = request.get_json(silent=True)
+    body = read_json()
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
     return parse(model, body, strict=True)
+
+
+def read_json() -> Any:
+    """The request's JSON body; None when it is not JSON. Nesting past ``MAX_JSON_DEPTH`` is a 400:
+    the decoder recurses once per level, and so would everything that walks the document after it."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # thousands of levels: refused like any nesting past the bound
+        raise _too_deep() from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise _too_deep()
+    if _has_lone_surrogates(body):
+        # JSON can escape half of a UTF-16 pair ("\ud800"), which no UTF-8 store or log can hold.
+        raise InvalidRequest("the JSON body holds a string that is not valid Unicode (a lone surrogate escape)")
+    return body
 
 
 def form_body(model: type[Body]) -> Body:
@@ -102,6 +119,41 @@ def respond(document: BaseModel, status: int = 200, headers: Mapping[str, str] |
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep", limit=MAX_JSON_DEPTH)
+
+
+def _depth(document: Any) -> int:
+    """How deeply arrays and objects nest in ``document``, walked without recursion."""
+    deepest, pending = 0, [(document, 1)]
+    while pending:
+        node, level = pending.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level)
+            if level <= MAX_JSON_DEPTH:
+                pending.extend((child, level + 1) for child in node)
+    return deepest
+
+
+def _has_lone_surrogates(document: Any) -> bool:
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, str):
+            try:
+                node.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(node, dict):
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return False
 
 
 def _path(location: tuple[int | str, ...]) -> str:

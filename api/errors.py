@@ -28,13 +28,18 @@ HTTP_STATUS: dict[type[e.ColorizeError], int] = {
     e.ServiceUnavailable: 503,
 }
 
-# werkzeug's own errors (routing, body parsing, size limit) under our stable codes.
+# werkzeug's own errors (routing, body parsing, size limit), and what the HTTP server refuses
+# before the app sees a request (api/serving.py), under our stable codes.
 HTTP_CODES: dict[int, str] = {
     400: e.InvalidRequest.code,
+    403: "forbidden",
     404: e.NotFound.code,
     405: "method_not_allowed",
     413: e.PayloadTooLarge.code,
+    414: "uri_too_long",
     415: e.UnsupportedMediaType.code,
+    431: "headers_too_large",
+    501: "not_implemented",
 }
 # Codes given below to failures that are not ColorizeErrors.
 INTERNAL_ERROR, HTTP_ERROR = "internal_error", "http_error"

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from api import schemas as s
+from api import serving
 from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
@@ -166,7 +167,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "400": err("Invalid parameters (including a callback URL to a non-public address)."),
                 "404": err("No such upload."),
                 "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
-                "413": err("The file is larger than the limit."),
+                "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                 "415": err("Neither multipart/form-data nor JSON."),
                 "422": err("The model is not installed."),
             },
@@ -201,12 +202,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
         }},
         "/v1/jobs/{job_id}/results.zip": {"get": {
             "operationId": "getResultsZip", "tags": ["results"],
-            "summary": "Every result so far as one zip (streamed), in the archive's folder layout",
+            "summary": "Every result as one zip (streamed), in the archive's folder layout, once the job has ended",
             "parameters": [_job_id()],
             "responses": {
                 "200": {"description": "The zip.", "content": {"application/zip": {
                     "schema": {"type": "string", "format": "binary"}}}},
                 "404": err("No such job."),
+                "409": err("The job has not finished yet (details.status); single results are served meanwhile."),
             },
         }},
         "/v1/jobs/{job_id}/webhooks": {"get": {
@@ -240,7 +242,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {
                 "200": _json_response("Complete.", _ref("UploadComplete")),
                 "400": err("Invalid parts."), "404": err("No such upload."),
-                "409": err("The upload has been used by a job."), "413": err("Larger than the upload limit."),
+                "409": err("The upload has been used by a job."),
+                "413": err("Larger than the upload limit, or than the size the upload declared (deleted)."),
             },
         }},
         "/v1/models": {"get": {
@@ -265,9 +268,10 @@ def _add_common_responses(paths: dict[str, Any]) -> None:
                                              "headers": retry_after})
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response("The request body is larger than the limit."))
-            # From the HTTP server in front of the app, in its own format.
-            responses.setdefault("414", {"description": "The request line (path and query) is longer than the "
-                                                        "HTTP server accepts: 4094 bytes under gunicorn."})
+            # From the HTTP server in front of the app (api/serving.py), in the same error format.
+            responses.setdefault("414", _error_response(
+                f"The request line (method, path, query and version) is longer than the HTTP server accepts: "
+                f"{serving.limit_request_line} bytes."))
             responses.setdefault("500", _error_response("Unexpected server error."))
             if path not in PUBLIC_PATHS:
                 responses.setdefault("503", _error_response("Redis or storage is unavailable."))

@@ -1,8 +1,9 @@
 """Creating a job: from a file sent with the request or from a presigned upload.
 
 The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
-nothing); the webhook options and the model are checked; the source is stored (a sent file)
-or claimed (an upload: complete, within the size limit, used by no other job); the job is
+nothing); the webhook options and the model are checked; the source is stored (a sent file,
+once its bytes fit the tenant's storage quota) or claimed (an upload: complete, no larger than
+declared nor than the size limit, used by no other job); the job is
 recorded and its first task enqueued: a single image goes straight to colorizing (and counts
 against the daily image quota now), an archive to expansion (its images count as the worker
 finds them).
@@ -13,21 +14,27 @@ With an ``Idempotency-Key``, a repeated request gets the job the first one creat
 
 from __future__ import annotations
 
+import io
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import IO, Any
+
+import redis
 
 from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
-from api.uploads import check_upload_size
-from shared.archives import detect_source_kind, output_name
+from api.uploads import stored_size
+from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
 from shared.callback_urls import WebhookRequest, parse_webhook
-from shared.uploads import Upload
+from shared.stored_bytes import job_owner
+from shared.uploads import Upload, UploadState
 from worker.celery_app import start_job
 
 log = logging.getLogger(__name__)
@@ -122,9 +129,9 @@ def _create(svc: Services, request: JobRequest) -> Job:
     with svc.quotas.admit_job(request.tenant, job_id):
         options = _options(svc, request)
         if isinstance(request.source, SentFile):
-            source = _store(svc, request.tenant, job_id, request.source)
-            job = _record_and_enqueue(svc, request.tenant, job_id, source, options)
+            job = _from_sent_file(svc, request.tenant, job_id, request.source, options)
         else:
+            svc.stored.reserve(request.tenant, job_owner(job_id), 0)  # its results need room
             job = _from_upload(svc, request.tenant, job_id, request.source, options)
     api_metrics().jobs_created.labels(job.source_kind).inc()
     log.info("job created", extra={"job_id": job.id, "tenant": job.tenant, "source_kind": job.source_kind})
@@ -138,14 +145,24 @@ def _options(svc: Services, request: JobRequest) -> _Options:
     return _Options(manifest.name, temperature, webhook)
 
 
-def _store(svc: Services, tenant: str, job_id: str, sent: SentFile) -> _Source:
+def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, options: _Options) -> Job:
     filename = clean_filename(sent.filename)
     head = sent.stream.read(SNIFF_BYTES)
-    sent.stream.seek(0)
     kind = detect_source_kind(head, filename)
+    size = sent.stream.seek(0, io.SEEK_END)  # the server parsed the form: the file is at hand, seekable
+    sent.stream.seek(0)
+    owner = job_owner(job_id)
+    svc.stored.reserve(tenant, owner, size)
     key = source_key(tenant, job_id)
-    size = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
-    return _Source(key, kind, filename, size)
+    try:
+        stored = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
+        return _record_and_enqueue(svc, tenant, job_id, _Source(key, kind, filename, stored), options)
+    except BaseException:
+        with suppress(ColorizeError, redis.RedisError):  # the failure that got here is the one to report
+            if svc.jobs.find(job_id) is None:  # no job owns the source, so no purge would find it
+                svc.stored.release(tenant, owner)
+                svc.storage.delete(key)
+        raise
 
 
 def _from_upload(svc: Services, tenant: str, job_id: str, reference: UploadReference, options: _Options) -> Job:
@@ -165,10 +182,11 @@ def _claim(svc: Services, tenant: str, job_id: str, upload_id: str) -> tuple[Upl
     """The upload, bound to this job (complete, within the size limit, used by no other), and its size."""
     upload = svc.uploads.get(upload_id, tenant)
     stored = svc.storage.exists(upload.key)
-    if upload.multipart_id is None and upload.state == "pending" and stored:
+    size = stored_size(svc, upload) if stored else 0
+    if upload.multipart_id is None and upload.state == UploadState.PENDING and stored:
         svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
-    size = svc.storage.size(upload.key) if stored else 0
-    check_upload_size(size, svc.settings)
+    if upload.state == UploadState.COMPLETE and not stored:
+        raise Conflict(f"upload {upload.id} holds no file any more; upload it again", upload_id=upload.id)
     svc.uploads.claim(upload.id, job_id)
     return upload, size
 
@@ -199,10 +217,3 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
     start_job(svc.celery, job)
     return job
 
-
-def clean_filename(name: str | None) -> str | None:
-    """The file's own name, without any client-side folders."""
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
-    return base or None

@@ -111,4 +111,7 @@ class WebhookEvent(Document):
 
     type: Literal[tuple(EVENT_TYPES.values())]  # type: ignore[valid-type]
     timestamp: Timestamp
+    sequence: int = Field(ge=1, description="Numbers the job's events in the order they happened, from 1. "
+                          "Deliveries are made in that order where they can be; a receiver that sees a "
+                          "number lower than one it has applied can drop the event as stale.")
     data: JobDocument

@@ -18,7 +18,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:job:{id}:input-objects          HASH    input object name -> unfinished items it holds
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
-    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle)
+    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle);
+                                                     events (the last event's number), settled:<n>
     colorize:{bulk}:tenants                  LIST    tenants with bulk chunks waiting, in turn order
     colorize:{bulk}:tenant:<tenant>          LIST    the tenant's jobs with bulk chunks waiting, in turn order
     colorize:{bulk}:job:<id>                 LIST    the job's waiting chunks, JSON {"items", "at"}
@@ -34,6 +35,9 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
     colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
     colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
+    colorize:quota:{tenant}:stored           STRING  bytes the tenant keeps in storage, uploads in progress included
+    colorize:quota:{tenant}:stored-by        HASH    owner (job:<id> | upload:<id>) -> bytes counted for it
+    colorize:auth-failures:<address>         HASH    tokens ts   (wrong API keys from one client address)
     colorize:apikey:<key id>                 HASH    id tenant name hash created_at revoked revoked_at
     colorize:apikeys                         ZSET    key id -> created_at
     colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
@@ -136,8 +140,11 @@ class RedisKeys:
         return f"{self.namespace}:tenant:{tenant}:webhook-secret"
 
     def quota(self, tenant: str, name: str) -> str:
-        """``name``: ``rate``, ``inflight`` or ``images:<YYYYMMDD>``."""
+        """``name``: ``rate``, ``inflight``, ``images:<YYYYMMDD>``, ``stored`` or ``stored-by``."""
         return f"{self.namespace}:quota:{{{tenant}}}:{name}"
+
+    def auth_failures(self, address: str) -> str:
+        return f"{self.namespace}:auth-failures:{address}"
 
     def api_key(self, key_id: str) -> str:
         return f"{self.namespace}:apikey:{key_id}"

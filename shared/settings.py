@@ -123,6 +123,11 @@ class Quotas:
     max_images_per_day: NonNegativeInt = 1_000_000  # images taken in for processing per tenant and UTC day
     requests_per_s: NonNegativeFloat = 100.0  # sustained API request rate of one tenant
     request_burst: NonNegativeInt = 500  # requests a tenant may make at once before the sustained rate applies
+    # Bytes one tenant keeps in storage, uploads in progress included: uploads, sources, results.
+    max_stored_bytes: NonNegativeInt = 100 * 1024**3
+    # Requests with a wrong API key from one client address (not per tenant: the key names none).
+    auth_failures_per_s: NonNegativeFloat = 1.0
+    auth_failure_burst: NonNegativeInt = 20
 
 
 # Groups of settings held in their own dataclass, read from COLORIZE_<FIELD> like the others.
@@ -176,6 +181,9 @@ class Settings:
     auth_allow_open_public: Flag = False
     # Public base URL clients use; presigned URLs and Location headers are built from it.
     public_url: HttpUrlText | None = None
+    # Reverse proxies (comma-separated CIDRs) whose X-Forwarded-For / X-Forwarded-Proto the API
+    # believes; from any other peer those headers are ignored (api/proxies.py).
+    trusted_proxies: Networks = ""
 
     models_dir: LocalPath = PROJECT_ROOT / "models"
     model: str = "default"  # a model name from models_dir, or "default"

@@ -338,10 +338,13 @@ class Storage:
             "get_object", Params=params, ExpiresIn=self._expiry(expires_s)
         )
 
-    def presign_put(self, key: str, expires_s: int | None = None) -> str:
-        return self._presign_client.generate_presigned_url(
-            "put_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._expiry(expires_s)
-        )
+    def presign_put(self, key: str, size: int | None = None, expires_s: int | None = None) -> str:
+        """A URL to PUT the object with; with ``size``, its Content-Length is signed: the store
+        refuses (403) a body of any other length."""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if size is not None:
+            params["ContentLength"] = size
+        return self._presign_client.generate_presigned_url("put_object", Params=params, ExpiresIn=self._expiry(expires_s))
 
     # --- multipart uploads by clients -----------------------------------------------------
 
@@ -349,9 +352,13 @@ class Storage:
         with _translated_errors(key):
             return self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, expires_s: int | None = None) -> str:
+    def presign_part(self, key: str, upload_id: str, part_number: int, size: int | None = None,
+                     expires_s: int | None = None) -> str:
+        """A URL to PUT one part with; with ``size``, its Content-Length is signed (as ``presign_put``)."""
         _check_part_number(part_number)
-        params = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
+        if size is not None:
+            params["ContentLength"] = size
         return self._presign_client.generate_presigned_url("upload_part", Params=params, ExpiresIn=self._expiry(expires_s))
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:

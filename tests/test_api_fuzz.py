@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 
 from api.openapi import build_spec
+from api.serving import REFUSED_BY_SERVER
 from bench.soak import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.settings import Limits, Quotas, Settings
@@ -63,17 +64,15 @@ def accepts_valid_requests(ctx, response, case):
     that does not resolve to a public address (DNS decides), events without a callback URL (a
     rule between fields), a file that is neither an image nor an archive (its content decides),
     a model that is not installed (the server decides). And a request the HTTP server itself
-    refuses before the app sees it (gunicorn's own HTML 400, e.g. for a ``CONTENT-LENGTH``
-    header schemathesis adds beside the one its HTTP client sends)."""
+    refuses before the app sees it (gunicorn's 400, as JSON marked ``refused_by``, e.g. for a
+    ``CONTENT-LENGTH`` header schemathesis adds beside the one its HTTP client sends)."""
     if response.status_code in (415, 422):
         return None
     if response.status_code == 400:
         content_type = next((v[0] for k, v in response.headers.items() if k.lower() == "content-type"), "")
-        if not content_type.startswith("application/json"):
-            assert b"<title>Bad Request</title>" in response.content, response.content  # gunicorn's page
-            return None
+        assert content_type.startswith("application/json"), response.content
         details = (response.json().get("error") or {}).get("details") or {}
-        if details.get("field") in ("callback_url", "events"):
+        if details.get("field") in ("callback_url", "events") or details == REFUSED_BY_SERVER:
             return None
     return positive_data_acceptance(ctx, response, case)
 

@@ -167,7 +167,8 @@ def every_field_changed() -> Settings:
         s3_public_endpoint_url="https://store.example", s3_bucket="photos", s3_region="eu-west-3",
         aws_access_key_id="id", aws_secret_access_key="secret", data_dir=Path("/srv/colorize"),
         api_host="0.0.0.0", api_port=8080, auth="open", auth_allow_open_public=True,
-        public_url="https://colorize.example", models_dir=Path("/srv/models"), model="eccv16", device="cuda",
+        public_url="https://colorize.example", trusted_proxies="10.1.0.0/16,fd00::/8",
+        models_dir=Path("/srv/models"), model="eccv16", device="cuda",
         engine_threads=2, batch_size=4, jpeg_quality=75, chunk_size=32, worker_concurrency=3,
         visibility_timeout_s=900, task_soft_time_limit_s=200, task_time_limit_s=250, item_max_attempts=5,
         outage_retry_s=60, result_ttl_s=3600, presign_ttl_s=300, multipart_part_bytes=8 * 1024**2,
@@ -177,7 +178,8 @@ def every_field_changed() -> Settings:
         metrics_dir=Path("/run/metrics"), redis_key_prefix="staging:",
         limits=Limits(max_request_bytes=1, max_upload_bytes=2, max_entries=3, max_expanded_bytes=4,
                       max_entry_bytes=5, max_compression_ratio=6.5, max_pixels=7, max_side=8),
-        quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10),
+        quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10,
+                      max_stored_bytes=11, auth_failures_per_s=0.25, auth_failure_burst=12),
     )
 
 

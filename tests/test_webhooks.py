@@ -270,6 +270,8 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     # 20 % steps, at most one per 5 s: at 2/10 (t=2, the first step), then 7/10 (t=7, the next
     # one 5 s later); 10/10 is the completed event only.
     assert events == [(STARTED, 0.0), (PROGRESS, 0.2), (PROGRESS, 0.7), (COMPLETED, 1.0)]
+    # Numbered in the order they happened, in the signed body and in the message.
+    assert [json.loads(m["body"])["sequence"] for m in published] == [m["sequence"] for m in published] == [1, 2, 3, 4]
     ids = [m["id"] for m in published]
     assert len(set(ids)) == len(ids) and ids[-1] == f"msg_{job.id}_completed"
     body = json.loads(published[-1]["body"])
@@ -399,7 +401,9 @@ def test_started_progress_and_completed_arrive_signed(hook_api: str, hook_settin
     wait_for(lambda: broker_idle(hook_settings))  # then no delivery is left to arrive
     deliveries = verified(secret, receiver.received("/all"))
     types = [payload["type"] for _, payload in deliveries]
-    assert sorted(types) == ["job.completed", "job.progress", "job.started"]
+    # Delivered in the order they happened, each numbered so.
+    assert types == ["job.started", "job.progress", "job.completed"]
+    assert [payload["sequence"] for _, payload in deliveries] == [1, 2, 3]
     by_type = {payload["type"]: (headers, payload) for headers, payload in deliveries}
     # Chunks of two, 50 % steps: one progress event, when the first chunk is stored.
     assert by_type["job.progress"][1]["data"]["progress"] == 0.5
@@ -445,3 +449,15 @@ def test_a_failing_receiver_gets_retries_until_it_answers(hook_api: str, receive
 def test_deliveries_of_an_unknown_job_are_not_found(hook_api: str) -> None:
     response = http.request("GET", f"{hook_api}/v1/jobs/nope/webhooks")
     assert response.status == 404 and json.loads(response.data)["error"]["code"] == "not_found"
+
+
+def test_a_later_event_waits_for_an_earlier_one_being_retried(hook_api: str, receiver: Receiver) -> None:
+    receiver.fail_first["/in-order"] = 2  # the started event fails twice before it is delivered
+    job = submit(hook_api, png_bytes(), "one.png", callback_url=receiver.url("/in-order"), events="started,completed")
+    wait_for(lambda: any(json.loads(body)["type"] == "job.completed" for _, body in receiver.received("/in-order")))
+    arrived = [(json.loads(body)["type"], json.loads(body)["sequence"]) for _, body in receiver.received("/in-order")]
+    # The job finished long before the started event got through; completed still came after it.
+    assert arrived == [("job.started", 1)] * 3 + [("job.completed", 2)]
+    log = get_json(f"{hook_api}/v1/jobs/{job['id']}/webhooks")
+    assert [(d["event"], d["attempt"]) for d in log["deliveries"]] == [
+        ("started", 1), ("started", 2), ("started", 3), ("completed", 1)]

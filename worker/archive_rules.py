@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Callable, TypeVar
 
+from shared.archives import clean_path
 from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry, \
     UnsupportedFormat
 from shared.imaging import SUPPORTED_IMAGE_FORMATS, sniff_image_format
@@ -22,7 +23,9 @@ _T = TypeVar("_T")
 
 
 def check_name(raw: bytes) -> tuple[str, ItemError | None]:
-    """Normalised path (or the raw name, readable, when rejected) and the rejection."""
+    """The entry's path, cleaned as every name a client gives (``shared.archives.clean_path``);
+    or, when the name is unsafe as it stands, the raw name (readable) and the rejection: such an
+    item never has a result, and its name says what was wrong."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -31,7 +34,7 @@ def check_name(raw: bytes) -> tuple[str, ItemError | None]:
     problem = _path_problem(text)
     if problem is not None:
         return text, UnsafeEntry(f"{text!r}: {problem}", path=text)
-    return _normalise(text), None
+    return clean_path(text), None
 
 
 def _path_problem(name: str) -> str | None:
@@ -45,11 +48,6 @@ def _path_problem(name: str) -> str | None:
     if ".." in slashed.split("/"):
         return "'..' in the path"
     return None
-
-
-def _normalise(name: str) -> str:
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
-    return "/".join(parts)
 
 
 def is_junk(path: str) -> bool:

@@ -37,6 +37,7 @@ from shared.job_store import Recorded
 from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
 from shared.object_keys import input_object_key, inputs_prefix, result_key
+from shared.stored_bytes import job_owner
 from worker.celery_app import ahead_of_bulk_waiting
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
@@ -277,6 +278,7 @@ class ChunkRun:
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job_id, index), data, content_type="image/jpeg")
+        self.ctx.stored.add(self.job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
 
     def _about(self, index: int) -> dict[str, object]:

@@ -21,6 +21,7 @@ from shared.metrics import WorkerMetrics
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
@@ -42,6 +43,8 @@ class WorkerContext:
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
         self.storage = Storage(settings)
+        # Counts results against the tenant's storage quota.
+        self.stored = StoredBytes(self.redis, settings.quotas, namespace=settings.redis_namespace)
 
     @cached_property
     def engines(self) -> "EngineCache":

@@ -21,6 +21,7 @@ from shared.metrics import queue_depth
 from shared.settings import Settings
 from shared.object_keys import job_prefix, upload_key
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
 from worker.celery_app import QUEUE, colorizes, enqueue_expansion
 from worker.scheduling import Lane, enqueue_chunks, lane_for
@@ -30,8 +31,9 @@ log = get_task_logger(__name__)
 PURGE_INTERVAL_S = 60
 
 
-def purge_due(purges: PurgeIndex, storage: Storage) -> int:
-    """Delete the stored objects of expired jobs and uploads; returns how many owners were purged."""
+def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
+    """Delete the stored objects of expired jobs and uploads, and release what their tenants'
+    storage quota counted for them; returns how many owners were purged."""
     purged = 0
     while targets := purges.lease_due():
         for target in targets:
@@ -45,6 +47,7 @@ def purge_due(purges: PurgeIndex, storage: Storage) -> int:
                     except ColorizeError:
                         pass  # already completed or aborted
                 storage.delete_prefix(key)
+            stored.release(target.tenant, f"{target.kind}:{target.id}")
             purges.forget(target)
             purged += 1
     return purged
@@ -103,6 +106,7 @@ class Housekeeper(threading.Thread):
         purges = PurgeIndex(client, namespace=namespace)
         bulk = BulkLane(client, self.settings.result_ttl_s, namespace=namespace)
         storage = Storage(self.settings)
+        stored = StoredBytes(client, self.settings.quotas, namespace=namespace)
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
@@ -111,7 +115,7 @@ class Housekeeper(threading.Thread):
                     rescue_stalled(jobs, stalls, bulk, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
-                    purged = purge_due(purges, storage)
+                    purged = purge_due(purges, storage, stored)
                     if purged:
                         log.info("purged %d expired jobs and uploads", purged)
             except Exception:
