@@ -451,6 +451,7 @@ def test_deliveries_of_an_unknown_job_are_not_found(hook_api: str) -> None:
     assert response.status == 404 and json.loads(response.data)["error"]["code"] == "not_found"
 
 
+@pytest.mark.integration
 def test_a_later_event_waits_for_an_earlier_one_being_retried(hook_api: str, receiver: Receiver) -> None:
     receiver.fail_first["/in-order"] = 2  # the started event fails twice before it is delivered
     job = submit(hook_api, png_bytes(), "one.png", callback_url=receiver.url("/in-order"), events="started,completed")
