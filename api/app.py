@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     svc.jobs.listeners = (WebhookNotifier(svc.redis, settings, webhook_publisher(svc.celery)),)
     app.extensions[EXTENSION_KEY] = svc
     # First, so that requests refused by the checks below are measured too.
-    install_metrics(app, settings, svc.redis)
+    install_metrics(app, settings)
     limit = settings.limits.max_request_bytes
 
     @app.before_request

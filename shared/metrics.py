@@ -6,7 +6,7 @@ API (``GET /metrics``)::
     colorize_http_request_duration_seconds{method, route}     time to the response (histogram)
     colorize_jobs_created_total{source_kind}                   jobs accepted (image | zip | tar | tar.gz)
     colorize_queue_depth{queue}                                messages waiting in a Celery queue,
-                                                               read from Redis at scrape time
+                                                               read from the broker at scrape time
 
 Workers (``COLORIZE_WORKER_METRICS_PORT``, served by the main process)::
 
@@ -33,7 +33,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server, values
 from prometheus_client.core import GaugeMetricFamily
@@ -126,21 +126,21 @@ def queue_depth(redis: Redis, queue: str, key_prefix: str = "") -> int:
 
 
 class QueueDepthCollector(Collector):
-    """``colorize_queue_depth``, read from the broker at each scrape."""
+    """``colorize_queue_depth``, read from the broker at each scrape: ``depth(queue)`` counts the
+    messages waiting in one (``worker.broker_queues``, on either broker)."""
 
-    def __init__(self, redis: Redis, queues: Iterable[str], key_prefix: str = "") -> None:
-        self.redis = redis
+    def __init__(self, depth: Callable[[str], int], queues: Iterable[str]) -> None:
+        self.depth = depth
         self.queues = tuple(queues)
-        self.key_prefix = key_prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("colorize_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])
         for queue in self.queues:
-            gauge.add_metric([queue], queue_depth(self.redis, queue, self.key_prefix))
+            gauge.add_metric([queue], self.depth(queue))
         yield gauge
 
     def describe(self) -> list[GaugeMetricFamily]:
-        # Without this the registry would collect (and so reach Redis) when registering it.
+        # Without this the registry would collect (and so reach the broker) when registering it.
         return [GaugeMetricFamily("colorize_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])]
 
 

@@ -95,6 +95,7 @@ Percent = Annotated[int, Field(ge=0, le=100)]
 LocalPath = Annotated[Path, AfterValidator(Path.expanduser)]
 HttpUrlText = Annotated[str, AfterValidator(_url("http", "https"))]
 RedisUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix"))]
+BrokerUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix", "amqp", "amqps"))]
 Networks = Annotated[str, AfterValidator(_networks)]
 KeyPrefix = Annotated[str, Field(max_length=64), AfterValidator(_key_prefix)]
 
@@ -137,6 +138,7 @@ NESTED: dict[str, type] = {"limits": Limits, "quotas": Quotas}
 # Conventional variable names read when the ``COLORIZE_*`` one is unset.
 ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "redis_url": ("REDIS_URL",),
+    "broker_url": ("CELERY_BROKER_URL",),
     "s3_endpoint_url": ("S3_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     "aws_access_key_id": ("AWS_ACCESS_KEY_ID",),
     "aws_secret_access_key": ("AWS_SECRET_ACCESS_KEY",),
@@ -153,12 +155,17 @@ OTHER_VARIABLES = frozenset({
 
 @dataclass(frozen=True, config=_CONFIG)
 class Settings:
-    # Broker and job state. None: start an embedded redis-server under data_dir.
+    # Job state, and the broker unless broker_url names another. None: start an embedded
+    # redis-server under data_dir.
     redis_url: RedisUrlText | None = None
     # Put in front of every Redis key of the service, the broker's queues included, so that
     # several deployments (or test runs) share one Redis database without seeing each other's
     # jobs or tasks; e.g. "staging:". Empty: the keys exactly as shared/redis_keys.py lists them.
     redis_key_prefix: KeyPrefix = ""
+    # The Celery broker, when not the Redis of redis_url: amqp://user:password@host:5672/vhost puts
+    # tasks on RabbitMQ (a quorum queue per lane, publisher confirms; worker/broker_queues.py)
+    # while job state stays in Redis. RabbitMQ for deployments; Redis alone for one machine.
+    broker_url: BrokerUrlText | None = None
     # Object storage. None: start a local SeaweedFS S3 server under data_dir.
     s3_endpoint_url: HttpUrlText | None = None
     # Where clients reach the store, when not at s3_endpoint_url (a container network, a proxy);
@@ -280,6 +287,16 @@ class Settings:
     @property
     def worker_processes(self) -> int:
         return self.worker_concurrency or (os.cpu_count() or 1)
+
+    @property
+    def celery_broker_url(self) -> str | None:
+        """Where Celery's task messages go: ``broker_url``, else the Redis of ``redis_url``."""
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        """Whether tasks go through RabbitMQ (AMQP) rather than Redis."""
+        return (self.celery_broker_url or "").split(":", 1)[0] in ("amqp", "amqps")
 
     @property
     def redis_namespace(self) -> str:

@@ -38,6 +38,7 @@ class Published:
 
     def __init__(self) -> None:
         self.tasks: list[tuple[str, tuple]] = []
+        self.colorize_settings = Settings()  # Redis: lanes by priority in the one queue
 
     def send_task(self, name: str, args: tuple = (), queue: str | None = None, **options) -> None:
         self.tasks.append((name, tuple(args)))

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cli.embedded_services import free_port
 from shared.metrics import STAGES, QueueDepthCollector, queue_depth
 from tests.integration_fixtures import TEST_MODEL, ApiServer, with_own_keys
+from worker.broker_queues import RedisQueues
 
 pytestmark = pytest.mark.integration
 
@@ -116,5 +117,5 @@ def test_queue_depth_counts_every_priority_level(app_settings) -> None:
     client.rpush(f"{prefix}colorize", "a", "b", "c")
     client.rpush(f"{prefix}colorize\x06\x169", "d")
     assert queue_depth(client, "colorize", prefix) == 4 and queue_depth(client, "webhooks", prefix) == 0
-    [family] = QueueDepthCollector(client, ("colorize", "webhooks"), prefix).collect()
+    [family] = QueueDepthCollector(RedisQueues(client, prefix).waiting, ("colorize", "webhooks")).collect()
     assert {s.labels["queue"]: s.value for s in family.samples} == {"colorize": 4, "webhooks": 0}

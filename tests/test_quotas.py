@@ -23,7 +23,7 @@ from shared.errors import QuotaExceeded
 from shared.jobs import ItemResult
 from shared.object_keys import job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
-from shared.settings import Quotas
+from shared.settings import Quotas, Settings
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
 from worker.expansion import ExpansionLease, Expander
@@ -186,6 +186,7 @@ def test_daily_image_quota_refuses_submissions_until_the_utc_day_ends(make_api) 
 class RecordingCelery:
     def __init__(self) -> None:
         self.chunks: list[list[int]] = []
+        self.colorize_settings = Settings()  # Redis: lanes by priority in the one queue
 
     def send_task(self, name, args, queue, **options) -> None:
         self.chunks.append(list(args[1]))

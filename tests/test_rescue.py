@@ -14,6 +14,7 @@ from shared.settings import Settings
 from shared.upkeep import StallWatch
 from tests.integration_fixtures import with_own_keys
 from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
+from worker.broker_queues import RedisQueues
 from worker.housekeeping import rescue_stalled
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,7 @@ class SentTasks:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple, str]] = []
+        self.colorize_settings = Settings()  # Redis: lanes by priority in the one queue
 
     def send_task(self, name: str, args: tuple, queue: str, **options) -> None:
         self.sent.append((name, tuple(args), queue))
@@ -67,14 +69,15 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     jobs.end_expansion(small)
     bulk.push("local", expanded, [[1, 3]])  # a chunk whose turn was lost
     app = SentTasks()
+    queues = RedisQueues(broker, settings.redis_key_prefix)
 
     clock.now += settings.stall_after_s + 1
     broker.rpush(queue, b"a task of another job")
-    assert rescue_stalled(jobs, stalls, bulk, app, settings) == []  # waiting behind others is not stalling
+    assert rescue_stalled(jobs, stalls, bulk, queues, app, settings) == []  # waiting behind others is not stalling
     assert app.sent == []
 
     broker.delete(queue)
-    assert sorted(rescue_stalled(jobs, stalls, bulk, app, settings)) == sorted([unexpanded, expanded, small])
+    assert sorted(rescue_stalled(jobs, stalls, bulk, queues, app, settings)) == sorted([unexpanded, expanded, small])
     # A job of one chunk is interactive; a larger one gets its unfinished items as bulk chunks,
     # one turn each, in place of what waited in the lane.
     assert sorted(app.sent) == sorted([
@@ -86,5 +89,5 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     claimed = [bulk.claim(f"turn-{n}") for n in range(3)]
     assert [(c.job_id, c.indices) for c in claimed[:2]] == [(expanded, [0, 2]), (expanded, [4])]
     assert claimed[2] is None
-    assert rescue_stalled(jobs, stalls, bulk, app, settings) == []  # leased: not enqueued twice meanwhile
+    assert rescue_stalled(jobs, stalls, bulk, queues, app, settings) == []  # leased: not enqueued twice meanwhile
     assert len(app.sent) == 4

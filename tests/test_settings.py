@@ -161,10 +161,20 @@ def test_unknown_colorize_variables_are_warned_about(caplog: pytest.LogCaptureFi
 # --- the object --------------------------------------------------------------------------------
 
 
+def test_the_broker_is_redis_unless_celery_broker_url_names_another() -> None:
+    alone = Settings.from_env({"REDIS_URL": "redis://r:6379/0"})
+    assert (alone.broker_url, alone.celery_broker_url, alone.broker_is_amqp) == (None, "redis://r:6379/0", False)
+    rabbit = Settings.from_env({"REDIS_URL": "redis://r:6379/0", "CELERY_BROKER_URL": "amqp://u:p@q:5672//"})
+    assert (rabbit.redis_url, rabbit.celery_broker_url, rabbit.broker_is_amqp) == ("redis://r:6379/0", "amqp://u:p@q:5672//", True)
+    assert Settings.from_env({"COLORIZE_BROKER_URL": "amqps://q/v", "CELERY_BROKER_URL": "amqp://x//"}).broker_url == "amqps://q/v"
+    assert Settings(broker_url="redis://other:6379/1").broker_is_amqp is False
+    assert str(refusal({"CELERY_BROKER_URL": "kafka://q:9092"})).startswith("CELERY_BROKER_URL='kafka://q:9092' is not a URL")
+
+
 def every_field_changed() -> Settings:
     return Settings(
-        redis_url="redis://broker:6380/2", s3_endpoint_url="http://store:8333",
-        s3_public_endpoint_url="https://store.example", s3_bucket="photos", s3_region="eu-west-3",
+        redis_url="redis://broker:6380/2", broker_url="amqp://colorize:pw@rabbitmq:5672/colorize",
+        s3_endpoint_url="http://store:8333", s3_public_endpoint_url="https://store.example", s3_bucket="photos", s3_region="eu-west-3",
         aws_access_key_id="id", aws_secret_access_key="secret", data_dir=Path("/srv/colorize"),
         api_host="0.0.0.0", api_port=8080, auth="open", auth_allow_open_public=True,
         public_url="https://colorize.example", trusted_proxies="10.1.0.0/16,fd00::/8",

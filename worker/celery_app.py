@@ -4,10 +4,14 @@
 built from the environment. The API builds its own instance with ``make_celery(settings)``
 and never imports the task modules: tasks are named, and published, here.
 
-Work shares the colorize queue by message priority: kombu's Redis transport keeps each
-priority in a list of its own and serves the higher ones first, and every worker reserves one
-message per pool process. Interactive chunks (single images, jobs of one chunk) come first,
-then expansions, then the turns of bulk chunks (:mod:`worker.scheduling`).
+Work comes in three lanes: interactive chunks (single images, jobs of one chunk) first, then
+expansions, then the turns of bulk chunks (:mod:`worker.scheduling`). On Redis they share the
+colorize queue by message priority: kombu's Redis transport keeps each priority in a list of its
+own and serves the higher ones first, and every worker reserves one message per pool process.
+On RabbitMQ (``Settings.broker_url`` amqp://) each lane is a durable quorum queue of its own,
+published to with confirms: quorum queues have no strict priorities, so a worker consumes all
+three and a bulk chunk hands its process over while the queues ahead of it hold messages
+(:mod:`worker.broker_queues`). ``-Q colorize`` names the lanes on either broker.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import time
 from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlparse
 
-import redis
 from celery import Celery
+from celery.signals import celeryd_after_setup
+from kombu import Exchange, Queue
 from kombu.transport import redis as kombu_redis
 
-from shared.metrics import priority_list
 from shared.settings import Settings
 
 if TYPE_CHECKING:
@@ -36,6 +40,10 @@ BULK_TURN_TASK = "colorize.bulk_turn"
 INTERACTIVE_PRIORITY = 0
 EXPANSION_PRIORITY = 3
 BULK_PRIORITY = 6
+# On RabbitMQ, each lane's queue (by the priority it has on Redis). The interactive lane keeps
+# the queue's own name, so that ``-Q colorize`` and the colorize queue's depth mean the same there.
+LANE_QUEUES = {INTERACTIVE_PRIORITY: QUEUE, EXPANSION_PRIORITY: f"{QUEUE}.expansions",
+               BULK_PRIORITY: f"{QUEUE}.bulk"}
 # Set on every colorize message: when it was published (seconds since the epoch), for the
 # queue-wait metric.
 ENQUEUED_AT_HEADER = "colorize_enqueued_at"
@@ -78,12 +86,12 @@ class ColorizeCelery(Celery):
 
 
 def make_celery(settings: Settings) -> ColorizeCelery:
-    if not settings.redis_url:
-        raise ValueError("settings.redis_url must be set (the broker URL)")
-    app = ColorizeCelery(settings, broker=settings.redis_url,
+    if not settings.celery_broker_url:
+        raise ValueError("settings.redis_url or settings.broker_url must be set (the broker URL)")
+    app = ColorizeCelery(settings, broker=settings.celery_broker_url,
                          include=["worker.tasks", "worker.webhook_delivery", "worker.housekeeping",
                                   "worker.observability"])
-    if urlparse(settings.redis_url).scheme in ("redis", "rediss"):
+    if urlparse(settings.celery_broker_url).scheme in ("redis", "rediss"):
         app.conf.broker_transport = f"{__name__}:BrokerTransport"
     app.conf.update(
         task_default_queue=QUEUE,
@@ -107,16 +115,7 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         # Each worker process reserves one chunk at a time; prefetching more would park chunks
         # on a busy worker while idle ones on other machines wait, and a crash would delay them all.
         worker_prefetch_multiplier=1,
-        broker_transport_options={
-            # A message unacked for this long is handed to another worker (the whole worker
-            # machine vanished). Must exceed the longest chunk or it would run twice in parallel.
-            "visibility_timeout": settings.visibility_timeout_s,
-            # Sweep for such messages often enough that recovery follows the timeout closely.
-            "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
-            "unacked_restore_throttle": 1,
-            # Queues, bindings and unacknowledged messages under the service's key prefix.
-            "global_keyprefix": settings.redis_key_prefix,
-        },
+        broker_transport_options=_redis_transport_options(settings),
         task_annotations={
             # Soft limit raises inside the chunk so it can requeue its unfinished items cleanly;
             # the hard limit kills a process stuck in native code (a hung decoder or inference).
@@ -141,7 +140,56 @@ def make_celery(settings: Settings) -> ColorizeCelery:
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
+    if settings.broker_is_amqp:
+        app.conf.update(_amqp_configuration())
     return app
+
+
+def _redis_transport_options(settings: Settings) -> dict:
+    return {
+        # A message unacked for this long is handed to another worker (the whole worker
+        # machine vanished). Must exceed the longest chunk or it would run twice in parallel.
+        "visibility_timeout": settings.visibility_timeout_s,
+        # Sweep for such messages often enough that recovery follows the timeout closely.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
+        "unacked_restore_throttle": 1,
+        # Queues, bindings and unacknowledged messages under the service's key prefix.
+        "global_keyprefix": settings.redis_key_prefix,
+    }
+
+
+def _quorum_queue(name: str) -> Queue:
+    # A topic exchange per queue: Celery's native delayed delivery (countdowns of retries on
+    # quorum queues) routes through topic bindings, and cannot through direct ones.
+    return Queue(name, Exchange(name, type="topic", durable=True), routing_key=name, durable=True,
+                 queue_arguments={"x-queue-type": "quorum"})
+
+
+def _amqp_configuration() -> dict:
+    """Celery on RabbitMQ: durable quorum queues, one per lane and one for webhooks, published
+    to with confirms; a worker knows a connection is gone and redelivery follows at once (no
+    visibility timeout)."""
+    return {
+        "task_queues": [_quorum_queue(name) for name in (*LANE_QUEUES.values(), WEBHOOK_QUEUE)],
+        "task_default_queue_type": "quorum",
+        "task_default_exchange_type": "topic",
+        # The publish returns once the broker has the message (on a quorum queue: on a majority
+        # of its replicas); a message it could not take raises instead of vanishing.
+        "broker_transport_options": {"confirm_publish": True},
+        # A chunk in hand when the connection drops runs to its end (its items are counted in
+        # Redis); the broker redelivers its unacknowledged message, and the copy finds them done.
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+    }
+
+
+@celeryd_after_setup.connect
+def _consume_every_lane(sender: str, instance, **kwargs) -> None:
+    # ``-Q colorize`` on RabbitMQ: the interactive lane's queue, and the other two lanes'.
+    app = instance.app
+    settings = getattr(app, "colorize_settings", None)
+    if settings is not None and settings.broker_is_amqp and QUEUE in app.amqp.queues.consume_from:
+        for name in LANE_QUEUES.values():
+            app.amqp.queues.select_add(name)
 
 
 def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
@@ -150,7 +198,12 @@ def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
 
 
 def _publish(app: Celery, task: str, args: tuple, priority: int) -> None:
-    app.send_task(task, args=args, queue=QUEUE, priority=priority, headers={ENQUEUED_AT_HEADER: time.time()})
+    """Publish ``task`` in the lane of ``priority``: its queue on RabbitMQ, its priority on Redis."""
+    headers = {ENQUEUED_AT_HEADER: time.time()}
+    if app.colorize_settings.broker_is_amqp:
+        app.send_task(task, args=args, queue=LANE_QUEUES[priority], headers=headers)
+    else:
+        app.send_task(task, args=args, queue=QUEUE, priority=priority, headers=headers)
 
 
 def start_job(app: Celery, job: "Job") -> None:
@@ -175,15 +228,6 @@ def enqueue_turns(app: Celery, count: int) -> None:
     """``count`` turns of the bulk lane, one per chunk just added to it."""
     for _ in range(count):
         _publish(app, BULK_TURN_TASK, (), BULK_PRIORITY)
-
-
-def ahead_of_bulk_waiting(client: redis.Redis, key_prefix: str = "") -> bool:
-    """Whether interactive chunks or expansions wait in the queue: a bulk chunk hands its slot over;
-    ``key_prefix``: the broker's (``Settings.redis_key_prefix``)."""
-    pipe = client.pipeline(transaction=False)
-    pipe.llen(priority_list(QUEUE, INTERACTIVE_PRIORITY, key_prefix))
-    pipe.llen(priority_list(QUEUE, EXPANSION_PRIORITY, key_prefix))
-    return any(pipe.execute())
 
 
 def colorizes(app: Celery) -> bool:

@@ -38,7 +38,6 @@ from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
 from shared.object_keys import input_object_key, inputs_prefix, result_key
 from shared.stored_bytes import job_owner
-from worker.celery_app import ahead_of_bulk_waiting
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
@@ -199,7 +198,7 @@ class ChunkRun:
         if not self.may_hand_over:
             return False
         with self.ctx.metrics.stage("redis"):
-            if not ahead_of_bulk_waiting(self.ctx.redis, self.settings.redis_key_prefix):
+            if not self.ctx.queues.ahead_of_bulk_waiting():
                 return False
             self.ctx.jobs.forgive_attempts(self.job_id, rest[0])
         unbegun = set(rest[0])

@@ -1,5 +1,5 @@
 """What one worker process holds: its settings, Redis connection, stores (jobs, quotas, the bulk
-lane), storage and metrics.
+lane), the broker's queues, storage and metrics.
 
 Built once per process (:func:`worker_context`) and rebuilt after a fork: connections must
 not cross processes. Models load on first use (:attr:`WorkerContext.engines`), so a worker
@@ -23,6 +23,7 @@ from shared.settings import Settings
 from shared.storage import Storage
 from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
+from worker.broker_queues import broker_queues
 from worker.celery_app import webhook_publisher
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class WorkerContext:
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
+        self.queues = broker_queues(settings)  # what waits ahead of a bulk chunk
         self.storage = Storage(settings)
         # Counts results against the tenant's storage quota.
         self.stored = StoredBytes(self.redis, settings.quotas, namespace=settings.redis_namespace)

@@ -17,12 +17,12 @@ from celery.utils.log import get_task_logger
 from shared.bulk_lane import BulkLane
 from shared.errors import ColorizeError
 from shared.job_store import JobStore
-from shared.metrics import queue_depth
 from shared.settings import Settings
 from shared.object_keys import job_prefix, upload_key
 from shared.storage import Storage
 from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
+from worker.broker_queues import BrokerQueues, broker_queues
 from worker.celery_app import QUEUE, colorizes, enqueue_expansion
 from worker.scheduling import Lane, enqueue_chunks, lane_for
 
@@ -53,17 +53,19 @@ def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
     return purged
 
 
-def rescue_stalled(jobs: JobStore, stalls: StallWatch, bulk: BulkLane, app: Celery, settings: Settings) -> list[str]:
+def rescue_stalled(jobs: JobStore, stalls: StallWatch, bulk: BulkLane, queues: BrokerQueues, app: Celery,
+                   settings: Settings) -> list[str]:
     """Enqueue again the outstanding work of jobs that have stopped moving while no task waits in
     the queue, in the job's lane (a bulk job's waiting chunks are replaced); returns their ids.
 
     Celery's Redis transport pops a message, then records it as unacknowledged in a second
     command: a broker crash (or a worker killed) between the two loses the message, and no
-    visibility timeout brings it back. Running a chunk twice is harmless (items finish once, and
+    visibility timeout brings it back. RabbitMQ keeps what it confirmed, but a message can still
+    be lost with a broker's disk, or purged by an operator; the rescue covers both brokers. Running a chunk twice is harmless (items finish once, and
     their results are overwritten with the same bytes), so the rescue errs on the side of
     enqueueing.
     """
-    if queue_depth(jobs.redis, QUEUE, settings.redis_key_prefix) > 0:
+    if queues.waiting(QUEUE) > 0:
         return []  # a job waiting behind others has not stalled
     rescued = []
     for job_id in stalls.lease_stalled():
@@ -105,6 +107,7 @@ class Housekeeper(threading.Thread):
         heartbeats = WorkerHeartbeats(client, namespace=namespace)
         purges = PurgeIndex(client, namespace=namespace)
         bulk = BulkLane(client, self.settings.result_ttl_s, namespace=namespace)
+        queues = broker_queues(self.settings)
         storage = Storage(self.settings)
         stored = StoredBytes(client, self.settings.quotas, namespace=namespace)
         last_purge = 0.0
@@ -112,7 +115,7 @@ class Housekeeper(threading.Thread):
             try:
                 if self.colorizes:
                     heartbeats.record(self.worker_name, WORKER_STALE_AFTER_S)
-                    rescue_stalled(jobs, stalls, bulk, self.app, self.settings)
+                    rescue_stalled(jobs, stalls, bulk, queues, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
                     purged = purge_due(purges, storage, stored)

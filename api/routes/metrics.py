@@ -6,10 +6,10 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from redis import Redis
 
 from shared.metrics import ApiMetrics, QueueDepthCollector, enable_multiprocess, exposition_registry
 from shared.settings import Settings
+from worker.broker_queues import broker_queues
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 bp = Blueprint("metrics", __name__)
@@ -23,13 +23,13 @@ KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 OTHER_METHOD = "other"
 
 
-def install_metrics(app: Flask, settings: Settings, redis: Redis) -> None:
+def install_metrics(app: Flask, settings: Settings) -> None:
     """Measure every request of ``app`` and serve the figures at ``/metrics``."""
     if settings.metrics_dir is not None:
         enable_multiprocess(settings.metrics_dir, clean=False)  # the deployment empties it at start
     own = CollectorRegistry()
     app.extensions[METRICS_KEY] = ApiMetrics(own)
-    queues = QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE), settings.redis_key_prefix)
+    queues = QueueDepthCollector(broker_queues(settings).waiting, (QUEUE, WEBHOOK_QUEUE))
     app.extensions[REGISTRY_KEY] = exposition_registry(settings, [queues], own)
     app.before_request(_start_timer)
     app.after_request(_observe)
