@@ -32,7 +32,7 @@ pytest_plugins = ["tests.integration_fixtures"]
 
 TEST_BUCKET = "colorize-test"
 # Every fixture that starts or reaches a real service depends on one of these.
-SERVICE_FIXTURES = frozenset({"redis_server", "s3_server"})
+SERVICE_FIXTURES = frozenset({"redis_server", "s3_server", "rabbitmq_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

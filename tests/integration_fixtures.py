@@ -27,6 +27,7 @@ import redis
 from werkzeug.serving import make_server
 
 from api.app import create_app
+from cli.embedded_rabbitmq import RabbitMQServer, rabbitmq_available
 from cli.local_stack import child_environment
 from shared.metrics import queue_depth
 from shared.settings import PROJECT_ROOT, Limits, Settings
@@ -208,6 +209,25 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
 def workers(app_settings: Settings, start_worker) -> list[WorkerProcess]:
     """Two workers shared by the end-to-end tests."""
     return start_worker(app_settings, count=2)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_server(tmp_path_factory) -> Iterator[RabbitMQServer]:
+    """A RabbitMQ node of the session's own (skips where RabbitMQ is not installed)."""
+    reason = rabbitmq_available()
+    if reason:
+        pytest.skip(reason)
+    with RabbitMQServer(tmp_path_factory.mktemp("rabbitmq")) as server:
+        yield server
+
+
+@pytest.fixture
+def rabbit_settings(app_settings: Settings, rabbitmq_server: RabbitMQServer) -> Iterator[Settings]:
+    """``app_settings`` with tasks on RabbitMQ, in a virtual host of the test's own (removed
+    afterwards, its queues with it), and job state under keys of its own."""
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    yield with_own_keys(app_settings).with_overrides(broker_url=rabbitmq_server.add_vhost(vhost))
+    rabbitmq_server.delete_vhost(vhost)
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,9 @@ def _amqp_configuration() -> dict:
         # The publish returns once the broker has the message (on a quorum queue: on a majority
         # of its replicas); a message it could not take raises instead of vanishing.
         "broker_transport_options": {"confirm_publish": True},
+        # Publishing waits out a broker restart (about half a minute) before it gives up.
+        "task_publish_retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 0.5,
+                                      "interval_max": 2},
         # A chunk in hand when the connection drops runs to its end (its items are counted in
         # Redis); the broker redelivers its unacknowledged message, and the copy finds them done.
         "worker_cancel_long_running_tasks_on_connection_loss": False,
@@ -184,12 +187,21 @@ def _amqp_configuration() -> dict:
 
 @celeryd_after_setup.connect
 def _consume_every_lane(sender: str, instance, **kwargs) -> None:
-    # ``-Q colorize`` on RabbitMQ: the interactive lane's queue, and the other two lanes'.
     app = instance.app
     settings = getattr(app, "colorize_settings", None)
-    if settings is not None and settings.broker_is_amqp and QUEUE in app.amqp.queues.consume_from:
+    if settings is None or not settings.broker_is_amqp:
+        return
+    queues = app.amqp.queues
+    # ``-Q colorize`` on RabbitMQ: the interactive lane's queue, and the other two lanes'.
+    if QUEUE in queues.consume_from:
         for name in LANE_QUEUES.values():
-            app.amqp.queues.select_add(name)
+            queues.select_add(queues[name])
+    # Every queue and its exchange exist before Celery binds them for delayed delivery, also
+    # those this worker does not consume from (it may publish to them, retries included).
+    with app.connection_for_write() as connection:
+        connection.ensure_connection()
+        for queue in queues.values():
+            queue(connection.default_channel).declare()
 
 
 def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
