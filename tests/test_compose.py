@@ -1,4 +1,5 @@
-"""docker-compose.yml and docker/*.Dockerfile, checked against the code without a Docker engine.
+"""docker-compose.yml and docker/*.Dockerfile, checked against the code without a Docker engine
+(``scripts/compose-check`` runs them for real, with docker/compose.loopback.yml).
 
 Commands must name real entry points (the gunicorn app factory, the Celery app and its queues),
 every setting variable must be one ``Settings.from_env`` reads, and ports, hosts, credentials
@@ -41,9 +42,13 @@ DEPLOYMENT_ENV = {"S3_SECRET_KEY": "a-secret-for-the-checks"}
 # Services that run Colorize code, read Settings and share the store and broker.
 APP_SERVICES = ("api", "worker", "worker-gpu", "webhooks", "s3-init")
 CELERY_SERVICES = ("worker", "worker-gpu", "webhooks")
-LONG_RUNNING = ("proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3", "flower")
+LONG_RUNNING = ("proxy", "api", "worker", "worker-gpu", "webhooks", "rabbitmq", "redis", "s3", "flower")
 NGINX_CONF = PROJECT_ROOT / "docker" / "nginx.conf"
 BASE_IMAGE = "python:3.11-slim"
+LOOPBACK_FILE = PROJECT_ROOT / "docker" / "compose.loopback.yml"
+# Images from a registry, each named by a variable with a stand-in under docker/local/.
+THIRD_PARTY_IMAGES = {"proxy": "NGINX_IMAGE", "redis": "REDIS_IMAGE", "rabbitmq": "RABBITMQ_IMAGE",
+                      "s3": "SEAWEEDFS_IMAGE"}
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -174,24 +179,26 @@ def test_a_deployment_must_set_only_the_store_secret(raw_compose) -> None:
 
 
 def test_services_and_profiles(services) -> None:
-    assert set(services) == {"proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3", "s3-init", "flower"}
+    assert set(services) == {"proxy", "api", "worker", "worker-gpu", "webhooks", "rabbitmq", "redis", "s3", "s3-init",
+                             "flower"}
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert services["flower"]["profiles"] == ["monitoring"]
     default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {"proxy", "api", "worker", "webhooks", "redis", "s3", "s3-init"}
+    assert default == {"proxy", "api", "worker", "webhooks", "rabbitmq", "redis", "s3", "s3-init"}
 
 
 def test_restart_policies_and_healthchecks(services) -> None:
     for name in LONG_RUNNING:
         assert services[name]["restart"] in ("unless-stopped", "always"), name
     assert services["s3-init"]["restart"].startswith("on-failure")  # a one-shot must not loop
-    for name in ("proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3"):
+    for name in ("proxy", "api", "worker", "worker-gpu", "webhooks", "rabbitmq", "redis", "s3"):
         assert healthcheck_argv(services[name]), name
 
 
-def test_app_services_start_after_redis_and_the_bucket(services) -> None:
+def test_app_services_start_after_the_broker_redis_and_the_bucket(services) -> None:
     for name in ("api", "worker", "worker-gpu", "webhooks"):
         depends = services[name]["depends_on"]
+        assert depends["rabbitmq"]["condition"] == "service_healthy", name
         assert depends["redis"]["condition"] == "service_healthy", name
         assert depends["s3-init"]["condition"] == "service_completed_successfully", name
     assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
@@ -210,6 +217,9 @@ def test_every_setting_variable_is_one_settings_reads(services) -> None:
 def test_each_service_environment_builds_valid_settings(services) -> None:
     built = {name: Settings.from_env(environment(services[name])) for name in APP_SERVICES}
     assert {s.redis_url for s in built.values()} == {"redis://redis:6379/0"}
+    # Tasks through RabbitMQ, the same broker for everyone.
+    assert len({s.celery_broker_url for s in built.values()}) == 1
+    assert all(s.broker_is_amqp for s in built.values())
     assert len({(s.s3_endpoint_url, s.s3_public_endpoint_url, s.s3_bucket, s.aws_access_key_id,
                  s.aws_secret_access_key) for s in built.values()}) == 1
     assert built["api"].api_host == "0.0.0.0" and built["api"].auth == "keys"
@@ -403,6 +413,30 @@ def test_redis_persists_every_write_and_never_evicts(services) -> None:
     assert (url.hostname, url.port) == ("redis", 6379)
 
 
+def test_rabbitmq_is_the_broker_with_its_own_user_and_durable_data(services) -> None:
+    rabbitmq = services["rabbitmq"]
+    url = urlsplit(Settings.from_env(environment(services["api"])).celery_broker_url)
+    assert (url.scheme, url.hostname, url.port, url.path) == ("amqp", "rabbitmq", 5672, "//")
+    env = environment(rabbitmq)
+    assert (url.username, url.password) == (env["RABBITMQ_DEFAULT_USER"], env["RABBITMQ_DEFAULT_PASS"])
+    assert url.username != "guest"  # RabbitMQ lets guest in from loopback only
+    assert any(volume.endswith(":/var/lib/rabbitmq") for volume in rabbitmq["volumes"])
+    assert healthcheck_argv(rabbitmq)[:1] == ["rabbitmq-diagnostics"] and "ping" in healthcheck_argv(rabbitmq)
+    assert "ports" not in rabbitmq  # only the services on the project network reach it
+
+
+def test_registry_images_can_be_replaced_and_have_local_stand_ins(raw_compose) -> None:
+    for name, variable in THIRD_PARTY_IMAGES.items():
+        image = raw_compose["services"][name]["image"]
+        assert re.fullmatch(r"\$\{" + variable + r":-[\w./-]+:[\w.-]+\}", image), (name, image)
+        assert resolve(image, {variable: f"colorize-local/{name}"}) == f"colorize-local/{name}"
+        stand_in = PROJECT_ROOT / "docker" / "local" / f"{variable.removesuffix('_IMAGE').lower()}.Dockerfile"
+        assert stand_in.is_file(), stand_in
+        assert dockerfile_instructions(stand_in)[1] == ("FROM", "${BASE_IMAGE}")
+    check = (PROJECT_ROOT / "scripts" / "compose-check").read_text()
+    assert all(variable in check for variable in (*THIRD_PARTY_IMAGES.values(), "PYTHON_IMAGE"))
+
+
 def test_store_address_credentials_and_ports_agree(compose, services) -> None:
     s3 = services["s3"]
     argv = s3["command"]
@@ -429,7 +463,8 @@ def test_flower_watches_the_same_broker(services) -> None:
     argv = services["flower"]["command"]
     assert argv[0] == "celery" and "flower" in argv
     [broker] = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--broker=")]
-    assert broker == environment(services["api"])["REDIS_URL"]
+    assert broker == environment(services["api"])["CELERY_BROKER_URL"]
+    assert services["flower"]["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
     assert all(mapping.startswith("127.0.0.1:") for mapping in services["flower"]["ports"])
 
 
@@ -502,12 +537,19 @@ def test_dockerignore_keeps_local_state_out() -> None:
         assert dockerignore_excludes(path), path
 
 
-def test_cpu_images_are_python_slim_and_install_the_project() -> None:
+def test_cpu_images_are_python_slim_unless_told_and_install_the_project(services) -> None:
     for dockerfile in ("docker/api.Dockerfile", "docker/worker.Dockerfile"):
         instructions = dockerfile_instructions(PROJECT_ROOT / dockerfile)
-        assert instructions[0] == ("FROM", BASE_IMAGE), dockerfile
-        runs = " ".join(args for kind, args in instructions if kind == "RUN")
-        assert "pip install . " in runs + " ", dockerfile
+        assert instructions[:2] == [("ARG", f"PYTHON_IMAGE={BASE_IMAGE}"), ("FROM", "${PYTHON_IMAGE}")], dockerfile
+        runs = [args for kind, args in instructions if kind == "RUN"]
+        # In a virtual environment (a distribution's Python refuses system-wide installs): the
+        # dependencies pyproject.toml lists, in a layer of their own, then the project without them.
+        assert runs[0] == "python3 -m venv /opt/colorize", dockerfile
+        assert ("ENV", "PATH=/opt/colorize/bin:$PATH") in instructions, dockerfile
+        assert "['project']['dependencies']" in runs[1] and "pip install -r requirements.txt" in runs[1], dockerfile
+        assert "pip install --no-deps . " in " ".join(runs) + " ", dockerfile
+    for name in ("api", "worker", "webhooks", "s3-init"):
+        assert services[name]["build"]["args"] == {"PYTHON_IMAGE": BASE_IMAGE}, name
 
 
 def test_gpu_image_is_cuda_based_with_the_gpu_extra() -> None:
@@ -539,3 +581,60 @@ def test_the_default_model_ships_inside_the_installed_package() -> None:
         relative = f"{DEFAULT_MODEL}/{needed}"
         assert (model_dir / needed).is_file()
         assert any(fnmatch.fnmatchcase(relative, pattern) for pattern in patterns), relative
+
+
+# --- the same deployment on loopback (scripts/compose-check) -----------------------------------
+
+
+LOOPBACK_ENV = DEPLOYMENT_ENV | {name: str(20000 + n) for n, name in enumerate(sorted(
+    set(re.findall(r"\$\{((?:LOOPBACK_|API_PORT|S3_PORT)\w*)", LOOPBACK_FILE.read_text()))))}
+
+
+RESET = "!reset"  # compose's tag for a value the override file removes
+
+
+class OverrideLoader(yaml.SafeLoader):
+    """YAML as compose reads an override file: ``!reset`` removes what the base file set."""
+
+
+OverrideLoader.add_constructor(RESET, lambda loader, node: RESET)
+
+
+@pytest.fixture(scope="module")
+def loopback() -> dict:
+    return resolve(yaml.load(LOOPBACK_FILE.read_text(), Loader=OverrideLoader), LOOPBACK_ENV)
+
+
+def test_loopback_variant_puts_every_default_service_on_the_host_network(services, loopback) -> None:
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert set(loopback["services"]) == default
+    for name, service in loopback["services"].items():
+        assert service["network_mode"] == "host", name
+        if "build" in services[name]:
+            assert service["build"] == {"network": "host"}, name
+        for published in ("ports", "expose"):
+            if published in services[name]:
+                assert service[published] == RESET, (name, published)  # the host's ports are its own
+
+
+def test_loopback_variant_names_no_address_but_loopback(services, loopback) -> None:
+    text = json.dumps(loopback)
+    assert set(re.findall(r"\b\d{1,3}(?:\.\d{1,3}){3}\b", text)) == {"127.0.0.1"}
+    # No service name is left to resolve: the host's network has none of them (the proxy's
+    # command names the upstream it rewrites).
+    text = json.dumps({name: service for name, service in loopback["services"].items() if name != "proxy"})
+    for name in ("api", "redis", "rabbitmq", "s3"):
+        assert f"//{name}:" not in text and f"{name}:8000" not in text, name
+    for name, service in loopback["services"].items():
+        if name in APP_SERVICES:
+            settings = Settings.from_env(environment(services[name]) | environment(service))
+            for url in (settings.redis_url, settings.celery_broker_url, settings.s3_endpoint_url):
+                assert urlsplit(url).hostname == "127.0.0.1", (name, url)
+
+
+def test_loopback_variant_rewrites_the_real_nginx_configuration(loopback) -> None:
+    # The proxy runs docker/nginx.conf with two lines rewritten: each sed pattern must match one.
+    script = loopback["services"]["proxy"]["command"][2]
+    patterns = re.findall(r"-e 's/([^/]+)/", script)
+    text = NGINX_CONF.read_text()
+    assert len(patterns) == 2 and all(text.count(pattern) == 1 for pattern in patterns), patterns
