@@ -92,12 +92,16 @@ def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
 
 
 class _ServiceProcess:
-    """A server binary run in its own session (so a terminal's Ctrl-C reaches only us) with a log file."""
+    """A server binary run in its own session (so a terminal's Ctrl-C reaches only us) with a log file.
+
+    ``wrap``: a command line the server's runs under, e.g. ``ip netns exec NAME`` (a test host of
+    its own), which must exec it in the same process."""
 
     name = "service"
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, wrap: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir)
+        self.wrap = tuple(wrap)
         self.log_path = self.data_dir / f"{self.name}.log"
         self._process: subprocess.Popen | None = None
         self._log: IO[bytes] | None = None
@@ -112,7 +116,7 @@ class _ServiceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            list(command),
+            [*self.wrap, *command],
             cwd=self.data_dir,
             env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
@@ -160,23 +164,24 @@ class _ServiceProcess:
 
 
 class RedisServer(_ServiceProcess):
-    """``redis-server`` on the loopback interface with an append-only file under ``data_dir``."""
+    """``redis-server`` on the loopback interface (or ``host``) with an append-only file under ``data_dir``."""
 
     name = "redis"
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        super().__init__(data_dir)
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = LOOPBACK, wrap: Sequence[str] = ()) -> None:
+        super().__init__(data_dir, wrap)
+        self.host = host
         self.port = port or free_port()
 
     @property
     def url(self) -> str:
-        return f"redis://{LOOPBACK}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def _config(self) -> str:
         return "\n".join(
             [
                 f"port {self.port}",
-                f"bind {LOOPBACK}",
+                f"bind {self.host}",
                 # Loopback only and no password: protected mode refuses nobody here, but keeps
                 # refusing outside clients should the bind line ever be widened by mistake.
                 "protected-mode yes",
@@ -200,7 +205,7 @@ class RedisServer(_ServiceProcess):
         self._launch([str(_redis_server_binary()), str(config_path)])
         # One quick try per poll: the client's own retries would hide that the server died.
         client = redis.Redis(
-            host=LOOPBACK, port=self.port, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
+            host=self.host, port=self.port, socket_connect_timeout=1, socket_timeout=1, retry=Retry(NoBackoff(), 0)
         )
         try:
             self._wait_until(client.ping, timeout_s)
@@ -214,7 +219,7 @@ class RedisServer(_ServiceProcess):
 
 
 class SeaweedS3Server(_ServiceProcess):
-    """``weed server`` (master, volume, filer and S3 gateway in one process) on loopback ports.
+    """``weed server`` (master, volume, filer and S3 gateway in one process) on loopback ports (or ``host``'s).
 
     Volumes, filer metadata and master state live under ``data_dir``. ``start`` returns once
     the S3 gateway stores and returns an object in ``bucket`` (creating the bucket if needed).
@@ -230,8 +235,11 @@ class SeaweedS3Server(_ServiceProcess):
         access_key: str = "colorize",
         secret_key: str = "colorize-secret",
         bucket: str = "colorize",
+        host: str = LOOPBACK,
+        wrap: Sequence[str] = (),
     ) -> None:
-        super().__init__(data_dir)
+        super().__init__(data_dir, wrap)
+        self.host = host
         self.access_key = access_key
         self.secret_key = secret_key
         self.bucket = bucket
@@ -243,7 +251,7 @@ class SeaweedS3Server(_ServiceProcess):
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def _write_s3_config(self) -> Path:
         path = self.data_dir / "s3.json"
@@ -261,8 +269,8 @@ class SeaweedS3Server(_ServiceProcess):
             str(find_binary("weed")),
             "server",
             f"-dir={self.data_dir / 'data'}",
-            f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}",
+            f"-ip={self.host}",
+            f"-ip.bind={self.host}",
             "-filer",
             "-s3",
             f"-s3.config={s3_config}",
