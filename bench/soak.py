@@ -51,6 +51,7 @@ import urllib3
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from api.serving import gunicorn_args  # noqa: E402
+from cli.embedded_rabbitmq import RabbitMQServer  # noqa: E402
 from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port  # noqa: E402
 from cli.local_stack import child_environment  # noqa: E402
 from shared.job_store import JobStore  # noqa: E402
@@ -188,13 +189,15 @@ def _tail(path: Path, size: int = 3000) -> str:
 
 
 class FaultStack:
-    """Private Redis and SeaweedFS, workers and an API, each of which can be killed and brought back.
+    """Private Redis and SeaweedFS (and RabbitMQ with ``broker="rabbitmq"``), workers and an API,
+    each of which can be killed and brought back.
 
     ``settings`` gives everything but the service URLs and the API address, which the stack
     fills in; ports stay the same across restarts so every client finds the service again.
     """
 
-    def __init__(self, data_dir: Path, settings: Settings, worker_modules: Sequence[str] = ()) -> None:
+    def __init__(self, data_dir: Path, settings: Settings, worker_modules: Sequence[str] = (),
+                 broker: str = "redis") -> None:
         self.data_dir = Path(data_dir)
         self.log_dir = self.data_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -204,8 +207,10 @@ class FaultStack:
             self.data_dir / "seaweedfs", access_key=settings.aws_access_key_id,
             secret_key=settings.aws_secret_access_key, bucket=settings.s3_bucket,
         )
+        self.rabbitmq = RabbitMQServer(self.data_dir / "rabbitmq") if broker == "rabbitmq" else None
         self.settings = settings.with_overrides(
             redis_url=self.redis_server.url, s3_endpoint_url=self.s3_server.endpoint_url,
+            broker_url=self.rabbitmq.url() if self.rabbitmq else None,
             api_host=LOOPBACK, api_port=free_port(), data_dir=self.data_dir,
         )
         self.workers: list[WorkerProcess] = []
@@ -218,6 +223,8 @@ class FaultStack:
         try:
             self.redis_server.start()
             self.s3_server.start()
+            if self.rabbitmq is not None:
+                self.rabbitmq.start()
         except BaseException:
             self.close()
             raise
@@ -241,6 +248,13 @@ class FaultStack:
         self.redis_server.stop()  # reaps it
         time.sleep(down_s)
         self.redis_server.start()
+
+    def crash_rabbitmq(self, down_s: float = 1.0) -> None:
+        """SIGKILL the RabbitMQ node (no shutdown), wait ``down_s``, start it on the same data."""
+        assert self.rabbitmq is not None, "a stack with broker='rabbitmq'"
+        self.rabbitmq.kill()
+        time.sleep(down_s)
+        self.rabbitmq.start()
 
     def restart_s3(self, down_s: float = 1.0) -> None:
         """Stop SeaweedFS (SIGKILL after 0.5 s of SIGTERM), wait ``down_s``, start it on the same data."""
@@ -307,6 +321,8 @@ class FaultStack:
             self.api.kill()
         self.s3_server.stop(timeout_s=2)
         self.redis_server.stop()
+        if self.rabbitmq is not None:
+            self.rabbitmq.stop()
 
     def __enter__(self) -> "FaultStack":
         return self.start()

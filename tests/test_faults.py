@@ -6,7 +6,8 @@ batch announces itself and lingers, and items misbehave by name. After every job
 is audited (``bench.soak.audit_job``): exact counts, one final status per item, a result
 object for each done item and no other, every result a whole JPEG of the input's size.
 
-Counts are small so the file runs in CI; ``COLORIZE_SOAK=1`` runs every scenario bigger
+The broker-crash scenario runs on both brokers: Redis (the embedded default) and RabbitMQ
+(a node of the stack's own). Counts are small so the file runs in CI; ``COLORIZE_SOAK=1`` runs every scenario bigger
 (more kills, more items) and ``python bench/soak.py`` runs the 10,000-image soak.
 """
 
@@ -23,12 +24,15 @@ import redis
 
 from bench.soak import FAULT_KINDS, FaultStack, PatientClient, audit_job, jpeg_problem, run_soak, small_jpegs, \
     soak_settings, zip_archive
+from cli.embedded_rabbitmq import rabbitmq_available
 from shared.errors import ColorizeError
 from shared.object_keys import job_prefix, result_key
 from shared.settings import Settings
 from tests.fault_marks import DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
     SAVED_CRASH_MARK, chunks_key
 from tests.integration_fixtures import TEST_MODEL
+from worker.broker_queues import broker_queues
+from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 pytestmark = pytest.mark.integration
 
@@ -38,16 +42,33 @@ TENANT = "local"
 JOB_TIMEOUT_S = 600 if SOAK else 90
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory, test_models_dir: Path):
-    settings = Settings(s3_bucket="colorize-faults").with_overrides(
-        models_dir=test_models_dir, model=TEST_MODEL, device="cpu", engine_threads=1, worker_concurrency=1,
+def fault_settings(models_dir: Path) -> Settings:
+    return Settings(s3_bucket="colorize-faults").with_overrides(
+        models_dir=models_dir, model=TEST_MODEL, device="cpu", engine_threads=1, worker_concurrency=1,
         batch_size=2, chunk_size=2, task_soft_time_limit_s=3, task_time_limit_s=4, visibility_timeout_s=5,
         item_max_attempts=2,
     )
-    with FaultStack(tmp_path_factory.mktemp("faults"), settings, worker_modules=("tests.worker_faults",)) as s:
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, test_models_dir: Path):
+    with FaultStack(tmp_path_factory.mktemp("faults"), fault_settings(test_models_dir),
+                    worker_modules=("tests.worker_faults",)) as s:
         s.start_api()
         yield s
+
+
+@pytest.fixture(scope="module")
+def rabbit_stack(tmp_path_factory, test_models_dir: Path):
+    """A stack of its own whose tasks go through RabbitMQ (job state in its Redis)."""
+    reason = rabbitmq_available()
+    if reason:
+        pytest.skip(reason)
+    with FaultStack(tmp_path_factory.mktemp("faults-rabbitmq"), fault_settings(test_models_dir),
+                    worker_modules=("tests.worker_faults",), broker="rabbitmq") as s:
+        s.start_api()
+        yield s
+        s.stop_workers()
 
 
 @pytest.fixture
@@ -157,6 +178,42 @@ def test_redis_crash_mid_job_keeps_state_and_the_job_completes(fresh: FaultStack
     # Workers reconnected rather than dying with the connection, and the API never failed.
     assert all(w.alive for w in fresh.workers), [w.log_path for w in fresh.workers if not w.alive]
     assert 500 not in client.statuses
+
+
+def test_rabbitmq_crash_mid_job_loses_no_task_and_the_job_completes(rabbit_stack: FaultStack) -> None:
+    crashes = 3 if SOAK else 1
+    n = 30 * (3 if SOAK else 1)
+    stack = rabbit_stack
+    # As for Redis: fewer chunks than pool processes, time limits above a chunk that waits out
+    # the outage (a node takes seconds to start again).
+    settings = stack.settings.with_overrides(chunk_size=6, batch_size=3, task_soft_time_limit_s=20,
+                                             task_time_limit_s=25, visibility_timeout_s=30)
+    stack.start_workers(2, settings, concurrency=3)
+    client = PatientClient(stack.api.url, give_up_s=60)
+    job_id = submit(client, n)
+    for crash in range(crashes):
+        wait_for_progress(stack, job_id, (crash + 1) * n // (crashes + 3))
+        before = finished_items(stack, job_id)
+        stack.crash_rabbitmq(down_s=1.5)
+        # Job state lives in Redis, which the crash did not touch.
+        assert {i: s for i, s in finished_items(stack, job_id).items() if i in before} == before
+
+    job = client.wait_for_end(job_id, JOB_TIMEOUT_S)
+    assert_all_done(audit_job(stack.settings, job_id, n, (SIDE, SIDE)), n)
+    assert job["counts"]["done"] == n
+    # Workers reconnected rather than dying with the connection, and the API never failed.
+    assert all(w.alive for w in stack.workers), [w.log_path for w in stack.workers if not w.alive]
+    assert 500 not in client.statuses
+    logs = "".join(w.log_path.read_text(errors="replace") for w in stack.workers)
+    assert "Connection to broker lost" in logs  # the crash was met, and waited out
+    # Deliveries whose acknowledgement the crash lost come again: each finds its items ended,
+    # and the queues drain without changing the outcome.
+    queues = broker_queues(stack.settings)
+    deadline = time.monotonic() + 60
+    while queues.waiting(QUEUE) or queues.waiting(WEBHOOK_QUEUE):
+        assert time.monotonic() < deadline, "the queues did not drain"
+        time.sleep(0.2)
+    assert_all_done(audit_job(stack.settings, job_id, n, (SIDE, SIDE)), n)
 
 
 # --- 3. storage outage ----------------------------------------------------------------------
