@@ -25,10 +25,12 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
-from shared.imaging import decode_image, encode_jpeg
+from shared.imaging import DecodeCost, decode_cost, decode_image, encode_jpeg
 from shared.jobs import ItemResult, Job
 from shared.logging import bind_log_context
+from shared.memory_budget import MemoryBudget
 from shared.object_keys import item_input_key, result_key
+from worker.batching import memory_batches
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
@@ -38,6 +40,8 @@ log = get_task_logger(__name__)
 
 # Parallel storage transfers (and image decodes/encodes) beside inference in one process.
 IO_THREADS = 4
+# Bytes read from the start of each input to learn, from its header, what decoding it takes.
+HEADER_BYTES = 256 * 1024
 # How often a chunk cut short by a Redis outage tries to give back its items' attempts, and how
 # long before its soft time limit it stops trying.
 FORGIVE_POLL_S = 0.25
@@ -128,13 +132,31 @@ class ChunkRun:
         except ColorizeError as exc:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
-        size = self.settings.batch_size
-        self._pipeline(engine, [fresh[i:i + size] for i in range(0, len(fresh), size)])
+        self._pipeline(engine, self._batches(fresh))
         self._one_at_a_time(engine, retried)
+
+    def _batches(self, fresh: list[int]) -> list[list[int]]:
+        """The fresh items in batches within the memory budget, from their headers."""
+        if len(fresh) <= 1:
+            return [fresh] if fresh else []
+        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+            costs = list(pool.map(self._decode_cost, fresh))
+        return memory_batches(fresh, costs, MemoryBudget.of(self.settings.limits), self.settings.batch_size)
+
+    def _decode_cost(self, index: int) -> DecodeCost | None:
+        """What decoding an item takes, from the start of its input; None when that cannot tell."""
+        try:
+            with self.ctx.storage.open_stream(self._input_key(index)) as stream:
+                head = stream.read(HEADER_BYTES)
+            return decode_cost(head, self.settings.limits)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception:  # unreadable here is for loading to report, with the item's attempt counted
+            return None
 
     def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
         """Batches in turn; the next batch loads and the previous one is stored while one is
-        inferred. The first batch was begun with the chunk."""
+        inferred. The chunk began its first ``batch_size`` items, which may span batches."""
         if not batches:
             return
         with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
@@ -144,7 +166,8 @@ class ChunkRun:
                 loaded = [f.result() for f in loading]
                 following = batches[number + 1] if number + 1 < len(batches) else []
                 if following or self.outcomes:
-                    loading = [pool.submit(self._load, i) for i in self._record(begin=following)]
+                    self._record(begin=[i for i in following if i not in self.begun])
+                    loading = [pool.submit(self._load, i) for i in following if i in self.begun]
                 if self.stopped:
                     break
                 outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
