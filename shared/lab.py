@@ -127,6 +127,14 @@ class Lightness:
         green = cv2.extractChannel(plane, 1, dst=workspace.array("channel", plane.shape[:2], np.uint8))
         return cv2.LUT(green, self.table, dst=workspace.array("l_rows", plane.shape[:2], np.float32))
 
+    def rows_thrice(self, start: int, stop: int, workspace: Workspace) -> np.ndarray:
+        """float32 (stop - start, W, 3): L of rows ``start:stop`` in each of three channels."""
+        plane = self.plane[start:stop]
+        out = workspace.array("l_thrice", (*plane.shape[:2], 3), np.float32)
+        if self.table is None:
+            return cv2.merge([plane, plane, plane], dst=out)
+        return cv2.LUT(plane, self.table, dst=out)  # a grey BGR pixel's three equal levels
+
     def area_resized(self, sizes: list[tuple[int, int]], workspace: Workspace | None = None) -> list[np.ndarray]:
         """L resized to each (width, height) with ``cv2.INTER_AREA``.
 
@@ -192,10 +200,8 @@ def join_lightness_and_ab(l_full: np.ndarray | Lightness, ab_small: np.ndarray, 
     upsampled = UpsampledRows(grids, height, width, workspace)
     out = np.empty((height, width, 3), np.uint8)
     for start, stop in row_strips(height, width):
-        l_rows = source.rows(start, stop, workspace)
         scale, lab = upsampled.rows(start, stop)
-        l_triple = cv2.merge([l_rows, l_rows, l_rows], dst=workspace.array("l_triple", scale.shape, np.float32))
-        cv2.accumulateProduct(scale, l_triple, lab)
+        cv2.accumulateProduct(scale, source.rows_thrice(start, stop, workspace), lab)
         cv2.cvtColor(lab, cv2.COLOR_Lab2BGR, dst=lab)
         _to_uint8(lab, out[start:stop])
     return out
