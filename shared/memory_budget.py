@@ -22,7 +22,7 @@ from shared.settings import Limits
 
 MIB = 1024**2
 # The process before any image: interpreter, libraries, a loaded model (about 250 MiB
-# measured), and the colorizer's strip buffers (at most about 60 MiB).
+# measured), and the colorizer's buffers (about 100 MiB at most).
 BASELINE_BYTES = 384 * MIB
 # Per pixel of a batch: colorizing it (8-bit input and output, 4 bytes of float L for a
 # colour image), storing it (8-bit output, its JPEG and one copy of that).
