@@ -10,6 +10,7 @@ from flask import Flask, request
 
 from api import web
 from api.errors import register_error_handlers
+from api.proxies import TrustedProxies, parse_networks
 from api.routes import deliveries, health, jobs, models, openapi, results, uploads
 from api.routes.metrics import install_metrics
 from api.services import EXTENSION_KEY, Services
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # are refused (413) without being buffered.
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_request_bytes
     app.json.sort_keys = False
+    app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)
     # A canceled job's completed event is published by the API, every other event by workers.

@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 from flask import Request
 from redis import Redis
 
+from api.bodies import read_json
 from shared.errors import Conflict, InvalidRequest
 from shared.redis_keys import NAMESPACE, RedisKeys
 
@@ -80,7 +81,7 @@ def request_fingerprint(request: Request) -> str:
             upload.stream.seek(0)
     else:
         digest.update(b"json\0")
-        body = request.get_json(silent=True)
+        body = read_json()
         digest.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
     return digest.hexdigest()
 

@@ -1,79 +1,62 @@
 """The OpenAPI 3.0 description of the HTTP API, served at ``/v1/openapi.json``.
 
-Built from the same constants the routes use (statuses, limits, event names, public paths),
-and checked against the app's URL map by ``tests/test_openapi.py``: a route missing here, or
-described here but not served, fails the test suite.
+The schemas are generated from the pydantic models that the routes read and answer with
+(``api/schemas.py``, ``shared/documents.py``, ``api/errors.py``); the paths are declared here,
+from the same constants the routes use (statuses, limits, headers, public paths). Checked
+against the app's URL map by ``tests/test_openapi.py``: a route missing here, or described
+here but not served, fails the test suite.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from api.errors import HTTP_CODES
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
+
+from api import schemas as s
+from api import serving
+from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
-from api.routes.jobs import DEFAULT_PAGE, MAX_PAGE, REPLAYED_HEADER
+from api.openapi_schemas import component_schemas, model_schema
+from api.routes.jobs import REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
-from shared.archives import SOURCE_KINDS
-from shared.callback_urls import MAX_URL_LENGTH
-from shared.errors import ColorizeError
-from shared.jobs import ItemStatus, JobStatus
-from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.documents import JobDocument, WebhookEvent
 from shared.settings import Settings
-from shared.webhook_events import EVENT_TYPES, EVENTS, SECRET_PREFIX, DeliveryOutcome
 
 OPENAPI_VERSION = "3.0.3"
 API_VERSION = "1.0.0"
 
 JSON = "application/json"
-# Codes api/errors.py gives to failures that are not ColorizeErrors.
-OTHER_ERROR_CODES = ("internal_error", "http_error")
-
-
-def error_codes() -> list[str]:
-    """Every code an error body or an item error may carry."""
-    codes = set(HTTP_CODES.values()) | set(OTHER_ERROR_CODES)
-    pending: list[type[ColorizeError]] = [ColorizeError]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        codes.add(cls.code)
-    codes.discard(ColorizeError.code)
-    return sorted(codes)
+REQUEST: JsonSchemaMode = "validation"
+RESPONSE: JsonSchemaMode = "serialization"
+# Each component's model, and whether it is read from requests or written in responses.
+COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
+    "Error": (ErrorBody, RESPONSE),
+    "Job": (JobDocument, RESPONSE),
+    "Item": (s.Item, RESPONSE),
+    "ItemPage": (s.ItemPage, RESPONSE),
+    "JobFromUpload": (s.JobFromUpload, REQUEST),
+    "JobFromForm": (s.JobFromForm, REQUEST),
+    "UploadRequest": (s.UploadRequest, REQUEST),
+    "SingleUpload": (s.SingleUpload, RESPONSE),
+    "MultipartUpload": (s.MultipartUpload, RESPONSE),
+    "UploadCompletion": (s.UploadCompletion, REQUEST),
+    "UploadComplete": (s.UploadComplete, RESPONSE),
+    "Model": (s.InstalledModel, RESPONSE),
+    "ModelList": (s.ModelList, RESPONSE),
+    "WebhookDelivery": (s.WebhookDelivery, RESPONSE),
+    "WebhookDeliveries": (s.WebhookDeliveries, RESPONSE),
+    "WebhookSecret": (s.WebhookSecret, RESPONSE),
+    "WebhookEvent": (WebhookEvent, RESPONSE),
+    "Health": (s.Health, RESPONSE),
+    "Ready": (s.Ready, RESPONSE),
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
-    # OpenAPI 3.0 cannot make a $ref nullable (nullable does not reach into allOf): inline instead.
-    assert "$ref" not in schema
-    return {**schema, "nullable": True}
-
-
-def _obj(properties: dict[str, Any], required: list[str] | None = None, extra: bool = False,
-         description: str | None = None) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": extra}
-    required = list(properties) if required is None else required
-    if required:  # OpenAPI 3.0 wants a non-empty list or none
-        schema["required"] = required
-    if description:
-        schema["description"] = description
-    return schema
-
-
-TIME = {"type": "string", "format": "date-time"}
-# A job's or an item's error.
-ERROR_BRIEF = _obj({"code": {"type": "string", "example": "corrupt_image"}, "message": {"type": "string"}})
-NULLABLE_TIME = _nullable(TIME)
-COUNT = {"type": "integer", "minimum": 0}
-CALLBACK_URL = {
-    "type": "string", "format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://",
-    "description": "http(s) URL that receives signed webhook events (see the callbacks). Hosts that resolve to "
-                   "loopback, private, link-local or other non-public addresses are refused (400) unless the "
-                   "server allows them.",
-}
 
 
 def _error_response(description: str) -> dict[str, Any]:
@@ -88,163 +71,19 @@ def _json_response(description: str, schema: dict[str, Any], headers: dict[str, 
 
 
 def _schemas(settings: Settings) -> dict[str, Any]:
+    schemas = component_schemas(COMPONENTS)
+    # The server's limits, which the models do not know.
     limits = settings.limits
-    return {
-        "Error": _obj({
-            "error": _obj({
-                "code": {"type": "string", "description": "Stable machine-readable code, one of: "
-                         + ", ".join(error_codes()) + "."},
-                "message": {"type": "string", "description": "What went wrong, for a person."},
-                "details": {"type": "object", "additionalProperties": True,
-                            "description": "Facts about the failure (a limit, a field, a status)."},
-            }, required=["code", "message"]),
-        }),
-        "Job": _obj({
-            "id": {"type": "string"},
-            "status": {"type": "string", "enum": list(JobStatus)},
-            "counts": _obj({"total": COUNT, "done": COUNT, "failed": COUNT, "pending": COUNT}),
-            "expanded": {"type": "boolean", "description": "False while an archive is still being read: "
-                         "more items may appear."},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "created_at": TIME,
-            "started_at": NULLABLE_TIME,
-            "finished_at": NULLABLE_TIME,
-            "expires_at": TIME,
-            "model": {"type": "string"},
-            "temperature": _nullable({"type": "number"}),
-            "source": _obj({
-                "filename": _nullable({"type": "string"}),
-                "kind": {"type": "string", "enum": list(SOURCE_KINDS)},
-            }),
-            "error": _nullable(ERROR_BRIEF),
-            "webhook": _nullable(_obj({
-                "callback_url": {"type": "string", "format": "uri"},
-                "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}},
-            })),
-            "links": _obj({"self": {"type": "string"}, "items": {"type": "string"},
-                           "results_zip": {"type": "string"}}),
-        }),
-        "Item": _obj({
-            "index": COUNT,
-            "path": {"type": "string", "description": "The entry's path inside the archive (or the file name)."},
-            "output_path": {"type": "string", "description": "The result's path in results.zip (ends in .jpg)."},
-            "status": {"type": "string", "enum": list(ItemStatus)},
-            "size": _nullable(COUNT),
-            "result_url": _nullable({"type": "string"}),
-            "error": _nullable(ERROR_BRIEF),
-        }),
-        "ItemPage": _obj({
-            "items": {"type": "array", "items": _ref("Item")},
-            "total": COUNT,
-            "expanded": {"type": "boolean"},
-            "next": _nullable({"type": "string"}),
-        }),
-        # Optional JSON fields may be null, which means the same as leaving them out.
-        "JobFromUpload": _obj({
-            "upload_id": {"type": "string", "minLength": 1, "description": "From POST /v1/uploads."},
-            "filename": _nullable({"type": "string", "description": "Overrides the upload's file name."}),
-            "model": _nullable({"type": "string",
-                                "description": "An installed model (GET /v1/models); default: the server's."}),
-            "temperature": _nullable({"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE}),
-            "callback_url": _nullable(CALLBACK_URL),
-            "events": {"oneOf": [
-                # null matches this branch only (OpenAPI 3.0 has no null type of its own).
-                _nullable({"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1}),
-                {"type": "string", "description": "Comma-separated event names.", "example": "started,completed"},
-            ], "description": "Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."},
-        }, required=["upload_id"], extra=True),
-        "JobFromForm": _obj({
-            "file": {"type": "string", "format": "binary",
-                     "description": f"An image or a zip/tar/tar.gz archive, at most {limits.max_request_bytes} "
-                                    "bytes; use POST /v1/uploads for larger files."},
-            "model": {"type": "string"},
-            "temperature": {"type": "number", "minimum": MIN_TEMPERATURE, "maximum": MAX_TEMPERATURE},
-            "callback_url": CALLBACK_URL,
-            "events": {"type": "string", "description": "Comma-separated event names: "
-                       + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
-                       "example": "started,completed"},
-        }, required=["file"], extra=True, description="A field sent empty counts as left out, as browsers send "
-                                                       "the fields of a form whether filled or not."),
-        "UploadRequest": _obj({
-            "size": {"type": "integer", "minimum": 1, "maximum": limits.max_upload_bytes,
-                     "description": "Bytes the client will upload."},
-            "filename": _nullable({"type": "string"}),
-        }, required=["size"], extra=True),
-        "SingleUpload": _obj({
-            "upload_id": {"type": "string"},
-            "expires_at": TIME,
-            "method": {"type": "string", "enum": ["PUT"]},
-            "url": {"type": "string", "description": "Presigned URL: PUT the whole file to it."},
-        }),
-        "MultipartUpload": _obj({
-            "upload_id": {"type": "string"},
-            "expires_at": TIME,
-            "multipart": _obj({
-                "part_size": {"type": "integer", "minimum": 1},
-                "parts": {"type": "array", "items": _obj({
-                    "part_number": {"type": "integer", "minimum": 1},
-                    "url": {"type": "string", "description": "Presigned URL: PUT this part to it."},
-                })},
-            }),
-            "complete_url": {"type": "string"},
-        }),
-        "UploadCompletion": _obj({
-            "parts": {"type": "array", "minItems": 1, "items": _obj({
-                "part_number": {"type": "integer", "minimum": 1},
-                "etag": {"type": "string", "description": "The ETag header answered to the part's PUT."},
-            }), "description": "Required for multipart uploads; ignored for single ones."},
-        }, required=[], extra=True),
-        "UploadComplete": _obj({
-            "upload_id": {"type": "string"},
-            "state": {"type": "string", "enum": ["complete"]},
-            "size": COUNT,
-        }),
-        "Model": _obj({
-            "name": {"type": "string"},
-            "description": {"type": "string"},
-            "licence": {"type": "string"},
-            "training_data": {"type": "string"},
-            "temperature": {"type": "number"},
-            "input_size": {"type": "integer", "minimum": 1},
-            "default": {"type": "boolean"},
-        }, required=["name", "temperature", "input_size", "default"]),
-        "ModelList": _obj({
-            "models": {"type": "array", "items": _ref("Model")},
-            "default": _nullable({"type": "string"}),
-            "temperature_range": _obj({"min": {"type": "number"}, "max": {"type": "number"}}),
-        }),
-        "WebhookDelivery": _obj({
-            "message_id": {"type": "string", "description": "The webhook-id header of the message."},
-            "event": {"type": "string", "enum": list(EVENTS)},
-            "attempt": {"type": "integer", "minimum": 1},
-            "outcome": {"type": "string", "enum": list(DeliveryOutcome)},
-            "status_code": _nullable({"type": "integer"}),
-            "error": _nullable({"type": "string"}),
-            "started_at": TIME,
-            "duration_ms": COUNT,
-            "next_attempt_at": _nullable(TIME),
-        }),
-        "WebhookDeliveries": _obj({
-            "callback_url": _nullable({"type": "string"}),
-            "events": {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}},
-            "deliveries": {"type": "array", "items": _ref("WebhookDelivery"),
-                           "description": "Every delivery attempt, oldest first."},
-        }),
-        "WebhookSecret": _obj({
-            "secret": {"type": "string", "pattern": f"^{SECRET_PREFIX}[A-Za-z0-9+/=]+$"},
-            "scheme": {"type": "string"},
-        }),
-        "WebhookEvent": _obj({
-            "type": {"type": "string", "enum": list(EVENT_TYPES.values())},
-            "timestamp": TIME,
-            "data": _ref("Job"),
-        }, description="The body of a webhook delivery."),
-        "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
-        "Ready": _obj({
-            "status": {"type": "string", "enum": ["ready"]},
-            "checks": _obj({"redis": {"type": "string"}, "workers": COUNT, "storage": {"type": "string"}}),
-        }),
-    }
+    schemas["JobFromForm"]["properties"]["file"]["description"] = (
+        f"An image or a zip/tar/tar.gz archive, at most {limits.max_request_bytes} bytes; "
+        "use POST /v1/uploads for larger files.")
+    schemas["UploadRequest"]["properties"]["size"]["maximum"] = limits.max_upload_bytes
+    return schemas
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    properties = model_schema(model)["properties"]
+    return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in properties.items()]
 
 
 def _job_id() -> dict[str, Any]:
@@ -328,7 +167,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "400": err("Invalid parameters (including a callback URL to a non-public address)."),
                 "404": err("No such upload."),
                 "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
-                "413": err("The file is larger than the limit."),
+                "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                 "415": err("Neither multipart/form-data nor JSON."),
                 "422": err("The model is not installed."),
             },
@@ -341,13 +180,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
         }},
         "/v1/jobs/{job_id}/items": {"get": {
             "operationId": "listItems", "tags": ["jobs"], "summary": "A page of a job's items, in index order",
-            "parameters": [
-                _job_id(),
-                {"name": "offset", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 0, "default": 0}},
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}},
-            ],
+            "parameters": [_job_id(), *_query_parameters(s.ItemPageQuery)],
             "responses": {"200": _json_response("The items.", _ref("ItemPage")),
                           "400": err("offset or limit out of range."), "404": err("No such job.")},
         }},
@@ -369,12 +202,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
         }},
         "/v1/jobs/{job_id}/results.zip": {"get": {
             "operationId": "getResultsZip", "tags": ["results"],
-            "summary": "Every result so far as one zip (streamed), in the archive's folder layout",
+            "summary": "Every result as one zip (streamed), in the archive's folder layout, once the job has ended",
             "parameters": [_job_id()],
             "responses": {
                 "200": {"description": "The zip.", "content": {"application/zip": {
                     "schema": {"type": "string", "format": "binary"}}}},
                 "404": err("No such job."),
+                "409": err("The job has not finished yet (details.status); single results are served meanwhile."),
             },
         }},
         "/v1/jobs/{job_id}/webhooks": {"get": {
@@ -408,7 +242,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "responses": {
                 "200": _json_response("Complete.", _ref("UploadComplete")),
                 "400": err("Invalid parts."), "404": err("No such upload."),
-                "409": err("The upload has been used by a job."), "413": err("Larger than the upload limit."),
+                "409": err("The upload has been used by a job."),
+                "413": err("Larger than the upload limit, or than the size the upload declared (deleted)."),
             },
         }},
         "/v1/models": {"get": {
@@ -433,9 +268,10 @@ def _add_common_responses(paths: dict[str, Any]) -> None:
                                              "headers": retry_after})
             if "requestBody" in operation:
                 responses.setdefault("413", _error_response("The request body is larger than the limit."))
-            # From the HTTP server in front of the app, in its own format.
-            responses.setdefault("414", {"description": "The request line (path and query) is longer than the "
-                                                        "HTTP server accepts: 4094 bytes under gunicorn."})
+            # From the HTTP server in front of the app (api/serving.py), in the same error format.
+            responses.setdefault("414", _error_response(
+                f"The request line (method, path, query and version) is longer than the HTTP server accepts: "
+                f"{serving.limit_request_line} bytes."))
             responses.setdefault("500", _error_response("Unexpected server error."))
             if path not in PUBLIC_PATHS:
                 responses.setdefault("503", _error_response("Redis or storage is unavailable."))

@@ -13,6 +13,7 @@ from shared.job_store import JobStore
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.upkeep import WorkerHeartbeats
 from shared.uploads import UploadStore
 from worker.celery_app import make_celery
@@ -31,6 +32,7 @@ class Services:
     celery: Celery
     keys: KeyStore
     quotas: QuotaStore
+    stored: StoredBytes
 
     def url(self, path: str) -> str:
         """``path`` as clients should use it: absolute when a public base URL is configured."""
@@ -48,11 +50,12 @@ class Services:
             redis=client,
             jobs=jobs,
             uploads=UploadStore(client, settings),
-            heartbeats=WorkerHeartbeats(client),
+            heartbeats=WorkerHeartbeats(client, namespace=settings.redis_namespace),
             storage=Storage(settings),
             celery=make_celery(settings),
-            keys=KeyStore(client),
+            keys=KeyStore(client, namespace=settings.redis_namespace),
             quotas=QuotaStore(client, settings.quotas, jobs),
+            stored=StoredBytes(client, settings.quotas, namespace=settings.redis_namespace),
         )
 
 

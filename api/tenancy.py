@@ -7,13 +7,17 @@
   revoked key gets 401 with ``WWW-Authenticate``.
 - ``open``: no key; every request acts as tenant ``local``. Only clients on the loopback
   interface are served so, unless ``auth_allow_open_public`` is set; others need a key, so a
-  server bound wider than its ``api_host`` says is still not open to the network.
+  server bound wider than its ``api_host`` says is still not open to the network. The client
+  is the socket peer, and a request a proxy forwarded is never a loopback client's
+  (``api/proxies.py``): a proxy on the same host does not open the API to everyone behind it.
 - unset: ``open`` when ``api_host`` is a loopback address, else ``keys``.
 
 The API refuses to start ``open`` on a non-loopback ``api_host`` unless
 ``auth_allow_open_public`` is set (``auth_policy`` in ``shared/api_keys.py``, which the local
 stack also uses to say how it runs). Each admitted request then counts against its tenant's
-request rate (``shared/quotas.py``).
+request rate (``shared/quotas.py``). Wrong keys are counted per client address (the one a
+trusted proxy names, else the peer); past ``quotas.auth_failure_burst`` of them that address
+gets 429 for any key until its bucket refills.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ import logging
 import redis
 from flask import Flask, g, request
 
-from api.services import services
-from shared.api_keys import AUTH_OPEN, LOCAL_TENANT, AuthPolicy, KeyStore, auth_policy
+from api.proxies import socket_peer, via_proxy
+from api.services import Services, services
+from shared.api_keys import AUTH_OPEN, LOCAL_TENANT, ApiKey, AuthPolicy, KeyStore, auth_policy
 from shared.errors import ServiceUnavailable, Unauthorized
 from shared.settings import Settings
 
@@ -49,7 +54,7 @@ def install_authentication(app: Flask, settings: Settings) -> AuthPolicy:
             return
         svc = services()
         try:
-            g.tenant = _tenant_of_request(policy, svc.keys)
+            g.tenant = _tenant_of_request(policy, svc)
             svc.quotas.take_request(g.tenant)
         except redis.RedisError as exc:
             raise ServiceUnavailable("the key and quota store is unavailable") from exc
@@ -65,20 +70,31 @@ def current_tenant() -> str:
     return tenant
 
 
-def _tenant_of_request(policy: AuthPolicy, keys: KeyStore) -> str:
-    if policy.open_for(request.remote_addr):
+def _tenant_of_request(policy: AuthPolicy, svc: Services) -> str:
+    if policy.open_for(socket_peer(request), via_proxy(request)):
         return LOCAL_TENANT
-    token = _presented_key()
-    if token is None:
+    client = request.remote_addr or "unknown"
+    if not (request.headers.get("Authorization") or request.headers.get("X-API-Key", "").strip()):
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' "
                            "(an operator creates keys with 'colorize keys create')")
-    key = keys.authenticate(token)
+    svc.quotas.check_auth_failures(client)
+    try:
+        key = _authenticate(svc.keys)
+    except Unauthorized:
+        svc.quotas.take_auth_failure(client)  # RateLimited instead, once the address has none left
+        raise
+    g.api_key_id = key.id
+    return key.tenant
+
+
+def _authenticate(keys: KeyStore) -> ApiKey:
+    token = _presented_key()
+    key = keys.authenticate(token) if token is not None else None
     if key is None:
         raise Unauthorized("the API key is not valid")
     if key.revoked:
         raise Unauthorized("the API key has been revoked", key_id=key.id)
-    g.api_key_id = key.id
-    return key.tenant
+    return key
 
 
 def _presented_key() -> str | None:

@@ -1,17 +1,24 @@
-"""Service benchmark: raw engine vs end to end, submit latency under load, memory for big archives.
+"""Service benchmark: the service against the same work in plain processes, where its time goes,
+submit latency under load, memory for big archives.
 
-    python bench/service.py [--images 300] [--big-mb 1024] [--seconds 10] [--eccv16]   (needs the test extra)
+    python bench/service.py [--images 300] [--sides 512,1024] [--big-mb 1024] [--eccv16]   (needs the test extra)
 
 Starts the local stack (embedded Redis and SeaweedFS, the API under gunicorn, one Celery
-worker with one process per core) on a temporary data directory and prints:
+worker with one process per core, its metrics served) on a temporary data directory and
+prints, for each image side:
 
-1. raw engine throughput: one process per core, as the worker runs it, each feeding the
-   default model batches of ``batch_size`` L images at the model's input size;
-2. end-to-end throughput of an archive of 512x512 JPEGs through API -> storage -> workers ->
-   storage, and the ratio end-to-end / raw;
-3. API submit latency (p50 / p99) of single-image jobs while the workers are busy;
-4. peak RSS of the API and worker processes after a small and a big (presigned, multipart)
-   archive, to show that memory does not grow with archive size.
+1. the in-process pipeline: as many plain processes as the worker runs, each decoding,
+   colorizing (``batch_size`` at a time) and encoding its share of the images, with no
+   queue and no storage;
+2. end-to-end throughput of a zip of the same images through API -> storage -> workers ->
+   storage, and the ratio end-to-end / in-process;
+3. where the time goes: seconds per image of each stage, from the worker's stage metrics
+   of that run (``colorize_stage_duration_seconds``), beside the in-process pipeline's;
+
+then API submit latency (p50 / p99) of single-image jobs while the workers are busy, and the
+peak RSS of the API and worker processes after a small and a big (presigned, multipart)
+archive, to show that memory does not grow with archive size (``--big-mb 0`` skips them).
+``--images`` is the count at 512x512; other sides get as many pixels in all.
 """
 
 from __future__ import annotations
@@ -28,17 +35,23 @@ import time
 import urllib.request
 import uuid
 import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cli.embedded_services import free_port  # noqa: E402
 from cli.local_stack import LocalStack  # noqa: E402
 from shared.manifests import load_manifest  # noqa: E402
+from shared.metrics import STAGES  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+
+TERMINAL = ("succeeded", "partially_succeeded", "failed", "canceled")
 
 
 # --- inputs ----------------------------------------------------------------------------
@@ -82,6 +95,14 @@ def write_zip(path: Path, images: list[bytes], repeat_to_bytes: int = 0) -> int:
     return n
 
 
+def zip_bytes(images: list[bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for n, data in enumerate(images):
+            archive.writestr(f"photo{n:06d}.jpg", data)
+    return buffer.getvalue()
+
+
 # --- HTTP ------------------------------------------------------------------------------
 
 
@@ -91,12 +112,13 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict | No
         return json.loads(response.read() or b"{}")
 
 
-def submit_file(api: str, path: Path) -> str:
+def submit_bytes(api: str, filename: str, data: bytes, headers: dict | None = None) -> str:
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
             "Content-Type: application/octet-stream\r\n\r\n").encode()
-    body = head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    job = request("POST", f"{api}/v1/jobs", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body = head + data + f"\r\n--{boundary}--\r\n".encode()
+    job = request("POST", f"{api}/v1/jobs", body,
+                  {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"})
     return job["id"]
 
 
@@ -123,30 +145,132 @@ def submit_presigned(api: str, path: Path) -> str:
     return job["id"]
 
 
-def wait_for(api: str, job_id: str, poll_s: float = 0.2) -> dict:
+def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict | None = None) -> dict:
     while True:
-        job = request("GET", f"{api}/v1/jobs/{job_id}")
-        if job["status"] in ("succeeded", "partially_succeeded", "failed", "canceled"):
+        job = request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)
+        if job["status"] in TERMINAL:
             return job
         time.sleep(poll_s)
 
 
-# --- measurements ----------------------------------------------------------------------
+def finished_at(job: dict) -> float:
+    """When the job finished, in seconds since the epoch."""
+    return datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
 
 
-def _engine_process(args: tuple[str, str, int, float]) -> float:
-    models_dir, model, batch, seconds = args
-    from bench.throughput import images_per_second
-    from worker.engine import Engine
-
-    engine = Engine.load(load_manifest(Path(models_dir), model), device="cpu", threads=1)
-    return images_per_second(engine, batch, seconds)
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def raw_engine_throughput(settings: Settings, processes: int, seconds: float) -> float:
-    args = [(str(settings.models_dir), settings.model, settings.batch_size, seconds)] * processes
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        return sum(pool.map(_engine_process, args))
+# --- the in-process pipeline -----------------------------------------------------------
+
+
+def _pipeline_process(settings: Settings, images: list[bytes], barrier, results) -> None:
+    from shared.imaging import decode_image, encode_jpeg
+    from shared.metrics import WorkerMetrics
+    from worker.colorizer import colorize_batch
+    from worker.engines import EngineCache
+
+    engine = EngineCache(settings, WorkerMetrics()).get(settings.model)  # loaded as a worker loads it
+    temperature = engine.manifest.temperature
+    colorize_batch(engine, [decode_image(images[0], settings.limits)], temperature)  # warm-up
+    seconds = {"decode": 0.0, "inference": 0.0, "encode": 0.0}
+    barrier.wait()
+    started, cpu_started = time.time(), time.process_time()
+    for first in range(0, len(images), settings.batch_size):
+        t0 = time.perf_counter()
+        decoded = [decode_image(data, settings.limits) for data in images[first:first + settings.batch_size]]
+        t1 = time.perf_counter()
+        colorized = colorize_batch(engine, decoded, temperature)
+        t2 = time.perf_counter()
+        for image in colorized:
+            encode_jpeg(image, settings.jpeg_quality)
+        t3 = time.perf_counter()
+        seconds["decode"] += t1 - t0
+        seconds["inference"] += t2 - t1
+        seconds["encode"] += t3 - t2
+    results.put((started, time.time(), seconds, time.process_time() - cpu_started))
+
+
+@dataclass
+class PipelineRun:
+    images_per_s: float
+    seconds_per_image: dict[str, float]
+    cpu_per_image: float
+
+
+def in_process_pipeline(settings: Settings, images: list[bytes], processes: int) -> PipelineRun:
+    """The images decoded, colorized and encoded in ``processes`` plain processes, each its share."""
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(processes), context.Queue()
+    workers = [context.Process(target=_pipeline_process, args=(settings, images[n::processes], barrier, results))
+               for n in range(processes)]
+    for worker in workers:
+        worker.start()
+    runs = [results.get() for _ in workers]
+    for worker in workers:
+        worker.join()
+    elapsed = max(run[1] for run in runs) - min(run[0] for run in runs)
+    per_image = {stage: sum(run[2][stage] for run in runs) / len(images) for stage in runs[0][2]}
+    return PipelineRun(len(images) / elapsed, per_image, sum(run[3] for run in runs) / len(images))
+
+
+# --- the worker's stage metrics --------------------------------------------------------
+
+
+@dataclass
+class StageTotals:
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+
+    def minus(self, earlier: "StageTotals") -> "StageTotals":
+        return StageTotals({k: v - earlier.seconds.get(k, 0.0) for k, v in self.seconds.items()},
+                           {k: v - earlier.counts.get(k, 0.0) for k, v in self.counts.items()})
+
+
+def stage_totals(metrics_url: str) -> StageTotals:
+    with urllib.request.urlopen(metrics_url, timeout=30) as response:
+        text = response.read().decode()
+    totals = StageTotals()
+    for family in text_string_to_metric_families(text):
+        if family.name != "colorize_stage_duration_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage")
+            if sample.name.endswith("_sum"):
+                totals.seconds[stage] = sample.value
+            elif sample.name.endswith("_count"):
+                totals.counts[stage] = sample.value
+    return totals
+
+
+def stage_table(stages: StageTotals, images: int, pipeline: PipelineRun, wall_s: float, processes: int) -> list[str]:
+    """Seconds per image of each stage in the service and in the in-process pipeline."""
+    known = [stage for stage in STAGES if stage != "queue_wait"]
+    others = sorted(set(stages.seconds) - set(STAGES))
+    lines = [f"  {'stage':<12} {'service ms/image':>17} {'in-process ms/image':>20} {'calls/image':>12}"]
+    busy = 0.0
+    for stage in known + others:
+        seconds, calls = stages.seconds.get(stage, 0.0), stages.counts.get(stage, 0.0)
+        if not calls and stage not in pipeline.seconds_per_image:
+            continue
+        busy += seconds
+        reference = pipeline.seconds_per_image.get(stage)
+        reference_text = f"{reference * 1000:20.1f}" if reference is not None else f"{'-':>20}"
+        lines.append(f"  {stage:<12} {seconds / images * 1000:17.1f} {reference_text} {calls / images:12.2f}")
+    lines.append(f"  {'all stages':<12} {busy / images * 1000:17.1f} "
+                 f"{sum(pipeline.seconds_per_image.values()) * 1000:20.1f}")
+    lines.append(f"  {'wall x procs':<12} {wall_s * processes / images * 1000:17.1f} "
+                 f"{processes / pipeline.images_per_s * 1000:20.1f}   (process time available per image)")
+    waits, tasks = stages.seconds.get("queue_wait", 0.0), stages.counts.get("queue_wait", 0.0)
+    if tasks:
+        lines.append(f"  queue wait: {waits / tasks * 1000:.0f} ms per task on average ({tasks:.0f} tasks; "
+                     "not process time)")
+    return lines
+
+
+# --- memory ----------------------------------------------------------------------------
 
 
 def process_tree(pid: int) -> list[int]:
@@ -173,14 +297,62 @@ def peak_rss_mb(pid: int) -> float:
     return max(peaks, default=0.0)
 
 
+def cpu_seconds_by_program() -> dict[str, float]:
+    """CPU time (user + system) so far of each program this benchmark started (celery, weed,
+    redis-server, gunicorn, ...), over all their processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for pid in process_tree(os.getpid())[1:]:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        program = next((Path(part.decode()).name for part in command[:4]
+                        if Path(part.decode()).name in ("celery", "weed", "redis-server", "gunicorn")), "other")
+        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[np.ndarray], side: int,
+                  count: int) -> None:
+    images = jpeg_variants(photos, count, side, seed=side)
+    processes = settings.worker_processes
+    pipeline = in_process_pipeline(settings, images, processes)
+    print(f"{side}x{side}, {count} images: in-process pipeline {pipeline.images_per_s:.1f} images/s "
+          f"({processes} processes)", flush=True)
+    archive = zip_bytes(images)
+    before, cpu_before = stage_totals(metrics_url), cpu_seconds_by_program()
+    started = time.time()
+    # Polled seldom, timed by the job's own finish: the polls would cost the service CPU.
+    job = wait_for(api, submit_bytes(api, "bench.zip", archive), poll_s=0.5)
+    elapsed = finished_at(job) - started
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds_by_program().items()}
+    time.sleep(0.5)  # the last chunk's metrics land after its results
+    stages = stage_totals(metrics_url).minus(before)
+    done = job["counts"]["done"]
+    e2e = done / elapsed
+    print(f"{side}x{side}: end to end {done} images in {elapsed:.1f} s = {e2e:.1f} images/s ({job['status']}); "
+          f"ratio end-to-end / in-process: {e2e / pipeline.images_per_s:.1%}")
+    print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)))
+    # CPU time, unlike wall time, hardly depends on what else the machine runs.
+    service_cpu = sum(cpu.values()) / max(done, 1)
+    parts = ", ".join(f"{name} {seconds / max(done, 1) * 1000:.1f}" for name, seconds in sorted(cpu.items()))
+    print(f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), "
+          f"in-process {pipeline.cpu_per_image * 1000:.1f}; in-process / service: "
+          f"{pipeline.cpu_per_image / service_cpu:.1%}\n", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=300)
-    parser.add_argument("--side", type=int, default=512)
+    parser.add_argument("--images", type=int, default=300, help="images at 512x512 (other sides: as many pixels)")
+    parser.add_argument("--sides", default="512,1024", help="image sides to measure throughput at ('': none)")
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--small-mb", type=int, default=100)
-    parser.add_argument("--big-mb", type=int, default=1024)
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration of the raw engine measurement")
+    parser.add_argument("--big-mb", type=int, default=1024, help="0: no memory measurement")
     parser.add_argument("--eccv16", action="store_true",
                         help="serve the full ECCV16 architecture (random weights; needs the train extra) instead "
                              "of the configured model: the same service around a network about 26x slower")
@@ -190,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         base = Settings.from_env().with_overrides(data_dir=tmp / "data", api_port=free_port(), redis_url=None,
-                                                  s3_endpoint_url=None)
+                                                  s3_endpoint_url=None, worker_metrics_port=free_port())
         if args.eccv16:
             from bench.engine import random_eccv16
 
@@ -201,46 +373,35 @@ def main(argv: list[str] | None = None) -> None:
             api_process = stack.start_api(log_path=tmp / "api.log")
             (worker_process,) = stack.start_workers(1, log_dir=tmp)
             api = stack.api_url
+            metrics_url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
             model = load_manifest(settings.models_dir, settings.model)
-            print(f"{cores} cores, model {model.name} (input {model.input_size}), batch {settings.batch_size}, "
+            print(f"{cores} cores (load average {os.getloadavg()[0]:.1f}), model {model.name} "
+                  f"(input {model.input_size}), batch {settings.batch_size}, chunk {settings.chunk_size}, "
                   f"{settings.worker_processes} worker processes\n", flush=True)
 
             photos = sample_photos()
-            images = jpeg_variants(photos, args.images, args.side)
-            archive = tmp / "bench.zip"
-            write_zip(archive, images)
-            warm = tmp / "warm.zip"
-            write_zip(warm, images[:2 * cores * settings.batch_size])
-            wait_for(api, submit_file(api, warm))  # models loaded, connections open
+            warm = jpeg_variants(photos, 2 * cores * settings.chunk_size, 512)
+            wait_for(api, submit_bytes(api, "warm.zip", zip_bytes(warm)))  # models loaded, connections open
+            for side in (int(value) for value in args.sides.split(",") if value):
+                count = max(settings.batch_size, round(args.images * (512 / side) ** 2))
+                throughput_at(api, metrics_url, settings, photos, side, count)
 
-            raw = raw_engine_throughput(settings, settings.worker_processes, args.seconds)
-            print(f"raw engine: {raw:.1f} images/s ({settings.worker_processes} processes x 1 thread)", flush=True)
-
-            started = time.perf_counter()
-            job = wait_for(api, submit_file(api, archive))
-            elapsed = time.perf_counter() - started
-            done = job["counts"]["done"]
-            e2e = done / elapsed
-            print(f"end to end: {done} images of {args.side}x{args.side} in {elapsed:.1f} s = {e2e:.1f} images/s "
-                  f"({job['status']})")
-            print(f"ratio end-to-end / raw: {e2e / raw:.1%}\n", flush=True)
-
-            busy = [submit_file(api, archive) for _ in range(2)]
-            single = tmp / "single.jpg"
-            single.write_bytes(images[0])
+            images = jpeg_variants(photos, args.images, 512)
+            archive = zip_bytes(images)
+            busy = [submit_bytes(api, "busy.zip", archive) for _ in range(2)]
             latencies = []
             for _ in range(args.latency_samples):
                 t0 = time.perf_counter()
-                submit_file(api, single)
+                submit_bytes(api, "single.jpg", images[0])
                 latencies.append((time.perf_counter() - t0) * 1000)
-            latencies.sort()
-            p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
             print(f"submit latency while workers are busy ({len(latencies)} single-image jobs): "
-                  f"p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms\n", flush=True)
+                  f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms\n", flush=True)
             for job_id in busy:
                 request("POST", f"{api}/v1/jobs/{job_id}/cancel")
             time.sleep(2)
 
+            if not args.big_mb:
+                return
             for label, megabytes in (("small", args.small_mb), ("big", args.big_mb)):
                 path = tmp / f"{label}.zip"
                 count = write_zip(path, images, repeat_to_bytes=megabytes * 1024**2)

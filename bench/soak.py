@@ -50,6 +50,7 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from api.serving import gunicorn_args  # noqa: E402
 from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port  # noqa: E402
 from cli.local_stack import child_environment  # noqa: E402
 from shared.job_store import JobStore  # noqa: E402
@@ -143,11 +144,7 @@ class ApiProcess:
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> "ApiProcess":
         settings = self.settings
-        command = [
-            sys.executable, "-m", "gunicorn", "--bind", f"{settings.api_host}:{settings.api_port}",
-            "--worker-class", "gthread", "--workers", "1", "--threads", "8", "--graceful-timeout", "5",
-            "api.app:create_app()",
-        ]
+        command = [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{settings.api_host}:{settings.api_port}", 1)]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=child_environment(settings, os.environ), stdin=subprocess.DEVNULL,
@@ -265,7 +262,7 @@ class FaultStack:
                                          self.worker_modules if modules is None else modules, concurrency))
         self.workers.extend(started)
         if wait:
-            heartbeats = WorkerHeartbeats(self.redis_client())
+            heartbeats = WorkerHeartbeats(self.redis_client(), namespace=self.settings.redis_namespace)
             for worker in started:
                 worker.wait_ready(heartbeats)
         return started

@@ -81,6 +81,9 @@ def wait(ctx: Context) -> int:
 
 def download(ctx: Context) -> int:
     job = ctx.client().job(ctx.args.job)
+    if not job.is_terminal and ctx.args.zip:
+        raise UsageError(f"job {job.id} is {job.status}: its zip is there once it has finished "
+                         "(without --zip, the results ready so far are downloaded)")
     if not job.is_terminal:
         ctx.note(f"job {job.id} is {job.status}: downloading the {job.counts.done} result(s) ready so far")
     out = Path(ctx.args.out) if ctx.args.out else DEFAULT_OUT / job.id

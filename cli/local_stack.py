@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator, Mapping, Sequence
 
+from api.serving import gunicorn_args
 from cli.embedded_services import POLL_S, RedisServer, SeaweedS3Server, stop_process
 from shared.api_keys import AUTH_KEYS, auth_policy
 from shared.errors import ServiceUnavailable
@@ -94,20 +95,10 @@ class LocalStack:
         self._children.append((label, process, log))
         return process
 
-    def start_api(
-        self, workers: int = 2, threads: int = 8, log_path: Path | None = None, timeout_s: float = 60.0
-    ) -> subprocess.Popen:
-        """gunicorn serving ``api.app:create_app()`` on settings.api_host:api_port; returns once it listens."""
+    def start_api(self, workers: int = 2, log_path: Path | None = None, timeout_s: float = 60.0) -> subprocess.Popen:
+        """gunicorn serving the API (``api/serving.py``) on settings.api_host:api_port; returns once it listens."""
         settings = self.settings
-        command = [
-            sys.executable, "-m", "gunicorn",
-            "--bind", f"{settings.api_host}:{settings.api_port}",
-            "--worker-class", "gthread",
-            "--workers", str(workers),
-            "--threads", str(threads),
-            "--graceful-timeout", "20",
-            "api.app:create_app()",
-        ]
+        command = [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{settings.api_host}:{settings.api_port}", workers)]
         process = self._spawn("api", command, log_path)
         deadline = time.monotonic() + timeout_s
         while not _accepts_connections(settings.api_host, settings.api_port):

@@ -22,5 +22,4 @@ USER colorize
 WORKDIR /home/colorize
 
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--worker-class", "gthread", "--workers", "4", "--threads", "8", \
-     "--graceful-timeout", "20", "--access-logfile", "-", "api.app:create_app()"]
+CMD ["gunicorn", "-c", "python:api.serving", "--bind", "0.0.0.0:8000", "--workers", "4", "api.app:create_app()"]

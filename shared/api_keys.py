@@ -164,9 +164,12 @@ class AuthPolicy:
     open_to_any_peer: bool  # open mode serves clients beyond the loopback interface without a key
     summary: str  # one line saying who gets in, for the start-up log
 
-    def open_for(self, peer: str | None) -> bool:
-        """Whether a request from ``peer`` acts as tenant ``local`` without a key."""
-        return self.mode == AUTH_OPEN and (self.open_to_any_peer or (peer is not None and is_loopback(peer)))
+    def open_for(self, peer: str | None, via_proxy: bool = False) -> bool:
+        """Whether a request from the socket peer ``peer`` acts as tenant ``local`` without a key.
+        One a proxy forwarded (``via_proxy``) came from somewhere else, whatever its peer."""
+        if self.mode != AUTH_OPEN:
+            return False
+        return self.open_to_any_peer or (not via_proxy and peer is not None and is_loopback(peer))
 
 
 def is_loopback(host: str) -> bool:
@@ -227,7 +230,7 @@ def main(argv: Sequence[str] | None, settings: Settings) -> int:
         print("colorize keys: set REDIS_URL to the Redis the API uses", file=sys.stderr)
         return 2
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    store = KeyStore(client)
+    store = KeyStore(client, namespace=settings.redis_namespace)
     try:
         if args.command == "create":
             created = store.create(args.tenant, args.name)

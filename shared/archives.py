@@ -4,11 +4,16 @@ Paths inside one archive may repeat; each later one gets `` (2)``, `` (3)``, ...
 extension. Results are named after their entries with ``.jpg``, unique case-insensitively (as
 Windows and macOS file systems compare names when a result zip is unpacked). Reading an
 archive's entries is the worker's (:mod:`worker.archive_entries`).
+
+Every name a client gave (an archive entry's path, a single image's file name) passes through
+:func:`clean_path` before it becomes an item's ``path``: what is shown, downloaded and unpacked
+is then printable, relative and of a length file systems accept.
 """
 
 from __future__ import annotations
 
 import tarfile
+import unicodedata
 from pathlib import PurePosixPath
 
 from shared.errors import UnsupportedMediaType
@@ -53,6 +58,51 @@ def is_tar_header(block: bytes) -> bool:
     except tarfile.HeaderError:
         return False
     return True
+
+
+# Unicode categories dropped from names: control characters (Cc) and format characters (Cf:
+# bidi overrides such as U+202E, zero-width joiners), which make a name show as another; lone
+# surrogates (Cs), which cannot be encoded.
+_DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+# One folder or file name, in UTF-8 bytes: below the 255 most file systems allow, leaving room
+# for " (n)" and ".jpg" (UniqueNames, output_name).
+MAX_NAME_PART_BYTES = 200
+# A whole path; leading folders are dropped past it.
+MAX_PATH_BYTES = 1024
+# Extensions longer than this are not kept apart when a name is shortened.
+_MAX_SUFFIX_CHARS = 16
+
+
+def clean_path(name: str) -> str:
+    """``name`` as a relative path that is safe to show and to unpack: control, format (bidi) and
+    surrogate characters removed, ``\\`` read as ``/``, empty, ``.`` and ``..`` parts and the
+    spaces around parts dropped, each part shortened to ``MAX_NAME_PART_BYTES`` (its extension
+    kept) and leading folders dropped past ``MAX_PATH_BYTES``. Empty when nothing is left."""
+    text = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c) not in _DROPPED_CATEGORIES)
+    parts = [_shortened(part.strip()) for part in text.replace("\\", "/").split("/")]
+    parts = [part for part in parts if part not in ("", ".", "..")]
+    kept, size = 0, -1  # parts kept from the end, and their bytes joined by "/"
+    for part in reversed(parts):
+        size += len(part.encode()) + 1
+        if kept and size > MAX_PATH_BYTES:
+            break
+        kept += 1
+    return "/".join(parts[len(parts) - kept:])
+
+
+def clean_filename(name: str | None) -> str | None:
+    """The file's own name (:func:`clean_path`, without any folders); None when nothing is left."""
+    return clean_path(name).rsplit("/", 1)[-1] or None if name else None
+
+
+def _shortened(part: str) -> str:
+    if len(part.encode()) <= MAX_NAME_PART_BYTES:
+        return part
+    pure = PurePosixPath(part)
+    suffix = pure.suffix if len(pure.suffix) <= _MAX_SUFFIX_CHARS else ""
+    stem = part[: len(part) - len(suffix)]
+    budget = MAX_NAME_PART_BYTES - len(suffix.encode())
+    return stem.encode()[:budget].decode(errors="ignore").rstrip() + suffix
 
 
 def output_name(path: str) -> str:

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from shared.documents import EVENTS
 from shared.errors import InvalidRequest
 from shared.settings import Settings
-from shared.webhook_events import EVENTS
 
 MAX_URL_LENGTH = 2048
 

@@ -15,14 +15,16 @@ from __future__ import annotations
 from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemStatus, JobStatus
 from shared.redis_keys import LUA_JOB_PURGE_MEMBER, RedisKeys
 
-KEY_NAMES = ("job_key", "items_key", "statuses_key", "errors_key", "attempts_key", "purge_key", "active_key")
+KEY_NAMES = ("job_key", "items_key", "statuses_key", "errors_key", "attempts_key", "inputs_key", "objects_key",
+             "purge_key", "active_key")
 
 
 def script_keys(keys: RedisKeys, job_id: str) -> dict[str, str]:
     """The keys of :data:`KEY_NAMES` for one job."""
     job = keys.job(job_id)
     return {"job_key": job.record, "items_key": job.items, "statuses_key": job.statuses, "errors_key": job.errors,
-            "attempts_key": job.attempts, "purge_key": keys.purge, "active_key": keys.active}
+            "attempts_key": job.attempts, "inputs_key": job.inputs, "objects_key": job.input_objects,
+            "purge_key": keys.purge, "active_key": keys.active}
 
 
 def _lua_table(rows: dict[str, str]) -> str:
@@ -49,7 +51,7 @@ end
 
 local function renew_expiry(expires_at)
   redis.call('HSET', job_key, 'expires_at', expires_at)
-  for _, key in ipairs({{job_key, items_key, statuses_key, errors_key, attempts_key}}) do
+  for _, key in ipairs({{job_key, items_key, statuses_key, errors_key, attempts_key, inputs_key, objects_key}}) do
     if redis.call('EXISTS', key) == 1 then redis.call('EXPIREAT', key, math.ceil(expires_at)) end
   end
   local tenant = redis.call('HGET', job_key, 'tenant')
@@ -94,6 +96,22 @@ local function unfinished(index)
   return redis.call('HEXISTS', items_key, index) == 1 and redis.call('HEXISTS', statuses_key, index) == 0
 end
 
+-- Input objects whose items have all ended: the caller deletes them.
+local emptied = {{}}
+
+-- An ended item's bytes are no longer needed: its input record goes, and the input object
+-- holding them counts one item fewer.
+local function release_input(index)
+  local input = redis.call('HGET', inputs_key, index)
+  if not input then return end
+  redis.call('HDEL', inputs_key, index)
+  local object = string.match(input, '^([^;]+);')
+  if object and redis.call('HINCRBY', objects_key, object, -1) <= 0 then
+    redis.call('HDEL', objects_key, object)
+    table.insert(emptied, object)
+  end
+end
+
 -- An item's one and only outcome (done or failed, also the name of the job's count of such
 -- items); false when it had one already or is unknown.
 local function finish_item(index, outcome, error_json)
@@ -101,6 +119,7 @@ local function finish_item(index, outcome, error_json)
   if redis.call('HSETNX', statuses_key, index, outcome) == 0 then return false end
   redis.call('HINCRBY', job_key, outcome, 1)
   if outcome == '{ItemStatus.FAILED}' then redis.call('HSET', errors_key, index, error_json) end
+  release_input(index)
   return true
 end
 
@@ -136,10 +155,13 @@ return {{started, redis.call('HGETALL', job_key)}}
 """
 
 # ARGV[5]: how many fresh items to begin now; ARGV[6..]: the chunk's indices
-#   -> {started 1|0, fresh, retried, job fields}; nil when the job does not exist
+#   -> {started 1|0, fresh, retried, job fields, inputs}; nil when the job does not exist.
+#   inputs: index, input record for each fresh or retried item that has one
 BEGIN_CHUNK = _COMMON + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
-if terminal[redis.call('HGET', job_key, 'status')] then return {{0, {{}}, {{}}, redis.call('HGETALL', job_key)}} end
+if terminal[redis.call('HGET', job_key, 'status')] then
+  return {{0, {{}}, {{}}, redis.call('HGETALL', job_key), {{}}}}
+end
 touch()
 local started = set_status('{JobStatus.RUNNING}') and 1 or 0
 local fresh, retried = {{}}, {{}}
@@ -155,12 +177,22 @@ for i = 6, #ARGV do
 end
 for i = 1, math.min(tonumber(ARGV[5]), #fresh) do redis.call('HINCRBY', attempts_key, fresh[i], 1) end
 keep_with_job(attempts_key)
-return {{started, fresh, retried, redis.call('HGETALL', job_key)}}
+local inputs = {{}}
+for _, list in ipairs({{fresh, retried}}) do
+  for _, index in ipairs(list) do
+    local input = redis.call('HGET', inputs_key, index)
+    if input then
+      table.insert(inputs, index)
+      table.insert(inputs, input)
+    end
+  end
+end
+return {{started, fresh, retried, redis.call('HGETALL', job_key), inputs}}
 """
 
 # ARGV[5]: max attempts   ARGV[6]: exhausted error format   ARGV[7]: n outcomes,
 # then n x (index, 'done' | 'failed', error JSON or ''), then the indices to begin
-#   -> {counted indices, started, exhausted, finished 1|0, job fields}
+#   -> {counted indices, started, exhausted, finished 1|0, job fields, emptied input objects}
 RECORD = _COMMON + """
 local n = tonumber(ARGV[7])
 local counted = {}
@@ -177,7 +209,7 @@ keep_with_job(statuses_key)
 keep_with_job(errors_key)
 if status then touch() end
 local finished = maybe_finish() and 1 or 0
-return {counted, started, exhausted, finished, redis.call('HGETALL', job_key)}
+return {counted, started, exhausted, finished, redis.call('HGETALL', job_key), emptied}
 """
 
 # ARGV[5..]: indices whose last attempt is given back, if still unfinished
@@ -191,24 +223,29 @@ end
 return 0
 """
 
-# ARGV[5]: n, then per item: index, item JSON, error JSON ('' when none)   -> items added; nil when no job
+# ARGV[5]: n, then per item: index, item JSON, error JSON ('' when none), input record ('' when
+# none)   -> items added; nil when no job
 ADD_ITEMS = _COMMON + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
 local added = 0
 local n = tonumber(ARGV[5])
 for i = 0, n - 1 do
-  local index, item, err = ARGV[6 + 3 * i], ARGV[7 + 3 * i], ARGV[8 + 3 * i]
+  local index, item, err, input = ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i], ARGV[9 + 4 * i]
   if redis.call('HSETNX', items_key, index, item) == 1 then
     added = added + 1
     if err ~= '' then
       redis.call('HSET', statuses_key, index, '{ItemStatus.FAILED}')
       redis.call('HSET', errors_key, index, err)
       redis.call('HINCRBY', job_key, '{ItemStatus.FAILED}', 1)
+    elseif input ~= '' then
+      redis.call('HSET', inputs_key, index, input)
+      local object = string.match(input, '^([^;]+);')
+      if object then redis.call('HINCRBY', objects_key, object, 1) end
     end
   end
 end
 redis.call('HINCRBY', job_key, 'total', added)
-for _, key in ipairs({{items_key, statuses_key, errors_key}}) do keep_with_job(key) end
+for _, key in ipairs({{items_key, statuses_key, errors_key, inputs_key, objects_key}}) do keep_with_job(key) end
 touch()
 return added
 """

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from redis import Redis
@@ -23,6 +23,7 @@ from redis import Redis
 from shared import job_scripts
 from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
 from shared.ids import new_id
+from shared.item_inputs import ItemInput
 from shared.jobs import (
     Item,
     ItemResult,
@@ -36,7 +37,7 @@ from shared.jobs import (
     error_json,
     item_json,
 )
-from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys, job_purge_member
+from shared.redis_keys import KeyedScript, RedisKeys, job_purge_member
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class ChunkStart:
     job: Job | None  # None: the job no longer exists
     fresh: list[int]  # unfinished, never attempted; the first ``begin`` of them are begun
     retried: list[int]  # unfinished, attempted before: in hand when a worker died
+    inputs: dict[int, ItemInput] = field(default_factory=dict)  # where those items' bytes are
 
 
 @dataclass(frozen=True)
@@ -65,17 +67,19 @@ class Recorded:
     exhausted: list[int]  # items out of attempts, failed instead of begun
     finished: bool  # True for exactly one caller: the one whose change finished the job
     job: Job | None  # the job after the change; None when it no longer exists
+    emptied: list[str] = field(default_factory=list)  # input objects no item needs any more
 
 
 class JobStore:
     """Jobs, their items and the items' processing attempts, in one Redis database."""
 
     def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE, listeners: Sequence[JobListener] = ()) -> None:
+                 namespace: str | None = None, listeners: Sequence[JobListener] = ()) -> None:
+        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         self.redis = redis
         self.settings = settings
         self.listeners = tuple(listeners)
-        self.keys = RedisKeys(namespace)
+        self.keys = RedisKeys(settings.redis_namespace if namespace is None else namespace)
         self._clock = clock
 
         def script(body: str) -> KeyedScript:
@@ -198,13 +202,15 @@ class JobStore:
     # items
 
     def add_items(self, job_id: str, items: Sequence[NewItem]) -> int:
-        """Register items (idempotent per index; an item with an error fails at once); returns
-        how many were new."""
+        """Register items (idempotent per index; an item with an error fails at once) with where
+        their bytes are; returns how many were new. An item's input record goes when it ends,
+        and so does the count of an input object's items (:attr:`Recorded.emptied`)."""
         if not items:
             return 0
         args: list[Any] = [len(items)]
         for item in items:
-            args += [item.index, item_json(item), error_json(item.error) if item.error is not None else ""]
+            args += [item.index, item_json(item), error_json(item.error) if item.error is not None else "",
+                     item.input.encode() if item.input is not None else ""]
         result = self._run(self._add_items, job_id, *args)
         if result is None:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
@@ -272,15 +278,17 @@ class JobStore:
     def begin_chunk(self, job_id: str, indices: Sequence[int], begin: int) -> ChunkStart:
         """Start a task on a chunk: the job moves to running (and counts as moving), its
         unfinished items are sorted into fresh and retried, and the attempts of the first
-        ``begin`` fresh ones are counted. A job that has ended gets no attempts."""
+        ``begin`` fresh ones are counted; with where their bytes are. A job that has ended gets
+        no attempts."""
         result = self._run(self._begin_chunk, job_id, begin, *indices)
         if result is None:
             return ChunkStart(job=None, fresh=[], retried=[])
-        started, fresh, retried, fields = result
+        started, fresh, retried, fields, inputs = result
         job = _job(fields)
         if started:
             self._notify("job_started", job)
-        return ChunkStart(job=job, fresh=_ints(fresh), retried=_ints(retried))
+        located = {int(index): ItemInput.decode(record.decode()) for index, record in zip(inputs[0::2], inputs[1::2])}
+        return ChunkStart(job=job, fresh=_ints(fresh), retried=_ints(retried), inputs=located)
 
     def record(self, job_id: str, results: Sequence[ItemResult], begin: Sequence[int] = ()) -> Recorded:
         """Store item outcomes, each counted only the first time an item ends, and count an
@@ -291,7 +299,7 @@ class JobStore:
         for result in results:
             args += [result.index, result.status, error_json(result.error) if result.error is not None else ""]
         args += list(begin)
-        counted, started, exhausted, finished, fields = self._run(self._record, job_id, *args)
+        counted, started, exhausted, finished, fields, emptied = self._run(self._record, job_id, *args)
         by_index = {result.index: result for result in results}
         ended = [by_index[int(index)] for index in counted]
         exhausted_pairs = _ints(exhausted)
@@ -305,7 +313,7 @@ class JobStore:
             if finished:
                 self._notify("job_finished", job)
         return Recorded(counted=ended, started=_ints(started), exhausted=exhausted_indices,
-                        finished=bool(finished), job=job)
+                        finished=bool(finished), job=job, emptied=[name.decode() for name in emptied])
 
     def forgive_attempts(self, job_id: str, indices: Iterable[int]) -> None:
         """Take back the last attempt of each of ``indices`` still unfinished, ended by a failure

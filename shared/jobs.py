@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Sequence
+from typing import Sequence
 
 from shared.errors import ColorizeError, ItemError
-from shared.timestamps import iso_time
+from shared.item_inputs import ItemInput
 
 
 class JobStatus(StrEnum):
@@ -93,13 +93,16 @@ class Job:
 
 @dataclass(frozen=True)
 class NewItem:
-    """An item as the expander registers it; ``error`` set means it failed before processing."""
+    """An item as the expander registers it; ``error`` set means it failed before processing.
+    ``input``: where its bytes are (None for a failed item, and for the image of a single-image
+    job, which is the job's source object)."""
 
     index: int
     path: str
     output_path: str
     size: int | None
     error: ItemError | None = None
+    input: ItemInput | None = None
 
 
 @dataclass(frozen=True)
@@ -142,36 +145,6 @@ class JobListener:
 
     def job_finished(self, job: Job) -> None:
         pass
-
-
-def job_document(job: Job, public_url: str | None) -> dict[str, Any]:
-    """The job as clients see it: the API's job responses and the data of webhook events."""
-    base = f"/v1/jobs/{job.id}"
-
-    def link(path: str) -> str:
-        return public_url.rstrip("/") + path if public_url else path
-
-    return {
-        "id": job.id,
-        "status": job.status,
-        "counts": {"total": job.total, "done": job.done, "failed": job.failed, "pending": job.pending},
-        "expanded": job.expanded,
-        "progress": job.progress,
-        "created_at": iso_time(job.created_at),
-        "started_at": iso_time(job.started_at),
-        "finished_at": iso_time(job.finished_at),
-        "expires_at": iso_time(job.expires_at),
-        "model": job.model,
-        "temperature": job.temperature,
-        "source": {"filename": job.source_filename, "kind": job.source_kind},
-        "error": job.error,
-        "webhook": {"callback_url": job.callback_url, "events": list(job.webhook_events)} if job.callback_url else None,
-        "links": {
-            "self": link(base),
-            "items": link(f"{base}/items"),
-            "results_zip": link(f"{base}/results.zip"),
-        },
-    }
 
 
 # --- encoding -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ MANIFEST_FILE = "manifest.json"
 DEFAULT_MODEL = "colorize-small"
 # Documented range of the per-job decoding temperature (annealed mean): T -> 0 tends to the
 # mode (vivid, blotchy), T = 1 is the mean (safe, washed out).
+# A model is a folder of models_dir: a plain name, which also bounds what reaches the file system.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 1.0
 
@@ -83,8 +86,9 @@ def parse_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
 
 def load_manifest(models_dir: Path, name: str) -> ModelManifest:
     name = DEFAULT_MODEL if name == "default" else name
-    if not name or "/" in name or name.startswith("."):
-        raise ModelNotFound(f"no model named {name!r}")
+    if not MODEL_NAME.fullmatch(name):
+        shown = name if len(name) <= 40 else name[:40] + "..."
+        raise ModelNotFound(f"no model named {shown!r}: model names are 1-100 letters, digits, '.', '-' or '_'")
     directory = models_dir / name
     manifest_path = directory / MANIFEST_FILE
     if not manifest_path.is_file():

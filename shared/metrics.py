@@ -12,8 +12,9 @@ Workers (``COLORIZE_WORKER_METRICS_PORT``, served by the main process)::
 
     colorize_items_processed_total                             items done
     colorize_items_failed_total{code}                          items failed, by error code
-    colorize_stage_duration_seconds{stage}                     decode | inference | encode |
-                                                               storage_get | storage_put (histogram)
+    colorize_stage_duration_seconds{stage}                     queue_wait | expansion | storage_get |
+                                                               decode | inference | encode |
+                                                               storage_put | redis (histogram)
     colorize_model_load_duration_seconds{model, device}        model loads (histogram)
     colorize_webhook_deliveries_total{event, outcome}          attempts: delivered | failed | refused
     colorize_webhook_delivery_duration_seconds{event}          one attempt (histogram)
@@ -45,7 +46,11 @@ from shared.settings import Settings
 
 # prometheus_client reads this variable itself, in every process that records metrics.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-STAGES = ("decode", "inference", "encode", "storage_get", "storage_put")
+# Per chunk item: decode (zip members unpacked too), inference, encode, storage_get (a batch's
+# reads), storage_put (one result), redis (job store and lane calls of chunks); per task:
+# queue_wait (from enqueue to start); per job: expansion (one pass over the archive).
+# Other stages may be recorded by the image code (e.g. lab, join).
+STAGES = ("queue_wait", "expansion", "storage_get", "decode", "inference", "encode", "storage_put", "redis")
 # kombu's Redis transport keeps a queue's priority levels in lists named queue + SEP + level.
 _PRIORITY_SEP = "\x06\x16"
 _PRIORITY_LEVELS = (3, 6, 9)
@@ -106,26 +111,32 @@ class ApiMetrics:
         self.request_seconds.labels(method, route).observe(seconds)
 
 
-def queue_depth(redis: Redis, queue: str) -> int:
+def priority_list(queue: str, level: int, key_prefix: str = "") -> str:
+    """The broker list holding a queue's messages of one priority level (0: the queue's name);
+    ``key_prefix``: the broker's (``Settings.redis_key_prefix``)."""
+    return f"{key_prefix}{queue}{_PRIORITY_SEP}{level}" if level else f"{key_prefix}{queue}"
+
+
+def queue_depth(redis: Redis, queue: str, key_prefix: str = "") -> int:
     """Messages waiting in a Celery queue on the Redis broker, every priority level included."""
     pipe = redis.pipeline(transaction=False)
-    pipe.llen(queue)
-    for level in _PRIORITY_LEVELS:
-        pipe.llen(f"{queue}{_PRIORITY_SEP}{level}")
+    for level in (0, *_PRIORITY_LEVELS):
+        pipe.llen(priority_list(queue, level, key_prefix))
     return sum(pipe.execute())
 
 
 class QueueDepthCollector(Collector):
     """``colorize_queue_depth``, read from the broker at each scrape."""
 
-    def __init__(self, redis: Redis, queues: Iterable[str]) -> None:
+    def __init__(self, redis: Redis, queues: Iterable[str], key_prefix: str = "") -> None:
         self.redis = redis
         self.queues = tuple(queues)
+        self.key_prefix = key_prefix
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("colorize_queue_depth", "Messages waiting in a Celery queue.", labels=["queue"])
         for queue in self.queues:
-            gauge.add_metric([queue], queue_depth(self.redis, queue))
+            gauge.add_metric([queue], queue_depth(self.redis, queue, self.key_prefix))
         yield gauge
 
     def describe(self) -> list[GaugeMetricFamily]:
@@ -161,6 +172,10 @@ class WorkerMetrics(JobListener):
             yield
         finally:
             self.stage_seconds.labels(name).observe(time.perf_counter() - started)
+
+    def observe_stage(self, name: str, seconds: float) -> None:
+        """One run of a stage timed elsewhere (a wait that began in another process)."""
+        self.stage_seconds.labels(name).observe(max(0.0, seconds))
 
     def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
         for result in results:

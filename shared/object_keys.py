@@ -2,7 +2,8 @@
 
     tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
     tenants/<tenant>/jobs/<job id>/source                    source posted through the API
-    tenants/<tenant>/jobs/<job id>/inputs/<index:07d>        one image taken from the source
+    tenants/<tenant>/jobs/<job id>/inputs/<first:07d>-<last:07d>   a tar chunk's images, items <first>
+                                                             to <last>, back to back (kept until they have all ended)
     tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
 """
 
@@ -13,6 +14,7 @@ import re
 from shared.errors import InvalidRequest
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_INPUT_OBJECT = re.compile(r"[0-9]{7,}-[0-9]{7,}")
 
 
 def _checked_id(kind: str, value: str) -> str:
@@ -43,8 +45,20 @@ def source_key(tenant: str, job_id: str) -> str:
     return job_prefix(tenant, job_id) + "source"
 
 
-def item_input_key(tenant: str, job_id: str, index: int) -> str:
-    return f"{job_prefix(tenant, job_id)}inputs/{_checked_index(index):07d}"
+def inputs_prefix(tenant: str, job_id: str) -> str:
+    return job_prefix(tenant, job_id) + "inputs/"
+
+
+def input_object_name(first_index: int, last_index: int) -> str:
+    """The name of an input object holding items ``first_index`` to ``last_index``: two passes
+    over an archive that cut it differently never write the same name."""
+    return f"{_checked_index(first_index):07d}-{_checked_index(last_index):07d}"
+
+
+def input_object_key(tenant: str, job_id: str, name: str) -> str:
+    if not _INPUT_OBJECT.fullmatch(name):
+        raise InvalidRequest(f"invalid input object name {name!r}", field="name")
+    return inputs_prefix(tenant, job_id) + name
 
 
 def result_key(tenant: str, job_id: str, index: int) -> str:

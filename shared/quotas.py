@@ -9,7 +9,12 @@ Each is off when its setting in ``settings.quotas`` is 0:
   before anything is stored and gives it back when the job is not created;
 - images per day: images taken in per tenant and UTC day. A single-image job is counted when
   it is submitted; an archive's entries one by one while the worker expands it, and the
-  entries that arrive after the quota ran out become items failed with ``quota_exceeded``.
+  entries that arrive after the quota ran out become items failed with ``quota_exceeded``;
+- wrong API keys per client address (not per tenant: a wrong key names none), a token bucket
+  like the request rate's, taken from by each failed authentication; while it is empty the
+  address's requests with a key are refused before the key is looked at.
+
+The storage quota (bytes kept) is :mod:`shared.stored_bytes`.
 
 The counters live under ``colorize:quota:{tenant}:*`` (:mod:`shared.redis_keys`).
 """
@@ -26,7 +31,7 @@ from redis import Redis
 from shared.errors import QuotaExceeded, RateLimited
 from shared.job_store import JobStore
 from shared.jobs import TERMINAL_STATUSES
-from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
+from shared.redis_keys import KeyedScript, RedisKeys
 from shared.settings import Quotas
 
 DAY_S = 86_400
@@ -36,9 +41,9 @@ IN_FLIGHT_RETRY_AFTER_S = 10
 # the job, or the API process died there) stops counting after this long.
 RESERVATION_GRACE_S = 300
 
-# ARGV: now rate burst   -> {1 taken | 0 refused, seconds until a token is there}
+# ARGV: now rate burst cost   -> {1 taken (cost 0: one is there) | 0 refused, seconds until a token is there}
 _LUA_TAKE_TOKEN = """
-local now, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, rate, burst, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local state = redis.call('HMGET', bucket, 'tokens', 'ts')
 local tokens, ts = tonumber(state[1]), tonumber(state[2])
 if tokens == nil or ts == nil then tokens, ts = burst, now end
@@ -46,7 +51,7 @@ if tokens == nil or ts == nil then tokens, ts = burst, now end
 tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
 local taken, wait = 0, (1 - tokens) / rate
 if tokens >= 1 then
-  tokens, taken, wait = tokens - 1, 1, 0
+  tokens, taken, wait = tokens - cost, 1, 0
 end
 redis.call('HSET', bucket, 'tokens', tostring(tokens), 'ts', tostring(math.max(now, ts)))
 -- A bucket left alone until full is the same as no bucket.
@@ -76,12 +81,13 @@ class QuotaStore:
     """The quotas of ``settings.quotas`` for every tenant, counted in one Redis database."""
 
     def __init__(self, redis: Redis, quotas: Quotas, jobs: JobStore, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str | None = None) -> None:
+        """``namespace``: of the keys; None: that of ``jobs``, whose jobs the quotas count."""
         self.redis = redis
         self.quotas = quotas
         self._jobs = jobs
         self._clock = clock
-        self._keys = RedisKeys(namespace)
+        self._keys = RedisKeys(jobs.keys.namespace if namespace is None else namespace)
         self._take_token = KeyedScript(redis, ["bucket"], _LUA_TAKE_TOKEN)
         self._take_image = KeyedScript(redis, ["day_counter"], _LUA_TAKE_IMAGE)
 
@@ -96,11 +102,34 @@ class QuotaStore:
         if not rate:
             return
         burst = max(1, self.quotas.request_burst)
-        taken, wait = self._take_token({"bucket": self._key(tenant, "rate")}, [repr(self._clock()), rate, burst])
+        taken, wait = self._take_token({"bucket": self._key(tenant, "rate")}, [repr(self._clock()), rate, burst, 1])
         if not taken:
             raise RateLimited(
                 f"too many requests: at most {rate:g} per second (bursts of {burst})",
                 retry_after_s=max(1, math.ceil(float(wait))), limit_per_s=rate, burst=burst,
+            )
+
+    # wrong API keys per client address
+
+    def check_auth_failures(self, address: str) -> None:
+        """RateLimited while ``address`` has used up its wrong keys; counts nothing."""
+        self._auth_failure(address, cost=0)
+
+    def take_auth_failure(self, address: str) -> None:
+        """Count one wrong key from ``address``; RateLimited when it had none left."""
+        self._auth_failure(address, cost=1)
+
+    def _auth_failure(self, address: str, cost: int) -> None:
+        rate = self.quotas.auth_failures_per_s
+        if not rate:
+            return
+        burst = max(1, self.quotas.auth_failure_burst)
+        bucket = self._keys.auth_failures(address)
+        taken, wait = self._take_token({"bucket": bucket}, [repr(self._clock()), rate, burst, cost])
+        if not taken:
+            raise RateLimited(
+                f"too many requests with a wrong API key from this address: at most {rate:g} per second "
+                f"(bursts of {burst})", retry_after_s=max(1, math.ceil(float(wait))), limit_per_s=rate, burst=burst,
             )
 
     # jobs in flight

@@ -13,9 +13,17 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:job:{id}:status                 HASH    index -> "done" | "failed"   (absent: pending)
     colorize:job:{id}:errors                 HASH    index -> JSON {"code", "message"}
     colorize:job:{id}:attempts               HASH    index -> processing attempts started
+    colorize:job:{id}:inputs                 HASH    index -> where the unfinished item's bytes are
+                                                     (shared.item_inputs)
+    colorize:job:{id}:input-objects          HASH    input object name -> unfinished items it holds
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
-    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle)
+    colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle);
+                                                     events (the last event's number), settled:<n>
+    colorize:{bulk}:tenants                  LIST    tenants with bulk chunks waiting, in turn order
+    colorize:{bulk}:tenant:<tenant>          LIST    the tenant's jobs with bulk chunks waiting, in turn order
+    colorize:{bulk}:job:<id>                 LIST    the job's waiting chunks, JSON {"items", "at"}
+    colorize:{bulk}:turn:<task id>           STRING  "<job id> <chunk JSON>": the chunk a turn task took
     colorize:upload:{id}                     HASH    id tenant filename size key multipart_id state
                                                      job_id created_at expires_at
     colorize:purge                           ZSET    purge member (below) -> unix time after which its
@@ -27,12 +35,22 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
     colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
     colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
+    colorize:quota:{tenant}:stored           STRING  bytes the tenant keeps in storage, uploads in progress included
+    colorize:quota:{tenant}:stored-by        HASH    owner (job:<id> | upload:<id>) -> bytes counted for it
+    colorize:auth-failures:<address>         HASH    tokens ts   (wrong API keys from one client address)
     colorize:apikey:<key id>                 HASH    id tenant name hash created_at revoked revoked_at
     colorize:apikeys                         ZSET    key id -> created_at
     colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
 
+The bulk lane's keys share the hash tag ``{bulk}``: its scripts reach the lists of the tenants
+and jobs they meet, in the slot of the keys they are given.
+
 Purge members name what owns stored objects: ``job:<tenant>:<id>`` and
 ``upload:<tenant>:<id>:<multipart id or empty>``.
+
+``Settings.redis_key_prefix`` (empty unless set) goes in front of all of these, and of the
+broker's keys, which are kombu's own: the queues ``colorize`` and ``webhooks``, ``unacked*``
+and ``_kombu.binding.*``.
 """
 
 from __future__ import annotations
@@ -65,19 +83,21 @@ class JobKeys:
     statuses: str
     errors: str
     attempts: str
+    inputs: str
+    input_objects: str
     expander: str
     deliveries: str
     webhook_progress: str
 
     @property
-    def state(self) -> tuple[str, str, str, str, str]:
+    def state(self) -> tuple[str, ...]:
         """The keys the job scripts change, which expire with the job."""
-        return self.record, self.items, self.statuses, self.errors, self.attempts
+        return self.record, self.items, self.statuses, self.errors, self.attempts, self.inputs, self.input_objects
 
 
 @dataclass(frozen=True)
 class RedisKeys:
-    """Key names under one namespace (tests use their own to stay apart from a running service)."""
+    """Key names under one namespace (``Settings.redis_namespace``; tests use their own to stay apart)."""
 
     namespace: str = NAMESPACE
 
@@ -89,6 +109,8 @@ class RedisKeys:
             statuses=f"{record}:status",
             errors=f"{record}:errors",
             attempts=f"{record}:attempts",
+            inputs=f"{record}:inputs",
+            input_objects=f"{record}:input-objects",
             expander=f"{record}:expander",
             deliveries=f"{record}:webhooks",
             webhook_progress=f"{record}:webhook-progress",
@@ -106,6 +128,11 @@ class RedisKeys:
         return f"{self.namespace}:active"
 
     @property
+    def bulk_prefix(self) -> str:
+        """The prefix of every key of the bulk lane (:mod:`shared.bulk_lane`)."""
+        return f"{self.namespace}:{{bulk}}:"
+
+    @property
     def workers(self) -> str:
         return f"{self.namespace}:workers"
 
@@ -113,8 +140,11 @@ class RedisKeys:
         return f"{self.namespace}:tenant:{tenant}:webhook-secret"
 
     def quota(self, tenant: str, name: str) -> str:
-        """``name``: ``rate``, ``inflight`` or ``images:<YYYYMMDD>``."""
+        """``name``: ``rate``, ``inflight``, ``images:<YYYYMMDD>``, ``stored`` or ``stored-by``."""
         return f"{self.namespace}:quota:{{{tenant}}}:{name}"
+
+    def auth_failures(self, address: str) -> str:
+        return f"{self.namespace}:auth-failures:{address}"
 
     def api_key(self, key_id: str) -> str:
         return f"{self.namespace}:apikey:{key_id}"

@@ -20,6 +20,7 @@ import difflib
 import ipaddress
 import logging
 import os
+import re
 import sys
 from dataclasses import field, fields, replace
 from pathlib import Path
@@ -28,6 +29,8 @@ from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 from pydantic import (AfterValidator, AnyUrl, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
                       NonNegativeInt, PositiveFloat, TypeAdapter, UrlConstraints, ValidationError)
 from pydantic.dataclasses import dataclass
+
+from shared.redis_keys import NAMESPACE
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "COLORIZE_"
@@ -68,6 +71,13 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return check
 
 
+def _key_prefix(value: str) -> str:
+    # No braces (a Redis Cluster hash tag), glob characters (kombu subscribes by pattern) or spaces.
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]*", value):
+        raise ValueError("may hold only letters, digits and _ . : -")
+    return value
+
+
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
@@ -86,6 +96,7 @@ LocalPath = Annotated[Path, AfterValidator(Path.expanduser)]
 HttpUrlText = Annotated[str, AfterValidator(_url("http", "https"))]
 RedisUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix"))]
 Networks = Annotated[str, AfterValidator(_networks)]
+KeyPrefix = Annotated[str, Field(max_length=64), AfterValidator(_key_prefix)]
 
 _CONFIG = ConfigDict(allow_inf_nan=False)
 
@@ -115,6 +126,11 @@ class Quotas:
     max_images_per_day: NonNegativeInt = 1_000_000  # images taken in for processing per tenant and UTC day
     requests_per_s: NonNegativeFloat = 100.0  # sustained API request rate of one tenant
     request_burst: NonNegativeInt = 500  # requests a tenant may make at once before the sustained rate applies
+    # Bytes one tenant keeps in storage, uploads in progress included: uploads, sources, results.
+    max_stored_bytes: NonNegativeInt = 100 * 1024**3
+    # Requests with a wrong API key from one client address (not per tenant: the key names none).
+    auth_failures_per_s: NonNegativeFloat = 1.0
+    auth_failure_burst: NonNegativeInt = 20
 
 
 # Groups of settings held in their own dataclass, read from COLORIZE_<FIELD> like the others.
@@ -142,6 +158,10 @@ OTHER_VARIABLES = frozenset({
 class Settings:
     # Broker and job state. None: start an embedded redis-server under data_dir.
     redis_url: RedisUrlText | None = None
+    # Put in front of every Redis key of the service, the broker's queues included, so that
+    # several deployments (or test runs) share one Redis database without seeing each other's
+    # jobs or tasks; e.g. "staging:". Empty: the keys exactly as shared/redis_keys.py lists them.
+    redis_key_prefix: KeyPrefix = ""
     # Object storage. None: start a local SeaweedFS S3 server under data_dir.
     s3_endpoint_url: HttpUrlText | None = None
     # Where clients reach the store, when not at s3_endpoint_url (a container network, a proxy);
@@ -164,6 +184,9 @@ class Settings:
     auth_allow_open_public: Flag = False
     # Public base URL clients use; presigned URLs and Location headers are built from it.
     public_url: HttpUrlText | None = None
+    # Reverse proxies (comma-separated CIDRs) whose X-Forwarded-For / X-Forwarded-Proto the API
+    # believes; from any other peer those headers are ignored (api/proxies.py).
+    trusted_proxies: Networks = ""
 
     models_dir: LocalPath = PROJECT_ROOT / "models"
     model: str = "default"  # a model name from models_dir, or "default"
@@ -262,6 +285,11 @@ class Settings:
         return self.worker_concurrency or (os.cpu_count() or 1)
 
     @property
+    def redis_namespace(self) -> str:
+        """The namespace of the service's keys (``shared.redis_keys.RedisKeys``), after the key prefix."""
+        return self.redis_key_prefix + NAMESPACE
+
+    @property
     def stall_after_s(self) -> int:
         """A job that has not moved for this long while no task waits in the queue has lost its
         task message. Longer than any redelivery (visibility timeout) plus any chunk (hard time
@@ -331,6 +359,7 @@ _EXPECTED = {
     "less_than_equal": "must be at most {le}", "less_than": "must be less than {lt}",
     "literal_error": "must be {expected}",
     "string_type": "is not a string",
+    "string_too_long": "must be at most {max_length} characters long",
 }
 
 

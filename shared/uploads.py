@@ -15,7 +15,7 @@ from redis import Redis
 
 from shared.errors import Conflict, NotFound
 from shared.ids import new_id
-from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys, upload_purge_member
+from shared.redis_keys import KeyedScript, RedisKeys, upload_purge_member
 from shared.settings import Settings
 
 
@@ -54,10 +54,11 @@ class UploadStore:
     """Upload records of one Redis database."""
 
     def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE) -> None:
+                 namespace: str | None = None) -> None:
+        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         self.redis = redis
         self.settings = settings
-        self.keys = RedisKeys(namespace)
+        self.keys = RedisKeys(settings.redis_namespace if namespace is None else namespace)
         self._clock = clock
         self._claim = KeyedScript(redis, ["upload_key"], _LUA_CLAIM)
 

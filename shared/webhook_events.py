@@ -8,7 +8,12 @@ scheme (https://www.standardwebhooks.com), signed with the tenant's secret
 
     {"type": "job.started" | "job.progress" | "job.completed",
      "timestamp": "<ISO 8601 time of the event>",
+     "sequence": <the event's number among the job's events, from 1>,
      "data": <the job, as GET /v1/jobs/{id} shows it>}
+
+Events of one job are numbered as they happen (one counter per job in Redis) and delivered in
+that order: a message waits, briefly, until the one before it has been delivered or given up
+(:class:`DeliveryOrder`, used by :mod:`worker.webhook_delivery`).
 
 Every delivery attempt is recorded on the job (``GET /v1/jobs/{id}/webhooks``) and kept as
 long as the job.
@@ -26,14 +31,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 from redis import Redis
 
-from shared.jobs import ItemResult, Job, JobListener, job_document
+from shared.documents import COMPLETED, EVENT_TYPES, EVENTS, PROGRESS, STARTED, JobDocument, WebhookEvent
+from shared.jobs import ItemResult, Job, JobListener
 from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
 from shared.settings import Settings
 from shared.timestamps import iso_time
 
-STARTED, PROGRESS, COMPLETED = "started", "progress", "completed"
-EVENTS = (STARTED, PROGRESS, COMPLETED)
-EVENT_TYPES = {STARTED: "job.started", PROGRESS: "job.progress", COMPLETED: "job.completed"}
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -82,22 +85,27 @@ class WebhookMessage:
     event: str
     url: str
     body: str
+    sequence: int = 0  # the event's number among the job's (0: published before events were numbered)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, str]) -> "WebhookMessage":
-        return cls(**{k: raw[k] for k in ("id", "job_id", "tenant", "event", "url", "body")})
+    def from_dict(cls, raw: Mapping[str, Any]) -> "WebhookMessage":
+        fields = {k: raw[k] for k in ("id", "job_id", "tenant", "event", "url", "body")}
+        return cls(**fields, sequence=int(raw.get("sequence", 0)))
 
 
-def message_for(job: Job, event: str, at: float, public_url: str | None, sequence: int | None = None) -> WebhookMessage:
+def message_for(job: Job, event: str, at: float, public_url: str | None, sequence: int,
+                progress_step: int | None = None) -> WebhookMessage:
     # Ids follow from the job and event, so a message published twice is one message to the receiver.
-    suffix = f"_{sequence}" if sequence is not None else ""
-    body = {"type": EVENT_TYPES[event], "timestamp": iso_time(at), "data": job_document(job, public_url)}
+    suffix = f"_{progress_step}" if progress_step is not None else ""
+    body = WebhookEvent(type=EVENT_TYPES[event], timestamp=iso_time(at), sequence=sequence,
+                        data=JobDocument.of(job, public_url))
     return WebhookMessage(
         id=f"msg_{job.id}_{event}{suffix}", job_id=job.id, tenant=job.tenant, event=event,
-        url=job.callback_url or "", body=json.dumps(body, separators=(",", ":")),
+        url=job.callback_url or "", body=json.dumps(body.model_dump(mode="json"), separators=(",", ":")),
+        sequence=sequence,
     )
 
 
@@ -122,13 +130,16 @@ class WebhookNotifier(JobListener):
     nothing, and a progress event one throttle check per batch of finished items."""
 
     def __init__(self, redis: Redis, settings: Settings, publish: Callable[[dict[str, str]], None],
-                 clock: Callable[[], float] = time.time, namespace: str = NAMESPACE) -> None:
+                 clock: Callable[[], float] = time.time, namespace: str | None = None) -> None:
+        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
+        namespace = settings.redis_namespace if namespace is None else namespace
         self.settings = settings
         self._publish = publish
         self._clock = clock
         self._keys = RedisKeys(namespace)
         self._log = DeliveryLog(redis, namespace)
         self._gate = KeyedScript(redis, ["throttle"], _LUA_PROGRESS_GATE)
+        self._order = DeliveryOrder(redis, namespace)
 
     def job_started(self, job: Job) -> None:
         if job.callback_url and STARTED in job.webhook_events:
@@ -145,7 +156,7 @@ class WebhookNotifier(JobListener):
         sequence = self._gate({"throttle": self._keys.job(job.id).webhook_progress},
                               [repr(self._clock()), self.settings.webhook_progress_interval_s, step, job.expires_at])
         if sequence:
-            self._emit(job, PROGRESS, int(sequence))
+            self._emit(job, PROGRESS, progress_step=int(sequence))
 
     def job_finished(self, job: Job) -> None:
         if not job.callback_url:
@@ -155,8 +166,40 @@ class WebhookNotifier(JobListener):
         if COMPLETED in job.webhook_events:
             self._emit(job, COMPLETED)
 
-    def _emit(self, job: Job, event: str, sequence: int | None = None) -> None:
-        self._publish(message_for(job, event, self._clock(), self.settings.public_url, sequence).to_dict())
+    def _emit(self, job: Job, event: str, progress_step: int | None = None) -> None:
+        sequence = self._order.number(job.id, job.expires_at)
+        message = message_for(job, event, self._clock(), self.settings.public_url, sequence, progress_step)
+        self._publish(message.to_dict())
+
+
+class DeliveryOrder:
+    """The numbers of a job's events, and which of them have been settled (delivered or given up).
+
+    Kept in the job's webhook hash (``colorize:job:{id}:webhook-progress``), which expires with the job."""
+
+    def __init__(self, redis: Redis, namespace: str = NAMESPACE) -> None:
+        self.redis = redis
+        self._keys = RedisKeys(namespace)
+
+    def _key(self, job_id: str) -> str:
+        return self._keys.job(job_id).webhook_progress
+
+    def number(self, job_id: str, expires_at: float) -> int:
+        """The next event number of the job, from 1."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(self._key(job_id), "events", 1)
+        pipe.expireat(self._key(job_id), int(expires_at) + 1)
+        return int(pipe.execute()[0])
+
+    def settle(self, message: WebhookMessage) -> None:
+        """Delivering ``message`` is over (delivered, refused or out of attempts)."""
+        self.redis.hset(self._key(message.job_id), f"settled:{message.sequence}", 1)
+
+    def due(self, message: WebhookMessage) -> bool:
+        """Whether every earlier event of the job has been settled (an unnumbered message always is)."""
+        if message.sequence <= 1:
+            return True
+        return bool(self.redis.hexists(self._key(message.job_id), f"settled:{message.sequence - 1}"))
 
 
 # --- delivery records ---------------------------------------------------------------------

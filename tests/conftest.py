@@ -9,6 +9,11 @@ Fixtures, from the bottom up:
 - ``storage``: a ``Storage`` on the test bucket; ``redis_client``: a client of the server.
 
 Tests share the servers, so each keeps to keys of its own (fresh ids, its own prefixes).
+Workers and the API on a port come from the plugin ``tests.integration_fixtures``.
+
+A test that talks to a real service (these servers, workers, an HTTP server, a browser) is
+marked ``integration``; one that uses the fixtures above without the mark is refused at
+collection, so that ``-m "not integration"`` runs where none of those services can start.
 """
 
 from __future__ import annotations
@@ -23,7 +28,20 @@ from cli.embedded_services import RedisServer, SeaweedS3Server, free_port
 from shared.settings import Settings
 from shared.storage import Storage
 
+pytest_plugins = ["tests.integration_fixtures"]
+
 TEST_BUCKET = "colorize-test"
+# Every fixture that starts or reaches a real service depends on one of these.
+SERVICE_FIXTURES = frozenset({"redis_server", "s3_server"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [item.nodeid for item in items
+                if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that use real services must be marked integration:\n  "
+                                + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

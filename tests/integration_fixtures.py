@@ -1,7 +1,12 @@
 """Real service processes for integration tests: Celery workers as subprocesses, the API on a port.
 
-Builds on the Redis and SeaweedFS fixtures of ``tests/conftest.py``; every process gets its
-settings through ``COLORIZE_*`` environment variables, as in production.
+A plugin (``pytest_plugins`` in ``tests/conftest.py``) that builds on the Redis and SeaweedFS
+fixtures there; every process gets its settings through ``COLORIZE_*`` environment variables, as
+in production.
+
+All tests share one Redis database. The session's workers and API use the keys as production
+does; a test or module that needs a broker and job state of its own takes ``with_own_keys``:
+workers and APIs built from those settings see only each other.
 """
 
 from __future__ import annotations
@@ -13,8 +18,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import pytest
 import redis
@@ -22,18 +28,51 @@ from werkzeug.serving import make_server
 
 from api.app import create_app
 from cli.local_stack import child_environment
+from shared.metrics import queue_depth
 from shared.settings import PROJECT_ROOT, Limits, Settings
 from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from tests.model_builder import build_test_model
+from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 TEST_MODEL = "test-tiny"
 WORKER_START_TIMEOUT_S = 60
+# kombu's hash of the messages workers hold unacknowledged (its transport option ``unacked_key``).
+UNACKED_KEY = "unacked"
+
+T = TypeVar("T")
 
 
-def with_redis_db(settings: Settings, db: int) -> Settings:
-    """The same Redis server, another database: a separate broker and job store."""
-    base = settings.redis_url.rsplit("/", 1)[0] if settings.redis_url.count("/") > 2 else settings.redis_url
-    return settings.with_overrides(redis_url=f"{base}/{db}")
+def with_own_keys(settings: Settings) -> Settings:
+    """The same Redis database under a fresh key prefix: a broker and job state of its own, which
+    no other test's workers or API see."""
+    return settings.with_overrides(redis_key_prefix=f"test-{uuid.uuid4().hex[:12]}:")
+
+
+def wait_until(condition: Callable[[], T], timeout_s: float, what: str) -> T:
+    """``condition()``'s first true value, polled until ``timeout_s`` have passed; then AssertionError."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting until {what}"
+        time.sleep(0.05)
+    return value
+
+
+def broker_idle(settings: Settings) -> bool:
+    """Whether no task of ``settings``' broker waits in a queue or is held by a worker: nothing
+    more will happen until something new is enqueued. Checked twice, a moment apart, so that a
+    message between its pop and its record as unacknowledged (two commands) is not missed."""
+    client = redis.Redis.from_url(settings.redis_url)
+    prefix = settings.redis_key_prefix
+    try:
+        for check in range(2):
+            if check:
+                time.sleep(0.1)
+            if (queue_depth(client, QUEUE, prefix) or queue_depth(client, WEBHOOK_QUEUE, prefix)
+                    or client.hlen(prefix + UNACKED_KEY)):
+                return False
+        return True
+    finally:
+        client.close()
 
 
 class WorkerProcess:
@@ -153,7 +192,7 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
         workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options)
                    for i in range(count)]
         started.extend(workers)
-        heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url))
+        heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url), namespace=settings.redis_namespace)
         for worker in workers:
             worker.wait_ready(heartbeats)
         return workers

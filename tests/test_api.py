@@ -1,6 +1,6 @@
 """The HTTP API against real Redis and SeaweedFS: validation, error codes, uploads, cancel, models.
 
-No worker consumes this module's queue (it uses a Redis database of its own), so submitted
+No worker consumes this module's queue (it uses a Redis key prefix of its own), so submitted
 jobs stay where the API left them.
 """
 
@@ -19,17 +19,14 @@ from shared.errors import ProcessingFailed
 from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.object_keys import result_key
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 
 pytestmark = pytest.mark.integration
-
-API_DB = 2
 
 
 @pytest.fixture(scope="module")
 def api_settings(app_settings):
-    return with_redis_db(app_settings, API_DB)
+    return with_own_keys(app_settings)
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +332,65 @@ def test_unreachable_redis_makes_readyz_503(api_settings) -> None:
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["error"]["details"]["checks"]["redis"].startswith("unavailable")
+
+
+# --- request bodies as described ------------------------------------------------------------
+
+
+def error_of(response) -> dict:
+    assert response.status_code == 400, response.get_json()
+    assert error_code(response) == "invalid_request"
+    return response.get_json()["error"]
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"temperature": "0.5"}, "temperature"),  # JSON numbers are numbers, not text
+    ({"temperature": ""}, "temperature"),
+    ({"temperature": True}, "temperature"),
+    ({"model": 5}, "model"),
+    ({"filename": ["a.png"]}, "filename"),
+    ({"upload_id": ""}, "upload_id"),
+])
+def test_json_job_fields_must_have_their_described_types(client, fields, field) -> None:
+    error = error_of(client.post("/v1/jobs", json={"upload_id": "some-upload", **fields}))
+    assert error["details"]["field"] == field and f"'{field}'" in error["message"]
+
+
+def test_out_of_range_values_are_refused_with_the_range(client) -> None:
+    error = error_of(submit(client, png_bytes(), temperature="1.5"))
+    assert error["message"] == "'temperature' must be between 0.05 and 1.0"
+    assert error["details"] == {"field": "temperature", "minimum": 0.05, "maximum": 1.0}
+    job = submit(client, png_bytes()).get_json()
+    error = error_of(client.get(f"/v1/jobs/{job['id']}/items?offset=-3"))
+    assert error["message"] == "'offset' must be at least 0" and error["details"]["minimum"] == 0
+
+
+def test_empty_form_fields_count_as_left_out(client) -> None:
+    response = submit(client, png_bytes(), model="", temperature="", callback_url="", events="")
+    assert response.status_code == 202, response.get_json()
+    job = response.get_json()
+    assert job["model"] == TEST_MODEL and job["temperature"] == pytest.approx(0.38) and job["webhook"] is None
+
+
+def test_a_form_without_a_file_says_so(client) -> None:
+    error = error_of(client.post("/v1/jobs", data={"file": "not a file"}, content_type="multipart/form-data"))
+    assert error["message"] == "the multipart form needs a 'file' field" and error["details"]["field"] == "file"
+
+
+@pytest.mark.parametrize("parts, field", [
+    ([], "parts"),
+    ([{"part_number": 0, "etag": "x"}], "parts[0].part_number"),
+    ([{"part_number": 1, "etag": "x"}, {"part_number": 2}], "parts[1].etag"),
+    ([{"part_number": 1, "etag": "x", "size": 5}], "parts[0].size"),
+    ("1,2", "parts"),
+])
+def test_upload_parts_are_checked_as_described(client, api_settings, parts, field) -> None:
+    upload = client.post("/v1/uploads", json={"size": api_settings.multipart_part_bytes + 1}).get_json()
+    error = error_of(client.post(f"/v1/uploads/{upload['upload_id']}/complete", json={"parts": parts}))
+    assert error["details"]["field"] == field
+
+
+def test_a_multipart_upload_is_not_completed_without_its_parts(client, api_settings) -> None:
+    upload = client.post("/v1/uploads", json={"size": api_settings.multipart_part_bytes + 1}).get_json()
+    error = error_of(client.post(f"/v1/uploads/{upload['upload_id']}/complete", json={}))
+    assert error["details"]["field"] == "parts"

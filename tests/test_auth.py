@@ -1,7 +1,7 @@
 """API keys and tenants against real Redis and SeaweedFS: the key CLI, 401s, cross-tenant 404s,
 presigned URL scope, and when the API runs without authentication.
 
-No worker consumes this module's Redis database, so submitted jobs stay where the API left them.
+No worker consumes this module's Redis keys, so submitted jobs stay where the API left them.
 """
 
 from __future__ import annotations
@@ -24,18 +24,16 @@ from shared.api_keys import main as keys_main
 from shared.job_store import JobStore
 from shared.jobs import ItemResult
 from shared.object_keys import result_key, source_key
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 
 pytestmark = pytest.mark.integration
 
-AUTH_DB = 5
 PUBLIC_PEER = "203.0.113.7"  # an address from a documentation range: not loopback
 
 
 @pytest.fixture(scope="module")
 def auth_settings(app_settings):
-    return with_redis_db(app_settings, AUTH_DB).with_overrides(auth="keys")
+    return with_own_keys(app_settings).with_overrides(auth="keys")
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +176,7 @@ def test_a_key_acts_for_its_tenant_by_bearer_or_x_api_key(client, keys, jobs) ->
 
 def test_public_paths_need_no_key(client) -> None:
     assert client.get("/healthz").status_code == 200
-    assert client.get("/readyz").status_code == 503  # no workers on this database, but no 401
+    assert client.get("/readyz").status_code == 503  # no workers under these keys, but no 401
     unknown = client.get("/v1/no-such-route")
     assert unknown.status_code == 401  # routes are not revealed before authentication
 

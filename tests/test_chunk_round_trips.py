@@ -12,16 +12,17 @@ import pytest
 import redis
 
 from shared.ids import new_id
+from shared.item_inputs import ItemInput
 from shared.job_store import JobStore
 from shared.jobs import JobStatus, NewItem
-from shared.object_keys import item_input_key
+from shared.object_keys import input_object_key, input_object_name
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
 
-CHUNK_DB = 1  # no worker reads it: nothing else touches these jobs
+pytestmark = pytest.mark.integration
+
 TENANT = "local"
 
 
@@ -55,11 +56,15 @@ def counting_context(settings: Settings) -> WorkerContext:
 def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
     """Colorize a job of ``items`` items as one chunk; the round trips the chunk took."""
     job_id = new_id()
-    ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="zip",
+    ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="tar",
                         source_key="unused", job_id=job_id)
-    for i in range(items):
-        ctx.storage.put_bytes(item_input_key(TENANT, job_id, i), image(i))
-    ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", 100) for i in range(items)])
+    images = [image(i) for i in range(items)]  # stored back to back, as the expander stores a tar's chunk
+    name = input_object_name(0, items - 1)
+    ctx.storage.put_bytes(input_object_key(TENANT, job_id, name), b"".join(images))
+    offsets = np.cumsum([0] + [len(data) for data in images])
+    ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", 100,
+                                        input=ItemInput(name, offset=int(offsets[i]), length=len(images[i])))
+                                for i in range(items)])
     ctx.jobs.end_expansion(job_id)
 
     CountingConnection.sent = 0
@@ -73,7 +78,7 @@ def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
 
 @pytest.fixture(scope="module")
 def chunk_settings(app_settings: Settings, storage) -> Settings:
-    return with_redis_db(app_settings, CHUNK_DB)
+    return with_own_keys(app_settings)  # no worker reads these keys: nothing else touches the jobs
 
 
 def test_a_chunk_of_one_batch_takes_two_round_trips_whatever_its_size(chunk_settings) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from cli.main import main
 from shared.settings import PROJECT_ROOT
-from tests.integration_fixtures import *  # noqa: F403
+from tests.integration_fixtures import TEST_MODEL
 
 
 def write_image(path: Path, width: int, height: int) -> Path:
@@ -86,7 +86,7 @@ def test_failed_job_exits_1_and_names_the_error_code(api_url: str, tmp_path: Pat
 @pytest.mark.integration
 def test_models_list_and_unknown_job(api_url: str) -> None:
     code, stdout, _ = run("--api", api_url, "models", "list", "--json")
-    assert code == 0 and TEST_MODEL in [model["name"] for model in json.loads(stdout)]  # noqa: F405
+    assert code == 0 and TEST_MODEL in [model["name"] for model in json.loads(stdout)]
     code, _, stderr = run("--api", api_url, "status", "f" * 32)
     assert code == 1 and "(not_found)" in stderr
 

@@ -21,7 +21,7 @@ from cli.embedded_services import free_port
 from client import Client, ClientError, Item, Job
 from client.packing import pack_zip, plan_entries
 from shared.job_store import JobStore
-from tests.integration_fixtures import *  # noqa: F403
+from tests.integration_fixtures import TEST_MODEL
 
 WAIT_S = 60
 
@@ -155,7 +155,7 @@ def test_unknown_job_is_a_not_found_client_error(live_client: Client) -> None:
 @pytest.mark.integration
 def test_models_and_health(live_client: Client) -> None:
     models = live_client.models()
-    assert [m.name for m in models if m.default] == [TEST_MODEL]  # noqa: F405
+    assert [m.name for m in models if m.default] == [TEST_MODEL]
     health = live_client.health()
     assert health.ready and health.checks["workers"] >= 1
 

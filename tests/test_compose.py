@@ -13,6 +13,7 @@ import importlib
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -27,6 +28,8 @@ import pytest
 import yaml
 
 from api.app import create_app
+from api.proxies import parse_networks
+from api.serving import gunicorn_args
 from shared.manifests import DEFAULT_MODEL
 from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings
 from shared.storage import BROWSER_CORS_RULES
@@ -38,7 +41,8 @@ DEPLOYMENT_ENV = {"S3_SECRET_KEY": "a-secret-for-the-checks"}
 # Services that run Colorize code, read Settings and share the store and broker.
 APP_SERVICES = ("api", "worker", "worker-gpu", "webhooks", "s3-init")
 CELERY_SERVICES = ("worker", "worker-gpu", "webhooks")
-LONG_RUNNING = ("api", "worker", "worker-gpu", "webhooks", "redis", "s3", "flower")
+LONG_RUNNING = ("proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3", "flower")
+NGINX_CONF = PROJECT_ROOT / "docker" / "nginx.conf"
 BASE_IMAGE = "python:3.11-slim"
 
 
@@ -170,18 +174,18 @@ def test_a_deployment_must_set_only_the_store_secret(raw_compose) -> None:
 
 
 def test_services_and_profiles(services) -> None:
-    assert set(services) == {"api", "worker", "worker-gpu", "webhooks", "redis", "s3", "s3-init", "flower"}
+    assert set(services) == {"proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3", "s3-init", "flower"}
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert services["flower"]["profiles"] == ["monitoring"]
     default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {"api", "worker", "webhooks", "redis", "s3", "s3-init"}
+    assert default == {"proxy", "api", "worker", "webhooks", "redis", "s3", "s3-init"}
 
 
 def test_restart_policies_and_healthchecks(services) -> None:
     for name in LONG_RUNNING:
         assert services[name]["restart"] in ("unless-stopped", "always"), name
     assert services["s3-init"]["restart"].startswith("on-failure")  # a one-shot must not loop
-    for name in ("api", "worker", "worker-gpu", "webhooks", "redis", "s3"):
+    for name in ("proxy", "api", "worker", "worker-gpu", "webhooks", "redis", "s3"):
         assert healthcheck_argv(services[name]), name
 
 
@@ -215,7 +219,9 @@ def test_each_service_environment_builds_valid_settings(services) -> None:
 
 def test_the_gunicorn_target_builds_the_app_from_the_api_environment(services) -> None:
     argv = services["api"]["command"]
-    assert argv[0] == "gunicorn"
+    # The command line every other launcher uses too (api/serving.py), with its configuration.
+    assert argv == ["gunicorn", *gunicorn_args(option(argv, "--bind"), int(option(argv, "--workers")))]
+    assert option(argv, "-c") == "python:api.serving"
     module, factory = re.fullmatch(r"([\w.]+):(\w+)\(\)", argv[-1]).groups()
     assert getattr(importlib.import_module(module), factory) is create_app
     # Nothing connects while the app is built: the compose host names need not resolve here.
@@ -227,15 +233,106 @@ def test_the_gunicorn_target_builds_the_app_from_the_api_environment(services) -
     assert {"/", "/healthz", "/v1/jobs"} <= rules
 
 
-def test_api_port_agrees_between_bind_settings_ports_and_healthcheck(services) -> None:
+def test_api_port_agrees_between_bind_settings_and_healthcheck_and_is_not_published(services) -> None:
     api = services["api"]
     host, port = option(api["command"], "--bind", "-b").rsplit(":", 1)
     assert host == "0.0.0.0"
     settings = Settings.from_env(environment(api))
     assert settings.api_port == int(port)
-    assert [container_port(mapping) for mapping in api["ports"]] == [int(port)]
+    assert "ports" not in api and [int(p) for p in api["expose"]] == [int(port)]  # only the proxy reaches it
     probe = next(arg for arg in healthcheck_argv(api) if "/healthz" in arg)
     assert re.search(r"http://127\.0\.0\.1:(\d+)/healthz", probe).group(1) == port
+
+
+# --- the reverse proxy ---------------------------------------------------------------------------
+
+
+def nginx_directives(text: str) -> list[tuple[str, list[str]]]:
+    """Every simple directive of an nginx configuration as (name, arguments), blocks flattened."""
+    text = re.sub(r"#[^\n]*", "", text)
+    directives = []
+    for statement in re.findall(r"([a-z_0-9]+)((?:\s+(?:'[^']*'|\"[^\"]*\"|[^\s;{}]+))*)\s*;", text):
+        name, arguments = statement
+        directives.append((name, re.findall(r"'[^']*'|\"[^\"]*\"|[^\s]+", arguments)))
+    return directives
+
+
+def nginx_values(name: str) -> list[list[str]]:
+    return [arguments for directive, arguments in nginx_directives(NGINX_CONF.read_text()) if directive == name]
+
+
+def nginx_size(value: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    return int(value[:-1]) * units[value[-1].lower()] if value[-1].lower() in units else int(value)
+
+
+def test_the_proxy_alone_publishes_the_api_port(compose, services) -> None:
+    proxy = services["proxy"]
+    [mapping] = proxy["ports"]
+    [[listen]] = nginx_values("listen")
+    assert container_port(mapping) == int(listen) and host_port(mapping) == 8000
+    probe = next(arg for arg in healthcheck_argv(proxy) if "/healthz" in arg)
+    assert re.search(r"http://127\.0\.0\.1:(\d+)/healthz", probe).group(1) == listen
+    [config] = proxy["configs"]
+    assert config["target"] == "/etc/nginx/nginx.conf"
+    assert (PROJECT_ROOT / compose["configs"][config["source"]]["file"]).resolve() == NGINX_CONF
+    assert proxy["depends_on"]["api"]["condition"] == "service_healthy"
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert "api" not in published
+
+
+def test_the_proxy_forwards_to_the_api_service_and_port(services) -> None:
+    [[upstream]] = nginx_values("server")
+    host, port = upstream.rsplit(":", 1)
+    assert host == "api" and port == option(services["api"]["command"], "--bind").rsplit(":", 1)[1]
+    assert ["http://api"] in nginx_values("proxy_pass")
+    forwarded = {arguments[0]: arguments[1] for arguments in nginx_values("proxy_set_header")}
+    assert forwarded["X-Forwarded-For"] == "$remote_addr" and forwarded["X-Forwarded-Proto"] == "$scheme"
+
+
+def test_the_proxy_buffers_and_bounds_slow_and_large_requests(services) -> None:
+    limits = Settings.from_env(environment(services["api"])).limits
+    [[body_limit]] = nginx_values("client_max_body_size")
+    assert nginx_size(body_limit) == limits.max_request_bytes
+    assert nginx_values("proxy_request_buffering") == [["on"]] and nginx_values("proxy_buffering") == [["on"]]
+    for timeout in ("client_header_timeout", "client_body_timeout", "send_timeout"):
+        [[value]] = nginx_values(timeout)
+        assert 0 < int(value.rstrip("s")) <= 60, timeout
+    # The request line and headers: no more than gunicorn takes behind it.
+    [[count, size]] = nginx_values("large_client_header_buffers")
+    import api.serving as serving
+    assert nginx_size(size) <= serving.limit_request_line + 2 and int(count) <= serving.limit_request_fields
+
+
+def test_the_api_trusts_the_proxy_network_only(services) -> None:
+    settings = Settings.from_env(environment(services["api"]))
+    networks = parse_networks(settings.trusted_proxies)
+    # Docker's default address pools, where the proxy's address on the project network comes from.
+    assert {str(n) for n in networks} == {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+    assert all(n.is_private for n in networks)
+
+
+def test_the_proxy_answers_its_own_refusals_as_json() -> None:
+    locations = dict(re.findall(r"location = (/\.errors/\d+) \{(.*?)\n\s*\}", NGINX_CONF.read_text(), re.S))
+    for uri, block in locations.items():
+        assert "internal;" in block and "default_type application/json;" in block
+        status, body = re.search(r"return (\d+) '([^']*)'", block).groups()
+        assert uri.endswith(status) and set(json.loads(body)["error"]) == {"code", "message"}
+    pages = {code: arguments[-1] for arguments in nginx_values("error_page") for code in arguments[:-1]}
+    assert {"400", "408", "413", "414", "502"} <= set(pages)
+    assert set(pages.values()) == set(locations)  # by URI: a request refused mid-line has none to keep
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")
+def test_nginx_accepts_the_configuration(tmp_path) -> None:
+    # The upstream's host resolves only on the compose network; here it names this machine.
+    text = NGINX_CONF.read_text().replace("server api:8000;", "server 127.0.0.1:8000;")
+    text = text.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
+    config = tmp_path / "nginx.conf"
+    config.write_text(text)
+    done = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(config), "-g", f"error_log {tmp_path}/e.log;"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
 
 
 def test_prometheus_directories_are_fresh_tmpfs(services) -> None:

@@ -16,7 +16,6 @@ from PIL import Image
 
 from shared.imaging import decode_image
 from shared.settings import Limits
-from tests.integration_fixtures import *  # noqa: F403
 
 pytestmark = pytest.mark.integration
 

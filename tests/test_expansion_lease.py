@@ -10,6 +10,8 @@ import pytest
 from shared.ids import new_id
 from worker.expansion import ExpansionLease, LeaseLost
 
+pytestmark = pytest.mark.integration
+
 LEASE_S = 0.6
 
 

@@ -26,9 +26,9 @@ from bench.soak import FAULT_KINDS, FaultStack, PatientClient, audit_job, jpeg_p
 from shared.errors import ColorizeError
 from shared.object_keys import job_prefix, result_key
 from shared.settings import Settings
-from tests.fault_marks import CHUNKS_KEY, DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
-    SAVED_CRASH_MARK
-from tests.integration_fixtures import TEST_MODEL, test_models_dir  # noqa: F401  (fixture)
+from tests.fault_marks import DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
+    SAVED_CRASH_MARK, chunks_key
+from tests.integration_fixtures import TEST_MODEL
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ JOB_TIMEOUT_S = 600 if SOAK else 90
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, test_models_dir: Path):  # noqa: F811
+def stack(tmp_path_factory, test_models_dir: Path):
     settings = Settings(s3_bucket="colorize-faults").with_overrides(
         models_dir=test_models_dir, model=TEST_MODEL, device="cpu", engine_threads=1, worker_concurrency=1,
         batch_size=2, chunk_size=2, task_soft_time_limit_s=3, task_time_limit_s=4, visibility_timeout_s=5,
@@ -87,7 +87,7 @@ def fresh_chunk(stack: FaultStack, job_id: str, timeout_s: float = 30) -> dict:
     client = stack.redis_client()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        popped = client.blpop([CHUNKS_KEY], timeout=1)
+        popped = client.blpop([chunks_key(stack.settings)], timeout=1)
         if popped is None:
             continue
         record = json.loads(popped[1])

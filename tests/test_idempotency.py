@@ -13,25 +13,21 @@ import redis
 import urllib3
 from PIL import Image
 
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import ApiServer, with_redis_db
+from tests.integration_fixtures import ApiServer, with_own_keys
 
 pytestmark = pytest.mark.integration
 
-IDEMPOTENCY_DB = 12
 http = urllib3.PoolManager(retries=False, maxsize=16)
 
 
 @pytest.fixture(scope="module")
-def settings_db(app_settings):
-    settings = with_redis_db(app_settings, IDEMPOTENCY_DB)
-    redis.Redis.from_url(settings.redis_url).flushdb()
-    return settings
+def api_settings(app_settings):
+    return with_own_keys(app_settings)
 
 
 @pytest.fixture(scope="module")
-def api(settings_db, storage):
-    server = ApiServer(settings_db)
+def api(api_settings, storage):
+    server = ApiServer(api_settings)
     yield server.url
     server.stop()
 
@@ -59,18 +55,18 @@ def submit_json(api: str, key: str, body: str) -> urllib3.BaseHTTPResponse:
 
 def job_count(settings) -> int:
     client = redis.Redis.from_url(settings.redis_url)
-    return sum(1 for k in client.scan_iter("colorize:job:{*}") if k.endswith(b"}"))
+    return sum(1 for k in client.scan_iter(f"{settings.redis_namespace}:job:{{*}}") if k.endswith(b"}"))
 
 
-def test_the_same_key_returns_the_same_job(api: str, key: str, settings_db) -> None:
-    before = job_count(settings_db)
+def test_the_same_key_returns_the_same_job(api: str, key: str, api_settings) -> None:
+    before = job_count(api_settings)
     first = submit(api, key, png(90), temperature="0.4")
     second = submit(api, key, png(90), temperature="0.4")
     assert first.status == second.status == 202, second.data
     assert json.loads(first.data)["id"] == json.loads(second.data)["id"]
     assert first.headers["Location"] == second.headers["Location"]
     assert "Idempotent-Replayed" not in first.headers and second.headers["Idempotent-Replayed"] == "true"
-    assert job_count(settings_db) == before + 1
+    assert job_count(api_settings) == before + 1
     # Without a key every request is a new job.
     assert json.loads(submit(api, None, png(90)).data)["id"] != json.loads(first.data)["id"]
 
@@ -102,8 +98,8 @@ def test_json_requests_are_compared_by_content(api: str, key: str, storage) -> N
     assert other.status == 409
 
 
-def test_concurrent_requests_with_one_key_create_one_job(api: str, key: str, settings_db) -> None:
-    before = job_count(settings_db)
+def test_concurrent_requests_with_one_key_create_one_job(api: str, key: str, api_settings) -> None:
+    before = job_count(api_settings)
     start = threading.Barrier(6)
     responses: list[urllib3.BaseHTTPResponse] = []
 
@@ -119,7 +115,7 @@ def test_concurrent_requests_with_one_key_create_one_job(api: str, key: str, set
     assert [r.status for r in responses] == [202] * 6
     assert len({json.loads(r.data)["id"] for r in responses}) == 1
     assert sum("Idempotent-Replayed" not in r.headers for r in responses) == 1
-    assert job_count(settings_db) == before + 1
+    assert job_count(api_settings) == before + 1
 
 
 def test_a_failed_request_leaves_the_key_free(api: str, key: str) -> None:

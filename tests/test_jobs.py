@@ -92,6 +92,7 @@ def test_terminal_statuses_lead_nowhere() -> None:
     assert {s for s in JobStatus if not TRANSITIONS[s]} == TERMINAL_STATUSES
 
 
+@pytest.mark.integration
 def test_redis_enforces_the_transitions(store: JobStore) -> None:
     job_id = make_job(store)
     assert store.status(job_id) == JobStatus.QUEUED
@@ -106,6 +107,7 @@ def test_redis_enforces_the_transitions(store: JobStore) -> None:
     assert store.status("nope") is None
 
 
+@pytest.mark.integration
 def test_new_job_record(store: JobStore, clock: Clock) -> None:
     job_id = make_job(store)
     job = store.get(job_id)
@@ -115,6 +117,7 @@ def test_new_job_record(store: JobStore, clock: Clock) -> None:
     assert job.source_filename == "photos.zip" and job.error is None
 
 
+@pytest.mark.integration
 def test_unknown_and_foreign_jobs_are_not_found(store: JobStore) -> None:
     with pytest.raises(NotFound):
         store.get("nope")
@@ -129,6 +132,7 @@ def test_unknown_and_foreign_jobs_are_not_found(store: JobStore) -> None:
 # --- counting and finishing -----------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_item_completion_counts_once(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -145,6 +149,7 @@ def test_item_completion_counts_once(store: JobStore) -> None:
     assert store.unfinished(job_id, [0, 1, 2, 3, 99]) == [1, 2, 3]
 
 
+@pytest.mark.integration
 def test_job_finishes_only_after_expansion_ends(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -168,6 +173,7 @@ def test_job_finishes_only_after_expansion_ends(store: JobStore) -> None:
         (0, 0, CorruptArchive("truncated"), JobStatus.FAILED),
     ],
 )
+@pytest.mark.integration
 def test_final_status_follows_counts(store: JobStore, done, failed, archive_error, expected) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -180,6 +186,7 @@ def test_final_status_follows_counts(store: JobStore, done, failed, archive_erro
     assert job.error == ({"code": "corrupt_archive", "message": "truncated"} if archive_error else None)
 
 
+@pytest.mark.integration
 def test_items_failed_at_registration_count_as_failed(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -195,6 +202,7 @@ def test_items_failed_at_registration_count_as_failed(store: JobStore) -> None:
     assert (listed[0].path, listed[0].output_path, listed[0].size) == ("dir/0.png", "dir/0.jpg", 100)
 
 
+@pytest.mark.integration
 def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_client) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -223,6 +231,7 @@ def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_clien
     assert (job.status, job.done, job.failed) == (JobStatus.SUCCEEDED, n, 0)
 
 
+@pytest.mark.integration
 def test_cancel_keeps_finished_items_and_shows_the_rest_canceled(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -238,6 +247,7 @@ def test_cancel_keeps_finished_items_and_shows_the_rest_canceled(store: JobStore
     assert store.end_expansion(job_id) is False
 
 
+@pytest.mark.integration
 def test_item_paging(store: JobStore) -> None:
     job_id = make_job(store)
     store.add_items(job_id, items(*range(5)))
@@ -250,6 +260,7 @@ def test_item_paging(store: JobStore) -> None:
         store.item(job_id, -1)
 
 
+@pytest.mark.integration
 def test_attempts_are_counted_per_item(store: JobStore) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -265,6 +276,7 @@ def test_attempts_are_counted_per_item(store: JobStore) -> None:
     assert store.attempts(job_id, [0, 1, 2]) == [2, 0, 0]
 
 
+@pytest.mark.integration
 def test_an_item_out_of_attempts_fails_instead_of_beginning(store: JobStore) -> None:
     limit = store.settings.item_max_attempts
     job_id = make_job(store)
@@ -286,6 +298,7 @@ def test_an_item_out_of_attempts_fails_instead_of_beginning(store: JobStore) -> 
     assert recorded.job.status == JobStatus.PARTIALLY_SUCCEEDED
 
 
+@pytest.mark.integration
 def test_a_chunk_begins_with_its_unfinished_items_sorted_by_attempts(store: JobStore) -> None:
     job_id = make_job(store)
     store.add_items(job_id, items(*range(6)))
@@ -302,6 +315,7 @@ def test_a_chunk_begins_with_its_unfinished_items_sorted_by_attempts(store: JobS
     assert store.begin_chunk("nope", [0], begin=1).job is None
 
 
+@pytest.mark.integration
 def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:
     job = store.create_job(tenant="local", model="m", temperature=0.5, source_kind="image",
                            source_key="k", source_filename="a.png",
@@ -315,6 +329,7 @@ def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:
 # --- expiry ---------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_every_key_expires(store: JobStore, redis_client, clock: Clock) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -329,6 +344,7 @@ def test_every_key_expires(store: JobStore, redis_client, clock: Clock) -> None:
         assert 0 < redis_client.ttl(key) <= TTL_S + 1
 
 
+@pytest.mark.integration
 def test_finished_jobs_are_purged_after_the_ttl(store: JobStore, purges: PurgeIndex, clock: Clock) -> None:
     job_id = make_job(store)
     store.mark_running(job_id)
@@ -356,6 +372,7 @@ def test_purge_target_parsing() -> None:
 # --- uploads --------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_upload_is_claimed_once_and_only_when_complete(uploads: UploadStore) -> None:
     upload = uploads.create(tenant="local", filename="big.tar", size=10, key="uploads/x", multipart_id="m1")
     with pytest.raises(Conflict):
@@ -373,6 +390,7 @@ def test_upload_is_claimed_once_and_only_when_complete(uploads: UploadStore) -> 
         uploads.claim("missing", "job-3")
 
 
+@pytest.mark.integration
 def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, stalls: StallWatch, clock: Clock) -> None:
     stall = store.settings.stall_after_s
     queued = make_job(store)
@@ -403,6 +421,7 @@ def test_jobs_that_stop_moving_are_leased_as_stalled_once(store: JobStore, stall
     assert stalls.lease_stalled() == []  # ended jobs are never taken for stalled
 
 
+@pytest.mark.integration
 def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
     heartbeats = WorkerHeartbeats(redis_client, clock=clock, namespace=namespace)
     heartbeats.record("w1", stale_after_s=30)
@@ -418,13 +437,18 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 # --- purge of stored objects ----------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, uploads: UploadStore,
-                                                               purges: PurgeIndex, clock: Clock, storage) -> None:
-    from shared.object_keys import item_input_key, job_prefix, result_key, upload_key
+                                                               purges: PurgeIndex, clock: Clock, storage,
+                                                               redis_client, namespace) -> None:
+    from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
+    from shared.stored_bytes import StoredBytes, job_owner, upload_owner
     from worker.housekeeping import purge_due
 
+    stored = StoredBytes(redis_client, SETTINGS.quotas, namespace=namespace)
+
     expired = make_job(store)
-    storage.put_bytes(item_input_key("local", expired, 0), b"in")
+    storage.put_bytes(input_object_key("local", expired, input_object_name(0, 3)), b"in")
     storage.put_bytes(result_key("local", expired, 0), b"out")
     upload = uploads.create(tenant="local", filename="big.zip", size=10, key="unused", multipart_id=None)
     storage.put_bytes(upload_key("local", upload.id), b"uploaded")
@@ -435,11 +459,15 @@ def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, 
     clock.now += TTL_S / 2
     kept = make_job(store)
     storage.put_bytes(result_key("local", kept, 0), b"out")
+    for owner, size in ((job_owner(expired), 5), (upload_owner(upload.id), 8), (upload_owner(pending_upload_id), 10),
+                        (job_owner(kept), 3)):
+        stored.add("local", owner, size)
 
-    assert purge_due(purges, storage) == 0
+    assert purge_due(purges, storage, stored) == 0
     clock.now += TTL_S / 2 + 1
-    assert purge_due(purges, storage) == 3  # the first job and both uploads
+    assert purge_due(purges, storage, stored) == 3  # the first job and both uploads
     assert list(storage.iter_keys(job_prefix("local", expired))) == []
     assert not storage.exists(upload_key("local", upload.id))
     assert list(storage.iter_keys(job_prefix("local", kept))) == [result_key("local", kept, 0)]
-    assert purge_due(purges, storage) == 0
+    assert stored.used("local") == 3  # only what the kept job stored still counts
+    assert purge_due(purges, storage, stored) == 0

@@ -18,15 +18,14 @@ import pytest
 import redis
 
 from api.app import create_app
+from shared.metrics import priority_list, queue_depth
 from shared.object_keys import result_key
 from shared.storage import Storage
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 from worker.celery_app import QUEUE
 
 pytestmark = pytest.mark.integration
 
-LOST_DB = 4
 TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
 
 
@@ -44,17 +43,17 @@ def zipped(files: dict[str, bytes]) -> bytes:
 
 
 def test_jobs_whose_messages_were_lost_are_rescued(app_settings, start_worker) -> None:
-    settings = with_redis_db(app_settings, LOST_DB)
+    settings = with_own_keys(app_settings)
     broker = redis.Redis.from_url(settings.redis_url)
-    broker.flushdb()
     client = create_app(settings).test_client()
     archive = client.post("/v1/jobs", data={"file": (io.BytesIO(zipped({f"p{i}.png": png(20 + i) for i in range(5)})),
                                                      "photos.zip")}, content_type="multipart/form-data")
     single = client.post("/v1/jobs", data={"file": (io.BytesIO(png(30)), "one.png")},
                          content_type="multipart/form-data")
     assert archive.status_code == single.status_code == 202
-    assert broker.llen(QUEUE) == 2  # the archive's expansion and the single image's chunk
-    broker.delete(QUEUE)  # both lost
+    prefix = settings.redis_key_prefix
+    assert queue_depth(broker, QUEUE, prefix) == 2  # the archive's expansion and the single image's chunk
+    broker.delete(*(priority_list(QUEUE, level, prefix) for level in (0, 3, 6, 9)))  # both lost
 
     started = time.monotonic()
     start_worker(settings)

@@ -3,9 +3,11 @@ only what cannot fit (``bench/memory.py`` measures the bound on 49 MP 16-bit RGB
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -14,14 +16,12 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 from shared.errors import ImageTooLarge
-from shared.ids import new_id
 from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
-from shared.jobs import JobStatus, NewItem
+from shared.jobs import JobStatus
 from shared.memory_budget import BASELINE_BYTES, MemoryBudget
-from shared.object_keys import item_input_key
 from shared.settings import Limits, Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
+from tests.test_item_inputs import Published, expand
 from worker.batching import memory_batches
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
@@ -29,7 +29,6 @@ from worker.context import WorkerContext
 MIB = 1024**2
 SMALL_BUDGET = MemoryBudget(512 * MIB)  # the least allowed: about 4.3 million pixels a batch
 TENANT = "local"
-CHUNK_DB = 2  # no worker reads it
 
 
 def png(height: int, width: int, channels: int = 1, dtype: type = np.uint8) -> bytes:
@@ -133,40 +132,33 @@ def test_small_images_fill_a_batch_and_a_large_one_goes_alone() -> None:
 # --- a chunk on real Redis and SeaweedFS -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def chunk_settings(app_settings: Settings, storage) -> Settings:
-    return with_redis_db(app_settings, CHUNK_DB).with_overrides(
+@pytest.fixture
+def chunk_context(app_settings: Settings, storage) -> WorkerContext:
+    settings = with_own_keys(app_settings).with_overrides(
         limits=Limits(worker_memory_bytes=SMALL_BUDGET.total_bytes), batch_size=8, chunk_size=8)
+    return WorkerContext(settings, Published())
 
 
-class NoTasks:
-    """Stands in for the Celery app: a chunk that runs to its end publishes nothing."""
-
-    def send_task(self, *args, **kwargs) -> None:
-        raise AssertionError(f"unexpected task {args}")
-
-
-def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_memory(chunk_settings,
-                                                                                       monkeypatch) -> None:
-    ctx = WorkerContext(chunk_settings, NoTasks())
-    job_id = new_id()
-    ctx.jobs.create_job(tenant=TENANT, model=chunk_settings.model, temperature=None, source_kind="zip",
-                        source_key="unused", job_id=job_id)
+@pytest.mark.integration
+def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_memory(
+        chunk_context: WorkerContext, monkeypatch) -> None:
     inputs = [png(1000, 1500), png(1000, 1500), png(2000, 2200), png(1000, 1500), png(40, 60)]
-    for index, data in enumerate(inputs):
-        ctx.storage.put_bytes(item_input_key(TENANT, job_id, index), data)
-    ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", len(d)) for i, d in enumerate(inputs)])
-    ctx.jobs.end_expansion(job_id)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for index, data in enumerate(inputs):
+            archive.writestr(f"{index}.png", data, compress_type=zipfile.ZIP_STORED)
+    job_id = expand(chunk_context, "zip", buffer.getvalue())
     seen: list[list[int]] = []
-    pipeline = ChunkRun._pipeline
-    monkeypatch.setattr(ChunkRun, "_pipeline", lambda run, engine, batches: (seen.extend(batches),
-                                                                              pipeline(run, engine, batches)))
+    colorize = ChunkRun._colorize
+    monkeypatch.setattr(ChunkRun, "_colorize", lambda run, engine, items: (
+        seen.append([item.index for item in items]), colorize(run, engine, items))[1])
 
-    ChunkRun(ctx, job_id).run(list(range(len(inputs))))
+    ((_, args),) = chunk_context.app.tasks
+    ChunkRun(chunk_context, job_id).run(args[1])
 
-    # 1.5 M pixels each: two fit in 4.3 M; the 4.4 M-pixel one is alone and refused.
-    assert seen == [[0, 1], [2], [3, 4]]
-    job = ctx.jobs.get(job_id)
+    # 1.5 M pixels each: two fit in 4.3 M; the 4.4 M-pixel one is refused from its header.
+    assert seen == [[0, 1], [3, 4]]
+    job = chunk_context.jobs.get(job_id)
     assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 4, 1)
-    (failed,) = [item for item in ctx.jobs.items(job_id, 0, 10) if item.error]
+    (failed,) = [item for item in chunk_context.jobs.items(job_id, 0, 10) if item.error]
     assert (failed.index, failed.error["code"]) == (2, "image_too_large")

@@ -17,13 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.embedded_services import free_port
 from shared.metrics import STAGES, QueueDepthCollector, queue_depth
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import TEST_MODEL, ApiServer, with_redis_db
+from tests.integration_fixtures import TEST_MODEL, ApiServer, with_own_keys
 
 pytestmark = pytest.mark.integration
 
-METRICS_DB = 14
-SCRATCH_DB = 15
 http = urllib3.PoolManager(retries=False)
 
 
@@ -59,7 +56,7 @@ def archive() -> bytes:
 @pytest.fixture(scope="module")
 def observed(app_settings, start_worker):
     """An API and one worker (JSON logs, metrics on a port) that have run one job to its end."""
-    settings = with_redis_db(app_settings, METRICS_DB).with_overrides(
+    settings = with_own_keys(app_settings).with_overrides(
         worker_metrics_port=free_port(), log_format="json")
     [worker] = start_worker(settings)
     server = ApiServer(settings)
@@ -114,10 +111,10 @@ def test_the_worker_logs_json_lines_with_the_job(observed) -> None:
 
 
 def test_queue_depth_counts_every_priority_level(app_settings) -> None:
-    client = redis.Redis.from_url(with_redis_db(app_settings, SCRATCH_DB).redis_url)
-    client.flushdb()
-    client.rpush("colorize", "a", "b", "c")
-    client.rpush("colorize\x06\x169", "d")
-    assert queue_depth(client, "colorize") == 4 and queue_depth(client, "webhooks") == 0
-    [family] = QueueDepthCollector(client, ("colorize", "webhooks")).collect()
+    prefix = with_own_keys(app_settings).redis_key_prefix
+    client = redis.Redis.from_url(app_settings.redis_url)
+    client.rpush(f"{prefix}colorize", "a", "b", "c")
+    client.rpush(f"{prefix}colorize\x06\x169", "d")
+    assert queue_depth(client, "colorize", prefix) == 4 and queue_depth(client, "webhooks", prefix) == 0
+    [family] = QueueDepthCollector(client, ("colorize", "webhooks"), prefix).collect()
     assert {s.labels["queue"]: s.value for s in family.samples} == {"colorize": 4, "webhooks": 0}

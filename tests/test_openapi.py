@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import io
 import re
+from typing import Literal
 
 import numpy as np
 import pytest
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from openapi_spec_validator import validate as validate_spec
 from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.app import create_app
 from api.openapi import build_spec
+from api.openapi_schemas import component_schemas
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.integration_fixtures import with_own_keys
 
-OPENAPI_DB = 13
 # Flask answers these for every route by itself.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
 # Static files and the web page (api/web.py) are not part of the API.
@@ -84,7 +85,7 @@ def test_the_document_is_served_without_a_key() -> None:
 @pytest.fixture(scope="module")
 def live(app_settings):
     # Callbacks to loopback only: nothing outside this machine is ever named.
-    app = create_app(with_redis_db(app_settings, OPENAPI_DB).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
+    app = create_app(with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8"))
     return app.test_client(), build_spec(app_settings)
 
 
@@ -106,6 +107,7 @@ def png() -> bytes:
     return buffer.getvalue()
 
 
+@pytest.mark.integration
 def test_responses_match_their_schemas(live) -> None:
     client, spec = live
     created = client.post("/v1/jobs", content_type="multipart/form-data", data={
@@ -135,3 +137,45 @@ def test_responses_match_their_schemas(live) -> None:
              client.post("/v1/uploads/missing/complete", json={}))
     conforms(spec, "/v1/jobs", "post", client.post("/v1/jobs", data="x", content_type="text/plain"))
     conforms(spec, "/metrics", "get", client.get("/metrics"))
+
+
+# --- schemas from models ------------------------------------------------------------------
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["a"] = Field(title="Kind")
+    count: int = Field(3, ge=0)
+
+
+class Outer(BaseModel):
+    inner: Inner | None
+    listed: list[Inner]
+    label: str | None = Field(None, description="A label.")
+
+
+class Holder(BaseModel):
+    items: list[Inner]
+
+
+def test_model_schemas_are_written_in_openapi_30() -> None:
+    schemas = component_schemas({"Outer": (Outer, "validation")})
+    inner = {"type": "object", "additionalProperties": False,
+             "properties": {"kind": {"type": "string", "enum": ["a"]},
+                            "count": {"type": "integer", "minimum": 0, "default": 3}},
+             "required": ["kind"]}
+    assert schemas == {"Outer": {
+        "type": "object",
+        "properties": {"inner": {**inner, "nullable": True}, "listed": {"type": "array", "items": inner},
+                       "label": {"type": "string", "nullable": True, "description": "A label."}},
+        "required": ["inner", "listed"],
+    }}
+    validate_spec({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {},
+                   "components": {"schemas": schemas}})
+
+
+def test_components_refer_to_one_another_and_cannot_be_nullable() -> None:
+    schemas = component_schemas({"Inner": (Inner, "validation"), "Holder": (Holder, "validation")})
+    assert schemas["Holder"]["properties"]["items"] == {"type": "array", "items": {"$ref": "#/components/schemas/Inner"}}
+    with pytest.raises(ValueError, match="nullable"):
+        component_schemas({"Inner": (Inner, "validation"), "Outer": (Outer, "validation")})

@@ -7,16 +7,16 @@ import time
 import pytest
 import redis
 
-from shared.ids import new_id
+from shared.bulk_lane import BulkLane
 from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.upkeep import StallWatch
-from tests.integration_fixtures import with_redis_db
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE
+from tests.integration_fixtures import with_own_keys
+from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.housekeeping import rescue_stalled
 
-RESCUE_DB = 8  # no worker reads this database: the queue holds only what the test puts there
+pytestmark = pytest.mark.integration
 
 
 class Clock:
@@ -33,25 +33,26 @@ class SentTasks:
     def __init__(self) -> None:
         self.sent: list[tuple[str, tuple, str]] = []
 
-    def send_task(self, name: str, args: tuple, queue: str) -> None:
+    def send_task(self, name: str, args: tuple, queue: str, **options) -> None:
         self.sent.append((name, tuple(args), queue))
 
 
 @pytest.fixture
 def broker(service_settings: Settings):
-    client = redis.Redis.from_url(with_redis_db(service_settings, RESCUE_DB).redis_url)
-    client.delete(QUEUE)
+    client = redis.Redis.from_url(service_settings.redis_url)
     yield client
-    client.delete(QUEUE)
     client.close()
 
 
 def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(broker) -> None:
     clock = Clock()
-    settings = Settings(chunk_size=2)
-    namespace = f"test-{new_id()}"
-    jobs = JobStore(broker, settings, clock=clock, namespace=namespace)
+    # Keys of its own, which no worker reads: the queue holds only what the test puts there.
+    settings = with_own_keys(Settings(chunk_size=2))
+    queue = settings.redis_key_prefix + QUEUE
+    namespace = settings.redis_namespace
+    jobs = JobStore(broker, settings, clock=clock)
     stalls = StallWatch(broker, settings.stall_after_s, clock=clock, namespace=namespace)
+    bulk = BulkLane(broker, settings.result_ttl_s, clock=clock, namespace=namespace)
     unexpanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
                                  source_key="src", source_filename="a.zip").id
     expanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
@@ -60,19 +61,30 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     jobs.add_items(expanded, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(5)])
     jobs.end_expansion(expanded)
     jobs.record(expanded, [ItemResult.done(1), ItemResult.done(3)])
+    small = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
+                            source_key="src", source_filename="c.zip").id
+    jobs.add_items(small, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(2)])
+    jobs.end_expansion(small)
+    bulk.push("local", expanded, [[1, 3]])  # a chunk whose turn was lost
     app = SentTasks()
 
     clock.now += settings.stall_after_s + 1
-    broker.rpush(QUEUE, b"a task of another job")
-    assert rescue_stalled(jobs, stalls, app, settings) == []  # waiting behind others is not stalling
+    broker.rpush(queue, b"a task of another job")
+    assert rescue_stalled(jobs, stalls, bulk, app, settings) == []  # waiting behind others is not stalling
     assert app.sent == []
 
-    broker.delete(QUEUE)
-    assert sorted(rescue_stalled(jobs, stalls, app, settings)) == sorted([unexpanded, expanded])
+    broker.delete(queue)
+    assert sorted(rescue_stalled(jobs, stalls, bulk, app, settings)) == sorted([unexpanded, expanded, small])
+    # A job of one chunk is interactive; a larger one gets its unfinished items as bulk chunks,
+    # one turn each, in place of what waited in the lane.
     assert sorted(app.sent) == sorted([
         (EXPAND_TASK, (unexpanded,), QUEUE),
-        (COLORIZE_TASK, (expanded, [0, 2]), QUEUE),
-        (COLORIZE_TASK, (expanded, [4]), QUEUE),
+        (COLORIZE_TASK, (small, [0, 1]), QUEUE),
+        (BULK_TURN_TASK, (), QUEUE),
+        (BULK_TURN_TASK, (), QUEUE),
     ])
-    assert rescue_stalled(jobs, stalls, app, settings) == []  # leased: not enqueued twice meanwhile
-    assert len(app.sent) == 3
+    claimed = [bulk.claim(f"turn-{n}") for n in range(3)]
+    assert [(c.job_id, c.indices) for c in claimed[:2]] == [(expanded, [0, 2]), (expanded, [4])]
+    assert claimed[2] is None
+    assert rescue_stalled(jobs, stalls, bulk, app, settings) == []  # leased: not enqueued twice meanwhile
+    assert len(app.sent) == 4

@@ -100,6 +100,13 @@ def test_urls_and_networks_are_checked() -> None:
     assert (good.redis_url, good.public_url) == ("unix:///run/redis.sock?db=1", "https://c.example/x")  # kept as written
 
 
+def test_the_redis_key_prefix_is_checked() -> None:
+    assert Settings().redis_namespace == "colorize"  # unset: the keys as shared/redis_keys.py lists them
+    assert Settings.from_env({"COLORIZE_REDIS_KEY_PREFIX": "staging:"}).redis_namespace == "staging:colorize"
+    for bad in ("a b", "{tag}:", "jobs*", "x" * 65):
+        assert str(refusal({"COLORIZE_REDIS_KEY_PREFIX": bad})).startswith(f"COLORIZE_REDIS_KEY_PREFIX={bad!r} ")
+
+
 def test_every_bad_variable_is_reported_at_once() -> None:
     error = refusal({"COLORIZE_DEVICE": "gpu", "COLORIZE_API_PORT": "x", "COLORIZE_MAX_SIDE": "0"})
     assert len(error.problems) == 3
@@ -160,18 +167,20 @@ def every_field_changed() -> Settings:
         s3_public_endpoint_url="https://store.example", s3_bucket="photos", s3_region="eu-west-3",
         aws_access_key_id="id", aws_secret_access_key="secret", data_dir=Path("/srv/colorize"),
         api_host="0.0.0.0", api_port=8080, auth="open", auth_allow_open_public=True,
-        public_url="https://colorize.example", models_dir=Path("/srv/models"), model="eccv16", device="cuda",
+        public_url="https://colorize.example", trusted_proxies="10.1.0.0/16,fd00::/8",
+        models_dir=Path("/srv/models"), model="eccv16", device="cuda",
         engine_threads=2, batch_size=4, jpeg_quality=75, chunk_size=32, worker_concurrency=3,
         visibility_timeout_s=900, task_soft_time_limit_s=200, task_time_limit_s=250, item_max_attempts=5,
         outage_retry_s=60, result_ttl_s=3600, presign_ttl_s=300, multipart_part_bytes=8 * 1024**2,
         webhook_timeout_s=2.5, webhook_max_attempts=3, webhook_retry_base_s=1.5, webhook_retry_max_s=60.25,
         webhook_progress_interval_s=0.0, webhook_progress_step_pct=0, webhook_allow_private=True,
         webhook_allowed_networks="10.0.0.0/8,fd00::/8", log_format="json", worker_metrics_port=9100,
-        metrics_dir=Path("/run/metrics"),
+        metrics_dir=Path("/run/metrics"), redis_key_prefix="staging:",
         limits=Limits(max_request_bytes=1, max_upload_bytes=2, max_entries=3, max_expanded_bytes=4,
                       max_entry_bytes=5, max_compression_ratio=6.5, max_pixels=7, max_side=8,
                       worker_memory_bytes=3 * 1024**3),
-        quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10),
+        quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10,
+                      max_stored_bytes=11, auth_failures_per_s=0.25, auth_failure_burst=12),
     )
 
 

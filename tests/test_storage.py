@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -14,8 +13,9 @@ import pytest
 from cli.embedded_services import free_port
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.ids import new_id
-from shared.object_keys import item_input_key, job_prefix, result_key, source_key, upload_key
+from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, source_key, upload_key
 from shared.storage import Storage
+from tests.integration_fixtures import wait_until
 
 MIB = 1024 * 1024
 
@@ -36,7 +36,7 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes, 
 def test_keys_of_a_job_live_under_its_tenant_and_job_prefix() -> None:
     prefix = job_prefix("acme", "job1")
     assert prefix == "tenants/acme/jobs/job1/"
-    for key in (source_key("acme", "job1"), item_input_key("acme", "job1", 3), result_key("acme", "job1", 3)):
+    for key in (source_key("acme", "job1"), input_object_key("acme", "job1", input_object_name(3, 5)), result_key("acme", "job1", 3)):
         assert key.startswith(prefix)
     assert upload_key("acme", "up1").startswith("tenants/acme/")
     assert not upload_key("acme", "up1").startswith(prefix)
@@ -47,7 +47,7 @@ def test_result_keys_are_jpegs_in_index_order() -> None:
     keys = [result_key("t", "j", i) for i in (0, 9, 10, 99_999)]
     assert all(key.endswith(".jpg") for key in keys)
     assert keys == sorted(keys)
-    assert len(set(item_input_key("t", "j", i) for i in range(20))) == 20
+    assert len(set(input_object_key("t", "j", input_object_name(i, i + 1)) for i in range(20))) == 20
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "a b", ".hidden", "x" * 65, "é", None])
@@ -69,6 +69,7 @@ def test_item_indexes_must_be_non_negative_integers(bad) -> None:
 # --- objects ------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_bytes_round_trip(storage: Storage) -> None:
     key = fresh_key()
     storage.put_bytes(key, b"\x00colorize\xff", content_type="image/jpeg")
@@ -77,6 +78,7 @@ def test_bytes_round_trip(storage: Storage) -> None:
     assert storage.exists(key)
 
 
+@pytest.mark.integration
 def test_missing_objects_raise_not_found(storage: Storage) -> None:
     key = fresh_key("missing")
     assert not storage.exists(key)
@@ -85,6 +87,7 @@ def test_missing_objects_raise_not_found(storage: Storage) -> None:
             read(key)
 
 
+@pytest.mark.integration
 def test_put_stream_uploads_a_non_seekable_stream_in_parts(storage: Storage) -> None:
     data = os.urandom(9 * MIB + 7)  # more than one 8 MiB part
 
@@ -103,6 +106,7 @@ def test_put_stream_uploads_a_non_seekable_stream_in_parts(storage: Storage) -> 
     assert storage.get_bytes(key) == data
 
 
+@pytest.mark.integration
 def test_open_stream_reads_forward_in_chunks(storage: Storage) -> None:
     data = os.urandom(3 * MIB)
     key = fresh_key()
@@ -113,6 +117,7 @@ def test_open_stream_reads_forward_in_chunks(storage: Storage) -> None:
         assert b"".join(chunks) == data
 
 
+@pytest.mark.integration
 def test_iter_keys_and_delete_prefix_touch_only_the_prefix(storage: Storage) -> None:
     doomed_job = new_id()
     doomed, kept = job_prefix("storage-test", doomed_job), job_prefix("storage-test", new_id())
@@ -130,6 +135,7 @@ def test_iter_keys_and_delete_prefix_touch_only_the_prefix(storage: Storage) -> 
 # --- presigned URLs -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_presigned_get_downloads_as_an_attachment(storage: Storage) -> None:
     key = fresh_key("result.jpg")
     storage.put_bytes(key, b"jpeg bytes", content_type="image/jpeg")
@@ -141,6 +147,7 @@ def test_presigned_get_downloads_as_an_attachment(storage: Storage) -> None:
     assert "filename*=UTF-8''%C3%A9t%C3%A9%201962.jpg" in disposition
 
 
+@pytest.mark.integration
 def test_presigned_put_stores_the_body(storage: Storage) -> None:
     key = fresh_key("upload")
     status, _, _ = http("PUT", storage.presign_put(key), data=b"uploaded through a presigned URL")
@@ -148,16 +155,23 @@ def test_presigned_put_stores_the_body(storage: Storage) -> None:
     assert storage.get_bytes(key) == b"uploaded through a presigned URL"
 
 
+@pytest.mark.integration
 def test_presigned_urls_expire(storage: Storage) -> None:
     key = fresh_key()
     storage.put_bytes(key, b"x")
     url = storage.presign_get(key, expires_s=1)
-    time.sleep(2.5)
-    with pytest.raises(urllib.error.HTTPError) as refused:
-        http("GET", url)
-    assert refused.value.code == 403
+
+    def refusal() -> int | None:
+        try:
+            http("GET", url)
+        except urllib.error.HTTPError as refused:
+            return refused.code
+        return None
+
+    assert wait_until(refusal, 10, "the URL has expired") == 403
 
 
+@pytest.mark.integration
 def test_presigned_urls_use_the_public_endpoint(service_settings, s3_server) -> None:
     public = f"http://localhost:{s3_server.port}"
     store = Storage(service_settings.with_overrides(s3_public_endpoint_url=public))
@@ -168,6 +182,7 @@ def test_presigned_urls_use_the_public_endpoint(service_settings, s3_server) -> 
     assert http("GET", url)[1] == b"via the public address"
 
 
+@pytest.mark.integration
 def test_multipart_upload_through_presigned_part_urls(storage: Storage) -> None:
     key = fresh_key("archive.zip")
     parts = [os.urandom(5 * MIB), os.urandom(5 * MIB), b"last part may be small"]
@@ -183,6 +198,7 @@ def test_multipart_upload_through_presigned_part_urls(storage: Storage) -> None:
     assert storage.get_bytes(key) == b"".join(parts)
 
 
+@pytest.mark.integration
 def test_multipart_completion_rejects_wrong_parts_and_aborted_uploads(storage: Storage) -> None:
     key = fresh_key()
     upload_id = storage.create_multipart(key)
@@ -201,6 +217,7 @@ def test_multipart_completion_rejects_wrong_parts_and_aborted_uploads(storage: S
 # --- seekable reads -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_zipfile_reads_entries_without_downloading_the_archive(storage: Storage) -> None:
     buffer = io.BytesIO()
     big = os.urandom(8 * MIB)
@@ -232,6 +249,7 @@ def test_zipfile_reads_entries_without_downloading_the_archive(storage: Storage)
             assert archive.read("photos/big.bin") == big
 
 
+@pytest.mark.integration
 def test_seekable_reader_reports_an_object_gone_mid_read_as_not_found(storage: Storage) -> None:
     key = fresh_key()
     storage.put_bytes(key, os.urandom(MIB))
@@ -246,6 +264,7 @@ def test_seekable_reader_reports_an_object_gone_mid_read_as_not_found(storage: S
 # --- bucket and availability --------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_ensure_bucket_creates_once_and_is_idempotent(service_settings) -> None:
     store = Storage(service_settings.with_overrides(s3_bucket=f"colorize-{new_id()[:12]}"))
     with pytest.raises(ServiceUnavailable):
@@ -257,6 +276,7 @@ def test_ensure_bucket_creates_once_and_is_idempotent(service_settings) -> None:
     assert store.get_bytes("k") == b"v"
 
 
+@pytest.mark.integration
 def test_unreachable_store_is_service_unavailable(service_settings) -> None:
     store = Storage(service_settings.with_overrides(s3_endpoint_url=f"http://127.0.0.1:{free_port()}"))
     with pytest.raises(ServiceUnavailable):

@@ -22,7 +22,6 @@ from PIL import Image
 from shared.archives import detect_source_kind
 from shared.errors import UnsupportedMediaType
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
-from tests.integration_fixtures import *  # noqa: F403
 from tests.integration_fixtures import ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")

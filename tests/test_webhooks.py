@@ -30,13 +30,9 @@ from shared.job_store import JobStore
 from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.webhook_events import COMPLETED, EVENTS, PROGRESS, STARTED, WebhookMessage, WebhookNotifier, WebhookSecrets
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import ApiServer, with_redis_db
+from tests.integration_fixtures import ApiServer, broker_idle, with_own_keys
 from worker.webhook_delivery import deliver, retry_delay_s, sign
 
-HOOK_DB = 9  # the end-to-end webhook tests: their own broker and job store
-REFUSE_DB = 10  # job creation with the address checks on; no worker reads it
-UNIT_DB = 11
 WAIT_S = 30
 http = urllib3.PoolManager(retries=False)
 
@@ -116,6 +112,7 @@ def test_signature_matches_the_standard_webhooks_test_vector() -> None:
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
+@pytest.mark.integration
 def test_tenant_secrets_are_made_once(redis_client) -> None:
     secrets = WebhookSecrets(redis_client, namespace="test-secrets")
     redis_client.delete(secrets.key("acme"), secrets.key("other"))
@@ -252,11 +249,10 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.integration
 def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> None:
-    settings = with_redis_db(app_settings, UNIT_DB).with_overrides(
-        webhook_progress_interval_s=5, webhook_progress_step_pct=20)
+    settings = with_own_keys(app_settings).with_overrides(webhook_progress_interval_s=5, webhook_progress_step_pct=20)
     client = redis.Redis.from_url(settings.redis_url)
-    client.flushdb()
     clock = FakeClock()
     published: list[dict] = []
     notifier = WebhookNotifier(client, settings, published.append, clock=clock)
@@ -274,6 +270,8 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     # 20 % steps, at most one per 5 s: at 2/10 (t=2, the first step), then 7/10 (t=7, the next
     # one 5 s later); 10/10 is the completed event only.
     assert events == [(STARTED, 0.0), (PROGRESS, 0.2), (PROGRESS, 0.7), (COMPLETED, 1.0)]
+    # Numbered in the order they happened, in the signed body and in the message.
+    assert [json.loads(m["body"])["sequence"] for m in published] == [m["sequence"] for m in published] == [1, 2, 3, 4]
     ids = [m["id"] for m in published]
     assert len(set(ids)) == len(ids) and ids[-1] == f"msg_{job.id}_completed"
     body = json.loads(published[-1]["body"])
@@ -281,8 +279,9 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     assert body["data"]["webhook"] == {"callback_url": "http://hooks.example/in", "events": list(EVENTS)}
 
 
+@pytest.mark.integration
 def test_jobs_without_a_callback_publish_nothing(app_settings) -> None:
-    settings = with_redis_db(app_settings, UNIT_DB)
+    settings = with_own_keys(app_settings)
     connection = redis.Redis.from_url(settings.redis_url)
     published: list[dict] = []
     jobs = JobStore(connection, settings, listeners=(WebhookNotifier(connection, settings, published.append),))
@@ -304,7 +303,7 @@ def png_bytes() -> bytes:
 
 @pytest.fixture(scope="module")
 def refusing_client(app_settings):
-    return create_app(with_redis_db(app_settings, REFUSE_DB)).test_client()
+    return create_app(with_own_keys(app_settings)).test_client()  # no worker reads these keys
 
 
 def post_job(client, **fields):
@@ -317,6 +316,7 @@ def post_job(client, **fields):
     "http://169.254.169.254/latest/meta-data", "http://10.0.0.7/hook", "http://[fe80::1]/hook",
     "http://0.0.0.0/hook", "https://192.168.0.1/hook", "ftp://example.com/hook",
 ])
+@pytest.mark.integration
 def test_job_creation_refuses_non_public_callbacks(refusing_client, url: str) -> None:
     response = post_job(refusing_client, callback_url=url)
     assert response.status_code == 400, response.json
@@ -324,6 +324,7 @@ def test_job_creation_refuses_non_public_callbacks(refusing_client, url: str) ->
     assert response.json["error"]["details"]["field"] == "callback_url"
 
 
+@pytest.mark.integration
 def test_job_creation_checks_the_event_filter(refusing_client) -> None:
     response = post_job(refusing_client, callback_url="http://8.8.8.8/hook", events="started,finished")
     assert response.status_code == 400 and response.json["error"]["details"]["field"] == "events"
@@ -331,8 +332,9 @@ def test_job_creation_checks_the_event_filter(refusing_client) -> None:
     assert response.status_code == 400 and "callback_url" in response.json["error"]["message"]
 
 
+@pytest.mark.integration
 def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
-    settings = with_redis_db(app_settings, REFUSE_DB).with_overrides(webhook_allowed_networks="127.0.0.0/8")
+    settings = with_own_keys(app_settings).with_overrides(webhook_allowed_networks="127.0.0.0/8")
     client = create_app(settings).test_client()
     response = post_job(client, callback_url="http://127.0.0.1:9/hook", events="completed")
     assert response.status_code == 202, response.json
@@ -345,7 +347,7 @@ def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
 
 @pytest.fixture(scope="module")
 def hook_settings(app_settings):
-    return with_redis_db(app_settings, HOOK_DB).with_overrides(
+    return with_own_keys(app_settings).with_overrides(
         webhook_allow_private=True, webhook_retry_base_s=0.2, webhook_retry_max_s=1.0, webhook_timeout_s=3,
         webhook_progress_interval_s=0, webhook_progress_step_pct=50,
     )
@@ -390,15 +392,18 @@ def zip_of(count: int) -> bytes:
     return buffer.getvalue()
 
 
-def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: Receiver) -> None:
+@pytest.mark.integration
+def test_started_progress_and_completed_arrive_signed(hook_api: str, hook_settings, receiver: Receiver) -> None:
     secret = get_json(f"{hook_api}/v1/webhook-secret")["secret"]
     job = submit(hook_api, zip_of(4), "four.zip", callback_url=receiver.url("/all"))
     assert job["webhook"] == {"callback_url": receiver.url("/all"), "events": list(EVENTS)}
     wait_for(lambda: any(json.loads(body)["type"] == "job.completed" for _, body in receiver.received("/all")))
-    time.sleep(0.5)  # anything still in flight would arrive now
+    wait_for(lambda: broker_idle(hook_settings))  # then no delivery is left to arrive
     deliveries = verified(secret, receiver.received("/all"))
     types = [payload["type"] for _, payload in deliveries]
-    assert sorted(types) == ["job.completed", "job.progress", "job.started"]
+    # Delivered in the order they happened, each numbered so.
+    assert types == ["job.started", "job.progress", "job.completed"]
+    assert [payload["sequence"] for _, payload in deliveries] == [1, 2, 3]
     by_type = {payload["type"]: (headers, payload) for headers, payload in deliveries}
     # Chunks of two, 50 % steps: one progress event, when the first chunk is stored.
     assert by_type["job.progress"][1]["data"]["progress"] == 0.5
@@ -414,14 +419,16 @@ def test_started_progress_and_completed_arrive_signed(hook_api: str, receiver: R
                for d in log["deliveries"])
 
 
-def test_only_the_chosen_events_are_sent(hook_api: str, receiver: Receiver) -> None:
+@pytest.mark.integration
+def test_only_the_chosen_events_are_sent(hook_api: str, hook_settings, receiver: Receiver) -> None:
     job = submit(hook_api, zip_of(2), "two.zip", callback_url=receiver.url("/completed-only"), events="completed")
     wait_for(lambda: receiver.received("/completed-only"))
-    time.sleep(0.5)
+    wait_for(lambda: broker_idle(hook_settings))  # then no delivery is left to arrive
     [(_, body)] = receiver.received("/completed-only")
     assert json.loads(body)["data"]["id"] == job["id"]
 
 
+@pytest.mark.integration
 def test_a_failing_receiver_gets_retries_until_it_answers(hook_api: str, receiver: Receiver) -> None:
     secret = get_json(f"{hook_api}/v1/webhook-secret")["secret"]
     receiver.fail_first["/flaky"] = 2
@@ -438,6 +445,20 @@ def test_a_failing_receiver_gets_retries_until_it_answers(hook_api: str, receive
     assert len({json.dumps(payload, sort_keys=True) for _, payload in received}) == 1
 
 
+@pytest.mark.integration
 def test_deliveries_of_an_unknown_job_are_not_found(hook_api: str) -> None:
     response = http.request("GET", f"{hook_api}/v1/jobs/nope/webhooks")
     assert response.status == 404 and json.loads(response.data)["error"]["code"] == "not_found"
+
+
+@pytest.mark.integration
+def test_a_later_event_waits_for_an_earlier_one_being_retried(hook_api: str, receiver: Receiver) -> None:
+    receiver.fail_first["/in-order"] = 2  # the started event fails twice before it is delivered
+    job = submit(hook_api, png_bytes(), "one.png", callback_url=receiver.url("/in-order"), events="started,completed")
+    wait_for(lambda: any(json.loads(body)["type"] == "job.completed" for _, body in receiver.received("/in-order")))
+    arrived = [(json.loads(body)["type"], json.loads(body)["sequence"]) for _, body in receiver.received("/in-order")]
+    # The job finished long before the started event got through; completed still came after it.
+    assert arrived == [("job.started", 1)] * 3 + [("job.completed", 2)]
+    log = get_json(f"{hook_api}/v1/jobs/{job['id']}/webhooks")
+    assert [(d["event"], d["attempt"]) for d in log["deliveries"]] == [
+        ("started", 1), ("started", 2), ("started", 3), ("completed", 1)]

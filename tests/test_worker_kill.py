@@ -1,8 +1,8 @@
 """Workers dying mid-chunk: the work is redone, every result exists exactly once, jobs end.
 
 Workers here load ``tests.worker_faults``: each chunk announces itself and lingers, and an
-item named ``poison`` kills its pool process whenever it is colorized. They use a Redis
-database of their own, so no other test's worker takes their tasks.
+item named ``poison`` kills its pool process whenever it is colorized. They use Redis keys of
+their own (a broker included), so no other test's worker takes their tasks.
 """
 
 from __future__ import annotations
@@ -19,19 +19,17 @@ import redis
 
 from api.app import create_app
 from shared.object_keys import job_prefix, result_key
-from tests.fault_marks import CHUNKS_KEY
-from tests.integration_fixtures import *  # noqa: F403
-from tests.integration_fixtures import with_redis_db
+from tests.fault_marks import chunks_key
+from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-KILL_DB = 3
 TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
 
 
 @pytest.fixture(scope="module")
 def kill_settings(app_settings):
-    return with_redis_db(app_settings, KILL_DB)
+    return with_own_keys(app_settings)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +44,7 @@ def app(kill_settings):
 
 @pytest.fixture(scope="module")
 def chunk_log(kill_settings) -> redis.Redis:
-    client = redis.Redis.from_url(kill_settings.redis_url)
-    client.delete(CHUNKS_KEY)
-    return client
+    return redis.Redis.from_url(kill_settings.redis_url)
 
 
 def image(i: int) -> bytes:
@@ -79,10 +75,10 @@ def wait_for_end(app, job_id: str, timeout_s: float = 60) -> dict:
     raise AssertionError(f"job {job_id} still {job['status']}: {job['counts']}")
 
 
-def next_chunk(chunk_log: redis.Redis, job_id: str, timeout_s: int = 30) -> dict:
+def next_chunk(chunk_log: redis.Redis, settings, job_id: str, timeout_s: int = 30) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        popped = chunk_log.blpop([CHUNKS_KEY], timeout=1)
+        popped = chunk_log.blpop([chunks_key(settings)], timeout=1)
         if popped is not None:
             record = json.loads(popped[1])
             if record["job"] == job_id:
@@ -99,7 +95,7 @@ def result_objects(storage, job_id: str) -> set[str]:
 def test_killed_worker_chunk_is_redone_exactly_once(app, faulty_workers, chunk_log, kill_settings) -> None:
     n = 8
     job = submit(app, {f"set/{i}.png": image(i) for i in range(n)})
-    held = next_chunk(chunk_log, job["id"])
+    held = next_chunk(chunk_log, kill_settings, job["id"])
     (victim,) = [w for w in faulty_workers if w.pid == held["worker_pid"]]
     victim.kill()  # the whole worker, pool included, while it holds the chunk unacknowledged
 
@@ -139,11 +135,12 @@ def test_cancel_drops_pending_work_and_keeps_results(app, faulty_workers, chunk_
         start_worker(kill_settings, count=1, extra_modules=("tests.worker_faults",))
     n = 12
     job = submit(app, {f"{i}.png": image(i) for i in range(n)})
-    next_chunk(chunk_log, job["id"])
+    next_chunk(chunk_log, kill_settings, job["id"])
     client = app.test_client()
     response = client.post(f"/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 200 and response.get_json()["status"] == "canceled"
-    time.sleep(2.5)  # chunks in flight finish; queued ones are dropped
+    # Chunks in flight finish, queued ones are dropped; after that no task is left to change the job.
+    wait_until(lambda: broker_idle(kill_settings), 30, "the canceled job's tasks are done")
     final = client.get(f"/v1/jobs/{job['id']}").get_json()
     assert final["status"] == "canceled"
     assert final["counts"]["done"] < n
@@ -153,5 +150,5 @@ def test_cancel_drops_pending_work_and_keeps_results(app, faulty_workers, chunk_
     assert len([i for i in items if i["status"] == "canceled"]) > 0
     for item in done:
         assert client.get(item["result_url"]).status_code == 302
-    time.sleep(1.5)
+    assert broker_idle(kill_settings)  # still: nothing was enqueued again meanwhile
     assert client.get(f"/v1/jobs/{job['id']}").get_json()["counts"] == final["counts"]

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 from shared.archives import ARCHIVE_KINDS, UniqueNames
+from shared.item_inputs import ItemInput, ZipMember
 from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry, \
     UnsupportedFormat
 from shared.settings import Limits
@@ -69,15 +70,19 @@ _SUPPORTED_ZIP_METHODS = frozenset(
 @dataclass
 class ArchiveEntry:
     """One file of an archive: a normalised relative POSIX ``path`` (the raw name when
-    rejected), the declared uncompressed ``size`` and, for a rejected entry, its ``error``."""
+    rejected), the declared uncompressed ``size`` and, for a rejected entry, its ``error``.
+    A zip entry also tells where it lies in the archive (``location``): it can be read later,
+    by range, without the directory."""
 
     path: str
     size: int | None
     error: ItemError | None = None
-    _reader: Callable[[], bytes] | None = field(default=None, repr=False, compare=False)
+    location: ItemInput | None = None
+    _reader: Callable[[bool], bytes] | None = field(default=None, repr=False, compare=False)
 
-    def read(self) -> bytes:
-        """The entry's bytes, at most ``limits.max_entry_bytes``.
+    def read(self, image_only: bool = False) -> bytes:
+        """The entry's bytes, at most ``limits.max_entry_bytes``; ``image_only``: refused with
+        ``UnsupportedFormat`` from its first bytes unless they start an image.
 
         Raises the entry's ``error`` when it was rejected, ``EntryTooLarge``,
         ``CorruptArchive`` or ``UnsupportedFormat`` while reading. Tar entries come from a
@@ -87,7 +92,7 @@ class ArchiveEntry:
             raise self.error
         if self._reader is None:
             raise RuntimeError(f"entry {self.path!r} has no data to read")
-        return self._reader()
+        return self._reader(image_only)
 
 
 def iter_entries(fileobj: BinaryIO, kind: str, limits: Limits) -> Iterator[ArchiveEntry]:
@@ -113,8 +118,9 @@ def _iter_zip(fileobj: BinaryIO, limits: Limits) -> Iterator[ArchiveEntry]:
     paths = UniqueNames()
     count = 0
     expanded = 0
+    ends = _member_ends(archive)
     for info in archive.infolist():
-        entry = _zip_entry(archive, info, limits)
+        entry = _zip_entry(archive, info, ends[info.header_offset], limits)
         if entry is None:
             continue
         count = count_entry(count, limits)
@@ -143,7 +149,23 @@ def _check_zip_directory(fileobj: BinaryIO, limits: Limits) -> None:
         )
 
 
-def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> ArchiveEntry | None:
+def _member_ends(archive: zipfile.ZipFile) -> dict[int, int]:
+    """Where each member's bytes (local header, data, descriptor) end: at the next member, or
+    at the central directory."""
+    starts = sorted({info.header_offset for info in archive.infolist()})
+    return dict(zip(starts, starts[1:] + [archive.start_dir]))
+
+
+def _zip_location(info: zipfile.ZipInfo, end: int) -> ItemInput:
+    # The local header repeats the name and has an extra field of its own: at most 64 KiB each.
+    longest = zipfile.sizeFileHeader + 2 * 0xFFFF + info.compress_size
+    member = ZipMember(method=info.compress_type, compressed_size=info.compress_size, size=info.file_size,
+                       crc=info.CRC, flags=info.flag_bits)
+    return ItemInput(object=None, offset=info.header_offset, length=max(0, min(end - info.header_offset, longest)),
+                     member=member)
+
+
+def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, end: int, limits: Limits) -> ArchiveEntry | None:
     if info.flag_bits & 0x800:
         raw_name = info.orig_filename.encode("utf-8")
     else:  # zipfile decoded the name as cp437, which maps every byte; recover the bytes
@@ -167,7 +189,8 @@ def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) 
         error = size_error(name, size, limits) or _ratio_error(name, size, info.compress_size, limits)
     if error is not None:
         return ArchiveEntry(path=name, size=size, error=error)
-    return ArchiveEntry(path=name, size=size, _reader=lambda: _read_zip_member(archive, info, limits))
+    return ArchiveEntry(path=name, size=size, location=_zip_location(info, end),
+                        _reader=lambda image_only: _read_zip_member(archive, info, limits, image_only))
 
 
 def _member_type_error(mode: int) -> ItemError | None:
@@ -189,10 +212,10 @@ def _ratio_error(name: str, size: int, compressed: int, limits: Limits) -> ItemE
     )
 
 
-def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits) -> bytes:
+def _read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, image_only: bool) -> bytes:
     def read() -> bytes:
         with archive.open(info) as stream:
-            return read_declared(stream, info.filename, info.file_size, limits)
+            return read_declared(stream, info.filename, info.file_size, limits, image_only)
 
     try:
         return read()
@@ -303,11 +326,12 @@ def _tar_entry(
             error = size_error(name, size, limits)
     if error is not None:
         return ArchiveEntry(path=name, size=size, error=error)
-    return ArchiveEntry(path=name, size=size, _reader=lambda: _read_tar_member(archive, member, cursor, limits))
+    return ArchiveEntry(path=name, size=size,
+                        _reader=lambda image_only: _read_tar_member(archive, member, cursor, limits, image_only))
 
 
 def _read_tar_member(
-    archive: tarfile.TarFile, member: tarfile.TarInfo, cursor: _TarCursor, limits: Limits
+    archive: tarfile.TarFile, member: tarfile.TarInfo, cursor: _TarCursor, limits: Limits, image_only: bool
 ) -> bytes:
     if cursor.current is not member:
         raise RuntimeError(f"tar entry {member.name!r} read after the stream moved on, or twice")
@@ -318,6 +342,6 @@ def _read_tar_member(
         if stream is None:
             raise CorruptArchive(f"{member.name}: no data", path=member.name)
         with stream:
-            return read_declared(stream, member.name, member.size, limits)
+            return read_declared(stream, member.name, member.size, limits, image_only)
 
     return library_call(read, f"cannot read {member.name}")

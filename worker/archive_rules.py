@@ -6,8 +6,14 @@ from __future__ import annotations
 import re
 from typing import BinaryIO, Callable, TypeVar
 
-from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry
+from shared.archives import clean_path
+from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry, \
+    UnsupportedFormat
+from shared.imaging import SUPPORTED_IMAGE_FORMATS, sniff_image_format
 from shared.settings import Limits
+
+# Enough leading bytes to recognise every image format the decoder accepts.
+IMAGE_HEAD_BYTES = 16
 
 _JUNK_NAMES = frozenset({".ds_store", "thumbs.db"})
 _DRIVE_LETTER = re.compile(r"^[A-Za-z]:")
@@ -17,7 +23,9 @@ _T = TypeVar("_T")
 
 
 def check_name(raw: bytes) -> tuple[str, ItemError | None]:
-    """Normalised path (or the raw name, readable, when rejected) and the rejection."""
+    """The entry's path, cleaned as every name a client gives (``shared.archives.clean_path``);
+    or, when the name is unsafe as it stands, the raw name (readable) and the rejection: such an
+    item never has a result, and its name says what was wrong."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -26,7 +34,7 @@ def check_name(raw: bytes) -> tuple[str, ItemError | None]:
     problem = _path_problem(text)
     if problem is not None:
         return text, UnsafeEntry(f"{text!r}: {problem}", path=text)
-    return _normalise(text), None
+    return clean_path(text), None
 
 
 def _path_problem(name: str) -> str | None:
@@ -40,11 +48,6 @@ def _path_problem(name: str) -> str | None:
     if ".." in slashed.split("/"):
         return "'..' in the path"
     return None
-
-
-def _normalise(name: str) -> str:
-    parts = [part for part in name.replace("\\", "/").split("/") if part not in ("", ".")]
-    return "/".join(parts)
 
 
 def is_junk(path: str) -> bool:
@@ -81,8 +84,21 @@ def check_expanded(expanded: int, limits: Limits) -> None:
         )
 
 
-def read_declared(stream: BinaryIO, name: str, declared: int, limits: Limits) -> bytes:
-    """Read an entry that claims ``declared`` bytes, allocating at most one byte beyond the cap."""
+def check_image_head(name: str, head: bytes) -> None:
+    """UnsupportedFormat unless ``head``, an entry's first bytes, starts like an image the
+    decoder accepts: whatever else an archive holds is refused before it is read further."""
+    if sniff_image_format(head) is None:
+        raise UnsupportedFormat(
+            f"{name}: not a supported image format ({', '.join(SUPPORTED_IMAGE_FORMATS)})", path=name,
+        )
+
+
+def read_declared(stream: BinaryIO, name: str, declared: int, limits: Limits, image_only: bool = False) -> bytes:
+    """Read an entry that claims ``declared`` bytes, allocating at most one byte beyond the cap.
+    ``image_only``: refuse it (``check_image_head``) from its first bytes, before reading on;
+    ``stream`` must then offer ``peek``, as buffered readers do."""
+    if image_only:
+        check_image_head(name, stream.peek(IMAGE_HEAD_BYTES)[:IMAGE_HEAD_BYTES])
     cap = min(declared, limits.max_entry_bytes)
     data = stream.read(cap + 1)
     if len(data) > limits.max_entry_bytes:

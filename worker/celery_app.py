@@ -3,22 +3,42 @@
 ``celery -A worker.celery_app worker -Q colorize`` runs workers with the module-level ``app``,
 built from the environment. The API builds its own instance with ``make_celery(settings)``
 and never imports the task modules: tasks are named, and published, here.
+
+Work shares the colorize queue by message priority: kombu's Redis transport keeps each
+priority in a list of its own and serves the higher ones first, and every worker reserves one
+message per pool process. Interactive chunks (single images, jobs of one chunk) come first,
+then expansions, then the turns of bulk chunks (:mod:`worker.scheduling`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import time
+from typing import TYPE_CHECKING, Callable, Sequence
 from urllib.parse import urlparse
 
 import redis
 from celery import Celery
 from kombu.transport import redis as kombu_redis
 
+from shared.metrics import priority_list
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.jobs import Job
 
 QUEUE = "colorize"
 EXPAND_TASK = "colorize.expand_job"
 COLORIZE_TASK = "colorize.colorize_chunk"
+# A turn of the bulk lane: the task takes the next bulk chunk in round-robin order as it starts.
+BULK_TURN_TASK = "colorize.bulk_turn"
+# Message priorities in the colorize queue (the Redis transport's steps are 0, 3, 6 and 9;
+# lower is served first).
+INTERACTIVE_PRIORITY = 0
+EXPANSION_PRIORITY = 3
+BULK_PRIORITY = 6
+# Set on every colorize message: when it was published (seconds since the epoch), for the
+# queue-wait metric.
+ENQUEUED_AT_HEADER = "colorize_enqueued_at"
 # Webhook deliveries wait on other people's servers: a queue of their own, so that a slow
 # receiver never holds up colorizing (run e.g. ``-Q webhooks --pool threads``).
 WEBHOOK_QUEUE = "webhooks"
@@ -94,6 +114,8 @@ def make_celery(settings: Settings) -> ColorizeCelery:
             # Sweep for such messages often enough that recovery follows the timeout closely.
             "unacked_restore_interval": max(1, min(10, settings.visibility_timeout_s // 4)),
             "unacked_restore_throttle": 1,
+            # Queues, bindings and unacknowledged messages under the service's key prefix.
+            "global_keyprefix": settings.redis_key_prefix,
         },
         task_annotations={
             # Soft limit raises inside the chunk so it can requeue its unfinished items cleanly;
@@ -101,6 +123,10 @@ def make_celery(settings: Settings) -> ColorizeCelery:
             # Expansion has none: a large archive legitimately streams for long, and a lease
             # renewed as it progresses (worker.expansion.ExpansionLease) guards it instead.
             COLORIZE_TASK: {
+                "soft_time_limit": settings.task_soft_time_limit_s,
+                "time_limit": settings.task_time_limit_s,
+            },
+            BULK_TURN_TASK: {
                 "soft_time_limit": settings.task_soft_time_limit_s,
                 "time_limit": settings.task_time_limit_s,
             },
@@ -123,12 +149,41 @@ def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
     return lambda message: app.send_task(WEBHOOK_TASK, args=(message,), queue=WEBHOOK_QUEUE)
 
 
+def _publish(app: Celery, task: str, args: tuple, priority: int) -> None:
+    app.send_task(task, args=args, queue=QUEUE, priority=priority, headers={ENQUEUED_AT_HEADER: time.time()})
+
+
+def start_job(app: Celery, job: "Job") -> None:
+    """Enqueue a new job's first task: a single image's chunk in the interactive lane, an
+    archive's expansion (which decides the lane of its chunks)."""
+    if job.source_kind == "image":
+        enqueue_chunk(app, job.id, [0])
+    else:
+        enqueue_expansion(app, job.id)
+
+
 def enqueue_expansion(app: Celery, job_id: str) -> None:
-    app.send_task(EXPAND_TASK, args=(job_id,), queue=QUEUE)
+    _publish(app, EXPAND_TASK, (job_id,), EXPANSION_PRIORITY)
 
 
 def enqueue_chunk(app: Celery, job_id: str, indices: Sequence[int]) -> None:
-    app.send_task(COLORIZE_TASK, args=(job_id, list(indices)), queue=QUEUE)
+    """A chunk in the interactive lane: served before expansions and bulk chunks."""
+    _publish(app, COLORIZE_TASK, (job_id, list(indices)), INTERACTIVE_PRIORITY)
+
+
+def enqueue_turns(app: Celery, count: int) -> None:
+    """``count`` turns of the bulk lane, one per chunk just added to it."""
+    for _ in range(count):
+        _publish(app, BULK_TURN_TASK, (), BULK_PRIORITY)
+
+
+def ahead_of_bulk_waiting(client: redis.Redis, key_prefix: str = "") -> bool:
+    """Whether interactive chunks or expansions wait in the queue: a bulk chunk hands its slot over;
+    ``key_prefix``: the broker's (``Settings.redis_key_prefix``)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(priority_list(QUEUE, INTERACTIVE_PRIORITY, key_prefix))
+    pipe.llen(priority_list(QUEUE, EXPANSION_PRIORITY, key_prefix))
+    return any(pipe.execute())
 
 
 def colorizes(app: Celery) -> bool:

@@ -10,6 +10,14 @@ ended meanwhile: outcomes reach the store before the next inference, which may c
 process and would otherwise cost their items another attempt.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
+
+A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one
+ranged GET where they lie close), then decoded and colorized in batches whose pixels and
+decoding memory, read from the fetched headers, fit the worker's memory budget
+(:mod:`worker.batching`). Input objects are deleted as soon as the store reports that none of
+their items is unfinished, and all of a job's once it finishes or is canceled. A bulk chunk
+(``may_hand_over``) gives its process up before a batch when interactive work or an
+expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import redis
@@ -26,22 +34,28 @@ from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
 from shared.imaging import DecodeCost, decode_cost, decode_image, encode_jpeg
-from shared.jobs import ItemResult, Job
+from shared.item_inputs import ItemInput
+from shared.job_store import Recorded
+from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
 from shared.memory_budget import MemoryBudget
-from shared.object_keys import item_input_key, result_key
+from shared.object_keys import input_object_key, inputs_prefix, result_key
+from shared.stored_bytes import job_owner
 from worker.batching import memory_batches
+from worker.celery_app import ahead_of_bulk_waiting
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
+from worker.item_reader import BatchInputs
 from worker.retry_policy import TRANSIENT_ERRORS
 
 log = get_task_logger(__name__)
 
-# Parallel storage transfers (and image decodes/encodes) beside inference in one process.
-IO_THREADS = 4
-# Bytes read from the start of each input to learn, from its header, what decoding it takes.
-HEADER_BYTES = 256 * 1024
+# Parallel storage transfers and image decodes beside inference in one process, and the
+# encodes and result uploads: apart, so loaders waiting for memory never hold up the stores
+# that free it.
+LOAD_THREADS = 4
+SAVE_THREADS = 2
 # How often a chunk cut short by a Redis outage tries to give back its items' attempts, and how
 # long before its soft time limit it stops trying.
 FORGIVE_POLL_S = 0.25
@@ -50,7 +64,11 @@ FORGIVE_MARGIN_S = 1.0
 
 @dataclass
 class _Loaded:
+    """An item on its way: its bytes and what decoding them takes, then its image; or its error."""
+
     index: int
+    data: bytes | None = None
+    cost: DecodeCost | None = None
     image: np.ndarray | None = None
     error: ColorizeError | None = None
 
@@ -58,22 +76,29 @@ class _Loaded:
 class ChunkRun:
     """One task's run over a chunk of a job's items."""
 
-    def __init__(self, ctx: WorkerContext, job_id: str) -> None:
+    def __init__(self, ctx: WorkerContext, job_id: str, may_hand_over: bool = False) -> None:
         self.ctx = ctx
         self.job_id = job_id
         self.settings = ctx.settings
+        self.may_hand_over = may_hand_over
         self.job: Job | None = None
         self.begun: list[int] = []  # items whose attempt this run has counted
         self.outcomes: list[ItemResult] = []  # items ended since the store last heard
         self.stopped = False  # the job has ended (canceled): drop the rest
+        self.handed_back: list[int] = []  # unfinished items left for a later chunk
+        self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
     def run(self, indices: Sequence[int]) -> None:
-        start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
+        with self.ctx.metrics.stage("redis"):
+            start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
         self.job = start.job
         if self.job is None or self.job.is_terminal:
+            if self.job is not None and self.job.status == JobStatus.CANCELED:
+                self._drop_inputs(self.job)
             return
+        self.inputs = start.inputs
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[:self.settings.batch_size]
         try:
@@ -86,7 +111,7 @@ class ChunkRun:
 
     def give_up(self, indices: Sequence[int], error: ColorizeError) -> None:
         """Fail the chunk's unfinished items: the job must still reach a final status."""
-        self.ctx.jobs.record(self.job_id, [ItemResult.failed(index, error) for index in indices])
+        self._tidy(self.ctx.jobs.record(self.job_id, [ItemResult.failed(index, error) for index in indices]))
 
     def forgive_unfinished(self) -> None:
         """After a failure the task caught (storage or Redis away), give back the attempts of the
@@ -106,14 +131,31 @@ class ChunkRun:
 
     def _record(self, begin: Sequence[int] = ()) -> list[int]:
         """Tell the store the outcomes so far and begin ``begin``; returns the items begun."""
-        recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
+        with self.ctx.metrics.stage("redis"):
+            recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
         self.outcomes = []
         self.begun += recorded.started
-        for index in recorded.exhausted:
-            # An earlier attempt may have stored the result before it died: a failed item has none.
-            self.ctx.storage.delete(result_key(self.job.tenant, self.job_id, index))
+        self._tidy(recorded)
         self.stopped = recorded.job is None or recorded.job.is_terminal
         return recorded.started
+
+    def _tidy(self, recorded: Recorded) -> None:
+        """Delete what the items that ended no longer need."""
+        job = recorded.job or self.job
+        if job is None:
+            return  # the job has expired: the purge deletes its objects
+        for index in recorded.exhausted:
+            # An earlier attempt may have stored the result before it died: a failed item has none.
+            self.ctx.storage.delete(result_key(job.tenant, self.job_id, index))
+        for name in recorded.emptied:
+            self.ctx.storage.delete(input_object_key(job.tenant, self.job_id, name))
+        if recorded.finished or job.status == JobStatus.CANCELED:
+            self._drop_inputs(job)
+
+    def _drop_inputs(self, job: Job) -> None:
+        """Every input object of the job, which has ended (also any a crash left behind)."""
+        if job.source_kind in ("tar", "tar.gz"):
+            self.ctx.storage.delete_prefix(inputs_prefix(job.tenant, self.job_id))
 
     def _record_quietly(self) -> None:
         if not self.outcomes:
@@ -132,69 +174,89 @@ class ChunkRun:
         except ColorizeError as exc:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
-        self._pipeline(engine, self._batches(fresh))
+        size = self.settings.batch_size
+        self._pipeline(engine, [fresh[i:i + size] for i in range(0, len(fresh), size)])
+        if self.handed_back:
+            self.handed_back += retried
+            return
         self._one_at_a_time(engine, retried)
 
-    def _batches(self, fresh: list[int]) -> list[list[int]]:
-        """The fresh items in batches within the memory budget, from their headers."""
-        if len(fresh) <= 1:
-            return [fresh] if fresh else []
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            costs = list(pool.map(self._decode_cost, fresh))
-        return memory_batches(fresh, costs, MemoryBudget.of(self.settings.limits), self.settings.batch_size)
-
-    def _decode_cost(self, index: int) -> DecodeCost | None:
-        """What decoding an item takes, from the start of its input; None when that cannot tell."""
-        try:
-            with self.ctx.storage.open_stream(self._input_key(index)) as stream:
-                head = stream.read(HEADER_BYTES)
-            return decode_cost(head, self.settings.limits)
-        except TRANSIENT_ERRORS:
-            raise
-        except Exception:  # unreadable here is for loading to report, with the item's attempt counted
-            return None
-
-    def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
-        """Batches in turn; the next batch loads and the previous one is stored while one is
-        inferred. The chunk began its first ``batch_size`` items, which may span batches."""
-        if not batches:
+    def _pipeline(self, engine: Engine, groups: list[list[int]]) -> None:
+        """Groups of ``batch_size`` items in turn, the first begun with the chunk: each group's
+        bytes are read together while the group before is processed; a group is decoded and
+        colorized in batches within the memory budget (``worker.batching``), the next batch
+        decoding and the one before being stored while one is inferred."""
+        if not groups:
             return
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            loading = [pool.submit(self._load, i) for i in batches[0]]
+        budget = MemoryBudget.of(self.settings.limits)
+        with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
+            fetching = loaders.submit(self._fetch, groups[0])
             saving: list[Future] = []
-            for number in range(len(batches)):
-                loaded = [f.result() for f in loading]
-                following = batches[number + 1] if number + 1 < len(batches) else []
+            for number in range(len(groups)):
+                if number and self._hand_over(groups[number:]):
+                    break
+                fetched = [item for item in fetching.result() if self._usable(item)]
+                following = groups[number + 1] if number + 1 < len(groups) else []
                 if following or self.outcomes:
-                    self._record(begin=[i for i in following if i not in self.begun])
-                    loading = [pool.submit(self._load, i) for i in following if i in self.begun]
+                    fetching = loaders.submit(self._fetch, self._record(begin=following))
                 if self.stopped:
                     break
-                outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
-                self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
-                saving = [pool.submit(self._save, index, image) for index, image in outputs]
+                batches = memory_batches(fetched, [item.cost for item in fetched], budget, self.settings.batch_size)
+                decoding = [loaders.submit(self._decode, item) for item in batches[0]] if batches else []
+                for step in range(len(batches)):
+                    loaded = [future.result() for future in decoding]
+                    if step + 1 < len(batches):
+                        decoding = [loaders.submit(self._decode, item) for item in batches[step + 1]]
+                    outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
+                    self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
+                    saving = [savers.submit(self._save, index, image) for index, image in outputs]
             self.outcomes += [future.result() for future in saving]
+
+    def _hand_over(self, rest: list[list[int]]) -> bool:
+        """Whether to give the process to interactive work waiting: the first of ``rest`` was
+        begun with the batch before, and its attempts are given back, since it never ran."""
+        if not self.may_hand_over:
+            return False
+        with self.ctx.metrics.stage("redis"):
+            if not ahead_of_bulk_waiting(self.ctx.redis, self.settings.redis_key_prefix):
+                return False
+            self.ctx.jobs.forgive_attempts(self.job_id, rest[0])
+        unbegun = set(rest[0])
+        self.begun = [index for index in self.begun if index not in unbegun]
+        self.handed_back = [index for batch in rest for index in batch]
+        return True
 
     def _one_at_a_time(self, engine: Engine, retried: Sequence[int]) -> None:
         for index in retried:
             started = self._record(begin=[index])
             if self.stopped:
                 return
-            for item in [self._load(i) for i in started]:
+            for item in [self._decode(fetched) for fetched in self._fetch(started)]:
                 if self._usable(item):
                     self.outcomes += [self._save(i, image) for i, image in self._colorize(engine, [item])]
 
-    def _input_key(self, index: int) -> str:
-        if self.job.source_kind == "image":
-            return self.job.source_key
-        return item_input_key(self.job.tenant, self.job_id, index)
+    def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
+        """The items' bytes, read together, each with what decoding it will take (its header)."""
+        batch = BatchInputs(self.ctx.storage, self.job, {i: self.inputs.get(i) for i in indices},
+                            self.settings.limits, timed=self.ctx.metrics.stage)
+        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index)))
+                for index in indices]
 
-    def _load(self, index: int) -> _Loaded:
-        try:
-            with self.ctx.metrics.stage("storage_get"):
-                data = self.ctx.storage.get_bytes(self._input_key(index))
+    def _with_cost(self, index: int, data: bytes) -> _Loaded:
+        return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
+
+    def _decode(self, item: _Loaded) -> _Loaded:
+        data, item.data = item.data, None  # the encoded bytes are not kept beside the image
+
+        def decoded() -> _Loaded:
             with self.ctx.metrics.stage("decode"):
-                return _Loaded(index, image=decode_image(data, self.settings.limits))
+                return _Loaded(item.index, image=decode_image(data, self.settings.limits))
+        return self._loaded(item.index, decoded)
+
+    def _loaded(self, index: int, load: Callable[[], _Loaded]) -> _Loaded:
+        """What ``load`` gives, or the item's error: reading or decoding failed for it alone."""
+        try:
+            return load()
         except ItemError as exc:
             return _Loaded(index, error=exc)
         except NotFound:
@@ -240,6 +302,7 @@ class ChunkRun:
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job_id, index), data, content_type="image/jpeg")
+        self.ctx.stored.add(self.job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
 
     def _about(self, index: int) -> dict[str, object]:

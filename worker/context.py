@@ -1,4 +1,5 @@
-"""What one worker process holds: its settings, Redis connection, stores, storage and metrics.
+"""What one worker process holds: its settings, Redis connection, stores (jobs, quotas, the bulk
+lane), storage and metrics.
 
 Built once per process (:func:`worker_context`) and rebuilt after a fork: connections must
 not cross processes. Models load on first use (:attr:`WorkerContext.engines`), so a worker
@@ -14,11 +15,13 @@ from typing import TYPE_CHECKING
 import redis
 from celery import Celery
 
+from shared.bulk_lane import BulkLane
 from shared.job_store import JobStore
 from shared.metrics import WorkerMetrics
 from shared.quotas import QuotaStore
 from shared.settings import Settings
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
@@ -38,7 +41,10 @@ class WorkerContext:
         notifier = WebhookNotifier(self.redis, settings, webhook_publisher(app))
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
+        self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
         self.storage = Storage(settings)
+        # Counts results against the tenant's storage quota.
+        self.stored = StoredBytes(self.redis, settings.quotas, namespace=settings.redis_namespace)
 
     @cached_property
     def engines(self) -> "EngineCache":

@@ -1,5 +1,15 @@
-"""Expanding a job: one pass over its source archive, storing each entry as an item and
+"""Expanding a job: one pass over its source archive, registering each entry as an item and
 enqueueing chunks of them as it goes.
+
+Nothing is stored per item. A zip member is registered with where it lies in the source
+object, from which its chunk reads it by range. A tar's entries, which can only be read in
+one pass, are checked to start like an image (and to be within the size limits) before they
+are kept; those of a chunk are then stored back to back as one input object, which goes once
+all its items have ended (:mod:`shared.item_inputs`).
+
+Chunks are registered and enqueued in order, each while the next is read. A job whose whole
+archive fits in one chunk takes the interactive lane, any other the bulk lane
+(:mod:`worker.scheduling`).
 
 A pass may run again (a redelivered message, a rescued job): items registered by an earlier
 pass keep their index and name, and only those still unfinished are enqueued again. One
@@ -8,6 +18,7 @@ expander at a time holds a job's :class:`ExpansionLease`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -18,18 +29,20 @@ from redis.lock import Lock
 
 from shared.archives import OutputNames
 from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, ItemError, NotFound, QuotaExceeded
+from shared.item_inputs import ItemInput
 from shared.jobs import Job, JobStatus, NewItem
-from shared.object_keys import item_input_key
+from shared.object_keys import input_object_key, input_object_name, inputs_prefix
 from worker.archive_entries import ArchiveEntry, iter_entries
-from worker.celery_app import enqueue_chunk
 from worker.context import WorkerContext
+from worker.scheduling import Lane, enqueue_chunks
 
 # How long an expander's claim on a job lasts without renewal. Short, so that a crashed
 # expander holds its job up for seconds: the message redelivered at once when its process
 # died waits this long before it may take over.
 EXPAND_LEASE_S = 10
-# Parallel storage writes of item inputs.
-IO_THREADS = 4
+# A tar chunk's input object is stored once it holds this much, however few its items: the
+# expander holds at most one being filled and one being stored.
+CHUNK_INPUT_BYTES = 32 * 1024**2
 
 
 class LeaseLost(Exception):
@@ -74,8 +87,30 @@ class ExpansionLease:
 @dataclass
 class _PendingChunk:
     items: list[NewItem] = field(default_factory=list)
-    uploads: list[Future] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)  # indices registered by an earlier pass
+    data: list[bytes] = field(default_factory=list)  # tar: the kept entries' bytes, back to back
+    kept: dict[int, tuple[int, int]] = field(default_factory=dict)  # index -> offset, length in ``data``
+    stored_bytes: int = 0
+
+    def full(self, chunk_size: int) -> bool:
+        return len(self.items) + len(self.resumed) >= chunk_size or self.stored_bytes >= CHUNK_INPUT_BYTES
+
+    def keep(self, index: int, data: bytes) -> None:
+        """Add an entry's bytes to the chunk's input object."""
+        self.kept[index] = (self.stored_bytes, len(data))
+        self.data.append(data)
+        self.stored_bytes += len(data)
+
+    def object_name(self) -> str:
+        return input_object_name(min(self.kept), max(self.kept))
+
+    def registered_items(self) -> list[NewItem]:
+        """The items, those kept with where they are in the chunk's input object."""
+        if not self.kept:
+            return self.items
+        name = self.object_name()
+        return [item if item.index not in self.kept else
+                dataclasses.replace(item, input=ItemInput(name, *self.kept[item.index])) for item in self.items]
 
 
 class Expander:
@@ -92,28 +127,34 @@ class Expander:
         self.output_names = OutputNames()
         # Set once the tenant's daily image quota runs out: every later entry fails with it.
         self.quota_error: QuotaExceeded | None = None
+        self.flushed = 0  # chunks handed on so far
 
     def run(self) -> None:
         """Expand the archive to its end, or until the job is canceled; LeaseLost when another
         expander has taken over."""
         error: ColorizeError | None = None
         chunk = _PendingChunk()
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
+        with self.ctx.metrics.stage("expansion"), ThreadPoolExecutor(max_workers=1) as flusher:
+            flushing: Future | None = None
             try:
                 with self._open_source() as source:
                     for index, entry in enumerate(iter_entries(source, self.job.source_kind, self.settings.limits)):
                         if self.ctx.jobs.status(self.job.id) != JobStatus.RUNNING:
-                            return  # canceled: drop the rest, before it uses up any quota
+                            self._canceled(flushing)
+                            return  # drop the rest, before it uses up any quota
                         self.lease.renew()
-                        self._add_entry(pool, chunk, index, entry)
-                        if len(chunk.items) + len(chunk.resumed) >= self.settings.chunk_size:
-                            self._flush(chunk)
+                        if chunk.full(self.settings.chunk_size):
+                            # Only now: a job whose archive ends here is one chunk, and interactive.
+                            flushing = self._flush_behind(flusher, flushing, chunk)
                             chunk = _PendingChunk()
+                        self._add_entry(chunk, index, entry)
             except (ArchiveLimitExceeded, CorruptArchive) as exc:
                 error = exc  # entries before this point stay valid
             except NotFound:
                 error = CorruptArchive("the uploaded source object is missing")
-            self._flush(chunk)
+            if flushing is not None:
+                flushing.result()
+            self._flush(chunk, last=True)
         self.ctx.jobs.end_expansion(self.job.id, error)
 
     def _open_source(self) -> BinaryIO:
@@ -121,23 +162,19 @@ class Expander:
             return self.ctx.storage.open_seekable(self.job.source_key)
         return self.ctx.storage.open_stream(self.job.source_key)
 
-    def _add_entry(self, pool: ThreadPoolExecutor, chunk: _PendingChunk, index: int, entry: ArchiveEntry) -> None:
+    def _add_entry(self, chunk: _PendingChunk, index: int, entry: ArchiveEntry) -> None:
         name = self.output_names.allocate(entry.path)
         if index < self.registered:
             chunk.resumed.append(index)  # its data is skipped; the archive reader moves past it
             return
         error = entry.error or self._take_image()
-        if error is None:
+        if error is None and entry.location is None:
             try:
-                data = entry.read()
+                chunk.keep(index, entry.read(image_only=True))  # tar: read now or never
             except ItemError as exc:
                 error = exc
-            else:
-                key = item_input_key(self.job.tenant, self.job.id, index)
-                chunk.uploads.append(pool.submit(self.ctx.storage.put_bytes, key, data))
-        chunk.items.append(NewItem(index=index, path=entry.path, output_path=name, size=entry.size, error=error))
-        if len(chunk.uploads) >= IO_THREADS * 2:
-            chunk.uploads.pop(0).result()
+        chunk.items.append(NewItem(index=index, path=entry.path, output_path=name, size=entry.size, error=error,
+                                   input=entry.location if error is None else None))
 
     def _take_image(self) -> QuotaExceeded | None:
         """Count the entry against the tenant's daily image quota; the error it gets when none is left."""
@@ -148,16 +185,32 @@ class Expander:
                 self.quota_error = exc
         return self.quota_error
 
-    def _flush(self, chunk: _PendingChunk) -> None:
-        """Register the chunk's items and enqueue those to process."""
-        for upload in chunk.uploads:
-            upload.result()  # inputs are stored before their items become visible to workers
+    def _flush_behind(self, flusher: ThreadPoolExecutor, flushing: Future | None, chunk: _PendingChunk) -> Future:
+        """Flush ``chunk`` while the next one is read, once the one before has been flushed
+        (items are registered in order: a later pass resumes after the registered ones)."""
+        if flushing is not None:
+            flushing.result()
+        return flusher.submit(self._flush, chunk, False)
+
+    def _flush(self, chunk: _PendingChunk, last: bool) -> None:
+        """Store the chunk's input object, then register its items and enqueue those to process."""
+        if chunk.kept:
+            key = input_object_key(self.job.tenant, self.job.id, chunk.object_name())
+            self.ctx.storage.put_bytes(key, b"".join(chunk.data))  # before its items become visible to workers
         jobs = self.ctx.jobs
-        jobs.add_items(self.job.id, chunk.items)
+        jobs.add_items(self.job.id, chunk.registered_items())
         for item in chunk.items:
             if item.error is not None:
                 self.ctx.metrics.item_registered_failed(item.error.code)
         fresh = [item.index for item in chunk.items if item.error is None]
-        todo = fresh + jobs.unfinished(self.job.id, chunk.resumed)
-        if todo:
-            enqueue_chunk(self.ctx.app, self.job.id, sorted(todo))
+        todo = sorted(fresh + jobs.unfinished(self.job.id, chunk.resumed))
+        lane = Lane.INTERACTIVE if last and self.flushed == 0 else Lane.BULK
+        self.flushed += 1
+        enqueue_chunks(self.ctx.app, self.ctx.bulk, self.job, [todo], lane)
+
+    def _canceled(self, flushing: Future | None) -> None:
+        """The job was canceled: the input objects stored so far are not needed."""
+        if flushing is not None:
+            flushing.exception()  # wait; whatever it stored goes now
+        if self.job.source_kind != "zip":
+            self.ctx.storage.delete_prefix(inputs_prefix(self.job.tenant, self.job.id))

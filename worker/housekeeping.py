@@ -14,22 +14,26 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
+from shared.bulk_lane import BulkLane
 from shared.errors import ColorizeError
 from shared.job_store import JobStore
 from shared.metrics import queue_depth
 from shared.settings import Settings
 from shared.object_keys import job_prefix, upload_key
 from shared.storage import Storage
+from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
-from worker.celery_app import QUEUE, colorizes, enqueue_chunk, enqueue_expansion
+from worker.celery_app import QUEUE, colorizes, enqueue_expansion
+from worker.scheduling import Lane, enqueue_chunks, lane_for
 
 log = get_task_logger(__name__)
 
 PURGE_INTERVAL_S = 60
 
 
-def purge_due(purges: PurgeIndex, storage: Storage) -> int:
-    """Delete the stored objects of expired jobs and uploads; returns how many owners were purged."""
+def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
+    """Delete the stored objects of expired jobs and uploads, and release what their tenants'
+    storage quota counted for them; returns how many owners were purged."""
     purged = 0
     while targets := purges.lease_due():
         for target in targets:
@@ -43,14 +47,15 @@ def purge_due(purges: PurgeIndex, storage: Storage) -> int:
                     except ColorizeError:
                         pass  # already completed or aborted
                 storage.delete_prefix(key)
+            stored.release(target.tenant, f"{target.kind}:{target.id}")
             purges.forget(target)
             purged += 1
     return purged
 
 
-def rescue_stalled(jobs: JobStore, stalls: StallWatch, app: Celery, settings: Settings) -> list[str]:
+def rescue_stalled(jobs: JobStore, stalls: StallWatch, bulk: BulkLane, app: Celery, settings: Settings) -> list[str]:
     """Enqueue again the outstanding work of jobs that have stopped moving while no task waits in
-    the queue; returns their ids.
+    the queue, in the job's lane (a bulk job's waiting chunks are replaced); returns their ids.
 
     Celery's Redis transport pops a message, then records it as unacknowledged in a second
     command: a broker crash (or a worker killed) between the two loses the message, and no
@@ -58,7 +63,7 @@ def rescue_stalled(jobs: JobStore, stalls: StallWatch, app: Celery, settings: Se
     their results are overwritten with the same bytes), so the rescue errs on the side of
     enqueueing.
     """
-    if queue_depth(jobs.redis, QUEUE) > 0:
+    if queue_depth(jobs.redis, QUEUE, settings.redis_key_prefix) > 0:
         return []  # a job waiting behind others has not stalled
     rescued = []
     for job_id in stalls.lease_stalled():
@@ -70,8 +75,11 @@ def rescue_stalled(jobs: JobStore, stalls: StallWatch, app: Celery, settings: Se
             enqueue_expansion(app, job_id)  # resumes after what it registered
         else:
             todo = jobs.unfinished(job_id, range(job.total))
-            for start in range(0, len(todo), settings.chunk_size):
-                enqueue_chunk(app, job_id, todo[start:start + settings.chunk_size])
+            chunks = [todo[start:start + settings.chunk_size] for start in range(0, len(todo), settings.chunk_size)]
+            lane = lane_for(job, settings)
+            if lane == Lane.BULK:
+                bulk.forget(job.tenant, job_id)  # chunks left without a turn; the new ones cover them
+            enqueue_chunks(app, bulk, job, chunks, lane)
         log.warning("job %s has not moved for %d s with nothing queued: its work is enqueued again",
                     job_id, settings.stall_after_s)
         rescued.append(job_id)
@@ -92,19 +100,22 @@ class Housekeeper(threading.Thread):
     def run(self) -> None:
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         jobs = JobStore(client, self.settings)
-        stalls = StallWatch(client, self.settings.stall_after_s)
-        heartbeats = WorkerHeartbeats(client)
-        purges = PurgeIndex(client)
+        namespace = self.settings.redis_namespace
+        stalls = StallWatch(client, self.settings.stall_after_s, namespace=namespace)
+        heartbeats = WorkerHeartbeats(client, namespace=namespace)
+        purges = PurgeIndex(client, namespace=namespace)
+        bulk = BulkLane(client, self.settings.result_ttl_s, namespace=namespace)
         storage = Storage(self.settings)
+        stored = StoredBytes(client, self.settings.quotas, namespace=namespace)
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
                 if self.colorizes:
                     heartbeats.record(self.worker_name, WORKER_STALE_AFTER_S)
-                    rescue_stalled(jobs, stalls, self.app, self.settings)
+                    rescue_stalled(jobs, stalls, bulk, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
-                    purged = purge_due(purges, storage)
+                    purged = purge_due(purges, storage, stored)
                     if purged:
                         log.info("purged %d expired jobs and uploads", purged)
             except Exception:

@@ -9,13 +9,15 @@ to the log context.
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun, worker_init, worker_ready
 
 from shared.logging import bind_log_context, clear_log_context, use_format
 from shared.metrics import prepare_worker_metrics, serve_worker_metrics
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, WEBHOOK_TASK
+from worker.celery_app import COLORIZE_TASK, ENQUEUED_AT_HEADER, EXPAND_TASK, WEBHOOK_TASK
+from worker.context import worker_context
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,17 @@ def _format_task_logs(logger=None, **_kwargs) -> None:
     from celery import current_app
 
     use_format(logger.handlers, current_app.colorize_settings)
+
+
+@task_prerun.connect
+def _observe_queue_wait(task=None, **_kwargs) -> None:
+    """Time from publishing to start of an interactive chunk or an expansion (a bulk turn
+    observes its chunk's wait in the lane as it claims it)."""
+    if task is None or task.name not in (COLORIZE_TASK, EXPAND_TASK) or task.request.retries:
+        return
+    enqueued_at = task.request.get(ENQUEUED_AT_HEADER)
+    if enqueued_at is not None:
+        worker_context(task.app).metrics.observe_stage("queue_wait", time.time() - float(enqueued_at))
 
 
 @task_prerun.connect

@@ -1,4 +1,5 @@
-"""The colorize queue's tasks: expand a job's archive into items, colorize a chunk of items.
+"""The colorize queue's tasks: expand a job's archive into items, colorize a chunk of items
+(interactive), take a turn of the bulk lane (:mod:`worker.scheduling`).
 
 Every task is safe to run twice (messages are acknowledged late and redelivered after a
 crash): items are registered once per index, result keys are fixed per item, and an item
@@ -10,6 +11,7 @@ already done or failed is never processed or counted again. The work itself live
 from __future__ import annotations
 
 import os
+import time
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,10 +20,11 @@ from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError
 from shared.logging import bind_log_context
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE, colorizes, enqueue_chunk
+from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, EXPANSION_PRIORITY, QUEUE, colorizes
 from worker.context import worker_context
 from worker.expansion import EXPAND_LEASE_S, ExpansionLease, Expander, LeaseLost
 from worker.retry_policy import countdown_cap_s, give_up_error, may_retry, retry_later
+from worker.scheduling import Lane, enqueue_chunks
 
 log = get_task_logger(__name__)
 
@@ -39,7 +42,7 @@ def expand_job(self, job_id: str) -> None:
         # Another expander holds the job (this message was redelivered while it runs): look
         # again once its lease could have lapsed, in case it died.
         countdown = min(EXPAND_LEASE_S, countdown_cap_s(ctx.settings))
-        self.apply_async(args=(job_id,), countdown=countdown, queue=QUEUE)
+        self.apply_async(args=(job_id,), countdown=countdown, queue=QUEUE, priority=EXPANSION_PRIORITY)
         return
     try:
         ctx.jobs.mark_running(job_id)
@@ -59,27 +62,53 @@ def expand_job(self, job_id: str) -> None:
 
 @shared_task(name=COLORIZE_TASK, bind=True, max_retries=5)
 def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
-    """Colorize the chunk's unfinished items; each item ends done or failed on its own."""
+    """Colorize the chunk's unfinished items (the interactive lane); each item ends done or
+    failed on its own."""
+    _colorize(self, job_id, indices, Lane.INTERACTIVE)
+
+
+@shared_task(name=BULK_TURN_TASK, bind=True, max_retries=5)
+def bulk_turn(self) -> None:
+    """Colorize the bulk lane's next chunk in turn (the one this task claimed before, when it
+    runs again after a crash or a retry)."""
+    ctx = worker_context(self.app)
+    with ctx.metrics.stage("redis"):
+        claimed = ctx.bulk.claim(self.request.id)
+    if claimed is None:
+        return  # its chunk was taken by another turn, or handed back whole to the lane
+    if not self.request.retries:
+        ctx.metrics.observe_stage("queue_wait", time.time() - claimed.enqueued_at)
+    bind_log_context(job_id=claimed.job_id)
+    _colorize(self, claimed.job_id, claimed.indices, Lane.BULK)
+    ctx.bulk.release(self.request.id)
+
+
+def _colorize(task, job_id: str, indices: list[int], lane: Lane) -> None:
     from worker.chunk_pipeline import ChunkRun  # the engine's libraries: only in workers that colorize
 
-    ctx = worker_context(self.app)
-    run = ChunkRun(ctx, job_id)
+    ctx = worker_context(task.app)
+    run = ChunkRun(ctx, job_id, may_hand_over=lane == Lane.BULK)
     try:
         run.run(indices)
     except SoftTimeLimitExceeded:
         # Hand what is left to a fresh task; items caught mid-way have used up one attempt.
         remaining = ctx.jobs.unfinished(job_id, indices)
         log.warning("chunk of job %s hit its soft time limit; requeueing %d items", job_id, len(remaining))
-        if remaining:
-            enqueue_chunk(self.app, job_id, remaining)
+        job = run.job or ctx.jobs.find(job_id)
+        if remaining and job is not None:
+            enqueue_chunks(task.app, ctx.bulk, job, [remaining], lane, first=True)
+        return
     except Exception as exc:
         run.forgive_unfinished()
-        if may_retry(self, exc):
+        if may_retry(task, exc):
             log.warning("chunk of job %s failed (%r); retrying", job_id, exc)
-            retry_later(self, exc)
+            retry_later(task, exc)
         # Never leave items pending forever: the job must still reach a final status.
-        log.exception("chunk of job %s failed %d times; failing its items", job_id, self.request.retries + 1)
+        log.exception("chunk of job %s failed %d times; failing its items", job_id, task.request.retries + 1)
         run.give_up(indices, give_up_error(exc, "processing failed repeatedly"))
+        return
+    if run.handed_back:
+        enqueue_chunks(task.app, ctx.bulk, run.job, [run.handed_back], lane, first=True)
 
 
 @worker_process_init.connect

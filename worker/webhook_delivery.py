@@ -9,6 +9,11 @@ scheme: ``webhook-id`` (the same on every attempt, for the receiver to drop repe
 (``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). Each attempt connects to the very
 address it checked (:mod:`shared.callback_urls`); redirects are not followed.
 
+Events of one job are delivered in the order they happened: a message whose predecessor is
+neither delivered nor given up yet is published again ``ORDER_POLL_S`` later, without an
+attempt, for at most ``ORDER_WAIT_S``; then it goes anyway (its body's ``sequence`` still lets
+the receiver order it).
+
 This module loads nothing of the colorize pipeline: a worker that only delivers webhooks
 stays small.
 """
@@ -38,8 +43,9 @@ from shared.callback_urls import (
 from shared.errors import InvalidRequest
 from shared.settings import Settings
 from shared.timestamps import iso_time
-from shared.webhook_events import DeliveryAttempt, DeliveryLog, DeliveryOutcome, WebhookMessage, WebhookSecrets
-from worker.celery_app import WEBHOOK_TASK
+from shared.webhook_events import (DeliveryAttempt, DeliveryLog, DeliveryOrder, DeliveryOutcome, WebhookMessage,
+                                   WebhookSecrets)
+from worker.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from worker.context import worker_context
 from worker.retry_policy import countdown_cap_s
 
@@ -48,24 +54,37 @@ log = get_task_logger(__name__)
 # Receivers answer with a status; anything longer than this is not read.
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "colorize-webhooks/1"
+# How often a message that waits for its predecessor looks again, and for how long at most.
+ORDER_POLL_S = 0.5
+ORDER_WAIT_S = 30.0
+DEFERRED = "deferred"
 
 
 @shared_task(name=WEBHOOK_TASK, bind=True, max_retries=None)
-def deliver_webhook(self, message: dict[str, str]) -> str:
-    """Make one delivery attempt; returns its outcome (delivered | failed | refused)."""
+def deliver_webhook(self, message: dict[str, Any], waited_s: float = 0.0) -> str:
+    """Make one delivery attempt; returns its outcome (delivered | failed | refused), or
+    ``deferred`` when an earlier event of the job is still being delivered."""
     ctx = worker_context(self.app)
     settings = ctx.settings
     webhook = WebhookMessage.from_dict(message)
     number = self.request.retries + 1
-    secret = WebhookSecrets(ctx.redis).get_or_create(webhook.tenant)
+    order = DeliveryOrder(ctx.redis, settings.redis_namespace)
+    if number == 1 and waited_s < ORDER_WAIT_S and not order.due(webhook):
+        self.app.send_task(WEBHOOK_TASK, args=(message,), kwargs={"waited_s": waited_s + ORDER_POLL_S},
+                           queue=WEBHOOK_QUEUE, countdown=ORDER_POLL_S)
+        return DEFERRED
+    secret = WebhookSecrets(ctx.redis, settings.redis_namespace).get_or_create(webhook.tenant)
     attempt = deliver(webhook, secret, number, settings)
     delay = retry_delay_s(number, settings) if attempt.retryable and number < settings.webhook_max_attempts else None
     if delay is not None:
         attempt = replace(attempt, next_attempt_at=iso_time(time.time() + delay))
-    DeliveryLog(ctx.redis).record(webhook.job_id, attempt, keep_until=ctx.jobs.expiry(webhook.job_id))
+    deliveries = DeliveryLog(ctx.redis, settings.redis_namespace)
+    deliveries.record(webhook.job_id, attempt, keep_until=ctx.jobs.expiry(webhook.job_id))
     ctx.metrics.webhook_deliveries.labels(webhook.event, attempt.outcome).inc()
     ctx.metrics.webhook_seconds.labels(webhook.event).observe(attempt.duration_ms / 1000)
     extra = {"job_id": webhook.job_id, "event": webhook.event, "attempt": number, "status_code": attempt.status_code}
+    if delay is None:
+        order.settle(webhook)  # the next event of the job may go
     if attempt.outcome == DeliveryOutcome.DELIVERED:
         log.info("webhook %s delivered", webhook.id, extra=extra)
     elif delay is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 
+from api.bodies import respond
+from api.schemas import WebhookDeliveries, WebhookDelivery, WebhookSecret
 from api.services import services
 from api.tenancy import current_tenant
 from shared.webhook_events import DeliveryLog, WebhookSecrets
@@ -15,15 +17,18 @@ bp = Blueprint("webhooks", __name__)
 def list_deliveries(job_id: str) -> Response:
     svc = services()
     job = svc.jobs.get(job_id, current_tenant())
-    return jsonify({
-        "callback_url": job.callback_url,
-        "events": list(job.webhook_events),
-        "deliveries": DeliveryLog(svc.redis).attempts(job.id),
-    })
+    attempts = DeliveryLog(svc.redis, svc.settings.redis_namespace).attempts(job.id)
+    return respond(WebhookDeliveries(
+        callback_url=job.callback_url,
+        events=list(job.webhook_events),
+        deliveries=[WebhookDelivery(**attempt) for attempt in attempts],
+    ))
 
 
 @bp.get("/v1/webhook-secret")
 def webhook_secret() -> Response:
     # Made on first use; every delivery to this tenant's callbacks is signed with it.
-    return jsonify({"secret": WebhookSecrets(services().redis).get_or_create(current_tenant()),
-                    "scheme": "standard-webhooks v1 (HMAC-SHA256)"})
+    svc = services()
+    secrets = WebhookSecrets(svc.redis, svc.settings.redis_namespace)
+    return respond(WebhookSecret(secret=secrets.get_or_create(current_tenant()),
+                                 scheme="standard-webhooks v1 (HMAC-SHA256)"))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 
+from api.bodies import respond
 from api.errors import error_response
+from api.schemas import Health, Ready, ReadyChecks
 from api.services import services
+from shared.errors import ServiceUnavailable
 from shared.upkeep import WORKER_STALE_AFTER_S
 
 bp = Blueprint("health", __name__)
@@ -13,7 +16,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    return jsonify({"status": "ok"})
+    return respond(Health(status="ok"))
 
 
 @bp.get("/readyz")
@@ -35,6 +38,5 @@ def readyz() -> Response:
         checks["storage"] = f"unavailable: {type(exc).__name__}"
     ready = checks.get("redis") == "ok" and checks.get("storage") == "ok" and workers > 0
     if not ready:
-        return error_response(503, {"code": "unavailable", "message": "the service is not ready",
-                                    "details": {"checks": checks}})
-    return jsonify({"status": "ready", "checks": checks})
+        return error_response(503, ServiceUnavailable.code, "the service is not ready", {"checks": checks})
+    return respond(Ready(status="ready", checks=ReadyChecks(**checks)))

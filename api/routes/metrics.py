@@ -16,8 +16,11 @@ bp = Blueprint("metrics", __name__)
 
 METRICS_KEY = "colorize.metrics"
 REGISTRY_KEY = "colorize.metrics_registry"
-# Requests that matched no route share one label, so unknown paths cannot grow the series.
+# Requests that matched no route share one label, so unknown paths cannot grow the series;
+# methods outside this set share one too, so any token a client sends as its method cannot either.
 UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 
 def install_metrics(app: Flask, settings: Settings, redis: Redis) -> None:
@@ -26,7 +29,8 @@ def install_metrics(app: Flask, settings: Settings, redis: Redis) -> None:
         enable_multiprocess(settings.metrics_dir, clean=False)  # the deployment empties it at start
     own = CollectorRegistry()
     app.extensions[METRICS_KEY] = ApiMetrics(own)
-    app.extensions[REGISTRY_KEY] = exposition_registry(settings, [QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE))], own)
+    queues = QueueDepthCollector(redis, (QUEUE, WEBHOOK_QUEUE), settings.redis_key_prefix)
+    app.extensions[REGISTRY_KEY] = exposition_registry(settings, [queues], own)
     app.before_request(_start_timer)
     app.after_request(_observe)
     app.register_blueprint(bp)
@@ -50,5 +54,6 @@ def _observe(response: Response) -> Response:
     started = g.get("metrics_started")
     if started is not None:
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-        api_metrics().observe_request(request.method, route, response.status_code, time.perf_counter() - started)
+        method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
+        api_metrics().observe_request(method, route, response.status_code, time.perf_counter() - started)
     return response

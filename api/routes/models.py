@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response
 
+from api.bodies import respond
+from api.schemas import InstalledModel, ModelList, TemperatureRange
 from api.services import services
 from shared.errors import ColorizeError
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, installed_models, load_manifest
@@ -19,12 +21,9 @@ def list_models() -> Response:
     except ColorizeError:
         default = None
     models = [
-        {**manifest.summary(), "name": manifest.name, "temperature": manifest.temperature,
-         "input_size": manifest.input_size, "default": manifest.name == default}
+        InstalledModel(**{**manifest.summary(), "name": manifest.name, "temperature": manifest.temperature,
+                          "input_size": manifest.input_size, "default": manifest.name == default})
         for manifest in installed_models(settings.models_dir)
     ]
-    return jsonify({
-        "models": models,
-        "default": default,
-        "temperature_range": {"min": MIN_TEMPERATURE, "max": MAX_TEMPERATURE},
-    })
+    return respond(ModelList(models=models, default=default,
+                             temperature_range=TemperatureRange(min=MIN_TEMPERATURE, max=MAX_TEMPERATURE)))

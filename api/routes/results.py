@@ -9,7 +9,7 @@ from zipstream import ZIP_STORED, ZipStream
 
 from api.services import services
 from api.tenancy import current_tenant
-from shared.errors import NotFound
+from shared.errors import Conflict, NotFound
 from shared.job_store import JobStore
 from shared.object_keys import result_key
 from shared.storage import Storage
@@ -38,6 +38,10 @@ def item_result(job_id: str, index: int) -> Response:
 def results_zip(job_id: str) -> Response:
     svc = services()
     job = svc.jobs.get(job_id, current_tenant())
+    if not job.is_terminal:
+        # A zip of the results so far would look like the whole answer; single results are there meanwhile.
+        raise Conflict(f"job {job_id} is {job.status}: results.zip is served once it has finished "
+                       "(GET .../items/{n}/result serves each finished image meanwhile)", status=job.status)
     # JPEG data does not compress: store it, which also keeps the stream cheap to produce.
     archive = ZipStream(compress_type=ZIP_STORED)
     for item_index, output_path in _done_results(svc.jobs, job_id):

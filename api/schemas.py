@@ -1,0 +1,218 @@
+"""The request and response bodies of the HTTP API, defined once as pydantic models.
+
+Routes read requests into these models (``api/bodies.py``) and answer with them; the OpenAPI
+description's schemas are generated from them (``api/openapi.py``). The job itself, which
+webhook events carry too, is ``shared.documents.JobDocument``.
+
+A model's docstring becomes its description in the OpenAPI document, so models without one
+are introduced by a comment.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
+from werkzeug.datastructures import FileStorage
+
+from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, Timestamp
+from shared.jobs import ItemStatus
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.callback_urls import MAX_URL_LENGTH
+from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
+
+MAX_PAGE = 1000
+DEFAULT_PAGE = 100
+
+
+class RequestBody(BaseModel):
+    """Fields a request may leave out have a default; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+    # The message for any failure of the field named, where a generic one would say less.
+    field_messages: ClassVar[dict[str, str]] = {}
+
+
+# --- jobs -------------------------------------------------------------------------------------
+
+Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
+# Checked by shared.callback_urls.parse_callback_url, which resolves the host and says precisely
+# what is wrong; the schema tells clients (and fuzzers) the shape.
+CallbackUrl = Annotated[str, Field(
+    description="http(s) URL that receives signed webhook events (see the callbacks). Hosts that resolve to "
+                "loopback, private, link-local or other non-public addresses are refused (400) unless the "
+                "server allows them.",
+    json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+)]
+EVENT_NAMES_EXAMPLE = "started,completed"
+# A list or a comma-separated string, checked by shared.callback_urls.parse_events (which owns the names).
+JsonEvents = Annotated[Any, WithJsonSchema({"oneOf": [
+    # null matches this branch only (OpenAPI 3.0 has no null type of its own).
+    {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1, "nullable": True},
+    {"type": "string", "description": "Comma-separated event names.", "example": EVENT_NAMES_EXAMPLE},
+]})]
+
+
+# Optional JSON fields may be null, which means the same as leaving them out.
+class JobFromUpload(RequestBody):
+    upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
+    filename: str | None = Field(None, description="Overrides the upload's file name.")
+    model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
+    temperature: Temperature | None = None
+    callback_url: CallbackUrl | None = None
+    events: JsonEvents = Field(None, description="Events to send: " + ", ".join(EVENTS)
+                               + "; default: all. Only with a callback_url.")
+
+    field_messages: ClassVar[dict[str, str]] = {
+        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads)"}
+
+
+class JobFromForm(RequestBody):
+    """A field sent empty counts as left out, as browsers send the fields of a form whether filled or not."""
+
+    # The size limit in its description is the server's (api/openapi.py adds it).
+    file: Annotated[InstanceOf[FileStorage], WithJsonSchema({"type": "string", "format": "binary"})]
+    model: str = None  # type: ignore[assignment]
+    temperature: Temperature = None  # type: ignore[assignment]
+    callback_url: CallbackUrl = None  # type: ignore[assignment]
+    events: str = Field(None, description="Comma-separated event names: " + ", ".join(EVENTS)
+                        + "; default: all. Only with a callback_url.",
+                        json_schema_extra={"example": EVENT_NAMES_EXAMPLE})
+
+    field_messages: ClassVar[dict[str, str]] = {"file": "the multipart form needs a 'file' field"}
+
+
+class ItemPageQuery(RequestBody):
+    offset: int = Field(0, ge=0)
+    limit: int = Field(DEFAULT_PAGE, ge=1, le=MAX_PAGE)
+
+
+class Item(Document):
+    index: Count
+    path: str = Field(description="The entry's path inside the archive (or the file name).")
+    output_path: str = Field(description="The result's path in results.zip (ends in .jpg).")
+    status: Literal[tuple(ItemStatus)]  # type: ignore[valid-type]
+    size: Count | None
+    result_url: str | None
+    error: ErrorBrief | None
+
+
+class ItemPage(Document):
+    items: list[Item]
+    total: Count
+    expanded: bool
+    next: str | None
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+# The largest size allowed is the server's (api/openapi.py adds it).
+class UploadRequest(RequestBody):
+    size: int = Field(ge=1, description="Bytes the client will upload.")
+    filename: str | None = None
+
+    field_messages: ClassVar[dict[str, str]] = {"size": "'size' must be a positive integer (bytes)"}
+
+
+class SingleUpload(Document):
+    upload_id: str
+    expires_at: Timestamp
+    method: Literal["PUT"]
+    url: str = Field(description="Presigned URL: PUT the whole file to it.")
+
+
+class PartUrl(Document):
+    part_number: int = Field(ge=1)
+    url: str = Field(description="Presigned URL: PUT this part to it.")
+
+
+class MultipartPlan(Document):
+    part_size: int = Field(ge=1)
+    parts: list[PartUrl]
+
+
+class MultipartUpload(Document):
+    upload_id: str
+    expires_at: Timestamp
+    multipart: MultipartPlan
+    complete_url: str
+
+
+class UploadedPart(Document):
+    part_number: int = Field(ge=1)
+    etag: str = Field(description="The ETag header answered to the part's PUT.")
+
+
+class UploadCompletion(RequestBody):
+    parts: list[UploadedPart] = Field(  # type: ignore[assignment]
+        None, min_length=1, description="Required for multipart uploads; ignored for single ones.")
+
+
+class UploadComplete(Document):
+    upload_id: str
+    state: Literal["complete"]
+    size: Count
+
+
+# --- models, webhooks, health -----------------------------------------------------------------
+
+
+# Described as "Model". Facts a manifest leaves out are left out here too.
+class InstalledModel(Document):
+    name: str
+    description: str = None  # type: ignore[assignment]
+    licence: str = None  # type: ignore[assignment]
+    training_data: str = None  # type: ignore[assignment]
+    temperature: float
+    input_size: int = Field(ge=1)
+    default: bool
+
+
+class TemperatureRange(Document):
+    min: float
+    max: float
+
+
+class ModelList(Document):
+    models: list[InstalledModel]
+    default: str | None
+    temperature_range: TemperatureRange
+
+
+class WebhookDelivery(Document):
+    message_id: str = Field(description="The webhook-id header of the message.")
+    event: Event
+    attempt: int = Field(ge=1)
+    outcome: Literal[tuple(DeliveryOutcome)]  # type: ignore[valid-type]
+    status_code: int | None
+    error: str | None
+    started_at: Timestamp
+    duration_ms: Count
+    next_attempt_at: Timestamp | None
+
+
+class WebhookDeliveries(Document):
+    callback_url: str | None
+    events: list[Event]
+    deliveries: list[WebhookDelivery] = Field(description="Every delivery attempt, oldest first.")
+
+
+class WebhookSecret(Document):
+    secret: str = Field(pattern=f"^{SECRET_PREFIX}[A-Za-z0-9+/=]+$")
+    scheme: str
+
+
+class Health(Document):
+    status: Literal["ok"]
+
+
+class ReadyChecks(Document):
+    redis: str
+    workers: Count
+    storage: str
+
+
+class Ready(Document):
+    status: Literal["ready"]
+    checks: ReadyChecks

@@ -1,0 +1,219 @@
+"""Creating a job: from a file sent with the request or from a presigned upload.
+
+The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
+nothing); the webhook options and the model are checked; the source is stored (a sent file,
+once its bytes fit the tenant's storage quota) or claimed (an upload: complete, no larger than
+declared nor than the size limit, used by no other job); the job is
+recorded and its first task enqueued: a single image goes straight to colorizing (and counts
+against the daily image quota now), an archive to expansion (its images count as the worker
+finds them).
+
+With an ``Idempotency-Key``, a repeated request gets the job the first one created
+(``api/idempotency.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import IO, Any
+
+import redis
+
+from api.idempotency import IdempotencyStore
+from api.routes.metrics import api_metrics
+from api.services import Services
+from api.uploads import stored_size
+from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.errors import ColorizeError, Conflict
+from shared.ids import new_id
+from shared.jobs import Job, NewItem
+from shared.manifests import load_manifest
+from shared.object_keys import source_key
+from shared.callback_urls import WebhookRequest, parse_webhook
+from shared.stored_bytes import job_owner
+from shared.uploads import Upload, UploadState
+from worker.celery_app import start_job
+
+log = logging.getLogger(__name__)
+
+# Enough leading bytes to tell every supported image and archive kind apart.
+SNIFF_BYTES = 512
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """A file that came with the request (a multipart form), not yet stored."""
+
+    stream: IO[bytes]
+    filename: str | None
+    content_type: str
+
+
+@dataclass(frozen=True)
+class UploadReference:
+    """A presigned upload (``POST /v1/uploads``) the job is to use."""
+
+    upload_id: str
+    filename: str | None = None  # overrides the upload's own
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    tenant: str
+    source: SentFile | UploadReference
+    model: str | None = None  # None or empty: the server's default model
+    temperature: float | None = None  # None: the model's own
+    callback_url: str | None = None  # None or empty: no webhooks
+    events: Any = None  # as sent: a list or a comma-separated string (shared.callback_urls.parse_events)
+
+
+@dataclass(frozen=True)
+class IdempotentRequest:
+    key: str
+    fingerprint: str  # of what the request asks for (api.idempotency.request_fingerprint)
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    replayed: bool  # an earlier request with the same Idempotency-Key created the job
+
+
+@dataclass(frozen=True)
+class _Options:
+    """What the job is to do, checked."""
+
+    model: str
+    temperature: float
+    webhook: WebhookRequest | None
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The stored source of a new job."""
+
+    key: str
+    kind: str
+    filename: str | None
+    size: int
+
+
+def submit(svc: Services, request: JobRequest, idempotent: IdempotentRequest | None = None) -> Submission:
+    """Create the job ``request`` asks for; with ``idempotent``, or answer with the job that an
+    earlier request with the same key created (a different request with the key: Conflict)."""
+    if idempotent is None:
+        return Submission(_create(svc, request), replayed=False)
+    store = IdempotencyStore(svc.redis, svc.settings.result_ttl_s, svc.settings.redis_namespace)
+    while True:
+        claim = store.claim(request.tenant, idempotent.key, idempotent.fingerprint)
+        if claim.job_id is None:
+            break
+        job = svc.jobs.find(claim.job_id)
+        if job is not None:
+            return Submission(job, replayed=True)
+        store.forget(claim)  # the job expired before its key: the key is free again
+    try:
+        job = _create(svc, request)
+    except BaseException:
+        store.release(claim)
+        raise
+    store.fulfil(claim, idempotent.fingerprint, job.id)
+    return Submission(job, replayed=False)
+
+
+def _create(svc: Services, request: JobRequest) -> Job:
+    job_id = new_id()
+    with svc.quotas.admit_job(request.tenant, job_id):
+        options = _options(svc, request)
+        if isinstance(request.source, SentFile):
+            job = _from_sent_file(svc, request.tenant, job_id, request.source, options)
+        else:
+            svc.stored.reserve(request.tenant, job_owner(job_id), 0)  # its results need room
+            job = _from_upload(svc, request.tenant, job_id, request.source, options)
+    api_metrics().jobs_created.labels(job.source_kind).inc()
+    log.info("job created", extra={"job_id": job.id, "tenant": job.tenant, "source_kind": job.source_kind})
+    return job
+
+
+def _options(svc: Services, request: JobRequest) -> _Options:
+    webhook = parse_webhook({"callback_url": request.callback_url, "events": request.events}, svc.settings)
+    manifest = load_manifest(svc.settings.models_dir, request.model or svc.settings.model)
+    temperature = manifest.temperature if request.temperature is None else request.temperature
+    return _Options(manifest.name, temperature, webhook)
+
+
+def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, options: _Options) -> Job:
+    filename = clean_filename(sent.filename)
+    head = sent.stream.read(SNIFF_BYTES)
+    kind = detect_source_kind(head, filename)
+    size = sent.stream.seek(0, io.SEEK_END)  # the server parsed the form: the file is at hand, seekable
+    sent.stream.seek(0)
+    owner = job_owner(job_id)
+    svc.stored.reserve(tenant, owner, size)
+    key = source_key(tenant, job_id)
+    try:
+        stored = svc.storage.put_stream(key, sent.stream, content_type=sent.content_type)
+        return _record_and_enqueue(svc, tenant, job_id, _Source(key, kind, filename, stored), options)
+    except BaseException:
+        with suppress(ColorizeError, redis.RedisError):  # the failure that got here is the one to report
+            if svc.jobs.find(job_id) is None:  # no job owns the source, so no purge would find it
+                svc.stored.release(tenant, owner)
+                svc.storage.delete(key)
+        raise
+
+
+def _from_upload(svc: Services, tenant: str, job_id: str, reference: UploadReference, options: _Options) -> Job:
+    upload, size = _claim(svc, tenant, job_id, reference.upload_id)
+    try:
+        source = _read_upload(svc, upload, size, reference.filename)
+        job = _record_and_enqueue(svc, tenant, job_id, source, options)
+    except Exception:
+        svc.uploads.release(upload.id)
+        raise
+    # The expander may read the upload as long as the job is kept.
+    svc.uploads.extend_expiry(upload, job.expires_at)
+    return job
+
+
+def _claim(svc: Services, tenant: str, job_id: str, upload_id: str) -> tuple[Upload, int]:
+    """The upload, bound to this job (complete, within the size limit, used by no other), and its size."""
+    upload = svc.uploads.get(upload_id, tenant)
+    stored = svc.storage.exists(upload.key)
+    size = stored_size(svc, upload) if stored else 0
+    if upload.multipart_id is None and upload.state == UploadState.PENDING and stored:
+        svc.uploads.mark_complete(upload.id)  # a single PUT needs no completion call
+    if upload.state == UploadState.COMPLETE and not stored:
+        raise Conflict(f"upload {upload.id} holds no file any more; upload it again", upload_id=upload.id)
+    svc.uploads.claim(upload.id, job_id)
+    return upload, size
+
+
+def _read_upload(svc: Services, upload: Upload, size: int, filename: str | None) -> _Source:
+    filename = clean_filename(filename or upload.filename)
+    stream = svc.storage.open_stream(upload.key)
+    try:
+        head = stream.read(SNIFF_BYTES)
+    finally:
+        stream.close()
+    kind = detect_source_kind(head, filename)
+    return _Source(upload.key, kind, filename, size)
+
+
+def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source, options: _Options) -> Job:
+    webhook = options.webhook
+    common = dict(tenant=tenant, model=options.model, temperature=options.temperature, source_kind=source.kind,
+                  source_key=source.key, source_filename=source.filename, job_id=job_id,
+                  callback_url=webhook.url if webhook else None, webhook_events=webhook.events if webhook else ())
+    if source.kind == "image":
+        # An archive's images are counted as the worker expands it; a single image here.
+        svc.quotas.take_image(tenant)
+        path = source.filename or "image"
+        job = svc.jobs.create_job(**common, single_item=NewItem(0, path, output_name(path), source.size))
+    else:
+        job = svc.jobs.create_job(**common)
+    start_job(svc.celery, job)
+    return job
+
