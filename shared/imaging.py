@@ -5,10 +5,15 @@ Every image goes through the same path:
 1. ``sniff_image_format`` picks the format from the leading magic bytes; only JPEG, PNG,
    BMP, TIFF, WebP and GIF are accepted (GIF and animated WebP: first frame only).
 2. ``probe_image`` reads the header with Pillow (no pixel is decoded) and applies the size
-   limits, so a decompression bomb is refused before any pixel buffer is allocated.
+   limits, so a decompression bomb is refused before any pixel buffer is allocated; from
+   the header's sample depth and channels it also knows the memory decoding will take,
+   and refuses an image that cannot be decoded within the worker's memory budget
+   (``shared.memory_budget``).
 3. ``decode_image`` decodes with OpenCV in ``IMREAD_UNCHANGED`` mode, which keeps 16-bit
-   samples and alpha, then normalises to 8-bit BGR: 16-bit scaled, float clipped to
-   [0, 1], grey expanded, alpha composited over white, EXIF orientation applied.
+   samples and alpha, then normalises to 8-bit BGR a strip of rows at a time, so that no
+   full-size temporary exists beside the decoder's array and the result: 16-bit scaled,
+   float clipped to [0, 1], grey expanded, alpha composited over white; then EXIF
+   orientation is applied.
 
 OpenCV (5.x) refuses truncated data (it returns nothing rather than a partly grey image),
 so a cut-off upload becomes ``CorruptImage``. OpenCV decodes every accepted variant itself
@@ -27,6 +32,7 @@ import numpy as np
 from PIL import Image
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from shared.memory_budget import MemoryBudget
 from shared.settings import Limits
 
 # Leading bytes of each accepted format. The signatures are mutually exclusive, so Pillow
@@ -52,8 +58,17 @@ _PILLOW_FORMAT_ALIASES = {"MPO": "JPEG"}
 _ORIENTED_BY_DECODER = frozenset({"TIFF"})
 
 _EXIF_ORIENTATION_TAG = 0x0112
+_TIFF_BITS_PER_SAMPLE_TAG = 258
+_TIFF_SAMPLES_PER_PIXEL_TAG = 277
 _TIFF_EXTRA_SAMPLES_TAG = 338
 _TIFF_ALPHA_KINDS = frozenset({1, 2})  # associated, unassociated
+# Pillow modes whose samples are wider than a byte; the others have 8-bit samples (or fewer,
+# which OpenCV widens to 8).
+_MODE_SAMPLE_BYTES = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2, "I": 4, "F": 4}
+# Pixels converted to 8-bit BGR at a time.
+_STRIP_PIXELS = 1 << 18
+# Beside the full-size arrays: a strip's temporaries, the decoder's own buffers.
+DECODE_OVERHEAD_BYTES = 16 * 1024**2
 
 
 @dataclass(frozen=True)
@@ -67,8 +82,17 @@ class ImageInfo:
 
 
 @dataclass(frozen=True)
+class DecodeCost:
+    """What decoding an image takes: its pixels, and the memory ``decode_image`` holds at its peak."""
+
+    pixels: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class _Header:
     info: ImageInfo
+    cost: DecodeCost
     # OpenCV reads 8-bit TIFF through libtiff's RGBA interface, which premultiplies the
     # colour by a declared alpha channel.
     tiff_alpha: bool = False
@@ -88,10 +112,18 @@ def probe_image(data: bytes, limits: Limits) -> ImageInfo:
     """Read format, size and orientation from the header only, enforcing the size limits.
 
     Raises ``UnsupportedFormat`` (not one of the supported formats), ``ImageTooLarge``
-    (more than ``limits.max_pixels`` pixels or a side longer than ``limits.max_side``) or
+    (more than ``limits.max_pixels`` pixels, a side longer than ``limits.max_side``, or more
+    memory to decode and colorize than ``limits.worker_memory_bytes`` allows one image) or
     ``CorruptImage`` (the header of a supported format cannot be read).
+
+    ``data`` may be the leading part of a file only, enough to hold its header.
     """
     return _read_header(data, limits).info
+
+
+def decode_cost(data: bytes, limits: Limits) -> DecodeCost:
+    """What decoding the image will take, read from its header with the checks of ``probe_image``."""
+    return _read_header(data, limits).cost
 
 
 def _read_header(data: bytes, limits: Limits) -> _Header:
@@ -104,6 +136,7 @@ def _read_header(data: bytes, limits: Limits) -> _Header:
             width, height = img.size
             orientation = _read_orientation(img)
             tiff_alpha = fmt == "TIFF" and _declares_alpha(img)
+            channels, sample_bytes = _decoded_layout(img, data)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"image is too large to decode safely: {exc}") from exc
     except MemoryError:
@@ -113,10 +146,13 @@ def _read_header(data: bytes, limits: Limits) -> _Header:
     if width < 1 or height < 1:
         raise CorruptImage(f"{fmt} header declares an empty image ({width}x{height})", format=fmt)
     _check_size(width, height, limits)
+    oriented_here = orientation != 1 and fmt not in _ORIENTED_BY_DECODER
+    decode_bytes = _decode_bytes(width * height, channels, sample_bytes, oriented_here)
+    _check_memory(width, height, decode_bytes, limits)
     if orientation >= 5 and fmt not in _ORIENTED_BY_DECODER:  # 5-8 swap the axes
         width, height = height, width
     info = ImageInfo(format=fmt, width=width, height=height, orientation=orientation)
-    return _Header(info=info, tiff_alpha=tiff_alpha)
+    return _Header(info=info, cost=DecodeCost(width * height, decode_bytes), tiff_alpha=tiff_alpha)
 
 
 def decode_image(data: bytes, limits: Limits) -> np.ndarray:
@@ -135,7 +171,7 @@ def decode_image(data: bytes, limits: Limits) -> np.ndarray:
     if pixels is None:
         raise CorruptImage(f"{info.format} data is truncated or malformed", format=info.format)
     premultiplied = header.tiff_alpha and pixels.dtype == np.uint8
-    pixels = _to_bgr(_to_uint8(pixels), premultiplied)
+    pixels = _to_8bit_bgr(pixels, premultiplied)
     if info.format not in _ORIENTED_BY_DECODER:
         pixels = _orient(pixels, info.orientation)
     if pixels.shape[:2] != (info.height, info.width):
@@ -179,6 +215,43 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
         )
 
 
+def _check_memory(width: int, height: int, decode_bytes: int, limits: Limits) -> None:
+    refusal = MemoryBudget.of(limits).refusal(width * height, decode_bytes)
+    if refusal is not None:
+        raise ImageTooLarge(
+            f"image is {width}x{height} and cannot be processed within a worker's memory budget "
+            f"of {limits.worker_memory_bytes // 1024**2} MiB: {refusal}",
+            width=width, height=height, decode_bytes=decode_bytes, worker_memory_bytes=limits.worker_memory_bytes,
+        )
+
+
+def _decoded_layout(img: Image.Image, data: bytes) -> tuple[int, int]:
+    """Channels and bytes per sample of the array OpenCV decodes (``IMREAD_UNCHANGED``), at most."""
+    channels, sample_bytes = len(img.getbands()), _MODE_SAMPLE_BYTES.get(img.mode, 1)
+    if img.format == "PNG":
+        # Pillow reads 16-bit colour as 8-bit; the header says what OpenCV keeps.
+        bit_depth, colour_type = data[24], data[25]
+        sample_bytes = 2 if bit_depth == 16 else 1
+        channels = 4 if colour_type in (3, 4, 6) or "transparency" in img.info else max(channels, 1)
+    elif img.format == "TIFF":
+        bits = img.tag_v2.get(_TIFF_BITS_PER_SAMPLE_TAG, 8)
+        sample_bytes = max(1, (max(bits if isinstance(bits, tuple) else (bits,)) + 7) // 8)
+        channels = max(channels, int(img.tag_v2.get(_TIFF_SAMPLES_PER_PIXEL_TAG, 1)))
+    if img.mode in ("P", "PA"):
+        channels = 4  # palettes decode to BGR or BGRA
+    return channels, sample_bytes
+
+
+def _decode_bytes(pixels: int, channels: int, sample_bytes: int, oriented_here: bool) -> int:
+    """Peak memory of ``decode_image``, the largest of: OpenCV decoding (twice its array, as
+    measured for every format), its array and the 8-bit BGR one converted from it a strip at a
+    time, that and its reoriented copy."""
+    decoded = channels * sample_bytes
+    converted = 3 if (channels, sample_bytes) != (3, 1) else 0
+    reoriented = 3 + (3 if oriented_here else 0)
+    return pixels * max(2 * decoded, decoded + converted, reoriented) + DECODE_OVERHEAD_BYTES
+
+
 def _read_orientation(img: Image.Image) -> int:
     """EXIF orientation from the header, 1 when absent, unreadable or out of range."""
     if img.format == "PNG" and "exif" not in img.info:
@@ -196,6 +269,23 @@ def _declares_alpha(img: Image.Image) -> bool:
     if isinstance(extra_samples, int):
         extra_samples = (extra_samples,)
     return any(kind in _TIFF_ALPHA_KINDS for kind in extra_samples)
+
+
+def _to_8bit_bgr(pixels: np.ndarray, premultiplied: bool) -> np.ndarray:
+    """uint8 BGR from any decoded layout, converted a strip of rows at a time."""
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if pixels.dtype == np.uint8 and channels == 3:
+        return pixels
+    if channels > 4:
+        raise UnsupportedFormat(f"images with {channels} channels are not supported", channels=channels)
+    if pixels.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise UnsupportedFormat(f"{pixels.dtype} samples are not supported", dtype=str(pixels.dtype))
+    height, width = pixels.shape[:2]
+    bgr = np.empty((height, width, 3), np.uint8)
+    rows = max(1, _STRIP_PIXELS // width)
+    for start in range(0, height, rows):
+        bgr[start:start + rows] = _to_bgr(_to_uint8(pixels[start:start + rows]), premultiplied)
+    return bgr
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:

@@ -114,6 +114,9 @@ class Limits:
     max_compression_ratio: Annotated[float, Field(ge=1)] = 200.0  # uncompressed / compressed, per zip entry
     max_pixels: Count = 50_000_000  # width * height of one image
     max_side: Count = 30_000  # longest side of one image
+    # Memory one colorize worker process may use (shared/memory_budget.py); an image that
+    # cannot be decoded and colorized within it fails with image_too_large.
+    worker_memory_bytes: Annotated[int, Field(ge=512 * 1024**2)] = 2 * 1024**3
 
 
 @dataclass(frozen=True, config=_CONFIG)

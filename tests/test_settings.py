@@ -187,7 +187,8 @@ def every_field_changed() -> Settings:
         webhook_allowed_networks="10.0.0.0/8,fd00::/8", log_format="json", worker_metrics_port=9100,
         metrics_dir=Path("/run/metrics"), redis_key_prefix="staging:",
         limits=Limits(max_request_bytes=1, max_upload_bytes=2, max_entries=3, max_expanded_bytes=4,
-                      max_entry_bytes=5, max_compression_ratio=6.5, max_pixels=7, max_side=8),
+                      max_entry_bytes=5, max_compression_ratio=6.5, max_pixels=7, max_side=8,
+                      worker_memory_bytes=3 * 1024**3),
         quotas=Quotas(max_jobs_in_flight=0, max_images_per_day=9, requests_per_s=0.5, request_burst=10,
                       max_stored_bytes=11, auth_failures_per_s=0.25, auth_failure_burst=12),
     )

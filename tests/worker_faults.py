@@ -35,7 +35,7 @@ from worker import chunk_pipeline
 from worker.chunk_pipeline import ChunkRun
 
 _colorize = ChunkRun._colorize
-_load = ChunkRun._load
+_decode = ChunkRun._decode
 _colorize_batch = chunk_pipeline.colorize_batch
 _record = JobStore.record
 # Set while a batch holding a model-error item is inferred (the batch is split, then retried alone).
@@ -76,10 +76,10 @@ def _faulty_colorize(self: ChunkRun, engine, items):
         _batch.model_error = False
 
 
-def _faulty_load(self: ChunkRun, index: int):
-    if DECODER_CRASH_MARK in _path(self, index):
+def _faulty_decode(self: ChunkRun, item):
+    if DECODER_CRASH_MARK in _path(self, item.index):
         os.kill(os.getpid(), signal.SIGKILL)
-    return _load(self, index)
+    return _decode(self, item)
 
 
 def _faulty_colorize_batch(engine, images, temperature=None):
@@ -96,6 +96,6 @@ def _faulty_record(self: JobStore, job_id: str, results, begin=()):
 
 
 ChunkRun._colorize = _faulty_colorize
-ChunkRun._load = _faulty_load
+ChunkRun._decode = _faulty_decode
 chunk_pipeline.colorize_batch = _faulty_colorize_batch
 JobStore.record = _faulty_record

@@ -11,8 +11,10 @@ process and would otherwise cost their items another attempt.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
 
-A batch's items are read together (:class:`worker.item_reader.BatchInputs`: one ranged GET
-where they lie close). Input objects are deleted as soon as the store reports that none of
+A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one
+ranged GET where they lie close), then decoded and colorized in batches whose pixels and
+decoding memory, read from the fetched headers, fit the worker's memory budget
+(:mod:`worker.batching`). Input objects are deleted as soon as the store reports that none of
 their items is unfinished, and all of a job's once it finishes or is canceled. A bulk chunk
 (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
@@ -23,7 +25,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import redis
@@ -31,13 +33,15 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
-from shared.imaging import decode_image, encode_jpeg
+from shared.imaging import DecodeCost, decode_cost, decode_image, encode_jpeg
 from shared.item_inputs import ItemInput
 from shared.job_store import Recorded
 from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
+from shared.memory_budget import MemoryBudget
 from shared.object_keys import input_object_key, inputs_prefix, result_key
 from shared.stored_bytes import job_owner
+from worker.batching import memory_batches
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.engine import Engine
@@ -46,8 +50,11 @@ from worker.retry_policy import TRANSIENT_ERRORS
 
 log = get_task_logger(__name__)
 
-# Parallel storage transfers (and image decodes/encodes) beside inference in one process.
-IO_THREADS = 4
+# Parallel storage transfers and image decodes beside inference in one process, and the
+# encodes and result uploads: apart, so loaders waiting for memory never hold up the stores
+# that free it.
+LOAD_THREADS = 4
+SAVE_THREADS = 2
 # How often a chunk cut short by a Redis outage tries to give back its items' attempts, and how
 # long before its soft time limit it stops trying.
 FORGIVE_POLL_S = 0.25
@@ -56,7 +63,11 @@ FORGIVE_MARGIN_S = 1.0
 
 @dataclass
 class _Loaded:
+    """An item on its way: its bytes and what decoding them takes, then its image; or its error."""
+
     index: int
+    data: bytes | None = None
+    cost: DecodeCost | None = None
     image: np.ndarray | None = None
     error: ColorizeError | None = None
 
@@ -75,7 +86,6 @@ class ChunkRun:
         self.stopped = False  # the job has ended (canceled): drop the rest
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
-        self._reading: dict[int, BatchInputs] = {}  # the batch each item being loaded is read with
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
@@ -170,26 +180,35 @@ class ChunkRun:
             return
         self._one_at_a_time(engine, retried)
 
-    def _pipeline(self, engine: Engine, batches: list[list[int]]) -> None:
-        """Batches in turn; the next batch loads and the previous one is stored while one is
-        inferred. The first batch was begun with the chunk."""
-        if not batches:
+    def _pipeline(self, engine: Engine, groups: list[list[int]]) -> None:
+        """Groups of ``batch_size`` items in turn, the first begun with the chunk: each group's
+        bytes are read together while the group before is processed; a group is decoded and
+        colorized in batches within the memory budget (``worker.batching``), the next batch
+        decoding and the one before being stored while one is inferred."""
+        if not groups:
             return
-        with ThreadPoolExecutor(max_workers=IO_THREADS) as pool:
-            loading = self._start_loading(pool, batches[0])
+        budget = MemoryBudget.of(self.settings.limits)
+        with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
+            fetching = loaders.submit(self._fetch, groups[0])
             saving: list[Future] = []
-            for number in range(len(batches)):
-                if number and self._hand_over(batches[number:]):
+            for number in range(len(groups)):
+                if number and self._hand_over(groups[number:]):
                     break
-                loaded = [f.result() for f in loading]
-                following = batches[number + 1] if number + 1 < len(batches) else []
+                fetched = [item for item in fetching.result() if self._usable(item)]
+                following = groups[number + 1] if number + 1 < len(groups) else []
                 if following or self.outcomes:
-                    loading = self._start_loading(pool, self._record(begin=following))
+                    fetching = loaders.submit(self._fetch, self._record(begin=following))
                 if self.stopped:
                     break
-                outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
-                self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
-                saving = [pool.submit(self._save, index, image) for index, image in outputs]
+                batches = memory_batches(fetched, [item.cost for item in fetched], budget, self.settings.batch_size)
+                decoding = [loaders.submit(self._decode, item) for item in batches[0]] if batches else []
+                for step in range(len(batches)):
+                    loaded = [future.result() for future in decoding]
+                    if step + 1 < len(batches):
+                        decoding = [loaders.submit(self._decode, item) for item in batches[step + 1]]
+                    outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
+                    self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
+                    saving = [savers.submit(self._save, index, image) for index, image in outputs]
             self.outcomes += [future.result() for future in saving]
 
     def _hand_over(self, rest: list[list[int]]) -> bool:
@@ -211,27 +230,32 @@ class ChunkRun:
             started = self._record(begin=[index])
             if self.stopped:
                 return
-            self._reading.update(self._batch_inputs(started))
-            for item in [self._load(i) for i in started]:
+            for item in [self._decode(fetched) for fetched in self._fetch(started)]:
                 if self._usable(item):
                     self.outcomes += [self._save(i, image) for i, image in self._colorize(engine, [item])]
 
-    def _batch_inputs(self, indices: Sequence[int]) -> dict[int, BatchInputs]:
-        """Each of ``indices`` with the reader of their batch (read together)."""
+    def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
+        """The items' bytes, read together, each with what decoding it will take (its header)."""
         batch = BatchInputs(self.ctx.storage, self.job, {i: self.inputs.get(i) for i in indices},
                             self.settings.limits, timed=self.ctx.metrics.stage)
-        return {index: batch for index in indices}
+        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index)))
+                for index in indices]
 
-    def _start_loading(self, pool: ThreadPoolExecutor, indices: Sequence[int]) -> list[Future]:
-        self._reading.update(self._batch_inputs(indices))
-        return [pool.submit(self._load, i) for i in indices]
+    def _with_cost(self, index: int, data: bytes) -> _Loaded:
+        return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
 
-    def _load(self, index: int) -> _Loaded:
-        try:
-            batch = self._reading.pop(index)
-            batch.fetch()
+    def _decode(self, item: _Loaded) -> _Loaded:
+        data, item.data = item.data, None  # the encoded bytes are not kept beside the image
+
+        def decoded() -> _Loaded:
             with self.ctx.metrics.stage("decode"):
-                return _Loaded(index, image=decode_image(batch.read(index), self.settings.limits))
+                return _Loaded(item.index, image=decode_image(data, self.settings.limits))
+        return self._loaded(item.index, decoded)
+
+    def _loaded(self, index: int, load: Callable[[], _Loaded]) -> _Loaded:
+        """What ``load`` gives, or the item's error: reading or decoding failed for it alone."""
+        try:
+            return load()
         except ItemError as exc:
             return _Loaded(index, error=exc)
         except NotFound:
