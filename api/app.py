@@ -51,7 +51,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         # refused at once (413), whatever the route would do with the body.
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(
-                f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit)
+                f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit
+            )
 
     install_authentication(app, settings)
     for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, deliveries.bp, openapi.bp, web.bp):

@@ -70,8 +70,10 @@ def request_fingerprint(request: Request) -> str:
     if request.mimetype == "multipart/form-data":
         digest.update(b"form\0")
         # A part without a name comes as None, which does not sort beside the names.
-        fields = sorted(((name, value) for name, values in request.form.lists() for value in values),
-                        key=lambda field: (field[0] is not None, field[0] or "", field[1]))
+        fields = sorted(
+            ((name, value) for name, values in request.form.lists() for value in values),
+            key=lambda field: (field[0] is not None, field[0] or "", field[1]),
+        )
         digest.update(json.dumps(fields).encode())
         upload = request.files.get("file")
         if upload is not None:
@@ -96,8 +98,14 @@ class Claim:
 
 
 class IdempotencyStore:
-    def __init__(self, redis: Redis, ttl_s: int, namespace: str = NAMESPACE,
-                 sleep: Callable[[float], None] = time.sleep, wait_s: float = WAIT_FOR_OWNER_S) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        ttl_s: int,
+        namespace: str = NAMESPACE,
+        sleep: Callable[[float], None] = time.sleep,
+        wait_s: float = WAIT_FOR_OWNER_S,
+    ) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self._keys = RedisKeys(namespace)
@@ -131,8 +139,7 @@ class IdempotencyStore:
             if record["job_id"]:
                 return Claim(redis_key, owner=None, job_id=record["job_id"])
             if time.monotonic() > deadline:
-                raise Conflict(f"a request with this {HEADER} is still being processed; retry later",
-                               header=HEADER)
+                raise Conflict(f"a request with this {HEADER} is still being processed; retry later", header=HEADER)
             self._sleep(POLL_S)
 
     def fulfil(self, claim: Claim, fingerprint: str, job_id: str) -> None:

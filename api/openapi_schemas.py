@@ -22,8 +22,9 @@ _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
 def component_schemas(models: Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]) -> dict[str, Any]:
     """``{name: schema}`` for each ``name: (model, mode)``, in that order, referring to one another
     as ``#/components/schemas/<name>``."""
-    keys, document = models_json_schema([(model, mode) for model, mode in models.values()],
-                                         ref_template="#/$defs/{model}")
+    keys, document = models_json_schema(
+        [(model, mode) for model, mode in models.values()], ref_template="#/$defs/{model}"
+    )
     defs = document.get("$defs", {})
     def_names = {name: _def_name(keys[(model, mode)]) for name, (model, mode) in models.items()}
     translator = _Translator(defs, {def_name: name for name, def_name in def_names.items()})

@@ -38,19 +38,29 @@ class RequestBody(BaseModel):
 Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
 # Checked by shared.callback_urls.parse_callback_url, which resolves the host and says precisely
 # what is wrong; the schema tells clients (and fuzzers) the shape.
-CallbackUrl = Annotated[str, Field(
-    description="http(s) URL that receives signed webhook events (see the callbacks). Hosts that resolve to "
-                "loopback, private, link-local or other non-public addresses are refused (400) unless the "
-                "server allows them.",
-    json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
-)]
+CallbackUrl = Annotated[
+    str,
+    Field(
+        description="http(s) URL that receives signed webhook events (see the callbacks). Hosts that resolve to "
+        "loopback, private, link-local or other non-public addresses are refused (400) unless the "
+        "server allows them.",
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    ),
+]
 EVENT_NAMES_EXAMPLE = "started,completed"
 # A list or a comma-separated string, checked by shared.callback_urls.parse_events (which owns the names).
-JsonEvents = Annotated[Any, WithJsonSchema({"oneOf": [
-    # null matches this branch only (OpenAPI 3.0 has no null type of its own).
-    {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1, "nullable": True},
-    {"type": "string", "description": "Comma-separated event names.", "example": EVENT_NAMES_EXAMPLE},
-]})]
+JsonEvents = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            "oneOf": [
+                # null matches this branch only (OpenAPI 3.0 has no null type of its own).
+                {"type": "array", "items": {"type": "string", "enum": list(EVENTS)}, "minItems": 1, "nullable": True},
+                {"type": "string", "description": "Comma-separated event names.", "example": EVENT_NAMES_EXAMPLE},
+            ]
+        }
+    ),
+]
 
 
 # Optional JSON fields may be null, which means the same as leaving them out.
@@ -60,11 +70,13 @@ class JobFromUpload(RequestBody):
     model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
     temperature: Temperature | None = None
     callback_url: CallbackUrl | None = None
-    events: JsonEvents = Field(None, description="Events to send: " + ", ".join(EVENTS)
-                               + "; default: all. Only with a callback_url.")
+    events: JsonEvents = Field(
+        None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
+    )
 
     field_messages: ClassVar[dict[str, str]] = {
-        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads)"}
+        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads)"
+    }
 
 
 class JobFromForm(RequestBody):
@@ -75,9 +87,11 @@ class JobFromForm(RequestBody):
     model: str = None  # type: ignore[assignment]
     temperature: Temperature = None  # type: ignore[assignment]
     callback_url: CallbackUrl = None  # type: ignore[assignment]
-    events: str = Field(None, description="Comma-separated event names: " + ", ".join(EVENTS)
-                        + "; default: all. Only with a callback_url.",
-                        json_schema_extra={"example": EVENT_NAMES_EXAMPLE})
+    events: str = Field(
+        None,
+        description="Comma-separated event names: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
+        json_schema_extra={"example": EVENT_NAMES_EXAMPLE},
+    )
 
     field_messages: ClassVar[dict[str, str]] = {"file": "the multipart form needs a 'file' field"}
 
@@ -146,7 +160,8 @@ class UploadedPart(Document):
 
 class UploadCompletion(RequestBody):
     parts: list[UploadedPart] = Field(  # type: ignore[assignment]
-        None, min_length=1, description="Required for multipart uploads; ignored for single ones.")
+        None, min_length=1, description="Required for multipart uploads; ignored for single ones."
+    )
 
 
 class UploadComplete(Document):

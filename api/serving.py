@@ -56,6 +56,7 @@ def gunicorn_args(bind: str, workers: int) -> list[str]:
 
 # --- the worker -----------------------------------------------------------------------------------
 
+
 class ApiWorker(GeventWorker):
     """gunicorn's gevent worker, answering the requests gunicorn itself refuses (a malformed
     request line or header, a line or header over its limit) with the API's JSON error body,
@@ -89,8 +90,10 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's ``util.write_error``, with ``{"error": {"code", "message", "details"}}`` as the body."""
     code = INTERNAL_ERROR if status_int >= 500 and status_int != 501 else HTTP_CODES.get(status_int, HTTP_ERROR)
     body = json.dumps({"error": {"code": code, "message": mesg or reason, "details": REFUSED_BY_SERVER}}).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode("latin-1")
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1")
     util.write_nonblock(sock, head + body)
     _linger(sock)
 
@@ -108,4 +111,3 @@ def _linger(sock: socket.socket) -> None:
             drained += len(chunk)
     except OSError:
         pass  # the client went away or stalled: nothing more to do for it
-

@@ -204,9 +204,17 @@ def _read_upload(svc: Services, upload: Upload, size: int, filename: str | None)
 
 def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source, options: _Options) -> Job:
     webhook = options.webhook
-    common = dict(tenant=tenant, model=options.model, temperature=options.temperature, source_kind=source.kind,
-                  source_key=source.key, source_filename=source.filename, job_id=job_id,
-                  callback_url=webhook.url if webhook else None, webhook_events=webhook.events if webhook else ())
+    common = dict(
+        tenant=tenant,
+        model=options.model,
+        temperature=options.temperature,
+        source_kind=source.kind,
+        source_key=source.key,
+        source_filename=source.filename,
+        job_id=job_id,
+        callback_url=webhook.url if webhook else None,
+        webhook_events=webhook.events if webhook else (),
+    )
     if source.kind == "image":
         # An archive's images are counted as the worker expands it; a single image here.
         svc.quotas.take_image(tenant)
@@ -216,4 +224,3 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         job = svc.jobs.create_job(**common)
     start_job(svc.celery, job)
     return job
-

@@ -75,8 +75,10 @@ def _tenant_of_request(policy: AuthPolicy, svc: Services) -> str:
         return LOCAL_TENANT
     client = request.remote_addr or "unknown"
     if not (request.headers.get("Authorization") or request.headers.get("X-API-Key", "").strip()):
-        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' "
-                           "(an operator creates keys with 'colorize keys create')")
+        raise Unauthorized(
+            "an API key is required: send 'Authorization: Bearer <key>' "
+            "(an operator creates keys with 'colorize keys create')"
+        )
     svc.quotas.check_auth_failures(client)
     try:
         key = _authenticate(svc.keys)

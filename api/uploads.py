@@ -66,17 +66,18 @@ def _presign(svc: Services, tenant: str, upload_id: str, key: str, size: int, fi
     part_bytes = svc.settings.multipart_part_bytes
     if size <= part_bytes:
         url = svc.storage.presign_put(key, size=size, expires_s=ttl_s)
-        svc.uploads.create(tenant=tenant, filename=filename, size=size, key=key, multipart_id=None,
-                           upload_id=upload_id)
+        svc.uploads.create(tenant=tenant, filename=filename, size=size, key=key, multipart_id=None, upload_id=upload_id)
         return UploadPlan(upload_id, expires_at, url)
     part_size = max(part_bytes, math.ceil(size / MAX_PARTS))
     multipart_id = svc.storage.create_multipart(key)
-    svc.uploads.create(tenant=tenant, filename=filename, size=size, key=key, multipart_id=multipart_id,
-                       upload_id=upload_id)
+    svc.uploads.create(
+        tenant=tenant, filename=filename, size=size, key=key, multipart_id=multipart_id, upload_id=upload_id
+    )
     count = math.ceil(size / part_size)
-    urls = [svc.storage.presign_part(key, multipart_id, n, size=min(part_size, size - (n - 1) * part_size),
-                                     expires_s=ttl_s)
-            for n in range(1, count + 1)]
+    urls = [
+        svc.storage.presign_part(key, multipart_id, n, size=min(part_size, size - (n - 1) * part_size), expires_s=ttl_s)
+        for n in range(1, count + 1)
+    ]
     return UploadPlan(upload_id, expires_at, None, part_size, urls)
 
 
@@ -87,8 +88,9 @@ def complete_upload(svc: Services, tenant: str, upload_id: str, parts: Sequence[
         if not parts:
             raise InvalidRequest("'parts' must be a non-empty list of {part_number, etag}", field="parts")
         ordered = sorted(parts, key=lambda part: part.part_number)
-        svc.storage.complete_multipart(upload.key, upload.multipart_id,
-                                       [{"part_number": p.part_number, "etag": p.etag} for p in ordered])
+        svc.storage.complete_multipart(
+            upload.key, upload.multipart_id, [{"part_number": p.part_number, "etag": p.etag} for p in ordered]
+        )
     size = stored_size(svc, upload)
     svc.uploads.mark_complete(upload.id)
     return size
@@ -101,8 +103,11 @@ def stored_size(svc: Services, upload: Upload) -> int:
     size = svc.storage.size(upload.key)
     if size > upload.size:
         svc.storage.delete(upload.key)
-        raise PayloadTooLarge(f"the upload holds {size} bytes, more than the {upload.size} it declared; "
-                              "it has been deleted", limit=upload.size, size=size)
+        raise PayloadTooLarge(
+            f"the upload holds {size} bytes, more than the {upload.size} it declared; it has been deleted",
+            limit=upload.size,
+            size=size,
+        )
     check_upload_size(size, svc.settings)
     svc.stored.settle(upload.tenant, upload_owner(upload.id), size)
     return size

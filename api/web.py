@@ -60,13 +60,15 @@ def content_security_policy(settings: Settings) -> str:
     # to the API and to the object store that presigned URLs lead to. Results are shown from
     # blob: URLs of fetched bytes; the original upload from a blob: URL of the local file.
     storage = storage_origin(settings)
-    return "; ".join([
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' blob: data:",
-        f"connect-src 'self' {storage}",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "img-src 'self' blob: data:",
+            f"connect-src 'self' {storage}",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+        ]
+    )

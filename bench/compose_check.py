@@ -103,8 +103,9 @@ def all_healthy(compose: Compose) -> bool:
     init = by_service.get("s3-init", [])
     if any(c["State"] == "exited" and c.get("ExitCode", 0) != 0 for c in init):
         raise RuntimeError("s3-init failed: " + compose.run("logs", "s3-init", check=False)[-2000:])
-    return all(by_service.get(name) and all(c.get("Health") == "healthy" for c in by_service[name])
-               for name in LONG_RUNNING)
+    return all(
+        by_service.get(name) and all(c.get("Health") == "healthy" for c in by_service[name]) for name in LONG_RUNNING
+    )
 
 
 def host_settings() -> Settings:
@@ -112,8 +113,10 @@ def host_settings() -> Settings:
     env = os.environ
     return Settings(
         redis_url=f"redis://127.0.0.1:{env['LOOPBACK_REDIS_PORT']}/0",
-        s3_endpoint_url=f"http://127.0.0.1:{env['S3_PORT']}", s3_bucket="colorize",
-        aws_access_key_id=env.get("S3_ACCESS_KEY", "colorize"), aws_secret_access_key=env["S3_SECRET_KEY"],
+        s3_endpoint_url=f"http://127.0.0.1:{env['S3_PORT']}",
+        s3_bucket="colorize",
+        aws_access_key_id=env.get("S3_ACCESS_KEY", "colorize"),
+        aws_secret_access_key=env["S3_SECRET_KEY"],
     )
 
 
@@ -133,30 +136,40 @@ def attempts(settings: Settings, job_id: str) -> list[int]:
 def check_downloads(report: Report, api: Client, job_id: str, images: int) -> None:
     with tempfile.TemporaryDirectory(prefix="compose-check-") as tmp:
         files = api.download(job_id, Path(tmp) / "items")
-        problems = [f"{path.name}: {problem}" for path in files
-                    if (problem := jpeg_problem(path.read_bytes(), (SIDE, SIDE)))]
-        report.check(len(files) == images and not problems,
-                     f"{len(files)} results downloaded through presigned URLs, each a whole {SIDE}x{SIDE} JPEG"
-                     + (f" ({problems[:3]})" if problems else ""))
+        problems = [
+            f"{path.name}: {problem}" for path in files if (problem := jpeg_problem(path.read_bytes(), (SIDE, SIDE)))
+        ]
+        report.check(
+            len(files) == images and not problems,
+            f"{len(files)} results downloaded through presigned URLs, each a whole {SIDE}x{SIDE} JPEG"
+            + (f" ({problems[:3]})" if problems else ""),
+        )
         [archive] = api.download(job_id, Path(tmp) / "zip", as_zip=True)
         with zipfile.ZipFile(archive) as z:
             names = [n for n in z.namelist() if n.lower().endswith((".jpg", ".jpeg"))]
             decoded = [cv2.imdecode(np.frombuffer(z.read(n), np.uint8), cv2.IMREAD_COLOR) for n in names]
         whole = all(image is not None and image.shape[:2] == (SIDE, SIDE) for image in decoded)
-        report.check(len(names) == images and whole,
-                     f"results.zip through the proxy: {len(names)} JPEGs ({archive.stat().st_size} bytes)")
+        report.check(
+            len(names) == images and whole,
+            f"results.zip through the proxy: {len(names)} JPEGs ({archive.stat().st_size} bytes)",
+        )
 
 
 def check_broker(report: Report, compose: Compose) -> None:
-    out = compose.run("exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "list_queues", "name", "type", "messages",
-                      "--formatter", "json")
+    out = compose.run(
+        "exec", "-T", "rabbitmq", "rabbitmqctl", "-q", "list_queues", "name", "type", "messages", "--formatter", "json"
+    )
     queues = {q["name"]: q for q in json.loads(out)}
     lanes = ("colorize", "colorize.expansions", "colorize.bulk", "webhooks")
-    report.check(all(queues.get(name, {}).get("type") == "quorum" for name in lanes),
-                 "RabbitMQ holds the lanes and webhooks as quorum queues: "
-                 + ", ".join(f"{name}={queues.get(name, {}).get('type')}" for name in lanes))
-    report.check(all(queues[name]["messages"] == 0 for name in lanes if name in queues),
-                 "nothing left in them: " + ", ".join(f"{n}={queues[n]['messages']}" for n in lanes if n in queues))
+    report.check(
+        all(queues.get(name, {}).get("type") == "quorum" for name in lanes),
+        "RabbitMQ holds the lanes and webhooks as quorum queues: "
+        + ", ".join(f"{name}={queues.get(name, {}).get('type')}" for name in lanes),
+    )
+    report.check(
+        all(queues[name]["messages"] == 0 for name in lanes if name in queues),
+        "nothing left in them: " + ", ".join(f"{n}={queues[n]['messages']}" for n in lanes if n in queues),
+    )
 
 
 def run(compose: Compose, images: int) -> Report:
@@ -199,19 +212,29 @@ def run(compose: Compose, images: int) -> Report:
 
     final = api.wait(job.id, poll_s=1.0, timeout_s=JOB_TIMEOUT_S)
     counts = final.counts
-    report.check(final.status == "succeeded" and (counts.total, counts.done, counts.failed) == (images, images, 0),
-                 f"job {final.status}: total {counts.total}, done {counts.done}, failed {counts.failed}")
+    report.check(
+        final.status == "succeeded" and (counts.total, counts.done, counts.failed) == (images, images, 0),
+        f"job {final.status}: total {counts.total}, done {counts.done}, failed {counts.failed}",
+    )
 
     audit = audit_job(settings, job.id, images, (SIDE, SIDE), tenant=TENANT)
-    report.check(audit.ok, f"audit: each item ended once, {audit.result_objects} result objects, every one a "
-                           f"whole {SIDE}x{SIDE} JPEG" + (f"; problems: {audit.problems[:5]}" if audit.problems else ""))
+    report.check(
+        audit.ok,
+        f"audit: each item ended once, {audit.result_objects} result objects, every one a "
+        f"whole {SIDE}x{SIDE} JPEG" + (f"; problems: {audit.problems[:5]}" if audit.problems else ""),
+    )
     tries = attempts(settings, job.id)
-    report.check(sum(tries) > images, f"the killed worker's items were redone: {sum(tries)} attempts for {images} "
-                                      f"items ({sum(1 for t in tries if t > 1)} items ran twice)")
+    report.check(
+        sum(tries) > images,
+        f"the killed worker's items were redone: {sum(tries)} attempts for {images} "
+        f"items ({sum(1 for t in tries if t > 1)} items ran twice)",
+    )
     check_downloads(report, api, job.id, images)
     check_broker(report, compose)
-    report.check(len(compose.running("worker")) == WORKERS - 1,
-                 f"{len(compose.running('worker'))} workers still running after the kill")
+    report.check(
+        len(compose.running("worker")) == WORKERS - 1,
+        f"{len(compose.running('worker'))} workers still running after the kill",
+    )
     return report
 
 
@@ -228,8 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(f"compose check stopped: {exc}", file=sys.stderr)
         return 1
-    print(f"\n{len(report.lines)} steps, {len(report.failures)} failed, "
-          f"{time.monotonic() - report.started:.0f} s from compose up to the last check")
+    print(
+        f"\n{len(report.lines)} steps, {len(report.failures)} failed, "
+        f"{time.monotonic() - report.started:.0f} s from compose up to the last check"
+    )
     return 1 if report.failures else 0
 
 

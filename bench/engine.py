@@ -53,11 +53,18 @@ def random_eccv16(directory: Path) -> ModelManifest:
     """:func:`eccv16_onnx` installed in ``directory`` as the model ``eccv16-random``."""
     directory.mkdir(parents=True, exist_ok=True)
     eccv16_onnx(directory / "model.onnx")
-    return write_manifest(directory, {
-        "name": "eccv16-random", "format": "onnx", "file": "model.onnx",
-        "input": {"name": "l", "size": 224, "normalisation": {"subtract": 50.0, "divide": 1.0}},
-        "output": {"name": "ab", "downsample": 4}, "bins": "eccv16-313", "temperature": 0.38,
-    })
+    return write_manifest(
+        directory,
+        {
+            "name": "eccv16-random",
+            "format": "onnx",
+            "file": "model.onnx",
+            "input": {"name": "l", "size": 224, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+            "output": {"name": "ab", "downsample": 4},
+            "bins": "eccv16-313",
+            "temperature": 0.38,
+        },
+    )
 
 
 def ort_runner(path: Path, size: int, threads: int):
@@ -72,8 +79,10 @@ def ort_runner(path: Path, size: int, threads: int):
 
 def feeds(batch: int, size: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"l": rng.uniform(-50, 50, (batch, 1, size, size)).astype(np.float32),
-            "inv_temperature": np.full(batch, 1 / 0.38, np.float32)}
+    return {
+        "l": rng.uniform(-50, 50, (batch, 1, size, size)).astype(np.float32),
+        "inv_temperature": np.full(batch, 1 / 0.38, np.float32),
+    }
 
 
 def opencv_runner(path: Path, size: int, threads: int):
@@ -131,24 +140,40 @@ def main(argv: list[str] | None = None) -> None:
             except Exception as exc:  # a back-end that cannot load the graph is reported, not fatal
                 rows.append((f"ECCV16 224 {label}", f"unavailable: {exc.__class__.__name__}: {str(exc)[:60]}", ""))
                 continue
-            rows.append((f"ECCV16 224 {label}", f"{per_image_ms(run, 1, args.seconds):8.1f}", f"{per_image_ms(run, 8, args.seconds):8.1f}"))
+            rows.append(
+                (
+                    f"ECCV16 224 {label}",
+                    f"{per_image_ms(run, 1, args.seconds):8.1f}",
+                    f"{per_image_ms(run, 8, args.seconds):8.1f}",
+                )
+            )
         eccv16_ms = float(rows[0][1])
         for size in (default.input_size, 224):
             run = ort_runner(default.path, size, cores)
-            rows.append((f"{default.name} {size} onnxruntime", f"{per_image_ms(run, 1, args.seconds):8.1f}", f"{per_image_ms(run, 8, args.seconds):8.1f}"))
+            rows.append(
+                (
+                    f"{default.name} {size} onnxruntime",
+                    f"{per_image_ms(run, 1, args.seconds):8.1f}",
+                    f"{per_image_ms(run, 8, args.seconds):8.1f}",
+                )
+            )
 
         print(f"{'engine':40s} {'ms/img b1':>10s} {'ms/img b8':>10s}")
         for row in rows:
             print(f"{row[0]:40s} {row[1]:>10s} {row[2]:>10s}")
         own_ms = float(rows[-2][1])
-        print(f"\n{default.name} at {default.input_size} vs ECCV16 at 224 (onnxruntime, batch 1): {eccv16_ms / own_ms:.1f}x faster")
+        print(
+            f"\n{default.name} at {default.input_size} vs ECCV16 at 224 (onnxruntime, batch 1): {eccv16_ms / own_ms:.1f}x faster"
+        )
         print(f"{default.name} at 224 vs ECCV16 at 224: {eccv16_ms / float(rows[-1][1]):.1f}x faster")
 
         one = 1000 / per_image_ms(ort_runner(default.path, default.input_size, cores), 1, args.seconds)
         with multiprocessing.get_context("spawn").Pool(cores) as pool:
             many = sum(pool.map(_process_throughput, [(str(default.path), default.input_size, args.seconds)] * cores))
-        print(f"\nthread layout ({default.name}): 1 process x {cores} threads {one:.1f} img/s; "
-              f"{cores} processes x 1 thread {many:.1f} img/s")
+        print(
+            f"\nthread layout ({default.name}): 1 process x {cores} threads {one:.1f} img/s; "
+            f"{cores} processes x 1 thread {many:.1f} img/s"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,15 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import (jpeg_variants, percentile, request, sample_photos, submit_bytes,  # noqa: E402
-                           wait_for, zip_bytes)
+from bench.service import (
+    jpeg_variants,
+    percentile,
+    request,
+    sample_photos,
+    submit_bytes,  # noqa: E402
+    wait_for,
+    zip_bytes,
+)
 from cli.embedded_services import free_port  # noqa: E402
 from cli.local_stack import LocalStack  # noqa: E402
 from shared.api_keys import KeyStore  # noqa: E402
@@ -48,13 +55,18 @@ def run_archives(api: str, archive: bytes, headers: dict) -> list[str]:
 
 
 def finished(api: str, job_ids: list[str], headers: dict) -> bool:
-    return all(request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)["status"] in
-               ("succeeded", "partially_succeeded", "failed", "canceled") for job_id in job_ids)
+    return all(
+        request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)["status"]
+        in ("succeeded", "partially_succeeded", "failed", "canceled")
+        for job_id in job_ids
+    )
 
 
 def describe(latencies: list[float]) -> str:
-    return (f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
-            f"max {max(latencies) * 1000:.0f} ms ({len(latencies)} images)")
+    return (
+        f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 0.99) * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms ({len(latencies)} images)"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        base = Settings.from_env().with_overrides(data_dir=tmp / "data", api_port=free_port(), redis_url=None,
-                                                  s3_endpoint_url=None, auth="keys")
+        base = Settings.from_env().with_overrides(
+            data_dir=tmp / "data", api_port=free_port(), redis_url=None, s3_endpoint_url=None, auth="keys"
+        )
         with LocalStack(base) as stack:
             settings = stack.settings
             keys = KeyStore(redis.Redis.from_url(settings.redis_url))
@@ -77,15 +90,19 @@ def main(argv: list[str] | None = None) -> None:
             stack.start_api(log_path=tmp / "api.log")
             stack.start_workers(1, log_dir=tmp)
             api = stack.api_url
-            print(f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), batch {settings.batch_size}, "
-                  f"chunk {settings.chunk_size}, {settings.worker_processes} worker processes; two archives of "
-                  f"{args.images} images of {args.side}x{args.side}\n", flush=True)
+            print(
+                f"{os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), batch {settings.batch_size}, "
+                f"chunk {settings.chunk_size}, {settings.worker_processes} worker processes; two archives of "
+                f"{args.images} images of {args.side}x{args.side}\n",
+                flush=True,
+            )
 
             photos = sample_photos()
             archive = zip_bytes(jpeg_variants(photos, args.images, args.side))
             single = jpeg_variants(photos, 1, args.side, seed=1)[0]
-            wait_for(api, submit_bytes(api, "warm.zip", zip_bytes(jpeg_variants(photos, 32, args.side)), bulk),
-                     headers=bulk)
+            wait_for(
+                api, submit_bytes(api, "warm.zip", zip_bytes(jpeg_variants(photos, 32, args.side)), bulk), headers=bulk
+            )
 
             alone = [single_latency(api, single, interactive) for _ in range(args.alone_samples)]
             print(f"single image, nothing else running: {describe(alone)}", flush=True)
@@ -104,8 +121,11 @@ def main(argv: list[str] | None = None) -> None:
                 time.sleep(args.gap)
             shared_rate = 2 * args.images / (time.perf_counter() - started)
             print(f"single images while the archives run: {describe(latencies)}")
-            print(f"bulk with them: {shared_rate:.1f} images/s ({shared_rate / alone_rate - 1:+.1%} against alone; "
-                  f"the singles themselves: {len(latencies)} images)", flush=True)
+            print(
+                f"bulk with them: {shared_rate:.1f} images/s ({shared_rate / alone_rate - 1:+.1%} against alone; "
+                f"the singles themselves: {len(latencies)} images)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

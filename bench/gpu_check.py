@@ -41,10 +41,12 @@ def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict:
     ab_cpu = cpu.predict_ab(l_small)
     ab_gpu = gpu.predict_ab(l_small)
     ab_diff = np.abs(ab_cpu - ab_gpu)
-    rgb_diff = np.concatenate([
-        np.abs(join_lightness_and_ab(l, a).astype(np.int16) - join_lightness_and_ab(l, b).astype(np.int16)).ravel()
-        for l, a, b in zip(l_full, ab_cpu, ab_gpu)
-    ])
+    rgb_diff = np.concatenate(
+        [
+            np.abs(join_lightness_and_ab(l, a).astype(np.int16) - join_lightness_and_ab(l, b).astype(np.int16)).ravel()
+            for l, a, b in zip(l_full, ab_cpu, ab_gpu)
+        ]
+    )
     return {
         "photos": len(photos),
         "ab_max_abs_diff": round(float(ab_diff.max()), 3),

@@ -65,12 +65,15 @@ def main(argv: list[str] | None = None) -> int:
 
     budget = args.budget_mib * 1024**2
     archive = zip_of(rgba16_png(args.side, args.content), args.images)
-    print(f"{args.images} {args.content} 16-bit RGBA PNGs of {args.side}x{args.side} "
-          f"({args.side * args.side / 1e6:.0f} MP) in a {len(archive) / 1024:.0f} KiB zip; "
-          f"worker budget {args.budget_mib} MiB")
+    print(
+        f"{args.images} {args.content} 16-bit RGBA PNGs of {args.side}x{args.side} "
+        f"({args.side * args.side / 1e6:.0f} MP) in a {len(archive) / 1024:.0f} KiB zip; "
+        f"worker budget {args.budget_mib} MiB"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        base = Settings.from_env().with_overrides(limits=Limits(worker_memory_bytes=budget), redis_url=None,
-                                                  s3_endpoint_url=None)
+        base = Settings.from_env().with_overrides(
+            limits=Limits(worker_memory_bytes=budget), redis_url=None, s3_endpoint_url=None
+        )
         with FaultStack(Path(tmp), base) as stack:
             (worker,) = stack.start_workers(1)
             api = stack.start_api()

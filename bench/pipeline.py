@@ -50,13 +50,17 @@ def square(photo: np.ndarray, side: int) -> np.ndarray:
     h, w = photo.shape[:2]
     crop = min(h, w)
     top, left = (h - crop) // 2, (w - crop) // 2
-    return cv2.resize(photo[top:top + crop, left:left + crop], (side, side), interpolation=cv2.INTER_AREA)
+    return cv2.resize(photo[top : top + crop, left : left + crop], (side, side), interpolation=cv2.INTER_AREA)
 
 
 def test_images() -> dict[str, np.ndarray]:
     pictures = photos()
-    mosaic = np.vstack([np.hstack([square(pictures[0], 512), square(pictures[1], 512)]),
-                        np.hstack([square(pictures[2], 512), square(pictures[3], 512)])])
+    mosaic = np.vstack(
+        [
+            np.hstack([square(pictures[0], 512), square(pictures[1], 512)]),
+            np.hstack([square(pictures[2], 512), square(pictures[3], 512)]),
+        ]
+    )
     images = {}
     for name, image in (("512x512", pictures[0]), ("1024x1024", mosaic)):
         images[f"{name} colour"] = image
@@ -106,9 +110,11 @@ def main(argv: list[str] | None = None) -> None:
     for name, image in test_images().items():
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
         jpegs = [jpeg] * BATCH
-        runs = {"codec": lambda: codec(jpegs, settings.jpeg_quality),
-                "float": lambda: float_path(jpegs, settings, ab),
-                "strips": lambda: strip_path(jpegs, settings, ab)}
+        runs = {
+            "codec": lambda: codec(jpegs, settings.jpeg_quality),
+            "float": lambda: float_path(jpegs, settings, ab),
+            "strips": lambda: strip_path(jpegs, settings, ab),
+        }
         best = {label: float("inf") for label in runs}
         for _ in range(args.rounds):
             for label, run in runs.items():

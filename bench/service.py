@@ -114,34 +114,53 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict | No
 
 def submit_bytes(api: str, filename: str, data: bytes, headers: dict | None = None) -> str:
     boundary = uuid.uuid4().hex
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     body = head + data + f"\r\n--{boundary}--\r\n".encode()
-    job = request("POST", f"{api}/v1/jobs", body,
-                  {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    job = request(
+        "POST", f"{api}/v1/jobs", body, {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
     return job["id"]
 
 
 def submit_presigned(api: str, path: Path) -> str:
     """Big archives: presigned multipart upload straight to storage, then the job."""
     size = path.stat().st_size
-    upload = request("POST", f"{api}/v1/uploads", json.dumps({"filename": path.name, "size": size}).encode(),
-                     {"Content-Type": "application/json"})
+    upload = request(
+        "POST",
+        f"{api}/v1/uploads",
+        json.dumps({"filename": path.name, "size": size}).encode(),
+        {"Content-Type": "application/json"},
+    )
     with path.open("rb") as handle:
         if "url" in upload:
-            urllib.request.urlopen(urllib.request.Request(upload["url"], data=handle, method="PUT",
-                                                          headers={"Content-Length": str(size)}), timeout=600)
+            urllib.request.urlopen(
+                urllib.request.Request(upload["url"], data=handle, method="PUT", headers={"Content-Length": str(size)}),
+                timeout=600,
+            )
         else:
             part_size = upload["multipart"]["part_size"]
             parts = []
             for part in upload["multipart"]["parts"]:
                 chunk = handle.read(part_size)
-                with urllib.request.urlopen(urllib.request.Request(part["url"], data=chunk, method="PUT"), timeout=600) as r:
+                with urllib.request.urlopen(
+                    urllib.request.Request(part["url"], data=chunk, method="PUT"), timeout=600
+                ) as r:
                     parts.append({"part_number": part["part_number"], "etag": r.headers["ETag"]})
-            request("POST", f"{api}/v1/uploads/{upload['upload_id']}/complete", json.dumps({"parts": parts}).encode(),
-                    {"Content-Type": "application/json"})
-    job = request("POST", f"{api}/v1/jobs", json.dumps({"upload_id": upload["upload_id"], "filename": path.name}).encode(),
-                  {"Content-Type": "application/json"})
+            request(
+                "POST",
+                f"{api}/v1/uploads/{upload['upload_id']}/complete",
+                json.dumps({"parts": parts}).encode(),
+                {"Content-Type": "application/json"},
+            )
+    job = request(
+        "POST",
+        f"{api}/v1/jobs",
+        json.dumps({"upload_id": upload["upload_id"], "filename": path.name}).encode(),
+        {"Content-Type": "application/json"},
+    )
     return job["id"]
 
 
@@ -180,7 +199,7 @@ def _pipeline_process(settings: Settings, images: list[bytes], barrier, results)
     started, cpu_started = time.time(), time.process_time()
     for first in range(0, len(images), settings.batch_size):
         t0 = time.perf_counter()
-        decoded = [decode_image(data, settings.limits) for data in images[first:first + settings.batch_size]]
+        decoded = [decode_image(data, settings.limits) for data in images[first : first + settings.batch_size]]
         t1 = time.perf_counter()
         colorized = colorize_batch(engine, decoded, temperature)
         t2 = time.perf_counter()
@@ -204,8 +223,10 @@ def in_process_pipeline(settings: Settings, images: list[bytes], processes: int)
     """The images decoded, colorized and encoded in ``processes`` plain processes, each its share."""
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(processes), context.Queue()
-    workers = [context.Process(target=_pipeline_process, args=(settings, images[n::processes], barrier, results))
-               for n in range(processes)]
+    workers = [
+        context.Process(target=_pipeline_process, args=(settings, images[n::processes], barrier, results))
+        for n in range(processes)
+    ]
     for worker in workers:
         worker.start()
     runs = [results.get() for _ in workers]
@@ -225,8 +246,10 @@ class StageTotals:
     counts: dict[str, float] = field(default_factory=dict)
 
     def minus(self, earlier: "StageTotals") -> "StageTotals":
-        return StageTotals({k: v - earlier.seconds.get(k, 0.0) for k, v in self.seconds.items()},
-                           {k: v - earlier.counts.get(k, 0.0) for k, v in self.counts.items()})
+        return StageTotals(
+            {k: v - earlier.seconds.get(k, 0.0) for k, v in self.seconds.items()},
+            {k: v - earlier.counts.get(k, 0.0) for k, v in self.counts.items()},
+        )
 
 
 def stage_totals(metrics_url: str) -> StageTotals:
@@ -259,14 +282,18 @@ def stage_table(stages: StageTotals, images: int, pipeline: PipelineRun, wall_s:
         reference = pipeline.seconds_per_image.get(stage)
         reference_text = f"{reference * 1000:20.1f}" if reference is not None else f"{'-':>20}"
         lines.append(f"  {stage:<12} {seconds / images * 1000:17.1f} {reference_text} {calls / images:12.2f}")
-    lines.append(f"  {'all stages':<12} {busy / images * 1000:17.1f} "
-                 f"{sum(pipeline.seconds_per_image.values()) * 1000:20.1f}")
-    lines.append(f"  {'wall x procs':<12} {wall_s * processes / images * 1000:17.1f} "
-                 f"{processes / pipeline.images_per_s * 1000:20.1f}   (process time available per image)")
+    lines.append(
+        f"  {'all stages':<12} {busy / images * 1000:17.1f} {sum(pipeline.seconds_per_image.values()) * 1000:20.1f}"
+    )
+    lines.append(
+        f"  {'wall x procs':<12} {wall_s * processes / images * 1000:17.1f} "
+        f"{processes / pipeline.images_per_s * 1000:20.1f}   (process time available per image)"
+    )
     waits, tasks = stages.seconds.get("queue_wait", 0.0), stages.counts.get("queue_wait", 0.0)
     if tasks:
-        lines.append(f"  queue wait: {waits / tasks * 1000:.0f} ms per task on average ({tasks:.0f} tasks; "
-                     "not process time)")
+        lines.append(
+            f"  queue wait: {waits / tasks * 1000:.0f} ms per task on average ({tasks:.0f} tasks; not process time)"
+        )
     return lines
 
 
@@ -308,8 +335,14 @@ def cpu_seconds_by_program() -> dict[str, float]:
             command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        program = next((Path(part.decode()).name for part in command[:4]
-                        if Path(part.decode()).name in ("celery", "weed", "redis-server", "gunicorn")), "other")
+        program = next(
+            (
+                Path(part.decode()).name
+                for part in command[:4]
+                if Path(part.decode()).name in ("celery", "weed", "redis-server", "gunicorn")
+            ),
+            "other",
+        )
         totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return totals
 
@@ -317,13 +350,17 @@ def cpu_seconds_by_program() -> dict[str, float]:
 # --- the run ---------------------------------------------------------------------------
 
 
-def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[np.ndarray], side: int,
-                  count: int) -> None:
+def throughput_at(
+    api: str, metrics_url: str, settings: Settings, photos: list[np.ndarray], side: int, count: int
+) -> None:
     images = jpeg_variants(photos, count, side, seed=side)
     processes = settings.worker_processes
     pipeline = in_process_pipeline(settings, images, processes)
-    print(f"{side}x{side}, {count} images: in-process pipeline {pipeline.images_per_s:.1f} images/s "
-          f"({processes} processes)", flush=True)
+    print(
+        f"{side}x{side}, {count} images: in-process pipeline {pipeline.images_per_s:.1f} images/s "
+        f"({processes} processes)",
+        flush=True,
+    )
     archive = zip_bytes(images)
     before, cpu_before = stage_totals(metrics_url), cpu_seconds_by_program()
     started = time.time()
@@ -335,15 +372,20 @@ def throughput_at(api: str, metrics_url: str, settings: Settings, photos: list[n
     stages = stage_totals(metrics_url).minus(before)
     done = job["counts"]["done"]
     e2e = done / elapsed
-    print(f"{side}x{side}: end to end {done} images in {elapsed:.1f} s = {e2e:.1f} images/s ({job['status']}); "
-          f"ratio end-to-end / in-process: {e2e / pipeline.images_per_s:.1%}")
+    print(
+        f"{side}x{side}: end to end {done} images in {elapsed:.1f} s = {e2e:.1f} images/s ({job['status']}); "
+        f"ratio end-to-end / in-process: {e2e / pipeline.images_per_s:.1%}"
+    )
     print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)))
     # CPU time, unlike wall time, hardly depends on what else the machine runs.
     service_cpu = sum(cpu.values()) / max(done, 1)
     parts = ", ".join(f"{name} {seconds / max(done, 1) * 1000:.1f}" for name, seconds in sorted(cpu.items()))
-    print(f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), "
-          f"in-process {pipeline.cpu_per_image * 1000:.1f}; in-process / service: "
-          f"{pipeline.cpu_per_image / service_cpu:.1%}\n", flush=True)
+    print(
+        f"  CPU ms/image: service {service_cpu * 1000:.1f} ({parts}), "
+        f"in-process {pipeline.cpu_per_image * 1000:.1f}; in-process / service: "
+        f"{pipeline.cpu_per_image / service_cpu:.1%}\n",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -353,16 +395,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--small-mb", type=int, default=100)
     parser.add_argument("--big-mb", type=int, default=1024, help="0: no memory measurement")
-    parser.add_argument("--eccv16", action="store_true",
-                        help="serve the full ECCV16 architecture (random weights; needs the train extra) instead "
-                             "of the configured model: the same service around a network about 26x slower")
+    parser.add_argument(
+        "--eccv16",
+        action="store_true",
+        help="serve the full ECCV16 architecture (random weights; needs the train extra) instead "
+        "of the configured model: the same service around a network about 26x slower",
+    )
     args = parser.parse_args(argv)
 
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        base = Settings.from_env().with_overrides(data_dir=tmp / "data", api_port=free_port(), redis_url=None,
-                                                  s3_endpoint_url=None, worker_metrics_port=free_port())
+        base = Settings.from_env().with_overrides(
+            data_dir=tmp / "data",
+            api_port=free_port(),
+            redis_url=None,
+            s3_endpoint_url=None,
+            worker_metrics_port=free_port(),
+        )
         if args.eccv16:
             from bench.engine import random_eccv16
 
@@ -375,9 +425,12 @@ def main(argv: list[str] | None = None) -> None:
             api = stack.api_url
             metrics_url = f"http://127.0.0.1:{settings.worker_metrics_port}/metrics"
             model = load_manifest(settings.models_dir, settings.model)
-            print(f"{cores} cores (load average {os.getloadavg()[0]:.1f}), model {model.name} "
-                  f"(input {model.input_size}), batch {settings.batch_size}, chunk {settings.chunk_size}, "
-                  f"{settings.worker_processes} worker processes\n", flush=True)
+            print(
+                f"{cores} cores (load average {os.getloadavg()[0]:.1f}), model {model.name} "
+                f"(input {model.input_size}), batch {settings.batch_size}, chunk {settings.chunk_size}, "
+                f"{settings.worker_processes} worker processes\n",
+                flush=True,
+            )
 
             photos = sample_photos()
             warm = jpeg_variants(photos, 2 * cores * settings.chunk_size, 512)
@@ -394,8 +447,11 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 submit_bytes(api, "single.jpg", images[0])
                 latencies.append((time.perf_counter() - t0) * 1000)
-            print(f"submit latency while workers are busy ({len(latencies)} single-image jobs): "
-                  f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms\n", flush=True)
+            print(
+                f"submit latency while workers are busy ({len(latencies)} single-image jobs): "
+                f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms\n",
+                flush=True,
+            )
             for job_id in busy:
                 request("POST", f"{api}/v1/jobs/{job_id}/cancel")
             time.sleep(2)
@@ -409,9 +465,12 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 job = wait_for(api, submit_presigned(api, path), poll_s=1.0)
                 path.unlink()
-                print(f"{label} archive {size_mb:.0f} MB, {count} images: {job['status']} in "
-                      f"{time.perf_counter() - t0:.0f} s; peak RSS so far: API {peak_rss_mb(api_process.pid):.0f} MB, "
-                      f"worker {peak_rss_mb(worker_process.pid):.0f} MB", flush=True)
+                print(
+                    f"{label} archive {size_mb:.0f} MB, {count} images: {job['status']} in "
+                    f"{time.perf_counter() - t0:.0f} s; peak RSS so far: API {peak_rss_mb(api_process.pid):.0f} MB, "
+                    f"worker {peak_rss_mb(worker_process.pid):.0f} MB",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,19 @@ START_TIMEOUT_S = 60.0
 
 def old_args(bind: str, workers: int) -> list[str]:
     """The API's gunicorn command line before ``api/serving.py``."""
-    return ["--bind", bind, "--worker-class", "gthread", "--workers", str(workers), "--threads", "8",
-            "--graceful-timeout", "20", "api.app:create_app()"]
+    return [
+        "--bind",
+        bind,
+        "--worker-class",
+        "gthread",
+        "--workers",
+        str(workers),
+        "--threads",
+        "8",
+        "--graceful-timeout",
+        "20",
+        "api.app:create_app()",
+    ]
 
 
 CONFIGURATIONS = {"gthread": old_args, "api.serving": gunicorn_args}
@@ -148,8 +159,14 @@ class Attack:
 def run(name: str, args: list[str], env: dict[str, str], connections: int, seconds: float, log: Path) -> Outcome:
     port = int(args[args.index("--bind") + 1].rsplit(":", 1)[1])
     with log.open("wb") as log_file:
-        process = subprocess.Popen([sys.executable, "-m", "gunicorn", *args], cwd=PROJECT_ROOT, env=env,
-                                   stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", *args],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + START_TIMEOUT_S
             while probe(port) is None:
@@ -180,19 +197,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes (as ./scripts/serve)")
     parser.add_argument("--only", choices=sorted(CONFIGURATIONS), action="append", help="run only these")
     args = parser.parse_args(argv)
-    settings = Settings(redis_url="redis://127.0.0.1:9/0", s3_endpoint_url="http://127.0.0.1:9",
-                        api_host=LOOPBACK)
+    settings = Settings(redis_url="redis://127.0.0.1:9/0", s3_endpoint_url="http://127.0.0.1:9", api_host=LOOPBACK)
     env = child_environment(settings, os.environ)
     rows = []
     with tempfile.TemporaryDirectory(prefix="colorize-slow-clients-") as tmp:
         for name in args.only or CONFIGURATIONS:
             bind = f"{LOOPBACK}:{free_port()}"
-            outcome = run(name, CONFIGURATIONS[name](bind, args.workers), env, args.connections, args.seconds,
-                          Path(tmp) / f"{name}.log")
+            outcome = run(
+                name,
+                CONFIGURATIONS[name](bind, args.workers),
+                env,
+                args.connections,
+                args.seconds,
+                Path(tmp) / f"{name}.log",
+            )
             rows.append(outcome.row(name))
             print(f"{name}: done", file=sys.stderr, flush=True)
-    print(f"{args.connections} half-sent connections, /healthz every {PROBE_INTERVAL_S} s for {args.seconds:g} s "
-          f"({args.workers} worker processes); failure: no 200 within {PROBE_TIMEOUT_S:g} s")
+    print(
+        f"{args.connections} half-sent connections, /healthz every {PROBE_INTERVAL_S} s for {args.seconds:g} s "
+        f"({args.workers} worker processes); failure: no 200 within {PROBE_TIMEOUT_S:g} s"
+    )
     print(f"{'config':<12} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'failed':>11} {'reconnects':>10} {'held':>5}")
     for row in rows:
         print(row)

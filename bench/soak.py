@@ -75,24 +75,43 @@ START_TIMEOUT_S = 90.0
 class WorkerProcess:
     """One ``celery worker`` (main process and pool) in its own process group."""
 
-    def __init__(self, settings: Settings, name: str, log_dir: Path, modules: Sequence[str] = (),
-                 concurrency: int = 1) -> None:
+    def __init__(
+        self, settings: Settings, name: str, log_dir: Path, modules: Sequence[str] = (), concurrency: int = 1
+    ) -> None:
         self.settings = settings
         self.name = name
         self.modules = tuple(modules)
         self.concurrency = concurrency
         self.log_path = log_dir / f"{name}.log"
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q", QUEUE,
-            "-n", f"{name}@%h", "-c", str(concurrency), "--without-gossip", "--without-mingle",
-            "--loglevel", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "-Q",
+            QUEUE,
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
         ]
         for module in modules:
             command += ["-I", module]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=child_environment(settings, os.environ), stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=PROJECT_ROOT,
+            env=child_environment(settings, os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     @property
@@ -148,8 +167,13 @@ class ApiProcess:
         command = [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{settings.api_host}:{settings.api_port}", 1)]
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=child_environment(settings, os.environ), stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+            command,
+            cwd=PROJECT_ROOT,
+            env=child_environment(settings, os.environ),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         http = urllib3.PoolManager(retries=False, timeout=2.0)
         deadline = time.monotonic() + timeout_s
@@ -196,22 +220,28 @@ class FaultStack:
     fills in; ports stay the same across restarts so every client finds the service again.
     """
 
-    def __init__(self, data_dir: Path, settings: Settings, worker_modules: Sequence[str] = (),
-                 broker: str = "redis") -> None:
+    def __init__(
+        self, data_dir: Path, settings: Settings, worker_modules: Sequence[str] = (), broker: str = "redis"
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.log_dir = self.data_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.worker_modules = tuple(worker_modules)
         self.redis_server = RedisServer(self.data_dir / "redis")
         self.s3_server = SeaweedS3Server(
-            self.data_dir / "seaweedfs", access_key=settings.aws_access_key_id,
-            secret_key=settings.aws_secret_access_key, bucket=settings.s3_bucket,
+            self.data_dir / "seaweedfs",
+            access_key=settings.aws_access_key_id,
+            secret_key=settings.aws_secret_access_key,
+            bucket=settings.s3_bucket,
         )
         self.rabbitmq = RabbitMQServer(self.data_dir / "rabbitmq") if broker == "rabbitmq" else None
         self.settings = settings.with_overrides(
-            redis_url=self.redis_server.url, s3_endpoint_url=self.s3_server.endpoint_url,
+            redis_url=self.redis_server.url,
+            s3_endpoint_url=self.s3_server.endpoint_url,
             broker_url=self.rabbitmq.url() if self.rabbitmq else None,
-            api_host=LOOPBACK, api_port=free_port(), data_dir=self.data_dir,
+            api_host=LOOPBACK,
+            api_port=free_port(),
+            data_dir=self.data_dir,
         )
         self.workers: list[WorkerProcess] = []
         self.api: ApiProcess | None = None
@@ -264,16 +294,29 @@ class FaultStack:
 
     # workers
 
-    def start_workers(self, count: int, settings: Settings | None = None, modules: Sequence[str] | None = None,
-                      concurrency: int = 1, wait: bool = True) -> list[WorkerProcess]:
+    def start_workers(
+        self,
+        count: int,
+        settings: Settings | None = None,
+        modules: Sequence[str] | None = None,
+        concurrency: int = 1,
+        wait: bool = True,
+    ) -> list[WorkerProcess]:
         """``count`` workers with ``settings`` (default: the stack's), loading ``modules`` (default:
         the stack's worker modules) as well; waits until each records its heartbeat."""
         started = []
         for _ in range(count):
             name = f"w{self._started_workers}"
             self._started_workers += 1
-            started.append(WorkerProcess(settings or self.settings, name, self.log_dir,
-                                         self.worker_modules if modules is None else modules, concurrency))
+            started.append(
+                WorkerProcess(
+                    settings or self.settings,
+                    name,
+                    self.log_dir,
+                    self.worker_modules if modules is None else modules,
+                    concurrency,
+                )
+            )
         self.workers.extend(started)
         if wait:
             heartbeats = WorkerHeartbeats(self.redis_client(), namespace=self.settings.redis_namespace)
@@ -391,8 +434,9 @@ class PatientClient:
 
     def submit(self, filename: str, data: bytes, content_type: str = "application/zip") -> dict:
         key = uuid.uuid4().hex
-        status, job = self.json("POST", "/v1/jobs", fields={"file": (filename, data, content_type)},
-                                headers={"Idempotency-Key": key})
+        status, job = self.json(
+            "POST", "/v1/jobs", fields={"file": (filename, data, content_type)}, headers={"Idempotency-Key": key}
+        )
         if status != 202:
             raise RuntimeError(f"submission refused: {status} {job}")
         return job
@@ -403,8 +447,9 @@ class PatientClient:
             raise RuntimeError(f"GET job {job_id}: {status} {job}")
         return job
 
-    def wait_for_end(self, job_id: str, timeout_s: float, poll_s: float = 0.3,
-                     on_poll: Callable[[dict], None] | None = None) -> dict:
+    def wait_for_end(
+        self, job_id: str, timeout_s: float, poll_s: float = 0.3, on_poll: Callable[[dict], None] | None = None
+    ) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.job(job_id)
@@ -438,9 +483,15 @@ class Audit:
         return not self.problems
 
 
-def audit_job(settings: Settings, job_id: str, expected_total: int, expected_shape: tuple[int, int] | None = None,
-              allowed_failures: Iterable[str] = FAULT_FAILURE_CODES, tenant: str = TENANT,
-              threads: int = 8) -> Audit:
+def audit_job(
+    settings: Settings,
+    job_id: str,
+    expected_total: int,
+    expected_shape: tuple[int, int] | None = None,
+    allowed_failures: Iterable[str] = FAULT_FAILURE_CODES,
+    tenant: str = TENANT,
+    threads: int = 8,
+) -> Audit:
     """Check a terminal job against Redis and storage (both must be up)."""
     client = redis.Redis.from_url(settings.redis_url)
     jobs = JobStore(client, settings)
@@ -459,13 +510,17 @@ def audit_job(settings: Settings, job_id: str, expected_total: int, expected_sha
     if job.done + job.failed != job.total:
         problems.append(f"done {job.done} + failed {job.failed} != total {job.total}")
     if set(statuses) != set(range(job.total)):
-        problems.append(f"{len(set(range(job.total)) - set(statuses))} items without a final status, "
-                        f"{len(set(statuses) - set(range(job.total)))} statuses of unknown items")
+        problems.append(
+            f"{len(set(range(job.total)) - set(statuses))} items without a final status, "
+            f"{len(set(statuses) - set(range(job.total)))} statuses of unknown items"
+        )
     done = sorted(i for i, s in statuses.items() if s == "done")
     failed = sorted(i for i, s in statuses.items() if s == "failed")
     if (len(done), len(failed)) != (job.done, job.failed):
-        problems.append(f"counters (done {job.done}, failed {job.failed}) disagree with the item statuses "
-                        f"({len(done)}, {len(failed)}): an item was counted twice or not at all")
+        problems.append(
+            f"counters (done {job.done}, failed {job.failed}) disagree with the item statuses "
+            f"({len(done)}, {len(failed)}): an item was counted twice or not at all"
+        )
     if set(errors) != set(failed):
         problems.append("failed items and recorded errors differ")
     codes = collections.Counter(errors.values())
@@ -480,7 +535,9 @@ def audit_job(settings: Settings, job_id: str, expected_total: int, expected_sha
     results = {k for k in listed if k.startswith(prefix + "results/")}
     expected = {result_key(tenant, job_id, i) for i in done}
     if results - expected:
-        problems.append(f"{len(results - expected)} result objects for items not done, e.g. {sorted(results - expected)[:3]}")
+        problems.append(
+            f"{len(results - expected)} result objects for items not done, e.g. {sorted(results - expected)[:3]}"
+        )
     if expected - results:
         problems.append(f"{len(expected - results)} done items without a result, e.g. {sorted(expected - results)[:3]}")
     stray = [k for k in listed if k not in results and k != prefix + "source" and not k.startswith(prefix + "inputs/")]
@@ -496,8 +553,14 @@ def audit_job(settings: Settings, job_id: str, expected_total: int, expected_sha
                 problems.append(f"{key}: {problem}")
     client.close()
     return Audit(
-        status=job.status, total=job.total, done=job.done, failed=job.failed, result_objects=len(results),
-        redone_items=sum(1 for a in attempts if a > 1), failure_codes=dict(codes), problems=problems,
+        status=job.status,
+        total=job.total,
+        done=job.done,
+        failed=job.failed,
+        result_objects=len(results),
+        redone_items=sum(1 for a in attempts if a > 1),
+        failure_codes=dict(codes),
+        problems=problems,
     )
 
 
@@ -523,8 +586,16 @@ def jpeg_problem(data: bytes, expected_shape: tuple[int, int] | None = None) -> 
 def soak_settings(base: Settings, models_dir: Path, model: str) -> Settings:
     """Settings for a soak: quick redelivery after a kill, time limits far above a chunk's time."""
     return base.with_overrides(
-        models_dir=models_dir, model=model, device="cpu", engine_threads=1, worker_concurrency=1,
-        chunk_size=8, batch_size=4, visibility_timeout_s=15, task_soft_time_limit_s=8, task_time_limit_s=10,
+        models_dir=models_dir,
+        model=model,
+        device="cpu",
+        engine_threads=1,
+        worker_concurrency=1,
+        chunk_size=8,
+        batch_size=4,
+        visibility_timeout_s=15,
+        task_soft_time_limit_s=8,
+        task_time_limit_s=10,
         item_max_attempts=3,
     )
 
@@ -562,8 +633,10 @@ class SoakReport:
             "faults: " + ", ".join(f"{kind} {n}" for kind, n in self.kills.items()),
         ]
         for fault in self.faults:
-            out.append(f"  {fault.at_s:7.1f} s  {fault.kind:<6} at {fault.progress:6.1%} progress, back after "
-                       f"{fault.took_s:.1f} s")
+            out.append(
+                f"  {fault.at_s:7.1f} s  {fault.kind:<6} at {fault.progress:6.1%} progress, back after "
+                f"{fault.took_s:.1f} s"
+            )
         statuses = ", ".join(f"{'refused' if s == 0 else s}: {n}" for s, n in sorted(self.client_statuses.items()))
         out.append(f"API client: {self.client_retries} retried requests ({statuses})")
         out.append("audit: " + ("PASS" if a.ok else "FAIL"))
@@ -602,11 +675,24 @@ class FaultInjector(threading.Thread):
     pause of mean ``kill_every_s``.
     """
 
-    def __init__(self, stack: FaultStack, plan: list[str] | None, kinds: Sequence[str], kill_every_s: float,
-                 rng: random.Random, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        stack: FaultStack,
+        plan: list[str] | None,
+        kinds: Sequence[str],
+        kill_every_s: float,
+        rng: random.Random,
+        log: Callable[[str], None],
+    ) -> None:
         super().__init__(name="fault-injector", daemon=True)
         self.stack, self.plan, self.kinds, self.kill_every_s, self.rng, self.log = (
-            stack, plan, list(kinds), kill_every_s, rng, log)
+            stack,
+            plan,
+            list(kinds),
+            kill_every_s,
+            rng,
+            log,
+        )
         self.started = time.monotonic()
         self.progress = 0.0
         self.faults: list[Fault] = []
@@ -646,10 +732,19 @@ class FaultInjector(threading.Thread):
             raise RuntimeError("injecting a fault failed") from self.error
 
 
-def run_soak(stack: FaultStack, images: int, workers: int, kills_per_kind: int | None = None,
-             kill_every_s: float = 10.0, kinds: Sequence[str] = FAULT_KINDS, seed: int = 0, side: int = 32,
-             timeout_s: float = 3600.0, worker_settings: Settings | None = None,
-             log: Callable[[str], None] = print) -> SoakReport:
+def run_soak(
+    stack: FaultStack,
+    images: int,
+    workers: int,
+    kills_per_kind: int | None = None,
+    kill_every_s: float = 10.0,
+    kinds: Sequence[str] = FAULT_KINDS,
+    seed: int = 0,
+    side: int = 32,
+    timeout_s: float = 3600.0,
+    worker_settings: Settings | None = None,
+    log: Callable[[str], None] = print,
+) -> SoakReport:
     """Run one archive of ``images`` JPEGs through ``stack`` under faults and audit the outcome.
 
     With ``kills_per_kind`` each kind is injected that many times, spread evenly over the
@@ -661,8 +756,9 @@ def run_soak(stack: FaultStack, images: int, workers: int, kills_per_kind: int |
     stack.start_workers(workers, worker_settings, modules=())
     stack.start_api()
     client = PatientClient(stack.api.url, give_up_s=300)
-    archive = zip_archive((f"roll{i // 1000:02d}/frame{i:05d}.jpg", data)
-                          for i, data in enumerate(small_jpegs(images, side, seed)))
+    archive = zip_archive(
+        (f"roll{i // 1000:02d}/frame{i:05d}.jpg", data) for i, data in enumerate(small_jpegs(images, side, seed))
+    )
     log(f"submitting {images} images ({len(archive) / 1e6:.1f} MB zip) to {workers} workers")
     started = time.monotonic()
     job_id = client.submit("soak.zip", archive)["id"]
@@ -691,9 +787,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kill-every", type=float, default=10.0, help="mean seconds between faults")
-    parser.add_argument("--kills-per-kind", type=int, default=None,
-                        help="inject each kind exactly this often, spread over the job (instead of --kill-every)")
-    parser.add_argument("--kinds", default=",".join(FAULT_KINDS), help="comma-separated subset of " + ",".join(FAULT_KINDS))
+    parser.add_argument(
+        "--kills-per-kind",
+        type=int,
+        default=None,
+        help="inject each kind exactly this often, spread over the job (instead of --kill-every)",
+    )
+    parser.add_argument(
+        "--kinds", default=",".join(FAULT_KINDS), help="comma-separated subset of " + ",".join(FAULT_KINDS)
+    )
     parser.add_argument("--model", default="default", help="model name in --models-dir")
     parser.add_argument("--models-dir", type=Path, default=PROJECT_ROOT / "models")
     parser.add_argument("--seed", type=int, default=0)
@@ -706,8 +808,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     settings = soak_settings(Settings.from_env({}), args.models_dir, args.model)
     with FaultStack(data_dir, settings) as stack:
-        report = run_soak(stack, args.images, args.workers, args.kills_per_kind, args.kill_every, kinds,
-                          args.seed, timeout_s=args.timeout)
+        report = run_soak(
+            stack,
+            args.images,
+            args.workers,
+            args.kills_per_kind,
+            args.kill_every,
+            kinds,
+            args.seed,
+            timeout_s=args.timeout,
+        )
     print("\n".join(report.lines()), flush=True)
     if args.keep or not report.audit.ok:
         print(f"data and logs: {data_dir}")

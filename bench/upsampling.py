@@ -43,7 +43,9 @@ def main() -> None:
         megapixels = width * height / 1e6
         plain = best_ms(lambda: join_lightness_and_ab(l_full, ab_small, guided=False), args.repeats)
         guided = best_ms(lambda: join_lightness_and_ab(l_full, ab_small, guided=True), args.repeats)
-        print(f"{width}x{height:>7} {plain:12.1f} {guided:10.1f} {plain / megapixels:15.1f} {guided / megapixels:13.1f}")
+        print(
+            f"{width}x{height:>7} {plain:12.1f} {guided:10.1f} {plain / megapixels:15.1f} {guided / megapixels:13.1f}"
+        )
 
 
 if __name__ == "__main__":

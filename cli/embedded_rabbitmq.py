@@ -81,8 +81,13 @@ class RabbitMQServer(_ServiceProcess):
 
     def ctl(self, *args: str, timeout_s: float = 60) -> str:
         """``rabbitmqctl`` against this node."""
-        done = subprocess.run([shutil.which("rabbitmqctl", path=_SEARCH_PATH), "-n", self.node, *args],
-                              env=self._environment(), capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            [shutil.which("rabbitmqctl", path=_SEARCH_PATH), "-n", self.node, *args],
+            env=self._environment(),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
         if done.returncode != 0:
             raise ServiceUnavailable(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from cli.context import Context, UsageError
-from cli.output import (downloaded_line, failed_summary, item_lines, job_summary, print_json)
+from cli.output import downloaded_line, failed_summary, item_lines, job_summary, print_json
 from client import Item, Job
 
 DEFAULT_OUT = Path("colorized")
@@ -25,9 +25,14 @@ def submit(ctx: Context) -> int:
     client = ctx.client()
     with ctx.progress.bar("upload", unit="B") as bar:
         try:
-            job = client.submit(paths, model=args.model, temperature=args.temperature,
-                                callback_url=args.callback_url, events=args.events,
-                                on_upload=lambda sent, total: bar.update(sent, total))
+            job = client.submit(
+                paths,
+                model=args.model,
+                temperature=args.temperature,
+                callback_url=args.callback_url,
+                events=args.events,
+                on_upload=lambda sent, total: bar.update(sent, total),
+            )
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
     if not args.wait:
@@ -43,8 +48,10 @@ def submit(ctx: Context) -> int:
     files = _download(ctx, job, out, args.zip)
     failed = _failed_items(ctx, job)
     if ctx.json:
-        print_json({"job": job.raw, "files": [str(f) for f in files],
-                    "failed_items": [item.raw for item in failed]}, ctx.stdout)
+        print_json(
+            {"job": job.raw, "files": [str(f) for f in files], "failed_items": [item.raw for item in failed]},
+            ctx.stdout,
+        )
     else:
         print(downloaded_line(job, files, out, args.zip), file=ctx.stdout)
         _report_outcome(ctx, job, failed)
@@ -82,8 +89,10 @@ def wait(ctx: Context) -> int:
 def download(ctx: Context) -> int:
     job = ctx.client().job(ctx.args.job)
     if not job.is_terminal and ctx.args.zip:
-        raise UsageError(f"job {job.id} is {job.status}: its zip is there once it has finished "
-                         "(without --zip, the results ready so far are downloaded)")
+        raise UsageError(
+            f"job {job.id} is {job.status}: its zip is there once it has finished "
+            "(without --zip, the results ready so far are downloaded)"
+        )
     if not job.is_terminal:
         ctx.note(f"job {job.id} is {job.status}: downloading the {job.counts.done} result(s) ready so far")
     out = Path(ctx.args.out) if ctx.args.out else DEFAULT_OUT / job.id
@@ -111,7 +120,8 @@ def _wait(ctx: Context, job_id: str) -> Job:
     with ctx.progress.bar("processing", unit="img") as bar:
         try:
             return ctx.client().wait(
-                job_id, poll_s=ctx.args.poll,
+                job_id,
+                poll_s=ctx.args.poll,
                 on_progress=lambda job: bar.update(job.counts.done + job.counts.failed, job.counts.total or None),
             )
         except KeyboardInterrupt:

@@ -98,7 +98,12 @@ class LocalStack:
     def start_api(self, workers: int = 2, log_path: Path | None = None, timeout_s: float = 60.0) -> subprocess.Popen:
         """gunicorn serving the API (``api/serving.py``) on settings.api_host:api_port; returns once it listens."""
         settings = self.settings
-        command = [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{settings.api_host}:{settings.api_port}", workers)]
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            *gunicorn_args(f"{settings.api_host}:{settings.api_port}", workers),
+        ]
         process = self._spawn("api", command, log_path)
         deadline = time.monotonic() + timeout_s
         while not _accepts_connections(settings.api_host, settings.api_port):
@@ -118,10 +123,19 @@ class LocalStack:
         first = sum(1 for label, _, _ in self._children if label.startswith("worker"))
         for n in range(first, first + count):
             command = [
-                sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                "--loglevel=INFO", "-Q", "colorize",
-                "--concurrency", str(concurrency),
-                "--hostname", f"worker{n}@%h",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_app",
+                "worker",
+                "--loglevel=INFO",
+                "-Q",
+                "colorize",
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"worker{n}@%h",
             ]
             log_path = log_dir / f"worker{n}.log" if log_dir is not None else None
             started.append(self._spawn(f"worker{n}", command, log_path))
@@ -131,9 +145,21 @@ class LocalStack:
         """One celery worker for webhook deliveries: threads, since deliveries only wait on the
         network, and apart from the colorize workers so a slow receiver never delays a chunk."""
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            "--loglevel=INFO", "-Q", "webhooks", "--pool", "threads",
-            "--concurrency", str(threads), "--hostname", "webhooks@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "--loglevel=INFO",
+            "-Q",
+            "webhooks",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(threads),
+            "--hostname",
+            "webhooks@%h",
         ]
         log_path = log_dir / "webhooks.log" if log_dir is not None else None
         return self._spawn("webhooks", command, log_path)
@@ -243,7 +269,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=None, help="pool processes per worker")
     parser.add_argument("--api-workers", type=int, default=2, help="gunicorn worker processes")
     args = parser.parse_args(argv)
-    return serve(Settings.from_env_or_exit(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers)
+    return serve(
+        Settings.from_env_or_exit(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers
+    )
 
 
 if __name__ == "__main__":

@@ -36,12 +36,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--api-workers", type=int, default=2, help="API server processes (default 2)")
 
     p = _command(commands, "submit", jobs.submit, "submit images, archives or folders", after)
-    p.add_argument("paths", nargs="+", metavar="PATH", help="an image, an archive (zip/tar/tar.gz), a folder, or several")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="an image, an archive (zip/tar/tar.gz), a folder, or several"
+    )
     p.add_argument("--model", help="installed model to use (default: the service's)")
     p.add_argument("--temperature", type=float, help="decoding temperature: lower is more vivid (see 'models list')")
     p.add_argument("--callback-url", metavar="URL", help="send signed webhook deliveries about the job here")
-    p.add_argument("--events", type=_event_list, metavar="LIST",
-                   help="with --callback-url: which of started,progress,completed (default: all)")
+    p.add_argument(
+        "--events",
+        type=_event_list,
+        metavar="LIST",
+        help="with --callback-url: which of started,progress,completed (default: all)",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job, then download its results")
     p.add_argument("--out", help="with --wait: where results go (default ./colorized/JOB_ID/)")
     p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate JPEGs")
@@ -66,19 +72,34 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     group = commands.add_parser("models", help="list or install models")
     model_commands = group.add_subparsers(dest="models_command", metavar="COMMAND", required=True)
     _command(model_commands, "list", models.list_models, "models the API offers", after)
-    p = _command(model_commands, "install", models.install,
-                 "install released weights here (options: colorize models install eccv16 --help)", passthrough=True)
+    p = _command(
+        model_commands,
+        "install",
+        models.install,
+        "install released weights here (options: colorize models install eccv16 --help)",
+        passthrough=True,
+    )
     p.add_argument("name", choices=["eccv16"], help="which model")
 
-    _command(commands, "eval", models.evaluate,
-             "colour quality of installed models on colour photos (options: colorize eval --help)", passthrough=True)
-    _command(commands, "keys", keys.keys, "create, list or revoke API keys (options: colorize keys --help)",
-             passthrough=True)
+    _command(
+        commands,
+        "eval",
+        models.evaluate,
+        "colour quality of installed models on colour photos (options: colorize eval --help)",
+        passthrough=True,
+    )
+    _command(
+        commands, "keys", keys.keys, "create, list or revoke API keys (options: colorize keys --help)", passthrough=True
+    )
     return parser
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
     """Run one command line; returns the exit status (the environment is read here and nowhere else)."""
     env = os.environ if env is None else env
     stdout = stdout or sys.stdout
@@ -109,11 +130,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         ctx.close()
 
 
-def _command(commands: argparse._SubParsersAction, name: str, run: Command, help_text: str,
-             after: argparse.ArgumentParser | None = None, passthrough: bool = False) -> argparse.ArgumentParser:
+def _command(
+    commands: argparse._SubParsersAction,
+    name: str,
+    run: Command,
+    help_text: str,
+    after: argparse.ArgumentParser | None = None,
+    passthrough: bool = False,
+) -> argparse.ArgumentParser:
     # A passed-through command parses its own options, --help included.
-    parser = commands.add_parser(name, help=help_text, description=help_text, add_help=not passthrough,
-                                 parents=[after] if after is not None else [])
+    parser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        add_help=not passthrough,
+        parents=[after] if after is not None else [],
+    )
     parser.set_defaults(run=run, passthrough=passthrough)
     return parser
 
@@ -123,10 +155,18 @@ def _add_globals(parser: argparse.ArgumentParser, env: Mapping[str, str] | None)
         return argparse.SUPPRESS if env is None else value
 
     url = (env or {}).get(API_URL_VARIABLE) or DEFAULT_API_URL
-    parser.add_argument("--api", metavar="URL", default=default(url),
-                        help=f"API base URL (default: ${API_URL_VARIABLE} or {DEFAULT_API_URL})")
-    parser.add_argument("--api-key", metavar="KEY", default=default((env or {}).get(API_KEY_VARIABLE)),
-                        help=f"API key (default: ${API_KEY_VARIABLE})")
+    parser.add_argument(
+        "--api",
+        metavar="URL",
+        default=default(url),
+        help=f"API base URL (default: ${API_URL_VARIABLE} or {DEFAULT_API_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default=default((env or {}).get(API_KEY_VARIABLE)),
+        help=f"API key (default: ${API_KEY_VARIABLE})",
+    )
     parser.add_argument("--json", action="store_true", default=default(False), help="machine-readable output")
 
 

@@ -29,8 +29,16 @@ class Bar:
 class TqdmBar(Bar):
     def __init__(self, label: str, total: int | None, unit: str, stream: TextIO) -> None:
         scale = unit == "B"
-        self._bar = tqdm(total=total, desc=label, unit=unit, unit_scale=scale, unit_divisor=1024 if scale else 1000,
-                         file=stream, leave=True, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            desc=label,
+            unit=unit,
+            unit_scale=scale,
+            unit_divisor=1024 if scale else 1000,
+            file=stream,
+            leave=True,
+            dynamic_ncols=True,
+        )
 
     def update(self, n: int, total: int | None = None) -> None:
         if total is not None and total != self._bar.total:

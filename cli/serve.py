@@ -9,5 +9,4 @@ def serve(ctx: Context) -> int:
     from cli.local_stack import serve as run_stack  # boto3 and redis, only when serving
 
     args = ctx.args
-    return run_stack(ctx.settings(), workers=args.workers, concurrency=args.concurrency,
-                     api_workers=args.api_workers)
+    return run_stack(ctx.settings(), workers=args.workers, concurrency=args.concurrency, api_workers=args.api_workers)

@@ -1,10 +1,10 @@
 """``Client``: submit images, archives or folders, follow jobs, download results.
 
-    from client import Client
-    client = Client("http://127.0.0.1:8000")
-    job = client.submit("photos/")            # a folder is packed into a zip on the fly
-    job = client.wait(job.id, on_progress=lambda j: print(j.counts.done, "/", j.counts.total))
-    client.download(job.id, "colorized/")     # one JPEG per item, in the archive's folder layout
+from client import Client
+client = Client("http://127.0.0.1:8000")
+job = client.submit("photos/")            # a folder is packed into a zip on the fly
+job = client.wait(job.id, on_progress=lambda j: print(j.counts.done, "/", j.counts.total))
+client.download(job.id, "colorized/")     # one JPEG per item, in the archive's folder layout
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ class Client:
         self.base_url = base_url.rstrip("/")
         self.direct_upload_limit = direct_upload_limit
         self.download_concurrency = max(1, download_concurrency)
-        self._http = Transport(self.base_url, api_key, timeout, retries, backoff_s,
-                               connections_per_host=self.download_concurrency)
+        self._http = Transport(
+            self.base_url, api_key, timeout, retries, backoff_s, connections_per_host=self.download_concurrency
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -90,7 +91,9 @@ class Client:
         call's own retries can never create two jobs. Raises FileNotFoundError for a missing
         path, ClientError when the API refuses.
         """
-        paths = [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
+        paths = (
+            [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
+        )
         if not paths:
             raise FileNotFoundError("no path given")
         options = _job_options(model, temperature, callback_url, events)
@@ -104,8 +107,9 @@ class Client:
         finally:
             packed.unlink(missing_ok=True)
 
-    def _submit_file(self, path: Path, filename: str, options: dict[str, Any], key: str,
-                     on_upload: UploadProgress | None) -> Job:
+    def _submit_file(
+        self, path: Path, filename: str, options: dict[str, Any], key: str, on_upload: UploadProgress | None
+    ) -> Job:
         size = path.stat().st_size
         report = (lambda sent: on_upload(sent, size)) if on_upload else None
         if size <= self.direct_upload_limit:
@@ -119,13 +123,23 @@ class Client:
         upload_id = self._upload_presigned(path, size, filename, report)
         return self._create_job({"upload_id": upload_id, "filename": filename, **options}, key)
 
-    def _submit_direct(self, path: Path, size: int, filename: str, options: dict[str, Any], key: str,
-                       report: Callable[[int], None] | None) -> Job:
+    def _submit_direct(
+        self,
+        path: Path,
+        size: int,
+        filename: str,
+        options: dict[str, Any],
+        key: str,
+        report: Callable[[int], None] | None,
+    ) -> Job:
         fields = {name: ",".join(value) if isinstance(value, list) else str(value) for name, value in options.items()}
         with path.open("rb") as file:
             body = MultipartFile(file, size, filename, fields, on_position=report)
             data = self._http.json(
-                "POST", "/v1/jobs", idempotent=True, body=body,
+                "POST",
+                "/v1/jobs",
+                idempotent=True,
+                body=body,
                 headers={"Content-Type": body.content_type, "Content-Length": str(len(body)), "Idempotency-Key": key},
             )
         return self._job(data)
@@ -151,13 +165,15 @@ class Client:
         return plan["upload_id"]
 
     def _put(self, url: str, body: FileSlice) -> str:
-        response = self._http.request("PUT", url, idempotent=True, body=body, authorize=False,
-                                      headers={"Content-Length": str(len(body))})
+        response = self._http.request(
+            "PUT", url, idempotent=True, body=body, authorize=False, headers={"Content-Length": str(len(body))}
+        )
         return response.headers.get("ETag", "")
 
     def _create_job(self, body: dict[str, Any], key: str) -> Job:
-        return self._job(self._http.json("POST", "/v1/jobs", idempotent=True, json_body=body,
-                                         headers={"Idempotency-Key": key}))
+        return self._job(
+            self._http.json("POST", "/v1/jobs", idempotent=True, json_body=body, headers={"Idempotency-Key": key})
+        )
 
     # --- following jobs -----------------------------------------------------------------
 
@@ -276,8 +292,9 @@ class Client:
         return Job.from_json(data, self.base_url)
 
 
-def _job_options(model: str | None, temperature: float | None, callback_url: str | None,
-                 events: Sequence[str] | None) -> dict[str, Any]:
+def _job_options(
+    model: str | None, temperature: float | None, callback_url: str | None, events: Sequence[str] | None
+) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if model is not None:
         options["model"] = model

@@ -75,8 +75,11 @@ class MultipartFile:
         for name, value in fields.items():
             head.write(_part_header(boundary, RequestField(name=name, data=value)))
             head.write(value.encode("utf-8") + b"\r\n")
-        head.write(_part_header(boundary, RequestField(name=file_field, data=b"", filename=filename),
-                                "application/octet-stream"))
+        head.write(
+            _part_header(
+                boundary, RequestField(name=file_field, data=b"", filename=filename), "application/octet-stream"
+            )
+        )
         self._segments: list[io.BytesIO | FileSlice] = [
             io.BytesIO(head.getvalue()),
             FileSlice(file, 0, size),

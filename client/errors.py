@@ -52,7 +52,9 @@ class WaitTimeout(ClientError):
     """``Client.wait`` gave up before the job finished; the job itself goes on."""
 
     def __init__(self, job_id: str, timeout_s: float) -> None:
-        super().__init__(WAIT_TIMEOUT, f"job {job_id} did not finish within {timeout_s:g} s", details={"job_id": job_id})
+        super().__init__(
+            WAIT_TIMEOUT, f"job {job_id} did not finish within {timeout_s:g} s", details={"job_id": job_id}
+        )
 
 
 def _seconds(retry_after: str | None) -> float | None:

@@ -48,8 +48,15 @@ class Backoff(Retry):
 
 
 class Transport:
-    def __init__(self, base_url: str, api_key: str | None, timeout_s: float, retries: int, backoff_s: float,
-                 connections_per_host: int = 1) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        timeout_s: float,
+        retries: int,
+        backoff_s: float,
+        connections_per_host: int = 1,
+    ) -> None:
         if not urlsplit(base_url).scheme or not urlsplit(base_url).netloc:
             raise ValueError(f"the API URL must be absolute (http://host:port), not {base_url!r}")
         self.base_url = base_url.rstrip("/")
@@ -134,8 +141,9 @@ class Transport:
         try:
             return json.loads(response.data)
         except ValueError as exc:
-            raise ClientError(INVALID_RESPONSE, f"{method} {_display(url)} did not return JSON",
-                              response.status) from exc
+            raise ClientError(
+                INVALID_RESPONSE, f"{method} {_display(url)} did not return JSON", response.status
+            ) from exc
 
     def streaming_retry(self) -> Retry:
         """A fresh policy for retrying a whole download whose body was cut off midway."""
@@ -160,4 +168,6 @@ def _display(url: str) -> str:
 def _reason(exc: HTTPError) -> str:
     """The cause without urllib3's connection-object prefix (``HTTPConnection(host=..., port=...): ...``)."""
     text = str(getattr(exc, "reason", None) or exc)
-    return text.split("): ", 1)[1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) and "): " in text else text
+    return (
+        text.split("): ", 1)[1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) and "): " in text else text
+    )

@@ -128,9 +128,7 @@ _PACKAGE = "caffe"
 
 
 def _file_descriptor() -> descriptor_pb2.FileDescriptorProto:
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="colorize/caffe_subset.proto", package=_PACKAGE, syntax="proto2"
-    )
+    proto = descriptor_pb2.FileDescriptorProto(name="colorize/caffe_subset.proto", package=_PACKAGE, syntax="proto2")
     for message_name, fields in _MESSAGES.items():
         message = proto.message_type.add(name=message_name)
         for name, number, label, kind, type_name, default, packed in fields:
@@ -148,8 +146,7 @@ def _message_classes() -> dict[str, Any]:
     pool = descriptor_pool.DescriptorPool()
     pool.Add(_file_descriptor())
     return {
-        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-        for name in _MESSAGES
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")) for name in _MESSAGES
     }
 
 

@@ -68,8 +68,17 @@ def _input(name: str) -> LayerSpec:
     return LayerSpec(name, "Input", None, name, channels=1)
 
 
-def _conv(name: str, bottom: str, top: str, channels: int, kernel: int = 3, stride: int = 1,
-          pad: int = 1, dilation: int = 1, kind: str = "Convolution") -> LayerSpec:
+def _conv(
+    name: str,
+    bottom: str,
+    top: str,
+    channels: int,
+    kernel: int = 3,
+    stride: int = 1,
+    pad: int = 1,
+    dilation: int = 1,
+    kind: str = "Convolution",
+) -> LayerSpec:
     return LayerSpec(name, kind, bottom, top, channels, kernel, stride, pad, dilation)
 
 
@@ -218,12 +227,20 @@ def _layer_mismatches(spec: LayerSpec, layer: Any) -> list[str]:
     if list(layer.top) != ([spec.top] if spec.top else []):
         found.append(f"layer {spec.name}: top {list(layer.top)}, expected {spec.top!r}")
     if spec.kind in ("Convolution", "Deconvolution"):
-        expected = {"num_output": spec.channels, "kernel_size": spec.kernel, "stride": spec.stride,
-                    "pad": spec.pad, "dilation": spec.dilation, "group": 1, "bias_term": True}
+        expected = {
+            "num_output": spec.channels,
+            "kernel_size": spec.kernel,
+            "stride": spec.stride,
+            "pad": spec.pad,
+            "dilation": spec.dilation,
+            "group": 1,
+            "bias_term": True,
+        }
         actual = _conv_params(layer.convolution_param)
         found += [
             f"layer {spec.name}: {key} {actual[key]}, expected {value}"
-            for key, value in expected.items() if actual[key] != value
+            for key, value in expected.items()
+            if actual[key] != value
         ]
     elif spec.kind == "Input":
         dims = [list(shape.dim) for shape in layer.input_param.shape]
@@ -250,8 +267,11 @@ def prototxt_mismatches(net: Any, layers: Sequence[LayerSpec] = ECCV16_LAYERS) -
     if names != expected_names:
         missing = [n for n in expected_names if n not in names]
         extra = [n for n in names if n not in expected_names]
-        found.append(f"layers differ: missing {missing}, unexpected {extra}"
-                     if missing or extra else "layers are in a different order")
+        found.append(
+            f"layers differ: missing {missing}, unexpected {extra}"
+            if missing or extra
+            else "layers are in a different order"
+        )
     by_name = {layer.name: layer for layer in defined}
     for spec in layers:
         if spec.name in by_name:
@@ -323,7 +343,8 @@ def check_weights(net: Any, layers: Sequence[LayerSpec] = ECCV16_LAYERS) -> Weig
         mismatches += _blob_mismatches(name, layer.blobs, shapes)
     ignored += [
         f"{name}: not part of the deploy network (training only)"
-        for name, layer in stored.items() if name not in expected and len(layer.blobs)
+        for name, layer in stored.items()
+        if name not in expected and len(layer.blobs)
     ]
     return WeightsCheck(mismatches, ignored)
 
@@ -338,7 +359,8 @@ def _weights(net: Any, layers: Sequence[LayerSpec]) -> dict[str, list[np.ndarray
         stored.setdefault(layer.name, layer)
     return {
         name: [caffe_proto.blob_array(blob, shape) for blob, shape in zip(stored[name].blobs, shapes)]
-        for name, shapes in blob_shapes(layers).items() if name not in _DECODING_LAYERS
+        for name, shapes in blob_shapes(layers).items()
+        if name not in _DECODING_LAYERS
     }
 
 
@@ -352,8 +374,9 @@ def _batchnorm_statistics(blobs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarr
     return (mean * scale).astype(np.float32), (variance * scale).astype(np.float32)
 
 
-def build_graph(weights: Mapping[str, list[np.ndarray]], layers: Sequence[LayerSpec] = ECCV16_LAYERS,
-                eps: float = BN_EPS) -> onnx.ModelProto:
+def build_graph(
+    weights: Mapping[str, list[np.ndarray]], layers: Sequence[LayerSpec] = ECCV16_LAYERS, eps: float = BN_EPS
+) -> onnx.ModelProto:
     """ONNX model from input ``l`` (N, 1, H, W) = L - 50 to the ``conv8_313`` logits."""
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
@@ -372,13 +395,18 @@ def build_graph(weights: Mapping[str, list[np.ndarray]], layers: Sequence[LayerS
         output = layer.name
         if layer.kind in ("Convolution", "Deconvolution"):
             weight, bias = weights[layer.name]
-            nodes.append(helper.make_node(
-                "Conv" if layer.kind == "Convolution" else "ConvTranspose",
-                [source, const(f"{layer.name}.weight", weight), const(f"{layer.name}.bias", bias)],
-                [output], name=layer.name,
-                kernel_shape=[layer.kernel] * 2, strides=[layer.stride] * 2,
-                pads=[layer.pad] * 4, dilations=[layer.dilation] * 2,
-            ))
+            nodes.append(
+                helper.make_node(
+                    "Conv" if layer.kind == "Convolution" else "ConvTranspose",
+                    [source, const(f"{layer.name}.weight", weight), const(f"{layer.name}.bias", bias)],
+                    [output],
+                    name=layer.name,
+                    kernel_shape=[layer.kernel] * 2,
+                    strides=[layer.stride] * 2,
+                    pads=[layer.pad] * 4,
+                    dilations=[layer.dilation] * 2,
+                )
+            )
         elif layer.kind == "ReLU":
             nodes.append(helper.make_node("Relu", [source], [output], name=layer.name))
         elif layer.kind == "BatchNorm":
@@ -386,12 +414,21 @@ def build_graph(weights: Mapping[str, list[np.ndarray]], layers: Sequence[LayerS
             # zero-pads the normalised map, so folding into either conv would change the result.
             mean, variance = _batchnorm_statistics(weights[layer.name])
             ones, zeros = np.ones_like(mean), np.zeros_like(mean)
-            nodes.append(helper.make_node(
-                "BatchNormalization",
-                [source, const(f"{layer.name}.scale", ones), const(f"{layer.name}.shift", zeros),
-                 const(f"{layer.name}.mean", mean), const(f"{layer.name}.variance", variance)],
-                [output], name=layer.name, epsilon=eps,
-            ))
+            nodes.append(
+                helper.make_node(
+                    "BatchNormalization",
+                    [
+                        source,
+                        const(f"{layer.name}.scale", ones),
+                        const(f"{layer.name}.shift", zeros),
+                        const(f"{layer.name}.mean", mean),
+                        const(f"{layer.name}.variance", variance),
+                    ],
+                    [output],
+                    name=layer.name,
+                    epsilon=eps,
+                )
+            )
         tensor_of[layer.top] = output
         if layer.name == LOGITS_LAYER:
             break
@@ -399,13 +436,15 @@ def build_graph(weights: Mapping[str, list[np.ndarray]], layers: Sequence[LayerS
         raise ValueError(f"network has no {LOGITS_LAYER} layer")
 
     graph = helper.make_graph(
-        nodes, "eccv16",
+        nodes,
+        "eccv16",
         [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["N", 1, "H", "W"])],
         [helper.make_tensor_value_info(LOGITS_LAYER, TensorProto.FLOAT, ["N", NUM_BINS, "h", "w"])],
         initializers,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="colorize-eccv16-importer")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="colorize-eccv16-importer"
+    )
     model.ir_version = IR_VERSION
     return model
 
@@ -418,7 +457,8 @@ def _raise_mismatches(what: Path, mismatches: list[str]) -> None:
         listing = "\n".join(f"  - {m}" for m in mismatches)
         raise ModelFileError(
             f"{what} does not match the ECCV16 network ({len(mismatches)} differences):\n{listing}",
-            file=str(what), mismatches=mismatches,
+            file=str(what),
+            mismatches=mismatches,
         )
 
 
@@ -445,8 +485,7 @@ def convert_caffemodel(
     check = check_weights(net, layers)
     _raise_mismatches(caffemodel, check.mismatches)
 
-    scale = next(l.scale_param.filler.value for l in caffe_proto.net_layers(definition)
-                 if l.name == TEMPERATURE_LAYER)
+    scale = next(l.scale_param.filler.value for l in caffe_proto.net_layers(definition) if l.name == TEMPERATURE_LAYER)
     model = build_graph(_weights(net, layers), layers)
     del net
     model = append_annealed_mean_head(model, LOGITS_LAYER, ab_bins())
@@ -457,8 +496,11 @@ def convert_caffemodel(
         "description": "Zhang, Isola & Efros, Colorful Image Colorization (ECCV 2016), released weights",
         "format": "onnx",
         "file": MODEL_FILE,
-        "input": {"name": INPUT_NAME, "size": input_size(definition),
-                  "normalisation": {"subtract": L_SUBTRACT, "divide": 1.0}},
+        "input": {
+            "name": INPUT_NAME,
+            "size": input_size(definition),
+            "normalisation": {"subtract": L_SUBTRACT, "divide": 1.0},
+        },
         "output": {"name": "ab", "downsample": DOWNSAMPLE},
         "bins": "eccv16-313",
         "temperature": 1.0 / float(scale),

@@ -145,8 +145,14 @@ class SourceTally:
         self.original_colourfulness += other.original_colourfulness
 
 
-def evaluate(files: Sequence[Path], root: Path, methods: dict[str, Colorizer], judge: Judge | None = None,
-             batch: int = 32, sheet_rows: int = 8) -> tuple[dict[str, SourceTally], list[list[np.ndarray]]]:
+def evaluate(
+    files: Sequence[Path],
+    root: Path,
+    methods: dict[str, Colorizer],
+    judge: Judge | None = None,
+    batch: int = 32,
+    sheet_rows: int = 8,
+) -> tuple[dict[str, SourceTally], list[list[np.ndarray]]]:
     """Score every method on every photo, by source; returns the tallies and the contact sheet rows."""
     tallies: dict[str, SourceTally] = {}
     sheet: list[list[np.ndarray]] = []
@@ -157,7 +163,11 @@ def evaluate(files: Sequence[Path], root: Path, methods: dict[str, Colorizer], j
         originals = [img for _, img in loaded if img is not None]
         greys = [greyscale(img) for img in originals]
         outputs = {name: colorize(greys) for name, colorize in methods.items()}
-        judged = {name: judge.classes(images) for name, images in [*outputs.items(), ("original", originals)]} if judge else {}
+        judged = (
+            {name: judge.classes(images) for name, images in [*outputs.items(), ("original", originals)]}
+            if judge
+            else {}
+        )
         for i, (path, original) in enumerate(zip(paths, originals)):
             tally = tallies.setdefault(source_of(path, root), SourceTally.empty(list(methods)))
             lab_true = bgr_to_lab(original)
@@ -192,13 +202,15 @@ def table_rows(tallies: dict[str, SourceTally], judged: bool) -> list[dict[str, 
             row = {"photos": source, "method": name}
             if name in tally.scores:
                 s = tally.scores[name]
-                row.update({
-                    "PSNR (dB)": f"{np.mean(s.psnr):.2f}",
-                    "SSIM": f"{np.mean(s.ssim):.4f}",
-                    "AuC raw (%)": f"{s.auc(False):.2f}",
-                    "AuC rebalanced (%)": f"{s.auc(True):.2f}",
-                    "colourfulness / originals": f"{np.mean(s.colourfulness) / original_colourfulness:.3f}",
-                })
+                row.update(
+                    {
+                        "PSNR (dB)": f"{np.mean(s.psnr):.2f}",
+                        "SSIM": f"{np.mean(s.ssim):.4f}",
+                        "AuC raw (%)": f"{s.auc(False):.2f}",
+                        "AuC rebalanced (%)": f"{s.auc(True):.2f}",
+                        "colourfulness / originals": f"{np.mean(s.colourfulness) / original_colourfulness:.3f}",
+                    }
+                )
             else:
                 row.update({k: "" for k in ("PSNR (dB)", "SSIM", "AuC raw (%)", "AuC rebalanced (%)")})
                 row["colourfulness / originals"] = "1.000"
@@ -212,8 +224,7 @@ def table_rows(tallies: dict[str, SourceTally], judged: bool) -> list[dict[str, 
 
 def markdown(rows: list[dict[str, str]], photos: int, note: str | None = None) -> str:
     header = list(rows[0])
-    lines = [f"Evaluated on {photos} photos.", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    lines = [f"Evaluated on {photos} photos.", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r[h] for h in header) + " |" for r in rows]
     if note:
         lines += ["", note]
@@ -222,9 +233,12 @@ def markdown(rows: list[dict[str, str]], photos: int, note: str | None = None) -
 
 def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], box: int = 192) -> np.ndarray:
     """One row per photo, one column per label; each photo fitted into a ``box`` square."""
+
     def tile(img: np.ndarray) -> np.ndarray:
         scale = box / max(img.shape[:2])
-        small = cv2.resize(img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(
+            img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA
+        )
         canvas = np.full((box + 4, box + 4, 3), 255, np.uint8)
         top, left = (box + 4 - small.shape[0]) // 2, (box + 4 - small.shape[1]) // 2
         canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
@@ -237,13 +251,18 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], box: int = 19
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="colorize eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="colorize eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("folder", type=Path, help="folder of colour photos (searched recursively)")
-    parser.add_argument("--model", action="append", help="installed model to evaluate (repeatable; default: the default model)")
+    parser.add_argument(
+        "--model", action="append", help="installed model to evaluate (repeatable; default: the default model)"
+    )
     parser.add_argument("--temperature", type=float, help="decoding temperature (default: each model's)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate an evenly spread subset of N photos")
-    parser.add_argument("--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png"
+    )
     parser.add_argument("--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread")
     parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
     args = parser.parse_args(argv)

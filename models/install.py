@@ -126,8 +126,16 @@ def _digests(path: Path) -> tuple[str, str]:
     return sha1.hexdigest(), sha256.hexdigest()
 
 
-def download(url: str, dest: Path, *, sha1: str | None = None, min_size: int = 0,
-             attempts: int = ATTEMPTS, timeout_s: float = 60.0, progress: Progress | None = None) -> Download:
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha1: str | None = None,
+    min_size: int = 0,
+    attempts: int = ATTEMPTS,
+    timeout_s: float = 60.0,
+    progress: Progress | None = None,
+) -> Download:
     """Download ``url`` to ``dest``, resuming from ``dest.part`` left by an earlier try.
 
     Raises ModelDownloadFailed when the file cannot be fetched in ``attempts`` tries (the
@@ -165,8 +173,9 @@ def download(url: str, dest: Path, *, sha1: str | None = None, min_size: int = 0
     return Download(dest, url, size, digest_sha1, digest_sha256)
 
 
-def _fetch_first(urls: Sequence[str], dest: Path, *, sha1: str | None, min_size: int,
-                 progress: Progress | None, timeout_s: float) -> Download:
+def _fetch_first(
+    urls: Sequence[str], dest: Path, *, sha1: str | None, min_size: int, progress: Progress | None, timeout_s: float
+) -> Download:
     failures: list[ColorizeError] = []
     for url in urls:
         try:
@@ -174,8 +183,10 @@ def _fetch_first(urls: Sequence[str], dest: Path, *, sha1: str | None, min_size:
         except (ModelDownloadFailed, ModelFileError) as exc:
             failures.append(exc)
     kind = ModelFileError if any(isinstance(f, ModelFileError) for f in failures) else ModelDownloadFailed
-    raise kind("; ".join(f.message for f in failures) + " (use --caffemodel/--prototxt with local files, "
-               "or --mirror)", urls=list(urls))
+    raise kind(
+        "; ".join(f.message for f in failures) + " (use --caffemodel/--prototxt with local files, or --mirror)",
+        urls=list(urls),
+    )
 
 
 def _min_caffemodel_bytes(layers: Sequence[LayerSpec]) -> int:
@@ -216,8 +227,7 @@ def install_eccv16(
     models_dir = Path(models_dir)
     downloads = models_dir / DOWNLOADS_DIR
     fetched: list[Path] = []
-    provenance: dict[str, object] = {"paper": PAPER, "project_url": PROJECT_URL,
-                                     "published_sha1": CAFFEMODEL_SHA1}
+    provenance: dict[str, object] = {"paper": PAPER, "project_url": PROJECT_URL, "published_sha1": CAFFEMODEL_SHA1}
 
     if source is None or is_url(source):
         published = source is None
@@ -226,8 +236,12 @@ def install_eccv16(
         else:
             urls = [str(source)]
         weights = _fetch_first(
-            urls, downloads / CAFFEMODEL_NAME, sha1=CAFFEMODEL_SHA1 if published else None,
-            min_size=_min_caffemodel_bytes(layers), progress=progress, timeout_s=timeout_s,
+            urls,
+            downloads / CAFFEMODEL_NAME,
+            sha1=CAFFEMODEL_SHA1 if published else None,
+            min_size=_min_caffemodel_bytes(layers),
+            progress=progress,
+            timeout_s=timeout_s,
         )
         fetched.append(weights.path)
         caffemodel_path, weights_sha1 = weights.path, weights.sha1
@@ -244,8 +258,9 @@ def install_eccv16(
             url = _mirror_url(mirror, PROTOTXT_NAME) if mirror else PROTOTXT_URL
         else:
             url = str(prototxt)
-        definition = _fetch_first([url], downloads / PROTOTXT_NAME, sha1=None, min_size=0,
-                                  progress=progress, timeout_s=timeout_s)
+        definition = _fetch_first(
+            [url], downloads / PROTOTXT_NAME, sha1=None, min_size=0, progress=progress, timeout_s=timeout_s
+        )
         fetched.append(definition.path)
         prototxt_path = definition.path
         provenance["prototxt_url"] = definition.url
@@ -253,8 +268,9 @@ def install_eccv16(
         prototxt_path = _local(prototxt, "network definition")
         provenance["prototxt_path"] = str(prototxt_path.resolve())
 
-    manifest = convert_caffemodel(caffemodel_path, prototxt_path, models_dir, name,
-                                  provenance=provenance, layers=layers)
+    manifest = convert_caffemodel(
+        caffemodel_path, prototxt_path, models_dir, name, provenance=provenance, layers=layers
+    )
     for path in fetched:
         path.unlink(missing_ok=True)
     return manifest
@@ -288,8 +304,9 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     args = parser.parse_args(argv)
     models_dir = args.models_dir or (settings or Settings.from_env_or_exit()).models_dir
     try:
-        manifest = install_eccv16(models_dir, args.caffemodel, args.prototxt, args.mirror,
-                                  name=args.name, progress=_ProgressPrinter())
+        manifest = install_eccv16(
+            models_dir, args.caffemodel, args.prototxt, args.mirror, name=args.name, progress=_ProgressPrinter()
+        )
     except ColorizeError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

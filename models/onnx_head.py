@@ -22,17 +22,21 @@ def append_annealed_mean_head(model: onnx.ModelProto, logits_name: str, bins: np
     head.CopyFrom(model)
     graph = head.graph
     bins = np.asarray(bins, dtype=np.float32)
-    graph.initializer.extend([
-        numpy_helper.from_array(bins.T.reshape(2, len(bins), 1, 1).copy(), "head_bins"),
-        numpy_helper.from_array(np.array([-1, 1, 1, 1], dtype=np.int64), "head_scale_shape"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(bins.T.reshape(2, len(bins), 1, 1).copy(), "head_bins"),
+            numpy_helper.from_array(np.array([-1, 1, 1, 1], dtype=np.int64), "head_scale_shape"),
+        ]
+    )
     graph.input.append(helper.make_tensor_value_info(INV_TEMPERATURE_INPUT, TensorProto.FLOAT, ["N"]))
-    graph.node.extend([
-        helper.make_node("Reshape", [INV_TEMPERATURE_INPUT, "head_scale_shape"], ["head_scale"]),
-        helper.make_node("Mul", [logits_name, "head_scale"], ["head_scaled_logits"]),
-        helper.make_node("Softmax", ["head_scaled_logits"], ["head_probabilities"], axis=1),
-        helper.make_node("Conv", ["head_probabilities", "head_bins"], [AB_OUTPUT], kernel_shape=[1, 1]),
-    ])
+    graph.node.extend(
+        [
+            helper.make_node("Reshape", [INV_TEMPERATURE_INPUT, "head_scale_shape"], ["head_scale"]),
+            helper.make_node("Mul", [logits_name, "head_scale"], ["head_scaled_logits"]),
+            helper.make_node("Softmax", ["head_scaled_logits"], ["head_probabilities"], axis=1),
+            helper.make_node("Conv", ["head_probabilities", "head_bins"], [AB_OUTPUT], kernel_shape=[1, 1]),
+        ]
+    )
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(AB_OUTPUT, TensorProto.FLOAT, ["N", 2, "h", "w"]))
     onnx.checker.check_model(head)

@@ -76,8 +76,11 @@ class Judge:
 def _judge_input(bgr: np.ndarray) -> np.ndarray:
     height, width = bgr.shape[:2]
     scale = JUDGE_INPUT / min(height, width)
-    resized = cv2.resize(bgr, (max(JUDGE_INPUT, round(width * scale)), max(JUDGE_INPUT, round(height * scale))),
-                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    resized = cv2.resize(
+        bgr,
+        (max(JUDGE_INPUT, round(width * scale)), max(JUDGE_INPUT, round(height * scale))),
+        interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+    )
     top, left = (resized.shape[0] - JUDGE_INPUT) // 2, (resized.shape[1] - JUDGE_INPUT) // 2
     crop = resized[top : top + JUDGE_INPUT, left : left + JUDGE_INPUT]
     return cv2.cvtColor(crop, cv2.COLOR_BGR2RGB).astype(np.float32)

@@ -71,8 +71,9 @@ class UpsampledRows:
     OpenCV gives it.
     """
 
-    def __init__(self, grids: list[np.ndarray], height: int, width: int, buffers: "Buffers",
-                 whole_pixels: int = WHOLE_PIXELS) -> None:
+    def __init__(
+        self, grids: list[np.ndarray], height: int, width: int, buffers: "Buffers", whole_pixels: int = WHOLE_PIXELS
+    ) -> None:
         grid_h = grids[0].shape[0]
         self.width = width
         self.channels = [g.shape[2] if g.ndim == 3 else 1 for g in grids]
@@ -81,12 +82,16 @@ class UpsampledRows:
         offset = 0
         for grid, channels in zip(grids, self.channels):
             across = cv2.resize(grid.astype(np.float32, copy=False), (width, grid_h), interpolation=cv2.INTER_LINEAR)
-            self.top[:, offset:offset + width * channels] = across.reshape(grid_h, -1)
+            self.top[:, offset : offset + width * channels] = across.reshape(grid_h, -1)
             offset += width * channels
         self.whole: np.ndarray | None = None
         if height * width <= whole_pixels:
-            self.whole = cv2.resize(self.top, (self.row_size, height), interpolation=cv2.INTER_LINEAR,
-                                    dst=buffers.array("upsampled", (height, self.row_size), np.float32))
+            self.whole = cv2.resize(
+                self.top,
+                (self.row_size, height),
+                interpolation=cv2.INTER_LINEAR,
+                dst=buffers.array("upsampled", (height, self.row_size), np.float32),
+            )
             return
         self.step = buffers.array("grid_steps", (grid_h, self.row_size), np.float32)
         np.subtract(self.top[1:], self.top[:-1], out=self.step[:-1])
@@ -106,7 +111,7 @@ class UpsampledRows:
             self._blend(start, stop, out)
         views, offset = [], 0
         for channels in self.channels:
-            views.append(out[:, offset:offset + self.width * channels].reshape(stop - start, self.width, channels))
+            views.append(out[:, offset : offset + self.width * channels].reshape(stop - start, self.width, channels))
             offset += self.width * channels
         return views
 
@@ -117,7 +122,7 @@ class UpsampledRows:
                 break
             lo, hi = max(start, band_start), min(stop, band_stop)
             source = self.source[lo]
-            part = out[lo - start:hi - start]
+            part = out[lo - start : hi - start]
             np.multiply(self.weight[lo:hi, None], self.step[source], out=part)
             part += self.top[source]
 

@@ -92,8 +92,15 @@ class KeyStore:
         while True:
             key_id = secrets.token_hex(_KEY_ID_BYTES)
             token = f"{TOKEN_PREFIX}_{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
-            fields = {"id": key_id, "tenant": tenant, "name": name or "", "hash": hash_token(token),
-                      "created_at": repr(now), "revoked": "0", "revoked_at": ""}
+            fields = {
+                "id": key_id,
+                "tenant": tenant,
+                "name": name or "",
+                "hash": hash_token(token),
+                "created_at": repr(now),
+                "revoked": "0",
+                "revoked_at": "",
+            }
             # HSETNX on the id first: a colliding id (vanishingly rare) draws again instead of overwriting.
             if self.redis.hsetnx(self.record_key(key_id), "id", key_id):
                 break
@@ -200,11 +207,19 @@ def auth_policy(settings: Settings) -> AuthPolicy:
             "COLORIZE_AUTH_ALLOW_OPEN_PUBLIC=true to accept anyone who can reach it"
         )
     if settings.auth_allow_open_public:
-        return AuthPolicy(AUTH_OPEN, True, f"authentication OFF on {host} for every client: "
-                          f"anyone who reaches it acts as tenant '{LOCAL_TENANT}' (COLORIZE_AUTH_ALLOW_OPEN_PUBLIC)")
+        return AuthPolicy(
+            AUTH_OPEN,
+            True,
+            f"authentication OFF on {host} for every client: "
+            f"anyone who reaches it acts as tenant '{LOCAL_TENANT}' (COLORIZE_AUTH_ALLOW_OPEN_PUBLIC)",
+        )
     why = "COLORIZE_AUTH=open" if settings.auth else f"COLORIZE_AUTH is unset and {host} is a loopback address"
-    return AuthPolicy(AUTH_OPEN, False, f"authentication OFF ({why}): loopback clients act as tenant "
-                      f"'{LOCAL_TENANT}' without a key, others need one; COLORIZE_AUTH=keys requires keys")
+    return AuthPolicy(
+        AUTH_OPEN,
+        False,
+        f"authentication OFF ({why}): loopback clients act as tenant "
+        f"'{LOCAL_TENANT}' without a key, others need one; COLORIZE_AUTH=keys requires keys",
+    )
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -234,8 +249,11 @@ def main(argv: Sequence[str] | None, settings: Settings) -> int:
     try:
         if args.command == "create":
             created = store.create(args.tenant, args.name)
-            print(f"created key {created.key.id} for tenant {created.key.tenant}; "
-                  "it is shown only this once, store it now:", file=sys.stderr)
+            print(
+                f"created key {created.key.id} for tenant {created.key.tenant}; "
+                "it is shown only this once, store it now:",
+                file=sys.stderr,
+            )
             print(created.token)
         elif args.command == "list":
             _print_keys(store.list(args.tenant))

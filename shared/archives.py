@@ -37,15 +37,14 @@ def detect_source_kind(head: bytes, filename: str | None = None) -> str:
         return "tar.gz"
     # Before images: a tar starts with its first member's name, which may look like magic
     # bytes ("BM..." reads as a BMP signature).
-    if is_tar_header(head[:tarfile.BLOCKSIZE]):
+    if is_tar_header(head[: tarfile.BLOCKSIZE]):
         return "tar"
     if sniff_image_format(head) is not None:
         return "image"
     if filename is not None and filename.lower().endswith(".zip"):
         return "zip"
     raise UnsupportedMediaType(
-        "upload is neither a supported image (JPEG, PNG, BMP, TIFF, WebP, GIF) "
-        "nor a zip, tar or tar.gz archive"
+        "upload is neither a supported image (JPEG, PNG, BMP, TIFF, WebP, GIF) nor a zip, tar or tar.gz archive"
     )
 
 
@@ -87,7 +86,7 @@ def clean_path(name: str) -> str:
         if kept and size > MAX_PATH_BYTES:
             break
         kept += 1
-    return "/".join(parts[len(parts) - kept:])
+    return "/".join(parts[len(parts) - kept :])
 
 
 def clean_filename(name: str | None) -> str | None:

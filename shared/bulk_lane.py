@@ -86,8 +86,9 @@ class Claimed:
 class BulkLane:
     """Bulk chunks waiting their turn, in one Redis database."""
 
-    def __init__(self, redis: Redis, ttl_s: int, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, redis: Redis, ttl_s: int, clock: Callable[[], float] = time.time, namespace: str = NAMESPACE
+    ) -> None:
         self.redis = redis
         # How long a claim and a job's waiting chunks are kept at most (the jobs' lifetime).
         self.ttl_s = ttl_s
@@ -98,8 +99,11 @@ class BulkLane:
         self._forget = KeyedScript(redis, ("tenants_key", "jobs_key", "chunks_key"), _FORGET)
 
     def _ring_keys(self, tenant: str, job_id: str) -> dict[str, str]:
-        return {"tenants_key": self._prefix + "tenants", "jobs_key": f"{self._prefix}tenant:{tenant}",
-                "chunks_key": f"{self._prefix}job:{job_id}"}
+        return {
+            "tenants_key": self._prefix + "tenants",
+            "jobs_key": f"{self._prefix}tenant:{tenant}",
+            "chunks_key": f"{self._prefix}job:{job_id}",
+        }
 
     def _claim_key(self, turn_id: str) -> str:
         return f"{self._prefix}turn:{turn_id}"
@@ -114,8 +118,9 @@ class BulkLane:
 
     def claim(self, turn_id: str) -> Claimed | None:
         """The chunk turn ``turn_id`` runs: the one it claimed before, else the next in turn."""
-        claimed = self._claim({"tenants_key": self._prefix + "tenants", "claim_key": self._claim_key(turn_id)},
-                              [self._prefix, self.ttl_s])
+        claimed = self._claim(
+            {"tenants_key": self._prefix + "tenants", "claim_key": self._claim_key(turn_id)}, [self._prefix, self.ttl_s]
+        )
         if claimed is None:
             return None
         job_id, _, chunk = claimed.decode().partition(" ")

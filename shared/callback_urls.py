@@ -61,8 +61,12 @@ def is_public_address(address: IPAddress) -> bool:
         if not all(is_public_address(inner) for inner in embedded_ipv4(address)):
             return False
     return address.is_global and not (
-        address.is_loopback or address.is_link_local or address.is_private or address.is_multicast
-        or address.is_reserved or address.is_unspecified
+        address.is_loopback
+        or address.is_link_local
+        or address.is_private
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
     )
 
 
@@ -77,7 +81,8 @@ class AddressPolicy:
     def from_settings(cls, settings: Settings) -> "AddressPolicy":
         networks = tuple(
             ipaddress.ip_network(n.strip(), strict=False)
-            for n in settings.webhook_allowed_networks.split(",") if n.strip()
+            for n in settings.webhook_allowed_networks.split(",")
+            if n.strip()
         )
         return cls(allow_private=settings.webhook_allow_private, allowed_networks=networks)
 
@@ -87,8 +92,9 @@ class AddressPolicy:
         candidates = [address]
         if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
             candidates.append(address.ipv4_mapped)
-        return any(a in network for a in candidates for network in self.allowed_networks
-                   if a.version == network.version)
+        return any(
+            a in network for a in candidates for network in self.allowed_networks if a.version == network.version
+        )
 
 
 def resolve(host: str, port: int) -> list[IPAddress]:
@@ -139,8 +145,9 @@ def parse_callback_url(url: Any) -> CallbackTarget:
     if not parts.hostname:
         raise InvalidRequest("'callback_url' needs a host", field="callback_url")
     if parts.username is not None or parts.password is not None:
-        raise InvalidRequest("'callback_url' must not carry credentials; deliveries are signed instead",
-                             field="callback_url")
+        raise InvalidRequest(
+            "'callback_url' must not carry credentials; deliveries are signed instead", field="callback_url"
+        )
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = 443 if parts.scheme == "https" else 80
     return CallbackTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port or default_port, path=path)
@@ -155,7 +162,8 @@ def permitted_addresses(target: CallbackTarget, policy: AddressPolicy, resolver:
         if not policy.permits(address):
             raise ForbiddenAddress(
                 "'callback_url' leads to a loopback, private or otherwise non-public address",
-                field="callback_url", address=str(address),
+                field="callback_url",
+                address=str(address),
             )
     return addresses
 

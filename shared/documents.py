@@ -86,7 +86,9 @@ class JobDocument(Document):
         def link(path: str) -> str:
             return public_url.rstrip("/") + path if public_url else path
 
-        webhook = JobWebhook(callback_url=job.callback_url, events=list(job.webhook_events)) if job.callback_url else None
+        webhook = (
+            JobWebhook(callback_url=job.callback_url, events=list(job.webhook_events)) if job.callback_url else None
+        )
         return cls(
             id=job.id,
             status=job.status,
@@ -111,7 +113,10 @@ class WebhookEvent(Document):
 
     type: Literal[tuple(EVENT_TYPES.values())]  # type: ignore[valid-type]
     timestamp: Timestamp
-    sequence: int = Field(ge=1, description="Numbers the job's events in the order they happened, from 1. "
-                          "Deliveries are made in that order where they can be; a receiver that sees a "
-                          "number lower than one it has applied can drop the event as stale.")
+    sequence: int = Field(
+        ge=1,
+        description="Numbers the job's events in the order they happened, from 1. "
+        "Deliveries are made in that order where they can be; a receiver that sees a "
+        "number lower than one it has applied can drop the event as stale.",
+    )
     data: JobDocument

@@ -191,10 +191,13 @@ def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
     if not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be between 1 and 100, not {quality}")
     params = [
-        cv2.IMWRITE_JPEG_QUALITY, quality,
+        cv2.IMWRITE_JPEG_QUALITY,
+        quality,
         # Progressive and optimised Huffman tables cost encode time for a few percent of size.
-        cv2.IMWRITE_JPEG_PROGRESSIVE, 0,
-        cv2.IMWRITE_JPEG_OPTIMIZE, 0,
+        cv2.IMWRITE_JPEG_PROGRESSIVE,
+        0,
+        cv2.IMWRITE_JPEG_OPTIMIZE,
+        0,
     ]
     ok, buf = cv2.imencode(".jpg", bgr, params)
     if not ok:
@@ -206,12 +209,16 @@ def _check_size(width: int, height: int, limits: Limits) -> None:
     if max(width, height) > limits.max_side:
         raise ImageTooLarge(
             f"image is {width}x{height}; the longest side may be at most {limits.max_side} pixels",
-            width=width, height=height, max_side=limits.max_side,
+            width=width,
+            height=height,
+            max_side=limits.max_side,
         )
     if width * height > limits.max_pixels:
         raise ImageTooLarge(
             f"image is {width}x{height} = {width * height} pixels; at most {limits.max_pixels} allowed",
-            width=width, height=height, max_pixels=limits.max_pixels,
+            width=width,
+            height=height,
+            max_pixels=limits.max_pixels,
         )
 
 
@@ -221,7 +228,10 @@ def _check_memory(width: int, height: int, decode_bytes: int, limits: Limits) ->
         raise ImageTooLarge(
             f"image is {width}x{height} and cannot be processed within a worker's memory budget "
             f"of {limits.worker_memory_bytes // 1024**2} MiB: {refusal}",
-            width=width, height=height, decode_bytes=decode_bytes, worker_memory_bytes=limits.worker_memory_bytes,
+            width=width,
+            height=height,
+            decode_bytes=decode_bytes,
+            worker_memory_bytes=limits.worker_memory_bytes,
         )
 
 
@@ -284,7 +294,7 @@ def _to_8bit_bgr(pixels: np.ndarray, premultiplied: bool) -> np.ndarray:
     bgr = np.empty((height, width, 3), np.uint8)
     rows = max(1, _STRIP_PIXELS // width)
     for start in range(0, height, rows):
-        bgr[start:start + rows] = _to_bgr(_to_uint8(pixels[start:start + rows]), premultiplied)
+        bgr[start : start + rows] = _to_bgr(_to_uint8(pixels[start : start + rows]), premultiplied)
     return bgr
 
 

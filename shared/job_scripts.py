@@ -15,25 +15,42 @@ from __future__ import annotations
 from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemStatus, JobStatus
 from shared.redis_keys import LUA_JOB_PURGE_MEMBER, RedisKeys
 
-KEY_NAMES = ("job_key", "items_key", "statuses_key", "errors_key", "attempts_key", "inputs_key", "objects_key",
-             "purge_key", "active_key")
+KEY_NAMES = (
+    "job_key",
+    "items_key",
+    "statuses_key",
+    "errors_key",
+    "attempts_key",
+    "inputs_key",
+    "objects_key",
+    "purge_key",
+    "active_key",
+)
 
 
 def script_keys(keys: RedisKeys, job_id: str) -> dict[str, str]:
     """The keys of :data:`KEY_NAMES` for one job."""
     job = keys.job(job_id)
-    return {"job_key": job.record, "items_key": job.items, "statuses_key": job.statuses, "errors_key": job.errors,
-            "attempts_key": job.attempts, "inputs_key": job.inputs, "objects_key": job.input_objects,
-            "purge_key": keys.purge, "active_key": keys.active}
+    return {
+        "job_key": job.record,
+        "items_key": job.items,
+        "statuses_key": job.statuses,
+        "errors_key": job.errors,
+        "attempts_key": job.attempts,
+        "inputs_key": job.inputs,
+        "objects_key": job.input_objects,
+        "purge_key": keys.purge,
+        "active_key": keys.active,
+    }
 
 
 def _lua_table(rows: dict[str, str]) -> str:
     return "{" + ", ".join(f"['{key}'] = {value}" for key, value in rows.items()) + "}"
 
 
-_ALLOWED = _lua_table({
-    status: _lua_table({target: "true" for target in sorted(targets)}) for status, targets in TRANSITIONS.items()
-})
+_ALLOWED = _lua_table(
+    {status: _lua_table({target: "true" for target in sorted(targets)}) for status, targets in TRANSITIONS.items()}
+)
 _TERMINAL = _lua_table({status: "true" for status in sorted(TERMINAL_STATUSES)})
 
 _COMMON = f"""
@@ -147,17 +164,22 @@ end
 """
 
 # -> {started 1|0, job fields}; nil when the job does not exist
-MARK_RUNNING = _COMMON + f"""
+MARK_RUNNING = (
+    _COMMON
+    + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
 touch()
 local started = set_status('{JobStatus.RUNNING}') and 1 or 0
 return {{started, redis.call('HGETALL', job_key)}}
 """
+)
 
 # ARGV[5]: how many fresh items to begin now; ARGV[6..]: the chunk's indices
 #   -> {started 1|0, fresh, retried, job fields, inputs}; nil when the job does not exist.
 #   inputs: index, input record for each fresh or retried item that has one
-BEGIN_CHUNK = _COMMON + f"""
+BEGIN_CHUNK = (
+    _COMMON
+    + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
 if terminal[redis.call('HGET', job_key, 'status')] then
   return {{0, {{}}, {{}}, redis.call('HGETALL', job_key), {{}}}}
@@ -189,11 +211,14 @@ for _, list in ipairs({{fresh, retried}}) do
 end
 return {{started, fresh, retried, redis.call('HGETALL', job_key), inputs}}
 """
+)
 
 # ARGV[5]: max attempts   ARGV[6]: exhausted error format   ARGV[7]: n outcomes,
 # then n x (index, 'done' | 'failed', error JSON or ''), then the indices to begin
 #   -> {counted indices, started, exhausted, finished 1|0, job fields, emptied input objects}
-RECORD = _COMMON + """
+RECORD = (
+    _COMMON
+    + """
 local n = tonumber(ARGV[7])
 local counted = {}
 for i = 0, n - 1 do
@@ -211,9 +236,12 @@ if status then touch() end
 local finished = maybe_finish() and 1 or 0
 return {counted, started, exhausted, finished, redis.call('HGETALL', job_key), emptied}
 """
+)
 
 # ARGV[5..]: indices whose last attempt is given back, if still unfinished
-FORGIVE = _COMMON + """
+FORGIVE = (
+    _COMMON
+    + """
 for i = 5, #ARGV do
   local index = ARGV[i]
   if unfinished(index) and tonumber(redis.call('HGET', attempts_key, index) or '0') > 0 then
@@ -222,10 +250,13 @@ for i = 5, #ARGV do
 end
 return 0
 """
+)
 
 # ARGV[5]: n, then per item: index, item JSON, error JSON ('' when none), input record ('' when
 # none)   -> items added; nil when no job
-ADD_ITEMS = _COMMON + f"""
+ADD_ITEMS = (
+    _COMMON
+    + f"""
 if redis.call('EXISTS', job_key) == 0 then return false end
 local added = 0
 local n = tonumber(ARGV[5])
@@ -249,10 +280,13 @@ for _, key in ipairs({{items_key, statuses_key, errors_key, inputs_key, objects_
 touch()
 return added
 """
+)
 
 # ARGV[5], ARGV[6]: error code and message ('' when the archive was read to its end)
 #   -> {finished 1|0, job fields}; nil when no job
-END_EXPANSION = _COMMON + """
+END_EXPANSION = (
+    _COMMON
+    + """
 if redis.call('EXISTS', job_key) == 0 then return false end
 if redis.call('HGET', job_key, 'expanded') == '1' then return {0, redis.call('HGETALL', job_key)} end
 redis.call('HSET', job_key, 'expanded', '1')
@@ -260,11 +294,15 @@ if ARGV[5] ~= '' then redis.call('HSET', job_key, 'error_code', ARGV[5], 'error_
 local finished = maybe_finish() and 1 or 0
 return {finished, redis.call('HGETALL', job_key)}
 """
+)
 
 # ARGV[5]: the new status   -> {changed 1|0, previous status, job fields}; nil when no job
-SET_STATUS = _COMMON + """
+SET_STATUS = (
+    _COMMON
+    + """
 local current = redis.call('HGET', job_key, 'status')
 if not current then return false end
 local changed = set_status(ARGV[5]) and 1 or 0
 return {changed, current, redis.call('HGETALL', job_key)}
 """
+)

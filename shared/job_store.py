@@ -73,8 +73,14 @@ class Recorded:
 class JobStore:
     """Jobs, their items and the items' processing attempts, in one Redis database."""
 
-    def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str | None = None, listeners: Sequence[JobListener] = ()) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        namespace: str | None = None,
+        listeners: Sequence[JobListener] = (),
+    ) -> None:
         """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         self.redis = redis
         self.settings = settings
@@ -209,8 +215,12 @@ class JobStore:
             return 0
         args: list[Any] = [len(items)]
         for item in items:
-            args += [item.index, item_json(item), error_json(item.error) if item.error is not None else "",
-                     item.input.encode() if item.input is not None else ""]
+            args += [
+                item.index,
+                item_json(item),
+                error_json(item.error) if item.error is not None else "",
+                item.input.encode() if item.input is not None else "",
+            ]
         result = self._run(self._add_items, job_id, *args)
         if result is None:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
@@ -304,16 +314,24 @@ class JobStore:
         ended = [by_index[int(index)] for index in counted]
         exhausted_pairs = _ints(exhausted)
         exhausted_indices = exhausted_pairs[0::2]
-        ended += [ItemResult.failed(index, _exhausted_error(used))
-                  for index, used in zip(exhausted_indices, exhausted_pairs[1::2])]
+        ended += [
+            ItemResult.failed(index, _exhausted_error(used))
+            for index, used in zip(exhausted_indices, exhausted_pairs[1::2])
+        ]
         job = _job(fields) if fields else None
         if job is not None:
             if ended:
                 self._notify("items_finished", job, ended)
             if finished:
                 self._notify("job_finished", job)
-        return Recorded(counted=ended, started=_ints(started), exhausted=exhausted_indices,
-                        finished=bool(finished), job=job, emptied=[name.decode() for name in emptied])
+        return Recorded(
+            counted=ended,
+            started=_ints(started),
+            exhausted=exhausted_indices,
+            finished=bool(finished),
+            job=job,
+            emptied=[name.decode() for name in emptied],
+        )
 
     def forgive_attempts(self, job_id: str, indices: Iterable[int]) -> None:
         """Take back the last attempt of each of ``indices`` still unfinished, ended by a failure

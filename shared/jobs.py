@@ -33,15 +33,17 @@ class ItemStatus(StrEnum):
     CANCELED = "canceled"  # shown for items a canceled job will never process
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED,
-                               JobStatus.CANCELED})
+TERMINAL_STATUSES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
+)
 
 # The only moves a job may make; the job scripts are generated from this table, so Redis
 # enforces exactly what it states.
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELED}),
-    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED,
-                                  JobStatus.CANCELED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
+    ),
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.PARTIALLY_SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),

@@ -175,8 +175,13 @@ def lightness(bgr: np.ndarray) -> np.ndarray:
 # --- the join -------------------------------------------------------------------------
 
 
-def join_lightness_and_ab(l_full: np.ndarray | Lightness, ab_small: np.ndarray, guided: bool = True,
-                          guide: np.ndarray | None = None, workspace: Workspace | None = None) -> np.ndarray:
+def join_lightness_and_ab(
+    l_full: np.ndarray | Lightness,
+    ab_small: np.ndarray,
+    guided: bool = True,
+    guide: np.ndarray | None = None,
+    workspace: Workspace | None = None,
+) -> np.ndarray:
     """Upsample predicted ab (h, w, 2) to the size of L (H, W) and return uint8 BGR (H, W, 3).
 
     The original full-resolution L is kept untouched: only chroma comes from the model.

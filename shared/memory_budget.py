@@ -59,6 +59,5 @@ class MemoryBudget:
         if pixels > self.batch_pixels:
             return f"{pixels} pixels; at most {self.batch_pixels} fit"
         if decode_bytes > self.batch_decode_bytes:
-            return (f"decoding it takes {decode_bytes // MIB} MiB; "
-                    f"at most {self.batch_decode_bytes // MIB} MiB fit")
+            return f"decoding it takes {decode_bytes // MIB} MiB; at most {self.batch_decode_bytes // MIB} MiB fit"
         return None

@@ -81,8 +81,9 @@ def multiprocess_enabled() -> bool:
     return getattr(values.ValueClass, "_multiprocess", False)
 
 
-def exposition_registry(settings: Settings, collectors: Iterable[Collector] = (),
-                        own: CollectorRegistry | None = None) -> CollectorRegistry:
+def exposition_registry(
+    settings: Settings, collectors: Iterable[Collector] = (), own: CollectorRegistry | None = None
+) -> CollectorRegistry:
     """The registry a scrape reads: every process's files in multiprocess mode, else ``own``."""
     if settings.metrics_dir is not None and multiprocess_enabled():
         registry = CollectorRegistry()
@@ -99,11 +100,16 @@ def exposition_registry(settings: Settings, collectors: Iterable[Collector] = ()
 
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.requests = Counter("colorize_http_requests", "HTTP requests answered.",
-                                ["method", "route", "status"], registry=registry)
-        self.request_seconds = Histogram("colorize_http_request_duration_seconds",
-                                         "Time from request to response, by route.", ["method", "route"],
-                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.requests = Counter(
+            "colorize_http_requests", "HTTP requests answered.", ["method", "route", "status"], registry=registry
+        )
+        self.request_seconds = Histogram(
+            "colorize_http_request_duration_seconds",
+            "Time from request to response, by route.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.jobs_created = Counter("colorize_jobs_created", "Jobs accepted.", ["source_kind"], registry=registry)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -152,17 +158,33 @@ class WorkerMetrics(JobListener):
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.items_processed = Counter("colorize_items_processed", "Items colorized and stored.", registry=registry)
-        self.items_failed = Counter("colorize_items_failed", "Items failed, by error code.", ["code"],
-                                    registry=registry)
-        self.stage_seconds = Histogram("colorize_stage_duration_seconds", "Time spent per processing stage.",
-                                       ["stage"], buckets=STAGE_BUCKETS, registry=registry)
-        self.model_load_seconds = Histogram("colorize_model_load_duration_seconds", "Time to load a model.",
-                                            ["model", "device"], buckets=LOAD_BUCKETS, registry=registry)
-        self.webhook_deliveries = Counter("colorize_webhook_deliveries", "Webhook delivery attempts.",
-                                          ["event", "outcome"], registry=registry)
-        self.webhook_seconds = Histogram("colorize_webhook_delivery_duration_seconds",
-                                         "Time of one webhook delivery attempt.", ["event"],
-                                         buckets=LATENCY_BUCKETS, registry=registry)
+        self.items_failed = Counter(
+            "colorize_items_failed", "Items failed, by error code.", ["code"], registry=registry
+        )
+        self.stage_seconds = Histogram(
+            "colorize_stage_duration_seconds",
+            "Time spent per processing stage.",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
+        self.model_load_seconds = Histogram(
+            "colorize_model_load_duration_seconds",
+            "Time to load a model.",
+            ["model", "device"],
+            buckets=LOAD_BUCKETS,
+            registry=registry,
+        )
+        self.webhook_deliveries = Counter(
+            "colorize_webhook_deliveries", "Webhook delivery attempts.", ["event", "outcome"], registry=registry
+        )
+        self.webhook_seconds = Histogram(
+            "colorize_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt.",
+            ["event"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:

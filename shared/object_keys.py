@@ -1,10 +1,10 @@
 """The object key layout of the store. Every key lives under ``tenants/<tenant>/``::
 
-    tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
-    tenants/<tenant>/jobs/<job id>/source                    source posted through the API
-    tenants/<tenant>/jobs/<job id>/inputs/<first:07d>-<last:07d>   a tar chunk's images, items <first>
-                                                             to <last>, back to back (kept until they have all ended)
-    tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
+tenants/<tenant>/uploads/<upload id>                     presigned upload of a source
+tenants/<tenant>/jobs/<job id>/source                    source posted through the API
+tenants/<tenant>/jobs/<job id>/inputs/<first:07d>-<last:07d>   a tar chunk's images, items <first>
+                                                         to <last>, back to back (kept until they have all ended)
+tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
 """
 
 from __future__ import annotations

@@ -80,8 +80,14 @@ def seconds_to_next_utc_day(timestamp: float) -> int:
 class QuotaStore:
     """The quotas of ``settings.quotas`` for every tenant, counted in one Redis database."""
 
-    def __init__(self, redis: Redis, quotas: Quotas, jobs: JobStore, clock: Callable[[], float] = time.time,
-                 namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        quotas: Quotas,
+        jobs: JobStore,
+        clock: Callable[[], float] = time.time,
+        namespace: str | None = None,
+    ) -> None:
         """``namespace``: of the keys; None: that of ``jobs``, whose jobs the quotas count."""
         self.redis = redis
         self.quotas = quotas
@@ -106,7 +112,9 @@ class QuotaStore:
         if not taken:
             raise RateLimited(
                 f"too many requests: at most {rate:g} per second (bursts of {burst})",
-                retry_after_s=max(1, math.ceil(float(wait))), limit_per_s=rate, burst=burst,
+                retry_after_s=max(1, math.ceil(float(wait))),
+                limit_per_s=rate,
+                burst=burst,
             )
 
     # wrong API keys per client address
@@ -129,7 +137,10 @@ class QuotaStore:
         if not taken:
             raise RateLimited(
                 f"too many requests with a wrong API key from this address: at most {rate:g} per second "
-                f"(bursts of {burst})", retry_after_s=max(1, math.ceil(float(wait))), limit_per_s=rate, burst=burst,
+                f"(bursts of {burst})",
+                retry_after_s=max(1, math.ceil(float(wait))),
+                limit_per_s=rate,
+                burst=burst,
             )
 
     # jobs in flight
@@ -158,7 +169,9 @@ class QuotaStore:
             self.redis.zrem(key, job_id)
             raise QuotaExceeded(
                 f"{limit} jobs are already queued or running; submit more when some have finished",
-                retry_after_s=IN_FLIGHT_RETRY_AFTER_S, quota="jobs_in_flight", limit=limit,
+                retry_after_s=IN_FLIGHT_RETRY_AFTER_S,
+                quota="jobs_in_flight",
+                limit=limit,
             )
         try:
             yield
@@ -175,7 +188,8 @@ class QuotaStore:
         statuses = self._jobs.statuses([job_id.decode() for job_id, _ in members])
         stale_before = self._clock() - RESERVATION_GRACE_S
         gone = [
-            job_id for (job_id, reserved_at), status in zip(members, statuses)
+            job_id
+            for (job_id, reserved_at), status in zip(members, statuses)
             if (status is None and reserved_at < stale_before) or status in TERMINAL_STATUSES
         ]
         if gone:
@@ -205,5 +219,7 @@ class QuotaStore:
     def _images_used_up(self, limit: int) -> QuotaExceeded:
         return QuotaExceeded(
             f"the daily quota of {limit} images is used up; it renews at 00:00 UTC",
-            retry_after_s=seconds_to_next_utc_day(self._clock()), quota="images_per_day", limit=limit,
+            retry_after_s=seconds_to_next_utc_day(self._clock()),
+            quota="images_per_day",
+            limit=limit,
         )

@@ -26,8 +26,19 @@ from dataclasses import field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
 
-from pydantic import (AfterValidator, AnyUrl, BeforeValidator, ConfigDict, Field, NonNegativeFloat,
-                      NonNegativeInt, PositiveFloat, TypeAdapter, UrlConstraints, ValidationError)
+from pydantic import (
+    AfterValidator,
+    AnyUrl,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    TypeAdapter,
+    UrlConstraints,
+    ValidationError,
+)
 from pydantic.dataclasses import dataclass
 
 from shared.redis_keys import NAMESPACE
@@ -150,10 +161,16 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
 }
 
 # The project's other COLORIZE_* variables, not settings: the command-line client's and the test suite's.
-OTHER_VARIABLES = frozenset({
-    "COLORIZE_API_URL", "COLORIZE_API_KEY",
-    "COLORIZE_SOAK", "COLORIZE_FUZZ_EXAMPLES", "COLORIZE_TEST_EXTRAS", "COLORIZE_WEB_SCREENSHOT_DIR",
-})
+OTHER_VARIABLES = frozenset(
+    {
+        "COLORIZE_API_URL",
+        "COLORIZE_API_KEY",
+        "COLORIZE_SOAK",
+        "COLORIZE_FUZZ_EXAMPLES",
+        "COLORIZE_TEST_EXTRAS",
+        "COLORIZE_WEB_SCREENSHOT_DIR",
+    }
+)
 
 
 @dataclass(frozen=True, config=_CONFIG)
@@ -326,15 +343,25 @@ class Settings:
         ``from_env`` runs this; building an object does not, so that tests and tools can make
         variants one field at a time."""
         relations = [  # (holds, setting, what it must do, the other setting)
-            (self.task_time_limit_s > self.task_soft_time_limit_s, "task_time_limit_s", "exceed",
-             "task_soft_time_limit_s"),
-            (self.visibility_timeout_s > self.task_time_limit_s, "visibility_timeout_s", "exceed",
-             "task_time_limit_s"),
-            (self.webhook_retry_max_s >= self.webhook_retry_base_s, "webhook_retry_max_s", "be at least",
-             "webhook_retry_base_s"),
+            (
+                self.task_time_limit_s > self.task_soft_time_limit_s,
+                "task_time_limit_s",
+                "exceed",
+                "task_soft_time_limit_s",
+            ),
+            (self.visibility_timeout_s > self.task_time_limit_s, "visibility_timeout_s", "exceed", "task_time_limit_s"),
+            (
+                self.webhook_retry_max_s >= self.webhook_retry_base_s,
+                "webhook_retry_max_s",
+                "be at least",
+                "webhook_retry_base_s",
+            ),
         ]
-        problems = [f"{_canonical((a,))}={getattr(self, a)!r} must {must} {_canonical((b,))}={getattr(self, b)!r}"
-                    for holds, a, must, b in relations if not holds]
+        problems = [
+            f"{_canonical((a,))}={getattr(self, a)!r} must {must} {_canonical((b,))}={getattr(self, b)!r}"
+            for holds, a, must, b in relations
+            if not holds
+        ]
         if problems:
             raise SettingsError(problems)
 
@@ -368,12 +395,18 @@ def _warn_unknown(env: Mapping[str, str]) -> None:
 _BOOLEAN = "is not a boolean (true/false, 1/0, yes/no, on/off)"
 # What each kind of pydantic error means for one variable, worded to follow "NAME='value' ".
 _EXPECTED = {
-    "bool_parsing": _BOOLEAN, "bool_type": _BOOLEAN,
-    "int_parsing": "is not an integer", "int_type": "is not an integer", "int_from_float": "is not an integer",
-    "float_parsing": "is not a number", "float_type": "is not a number",
+    "bool_parsing": _BOOLEAN,
+    "bool_type": _BOOLEAN,
+    "int_parsing": "is not an integer",
+    "int_type": "is not an integer",
+    "int_from_float": "is not an integer",
+    "float_parsing": "is not a number",
+    "float_type": "is not a number",
     "finite_number": "is not a finite number",
-    "greater_than_equal": "must be at least {ge}", "greater_than": "must be greater than {gt}",
-    "less_than_equal": "must be at most {le}", "less_than": "must be less than {lt}",
+    "greater_than_equal": "must be at least {ge}",
+    "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}",
+    "less_than": "must be less than {lt}",
     "literal_error": "must be {expected}",
     "string_type": "is not a string",
     "string_too_long": "must be at most {max_length} characters long",

@@ -39,13 +39,15 @@ _BAD_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"
 # Browsers (the web page, api/web.py) read results and upload parts through presigned URLs.
 # The signature in each URL is what authorizes it, so any origin may send one; the page needs
 # each part's ETag to complete a multipart upload.
-BROWSER_CORS_RULES = [{
-    "AllowedOrigins": ["*"],
-    "AllowedMethods": ["GET", "HEAD", "PUT"],
-    "AllowedHeaders": ["*"],
-    "ExposeHeaders": ["ETag"],
-    "MaxAgeSeconds": 3600,
-}]
+BROWSER_CORS_RULES = [
+    {
+        "AllowedOrigins": ["*"],
+        "AllowedMethods": ["GET", "HEAD", "PUT"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": ["ETag"],
+        "MaxAgeSeconds": 3600,
+    }
+]
 # Stores without bucket CORS configuration answer these; their own CORS policy then applies.
 _NO_CORS_CODES = frozenset({"NotImplemented", "MethodNotAllowed", "501"})
 
@@ -344,7 +346,9 @@ class Storage:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if size is not None:
             params["ContentLength"] = size
-        return self._presign_client.generate_presigned_url("put_object", Params=params, ExpiresIn=self._expiry(expires_s))
+        return self._presign_client.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=self._expiry(expires_s)
+        )
 
     # --- multipart uploads by clients -----------------------------------------------------
 
@@ -352,14 +356,17 @@ class Storage:
         with _translated_errors(key):
             return self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
-    def presign_part(self, key: str, upload_id: str, part_number: int, size: int | None = None,
-                     expires_s: int | None = None) -> str:
+    def presign_part(
+        self, key: str, upload_id: str, part_number: int, size: int | None = None, expires_s: int | None = None
+    ) -> str:
         """A URL to PUT one part with; with ``size``, its Content-Length is signed (as ``presign_put``)."""
         _check_part_number(part_number)
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id, "PartNumber": part_number}
         if size is not None:
             params["ContentLength"] = size
-        return self._presign_client.generate_presigned_url("upload_part", Params=params, ExpiresIn=self._expiry(expires_s))
+        return self._presign_client.generate_presigned_url(
+            "upload_part", Params=params, ExpiresIn=self._expiry(expires_s)
+        )
 
     def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
         """Join uploaded parts, given as ``[{"part_number": n, "etag": "..."}]``."""

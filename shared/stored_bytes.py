@@ -87,7 +87,11 @@ class StoredBytes:
             raise QuotaExceeded(
                 f"the storage quota of {self.limit} bytes would be exceeded: {int(used)} bytes are kept "
                 f"(uploads, sources and results until their jobs expire) and {size} more were asked for",
-                retry_after_s=RETRY_AFTER_S, quota="stored_bytes", limit=self.limit, used=int(used), requested=size,
+                retry_after_s=RETRY_AFTER_S,
+                quota="stored_bytes",
+                limit=self.limit,
+                used=int(used),
+                requested=size,
             )
 
     def settle(self, tenant: str, owner: str, size: int) -> None:

@@ -81,8 +81,9 @@ class PurgeIndex:
 class StallWatch:
     """Unfinished jobs, each by the time it counts as stalled unless it moves before."""
 
-    def __init__(self, redis: Redis, stall_after_s: int, clock: Callable[[], float] = time.time,
-                 namespace: str = NAMESPACE) -> None:
+    def __init__(
+        self, redis: Redis, stall_after_s: int, clock: Callable[[], float] = time.time, namespace: str = NAMESPACE
+    ) -> None:
         self.stall_after_s = stall_after_s
         self._deadlines = _Deadlines(redis, RedisKeys(namespace).active, clock)
 

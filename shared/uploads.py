@@ -53,8 +53,9 @@ return 1
 class UploadStore:
     """Upload records of one Redis database."""
 
-    def __init__(self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time,
-                 namespace: str | None = None) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, clock: Callable[[], float] = time.time, namespace: str | None = None
+    ) -> None:
         """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         self.redis = redis
         self.settings = settings
@@ -62,15 +63,30 @@ class UploadStore:
         self._clock = clock
         self._claim = KeyedScript(redis, ["upload_key"], _LUA_CLAIM)
 
-    def create(self, *, tenant: str, filename: str | None, size: int, key: str, multipart_id: str | None,
-               upload_id: str | None = None) -> Upload:
+    def create(
+        self,
+        *,
+        tenant: str,
+        filename: str | None,
+        size: int,
+        key: str,
+        multipart_id: str | None,
+        upload_id: str | None = None,
+    ) -> Upload:
         upload_id = upload_id or new_id()
         now = self._clock()
         expires_at = now + self.settings.result_ttl_s
         fields = {
-            "id": upload_id, "tenant": tenant, "filename": filename or "", "size": size, "key": key,
-            "multipart_id": multipart_id or "", "state": UploadState.PENDING, "job_id": "",
-            "created_at": repr(now), "expires_at": repr(expires_at),
+            "id": upload_id,
+            "tenant": tenant,
+            "filename": filename or "",
+            "size": size,
+            "key": key,
+            "multipart_id": multipart_id or "",
+            "state": UploadState.PENDING,
+            "job_id": "",
+            "created_at": repr(now),
+            "expires_at": repr(expires_at),
         }
         record = self.keys.upload(upload_id)
         pipe = self.redis.pipeline(transaction=True)
@@ -87,9 +103,15 @@ class UploadStore:
             raise NotFound(f"no upload with id {upload_id!r}", upload_id=upload_id)
         text = {k.decode(): v.decode() for k, v in raw.items()}
         return Upload(
-            id=text["id"], tenant=text["tenant"], filename=text["filename"] or None, size=int(text["size"]),
-            key=text["key"], multipart_id=text["multipart_id"] or None, state=UploadState(text["state"]),
-            job_id=text["job_id"] or None, created_at=float(text["created_at"]),
+            id=text["id"],
+            tenant=text["tenant"],
+            filename=text["filename"] or None,
+            size=int(text["size"]),
+            key=text["key"],
+            multipart_id=text["multipart_id"] or None,
+            state=UploadState(text["state"]),
+            job_id=text["job_id"] or None,
+            created_at=float(text["created_at"]),
             expires_at=float(text["expires_at"]),
         )
 

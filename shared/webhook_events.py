@@ -96,15 +96,21 @@ class WebhookMessage:
         return cls(**fields, sequence=int(raw.get("sequence", 0)))
 
 
-def message_for(job: Job, event: str, at: float, public_url: str | None, sequence: int,
-                progress_step: int | None = None) -> WebhookMessage:
+def message_for(
+    job: Job, event: str, at: float, public_url: str | None, sequence: int, progress_step: int | None = None
+) -> WebhookMessage:
     # Ids follow from the job and event, so a message published twice is one message to the receiver.
     suffix = f"_{progress_step}" if progress_step is not None else ""
-    body = WebhookEvent(type=EVENT_TYPES[event], timestamp=iso_time(at), sequence=sequence,
-                        data=JobDocument.of(job, public_url))
+    body = WebhookEvent(
+        type=EVENT_TYPES[event], timestamp=iso_time(at), sequence=sequence, data=JobDocument.of(job, public_url)
+    )
     return WebhookMessage(
-        id=f"msg_{job.id}_{event}{suffix}", job_id=job.id, tenant=job.tenant, event=event,
-        url=job.callback_url or "", body=json.dumps(body.model_dump(mode="json"), separators=(",", ":")),
+        id=f"msg_{job.id}_{event}{suffix}",
+        job_id=job.id,
+        tenant=job.tenant,
+        event=event,
+        url=job.callback_url or "",
+        body=json.dumps(body.model_dump(mode="json"), separators=(",", ":")),
         sequence=sequence,
     )
 
@@ -129,8 +135,14 @@ class WebhookNotifier(JobListener):
     The job store hands each change the job as it left it, so a job without a callback costs
     nothing, and a progress event one throttle check per batch of finished items."""
 
-    def __init__(self, redis: Redis, settings: Settings, publish: Callable[[dict[str, str]], None],
-                 clock: Callable[[], float] = time.time, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        publish: Callable[[dict[str, str]], None],
+        clock: Callable[[], float] = time.time,
+        namespace: str | None = None,
+    ) -> None:
         """``namespace``: of the keys; None: ``settings.redis_namespace``."""
         namespace = settings.redis_namespace if namespace is None else namespace
         self.settings = settings
@@ -153,8 +165,10 @@ class WebhookNotifier(JobListener):
             return
         step_pct = self.settings.webhook_progress_step_pct
         step = processed if step_pct == 0 else (processed * 100 // job.total // step_pct if job.total else 0)
-        sequence = self._gate({"throttle": self._keys.job(job.id).webhook_progress},
-                              [repr(self._clock()), self.settings.webhook_progress_interval_s, step, job.expires_at])
+        sequence = self._gate(
+            {"throttle": self._keys.job(job.id).webhook_progress},
+            [repr(self._clock()), self.settings.webhook_progress_interval_s, step, job.expires_at],
+        )
         if sequence:
             self._emit(job, PROGRESS, progress_step=int(sequence))
 

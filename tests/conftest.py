@@ -36,12 +36,13 @@ SERVICE_FIXTURES = frozenset({"redis_server", "s3_server", "rabbitmq_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    unmarked = [item.nodeid for item in items
-                if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
-                and item.get_closest_marker("integration") is None]
+    unmarked = [
+        item.nodeid
+        for item in items
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("integration") is None
+    ]
     if unmarked:
-        raise pytest.UsageError("tests that use real services must be marked integration:\n  "
-                                + "\n  ".join(unmarked))
+        raise pytest.UsageError("tests that use real services must be marked integration:\n  " + "\n  ".join(unmarked))
 
 
 @pytest.fixture(scope="session")

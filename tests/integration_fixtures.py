@@ -68,8 +68,11 @@ def broker_idle(settings: Settings) -> bool:
         for check in range(2):
             if check:
                 time.sleep(0.1)
-            if (queue_depth(client, QUEUE, prefix) or queue_depth(client, WEBHOOK_QUEUE, prefix)
-                    or client.hlen(prefix + UNACKED_KEY)):
+            if (
+                queue_depth(client, QUEUE, prefix)
+                or queue_depth(client, WEBHOOK_QUEUE, prefix)
+                or client.hlen(prefix + UNACKED_KEY)
+            ):
                 return False
         return True
     finally:
@@ -79,17 +82,40 @@ def broker_idle(settings: Settings) -> bool:
 class WorkerProcess:
     """One ``celery worker`` (main process plus pool processes) in its own process group."""
 
-    def __init__(self, settings: Settings, name: str, log_dir: Path, extra_modules: tuple[str, ...] = (),
-                 queues: str = "colorize", pool: str = "prefork", concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        log_dir: Path,
+        extra_modules: tuple[str, ...] = (),
+        queues: str = "colorize",
+        pool: str = "prefork",
+        concurrency: int = 1,
+    ) -> None:
         self.settings = settings
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         # Workers of the colorize queue record heartbeats; others are ready when Celery says so.
         self.heartbeats = "colorize" in queues.split(",")
         command = [
-            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-            "-Q", queues, "-n", f"{name}@%h", "-c", str(concurrency), "--pool", pool,
-            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.celery_app",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            f"{name}@%h",
+            "-c",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
         ]
         for module in extra_modules:
             command += ["-I", module]
@@ -188,10 +214,13 @@ def start_worker(tmp_path_factory) -> Iterator[Callable[..., WorkerProcess]]:
     log_dir = tmp_path_factory.mktemp("worker-logs")
     started: list[WorkerProcess] = []
 
-    def start(settings: Settings, count: int = 1, extra_modules: tuple[str, ...] = (), **options) -> list[WorkerProcess]:
+    def start(
+        settings: Settings, count: int = 1, extra_modules: tuple[str, ...] = (), **options
+    ) -> list[WorkerProcess]:
         """``options``: ``queues``, ``pool``, ``concurrency`` of :class:`WorkerProcess`."""
-        workers = [WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options)
-                   for i in range(count)]
+        workers = [
+            WorkerProcess(settings, f"w{len(started) + i}", log_dir, extra_modules, **options) for i in range(count)
+        ]
         started.extend(workers)
         heartbeats = WorkerHeartbeats(redis.Redis.from_url(settings.redis_url), namespace=settings.redis_namespace)
         for worker in workers:

@@ -36,14 +36,17 @@ def build_test_model(models_dir: Path, name: str = "test-tiny", input_size: int 
     directory = models_dir / name
     directory.mkdir(parents=True, exist_ok=True)
     onnx.save(model, directory / "model.onnx")
-    return write_manifest(directory, {
-        "name": name,
-        "description": "deterministic test model",
-        "format": "onnx",
-        "file": "model.onnx",
-        "input": {"name": "l", "size": input_size, "normalisation": {"subtract": 50.0, "divide": 1.0}},
-        "output": {"name": "ab", "downsample": 4},
-        "bins": "eccv16-313",
-        "temperature": 0.38,
-        "licence": "MIT",
-    })
+    return write_manifest(
+        directory,
+        {
+            "name": name,
+            "description": "deterministic test model",
+            "format": "onnx",
+            "file": "model.onnx",
+            "input": {"name": "l", "size": input_size, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+            "output": {"name": "ab", "downsample": 4},
+            "bins": "eccv16-313",
+            "temperature": 0.38,
+            "licence": "MIT",
+        },
+    )

@@ -84,8 +84,15 @@ def test_submit_image_returns_202_with_location_and_job(client, jobs) -> None:
     }
     assert client.get(job["links"]["self"]).get_json() == job
     (item,) = client.get(job["links"]["items"]).get_json()["items"]
-    assert item == {"index": 0, "path": "old photo.png", "output_path": "old photo.jpg", "status": "pending",
-                    "size": len(png_bytes()), "result_url": None, "error": None}
+    assert item == {
+        "index": 0,
+        "path": "old photo.png",
+        "output_path": "old photo.jpg",
+        "status": "pending",
+        "size": len(png_bytes()),
+        "result_url": None,
+        "error": None,
+    }
 
 
 def test_submit_archive_is_queued_for_expansion(client) -> None:
@@ -190,8 +197,7 @@ def test_item_pages_link_to_the_next(client, jobs) -> None:
     listing = client.get(f"/v1/jobs/{job['id']}/items?limit=1").get_json()
     assert listing["total"] == 1 and listing["next"] is None and len(listing["items"]) == 1
     # An archive job still being expanded may have more items than registered so far.
-    archive_job = jobs.create_job(tenant="local", model=TEST_MODEL, temperature=None, source_kind="zip",
-                                  source_key="k")
+    archive_job = jobs.create_job(tenant="local", model=TEST_MODEL, temperature=None, source_kind="zip", source_key="k")
     jobs.add_items(archive_job.id, [NewItem(i, f"{i}.png", f"{i}.jpg", 1) for i in range(3)])
     page = client.get(f"/v1/jobs/{archive_job.id}/items?offset=0&limit=2").get_json()
     assert [i["index"] for i in page["items"]] == [0, 1]
@@ -343,14 +349,17 @@ def error_of(response) -> dict:
     return response.get_json()["error"]
 
 
-@pytest.mark.parametrize("fields, field", [
-    ({"temperature": "0.5"}, "temperature"),  # JSON numbers are numbers, not text
-    ({"temperature": ""}, "temperature"),
-    ({"temperature": True}, "temperature"),
-    ({"model": 5}, "model"),
-    ({"filename": ["a.png"]}, "filename"),
-    ({"upload_id": ""}, "upload_id"),
-])
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"temperature": "0.5"}, "temperature"),  # JSON numbers are numbers, not text
+        ({"temperature": ""}, "temperature"),
+        ({"temperature": True}, "temperature"),
+        ({"model": 5}, "model"),
+        ({"filename": ["a.png"]}, "filename"),
+        ({"upload_id": ""}, "upload_id"),
+    ],
+)
 def test_json_job_fields_must_have_their_described_types(client, fields, field) -> None:
     error = error_of(client.post("/v1/jobs", json={"upload_id": "some-upload", **fields}))
     assert error["details"]["field"] == field and f"'{field}'" in error["message"]
@@ -377,13 +386,16 @@ def test_a_form_without_a_file_says_so(client) -> None:
     assert error["message"] == "the multipart form needs a 'file' field" and error["details"]["field"] == "file"
 
 
-@pytest.mark.parametrize("parts, field", [
-    ([], "parts"),
-    ([{"part_number": 0, "etag": "x"}], "parts[0].part_number"),
-    ([{"part_number": 1, "etag": "x"}, {"part_number": 2}], "parts[1].etag"),
-    ([{"part_number": 1, "etag": "x", "size": 5}], "parts[0].size"),
-    ("1,2", "parts"),
-])
+@pytest.mark.parametrize(
+    "parts, field",
+    [
+        ([], "parts"),
+        ([{"part_number": 0, "etag": "x"}], "parts[0].part_number"),
+        ([{"part_number": 1, "etag": "x"}, {"part_number": 2}], "parts[1].etag"),
+        ([{"part_number": 1, "etag": "x", "size": 5}], "parts[0].size"),
+        ("1,2", "parts"),
+    ],
+)
 def test_upload_parts_are_checked_as_described(client, api_settings, parts, field) -> None:
     upload = client.post("/v1/uploads", json={"size": api_settings.multipart_part_bytes + 1}).get_json()
     error = error_of(client.post(f"/v1/uploads/{upload['upload_id']}/complete", json={"parts": parts}))

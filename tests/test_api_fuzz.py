@@ -47,7 +47,8 @@ schema = schemathesis.openapi.from_dict(DESCRIPTION)
 @pytest.fixture(scope="module")
 def fuzz_api(app_settings, start_worker, tmp_path_factory):
     settings = with_own_keys(app_settings).with_overrides(
-        api_host=LOOPBACK, api_port=free_port(), limits=LIMITS, quotas=QUOTAS)
+        api_host=LOOPBACK, api_port=free_port(), limits=LIMITS, quotas=QUOTAS
+    )
     start_worker(settings)  # a worker of its own: /readyz is ready, and jobs the fuzzer makes run
     api = ApiProcess(settings, tmp_path_factory.mktemp("fuzz-api") / "api.log").start()
     yield api
@@ -90,19 +91,28 @@ def form_cannot_carry(case) -> bool:
     flattened or missing fields, which can make a valid request of an invalid case (an empty
     array for ``temperature`` sends no temperature at all). And an empty field counts as left
     out, as the description says."""
-    return (case.media_type == "multipart/form-data" and isinstance(case.body, dict)
-            and any(value is None or value == "" or isinstance(value, (list, dict)) for value in case.body.values()))
+    return (
+        case.media_type == "multipart/form-data"
+        and isinstance(case.body, dict)
+        and any(value is None or value == "" or isinstance(value, (list, dict)) for value in case.body.values())
+    )
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
 def test_api_answers_every_request_as_described(case, fuzz_api: ApiProcess) -> None:
     # Open on loopback: requests act as the local tenant without a key, so a made-up key is not
     # refused, as intended (tests/test_auth.py covers keys).
-    case.call_and_validate(base_url=fuzz_api.url, timeout=REQUEST_TIMEOUT_S,
-                           excluded_checks=[ignored_auth, positive_data_acceptance, negative_data_rejection],
-                           additional_checks=[accepts_valid_requests, refuses_invalid_requests])
+    case.call_and_validate(
+        base_url=fuzz_api.url,
+        timeout=REQUEST_TIMEOUT_S,
+        excluded_checks=[ignored_auth, positive_data_acceptance, negative_data_rejection],
+        additional_checks=[accepts_valid_requests, refuses_invalid_requests],
+    )
 
 
 # --- what schemathesis does not send --------------------------------------------------------
@@ -134,21 +144,33 @@ def test_huge_headers_are_refused_without_a_server_error(fuzz_api: ApiProcess) -
 
 def test_a_body_longer_than_the_limit_without_length_is_cut_off(fuzz_api: ApiProcess) -> None:
     boundary = b"xyz"
-    head = (b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
-            b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n\r\n")
-    part = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n\r\n'
-            + b"\0" * (3 * 1024**2) + b"\r\n--" + boundary + b"--\r\n")
+    head = (
+        b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n\r\n"
+    )
+    part = (
+        b"--"
+        + boundary
+        + b'\r\nContent-Disposition: form-data; name="file"; filename="a.zip"\r\n\r\n'
+        + b"\0" * (3 * 1024**2)
+        + b"\r\n--"
+        + boundary
+        + b"--\r\n"
+    )
     chunked = b"%x\r\n" % len(part) + part + b"\r\n0\r\n\r\n"
     assert status_of(raw_request(fuzz_api, head + chunked)) == 413
 
 
-@pytest.mark.parametrize("line", [
-    b"GET /v1/jobs/%00/items HTTP/1.1",
-    b"GET /v1/jobs/..%2f..%2fetc%2fpasswd HTTP/1.1",
-    b"GET /v1/jobs/\xff\xfe/items?offset=\xff HTTP/1.1",
-    b"GET /v1/jobs/" + b"a" * 5000 + b" HTTP/1.1",
-    b"POST /v1/uploads/%2e%2e/complete HTTP/1.1",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"GET /v1/jobs/%00/items HTTP/1.1",
+        b"GET /v1/jobs/..%2f..%2fetc%2fpasswd HTTP/1.1",
+        b"GET /v1/jobs/\xff\xfe/items?offset=\xff HTTP/1.1",
+        b"GET /v1/jobs/" + b"a" * 5000 + b" HTTP/1.1",
+        b"POST /v1/uploads/%2e%2e/complete HTTP/1.1",
+    ],
+)
 def test_hostile_request_lines_get_client_errors(fuzz_api: ApiProcess, line: bytes) -> None:
     answer = raw_request(fuzz_api, line + b"\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     assert 400 <= status_of(answer) < 500, answer[:300]
@@ -156,9 +178,15 @@ def test_hostile_request_lines_get_client_errors(fuzz_api: ApiProcess, line: byt
 
 def test_form_parts_without_a_name_are_ignored_with_an_idempotency_key(fuzz_api: ApiProcess) -> None:
     # Found by the fuzzer: a nameless part (its name reads as None) broke the request's fingerprint.
-    body = (b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\n\r\n'
-            b"--b\r\nContent-Disposition: form-data\r\n\r\nno name\r\n"
-            b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nnot an image\r\n--b--\r\n')
-    response = urllib3.request("POST", f"{fuzz_api.url}/v1/jobs", body=body, headers={
-        "Content-Type": "multipart/form-data; boundary=b", "Idempotency-Key": "nameless-part"})
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="model"\r\n\r\n\r\n'
+        b"--b\r\nContent-Disposition: form-data\r\n\r\nno name\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.txt"\r\n\r\nnot an image\r\n--b--\r\n'
+    )
+    response = urllib3.request(
+        "POST",
+        f"{fuzz_api.url}/v1/jobs",
+        body=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b", "Idempotency-Key": "nameless-part"},
+    )
     assert response.status == 415, response.data  # the file is refused for what it is

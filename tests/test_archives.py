@@ -52,7 +52,9 @@ def tar_member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fi
 
 def make_tar(members: list[tuple[tarfile.TarInfo, bytes]], gz: bool = False, fmt: int = tarfile.GNU_FORMAT) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz" if gz else "w", format=fmt, encoding="utf-8", errors="surrogateescape") as archive:
+    with tarfile.open(
+        fileobj=buffer, mode="w:gz" if gz else "w", format=fmt, encoding="utf-8", errors="surrogateescape"
+    ) as archive:
         for info, data in members:
             archive.addfile(info, io.BytesIO(data) if info.isreg() else None)
     return buffer.getvalue()
@@ -125,7 +127,9 @@ def test_zip_name_is_a_hint_when_no_magic_matches():
         detect_source_kind(prefixed[:512], "photos.bin")
 
 
-@pytest.mark.parametrize("head", [b"", b"hello", bz2.compress(b"x" * 100), b"7z\xbc\xaf\x27\x1c" + bytes(50), bytes(1024)])
+@pytest.mark.parametrize(
+    "head", [b"", b"hello", bz2.compress(b"x" * 100), b"7z\xbc\xaf\x27\x1c" + bytes(50), bytes(1024)]
+)
 def test_unknown_kinds_are_unsupported_media(head):
     with pytest.raises(UnsupportedMediaType):
         detect_source_kind(head, None)
@@ -257,7 +261,9 @@ def test_tar_name_that_is_not_utf8_is_unsafe():
     assert read_all(data, "tar") == [("bad\ufffd.jpg", UnsafeEntry), ("good.jpg", b"y")]
 
 
-@pytest.mark.parametrize("mode", [stat.S_IFLNK | 0o777, stat.S_IFCHR | 0o644, stat.S_IFIFO | 0o644, stat.S_IFSOCK | 0o644])
+@pytest.mark.parametrize(
+    "mode", [stat.S_IFLNK | 0o777, stat.S_IFCHR | 0o644, stat.S_IFIFO | 0o644, stat.S_IFSOCK | 0o644]
+)
 def test_zip_links_and_special_files_are_unsafe(mode):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -550,13 +556,23 @@ def test_output_name_replaces_the_extension(path, expected):
 def test_output_names_resolve_clashes_case_insensitively():
     names = OutputNames()
     paths = ["a.png", "a.tif", "A.jpeg", "a (2).jpg", "dir/a.png", "DIR/A.bmp"]
-    assert [names.allocate(p) for p in paths] == ["a.jpg", "a (2).jpg", "A (3).jpg", "a (2) (2).jpg", "dir/a.jpg",
-                                                  "DIR/A (2).jpg"]
+    assert [names.allocate(p) for p in paths] == [
+        "a.jpg",
+        "a (2).jpg",
+        "A (3).jpg",
+        "a (2) (2).jpg",
+        "dir/a.jpg",
+        "DIR/A (2).jpg",
+    ]
 
 
 def test_output_names_allocate_while_streaming():
     names = OutputNames()
-    assert [names.allocate("x.png"), names.allocate("x.gif"), names.allocate("y.png")] == ["x.jpg", "x (2).jpg", "y.jpg"]
+    assert [names.allocate("x.png"), names.allocate("x.gif"), names.allocate("y.png")] == [
+        "x.jpg",
+        "x (2).jpg",
+        "y.jpg",
+    ]
 
 
 def test_unique_names_are_case_sensitive_by_default():

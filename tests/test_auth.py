@@ -71,8 +71,13 @@ def png_bytes() -> bytes:
 
 
 def submit(client, headers: dict[str, str], **environ):
-    return client.post("/v1/jobs", data={"file": (io.BytesIO(png_bytes()), "p.png")},
-                       content_type="multipart/form-data", headers=headers, environ_base=environ)
+    return client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(png_bytes()), "p.png")},
+        content_type="multipart/form-data",
+        headers=headers,
+        environ_base=environ,
+    )
 
 
 def error_code(response) -> str:
@@ -142,8 +147,9 @@ def valid_token(keys) -> str:
     return keys.create(new_tenant()).token
 
 
-@pytest.mark.parametrize("kind", ["none", "basic", "empty bearer", "garbage", "unknown id", "wrong secret",
-                                  "revoked", "garbage x-api-key"])
+@pytest.mark.parametrize(
+    "kind", ["none", "basic", "empty bearer", "garbage", "unknown id", "wrong secret", "revoked", "garbage x-api-key"]
+)
 def test_requests_without_a_valid_key_get_401_with_a_challenge(client, kind, valid_token, revoked_token) -> None:
     key_id, secret = valid_token.split("_", 2)[1:]
     headers = {
@@ -240,19 +246,33 @@ def test_presigned_result_url_is_short_lived_and_names_one_object(client, keys, 
     other_object = urlunsplit(parts._replace(path=parts.path.replace(key_a, key_b)))
     assert other_object != url
     assert urllib3.request("GET", other_object).status == 403
-    longer = urlunsplit(parts._replace(query=parts.query.replace(
-        f"X-Amz-Expires={auth_settings.presign_ttl_s}", "X-Amz-Expires=604800")))
+    longer = urlunsplit(
+        parts._replace(
+            query=parts.query.replace(f"X-Amz-Expires={auth_settings.presign_ttl_s}", "X-Amz-Expires=604800")
+        )
+    )
     assert urllib3.request("GET", longer).status == 403
 
 
 # --- open mode ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("host, expected", [
-    ("127.0.0.1", True), ("127.8.9.10", True), ("::1", True), ("[::1]", True), ("localhost", True),
-    ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("::", False), ("10.1.2.3", False),
-    ("api.example.com", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "host, expected",
+    [
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("::ffff:127.0.0.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("api.example.com", False),
+        ("", False),
+    ],
+)
 def test_loopback_addresses(host, expected) -> None:
     assert is_loopback(host) is expected
 
@@ -261,8 +281,9 @@ def test_unset_auth_on_loopback_runs_open_for_loopback_clients_only(auth_setting
     settings = auth_settings.with_overrides(auth=None, api_host="127.0.0.1")
     with caplog.at_level(logging.WARNING, logger="api.tenancy"):
         client = create_app(settings).test_client()
-    assert any("authentication OFF" in record.getMessage() and record.levelno == logging.WARNING
-               for record in caplog.records)
+    assert any(
+        "authentication OFF" in record.getMessage() and record.levelno == logging.WARNING for record in caplog.records
+    )
 
     response = submit(client, {}, REMOTE_ADDR="127.0.0.1")
     assert response.status_code == 202
@@ -289,10 +310,12 @@ def test_open_on_a_public_interface_is_refused_unless_overridden(auth_settings) 
     assert client.get("/v1/models", environ_base={"REMOTE_ADDR": PUBLIC_PEER}).status_code == 200
 
 
-def test_local_stack_refuses_open_on_a_public_interface_before_starting_anything(auth_settings, tmp_path,
-                                                                                   capsys) -> None:
-    settings = auth_settings.with_overrides(auth="open", api_host="0.0.0.0", redis_url=None, s3_endpoint_url=None,
-                                            data_dir=tmp_path / "stack")
+def test_local_stack_refuses_open_on_a_public_interface_before_starting_anything(
+    auth_settings, tmp_path, capsys
+) -> None:
+    settings = auth_settings.with_overrides(
+        auth="open", api_host="0.0.0.0", redis_url=None, s3_endpoint_url=None, data_dir=tmp_path / "stack"
+    )
     assert serve(settings) == 2
     assert "COLORIZE_AUTH_ALLOW_OPEN_PUBLIC" in capsys.readouterr().err
     assert not settings.data_dir.exists()  # no embedded Redis or SeaweedFS was started

@@ -56,15 +56,22 @@ def counting_context(settings: Settings) -> WorkerContext:
 def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
     """Colorize a job of ``items`` items as one chunk; the round trips the chunk took."""
     job_id = new_id()
-    ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="tar",
-                        source_key="unused", job_id=job_id)
+    ctx.jobs.create_job(
+        tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind="tar", source_key="unused", job_id=job_id
+    )
     images = [image(i) for i in range(items)]  # stored back to back, as the expander stores a tar's chunk
     name = input_object_name(0, items - 1)
     ctx.storage.put_bytes(input_object_key(TENANT, job_id, name), b"".join(images))
     offsets = np.cumsum([0] + [len(data) for data in images])
-    ctx.jobs.add_items(job_id, [NewItem(i, f"{i}.png", f"{i}.jpg", 100,
-                                        input=ItemInput(name, offset=int(offsets[i]), length=len(images[i])))
-                                for i in range(items)])
+    ctx.jobs.add_items(
+        job_id,
+        [
+            NewItem(
+                i, f"{i}.png", f"{i}.jpg", 100, input=ItemInput(name, offset=int(offsets[i]), length=len(images[i]))
+            )
+            for i in range(items)
+        ],
+    )
     ctx.jobs.end_expansion(job_id)
 
     CountingConnection.sent = 0
@@ -96,6 +103,8 @@ def test_batches_add_round_trips_and_items_none(chunk_settings) -> None:
     # the one before last). So the round trips follow the number of batches, never the items.
     ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=4))
     round_trips_of_a_chunk(ctx, 3)
-    by_batches = {batches: (round_trips_of_a_chunk(ctx, 4 * batches - 3), round_trips_of_a_chunk(ctx, 4 * batches))
-                  for batches in (1, 2, 4)}
+    by_batches = {
+        batches: (round_trips_of_a_chunk(ctx, 4 * batches - 3), round_trips_of_a_chunk(ctx, 4 * batches))
+        for batches in (1, 2, 4)
+    }
     assert by_batches == {1: (2, 2), 2: (3, 3), 4: (6, 6)}

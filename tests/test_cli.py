@@ -77,8 +77,9 @@ def test_status_json_and_cancel_of_a_finished_job(api_url: str, tmp_path: Path) 
 def test_failed_job_exits_1_and_names_the_error_code(api_url: str, tmp_path: Path) -> None:
     broken = write_image(tmp_path / "torn.jpg", 40, 40)
     broken.write_bytes(broken.read_bytes()[:200])
-    code, stdout, stderr = run("--api", api_url, "submit", str(broken), "--wait", "--out", str(tmp_path / "o"),
-                               "--poll", "0.1")
+    code, stdout, stderr = run(
+        "--api", api_url, "submit", str(broken), "--wait", "--out", str(tmp_path / "o"), "--poll", "0.1"
+    )
     assert code == 1
     assert "torn.jpg: corrupt_image" in stderr
 
@@ -91,10 +92,21 @@ def test_models_list_and_unknown_job(api_url: str) -> None:
     assert code == 1 and "(not_found)" in stderr
 
 
-@pytest.mark.parametrize("argv", [
-    [], ["submit"], ["status"], ["bogus"], ["status", "abc", "--nope"], ["submit", "x.png", "--temperature", "hot"],
-    ["models"], ["models", "install", "resnet"], ["submit", "/no/such/file.png"], ["submit", "x.png", "--zip"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["submit"],
+        ["status"],
+        ["bogus"],
+        ["status", "abc", "--nope"],
+        ["submit", "x.png", "--temperature", "hot"],
+        ["models"],
+        ["models", "install", "resnet"],
+        ["submit", "/no/such/file.png"],
+        ["submit", "x.png", "--zip"],
+    ],
+)
 def test_bad_usage_exits_2(argv: list[str]) -> None:
     assert run(*argv)[0] == 2
 
@@ -114,6 +126,7 @@ def test_client_commands_load_no_engine_or_service_code(api_url: str) -> None:
         f"code = main(['--api', {api_url!r}, 'status', '{'a' * 32}']); "
         f"print(code, [m for m in {heavy!r} if m in sys.modules])"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
     assert result.stdout.split(None, 1) == ["1", "[]\n"], result.stderr

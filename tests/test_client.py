@@ -238,8 +238,15 @@ def scripted() -> Iterator:
 
 
 def job_json(job_id: str, status: str = "queued") -> dict:
-    return {"id": job_id, "status": status, "counts": {"total": 1, "done": 0, "failed": 0, "pending": 1},
-            "expanded": True, "progress": 0.0, "model": "m", "links": {"self": f"/v1/jobs/{job_id}"}}
+    return {
+        "id": job_id,
+        "status": status,
+        "counts": {"total": 1, "done": 0, "failed": 0, "pending": 1},
+        "expanded": True,
+        "progress": 0.0,
+        "model": "m",
+        "links": {"self": f"/v1/jobs/{job_id}"},
+    }
 
 
 UNAVAILABLE = Reply.json(503, {"error": {"code": "unavailable", "message": "try later"}})
@@ -285,26 +292,41 @@ def test_429_waits_for_retry_after_then_reports_it(scripted) -> None:
 
 
 def test_unreachable_api_is_a_connection_error() -> None:
-    with Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff_s=0.01) as client, \
-            pytest.raises(ClientError) as raised:
+    with (
+        Client(f"http://127.0.0.1:{free_port()}", retries=1, backoff_s=0.01) as client,
+        pytest.raises(ClientError) as raised,
+    ):
         client.job("j4")
     assert raised.value.code == "connection_error" and raised.value.status is None
 
 
 def item_json(index: int, output_path: str, job_id: str = "j5") -> dict:
-    return {"index": index, "path": output_path, "output_path": output_path, "status": "done", "size": 3,
-            "result_url": f"/v1/jobs/{job_id}/items/{index}/result", "error": None}
+    return {
+        "index": index,
+        "path": output_path,
+        "output_path": output_path,
+        "status": "done",
+        "size": 3,
+        "result_url": f"/v1/jobs/{job_id}/items/{index}/result",
+        "error": None,
+    }
 
 
 def test_download_follows_redirect_to_storage_without_the_api_key(scripted, tmp_path: Path) -> None:
     storage = scripted({("GET", "/bucket/r0"): [Reply(200, b"jpeg-0")], ("GET", "/bucket/r1"): [Reply(200, b"jpeg-1")]})
-    items_page = {"items": [item_json(0, "a/b/x.jpg"), item_json(1, "y.jpg")], "total": 2, "expanded": True,
-                  "next": None}
-    api = scripted({
-        ("GET", "/v1/jobs/j5/items"): [Reply.json(200, items_page)],
-        ("GET", "/v1/jobs/j5/items/0/result"): [Reply(302, headers={"Location": f"{storage.url}/bucket/r0?sig=1"})],
-        ("GET", "/v1/jobs/j5/items/1/result"): [Reply(302, headers={"Location": f"{storage.url}/bucket/r1?sig=1"})],
-    })
+    items_page = {
+        "items": [item_json(0, "a/b/x.jpg"), item_json(1, "y.jpg")],
+        "total": 2,
+        "expanded": True,
+        "next": None,
+    }
+    api = scripted(
+        {
+            ("GET", "/v1/jobs/j5/items"): [Reply.json(200, items_page)],
+            ("GET", "/v1/jobs/j5/items/0/result"): [Reply(302, headers={"Location": f"{storage.url}/bucket/r0?sig=1"})],
+            ("GET", "/v1/jobs/j5/items/1/result"): [Reply(302, headers={"Location": f"{storage.url}/bucket/r1?sig=1"})],
+        }
+    )
     downloaded: list[Item] = []
     with Client(api.url, api_key="secret-key", retries=1, backoff_s=0.01) as client:
         files = client.download("j5", tmp_path, on_item=lambda item, path: downloaded.append(item))
@@ -325,8 +347,12 @@ def test_result_paths_leaving_the_destination_are_refused(scripted, tmp_path: Pa
 
 
 def test_items_follow_next_links(scripted) -> None:
-    first = {"items": [item_json(0, "a.jpg", "j7")], "total": 2, "expanded": False,
-             "next": "/v1/jobs/j7/items?offset=1&limit=1"}
+    first = {
+        "items": [item_json(0, "a.jpg", "j7")],
+        "total": 2,
+        "expanded": False,
+        "next": "/v1/jobs/j7/items?offset=1&limit=1",
+    }
     second = {"items": [item_json(1, "b.jpg", "j7")], "total": 2, "expanded": False, "next": None}
     api = scripted({("GET", "/v1/jobs/j7/items"): [Reply.json(200, first), Reply.json(200, second)]})
     with Client(api.url, retries=0) as client:

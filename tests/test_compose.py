@@ -47,8 +47,12 @@ NGINX_CONF = PROJECT_ROOT / "docker" / "nginx.conf"
 BASE_IMAGE = "python:3.11-slim"
 LOOPBACK_FILE = PROJECT_ROOT / "docker" / "compose.loopback.yml"
 # Images from a registry, each named by a variable with a stand-in under docker/local/.
-THIRD_PARTY_IMAGES = {"proxy": "NGINX_IMAGE", "redis": "REDIS_IMAGE", "rabbitmq": "RABBITMQ_IMAGE",
-                      "s3": "SEAWEEDFS_IMAGE"}
+THIRD_PARTY_IMAGES = {
+    "proxy": "NGINX_IMAGE",
+    "redis": "REDIS_IMAGE",
+    "rabbitmq": "RABBITMQ_IMAGE",
+    "s3": "SEAWEEDFS_IMAGE",
+}
 
 
 # --- reading the files -------------------------------------------------------------------------
@@ -145,8 +149,11 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
 
 def dockerignore_excludes(path: str) -> bool:
     """Whether .dockerignore keeps ``path`` (relative to the context) out of the build context."""
-    patterns = [line.strip() for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.lstrip().startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     parts = path.strip("/").split("/")
     prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
     excluded = False
@@ -179,8 +186,18 @@ def test_a_deployment_must_set_only_the_store_secret(raw_compose) -> None:
 
 
 def test_services_and_profiles(services) -> None:
-    assert set(services) == {"proxy", "api", "worker", "worker-gpu", "webhooks", "rabbitmq", "redis", "s3", "s3-init",
-                             "flower"}
+    assert set(services) == {
+        "proxy",
+        "api",
+        "worker",
+        "worker-gpu",
+        "webhooks",
+        "rabbitmq",
+        "redis",
+        "s3",
+        "s3-init",
+        "flower",
+    }
     assert services["worker-gpu"]["profiles"] == ["gpu"]
     assert services["flower"]["profiles"] == ["monitoring"]
     default = {name for name, service in services.items() if not service.get("profiles")}
@@ -220,8 +237,15 @@ def test_each_service_environment_builds_valid_settings(services) -> None:
     # Tasks through RabbitMQ, the same broker for everyone.
     assert len({s.celery_broker_url for s in built.values()}) == 1
     assert all(s.broker_is_amqp for s in built.values())
-    assert len({(s.s3_endpoint_url, s.s3_public_endpoint_url, s.s3_bucket, s.aws_access_key_id,
-                 s.aws_secret_access_key) for s in built.values()}) == 1
+    assert (
+        len(
+            {
+                (s.s3_endpoint_url, s.s3_public_endpoint_url, s.s3_bucket, s.aws_access_key_id, s.aws_secret_access_key)
+                for s in built.values()
+            }
+        )
+        == 1
+    )
     assert built["api"].api_host == "0.0.0.0" and built["api"].auth == "keys"
     assert built["worker"].device == "cpu"
     assert built["worker-gpu"].device == "cuda"
@@ -311,6 +335,7 @@ def test_the_proxy_buffers_and_bounds_slow_and_large_requests(services) -> None:
     # The request line and headers: no more than gunicorn takes behind it.
     [[count, size]] = nginx_values("large_client_header_buffers")
     import api.serving as serving
+
     assert nginx_size(size) <= serving.limit_request_line + 2 and int(count) <= serving.limit_request_fields
 
 
@@ -340,8 +365,12 @@ def test_nginx_accepts_the_configuration(tmp_path) -> None:
     text = text.replace("pid /tmp/nginx.pid;", f"pid {tmp_path}/nginx.pid;")
     config = tmp_path / "nginx.conf"
     config.write_text(text)
-    done = subprocess.run(["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(config), "-g", f"error_log {tmp_path}/e.log;"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(tmp_path), "-c", str(config), "-g", f"error_log {tmp_path}/e.log;"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -481,11 +510,17 @@ def test_the_bucket_command_creates_a_bucket_open_to_browsers(services, s3_serve
         "COLORIZE_S3_BUCKET": bucket,
     }
     for _ in range(2):  # a restarted one-shot finds the bucket there
-        done = subprocess.run([sys.executable, "-c", argv[2]], env=env, cwd=PROJECT_ROOT,
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", argv[2]], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+        )
         assert done.returncode == 0, done.stderr
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint_url, region_name="us-east-1",
-                          aws_access_key_id=s3_server.access_key, aws_secret_access_key=s3_server.secret_key)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+    )
     rules = client.get_bucket_cors(Bucket=bucket)["CORSRules"]
     assert [{k: rule[k] for k in BROWSER_CORS_RULES[0]} for rule in rules] == BROWSER_CORS_RULES
 
@@ -506,8 +541,10 @@ def test_every_built_image_has_its_dockerfile(services) -> None:
         assert path.is_file(), name
         dockerfiles[name] = build["dockerfile"]
     assert dockerfiles == {
-        "api": "docker/api.Dockerfile", "s3-init": "docker/api.Dockerfile",
-        "worker": "docker/worker.Dockerfile", "webhooks": "docker/worker.Dockerfile",
+        "api": "docker/api.Dockerfile",
+        "s3-init": "docker/api.Dockerfile",
+        "worker": "docker/worker.Dockerfile",
+        "webhooks": "docker/worker.Dockerfile",
         "worker-gpu": "docker/worker-gpu.Dockerfile",
     }
     # Services sharing an image tag build it from the same Dockerfile.
@@ -517,8 +554,9 @@ def test_every_built_image_has_its_dockerfile(services) -> None:
     assert all(len(files) == 1 for files in by_image.values()), by_image
 
 
-@pytest.mark.parametrize("dockerfile", ["docker/api.Dockerfile", "docker/worker.Dockerfile",
-                                        "docker/worker-gpu.Dockerfile"])
+@pytest.mark.parametrize(
+    "dockerfile", ["docker/api.Dockerfile", "docker/worker.Dockerfile", "docker/worker-gpu.Dockerfile"]
+)
 def test_dockerfile_copies_existing_sources_that_reach_the_build(dockerfile) -> None:
     instructions = dockerfile_instructions(PROJECT_ROOT / dockerfile)
     copies = [args.split() for kind, args in instructions if kind == "COPY"]
@@ -586,8 +624,12 @@ def test_the_default_model_ships_inside_the_installed_package() -> None:
 # --- the same deployment on loopback (scripts/compose-check) -----------------------------------
 
 
-LOOPBACK_ENV = DEPLOYMENT_ENV | {name: str(20000 + n) for n, name in enumerate(sorted(
-    set(re.findall(r"\$\{((?:LOOPBACK_|API_PORT|S3_PORT)\w*)", LOOPBACK_FILE.read_text()))))}
+LOOPBACK_ENV = DEPLOYMENT_ENV | {
+    name: str(20000 + n)
+    for n, name in enumerate(
+        sorted(set(re.findall(r"\$\{((?:LOOPBACK_|API_PORT|S3_PORT)\w*)", LOOPBACK_FILE.read_text())))
+    )
+}
 
 
 RESET = "!reset"  # compose's tag for a value the override file removes

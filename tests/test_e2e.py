@@ -189,8 +189,9 @@ def test_archive_job_end_to_end(api_server, workers, app_settings) -> None:
 def test_single_image_job(api_server, workers, app_settings) -> None:
     api = api_server.url
     content = encoded(".png", gradient(64, 48))
-    status, job, _ = call("POST", f"{api}/v1/jobs", fields={"file": ("portrait.png", content, "image/png"),
-                                                             "temperature": "0.9"})
+    status, job, _ = call(
+        "POST", f"{api}/v1/jobs", fields={"file": ("portrait.png", content, "image/png"), "temperature": "0.9"}
+    )
     assert status == 202
     job = wait_for_end(api, job["id"])
     assert job["status"] == "succeeded" and job["temperature"] == 0.9

@@ -42,8 +42,14 @@ def prototxt_text(layers: tuple[LayerSpec, ...], **overrides: dict[str, int]) ->
         if spec.kind == "Input":
             layer.input_param.shape.add().dim.extend([1, 1, 224, 224])
         elif spec.kind in ("Convolution", "Deconvolution"):
-            values = {"num_output": spec.channels, "kernel_size": spec.kernel, "stride": spec.stride,
-                      "pad": spec.pad, "dilation": spec.dilation, **overrides.get(spec.name, {})}
+            values = {
+                "num_output": spec.channels,
+                "kernel_size": spec.kernel,
+                "stride": spec.stride,
+                "pad": spec.pad,
+                "dilation": spec.dilation,
+                **overrides.get(spec.name, {}),
+            }
             param = layer.convolution_param
             param.num_output = values["num_output"]
             for key in ("kernel_size", "stride", "pad", "dilation"):
@@ -63,8 +69,11 @@ def random_weights(layers: tuple[LayerSpec, ...], seed: int = 0) -> dict[str, li
     for name, shapes in blob_shapes(layers).items():
         if len(shapes) == 3:  # BatchNorm: running sums of mean and variance, and their divisor
             channels = shapes[0][0]
-            weights[name] = [rng.normal(0.5, 0.3, channels) * BN_FACTOR,
-                             rng.uniform(0.2, 2.0, channels) * BN_FACTOR, np.array([BN_FACTOR])]
+            weights[name] = [
+                rng.normal(0.5, 0.3, channels) * BN_FACTOR,
+                rng.uniform(0.2, 2.0, channels) * BN_FACTOR,
+                np.array([BN_FACTOR]),
+            ]
         elif len(shapes) == 2:
             weight_shape = shapes[0]
             fan_in = int(np.prod(weight_shape[1:])) if name != "conv8_1" else weight_shape[0] * 4
@@ -82,8 +91,12 @@ def legacy_blob(values: np.ndarray) -> object:
     return blob
 
 
-def write_caffemodel(path: Path, weights: dict[str, list[np.ndarray]], drop: tuple[str, ...] = (),
-                     legacy: tuple[str, ...] = ("bw_conv1_1", "conv1_2norm")) -> Path:
+def write_caffemodel(
+    path: Path,
+    weights: dict[str, list[np.ndarray]],
+    drop: tuple[str, ...] = (),
+    legacy: tuple[str, ...] = ("bw_conv1_1", "conv1_2norm"),
+) -> Path:
     net = caffe_proto.NetParameter(name="LtoAB")
     # Training-only layers with blobs, as in the released file: they must be ignored.
     extra = net.layer.add(name="data_l_meansub", type="Scale")
@@ -120,8 +133,11 @@ def np_conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int, 
     out = np.zeros((c_out, h, wd))
     for i in range(k):
         for j in range(k):
-            patch = x[:, i * dilation: i * dilation + stride * (h - 1) + 1: stride,
-                      j * dilation: j * dilation + stride * (wd - 1) + 1: stride]
+            patch = x[
+                :,
+                i * dilation : i * dilation + stride * (h - 1) + 1 : stride,
+                j * dilation : j * dilation + stride * (wd - 1) + 1 : stride,
+            ]
             out += np.einsum("oc,chw->ohw", w[:, :, i, j], patch)
     return out + b[:, None, None]
 
@@ -132,13 +148,15 @@ def np_deconv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int, pad: int
     full = np.zeros((c_out, (h - 1) * stride + k, (wd - 1) * stride + k))
     for i in range(k):
         for j in range(k):  # each input pixel scatters the kernel onto the output
-            full[:, i: i + stride * (h - 1) + 1: stride, j: j + stride * (wd - 1) + 1: stride] += \
-                np.einsum("co,chw->ohw", w[:, :, i, j], x)
-    return full[:, pad: full.shape[1] - pad, pad: full.shape[2] - pad] + b[:, None, None]
+            full[:, i : i + stride * (h - 1) + 1 : stride, j : j + stride * (wd - 1) + 1 : stride] += np.einsum(
+                "co,chw->ohw", w[:, :, i, j], x
+            )
+    return full[:, pad : full.shape[1] - pad, pad : full.shape[2] - pad] + b[:, None, None]
 
 
-def caffe_forward(l_centred: np.ndarray, weights: dict[str, list[np.ndarray]], layers: tuple[LayerSpec, ...],
-                  scale: float) -> np.ndarray:
+def caffe_forward(
+    l_centred: np.ndarray, weights: dict[str, list[np.ndarray]], layers: tuple[LayerSpec, ...], scale: float
+) -> np.ndarray:
     """ab (2, h, w) of one image as the deploy network with the demo's class8_ab computes it."""
     blobs = {"data_l": l_centred[None].astype(np.float64)}
     for spec in layers:
@@ -186,8 +204,9 @@ def test_blob_shapes_follow_caffe_layouts() -> None:
     assert shapes["conv4_3norm"] == [(512,), (512,), (1,)]
     assert shapes["conv8_1"] == [(512, 256, 4, 4), (256,)]  # deconvolution: input channels first
     assert shapes["conv8_313"] == [(313, 256, 1, 1), (313,)]
-    learned = sum(int(np.prod(s)) for name, blobs in shapes.items() if name not in ("class8_ab", "conv8_313_rh")
-                  for s in blobs)
+    learned = sum(
+        int(np.prod(s)) for name, blobs in shapes.items() if name not in ("class8_ab", "conv8_313_rh") for s in blobs
+    )
     assert learned == 32_235_392  # 128.9 MB of float32: the bulk of the ~129 MB released file
 
 
@@ -196,8 +215,14 @@ def test_blob_shapes_follow_caffe_layouts() -> None:
 
 def test_converted_model_computes_what_the_caffe_network_computes(narrow_files, tmp_path: Path) -> None:
     caffemodel, prototxt, weights = narrow_files
-    manifest = convert_caffemodel(caffemodel, prototxt, tmp_path / "models", "eccv16",
-                                  provenance={"source_url": "http://mirror.invalid/x"}, layers=NARROW)
+    manifest = convert_caffemodel(
+        caffemodel,
+        prototxt,
+        tmp_path / "models",
+        "eccv16",
+        provenance={"source_url": "http://mirror.invalid/x"},
+        layers=NARROW,
+    )
 
     rng = np.random.default_rng(1)
     l_centred = rng.uniform(-50, 50, (2, 1, 32, 32)).astype(np.float32)
@@ -229,8 +254,14 @@ def test_temperature_and_bins_come_from_the_definition_not_the_weights(narrow_fi
 def test_manifest_describes_the_installed_file(narrow_files, tmp_path: Path) -> None:
     caffemodel, prototxt, _ = narrow_files
     models_dir = tmp_path / "models"
-    convert_caffemodel(caffemodel, prototxt, models_dir, "eccv16",
-                       provenance={"source_url": "http://example.invalid/w.caffemodel"}, layers=NARROW)
+    convert_caffemodel(
+        caffemodel,
+        prototxt,
+        models_dir,
+        "eccv16",
+        provenance={"source_url": "http://example.invalid/w.caffemodel"},
+        layers=NARROW,
+    )
 
     manifest = load_manifest(models_dir, "eccv16")
     raw = json.loads((models_dir / "eccv16" / "manifest.json").read_text())
@@ -321,7 +352,7 @@ class RangeServer:
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 limit = server.cut_after.pop(0) if server.cut_after else len(body)
-                self.wfile.write(body[start: start + limit])
+                self.wfile.write(body[start : start + limit])
                 self.close_connection = True
 
             def log_message(self, *args: object) -> None:
@@ -388,8 +419,9 @@ def test_a_server_without_range_support_restarts_the_file(server: RangeServer, p
     assert (tmp_path / "file.bin").read_bytes() == payload
 
 
-def test_a_download_that_keeps_failing_keeps_its_bytes_for_the_next_run(server: RangeServer, payload: bytes,
-                                                                        tmp_path: Path) -> None:
+def test_a_download_that_keeps_failing_keeps_its_bytes_for_the_next_run(
+    server: RangeServer, payload: bytes, tmp_path: Path
+) -> None:
     server.cut_after = [1000, 1000]
     with pytest.raises(ModelDownloadFailed, match="run again to resume"):
         install.download(server.url + "/file.bin", tmp_path / "file.bin", attempts=2)
@@ -422,8 +454,9 @@ def test_install_from_urls_downloads_converts_and_cleans_up(narrow_files, tmp_pa
     files = {"/w.caffemodel": caffemodel.read_bytes(), "/d.prototxt": prototxt.read_bytes()}
     with RangeServer(files) as local:
         local.cut_after = [2000]
-        manifest = install.install_eccv16(tmp_path / "models", local.url + "/w.caffemodel",
-                                          local.url + "/d.prototxt", layers=NARROW)
+        manifest = install.install_eccv16(
+            tmp_path / "models", local.url + "/w.caffemodel", local.url + "/d.prototxt", layers=NARROW
+        )
     assert manifest.raw["provenance"]["source_url"] == local.url + "/w.caffemodel"
     assert manifest.raw["provenance"]["caffemodel_sha256"] == file_sha256(caffemodel)
     assert list((tmp_path / "models" / ".downloads").iterdir()) == []
@@ -431,8 +464,10 @@ def test_install_from_urls_downloads_converts_and_cleans_up(narrow_files, tmp_pa
 
 def test_a_mirror_must_serve_the_published_release(narrow_files, tmp_path: Path) -> None:
     caffemodel, prototxt, _ = narrow_files
-    files = {f"/m/{install.CAFFEMODEL_NAME}": caffemodel.read_bytes(),
-             f"/m/{install.PROTOTXT_NAME}": prototxt.read_bytes()}
+    files = {
+        f"/m/{install.CAFFEMODEL_NAME}": caffemodel.read_bytes(),
+        f"/m/{install.PROTOTXT_NAME}": prototxt.read_bytes(),
+    }
     with RangeServer(files) as mirror:
         with pytest.raises(ModelFileError, match=install.CAFFEMODEL_SHA1):
             install.install_eccv16(tmp_path / "models", mirror=mirror.url + "/m/", layers=NARROW)
@@ -441,7 +476,15 @@ def test_a_mirror_must_serve_the_published_release(narrow_files, tmp_path: Path)
 
 
 def test_main_reports_errors_without_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = install.main(["--caffemodel", str(tmp_path / "absent.caffemodel"), "--prototxt",
-                         str(tmp_path / "absent.prototxt"), "--models-dir", str(tmp_path)])
+    code = install.main(
+        [
+            "--caffemodel",
+            str(tmp_path / "absent.caffemodel"),
+            "--prototxt",
+            str(tmp_path / "absent.prototxt"),
+            "--models-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 1
     assert "absent.caffemodel does not exist" in capsys.readouterr().err

@@ -52,19 +52,27 @@ def _logits_model(tmp_path: Path, logits: np.ndarray) -> Engine:
         "fixed",
         [helper.make_tensor_value_info("l", TensorProto.FLOAT, ["N", 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", NUM_BINS, 2, 2])],
-        [numpy_helper.from_array(logits.astype(np.float32), "fixed"),
-         numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero")],
+        [
+            numpy_helper.from_array(logits.astype(np.float32), "fixed"),
+            numpy_helper.from_array(np.zeros((1, 1, 1, 1), np.float32), "zero"),
+        ],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     directory = tmp_path / "fixed"
     directory.mkdir()
     onnx.save(append_annealed_mean_head(model, "logits", ab_bins()), directory / "model.onnx")
-    manifest = write_manifest(directory, {
-        "name": "fixed", "format": "onnx", "file": "model.onnx",
-        "input": {"name": "l", "size": 8, "normalisation": {"subtract": 50.0, "divide": 1.0}},
-        "output": {"name": "ab", "downsample": 4}, "temperature": 0.38,
-    })
+    manifest = write_manifest(
+        directory,
+        {
+            "name": "fixed",
+            "format": "onnx",
+            "file": "model.onnx",
+            "input": {"name": "l", "size": 8, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+            "output": {"name": "ab", "downsample": 4},
+            "temperature": 0.38,
+        },
+    )
     return Engine.load(manifest, device="cpu", threads=1)
 
 

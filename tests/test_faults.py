@@ -22,14 +22,30 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.soak import FAULT_KINDS, FaultStack, PatientClient, audit_job, jpeg_problem, run_soak, small_jpegs, \
-    soak_settings, zip_archive
+from bench.soak import (
+    FAULT_KINDS,
+    FaultStack,
+    PatientClient,
+    audit_job,
+    jpeg_problem,
+    run_soak,
+    small_jpegs,
+    soak_settings,
+    zip_archive,
+)
 from cli.embedded_rabbitmq import rabbitmq_available
 from shared.errors import ColorizeError
 from shared.object_keys import job_prefix, result_key
 from shared.settings import Settings
-from tests.fault_marks import DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
-    SAVED_CRASH_MARK, chunks_key
+from tests.fault_marks import (
+    DECODER_CRASH_MARK,
+    HANG_MARK,
+    HOLD_S,
+    MODEL_ERROR_MARK,
+    POISON_MARK,
+    SAVED_CRASH_MARK,
+    chunks_key,
+)
 from tests.integration_fixtures import TEST_MODEL
 from worker.broker_queues import broker_queues
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE
@@ -44,16 +60,25 @@ JOB_TIMEOUT_S = 600 if SOAK else 90
 
 def fault_settings(models_dir: Path) -> Settings:
     return Settings(s3_bucket="colorize-faults").with_overrides(
-        models_dir=models_dir, model=TEST_MODEL, device="cpu", engine_threads=1, worker_concurrency=1,
-        batch_size=2, chunk_size=2, task_soft_time_limit_s=3, task_time_limit_s=4, visibility_timeout_s=5,
+        models_dir=models_dir,
+        model=TEST_MODEL,
+        device="cpu",
+        engine_threads=1,
+        worker_concurrency=1,
+        batch_size=2,
+        chunk_size=2,
+        task_soft_time_limit_s=3,
+        task_time_limit_s=4,
+        visibility_timeout_s=5,
         item_max_attempts=2,
     )
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, test_models_dir: Path):
-    with FaultStack(tmp_path_factory.mktemp("faults"), fault_settings(test_models_dir),
-                    worker_modules=("tests.worker_faults",)) as s:
+    with FaultStack(
+        tmp_path_factory.mktemp("faults"), fault_settings(test_models_dir), worker_modules=("tests.worker_faults",)
+    ) as s:
         s.start_api()
         yield s
 
@@ -64,8 +89,12 @@ def rabbit_stack(tmp_path_factory, test_models_dir: Path):
     reason = rabbitmq_available()
     if reason:
         pytest.skip(reason)
-    with FaultStack(tmp_path_factory.mktemp("faults-rabbitmq"), fault_settings(test_models_dir),
-                    worker_modules=("tests.worker_faults",), broker="rabbitmq") as s:
+    with FaultStack(
+        tmp_path_factory.mktemp("faults-rabbitmq"),
+        fault_settings(test_models_dir),
+        worker_modules=("tests.worker_faults",),
+        broker="rabbitmq",
+    ) as s:
         s.start_api()
         yield s
         s.stop_workers()
@@ -160,8 +189,9 @@ def test_redis_crash_mid_job_keeps_state_and_the_job_completes(fresh: FaultStack
     # unacknowledged chunk, the state in which a lost connection used to kill the whole worker.
     # Time limits well above a chunk's time even when it waits out the outage: a limit that
     # strikes while the worker is busy reconnecting is another fault, not this test's.
-    settings = fresh.settings.with_overrides(chunk_size=6, batch_size=3, task_soft_time_limit_s=10,
-                                             task_time_limit_s=12, visibility_timeout_s=15)
+    settings = fresh.settings.with_overrides(
+        chunk_size=6, batch_size=3, task_soft_time_limit_s=10, task_time_limit_s=12, visibility_timeout_s=15
+    )
     fresh.start_workers(2, settings, concurrency=3)
     job_id = submit(client, n)
     for crash in range(crashes):
@@ -186,8 +216,9 @@ def test_rabbitmq_crash_mid_job_loses_no_task_and_the_job_completes(rabbit_stack
     stack = rabbit_stack
     # As for Redis: fewer chunks than pool processes, time limits above a chunk that waits out
     # the outage (a node takes seconds to start again).
-    settings = stack.settings.with_overrides(chunk_size=6, batch_size=3, task_soft_time_limit_s=20,
-                                             task_time_limit_s=25, visibility_timeout_s=30)
+    settings = stack.settings.with_overrides(
+        chunk_size=6, batch_size=3, task_soft_time_limit_s=20, task_time_limit_s=25, visibility_timeout_s=30
+    )
     stack.start_workers(2, settings, concurrency=3)
     client = PatientClient(stack.api.url, give_up_s=60)
     job_id = submit(client, n)
@@ -255,8 +286,9 @@ def test_storage_outage_mid_job_retries_and_never_shows_a_partial_result(fresh: 
     outages = 4 if SOAK else 1
     n = 30 * (3 if SOAK else 1)
     # Time limits far above an outage: storage calls wait out its retries inside the chunk.
-    fresh.start_workers(2, fresh.settings.with_overrides(task_soft_time_limit_s=15, task_time_limit_s=20,
-                                                         visibility_timeout_s=25))
+    fresh.start_workers(
+        2, fresh.settings.with_overrides(task_soft_time_limit_s=15, task_time_limit_s=20, visibility_timeout_s=25)
+    )
     job_id = submit(client, n)
     watcher = ResultWatcher(fresh, job_id)
     watcher.start()
@@ -327,11 +359,22 @@ def test_api_restart_while_clients_poll_loses_no_job(fresh: FaultStack) -> None:
 def test_poison_items_fail_after_bounded_attempts_without_blocking_their_chunks(fresh: FaultStack, client) -> None:
     # A soft limit above what the hooks' lingering costs a chunk (it would count against the
     # neighbours too); the hang blocks it anyway, so the hard limit ends each of its attempts.
-    settings = fresh.settings.with_overrides(chunk_size=4, batch_size=2, task_soft_time_limit_s=5,
-                                             task_time_limit_s=6, visibility_timeout_s=8)
+    settings = fresh.settings.with_overrides(
+        chunk_size=4, batch_size=2, task_soft_time_limit_s=5, task_time_limit_s=6, visibility_timeout_s=8
+    )
     fresh.start_workers(2, settings)
-    names = ["a.jpg", f"{POISON_MARK}.jpg", "b.jpg", f"{DECODER_CRASH_MARK}.jpg",
-             "c.jpg", f"{MODEL_ERROR_MARK}.jpg", "d.jpg", f"{HANG_MARK}.jpg", "e.jpg", f"{SAVED_CRASH_MARK}.jpg"]
+    names = [
+        "a.jpg",
+        f"{POISON_MARK}.jpg",
+        "b.jpg",
+        f"{DECODER_CRASH_MARK}.jpg",
+        "c.jpg",
+        f"{MODEL_ERROR_MARK}.jpg",
+        "d.jpg",
+        f"{HANG_MARK}.jpg",
+        "e.jpg",
+        f"{SAVED_CRASH_MARK}.jpg",
+    ]
     started = time.monotonic()
     job_id = submit(client, len(names), names)
     job = client.wait_for_end(job_id, JOB_TIMEOUT_S)
@@ -373,9 +416,18 @@ def test_soak_with_random_kills_of_every_kind(fresh: FaultStack) -> None:
     # restarts (seconds), the other one finishes hundreds of these small images.
     images = 2000 if SOAK else 1000
     settings = soak_settings(fresh.settings, fresh.settings.models_dir, TEST_MODEL).with_overrides(
-        chunk_size=4, batch_size=2)
-    report = run_soak(fresh, images, workers=2, kills_per_kind=3 if SOAK else 1, side=SIDE,
-                      timeout_s=JOB_TIMEOUT_S * 2, worker_settings=settings, log=lambda line: None)
+        chunk_size=4, batch_size=2
+    )
+    report = run_soak(
+        fresh,
+        images,
+        workers=2,
+        kills_per_kind=3 if SOAK else 1,
+        side=SIDE,
+        timeout_s=JOB_TIMEOUT_S * 2,
+        worker_settings=settings,
+        log=lambda line: None,
+    )
     print("\n".join(report.lines()))
     assert report.audit.ok, report.audit.problems
     assert report.audit.total == images and report.audit.done + report.audit.failed == images

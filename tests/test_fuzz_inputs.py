@@ -85,7 +85,11 @@ def _archive_seeds() -> list[tuple[str, bytes]]:
             for name, data in files:
                 archive.writestr(name, data)
         seeds.append(("zip", buffer.getvalue()))
-    for mode, kind, fmt in (("w", "tar", tarfile.GNU_FORMAT), ("w:gz", "tar.gz", tarfile.PAX_FORMAT), ("w", "tar", tarfile.PAX_FORMAT)):
+    for mode, kind, fmt in (
+        ("w", "tar", tarfile.GNU_FORMAT),
+        ("w:gz", "tar.gz", tarfile.PAX_FORMAT),
+        ("w", "tar", tarfile.PAX_FORMAT),
+    ):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode=mode, format=fmt) as archive:
             for name, data in files:
@@ -183,7 +187,9 @@ def test_random_bytes_as_archives_only_raise_colorize_errors(kind, data):
 
 
 @FUZZ
-@given(st.one_of(st.binary(max_size=1024), st.sampled_from([s for _, s in ARCHIVE_SEEDS] + IMAGE_SEEDS).flatmap(mutated)))
+@given(
+    st.one_of(st.binary(max_size=1024), st.sampled_from([s for _, s in ARCHIVE_SEEDS] + IMAGE_SEEDS).flatmap(mutated))
+)
 def test_detect_source_kind_only_raises_colorize_errors(data):
     try:
         kind = detect_source_kind(data[:512], None)
@@ -205,8 +211,13 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 def _png_with(chunks: list[bytes], width: int = 16, height: int = 12) -> bytes:
     rows = b"".join(b"\0" + bytes(width * 3) for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + b"".join(chunks)
-            + _png_chunk(b"IDAT", zlib.compress(rows)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + b"".join(chunks)
+        + _png_chunk(b"IDAT", zlib.compress(rows))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 @functools.cache
@@ -237,12 +248,15 @@ HOSTILE_IMAGES = {
     "png iTXt bomb": lambda: _png_with([_png_chunk(b"iTXt", b"Comment\0\1\0\0\0" + _zlib_bomb())]),
     "png iCCP bomb": lambda: _png_with([_png_chunk(b"iCCP", b"icc\0\0" + _zlib_bomb())]),
     "png 20000 text chunks": lambda: _png_with(
-        [_png_chunk(b"tEXt", b"k%d\0" % i + b"v" * 1000) for i in range(20_000)]),
+        [_png_chunk(b"tEXt", b"k%d\0" % i + b"v" * 1000) for i in range(20_000)]
+    ),
     "png 20 MiB text chunk": lambda: _png_with([_png_chunk(b"tEXt", b"k\0" + bytes(20 * 1024**2))]),
-    "jpeg 300 colour-profile segments": lambda: _jpeg_with_segments(b"".join(
-        _app_segment(0xE2, b"ICC_PROFILE\0" + bytes([i % 255 + 1, 255]) + bytes(65_000)) for i in range(300))),
-    "jpeg exif claiming 65535 tags": lambda: _jpeg_with_segments(_app_segment(
-        0xE1, b"Exif\0\0MM\0*\0\0\0\x08" + struct.pack(">H", 0xFFFF) + bytes(65_000))),
+    "jpeg 300 colour-profile segments": lambda: _jpeg_with_segments(
+        b"".join(_app_segment(0xE2, b"ICC_PROFILE\0" + bytes([i % 255 + 1, 255]) + bytes(65_000)) for i in range(300))
+    ),
+    "jpeg exif claiming 65535 tags": lambda: _jpeg_with_segments(
+        _app_segment(0xE1, b"Exif\0\0MM\0*\0\0\0\x08" + struct.pack(">H", 0xFFFF) + bytes(65_000))
+    ),
 }
 
 
@@ -269,11 +283,15 @@ def _zip_info(name: str, extra: bytes = b"") -> zipfile.ZipInfo:
     return info
 
 
-@pytest.mark.parametrize("data", [
-    _zip_with(_zip_info("d/" * 20_000 + "a.jpg")),  # a 40,005-character name
-    _zip_with(_zip_info("a.jpg", struct.pack("<HH", 0xCAFE, 65_000) + bytes(65_000))),  # 64 KB extra field
-    _zip_with(_zip_info("a.jpg"), comment=b"c" * 65_535),  # the longest archive comment
-], ids=["long name", "long extra field", "long comment"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        _zip_with(_zip_info("d/" * 20_000 + "a.jpg")),  # a 40,005-character name
+        _zip_with(_zip_info("a.jpg", struct.pack("<HH", 0xCAFE, 65_000) + bytes(65_000))),  # 64 KB extra field
+        _zip_with(_zip_info("a.jpg"), comment=b"c" * 65_535),  # the longest archive comment
+    ],
+    ids=["long name", "long extra field", "long comment"],
+)
 def test_zip_headers_at_their_size_limits_are_read(data):
     started = time.monotonic()
     entries = [(entry.path, entry.read()) for entry in iter_entries(io.BytesIO(data), "zip", LIMITS)]

@@ -29,8 +29,23 @@ from tests.test_api import png_bytes
 pytestmark = pytest.mark.integration
 
 PUBLIC_PEER = "203.0.113.7"
-ODD_STRINGS = ["\x00", "a\r\nb", "\u202egnp.exe", "x" * 5000, "../..", ".", " ", "é" * 3000, "%00", "a/b\\c",
-               "\U0001F600" * 100, "\x7f\x85\u2028", "C:\\evil", "CON", "a" * 70]
+ODD_STRINGS = [
+    "\x00",
+    "a\r\nb",
+    "\u202egnp.exe",
+    "x" * 5000,
+    "../..",
+    ".",
+    " ",
+    "é" * 3000,
+    "%00",
+    "a/b\\c",
+    "\U0001f600" * 100,
+    "\x7f\x85\u2028",
+    "C:\\evil",
+    "CON",
+    "a" * 70,
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +78,9 @@ def error_of(response, status: int) -> dict:
 # --- no 5xx ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path, extra", [("/v1/jobs", {}), ("/v1/uploads", {}),
-                                         ("/v1/jobs", {"Idempotency-Key": "deep-1"})])
+@pytest.mark.parametrize(
+    "path, extra", [("/v1/jobs", {}), ("/v1/uploads", {}), ("/v1/jobs", {"Idempotency-Key": "deep-1"})]
+)
 @pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 900, 100_000])
 def test_deeply_nested_json_is_400(client, path, extra, depth) -> None:
     body = '{"upload_id": "x", "size": 1, "x": ' + "[" * depth + "]" * depth + "}"
@@ -102,7 +118,11 @@ def test_odd_strings_in_every_field_never_get_a_5xx(client) -> None:
             client.get("/v1/jobs/x", headers={"Authorization": header_safe, "X-API-Key": header_safe}),
         ]
         for response in responses:
-            assert response.status_code < 500 and response.is_json, (odd[:20], response.status_code, response.data[:200])
+            assert response.status_code < 500 and response.is_json, (
+                odd[:20],
+                response.status_code,
+                response.data[:200],
+            )
 
 
 @pytest.mark.parametrize("query", ["offset=99999999999999999999999", "limit=1&offset=9223372036854775807"])
@@ -137,8 +157,9 @@ def test_an_image_with_no_usable_name_is_called_image(client, filename) -> None:
 
 # In a form's file name (a multipart header) CR, LF and backslashes cannot travel as such; in
 # an upload's JSON name they can.
-@pytest.mark.parametrize("filename", ["scan\x00\x1b[31m\u202egnp.png", "x" * 5000 + ".png", "dir/../a\tb.png",
-                                      "\u200bzero\ufeffwidth.png"])
+@pytest.mark.parametrize(
+    "filename", ["scan\x00\x1b[31m\u202egnp.png", "x" * 5000 + ".png", "dir/../a\tb.png", "\u200bzero\ufeffwidth.png"]
+)
 def test_single_image_names_are_cleaned_as_archive_entries_are(client, filename) -> None:
     job = submit(client, png_bytes(), filename=filename).get_json()
     item = item_of(client, job)
@@ -148,8 +169,14 @@ def test_single_image_names_are_cleaned_as_archive_entries_are(client, filename)
     assert item["path"].endswith(".png") and item["output_path"] == item["path"][:-4] + ".jpg"
 
 
-@pytest.mark.parametrize("filename, path", [("a\r\nb.png", "ab.png"), ("C:\\Users\\me\\photo.png", "photo.png"),
-                                            ("\u202e" + "y" * 400 + ".png", "y" * 196 + ".png")])
+@pytest.mark.parametrize(
+    "filename, path",
+    [
+        ("a\r\nb.png", "ab.png"),
+        ("C:\\Users\\me\\photo.png", "photo.png"),
+        ("\u202e" + "y" * 400 + ".png", "y" * 196 + ".png"),
+    ],
+)
 def test_upload_names_are_cleaned_too(client, filename, path) -> None:
     data = png_bytes()
     upload = client.post("/v1/uploads", json={"size": len(data), "filename": filename}).get_json()
@@ -159,8 +186,11 @@ def test_upload_names_are_cleaned_too(client, filename, path) -> None:
 
 
 def test_lone_surrogates_in_json_are_400(client) -> None:
-    for body in ('{"upload_id": "\\ud800"}', '{"upload_id": "x", "filename": "a\\udfffb.png"}',
-                 '{"upload_id": "x", "\\ud800": 1}'):
+    for body in (
+        '{"upload_id": "\\ud800"}',
+        '{"upload_id": "x", "filename": "a\\udfffb.png"}',
+        '{"upload_id": "x", "\\ud800": 1}',
+    ):
         error = error_of(client.post("/v1/jobs", data=body, content_type="application/json"), 400)
         assert error["code"] == "invalid_request"
 
@@ -243,7 +273,9 @@ def test_a_sent_source_and_its_results_count_until_purged(keyed) -> None:
     client, svc, tenant, headers = keyed
     data = png_bytes()
     job = submit(client, data, headers=headers).get_json()
-    assert svc.stored.counted(tenant, job_owner(job["id"])) == len(data) == svc.storage.size(source_key(tenant, job["id"]))
+    assert (
+        svc.stored.counted(tenant, job_owner(job["id"])) == len(data) == svc.storage.size(source_key(tenant, job["id"]))
+    )
     svc.stored.add(tenant, job_owner(job["id"]), 6000)  # results stored by a worker
     # Over the quota, the next job is refused even when its source is already uploaded.
     assert_storage_refused(submit(client, data, headers=headers))
@@ -300,8 +332,9 @@ def test_a_completed_upload_counts_what_it_holds(keyed) -> None:
 
 @pytest.fixture
 def throttled(hostile_settings):
-    settings = hostile_settings.with_overrides(auth="keys", trusted_proxies="127.0.0.0/8",
-                                               quotas=Quotas(auth_failures_per_s=0.01, auth_failure_burst=5))
+    settings = hostile_settings.with_overrides(
+        auth="keys", trusted_proxies="127.0.0.0/8", quotas=Quotas(auth_failures_per_s=0.01, auth_failure_burst=5)
+    )
     app = create_app(settings)
     return app.test_client(), app.extensions["colorize"]
 
@@ -330,8 +363,10 @@ def test_forwarded_addresses_count_only_from_trusted_proxies(throttled) -> None:
         assert client.get("/v1/jobs/x", headers=headers).status_code == 401
     # From an untrusted peer the header is ignored: all of its requests share the peer's bucket.
     peer = {"REMOTE_ADDR": f"203.0.113.{uuid.uuid4().int % 250 + 1}"}
-    statuses = [client.get("/v1/jobs/x", headers={**wrong, "X-Forwarded-For": f"192.0.2.{n}"}, environ_base=peer)
-                .status_code for n in range(6)]
+    statuses = [
+        client.get("/v1/jobs/x", headers={**wrong, "X-Forwarded-For": f"192.0.2.{n}"}, environ_base=peer).status_code
+        for n in range(6)
+    ]
     assert statuses == [401] * 5 + [429]
 
 

@@ -49,8 +49,9 @@ def submit(api: str, key: str | None, data: bytes, **fields) -> urllib3.BaseHTTP
 
 
 def submit_json(api: str, key: str, body: str) -> urllib3.BaseHTTPResponse:
-    return http.request("POST", f"{api}/v1/jobs", body=body,
-                        headers={"Idempotency-Key": key, "Content-Type": "application/json"})
+    return http.request(
+        "POST", f"{api}/v1/jobs", body=body, headers={"Idempotency-Key": key, "Content-Type": "application/json"}
+    )
 
 
 def job_count(settings) -> int:
@@ -77,8 +78,12 @@ def test_the_same_key_with_other_parameters_is_a_conflict(api: str, key: str, ch
     data = change.get("data", png(90))
     fields = {"temperature": change.get("temperature", "0.4")}
     if "filename" in change:
-        response = http.request("POST", f"{api}/v1/jobs", fields={"file": (change["filename"], data), **fields},
-                                headers={"Idempotency-Key": key})
+        response = http.request(
+            "POST",
+            f"{api}/v1/jobs",
+            fields={"file": (change["filename"], data), **fields},
+            headers={"Idempotency-Key": key},
+        )
     else:
         response = submit(api, key, data, **fields)
     assert response.status == 409, response.data
@@ -86,7 +91,9 @@ def test_the_same_key_with_other_parameters_is_a_conflict(api: str, key: str, ch
 
 
 def test_json_requests_are_compared_by_content(api: str, key: str, storage) -> None:
-    upload = json.loads(http.request("POST", f"{api}/v1/uploads", json={"size": len(png(30)), "filename": "u.png"}).data)
+    upload = json.loads(
+        http.request("POST", f"{api}/v1/uploads", json={"size": len(png(30)), "filename": "u.png"}).data
+    )
     assert http.request("PUT", upload["url"], body=png(30)).status == 200
     body = {"upload_id": upload["upload_id"], "temperature": 0.3}
     first = submit_json(api, key, json.dumps(body))

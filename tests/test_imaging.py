@@ -80,7 +80,15 @@ def png_header_only(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize(
     "fmt, options",
-    [("JPEG", {}), ("PNG", {}), ("BMP", {}), ("TIFF", {}), ("WEBP", {}), ("GIF", {}), ("TIFF", {"compression": "tiff_lzw"})],
+    [
+        ("JPEG", {}),
+        ("PNG", {}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("WEBP", {}),
+        ("GIF", {}),
+        ("TIFF", {"compression": "tiff_lzw"}),
+    ],
 )
 def test_probe_reports_format_and_size(fmt, options):
     data = save(Image.fromarray(pattern_rgb(24, 32)), fmt, **options)

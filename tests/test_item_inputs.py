@@ -82,8 +82,9 @@ def expand(ctx: WorkerContext, kind: str, data: bytes) -> str:
     job_id = new_id()
     key = source_key(TENANT, job_id)
     ctx.storage.put_bytes(key, data)
-    ctx.jobs.create_job(tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind=kind, source_key=key,
-                        job_id=job_id)
+    ctx.jobs.create_job(
+        tenant=TENANT, model=TEST_MODEL, temperature=None, source_kind=kind, source_key=key, job_id=job_id
+    )
     ctx.jobs.mark_running(job_id)
     lease = ExpansionLease(ctx.redis, ctx.jobs.keys.job(job_id).expander)
     assert lease.acquire()
@@ -167,15 +168,27 @@ def test_a_damaged_zip_member_fails_alone(ctx: WorkerContext) -> None:
 def test_tar_entries_that_are_not_images_are_refused_before_anything_is_stored(ctx: WorkerContext) -> None:
     zeros = b"\0" * (2 * 1024**2)
     images = [png(i) for i in range(2)]
-    files = [("a.jpg", zeros), ("p0.png", images[0]), ("b.jpg", zeros), ("c.jpg", zeros), ("p1.png", images[1]),
-             ("d.jpg", zeros)]
+    files = [
+        ("a.jpg", zeros),
+        ("p0.png", images[0]),
+        ("b.jpg", zeros),
+        ("c.jpg", zeros),
+        ("p1.png", images[1]),
+        ("d.jpg", zeros),
+    ]
     job_id = expand(ctx, "tar.gz", tarred(files))
 
     # Only the two images were kept: well under 1 % of what the archive expands to.
     stored = stored_inputs(ctx, job_id)
     assert sum(stored.values()) == sum(len(data) for data in images) < 0.01 * 4 * len(zeros)
     assert [code for _, code in statuses(ctx, job_id)] == [
-        "unsupported_format", None, "unsupported_format", "unsupported_format", None, "unsupported_format"]
+        "unsupported_format",
+        None,
+        "unsupported_format",
+        "unsupported_format",
+        None,
+        "unsupported_format",
+    ]
     run_all(ctx)
     job = ctx.jobs.get(job_id)
     assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 2, 4)

@@ -66,14 +66,22 @@ def stalls(redis_client, clock, namespace) -> StallWatch:
 
 def make_job(store: JobStore, tenant: str = "local") -> str:
     job_id = new_id()
-    store.create_job(tenant=tenant, model="test-tiny", temperature=None, source_kind="zip",
-                     source_key=f"src/{job_id}", source_filename="photos.zip", job_id=job_id)
+    store.create_job(
+        tenant=tenant,
+        model="test-tiny",
+        temperature=None,
+        source_kind="zip",
+        source_key=f"src/{job_id}",
+        source_filename="photos.zip",
+        job_id=job_id,
+    )
     return job_id
 
 
 def items(*indices: int, error=None) -> list[NewItem]:
-    return [NewItem(index=i, path=f"dir/{i}.png", output_path=f"dir/{i}.jpg", size=100 + i, error=error)
-            for i in indices]
+    return [
+        NewItem(index=i, path=f"dir/{i}.png", output_path=f"dir/{i}.jpg", size=100 + i, error=error) for i in indices
+    ]
 
 
 def complete(store: JobStore, job_id: str, *indices: int):
@@ -178,8 +186,11 @@ def test_final_status_follows_counts(store: JobStore, done, failed, archive_erro
     job_id = make_job(store)
     store.mark_running(job_id)
     store.add_items(job_id, items(*range(done + failed)))
-    store.record(job_id, [ItemResult.done(i) for i in range(done)]
-                 + [ItemResult.failed(i, CorruptImage("bad pixels")) for i in range(done, done + failed)])
+    store.record(
+        job_id,
+        [ItemResult.done(i) for i in range(done)]
+        + [ItemResult.failed(i, CorruptImage("bad pixels")) for i in range(done, done + failed)],
+    )
     assert store.end_expansion(job_id, archive_error) is True
     job = store.get(job_id)
     assert job.status == expected
@@ -216,7 +227,7 @@ def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_clien
         # Every item is reported by three threads, like a chunk redelivered twice, in batches.
         order = [(i + offset) % n for i in range(n)]
         for start in range(0, n, 4):
-            outcome = complete(store, job_id, *order[start:start + 4])
+            outcome = complete(store, job_id, *order[start : start + 4])
             with lock:
                 outcomes.append(outcome)
 
@@ -292,8 +303,7 @@ def test_an_item_out_of_attempts_fails_instead_of_beginning(store: JobStore) -> 
     (result,) = recorded.counted
     assert (result.index, result.status, result.error.code) == (0, "failed", "processing_failed")
     item = store.item(job_id, 0)
-    assert item.error == {"code": "processing_failed",
-                          "message": f"processing crashed or timed out {limit} times"}
+    assert item.error == {"code": "processing_failed", "message": f"processing crashed or timed out {limit} times"}
     assert store.attempts(job_id, [0]) == [limit + 1]
     assert recorded.job.status == JobStatus.PARTIALLY_SUCCEEDED
 
@@ -317,9 +327,15 @@ def test_a_chunk_begins_with_its_unfinished_items_sorted_by_attempts(store: JobS
 
 @pytest.mark.integration
 def test_single_image_job_is_expanded_at_creation(store: JobStore) -> None:
-    job = store.create_job(tenant="local", model="m", temperature=0.5, source_kind="image",
-                           source_key="k", source_filename="a.png",
-                           single_item=NewItem(0, "a.png", "a.jpg", 10))
+    job = store.create_job(
+        tenant="local",
+        model="m",
+        temperature=0.5,
+        source_kind="image",
+        source_key="k",
+        source_filename="a.png",
+        single_item=NewItem(0, "a.png", "a.jpg", 10),
+    )
     assert (job.total, job.expanded, job.temperature, job.status) == (1, True, 0.5, JobStatus.QUEUED)
     store.mark_running(job.id)
     assert complete(store, job.id, 0).finished
@@ -438,9 +454,9 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 
 
 @pytest.mark.integration
-def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, uploads: UploadStore,
-                                                               purges: PurgeIndex, clock: Clock, storage,
-                                                               redis_client, namespace) -> None:
+def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(
+    store: JobStore, uploads: UploadStore, purges: PurgeIndex, clock: Clock, storage, redis_client, namespace
+) -> None:
     from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
     from shared.stored_bytes import StoredBytes, job_owner, upload_owner
     from worker.housekeeping import purge_due
@@ -454,13 +470,23 @@ def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(store: JobStore, 
     storage.put_bytes(upload_key("local", upload.id), b"uploaded")
     pending_upload_id = new_id()
     multipart_id = storage.create_multipart(upload_key("local", pending_upload_id))
-    uploads.create(tenant="local", filename="half.zip", size=10, key="unused", multipart_id=multipart_id,
-                        upload_id=pending_upload_id)
+    uploads.create(
+        tenant="local",
+        filename="half.zip",
+        size=10,
+        key="unused",
+        multipart_id=multipart_id,
+        upload_id=pending_upload_id,
+    )
     clock.now += TTL_S / 2
     kept = make_job(store)
     storage.put_bytes(result_key("local", kept, 0), b"out")
-    for owner, size in ((job_owner(expired), 5), (upload_owner(upload.id), 8), (upload_owner(pending_upload_id), 10),
-                        (job_owner(kept), 3)):
+    for owner, size in (
+        (job_owner(expired), 5),
+        (upload_owner(upload.id), 8),
+        (upload_owner(pending_upload_id), 10),
+        (job_owner(kept), 3),
+    ):
         stored.add("local", owner, size)
 
     assert purge_due(purges, storage, stored) == 0

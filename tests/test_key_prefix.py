@@ -24,8 +24,11 @@ def png() -> bytes:
 
 def test_a_job_and_its_task_stay_under_the_prefix_of_their_service(app_settings, redis_client) -> None:
     ours, theirs = with_own_keys(app_settings), with_own_keys(app_settings)
-    response = create_app(ours).test_client().post(
-        "/v1/jobs", data={"file": (io.BytesIO(png()), "photo.png")}, content_type="multipart/form-data")
+    response = (
+        create_app(ours)
+        .test_client()
+        .post("/v1/jobs", data={"file": (io.BytesIO(png()), "photo.png")}, content_type="multipart/form-data")
+    )
     assert response.status_code == 202, response.json
     job_id = response.json["id"]
 

@@ -99,8 +99,9 @@ def test_upsampled_rows_are_opencvs_bilinear_resize_in_any_strips(whole_pixels: 
     grids = [rng.uniform(-5, 5, (7, 9, 3)).astype(np.float32), rng.uniform(-5, 5, (7, 9, 1)).astype(np.float32)]
     height, width = 301, 157
     upsampled = UpsampledRows(grids, height, width, Workspace(), whole_pixels=whole_pixels)
-    expected = [cv2.resize(g, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, -1)
-                for g in grids]
+    expected = [
+        cv2.resize(g, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, -1) for g in grids
+    ]
     for start, stop in ((0, 1), (0, 40), (17, 95), (290, 301), (0, 301)):
         for rows, whole in zip(upsampled.rows(start, stop), expected):
             np.testing.assert_allclose(rows, whole[start:stop], atol=1e-5)
@@ -137,7 +138,7 @@ def test_the_val_photos_join_as_in_the_float_path_within_one_level(default_engin
     size, grid = default_engine.input_size, default_engine.input_size // default_engine.manifest.downsample
     worst, changed, pixels = 0, 0, 0
     for start in range(0, len(files), 16):
-        images = [cv2.imread(str(f)) for f in files[start:start + 16]]
+        images = [cv2.imread(str(f)) for f in files[start : start + 16]]
         images.append(grey(images[0]))
         workspace = Workspace()
         sources = [Lightness.of(image, workspace) for image in images]

@@ -132,7 +132,11 @@ def test_serve_runs_api_and_worker_and_stops_all_on_ctrl_c(service_settings: Set
     env = child_environment(settings, os.environ)
     serve = subprocess.Popen(
         [sys.executable, "-m", "cli.local_stack", "--api-workers", "1"],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output: list[str] = []
     # Drain the pipe all along: children that fill it would block on their next log line.

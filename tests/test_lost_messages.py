@@ -46,10 +46,14 @@ def test_jobs_whose_messages_were_lost_are_rescued(app_settings, start_worker) -
     settings = with_own_keys(app_settings)
     broker = redis.Redis.from_url(settings.redis_url)
     client = create_app(settings).test_client()
-    archive = client.post("/v1/jobs", data={"file": (io.BytesIO(zipped({f"p{i}.png": png(20 + i) for i in range(5)})),
-                                                     "photos.zip")}, content_type="multipart/form-data")
-    single = client.post("/v1/jobs", data={"file": (io.BytesIO(png(30)), "one.png")},
-                         content_type="multipart/form-data")
+    archive = client.post(
+        "/v1/jobs",
+        data={"file": (io.BytesIO(zipped({f"p{i}.png": png(20 + i) for i in range(5)})), "photos.zip")},
+        content_type="multipart/form-data",
+    )
+    single = client.post(
+        "/v1/jobs", data={"file": (io.BytesIO(png(30)), "one.png")}, content_type="multipart/form-data"
+    )
     assert archive.status_code == single.status_code == 202
     prefix = settings.redis_key_prefix
     assert queue_depth(broker, QUEUE, prefix) == 2  # the archive's expansion and the single image's chunk

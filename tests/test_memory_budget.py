@@ -48,8 +48,10 @@ def test_the_budget_leaves_the_process_its_baseline_and_splits_the_rest() -> Non
     assert budget.batch_decode_bytes == budget.batch_pixels * 16
 
 
-@pytest.mark.parametrize("channels, dtype, per_pixel", [(1, np.uint8, 4), (3, np.uint8, 6), (4, np.uint8, 8),
-                                                         (3, np.uint16, 12), (4, np.uint16, 16)])
+@pytest.mark.parametrize(
+    "channels, dtype, per_pixel",
+    [(1, np.uint8, 4), (3, np.uint8, 6), (4, np.uint8, 8), (3, np.uint16, 12), (4, np.uint16, 16)],
+)
 def test_decode_cost_follows_the_samples_the_decoder_keeps(channels: int, dtype: type, per_pixel: int) -> None:
     cost = decode_cost(png(30, 40, channels, dtype), Limits())
     assert cost == DecodeCost(1200, 1200 * per_pixel + DECODE_OVERHEAD_BYTES)
@@ -72,8 +74,13 @@ def test_decoding_a_16_bit_rgba_png_stays_within_its_cost(tmp_path: Path) -> Non
         image = decode_image(data, Limits())
         print((kib("VmHWM") - before) * 1024, decode_cost(data, Limits()).bytes)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                            cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     grown, cost = map(int, result.stdout.split())
     assert cost == 4_000_000 * 16 + DECODE_OVERHEAD_BYTES
     assert cost / 2 < grown <= cost
@@ -135,13 +142,15 @@ def test_small_images_fill_a_batch_and_a_large_one_goes_alone() -> None:
 @pytest.fixture
 def chunk_context(app_settings: Settings, storage) -> WorkerContext:
     settings = with_own_keys(app_settings).with_overrides(
-        limits=Limits(worker_memory_bytes=SMALL_BUDGET.total_bytes), batch_size=8, chunk_size=8)
+        limits=Limits(worker_memory_bytes=SMALL_BUDGET.total_bytes), batch_size=8, chunk_size=8
+    )
     return WorkerContext(settings, Published())
 
 
 @pytest.mark.integration
 def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_memory(
-        chunk_context: WorkerContext, monkeypatch) -> None:
+    chunk_context: WorkerContext, monkeypatch
+) -> None:
     inputs = [png(1000, 1500), png(1000, 1500), png(2000, 2200), png(1000, 1500), png(40, 60)]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
@@ -150,8 +159,11 @@ def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_
     job_id = expand(chunk_context, "zip", buffer.getvalue())
     seen: list[list[int]] = []
     colorize = ChunkRun._colorize
-    monkeypatch.setattr(ChunkRun, "_colorize", lambda run, engine, items: (
-        seen.append([item.index for item in items]), colorize(run, engine, items))[1])
+    monkeypatch.setattr(
+        ChunkRun,
+        "_colorize",
+        lambda run, engine, items: (seen.append([item.index for item in items]), colorize(run, engine, items))[1],
+    )
 
     ((_, args),) = chunk_context.app.tasks
     ChunkRun(chunk_context, job_id).run(args[1])

@@ -57,8 +57,7 @@ def archive() -> bytes:
 @pytest.fixture(scope="module")
 def observed(app_settings, start_worker):
     """An API and one worker (JSON logs, metrics on a port) that have run one job to its end."""
-    settings = with_own_keys(app_settings).with_overrides(
-        worker_metrics_port=free_port(), log_format="json")
+    settings = with_own_keys(app_settings).with_overrides(worker_metrics_port=free_port(), log_format="json")
     [worker] = start_worker(settings)
     server = ApiServer(settings)
     response = http.request("POST", f"{server.url}/v1/jobs", fields={"file": ("batch.zip", archive())})
@@ -86,7 +85,12 @@ def test_the_api_counts_requests_jobs_and_queue_depth(observed) -> None:
     assert value(page, "colorize_jobs_created_total", source_kind="zip") == 1
     assert value(page, "colorize_queue_depth", queue="colorize") == 0
     assert value(page, "colorize_queue_depth", queue="webhooks") == 0
-    assert job["status"] == "partially_succeeded" and job["counts"] == {"total": 4, "done": 2, "failed": 2, "pending": 0}
+    assert job["status"] == "partially_succeeded" and job["counts"] == {
+        "total": 4,
+        "done": 2,
+        "failed": 2,
+        "pending": 0,
+    }
 
 
 def test_the_worker_counts_items_stages_and_model_loads(observed) -> None:

@@ -165,12 +165,20 @@ def own_directory(root: Path, host: str, models_dir: Path) -> tuple[Path, dict[s
     return home, {"HOME": str(home), "TMPDIR": str(home / "tmp")}
 
 
-def spawn(network: HostNetwork, host: str, argv: list[str], settings: Settings, home: Path,
-          env: dict[str, str]) -> HostProcess:
+def spawn(
+    network: HostNetwork, host: str, argv: list[str], settings: Settings, home: Path, env: dict[str, str]
+) -> HostProcess:
     environment = child_environment(settings, os.environ) | env | {"PYTHONPATH": str(PROJECT_ROOT)}
     log = (home / "log").open("wb")
-    process = subprocess.Popen([*network.wrap(host), *argv], cwd=home, env=environment, stdin=subprocess.DEVNULL,
-                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [*network.wrap(host), *argv],
+        cwd=home,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     log.close()
     return HostProcess(host, process, home)
 
@@ -198,21 +206,36 @@ def network() -> Iterator[HostNetwork]:
         net.close()
 
 
-def test_hosts_apart_and_a_worker_cut_off_from_redis_for_30_s_mid_job(network: HostNetwork, tmp_path: Path,
-                                                                       test_models_dir: Path) -> None:
+def test_hosts_apart_and_a_worker_cut_off_from_redis_for_30_s_mid_job(
+    network: HostNetwork, tmp_path: Path, test_models_dir: Path
+) -> None:
     redis_server = RedisServer(tmp_path / "redis", host=network.address("redis"), wrap=network.wrap("redis"))
-    s3_server = SeaweedS3Server(tmp_path / "s3", host=network.address("s3"), wrap=network.wrap("s3"),
-                                bucket="colorize-hosts")
+    s3_server = SeaweedS3Server(
+        tmp_path / "s3", host=network.address("s3"), wrap=network.wrap("s3"), bucket="colorize-hosts"
+    )
     processes: list[HostProcess] = []
     try:
         redis_server.start()
         s3_server.start()
         api_port = 8000
         base = Settings(
-            redis_url=redis_server.url, s3_endpoint_url=s3_server.endpoint_url, s3_bucket="colorize-hosts",
-            model=TEST_MODEL, device="cpu", engine_threads=1, worker_concurrency=1, batch_size=2, chunk_size=2,
-            task_soft_time_limit_s=5, task_time_limit_s=6, visibility_timeout_s=8, item_max_attempts=6,
-            api_host=network.address("api"), api_port=api_port, auth="open", auth_allow_open_public=True,
+            redis_url=redis_server.url,
+            s3_endpoint_url=s3_server.endpoint_url,
+            s3_bucket="colorize-hosts",
+            model=TEST_MODEL,
+            device="cpu",
+            engine_threads=1,
+            worker_concurrency=1,
+            batch_size=2,
+            chunk_size=2,
+            task_soft_time_limit_s=5,
+            task_time_limit_s=6,
+            visibility_timeout_s=8,
+            item_max_attempts=6,
+            api_host=network.address("api"),
+            api_port=api_port,
+            auth="open",
+            auth_allow_open_public=True,
         )
         urls = (base.redis_url, base.s3_endpoint_url)
         assert not any("127.0.0.1" in url or "localhost" in url for url in urls), urls
@@ -223,16 +246,43 @@ def test_hosts_apart_and_a_worker_cut_off_from_redis_for_30_s_mid_job(network: H
             processes.append(spawn(network, host, argv, settings, home, env))
             return processes[-1]
 
-        api = start("api", [sys.executable, "-m", "gunicorn",
-                            *gunicorn_args(f"{network.address('api')}:{api_port}", 1)])
-        workers = {host: start(host, [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-                                      "-Q", "colorize", "-n", f"{host}@%h", "-c", "1", "--without-gossip",
-                                      "--without-mingle", "-I", "tests.worker_faults", "--loglevel", "INFO"])
-                   for host in ("w1", "w2")}
+        api = start(
+            "api", [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{network.address('api')}:{api_port}", 1)]
+        )
+        workers = {
+            host: start(
+                host,
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "worker.celery_app",
+                    "worker",
+                    "-Q",
+                    "colorize",
+                    "-n",
+                    f"{host}@%h",
+                    "-c",
+                    "1",
+                    "--without-gossip",
+                    "--without-mingle",
+                    "-I",
+                    "tests.worker_faults",
+                    "--loglevel",
+                    "INFO",
+                ],
+            )
+            for host in ("w1", "w2")
+        }
         state = redis.Redis.from_url(base.redis_url, socket_timeout=10)
         heartbeats = WorkerHeartbeats(state, namespace=base.redis_namespace)
-        wait_for("both workers heartbeating",
-                 lambda: len(heartbeats.live(WORKER_STALE_AFTER_S)) == 2, START_TIMEOUT_S, processes)
+        wait_for(
+            "both workers heartbeating",
+            lambda: len(heartbeats.live(WORKER_STALE_AFTER_S)) == 2,
+            START_TIMEOUT_S,
+            processes,
+        )
         client = PatientClient(f"http://{network.address('api')}:{api_port}", give_up_s=START_TIMEOUT_S)
         assert client.json("GET", "/healthz")[0] == 200
 

@@ -42,8 +42,7 @@ def served_operations(app) -> dict[str, set[str]]:
     for rule in app.url_map.iter_rules():
         if rule.endpoint in UNDESCRIBED_ENDPOINTS:
             continue
-        operations.setdefault(openapi_path(rule.rule), set()).update(
-            m.lower() for m in rule.methods - IMPLICIT_METHODS)
+        operations.setdefault(openapi_path(rule.rule), set()).update(m.lower() for m in rule.methods - IMPLICIT_METHODS)
     return operations
 
 
@@ -62,7 +61,10 @@ def test_path_parameters_match_the_routes(offline_app) -> None:
             declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert declared == set(rule.arguments), (rule.rule, method)
             for parameter in operation.get("parameters", []):
-                if parameter["in"] == "path" and rule._converters[parameter["name"]].__class__.__name__ == "IntegerConverter":
+                if (
+                    parameter["in"] == "path"
+                    and rule._converters[parameter["name"]].__class__.__name__ == "IntegerConverter"
+                ):
                     assert parameter["schema"]["type"] == "integer", (rule.rule, parameter["name"])
 
 
@@ -110,9 +112,15 @@ def png() -> bytes:
 @pytest.mark.integration
 def test_responses_match_their_schemas(live) -> None:
     client, spec = live
-    created = client.post("/v1/jobs", content_type="multipart/form-data", data={
-        "file": (io.BytesIO(png()), "photo.png"), "callback_url": "http://127.0.0.1:9/hook", "events": "completed",
-    })
+    created = client.post(
+        "/v1/jobs",
+        content_type="multipart/form-data",
+        data={
+            "file": (io.BytesIO(png()), "photo.png"),
+            "callback_url": "http://127.0.0.1:9/hook",
+            "events": "completed",
+        },
+    )
     conforms(spec, "/v1/jobs", "post", created)
     job_id = created.json["id"]
     for path, url in [
@@ -133,8 +141,7 @@ def test_responses_match_their_schemas(live) -> None:
     conforms(spec, "/v1/uploads", "post", client.post("/v1/uploads", json={"size": 10, "filename": "a.zip"}))
     conforms(spec, "/v1/uploads", "post", client.post("/v1/uploads", json={"size": 12 * 1024**2 - 1}))
     conforms(spec, "/v1/uploads", "post", client.post("/v1/uploads", json={"size": "big"}))
-    conforms(spec, "/v1/uploads/{upload_id}/complete", "post",
-             client.post("/v1/uploads/missing/complete", json={}))
+    conforms(spec, "/v1/uploads/{upload_id}/complete", "post", client.post("/v1/uploads/missing/complete", json={}))
     conforms(spec, "/v1/jobs", "post", client.post("/v1/jobs", data="x", content_type="text/plain"))
     conforms(spec, "/metrics", "get", client.get("/metrics"))
 
@@ -160,22 +167,36 @@ class Holder(BaseModel):
 
 def test_model_schemas_are_written_in_openapi_30() -> None:
     schemas = component_schemas({"Outer": (Outer, "validation")})
-    inner = {"type": "object", "additionalProperties": False,
-             "properties": {"kind": {"type": "string", "enum": ["a"]},
-                            "count": {"type": "integer", "minimum": 0, "default": 3}},
-             "required": ["kind"]}
-    assert schemas == {"Outer": {
+    inner = {
         "type": "object",
-        "properties": {"inner": {**inner, "nullable": True}, "listed": {"type": "array", "items": inner},
-                       "label": {"type": "string", "nullable": True, "description": "A label."}},
-        "required": ["inner", "listed"],
-    }}
-    validate_spec({"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {},
-                   "components": {"schemas": schemas}})
+        "additionalProperties": False,
+        "properties": {
+            "kind": {"type": "string", "enum": ["a"]},
+            "count": {"type": "integer", "minimum": 0, "default": 3},
+        },
+        "required": ["kind"],
+    }
+    assert schemas == {
+        "Outer": {
+            "type": "object",
+            "properties": {
+                "inner": {**inner, "nullable": True},
+                "listed": {"type": "array", "items": inner},
+                "label": {"type": "string", "nullable": True, "description": "A label."},
+            },
+            "required": ["inner", "listed"],
+        }
+    }
+    validate_spec(
+        {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}, "paths": {}, "components": {"schemas": schemas}}
+    )
 
 
 def test_components_refer_to_one_another_and_cannot_be_nullable() -> None:
     schemas = component_schemas({"Inner": (Inner, "validation"), "Holder": (Holder, "validation")})
-    assert schemas["Holder"]["properties"]["items"] == {"type": "array", "items": {"$ref": "#/components/schemas/Inner"}}
+    assert schemas["Holder"]["properties"]["items"] == {
+        "type": "array",
+        "items": {"$ref": "#/components/schemas/Inner"},
+    }
     with pytest.raises(ValueError, match="nullable"):
         component_schemas({"Inner": (Inner, "validation"), "Outer": (Outer, "validation")})

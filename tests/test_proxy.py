@@ -24,8 +24,10 @@ from shared.settings import Quotas
 from tests.integration_fixtures import with_own_keys
 from tests.test_compose import NGINX_CONF
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed"),
+]
 
 WRONG_KEY = {"Authorization": "Bearer ck_0123456789abcdef_" + "C" * 43}
 http = urllib3.PoolManager(retries=False, timeout=10)
@@ -34,8 +36,12 @@ http = urllib3.PoolManager(retries=False, timeout=10)
 @pytest.fixture(scope="module")
 def api(app_settings, tmp_path_factory):
     settings = with_own_keys(app_settings).with_overrides(
-        api_host=LOOPBACK, api_port=free_port(), auth="keys", trusted_proxies="127.0.0.1/32",
-        quotas=Quotas(auth_failures_per_s=0.01, auth_failure_burst=3))
+        api_host=LOOPBACK,
+        api_port=free_port(),
+        auth="keys",
+        trusted_proxies="127.0.0.1/32",
+        quotas=Quotas(auth_failures_per_s=0.01, auth_failure_burst=3),
+    )
     # Every request through the proxy comes from loopback: its bucket of wrong keys starts full.
     redis.Redis.from_url(settings.redis_url).delete(RedisKeys().auth_failures(LOOPBACK))
     process = ApiProcess(settings, tmp_path_factory.mktemp("proxied-api") / "api.log").start()
@@ -48,12 +54,14 @@ def proxy(api, tmp_path_factory):
     """nginx with docker/nginx.conf, its upstream and port moved to loopback; yields its base URL."""
     root = tmp_path_factory.mktemp("nginx")
     port = free_port()
-    text = (NGINX_CONF.read_text()
-            .replace("server api:8000;", f"server {LOOPBACK}:{api.settings.api_port};")
-            .replace("listen 8000;", f"listen {LOOPBACK}:{port};")
-            .replace("pid /tmp/nginx.pid;", f"pid {root}/nginx.pid;")
-            .replace("access_log /dev/stdout;", f"access_log {root}/access.log;")
-            .replace("error_log /dev/stderr warn;", f"error_log {root}/error.log warn;"))
+    text = (
+        NGINX_CONF.read_text()
+        .replace("server api:8000;", f"server {LOOPBACK}:{api.settings.api_port};")
+        .replace("listen 8000;", f"listen {LOOPBACK}:{port};")
+        .replace("pid /tmp/nginx.pid;", f"pid {root}/nginx.pid;")
+        .replace("access_log /dev/stdout;", f"access_log {root}/access.log;")
+        .replace("error_log /dev/stderr warn;", f"error_log {root}/error.log warn;")
+    )
     assert str(api.settings.api_port) in text and str(port) in text
     config = root / "nginx.conf"
     config.write_text(text)
@@ -88,11 +96,14 @@ def test_metrics_are_not_served_through_the_proxy(proxy) -> None:
     assert error_of(http.request("GET", f"{proxy}/metrics"), 404)["code"] == "not_found"
 
 
-@pytest.mark.parametrize("method, path, options, status, code", [
-    ("POST", "/v1/jobs", {"body": b"x" * (256 * 1024**2 + 1)}, 413, "payload_too_large"),
-    ("GET", "/" + "a" * 5000, {}, 414, "uri_too_long"),
-    ("GET", "/v1/models", {"headers": {"X-Big": "y" * 9000}}, 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "method, path, options, status, code",
+    [
+        ("POST", "/v1/jobs", {"body": b"x" * (256 * 1024**2 + 1)}, 413, "payload_too_large"),
+        ("GET", "/" + "a" * 5000, {}, 414, "uri_too_long"),
+        ("GET", "/v1/models", {"headers": {"X-Big": "y" * 9000}}, 400, "invalid_request"),
+    ],
+)
 def test_what_the_proxy_refuses_is_a_json_error(proxy, method, path, options, status, code) -> None:
     assert error_of(http.request(method, proxy + path, **options), status)["code"] == code
 
@@ -109,8 +120,10 @@ def test_a_malformed_request_line_is_a_json_error(proxy) -> None:
 def test_a_client_cannot_choose_its_forwarded_address(proxy, api) -> None:
     # Through the proxy, a forged X-Forwarded-For is replaced by the address the proxy saw: every
     # request below is the same client, throttled after its burst of wrong keys.
-    statuses = [http.request("GET", f"{proxy}/v1/jobs/x", headers={**WRONG_KEY, "X-Forwarded-For": f"192.0.2.{n}"})
-                .status for n in range(1, 6)]
+    statuses = [
+        http.request("GET", f"{proxy}/v1/jobs/x", headers={**WRONG_KEY, "X-Forwarded-For": f"192.0.2.{n}"}).status
+        for n in range(1, 6)
+    ]
     assert statuses == [401, 401, 401, 429, 429]
     # The API believes the forwarded address from its trusted proxy's address (loopback here):
     # another client behind it still gets its own answer.

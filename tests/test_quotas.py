@@ -65,8 +65,9 @@ class Api:
 
     def submit(self, data: bytes, filename: str = "p.png", headers: dict[str, str] | None = None, **fields):
         form = {"file": (io.BytesIO(data), filename), **fields}
-        return self.client.post("/v1/jobs", data=form, content_type="multipart/form-data",
-                                headers=headers or self.headers)
+        return self.client.post(
+            "/v1/jobs", data=form, content_type="multipart/form-data", headers=headers or self.headers
+        )
 
     def get(self, path: str, headers: dict[str, str] | None = None):
         return self.client.get(path, headers=headers or self.headers)
@@ -201,8 +202,14 @@ def test_quota_running_out_mid_archive_fails_the_remaining_entries(quota_setting
     # An unsafe entry is refused before the quota is asked: it does not use up an image.
     names = ["p0.png", "../escape.png", "p1.png", "p2.png", "p3.png", "p4.png"]
     storage.put_bytes(source_key(tenant, job_id), zip_bytes(names))
-    job = ctx.jobs.create_job(tenant=tenant, model=TEST_MODEL, temperature=None, source_kind="zip",
-                              source_key=source_key(tenant, job_id), job_id=job_id)
+    job = ctx.jobs.create_job(
+        tenant=tenant,
+        model=TEST_MODEL,
+        temperature=None,
+        source_kind="zip",
+        source_key=source_key(tenant, job_id),
+        job_id=job_id,
+    )
     ctx.jobs.mark_running(job_id)
     lease = ExpansionLease(ctx.redis, ctx.jobs.keys.job(job_id).expander)
     assert lease.acquire()
@@ -244,11 +251,15 @@ def test_declared_body_size_over_the_limit_is_refused_unread(make_api, quota_set
     # Refused first of all: before authentication (no key here), quotas or the route.
     for headers in (api.headers, {}):
         response = api.client.post(
-            "/v1/jobs", input_stream=UnreadableBody(), environ_overrides={"CONTENT_LENGTH": str(limit + 1)},
-            content_type="multipart/form-data; boundary=x", headers=headers,
+            "/v1/jobs",
+            input_stream=UnreadableBody(),
+            environ_overrides={"CONTENT_LENGTH": str(limit + 1)},
+            content_type="multipart/form-data; boundary=x",
+            headers=headers,
         )
         assert response.status_code == 413
         assert response.get_json()["error"]["code"] == "payload_too_large"
-    response = api.client.post("/v1/uploads", json={"size": quota_settings.limits.max_upload_bytes + 1},
-                               headers=api.headers)
+    response = api.client.post(
+        "/v1/uploads", json={"size": quota_settings.limits.max_upload_bytes + 1}, headers=api.headers
+    )
     assert response.status_code == 413

@@ -25,8 +25,15 @@ from shared.settings import Settings
 from shared.upkeep import StallWatch
 from tests.integration_fixtures import ApiServer, wait_until
 from worker.broker_queues import AmqpQueues, broker_queues
-from worker.celery_app import LANE_QUEUES, QUEUE, WEBHOOK_QUEUE, enqueue_chunk, enqueue_expansion, enqueue_turns, \
-    make_celery
+from worker.celery_app import (
+    LANE_QUEUES,
+    QUEUE,
+    WEBHOOK_QUEUE,
+    enqueue_chunk,
+    enqueue_expansion,
+    enqueue_turns,
+    make_celery,
+)
 from worker.housekeeping import rescue_stalled
 
 pytestmark = pytest.mark.integration
@@ -61,7 +68,11 @@ def test_each_lane_is_a_quorum_queue_and_what_waits_is_counted(rabbit_settings, 
 
     types = queue_types(rabbitmq_server, rabbit_settings)
     assert {name: types.get(name) for name in LANE_QUEUES.values()} == {name: "quorum" for name in LANE_QUEUES.values()}
-    assert ready_by_queue(app, LANE_QUEUES.values()) == {QUEUE: 1, f"{QUEUE}.expansions": 1, f"{QUEUE}.bulk": 3}  # each lane in its own queue
+    assert ready_by_queue(app, LANE_QUEUES.values()) == {
+        QUEUE: 1,
+        f"{QUEUE}.expansions": 1,
+        f"{QUEUE}.bulk": 3,
+    }  # each lane in its own queue
     queues.close()
 
 
@@ -72,8 +83,9 @@ def test_the_rescue_waits_while_a_lane_holds_work_and_enqueues_once_all_are_empt
     jobs = JobStore(client, settings, clock=lambda: clock[0])
     stalls = StallWatch(client, settings.stall_after_s, clock=lambda: clock[0], namespace=settings.redis_namespace)
     bulk = BulkLane(client, settings.result_ttl_s, clock=lambda: clock[0], namespace=settings.redis_namespace)
-    job = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip", source_key="src",
-                          source_filename="a.zip")
+    job = jobs.create_job(
+        tenant="local", model="m", temperature=None, source_kind="zip", source_key="src", source_filename="a.zip"
+    )
     jobs.add_items(job.id, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(2)])
     jobs.end_expansion(job.id)
     app = make_celery(settings)
@@ -101,7 +113,9 @@ def test_a_job_runs_end_to_end_with_tasks_on_rabbitmq(rabbit_settings, start_wor
                 pixels = np.full((20, 24), 30 * i, np.uint8)
                 archive.writestr(f"f/{i}.png", cv2.imencode(".png", pixels)[1].tobytes())
         http = urllib3.PoolManager()
-        created = http.request("POST", f"{api.url}/v1/jobs", fields={"file": ("f.zip", buffer.getvalue(), "application/zip")})
+        created = http.request(
+            "POST", f"{api.url}/v1/jobs", fields={"file": ("f.zip", buffer.getvalue(), "application/zip")}
+        )
         assert created.status == 202, created.data
         job_id = created.json()["id"]
 

@@ -55,16 +55,19 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     jobs = JobStore(broker, settings, clock=clock)
     stalls = StallWatch(broker, settings.stall_after_s, clock=clock, namespace=namespace)
     bulk = BulkLane(broker, settings.result_ttl_s, clock=clock, namespace=namespace)
-    unexpanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
-                                 source_key="src", source_filename="a.zip").id
-    expanded = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
-                               source_key="src", source_filename="b.zip").id
+    unexpanded = jobs.create_job(
+        tenant="local", model="m", temperature=None, source_kind="zip", source_key="src", source_filename="a.zip"
+    ).id
+    expanded = jobs.create_job(
+        tenant="local", model="m", temperature=None, source_kind="zip", source_key="src", source_filename="b.zip"
+    ).id
     jobs.mark_running(expanded)
     jobs.add_items(expanded, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(5)])
     jobs.end_expansion(expanded)
     jobs.record(expanded, [ItemResult.done(1), ItemResult.done(3)])
-    small = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip",
-                            source_key="src", source_filename="c.zip").id
+    small = jobs.create_job(
+        tenant="local", model="m", temperature=None, source_kind="zip", source_key="src", source_filename="c.zip"
+    ).id
     jobs.add_items(small, [NewItem(i, f"{i}.png", f"{i}.jpg", 10) for i in range(2)])
     jobs.end_expansion(small)
     bulk.push("local", expanded, [[1, 3]])  # a chunk whose turn was lost
@@ -80,12 +83,14 @@ def test_stalled_jobs_get_their_outstanding_work_again_once_nothing_is_queued(br
     assert sorted(rescue_stalled(jobs, stalls, bulk, queues, app, settings)) == sorted([unexpanded, expanded, small])
     # A job of one chunk is interactive; a larger one gets its unfinished items as bulk chunks,
     # one turn each, in place of what waited in the lane.
-    assert sorted(app.sent) == sorted([
-        (EXPAND_TASK, (unexpanded,), QUEUE),
-        (COLORIZE_TASK, (small, [0, 1]), QUEUE),
-        (BULK_TURN_TASK, (), QUEUE),
-        (BULK_TURN_TASK, (), QUEUE),
-    ])
+    assert sorted(app.sent) == sorted(
+        [
+            (EXPAND_TASK, (unexpanded,), QUEUE),
+            (COLORIZE_TASK, (small, [0, 1]), QUEUE),
+            (BULK_TURN_TASK, (), QUEUE),
+            (BULK_TURN_TASK, (), QUEUE),
+        ]
+    )
     claimed = [bulk.claim(f"turn-{n}") for n in range(3)]
     assert [(c.job_id, c.indices) for c in claimed[:2]] == [(expanded, [0, 2]), (expanded, [4])]
     assert claimed[2] is None

@@ -18,7 +18,7 @@ def task(settings: Settings, max_retries: int = 5) -> SimpleNamespace:
 
 
 def backoff_total(settings: Settings, retries: int) -> float:
-    return sum(min(backoff_cap_s(settings), 2 ** i) for i in range(retries))
+    return sum(min(backoff_cap_s(settings), 2**i) for i in range(retries))
 
 
 @pytest.mark.parametrize("outage", [ServiceUnavailable("storage unreachable"), redis.ConnectionError("refused")])
@@ -30,8 +30,7 @@ def test_outages_are_retried_for_the_configured_time(outage: Exception) -> None:
 
 
 def test_retry_backoff_stays_under_half_the_visibility_timeout() -> None:
-    settings = Settings(outage_retry_s=60, visibility_timeout_s=15, task_time_limit_s=10,
-                        task_soft_time_limit_s=8)
+    settings = Settings(outage_retry_s=60, visibility_timeout_s=15, task_time_limit_s=10, task_soft_time_limit_s=8)
     assert backoff_cap_s(settings) == 7
     assert retry_limit(task(settings), ServiceUnavailable("down")) == 11  # 1 + 2 + 4, then 7 s each: 63 s
 

@@ -60,13 +60,19 @@ def test_healthz_answers_within_a_second_while_200_connections_hang_half_sent(se
     assert max(latencies) < HEALTHZ_LIMIT_S, max(latencies)
 
 
-@pytest.mark.parametrize("request_bytes, status, code", [
-    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
-    (b"NOT A REQUEST\r\n\r\n", 400, "invalid_request"),
-    (b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(150)) + b"\r\n",
-     431, "headers_too_large"),
-    (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
-])
+@pytest.mark.parametrize(
+    "request_bytes, status, code",
+    [
+        (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "uri_too_long"),
+        (b"NOT A REQUEST\r\n\r\n", 400, "invalid_request"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(150)) + b"\r\n",
+            431,
+            "headers_too_large",
+        ),
+        (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n", 431, "headers_too_large"),
+    ],
+)
 def test_what_gunicorn_refuses_is_a_json_error(served_api, request_bytes, status, code) -> None:
     answered, headers, body = raw_exchange(served_api.settings.api_port, request_bytes)
     assert answered == status

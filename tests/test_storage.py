@@ -36,7 +36,11 @@ def http(method: str, url: str, data: bytes | None = None) -> tuple[int, bytes, 
 def test_keys_of_a_job_live_under_its_tenant_and_job_prefix() -> None:
     prefix = job_prefix("acme", "job1")
     assert prefix == "tenants/acme/jobs/job1/"
-    for key in (source_key("acme", "job1"), input_object_key("acme", "job1", input_object_name(3, 5)), result_key("acme", "job1", 3)):
+    for key in (
+        source_key("acme", "job1"),
+        input_object_key("acme", "job1", input_object_name(3, 5)),
+        result_key("acme", "job1", 3),
+    ):
         assert key.startswith(prefix)
     assert upload_key("acme", "up1").startswith("tenants/acme/")
     assert not upload_key("acme", "up1").startswith(prefix)

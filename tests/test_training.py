@@ -51,16 +51,62 @@ def test_a_short_run_exports_a_model_the_engine_serves(tmp_path: Path) -> None:
         image = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (96, 80), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(photos / f"p{i}.png"), image)
     run = tmp_path / "run"
-    training.train(training.parse_args([
-        "--data", str(photos), "--val", str(photos), "--out", str(run), "--size", "32", "--crop", "32",
-        "--batch-size", "4", "--steps", "3", "--widths", "4", "4", "8", "8", "8", "--device", "cpu",
-    ]))
+    training.train(
+        training.parse_args(
+            [
+                "--data",
+                str(photos),
+                "--val",
+                str(photos),
+                "--out",
+                str(run),
+                "--size",
+                "32",
+                "--crop",
+                "32",
+                "--batch-size",
+                "4",
+                "--steps",
+                "3",
+                "--widths",
+                "4",
+                "4",
+                "8",
+                "8",
+                "8",
+                "--device",
+                "cpu",
+            ]
+        )
+    )
     assert len((run / "log.jsonl").read_text().splitlines()) == 3  # one record per epoch (1 step each)
     # resumable: a second call with the same run folder continues from the checkpoint, adding nothing
-    training.train(training.parse_args([
-        "--data", str(photos), "--out", str(run), "--size", "32", "--crop", "32", "--batch-size", "4",
-        "--steps", "3", "--widths", "4", "4", "8", "8", "8", "--device", "cpu",
-    ]))
+    training.train(
+        training.parse_args(
+            [
+                "--data",
+                str(photos),
+                "--out",
+                str(run),
+                "--size",
+                "32",
+                "--crop",
+                "32",
+                "--batch-size",
+                "4",
+                "--steps",
+                "3",
+                "--widths",
+                "4",
+                "4",
+                "8",
+                "8",
+                "8",
+                "--device",
+                "cpu",
+            ]
+        )
+    )
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
     manifest = export(run, tmp_path / "models", "tiny", "test", input_size=32)
     assert manifest.raw["training"]["steps"] == 3 and (manifest.directory / "training_curve.png").exists()
@@ -110,9 +156,30 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
 
     photos = synthetic_photos(tmp_path / "photos", 6)
     run = tmp_path / "run"
-    args = ["--data", str(photos), "--val", str(photos), "--out", str(run), "--source-size", "64", "--size", "64",
-            "--views", "1", "--decoder-epochs", "1", "--batch-size", "3", "--finetune-steps", "2",
-            "--eval-every", "1", "--threads", "1"]
+    args = [
+        "--data",
+        str(photos),
+        "--val",
+        str(photos),
+        "--out",
+        str(run),
+        "--source-size",
+        "64",
+        "--size",
+        "64",
+        "--views",
+        "1",
+        "--decoder-epochs",
+        "1",
+        "--batch-size",
+        "3",
+        "--finetune-steps",
+        "2",
+        "--eval-every",
+        "1",
+        "--threads",
+        "1",
+    ]
     train_pretrained.train(train_pretrained.parse_args(args))
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in log if "val_auc_rebalanced" in r] == [0, 1, 2, 2]  # untrained, epoch, 2 steps

@@ -26,8 +26,14 @@ from tests.integration_fixtures import ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 RESULT_TIMEOUT_MS = 60_000
 
@@ -129,7 +135,10 @@ def drop_files(page, selector: str, files: dict[str, bytes]) -> None:
 
 
 def natural_sizes(page, selector: str) -> list[tuple[int, int]]:
-    return [tuple(size) for size in page.eval_on_selector_all(selector, "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")]
+    return [
+        tuple(size)
+        for size in page.eval_on_selector_all(selector, "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+    ]
 
 
 def downloaded(page, locator) -> tuple[str, bytes]:
@@ -211,8 +220,9 @@ def test_a_file_the_api_refuses_shows_its_message_and_code(page, api_server, tmp
     assert page.problems.messages == []
 
 
-def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(page, api_server, workers,
-                                                                             app_settings, tmp_path) -> None:
+def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(
+    page, api_server, workers, app_settings, tmp_path
+) -> None:
     # Larger than the API's direct request limit and than one upload part: two presigned PUTs.
     padding = os.urandom(app_settings.multipart_part_bytes + 512 * 1024)
     assert len(padding) > app_settings.limits.max_request_bytes
@@ -231,7 +241,10 @@ def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(pag
 
     job = page.locator(".job")
     expect(job.locator(".status")).to_have_text("partially succeeded")
-    assert [url.startswith(app_settings.s3_endpoint_url) and "partNumber=" in url for url in storage_puts] == [True, True]
+    assert [url.startswith(app_settings.s3_endpoint_url) and "partNumber=" in url for url in storage_puts] == [
+        True,
+        True,
+    ]
     assert sorted(natural_sizes(page, ".result img.after")) == [(30, 40), (48, 32)]
     # Archive entries have no local original: "before" is the result in grey.
     expect(page.locator(".result img.before.greyscale")).to_have_count(2)
@@ -248,7 +261,9 @@ def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(pag
     assert page.problems.messages == []
 
 
-def test_with_keys_required_the_page_asks_for_one_and_uses_it_for_dropped_photos(page, keyed_api, workers, tmp_path) -> None:
+def test_with_keys_required_the_page_asks_for_one_and_uses_it_for_dropped_photos(
+    page, keyed_api, workers, tmp_path
+) -> None:
     page.goto(keyed_api.url + "/")
     expect(page.locator("#key-panel")).to_be_visible()
     expect(page.locator("#key-reason")).to_contain_text("API key is required")  # the API's 401 message

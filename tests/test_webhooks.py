@@ -40,10 +40,30 @@ http = urllib3.PoolManager(retries=False)
 # --- addresses ----------------------------------------------------------------------------
 
 NON_PUBLIC = [
-    "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-    "0.0.0.0", "224.0.0.1", "240.0.0.1", "255.255.255.255", "192.0.2.1", "198.18.0.1",
-    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1", "2001:db8::1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:0.0.0.0",
+    "127.0.0.1",
+    "127.8.9.10",
+    "10.1.2.3",
+    "172.16.0.1",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "240.0.0.1",
+    "255.255.255.255",
+    "192.0.2.1",
+    "198.18.0.1",
+    "::1",
+    "::",
+    "fe80::1",
+    "fc00::1",
+    "fd12:3456::1",
+    "ff02::1",
+    "2001:db8::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "::ffff:0.0.0.0",
     "::127.0.0.1",  # IPv4-compatible (deprecated form)
     "2002:7f00:1::1",  # 6to4 around 127.0.0.1
     "2002:a00:1::1",  # 6to4 around 10.0.0.1
@@ -77,10 +97,21 @@ def test_settings_open_private_ranges() -> None:
         Settings(webhook_allowed_networks="10.0.0.0/33").validate()
 
 
-@pytest.mark.parametrize("url", [
-    "ftp://example.com/hook", "file:///etc/passwd", "gopher://x/", "http:///nohost", "example.com/hook",
-    "http://user:secret@example.com/", "http://example.com:99999/", "http://example.com/" + "x" * 2100, "", 42,
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "gopher://x/",
+        "http:///nohost",
+        "example.com/hook",
+        "http://user:secret@example.com/",
+        "http://example.com:99999/",
+        "http://example.com/" + "x" * 2100,
+        "",
+        42,
+    ],
+)
 def test_malformed_callback_urls_are_refused(url) -> None:
     with pytest.raises(InvalidRequest):
         parse_callback_url(url)
@@ -107,8 +138,9 @@ def test_event_filters() -> None:
 
 def test_signature_matches_the_standard_webhooks_test_vector() -> None:
     # Published with the Standard Webhooks specification.
-    signature = sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
-                     '{"test": 2432232314}')
+    signature = sign(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, '{"test": 2432232314}'
+    )
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
@@ -217,8 +249,9 @@ def test_a_name_that_now_resolves_inside_the_network_is_refused_at_delivery(rece
     # DNS rebinding: the host passed the check at job creation, and now resolves to loopback.
     resolver = lambda host, port: [ipaddress.ip_address("8.8.8.8"), ipaddress.ip_address("127.0.0.1")]  # noqa: E731
     before = len(receiver.requests)
-    attempt = deliver(message(f"http://rebind.example:{receiver.port}/rebound"), "whsec_QUJD", 1, Settings(),
-                      resolver=resolver)
+    attempt = deliver(
+        message(f"http://rebind.example:{receiver.port}/rebound"), "whsec_QUJD", 1, Settings(), resolver=resolver
+    )
     assert attempt.outcome == "refused" and not attempt.retryable
     assert "127.0.0.1" in attempt.error
     assert len(receiver.requests) == before
@@ -257,8 +290,15 @@ def test_events_follow_the_job_throttled_and_completed_once(app_settings) -> Non
     published: list[dict] = []
     notifier = WebhookNotifier(client, settings, published.append, clock=clock)
     jobs = JobStore(client, settings, clock=clock, listeners=(notifier,))
-    job = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="zip", source_key="k",
-                          callback_url="http://hooks.example/in", webhook_events=EVENTS)
+    job = jobs.create_job(
+        tenant="local",
+        model="m",
+        temperature=None,
+        source_kind="zip",
+        source_key="k",
+        callback_url="http://hooks.example/in",
+        webhook_events=EVENTS,
+    )
     jobs.add_items(job.id, [NewItem(i, f"{i}.png", f"{i}.jpg", 1) for i in range(10)])
     jobs.end_expansion(job.id)
     assert jobs.mark_running(job.id) and not jobs.mark_running(job.id)
@@ -285,8 +325,14 @@ def test_jobs_without_a_callback_publish_nothing(app_settings) -> None:
     connection = redis.Redis.from_url(settings.redis_url)
     published: list[dict] = []
     jobs = JobStore(connection, settings, listeners=(WebhookNotifier(connection, settings, published.append),))
-    job = jobs.create_job(tenant="local", model="m", temperature=None, source_kind="image", source_key="k",
-                          single_item=NewItem(0, "a.png", "a.jpg", 1))
+    job = jobs.create_job(
+        tenant="local",
+        model="m",
+        temperature=None,
+        source_kind="image",
+        source_key="k",
+        single_item=NewItem(0, "a.png", "a.jpg", 1),
+    )
     jobs.mark_running(job.id)
     jobs.record(job.id, [ItemResult.done(0)])
     assert jobs.get(job.id).status == "succeeded" and published == []
@@ -311,11 +357,21 @@ def post_job(client, **fields):
     return client.post("/v1/jobs", data=form, content_type="multipart/form-data")
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/hook", "http://localhost:8080/hook", "http://[::1]/hook", "http://[::ffff:127.0.0.1]/hook",
-    "http://169.254.169.254/latest/meta-data", "http://10.0.0.7/hook", "http://[fe80::1]/hook",
-    "http://0.0.0.0/hook", "https://192.168.0.1/hook", "ftp://example.com/hook",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8080/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/hook",
+        "http://[fe80::1]/hook",
+        "http://0.0.0.0/hook",
+        "https://192.168.0.1/hook",
+        "ftp://example.com/hook",
+    ],
+)
 @pytest.mark.integration
 def test_job_creation_refuses_non_public_callbacks(refusing_client, url: str) -> None:
     response = post_job(refusing_client, callback_url=url)
@@ -348,8 +404,12 @@ def test_allowed_networks_admit_a_private_callback(app_settings) -> None:
 @pytest.fixture(scope="module")
 def hook_settings(app_settings):
     return with_own_keys(app_settings).with_overrides(
-        webhook_allow_private=True, webhook_retry_base_s=0.2, webhook_retry_max_s=1.0, webhook_timeout_s=3,
-        webhook_progress_interval_s=0, webhook_progress_step_pct=50,
+        webhook_allow_private=True,
+        webhook_retry_base_s=0.2,
+        webhook_retry_max_s=1.0,
+        webhook_timeout_s=3,
+        webhook_progress_interval_s=0,
+        webhook_progress_step_pct=50,
     )
 
 
@@ -415,8 +475,7 @@ def test_started_progress_and_completed_arrive_signed(hook_api: str, hook_settin
     assert completed["data"]["status"] == "succeeded" and completed["data"]["counts"]["done"] == 4
     log = get_json(f"{hook_api}/v1/jobs/{job['id']}/webhooks")
     assert sorted(d["event"] for d in log["deliveries"]) == ["completed", "progress", "started"]
-    assert all(d["outcome"] == "delivered" and d["status_code"] == 204 and d["attempt"] == 1
-               for d in log["deliveries"])
+    assert all(d["outcome"] == "delivered" and d["status_code"] == 204 and d["attempt"] == 1 for d in log["deliveries"])
 
 
 @pytest.mark.integration
@@ -461,4 +520,8 @@ def test_a_later_event_waits_for_an_earlier_one_being_retried(hook_api: str, rec
     assert arrived == [("job.started", 1)] * 3 + [("job.completed", 2)]
     log = get_json(f"{hook_api}/v1/jobs/{job['id']}/webhooks")
     assert [(d["event"], d["attempt"]) for d in log["deliveries"]] == [
-        ("started", 1), ("started", 2), ("started", 3), ("completed", 1)]
+        ("started", 1),
+        ("started", 2),
+        ("started", 3),
+        ("completed", 1),
+    ]

@@ -88,8 +88,11 @@ def next_chunk(chunk_log: redis.Redis, settings, job_id: str, timeout_s: int = 3
 
 def result_objects(storage, job_id: str) -> set[str]:
     expected_prefix = result_key("local", job_id, 0).rsplit("/", 1)[0]
-    return {key for key in storage.iter_keys(job_prefix("local", job_id)) if key.startswith(expected_prefix)
-            and key.endswith(".jpg")}
+    return {
+        key
+        for key in storage.iter_keys(job_prefix("local", job_id))
+        if key.startswith(expected_prefix) and key.endswith(".jpg")
+    }
 
 
 def test_killed_worker_chunk_is_redone_exactly_once(app, faulty_workers, chunk_log, kill_settings) -> None:
@@ -129,8 +132,9 @@ def test_poison_item_fails_after_max_attempts(app, faulty_workers, chunk_log, ki
     assert attempts == [kill_settings.item_max_attempts + 1]
 
 
-def test_cancel_drops_pending_work_and_keeps_results(app, faulty_workers, chunk_log, kill_settings,
-                                                     start_worker) -> None:
+def test_cancel_drops_pending_work_and_keeps_results(
+    app, faulty_workers, chunk_log, kill_settings, start_worker
+) -> None:
     if not any(w.process.poll() is None for w in faulty_workers):
         start_worker(kill_settings, count=1, extra_modules=("tests.worker_faults",))
     n = 12

@@ -22,8 +22,9 @@ def test_the_modules_every_worker_imports_leave_the_engine_out() -> None:
         f"print(sorted(app.tasks.keys() & {{{WEBHOOK_TASK!r}, {COLORIZE_TASK!r}, {EXPAND_TASK!r}}}))\n"
         f"print([m for m in {PIPELINE!r} if m in sys.modules])\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     tasks, loaded = result.stdout.splitlines()
     assert tasks == str(sorted([COLORIZE_TASK, WEBHOOK_TASK, EXPAND_TASK]))  # every task is known...

@@ -29,8 +29,15 @@ from celery import current_app
 
 from shared.job_store import JobStore
 from shared.jobs import ItemStatus
-from tests.fault_marks import DECODER_CRASH_MARK, HANG_MARK, HOLD_S, MODEL_ERROR_MARK, POISON_MARK, \
-    SAVED_CRASH_MARK, chunks_key
+from tests.fault_marks import (
+    DECODER_CRASH_MARK,
+    HANG_MARK,
+    HOLD_S,
+    MODEL_ERROR_MARK,
+    POISON_MARK,
+    SAVED_CRASH_MARK,
+    chunks_key,
+)
 from worker import chunk_pipeline
 from worker.chunk_pipeline import ChunkRun
 
@@ -45,8 +52,13 @@ _batch = threading.local()
 def _announce(run: ChunkRun, indices: list[int]) -> None:
     settings = current_app.colorize_settings
     client = redis.Redis.from_url(settings.redis_url)
-    record = {"worker_pid": os.getppid(), "process_pid": os.getpid(), "job": run.job.id, "indices": indices,
-              "at": time.time()}
+    record = {
+        "worker_pid": os.getppid(),
+        "process_pid": os.getpid(),
+        "job": run.job.id,
+        "indices": indices,
+        "at": time.time(),
+    }
     client.rpush(chunks_key(settings), json.dumps(record))
 
 

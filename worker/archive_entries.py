@@ -42,11 +42,25 @@ from typing import BinaryIO, Callable, Iterator
 
 from shared.archives import ARCHIVE_KINDS, UniqueNames
 from shared.item_inputs import ItemInput, ZipMember
-from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry, \
-    UnsupportedFormat
+from shared.errors import (
+    ArchiveLimitExceeded,
+    ColorizeError,
+    CorruptArchive,
+    EntryTooLarge,
+    ItemError,
+    UnsafeEntry,
+    UnsupportedFormat,
+)
 from shared.settings import Limits
-from worker.archive_rules import check_expanded, check_name, count_entry, is_junk, library_call, read_declared, \
-    size_error
+from worker.archive_rules import (
+    check_expanded,
+    check_name,
+    count_entry,
+    is_junk,
+    library_call,
+    read_declared,
+    size_error,
+)
 
 # Entries smaller than this are too small to be a bomb, however well they compress
 # (a blank BMP compresses a thousandfold).
@@ -62,9 +76,7 @@ _ZIP_DIRECTORY_BYTES_PER_MEMBER = 1024
 # memory at once, so the stream may not run further than this past a member's data.
 TAR_HEADER_ALLOWANCE = 1024**2
 
-_SUPPORTED_ZIP_METHODS = frozenset(
-    {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA}
-)
+_SUPPORTED_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 
 @dataclass
@@ -159,10 +171,16 @@ def _member_ends(archive: zipfile.ZipFile) -> dict[int, int]:
 def _zip_location(info: zipfile.ZipInfo, end: int) -> ItemInput:
     # The local header repeats the name and has an extra field of its own: at most 64 KiB each.
     longest = zipfile.sizeFileHeader + 2 * 0xFFFF + info.compress_size
-    member = ZipMember(method=info.compress_type, compressed_size=info.compress_size, size=info.file_size,
-                       crc=info.CRC, flags=info.flag_bits)
-    return ItemInput(object=None, offset=info.header_offset, length=max(0, min(end - info.header_offset, longest)),
-                     member=member)
+    member = ZipMember(
+        method=info.compress_type,
+        compressed_size=info.compress_size,
+        size=info.file_size,
+        crc=info.CRC,
+        flags=info.flag_bits,
+    )
+    return ItemInput(
+        object=None, offset=info.header_offset, length=max(0, min(end - info.header_offset, longest)), member=member
+    )
 
 
 def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, end: int, limits: Limits) -> ArchiveEntry | None:
@@ -183,14 +201,19 @@ def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, end: int, limits
     if error is None and info.compress_type not in _SUPPORTED_ZIP_METHODS:
         error = UnsupportedFormat(
             f"{name}: zip compression method {info.compress_type} is not supported",
-            path=name, method=info.compress_type,
+            path=name,
+            method=info.compress_type,
         )
     if error is None:
         error = size_error(name, size, limits) or _ratio_error(name, size, info.compress_size, limits)
     if error is not None:
         return ArchiveEntry(path=name, size=size, error=error)
-    return ArchiveEntry(path=name, size=size, location=_zip_location(info, end),
-                        _reader=lambda image_only: _read_zip_member(archive, info, limits, image_only))
+    return ArchiveEntry(
+        path=name,
+        size=size,
+        location=_zip_location(info, end),
+        _reader=lambda image_only: _read_zip_member(archive, info, limits, image_only),
+    )
 
 
 def _member_type_error(mode: int) -> ItemError | None:
@@ -206,9 +229,10 @@ def _ratio_error(name: str, size: int, compressed: int, limits: Limits) -> ItemE
         return None
     ratio = size / compressed if compressed else float("inf")
     return EntryTooLarge(
-        f"{name}: expands {ratio:.0f} times (limit {limits.max_compression_ratio:g}); "
-        "refused as a likely zip bomb",
-        path=name, reason="compression_ratio", max_compression_ratio=limits.max_compression_ratio,
+        f"{name}: expands {ratio:.0f} times (limit {limits.max_compression_ratio:g}); refused as a likely zip bomb",
+        path=name,
+        reason="compression_ratio",
+        max_compression_ratio=limits.max_compression_ratio,
     )
 
 
@@ -326,8 +350,9 @@ def _tar_entry(
             error = size_error(name, size, limits)
     if error is not None:
         return ArchiveEntry(path=name, size=size, error=error)
-    return ArchiveEntry(path=name, size=size,
-                        _reader=lambda image_only: _read_tar_member(archive, member, cursor, limits, image_only))
+    return ArchiveEntry(
+        path=name, size=size, _reader=lambda image_only: _read_tar_member(archive, member, cursor, limits, image_only)
+    )
 
 
 def _read_tar_member(

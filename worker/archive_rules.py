@@ -7,8 +7,15 @@ import re
 from typing import BinaryIO, Callable, TypeVar
 
 from shared.archives import clean_path
-from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, EntryTooLarge, ItemError, UnsafeEntry, \
-    UnsupportedFormat
+from shared.errors import (
+    ArchiveLimitExceeded,
+    ColorizeError,
+    CorruptArchive,
+    EntryTooLarge,
+    ItemError,
+    UnsafeEntry,
+    UnsupportedFormat,
+)
 from shared.imaging import SUPPORTED_IMAGE_FORMATS, sniff_image_format
 from shared.settings import Limits
 
@@ -63,7 +70,9 @@ def size_error(name: str, size: int, limits: Limits) -> ItemError | None:
         return None
     return EntryTooLarge(
         f"{name}: {size} bytes uncompressed; at most {limits.max_entry_bytes} allowed",
-        path=name, size=size, max_entry_bytes=limits.max_entry_bytes,
+        path=name,
+        size=size,
+        max_entry_bytes=limits.max_entry_bytes,
     )
 
 
@@ -89,7 +98,8 @@ def check_image_head(name: str, head: bytes) -> None:
     decoder accepts: whatever else an archive holds is refused before it is read further."""
     if sniff_image_format(head) is None:
         raise UnsupportedFormat(
-            f"{name}: not a supported image format ({', '.join(SUPPORTED_IMAGE_FORMATS)})", path=name,
+            f"{name}: not a supported image format ({', '.join(SUPPORTED_IMAGE_FORMATS)})",
+            path=name,
         )
 
 
@@ -104,12 +114,12 @@ def read_declared(stream: BinaryIO, name: str, declared: int, limits: Limits, im
     if len(data) > limits.max_entry_bytes:
         raise EntryTooLarge(
             f"{name}: more than {limits.max_entry_bytes} bytes uncompressed",
-            path=name, max_entry_bytes=limits.max_entry_bytes,
+            path=name,
+            max_entry_bytes=limits.max_entry_bytes,
         )
     if len(data) != declared:
         raise CorruptArchive(
-            f"{name}: holds {'more' if len(data) > declared else len(data)} bytes "
-            f"where its header declares {declared}",
+            f"{name}: holds {'more' if len(data) > declared else len(data)} bytes where its header declares {declared}",
             path=name,
         )
     return data

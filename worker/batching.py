@@ -17,8 +17,9 @@ from shared.memory_budget import MemoryBudget
 Item = TypeVar("Item")
 
 
-def memory_batches(items: Sequence[Item], costs: Sequence[DecodeCost | None], budget: MemoryBudget,
-                   max_items: int) -> list[list[Item]]:
+def memory_batches(
+    items: Sequence[Item], costs: Sequence[DecodeCost | None], budget: MemoryBudget, max_items: int
+) -> list[list[Item]]:
     """``items`` in order, cut into batches within ``budget`` and ``max_items``. An item whose
     cost is unknown (its header could not be read) or beyond the budget (it will be refused)
     makes a batch of its own."""
@@ -28,8 +29,12 @@ def memory_batches(items: Sequence[Item], costs: Sequence[DecodeCost | None], bu
     for item, cost in zip(items, costs, strict=True):
         if cost is None or cost.pixels > whole.pixels or cost.bytes > whole.bytes:
             cost = whole
-        fits = (pixels + cost.pixels <= whole.pixels and decode_bytes + cost.bytes <= whole.bytes
-                and batches and len(batches[-1]) < max_items)
+        fits = (
+            pixels + cost.pixels <= whole.pixels
+            and decode_bytes + cost.bytes <= whole.bytes
+            and batches
+            and len(batches[-1]) < max_items
+        )
         if not fits:
             batches.append([])
             pixels = decode_bytes = 0

@@ -107,6 +107,6 @@ def broker_queues(settings: Settings) -> BrokerQueues:
         raise ValueError("settings.redis_url or settings.broker_url must be set (the broker URL)")
     if settings.broker_is_amqp:
         return AmqpQueues(url)
-    return RedisQueues(redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10),
-                       settings.redis_key_prefix)
-
+    return RedisQueues(
+        redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=10), settings.redis_key_prefix
+    )

@@ -42,8 +42,7 @@ EXPANSION_PRIORITY = 3
 BULK_PRIORITY = 6
 # On RabbitMQ, each lane's queue (by the priority it has on Redis). The interactive lane keeps
 # the queue's own name, so that ``-Q colorize`` and the colorize queue's depth mean the same there.
-LANE_QUEUES = {INTERACTIVE_PRIORITY: QUEUE, EXPANSION_PRIORITY: f"{QUEUE}.expansions",
-               BULK_PRIORITY: f"{QUEUE}.bulk"}
+LANE_QUEUES = {INTERACTIVE_PRIORITY: QUEUE, EXPANSION_PRIORITY: f"{QUEUE}.expansions", BULK_PRIORITY: f"{QUEUE}.bulk"}
 # Set on every colorize message: when it was published (seconds since the epoch), for the
 # queue-wait metric.
 ENQUEUED_AT_HEADER = "colorize_enqueued_at"
@@ -88,9 +87,11 @@ class ColorizeCelery(Celery):
 def make_celery(settings: Settings) -> ColorizeCelery:
     if not settings.celery_broker_url:
         raise ValueError("settings.redis_url or settings.broker_url must be set (the broker URL)")
-    app = ColorizeCelery(settings, broker=settings.celery_broker_url,
-                         include=["worker.tasks", "worker.webhook_delivery", "worker.housekeeping",
-                                  "worker.observability"])
+    app = ColorizeCelery(
+        settings,
+        broker=settings.celery_broker_url,
+        include=["worker.tasks", "worker.webhook_delivery", "worker.housekeeping", "worker.observability"],
+    )
     if urlparse(settings.celery_broker_url).scheme in ("redis", "rediss"):
         app.conf.broker_transport = f"{__name__}:BrokerTransport"
     app.conf.update(
@@ -161,8 +162,13 @@ def _redis_transport_options(settings: Settings) -> dict:
 def _quorum_queue(name: str) -> Queue:
     # A topic exchange per queue: Celery's native delayed delivery (countdowns of retries on
     # quorum queues) routes through topic bindings, and cannot through direct ones.
-    return Queue(name, Exchange(name, type="topic", durable=True), routing_key=name, durable=True,
-                 queue_arguments={"x-queue-type": "quorum"})
+    return Queue(
+        name,
+        Exchange(name, type="topic", durable=True),
+        routing_key=name,
+        durable=True,
+        queue_arguments={"x-queue-type": "quorum"},
+    )
 
 
 def _amqp_configuration() -> dict:
@@ -177,8 +183,7 @@ def _amqp_configuration() -> dict:
         # of its replicas); a message it could not take raises instead of vanishing.
         "broker_transport_options": {"confirm_publish": True},
         # Publishing waits out a broker restart (about half a minute) before it gives up.
-        "task_publish_retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 0.5,
-                                      "interval_max": 2},
+        "task_publish_retry_policy": {"max_retries": 20, "interval_start": 0, "interval_step": 0.5, "interval_max": 2},
         # A chunk in hand when the connection drops runs to its end (its items are counted in
         # Redis); the broker redelivers its unacknowledged message, and the copy finds them done.
         "worker_cancel_long_running_tasks_on_connection_loss": False,

@@ -99,7 +99,7 @@ class ChunkRun:
             return
         self.inputs = start.inputs
         bind_log_context(tenant=self.job.tenant)
-        self.begun += start.fresh[:self.settings.batch_size]
+        self.begun += start.fresh[: self.settings.batch_size]
         try:
             self._process(start.fresh, start.retried)
         except BaseException:
@@ -174,7 +174,7 @@ class ChunkRun:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
         size = self.settings.batch_size
-        self._pipeline(engine, [fresh[i:i + size] for i in range(0, len(fresh), size)])
+        self._pipeline(engine, [fresh[i : i + size] for i in range(0, len(fresh), size)])
         if self.handed_back:
             self.handed_back += retried
             return
@@ -236,10 +236,14 @@ class ChunkRun:
 
     def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
-        batch = BatchInputs(self.ctx.storage, self.job, {i: self.inputs.get(i) for i in indices},
-                            self.settings.limits, timed=self.ctx.metrics.stage)
-        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index)))
-                for index in indices]
+        batch = BatchInputs(
+            self.ctx.storage,
+            self.job,
+            {i: self.inputs.get(i) for i in indices},
+            self.settings.limits,
+            timed=self.ctx.metrics.stage,
+        )
+        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index))) for index in indices]
 
     def _with_cost(self, index: int, data: bytes) -> _Loaded:
         return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
@@ -250,6 +254,7 @@ class ChunkRun:
         def decoded() -> _Loaded:
             with self.ctx.metrics.stage("decode"):
                 return _Loaded(item.index, image=decode_image(data, self.settings.limits))
+
         return self._loaded(item.index, decoded)
 
     def _loaded(self, index: int, load: Callable[[], _Loaded]) -> _Loaded:
@@ -285,8 +290,9 @@ class ChunkRun:
             if len(items) > 1:
                 # Find the item that breaks the batch; the others still get their results.
                 return [pair for item in items for pair in self._colorize(engine, [item])]
-            log.exception("colorizing item %s of job %s failed", items[0].index, self.job_id,
-                          extra=self._about(items[0].index))
+            log.exception(
+                "colorizing item %s of job %s failed", items[0].index, self.job_id, extra=self._about(items[0].index)
+            )
             error = ProcessingFailed("the model could not process this image")
             self.outcomes.append(ItemResult.failed(items[0].index, error))
             return []

@@ -34,8 +34,10 @@ def reduced_lightness(source: Lightness, size: int, grid: int, workspace: Worksp
         model_l, guide = source.area_resized([(size, size), (grid, grid)], workspace)
         return model_l, guide
     l_full = source.rows(0, height, workspace)
-    return (cv2.resize(l_full, (size, size), interpolation=cv2.INTER_LINEAR),
-            cv2.resize(l_full, (grid, grid), interpolation=cv2.INTER_AREA))
+    return (
+        cv2.resize(l_full, (size, size), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(l_full, (grid, grid), interpolation=cv2.INTER_AREA),
+    )
 
 
 def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: float | None = None) -> list[np.ndarray]:
@@ -56,7 +58,9 @@ def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: fl
     return results
 
 
-def colorize(engine: Engine, images: Sequence[np.ndarray], batch_size: int, temperature: float | None = None) -> list[np.ndarray]:
+def colorize(
+    engine: Engine, images: Sequence[np.ndarray], batch_size: int, temperature: float | None = None
+) -> list[np.ndarray]:
     """Colorize any number of images, ``batch_size`` per forward pass."""
     results: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):

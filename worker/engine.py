@@ -69,9 +69,7 @@ class Engine:
 
 def check_temperature(temperature: float) -> None:
     if not MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE:
-        raise InvalidRequest(
-            f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, not {temperature}"
-        )
+        raise InvalidRequest(f"temperature must be between {MIN_TEMPERATURE} and {MAX_TEMPERATURE}, not {temperature}")
 
 
 def _select_backend(manifest: ModelManifest, device: str, threads: int) -> _Backend:

@@ -109,8 +109,12 @@ class _PendingChunk:
         if not self.kept:
             return self.items
         name = self.object_name()
-        return [item if item.index not in self.kept else
-                dataclasses.replace(item, input=ItemInput(name, *self.kept[item.index])) for item in self.items]
+        return [
+            item
+            if item.index not in self.kept
+            else dataclasses.replace(item, input=ItemInput(name, *self.kept[item.index]))
+            for item in self.items
+        ]
 
 
 class Expander:
@@ -173,8 +177,16 @@ class Expander:
                 chunk.keep(index, entry.read(image_only=True))  # tar: read now or never
             except ItemError as exc:
                 error = exc
-        chunk.items.append(NewItem(index=index, path=entry.path, output_path=name, size=entry.size, error=error,
-                                   input=entry.location if error is None else None))
+        chunk.items.append(
+            NewItem(
+                index=index,
+                path=entry.path,
+                output_path=name,
+                size=entry.size,
+                error=error,
+                input=entry.location if error is None else None,
+            )
+        )
 
     def _take_image(self) -> QuotaExceeded | None:
         """Count the entry against the tenant's daily image quota; the error it gets when none is left."""

@@ -53,8 +53,9 @@ def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
     return purged
 
 
-def rescue_stalled(jobs: JobStore, stalls: StallWatch, bulk: BulkLane, queues: BrokerQueues, app: Celery,
-                   settings: Settings) -> list[str]:
+def rescue_stalled(
+    jobs: JobStore, stalls: StallWatch, bulk: BulkLane, queues: BrokerQueues, app: Celery, settings: Settings
+) -> list[str]:
     """Enqueue again the outstanding work of jobs that have stopped moving while no task waits in
     the queue, in the job's lane (a bulk job's waiting chunks are replaced); returns their ids.
 
@@ -77,13 +78,16 @@ def rescue_stalled(jobs: JobStore, stalls: StallWatch, bulk: BulkLane, queues: B
             enqueue_expansion(app, job_id)  # resumes after what it registered
         else:
             todo = jobs.unfinished(job_id, range(job.total))
-            chunks = [todo[start:start + settings.chunk_size] for start in range(0, len(todo), settings.chunk_size)]
+            chunks = [todo[start : start + settings.chunk_size] for start in range(0, len(todo), settings.chunk_size)]
             lane = lane_for(job, settings)
             if lane == Lane.BULK:
                 bulk.forget(job.tenant, job_id)  # chunks left without a turn; the new ones cover them
             enqueue_chunks(app, bulk, job, chunks, lane)
-        log.warning("job %s has not moved for %d s with nothing queued: its work is enqueued again",
-                    job_id, settings.stall_after_s)
+        log.warning(
+            "job %s has not moved for %d s with nothing queued: its work is enqueued again",
+            job_id,
+            settings.stall_after_s,
+        )
         rescued.append(job_id)
     return rescued
 

@@ -45,8 +45,14 @@ class BatchInputs:
     """The bytes of one batch's items, fetched together on the first request (by whichever of
     the threads decoding them asks first) and then handed out one item at a time."""
 
-    def __init__(self, storage: Storage, job: Job, inputs: Mapping[int, ItemInput | None], limits: Limits,
-                 timed: Callable[[str], AbstractContextManager] = lambda stage: nullcontext()) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        job: Job,
+        inputs: Mapping[int, ItemInput | None],
+        limits: Limits,
+        timed: Callable[[str], AbstractContextManager] = lambda stage: nullcontext(),
+    ) -> None:
         self.storage = storage
         self.job = job
         self.inputs = dict(inputs)
@@ -94,7 +100,7 @@ class BatchInputs:
                 if (where.offset, where.end) == (read.start, read.end):
                     raw[index] = data
                 else:
-                    raw[index] = data[where.offset - read.start:where.end - read.start]
+                    raw[index] = data[where.offset - read.start : where.end - read.start]
         return raw
 
     def _plan(self) -> list[_Read]:
@@ -104,8 +110,12 @@ class BatchInputs:
         for index, where in by_place:
             key = self._key(where)
             last = reads[-1] if reads else None
-            if (last is not None and last.key == key and where.offset - last.end <= MERGE_GAP_BYTES
-                    and max(last.end, where.end) - last.start <= MERGE_MAX_BYTES):
+            if (
+                last is not None
+                and last.key == key
+                and where.offset - last.end <= MERGE_GAP_BYTES
+                and max(last.end, where.end) - last.start <= MERGE_MAX_BYTES
+            ):
                 last.end = max(last.end, where.end)
                 last.items.append((index, where))
             else:
@@ -120,8 +130,9 @@ class BatchInputs:
 
 def unpack_zip_member(raw: bytes, member: ZipMember, limits: Limits) -> bytes:
     """A zip member's bytes from its local header and compressed data."""
+
     def unpack() -> bytes:
-        header = raw[:zipfile.sizeFileHeader]
+        header = raw[: zipfile.sizeFileHeader]
         if len(header) < zipfile.sizeFileHeader:
             raise CorruptArchive(f"{_ENTRY}: truncated local header")
         fields = struct.unpack(zipfile.structFileHeader, header)
@@ -131,7 +142,7 @@ def unpack_zip_member(raw: bytes, member: ZipMember, limits: Limits) -> bytes:
         info = zipfile.ZipInfo(_ENTRY)
         info.compress_type, info.compress_size, info.file_size = member.method, member.compressed_size, member.size
         info.CRC, info.flag_bits = member.crc, member.flags
-        compressed = io.BytesIO(raw[start:start + member.compressed_size])
+        compressed = io.BytesIO(raw[start : start + member.compressed_size])
         # zipfile's own reader (decompression, CRC check) over the member alone.
         with zipfile.ZipExtFile(compressed, "rb", info) as stream:
             return read_declared(stream, _ENTRY, member.size, limits)

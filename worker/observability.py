@@ -12,7 +12,14 @@ import logging
 import time
 from pathlib import Path
 
-from celery.signals import after_setup_logger, after_setup_task_logger, task_postrun, task_prerun, worker_init, worker_ready
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_ready,
+)
 
 from shared.logging import bind_log_context, clear_log_context, use_format
 from shared.metrics import prepare_worker_metrics, serve_worker_metrics

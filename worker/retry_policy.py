@@ -42,7 +42,7 @@ def retry_limit(task: Task, exc: Exception) -> int:
     settings: Settings = task.app.colorize_settings
     cap, waited, retries = backoff_cap_s(settings), 0.0, 0
     while waited < settings.outage_retry_s:
-        waited += min(cap, 2 ** retries)
+        waited += min(cap, 2**retries)
         retries += 1
     return max(retries, task.max_retries)
 
@@ -56,7 +56,7 @@ def retry_later(task: Task, exc: Exception) -> None:
     well, e.g. Redis restarting), Celery would reject the message without requeueing it and its
     work would be lost: reject it with requeue instead, or, if even that cannot reach the broker,
     leave it unacknowledged for redelivery after the visibility timeout."""
-    countdown = min(backoff_cap_s(task.app.colorize_settings), 2 ** task.request.retries)
+    countdown = min(backoff_cap_s(task.app.colorize_settings), 2**task.request.retries)
     try:
         raise task.retry(exc=exc, countdown=countdown, max_retries=retry_limit(task, exc))
     except Reject as refused:

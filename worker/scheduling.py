@@ -33,8 +33,9 @@ def lane_for(job: Job, settings: Settings) -> Lane:
     return Lane.INTERACTIVE if small else Lane.BULK
 
 
-def enqueue_chunks(app: Celery, bulk: BulkLane, job: Job, chunks: Sequence[Sequence[int]], lane: Lane,
-                   first: bool = False) -> None:
+def enqueue_chunks(
+    app: Celery, bulk: BulkLane, job: Job, chunks: Sequence[Sequence[int]], lane: Lane, first: bool = False
+) -> None:
     """Hand chunks of ``job`` to ``lane``; ``first``: work handed back, which in the bulk lane
     is the job's next when its turn comes."""
     chunks = [list(chunk) for chunk in chunks if chunk]

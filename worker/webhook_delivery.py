@@ -43,8 +43,14 @@ from shared.callback_urls import (
 from shared.errors import InvalidRequest
 from shared.settings import Settings
 from shared.timestamps import iso_time
-from shared.webhook_events import (DeliveryAttempt, DeliveryLog, DeliveryOrder, DeliveryOutcome, WebhookMessage,
-                                   WebhookSecrets)
+from shared.webhook_events import (
+    DeliveryAttempt,
+    DeliveryLog,
+    DeliveryOrder,
+    DeliveryOutcome,
+    WebhookMessage,
+    WebhookSecrets,
+)
 from worker.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from worker.context import worker_context
 from worker.retry_policy import countdown_cap_s
@@ -70,8 +76,13 @@ def deliver_webhook(self, message: dict[str, Any], waited_s: float = 0.0) -> str
     number = self.request.retries + 1
     order = DeliveryOrder(ctx.redis, settings.redis_namespace)
     if number == 1 and waited_s < ORDER_WAIT_S and not order.due(webhook):
-        self.app.send_task(WEBHOOK_TASK, args=(message,), kwargs={"waited_s": waited_s + ORDER_POLL_S},
-                           queue=WEBHOOK_QUEUE, countdown=ORDER_POLL_S)
+        self.app.send_task(
+            WEBHOOK_TASK,
+            args=(message,),
+            kwargs={"waited_s": waited_s + ORDER_POLL_S},
+            queue=WEBHOOK_QUEUE,
+            countdown=ORDER_POLL_S,
+        )
         return DEFERRED
     secret = WebhookSecrets(ctx.redis, settings.redis_namespace).get_or_create(webhook.tenant)
     attempt = deliver(webhook, secret, number, settings)
@@ -91,8 +102,9 @@ def deliver_webhook(self, message: dict[str, Any], waited_s: float = 0.0) -> str
         log.warning("webhook %s failed (%s); retrying in %.1f s", webhook.id, attempt.error, delay, extra=extra)
         raise self.retry(countdown=delay)
     else:
-        log.error("webhook %s %s after %d attempts: %s", webhook.id, attempt.outcome, number, attempt.error,
-                  extra=extra)
+        log.error(
+            "webhook %s %s after %d attempts: %s", webhook.id, attempt.outcome, number, attempt.error, extra=extra
+        )
     return attempt.outcome
 
 
@@ -115,16 +127,27 @@ def signed_headers(secret: str, message_id: str, timestamp: int, body: str) -> d
     }
 
 
-def deliver(message: WebhookMessage, secret: str, attempt: int, settings: Settings,
-            resolver: Resolver = resolve, clock: Callable[[], float] = time.time) -> DeliveryAttempt:
+def deliver(
+    message: WebhookMessage,
+    secret: str,
+    attempt: int,
+    settings: Settings,
+    resolver: Resolver = resolve,
+    clock: Callable[[], float] = time.time,
+) -> DeliveryAttempt:
     """One attempt: resolve and check the callback host, then POST the signed message to the checked address."""
     started = clock()
     started_monotonic = time.monotonic()
 
     def result(outcome: DeliveryOutcome, status_code: int | None = None, error: str | None = None) -> DeliveryAttempt:
         return DeliveryAttempt(
-            message_id=message.id, event=message.event, attempt=attempt, outcome=outcome, status_code=status_code,
-            error=error, started_at=iso_time(started),
+            message_id=message.id,
+            event=message.event,
+            attempt=attempt,
+            outcome=outcome,
+            status_code=status_code,
+            error=error,
+            started_at=iso_time(started),
             duration_ms=round((time.monotonic() - started_monotonic) * 1000),
         )
 
@@ -158,13 +181,25 @@ def _post(target: CallbackTarget, address: IPAddress, headers: dict[str, str], b
     if target.scheme == "https":
         # Connected to the checked address; TLS still names and verifies the callback host.
         pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-            str(address), target.port, server_hostname=target.host, assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED", **options)
+            str(address),
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            **options,
+        )
     else:
         pool = urllib3.HTTPConnectionPool(str(address), target.port, **options)
     try:
-        response = pool.urlopen("POST", target.path, body=body, headers=headers, redirect=False,
-                                assert_same_host=False, preload_content=False)
+        response = pool.urlopen(
+            "POST",
+            target.path,
+            body=body,
+            headers=headers,
+            redirect=False,
+            assert_same_host=False,
+            preload_content=False,
+        )
         try:
             response.read(MAX_RESPONSE_BYTES)
         finally:

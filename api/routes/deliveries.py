@@ -18,11 +18,13 @@ def list_deliveries(job_id: str) -> Response:
     svc = services()
     job = svc.jobs.get(job_id, current_tenant())
     attempts = DeliveryLog(svc.redis, svc.settings.redis_namespace).attempts(job.id)
-    return respond(WebhookDeliveries(
-        callback_url=job.callback_url,
-        events=list(job.webhook_events),
-        deliveries=[WebhookDelivery(**attempt) for attempt in attempts],
-    ))
+    return respond(
+        WebhookDeliveries(
+            callback_url=job.callback_url,
+            events=list(job.webhook_events),
+            deliveries=[WebhookDelivery(**attempt) for attempt in attempts],
+        )
+    )
 
 
 @bp.get("/v1/webhook-secret")
@@ -30,5 +32,6 @@ def webhook_secret() -> Response:
     # Made on first use; every delivery to this tenant's callbacks is signed with it.
     svc = services()
     secrets = WebhookSecrets(svc.redis, svc.settings.redis_namespace)
-    return respond(WebhookSecret(secret=secrets.get_or_create(current_tenant()),
-                                 scheme="standard-webhooks v1 (HMAC-SHA256)"))
+    return respond(
+        WebhookSecret(secret=secrets.get_or_create(current_tenant()), scheme="standard-webhooks v1 (HMAC-SHA256)")
+    )

@@ -49,12 +49,14 @@ def list_items(job_id: str) -> Response:
     # the client that more may appear.
     end = page.offset + page.limit
     more = end < job.total
-    return respond(ItemPage(
-        items=[_item(svc, job, item) for item in items],
-        total=job.total,
-        expanded=job.expanded,
-        next=svc.url(url_for("jobs.list_items", job_id=job_id, offset=end, limit=page.limit)) if more else None,
-    ))
+    return respond(
+        ItemPage(
+            items=[_item(svc, job, item) for item in items],
+            total=job.total,
+            expanded=job.expanded,
+            next=svc.url(url_for("jobs.list_items", job_id=job_id, offset=end, limit=page.limit)) if more else None,
+        )
+    )
 
 
 @bp.post("/<job_id>/cancel")
@@ -72,8 +74,14 @@ def _job_request() -> JobRequest:
         return JobRequest(tenant, sent, form.model, form.temperature, form.callback_url, form.events)
     if request.is_json:
         body = json_body(JobFromUpload)
-        return JobRequest(tenant, UploadReference(body.upload_id, body.filename), body.model, body.temperature,
-                          body.callback_url, body.events)
+        return JobRequest(
+            tenant,
+            UploadReference(body.upload_id, body.filename),
+            body.model,
+            body.temperature,
+            body.callback_url,
+            body.events,
+        )
     raise UnsupportedMediaType("send multipart/form-data with a 'file' field, or JSON with an 'upload_id'")
 
 

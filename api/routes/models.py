@@ -21,9 +21,19 @@ def list_models() -> Response:
     except ColorizeError:
         default = None
     models = [
-        InstalledModel(**{**manifest.summary(), "name": manifest.name, "temperature": manifest.temperature,
-                          "input_size": manifest.input_size, "default": manifest.name == default})
+        InstalledModel(
+            **{
+                **manifest.summary(),
+                "name": manifest.name,
+                "temperature": manifest.temperature,
+                "input_size": manifest.input_size,
+                "default": manifest.name == default,
+            }
+        )
         for manifest in installed_models(settings.models_dir)
     ]
-    return respond(ModelList(models=models, default=default,
-                             temperature_range=TemperatureRange(min=MIN_TEMPERATURE, max=MAX_TEMPERATURE)))
+    return respond(
+        ModelList(
+            models=models, default=default, temperature_range=TemperatureRange(min=MIN_TEMPERATURE, max=MAX_TEMPERATURE)
+        )
+    )

@@ -40,8 +40,11 @@ def results_zip(job_id: str) -> Response:
     job = svc.jobs.get(job_id, current_tenant())
     if not job.is_terminal:
         # A zip of the results so far would look like the whole answer; single results are there meanwhile.
-        raise Conflict(f"job {job_id} is {job.status}: results.zip is served once it has finished "
-                       "(GET .../items/{n}/result serves each finished image meanwhile)", status=job.status)
+        raise Conflict(
+            f"job {job_id} is {job.status}: results.zip is served once it has finished "
+            "(GET .../items/{n}/result serves each finished image meanwhile)",
+            status=job.status,
+        )
     # JPEG data does not compress: store it, which also keeps the stream cheap to produce.
     archive = ZipStream(compress_type=ZIP_STORED)
     for item_index, output_path in _done_results(svc.jobs, job_id):

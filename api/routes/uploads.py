@@ -6,8 +6,15 @@ from flask import Blueprint, Response
 
 from api.bodies import json_body, respond
 from api import uploads
-from api.schemas import (MultipartPlan, MultipartUpload, PartUrl, SingleUpload, UploadComplete, UploadCompletion,
-                         UploadRequest)
+from api.schemas import (
+    MultipartPlan,
+    MultipartUpload,
+    PartUrl,
+    SingleUpload,
+    UploadComplete,
+    UploadCompletion,
+    UploadRequest,
+)
 from api.services import services
 from api.tenancy import current_tenant
 from shared.timestamps import iso_time
@@ -21,15 +28,20 @@ def create_upload() -> Response:
     body = json_body(UploadRequest)
     plan = uploads.plan_upload(svc, current_tenant(), body.size, body.filename)
     if plan.url is not None:
-        return respond(SingleUpload(upload_id=plan.upload_id, expires_at=iso_time(plan.expires_at), method="PUT",
-                                    url=plan.url), 201)
+        return respond(
+            SingleUpload(upload_id=plan.upload_id, expires_at=iso_time(plan.expires_at), method="PUT", url=plan.url),
+            201,
+        )
     parts = [PartUrl(part_number=n, url=url) for n, url in enumerate(plan.part_urls, start=1)]
-    return respond(MultipartUpload(
-        upload_id=plan.upload_id,
-        expires_at=iso_time(plan.expires_at),
-        multipart=MultipartPlan(part_size=plan.part_size, parts=parts),
-        complete_url=svc.url(f"/v1/uploads/{plan.upload_id}/complete"),
-    ), 201)
+    return respond(
+        MultipartUpload(
+            upload_id=plan.upload_id,
+            expires_at=iso_time(plan.expires_at),
+            multipart=MultipartPlan(part_size=plan.part_size, parts=parts),
+            complete_url=svc.url(f"/v1/uploads/{plan.upload_id}/complete"),
+        ),
+        201,
+    )
 
 
 @bp.post("/<upload_id>/complete")

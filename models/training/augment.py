@@ -65,8 +65,9 @@ def jitter_tone(l: torch.Tensor, jitter: Jitter, generator: torch.Generator) -> 
     return keep * toned + (1 - keep) * l
 
 
-def training_view(crops: torch.Tensor, out_size: int, jitter: Jitter,
-                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def training_view(
+    crops: torch.Tensor, out_size: int, jitter: Jitter, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lab crops -> network input (jittered L - 50) and target ab at 1/4 resolution."""
     lab = resized_crops(crops, out_size, jitter, generator)
     l_in = jitter_tone(lab[:, :1], jitter, generator) - 50.0

@@ -53,8 +53,15 @@ def symmetric_padding(model: nn.Module) -> nn.Module:
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Conv2d) and hasattr(child, "static_padding"):
-                conv = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                 child.kernel_size[0] // 2, groups=child.groups, bias=child.bias is not None)
+                conv = nn.Conv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.kernel_size[0] // 2,
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                )
                 conv.weight.data.copy_(child.weight.data)
                 if child.bias is not None:
                     conv.bias.data.copy_(child.bias.data)

@@ -1,6 +1,6 @@
 """Export a training checkpoint as a served model: ONNX file, manifest, model card, curve.
 
-    python -m models.training.export --run runs/small --name colorize-small --command "..."
+python -m models.training.export --run runs/small --name colorize-small --command "..."
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ def load_network(weights: Path) -> torch.nn.Module:
     state = torch.load(weights, map_location="cpu", weights_only=False)
     if "config" in state:
         config = state["config"]
-        model: torch.nn.Module = PretrainedColorNet(config["encoder"], DecoderWidths(**config["decoder_widths"]),
-                                                    pretrained=False)
+        model: torch.nn.Module = PretrainedColorNet(
+            config["encoder"], DecoderWidths(**config["decoder_widths"]), pretrained=False
+        )
     else:
         model = ColorNet(Widths(*state["widths"]))
     model.load_state_dict(state["model"])
@@ -48,25 +49,36 @@ def load_network(weights: Path) -> torch.nn.Module:
 def architecture(state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
     parameters = sum(p.numel() for p in model.parameters())
     if "config" in state:
-        return {"family": "efficientnet-lite-unet", "encoder": f"efficientnet-{state['config']['encoder']}",
-                "decoder_widths": state["config"]["decoder_widths"], "parameters": parameters}
+        return {
+            "family": "efficientnet-lite-unet",
+            "encoder": f"efficientnet-{state['config']['encoder']}",
+            "decoder_widths": state["config"]["decoder_widths"],
+            "parameters": parameters,
+        }
     return {"family": "eccv16", "widths": state["widths"], "parameters": parameters}
 
 
 def portable_options(options: dict[str, str]) -> dict[str, str]:
     """Training options as recorded in a manifest: paths only by their last parts, never the
     training machine's absolute paths."""
+
     def portable(value: str) -> str:
         path = Path(value)
         return str(Path(*path.parts[-2:])) if path.is_absolute() else value
+
     return {key: portable(value) for key, value in options.items()}
 
 
 def to_onnx(model: torch.nn.Module, size: int = INPUT_SIZE) -> onnx.ModelProto:
     buffer = io.BytesIO()
     torch.onnx.export(
-        model, (torch.zeros(1, 1, size, size),), buffer,
-        dynamo=False, opset_version=17, input_names=["l"], output_names=["logits"],
+        model,
+        (torch.zeros(1, 1, size, size),),
+        buffer,
+        dynamo=False,
+        opset_version=17,
+        input_names=["l"],
+        output_names=["logits"],
         dynamic_axes={"l": {0: "N", 2: "H", 3: "W"}, "logits": {0: "N", 2: "h", 3: "w"}},
     )
     graph = onnx.load_from_string(buffer.getvalue())
@@ -121,26 +133,33 @@ def training_summary(state: dict[str, Any], log: list[dict], command: str) -> di
     summary: dict[str, Any] = {"command": command, "options": portable_options(state["args"])}
     if "score" in state:  # two-stage run, best checkpoint kept by held-out colour metric
         scored = [r for r in log if "val_auc_rebalanced" in r]
-        summary.update({
-            "kept": {**state["at"], "held_out_auc_rebalanced": round(state["score"]["auc_rebalanced"], 3)},
-            "stage1_samples": max((r["samples"] for r in scored if r["stage"] == 1), default=0),
-            "stage2_samples": max((r["samples"] for r in scored if r["stage"] == 2), default=0),
-            "seconds": max(r["seconds"] for r in log),
-        })
+        summary.update(
+            {
+                "kept": {**state["at"], "held_out_auc_rebalanced": round(state["score"]["auc_rebalanced"], 3)},
+                "stage1_samples": max((r["samples"] for r in scored if r["stage"] == 1), default=0),
+                "stage2_samples": max((r["samples"] for r in scored if r["stage"] == 2), default=0),
+                "seconds": max(r["seconds"] for r in log),
+            }
+        )
     else:
         final = log[-1]
-        summary.update({
-            "steps": final["step"], "epochs": final["epoch"], "samples": final["samples"],
-            "final_train_loss": round(final["train_loss"], 4),
-            "final_val_loss": None if final["val_loss"] is None else round(final["val_loss"], 4),
-            "seconds": final["seconds"],
-        })
+        summary.update(
+            {
+                "steps": final["step"],
+                "epochs": final["epoch"],
+                "samples": final["samples"],
+                "final_train_loss": round(final["train_loss"], 4),
+                "final_val_loss": None if final["val_loss"] is None else round(final["val_loss"], 4),
+                "seconds": final["seconds"],
+            }
+        )
     summary["bin_statistics"] = "bin_stats.npz (counts, smoothed distribution, rebalancing weights)"
     return summary
 
 
-def export(run: Path, out_dir: Path, name: str, command: str, input_size: int = INPUT_SIZE,
-           temperature: float = TEMPERATURE) -> ModelManifest:
+def export(
+    run: Path, out_dir: Path, name: str, command: str, input_size: int = INPUT_SIZE, temperature: float = TEMPERATURE
+) -> ModelManifest:
     checkpoint = run / "weights.pt"
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     model = load_network(checkpoint)
@@ -152,24 +171,33 @@ def export(run: Path, out_dir: Path, name: str, command: str, input_size: int = 
     np.savez_compressed(directory / "bin_stats.npz", **{k: stats[k] for k in stats.files})
     plot_curve(log, directory / "training_curve.png")
     pretrained = "config" in state
-    return write_manifest(directory, {
-        "name": name,
-        "description": ("ImageNet-pretrained EfficientNet-Lite encoder with a U-Net decoder, predicting Zhang et "
-                        "al.'s 313 ab bins; trained by Colorize") if pretrained else
-                       "Narrow ECCV16-family network (Zhang et al. 2016), trained by Colorize",
-        "format": "onnx",
-        "file": "model.onnx",
-        "input": {"name": "l", "size": input_size, "normalisation": {"subtract": 50.0, "divide": 1.0}},
-        "output": {"name": "ab", "downsample": 4, "kind": "annealed_mean_ab"},
-        "bins": "eccv16-313",
-        "temperature": temperature,
-        "architecture": architecture(state, model),
-        "licence": ("MIT (weights), fine-tuned from the Apache-2.0 EfficientNet-Lite ImageNet weights; see "
-                    "training_data for the terms of the data") if pretrained else
-                   "MIT (weights); see training_data for the terms of the data",
-        "training_data": TRAINING_DATA,
-        "training": training_summary(state, log, command),
-    })
+    return write_manifest(
+        directory,
+        {
+            "name": name,
+            "description": (
+                "ImageNet-pretrained EfficientNet-Lite encoder with a U-Net decoder, predicting Zhang et "
+                "al.'s 313 ab bins; trained by Colorize"
+            )
+            if pretrained
+            else "Narrow ECCV16-family network (Zhang et al. 2016), trained by Colorize",
+            "format": "onnx",
+            "file": "model.onnx",
+            "input": {"name": "l", "size": input_size, "normalisation": {"subtract": 50.0, "divide": 1.0}},
+            "output": {"name": "ab", "downsample": 4, "kind": "annealed_mean_ab"},
+            "bins": "eccv16-313",
+            "temperature": temperature,
+            "architecture": architecture(state, model),
+            "licence": (
+                "MIT (weights), fine-tuned from the Apache-2.0 EfficientNet-Lite ImageNet weights; see "
+                "training_data for the terms of the data"
+            )
+            if pretrained
+            else "MIT (weights); see training_data for the terms of the data",
+            "training_data": TRAINING_DATA,
+            "training": training_summary(state, log, command),
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,8 +28,16 @@ class FeatureCache:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, encoder: LiteEncoder, crops: torch.Tensor, views: int, out_size: int, jitter: Jitter,
-              generator: torch.Generator, batch: int = 64) -> "FeatureCache":
+    def build(
+        cls,
+        encoder: LiteEncoder,
+        crops: torch.Tensor,
+        views: int,
+        out_size: int,
+        jitter: Jitter,
+        generator: torch.Generator,
+        batch: int = 64,
+    ) -> "FeatureCache":
         encoder.eval()
         total = len(crops) * views
         probe = encoder(torch.zeros(1, 1, out_size, out_size))

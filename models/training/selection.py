@@ -54,5 +54,6 @@ class SelectionSet:
                 scores.colourfulness.append(colourfulness(predicted))
                 scores.add_colour_error(bgr_to_lab(predicted), self.lab_true[start + i])
         network.train(was_training)
-        return SelectionScore(scores.auc(True), scores.auc(False),
-                              float(np.mean(scores.colourfulness)) / self.original_colourfulness)
+        return SelectionScore(
+            scores.auc(True), scores.auc(False), float(np.mean(scores.colourfulness)) / self.original_colourfulness
+        )

@@ -45,8 +45,9 @@ def soft_encode_sparse(ab: torch.Tensor, bins: torch.Tensor) -> tuple[torch.Tens
     return to_map(idx), to_map(weights)
 
 
-def sparse_rebalanced_cross_entropy(logits: torch.Tensor, bins_near: torch.Tensor, bin_weights: torch.Tensor,
-                                    rebalance: torch.Tensor) -> torch.Tensor:
+def sparse_rebalanced_cross_entropy(
+    logits: torch.Tensor, bins_near: torch.Tensor, bin_weights: torch.Tensor, rebalance: torch.Tensor
+) -> torch.Tensor:
     """``rebalanced_cross_entropy`` with targets from ``soft_encode_sparse``: the same value,
     gathering the log-probabilities of the 5 target bins instead of weighting all 313."""
     log_probs = torch.log_softmax(logits.float(), dim=1)
@@ -71,7 +72,9 @@ def rebalancing_weights(counts: np.ndarray, bins: np.ndarray) -> tuple[np.ndarra
     return weights, smoothed
 
 
-def rebalanced_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, nearest: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def rebalanced_cross_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, nearest: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Multinomial cross-entropy per pixel, weighted by the rebalancing weight of its nearest bin."""
     log_probs = torch.log_softmax(logits.float(), dim=1)
     per_pixel = -(targets * log_probs).sum(dim=1)

@@ -107,8 +107,11 @@ def train(args: argparse.Namespace) -> Path:
     if args.max_images:
         crops = crops[: args.max_images]
     val = to_device(load_lab_crops(args.val, args.size), device) if args.val else None
-    print(f"{len(crops)} training crops ({0 if val is None else len(val)} validation) on {device} "
-          f"after {time.time() - started:.0f}s", flush=True)
+    print(
+        f"{len(crops)} training crops ({0 if val is None else len(val)} validation) on {device} "
+        f"after {time.time() - started:.0f}s",
+        flush=True,
+    )
 
     bins = torch.from_numpy(ab_bins().copy()).to(device)
     counts = bin_counts(crops, bins)
@@ -123,7 +126,11 @@ def train(args: argparse.Namespace) -> Path:
     if cuda:
         model = model.to(memory_format=torch.channels_last)
         torch.backends.cudnn.benchmark = True
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else (lambda: torch.autocast("cpu", enabled=False))
+    autocast = (
+        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+        if cuda
+        else (lambda: torch.autocast("cpu", enabled=False))
+    )
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
     step, total_steps = 0, args.steps
@@ -185,11 +192,22 @@ def train(args: argparse.Namespace) -> Path:
             with log_path.open("a") as log:
                 log.write(json.dumps(record) + "\n")
             print(json.dumps(record), flush=True)
-            snapshot = {"model": model.state_dict(), "widths": list(args.widths),
-                        "args": {k: str(v) for k, v in vars(args).items()}, "step": step}
+            snapshot = {
+                "model": model.state_dict(),
+                "widths": list(args.widths),
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "step": step,
+            }
             torch.save(snapshot, args.out / "weights.pt")
-            torch.save({**snapshot, "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                        "total_steps": total_steps}, checkpoint_path)
+            torch.save(
+                {
+                    **snapshot,
+                    "optimizer": optimizer.state_dict(),
+                    "generator": generator.get_state(),
+                    "total_steps": total_steps,
+                },
+                checkpoint_path,
+            )
     return args.out / "weights.pt"
 
 

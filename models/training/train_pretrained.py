@@ -68,13 +68,28 @@ class Run:
         if score.auc_rebalanced <= self.best:
             return False
         self.best = self.state["best"] = score.auc_rebalanced
-        torch.save({"model": model.state_dict(), "config": model.config, "score": asdict(score), "at": where,
-                    "args": {k: str(v) for k, v in vars(self.args).items()}}, self.out / "weights.pt")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "config": model.config,
+                "score": asdict(score),
+                "at": where,
+                "args": {k: str(v) for k, v in vars(self.args).items()},
+            },
+            self.out / "weights.pt",
+        )
         return True
 
     def save(self, model: PretrainedColorNet, optimizer: torch.optim.Optimizer, generator: torch.Generator) -> None:
-        torch.save({**self.state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state()}, self.out / "checkpoint.pt")
+        torch.save(
+            {
+                **self.state,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": generator.get_state(),
+            },
+            self.out / "checkpoint.pt",
+        )
 
     def resume(self, model: PretrainedColorNet, generator: torch.Generator) -> dict[str, Any] | None:
         path = self.out / "checkpoint.pt"
@@ -92,12 +107,27 @@ class Run:
 def evaluate(run: Run, model: PretrainedColorNet, selection: SelectionSet, where: dict[str, Any]) -> None:
     score = selection.score(model, run.args.size, SELECTION_TEMPERATURE)
     kept = run.keep_if_best(model, score, where)
-    run.log({**where, "val_auc_rebalanced": round(score.auc_rebalanced, 3), "val_auc_raw": round(score.auc_raw, 3),
-             "val_colourfulness": round(score.colourfulness_ratio, 3), "kept": kept})
+    run.log(
+        {
+            **where,
+            "val_auc_rebalanced": round(score.auc_rebalanced, 3),
+            "val_auc_raw": round(score.auc_raw, 3),
+            "val_colourfulness": round(score.colourfulness_ratio, 3),
+            "kept": kept,
+        }
+    )
 
 
-def train_decoder(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_of, selection: SelectionSet,
-                  generator: torch.Generator, jitter: Jitter, optimizer_state: dict | None) -> None:
+def train_decoder(
+    run: Run,
+    model: PretrainedColorNet,
+    crops: torch.Tensor,
+    targets_of,
+    selection: SelectionSet,
+    generator: torch.Generator,
+    jitter: Jitter,
+    optimizer_state: dict | None,
+) -> None:
     """Stage 1: the decoder on cached features of the frozen encoder."""
     args = run.args
     cache = FeatureCache.build(model.encoder, crops, args.views, args.size, jitter, generator)
@@ -122,8 +152,13 @@ def train_decoder(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targ
         loss_sum, loss_steps = loss_sum + loss.item(), loss_steps + 1
         run.state["step"] = step + 1
         if run.state["step"] % steps_per_epoch == 0:
-            where = {"stage": 1, "step": run.state["step"], "epoch": run.state["step"] // steps_per_epoch,
-                     "samples": run.state["step"] * args.batch_size, "train_loss": round(loss_sum / loss_steps, 4)}
+            where = {
+                "stage": 1,
+                "step": run.state["step"],
+                "epoch": run.state["step"] // steps_per_epoch,
+                "samples": run.state["step"] * args.batch_size,
+                "train_loss": round(loss_sum / loss_steps, 4),
+            }
             evaluate(run, model, selection, where)
             loss_sum, loss_steps = 0.0, 0
             run.save(model, optimizer, generator)
@@ -131,12 +166,22 @@ def train_decoder(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targ
     run.save(model, optimizer, generator)
 
 
-def finetune(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_of, selection: SelectionSet,
-             generator: torch.Generator, jitter: Jitter, optimizer_state: dict | None) -> None:
+def finetune(
+    run: Run,
+    model: PretrainedColorNet,
+    crops: torch.Tensor,
+    targets_of,
+    selection: SelectionSet,
+    generator: torch.Generator,
+    jitter: Jitter,
+    optimizer_state: dict | None,
+) -> None:
     """Stage 2: encoder and decoder together, the encoder at a tenth of the decoder's rate."""
     args = run.args
-    groups = [{"params": model.encoder.parameters(), "scale": args.encoder_lr_scale},
-              {"params": model.decoder.parameters(), "scale": 1.0}]
+    groups = [
+        {"params": model.encoder.parameters(), "scale": args.encoder_lr_scale},
+        {"params": model.decoder.parameters(), "scale": 1.0},
+    ]
     optimizer = torch.optim.AdamW(groups, lr=args.finetune_lr, weight_decay=args.weight_decay)
     if optimizer_state and run.state["step"] > 0:
         optimizer.load_state_dict(optimizer_state)
@@ -167,8 +212,12 @@ def finetune(run: Run, model: PretrainedColorNet, crops: torch.Tensor, targets_o
         run.state["step"] = step + 1
         last = total is not None and run.state["step"] >= total
         if run.state["step"] % args.eval_every == 0 or last:
-            where = {"stage": 2, "step": run.state["step"], "samples": run.state["step"] * args.batch_size,
-                     "train_loss": round(loss_sum / loss_steps, 4)}
+            where = {
+                "stage": 2,
+                "step": run.state["step"],
+                "samples": run.state["step"] * args.batch_size,
+                "train_loss": round(loss_sum / loss_steps, 4),
+            }
             evaluate(run, model, selection, where)
             loss_sum, loss_steps = 0.0, 0
             run.save(model, optimizer, generator)
@@ -194,8 +243,11 @@ def train(args: argparse.Namespace) -> Path:
     if args.max_images and args.max_images < len(crops):
         crops = crops[np.linspace(0, len(crops) - 1, args.max_images).astype(np.int64)]
     selection = SelectionSet(args.val, args.val_limit)
-    print(f"{len(crops)} training crops, {len(selection.originals)} selection photos "
-          f"after {time.time() - run.started:.0f}s", flush=True)
+    print(
+        f"{len(crops)} training crops, {len(selection.originals)} selection photos "
+        f"after {time.time() - run.started:.0f}s",
+        flush=True,
+    )
 
     bins = torch.from_numpy(ab_bins().copy())
     counts = bin_counts(crops, bins)
@@ -242,7 +294,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget.add_argument("--finetune-seconds", type=float, help="stage-2 wall-clock budget")
     parser.add_argument("--eval-every", type=int, default=500, help="stage-2 steps between selection passes")
     parser.add_argument("--crops-cache", type=Path, help=".npy file keeping the loaded crops between runs")
-    parser.add_argument("--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)")
+    parser.add_argument(
+        "--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

@@ -27,8 +27,9 @@ class DecoderWidths:
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int = 3) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
 
 
 class UpBlock(nn.Module):
@@ -70,7 +71,9 @@ class Decoder(nn.Module):
 class PretrainedColorNet(nn.Module):
     """(N, 1, H, W) centred L (L - 50) -> (N, 313, H/4, W/4) bin logits."""
 
-    def __init__(self, encoder: str = "lite0", widths: DecoderWidths = DecoderWidths(), pretrained: bool = True) -> None:
+    def __init__(
+        self, encoder: str = "lite0", widths: DecoderWidths = DecoderWidths(), pretrained: bool = True
+    ) -> None:
         super().__init__()
         self.encoder = LiteEncoder(encoder, pretrained=pretrained)
         self.decoder = Decoder([e.channels for e in self.encoder.endpoints], widths)
