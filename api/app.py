@@ -21,7 +21,6 @@ from shared.settings import Settings
 from shared.webhook_events import WebhookNotifier
 from worker.celery_app import webhook_publisher
 
-
 # gunicorn's exit status for "App failed to load": its master stops instead of restarting
 # workers that would fail the same way.
 _APP_LOAD_ERROR = 4

@@ -7,8 +7,9 @@ text, so there pydantic's lax parsing turns ``"0.5"`` into 0.5. A failure become
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from flask import Response, jsonify, request
 from pydantic import BaseModel, ValidationError

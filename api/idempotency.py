@@ -19,8 +19,9 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from flask import Request
 from redis import Redis

@@ -92,7 +92,7 @@ def _job_id() -> dict[str, Any]:
 
 
 def _webhook_callbacks() -> dict[str, Any]:
-    header = lambda name, description: {  # noqa: E731
+    header = lambda name, description: {
         "name": name,
         "in": "header",
         "required": True,

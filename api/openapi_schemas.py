@@ -8,7 +8,8 @@ is written inline unless it is a component itself (3.0 cannot make a ``$ref`` nu
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema

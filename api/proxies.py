@@ -13,7 +13,8 @@ never taken for a loopback client (``shared.api_keys.AuthPolicy.open_for``).
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import Request
 from werkzeug.middleware.proxy_fix import ProxyFix

@@ -15,10 +15,10 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
+from shared.callback_urls import MAX_URL_LENGTH
 from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, Timestamp
 from shared.jobs import ItemStatus
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
-from shared.callback_urls import MAX_URL_LENGTH
 from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
 
 MAX_PAGE = 1000

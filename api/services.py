@@ -40,7 +40,7 @@ class Services:
         return base.rstrip("/") + path if base else path
 
     @classmethod
-    def connect(cls, settings: Settings) -> "Services":
+    def connect(cls, settings: Settings) -> Services:
         if not settings.redis_url:
             raise ValueError("the API needs settings.redis_url (REDIS_URL)")
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)

@@ -27,12 +27,12 @@ from api.routes.metrics import api_metrics
 from api.services import Services
 from api.uploads import stored_size
 from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
-from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.stored_bytes import job_owner
 from shared.uploads import Upload, UploadState
 from worker.celery_app import start_job

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from api.schemas import UploadedPart
 from api.services import Services
-from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.archives import clean_filename
+from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.ids import new_id
 from shared.object_keys import upload_key
 from shared.settings import Settings

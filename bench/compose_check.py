@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -33,10 +33,10 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.soak import audit_job, jpeg_problem, small_jpegs, zip_archive  # noqa: E402
-from client import Client  # noqa: E402
-from shared.job_store import JobStore  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from bench.soak import audit_job, jpeg_problem, small_jpegs, zip_archive
+from client import Client
+from shared.job_store import JobStore
+from shared.settings import Settings
 
 TENANT = "compose-check"
 SIDE = 48

@@ -12,7 +12,6 @@ Prints ms per image for
 from __future__ import annotations
 
 import argparse
-import io
 import multiprocessing
 import os
 import sys
@@ -24,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.manifests import ModelManifest, load_manifest, write_manifest  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from shared.manifests import ModelManifest, load_manifest, write_manifest
+from shared.settings import Settings
 
 
 def per_image_ms(run, batch: int, seconds: float) -> float:

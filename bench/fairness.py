@@ -31,14 +31,14 @@ from bench.service import (
     percentile,
     request,
     sample_photos,
-    submit_bytes,  # noqa: E402
+    submit_bytes,
     wait_for,
     zip_bytes,
 )
-from cli.embedded_services import free_port  # noqa: E402
-from cli.local_stack import LocalStack  # noqa: E402
-from shared.api_keys import KeyStore  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from cli.embedded_services import free_port
+from cli.local_stack import LocalStack
+from shared.api_keys import KeyStore
+from shared.settings import Settings
 
 POLL_S = 0.02
 

@@ -21,12 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.lab import join_lightness_and_ab, lightness  # noqa: E402
-from shared.manifests import ModelManifest, load_manifest  # noqa: E402
-from worker.colorizer import model_input  # noqa: E402
-from bench.engine import random_eccv16  # noqa: E402
-from bench.throughput import images_per_second  # noqa: E402
-from worker.engine import Engine  # noqa: E402
+from bench.engine import random_eccv16
+from bench.throughput import images_per_second
+from shared.lab import join_lightness_and_ab, lightness
+from shared.manifests import ModelManifest, load_manifest
+from worker.colorizer import model_input
+from worker.engine import Engine
 
 
 def load_photos(folder: Path, count: int) -> list[np.ndarray]:

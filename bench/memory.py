@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import peak_rss_mb  # noqa: E402
-from bench.soak import FaultStack, PatientClient  # noqa: E402
-from shared.settings import Limits, Settings  # noqa: E402
+from bench.service import peak_rss_mb
+from bench.soak import FaultStack, PatientClient
+from shared.settings import Limits, Settings
 
 
 def rgba16_png(side: int, content: str) -> bytes:

@@ -22,19 +22,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.ab_upsampling import guided_upsample_ab  # noqa: E402
-from shared.imaging import decode_image, encode_jpeg  # noqa: E402
-from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr  # noqa: E402
-from shared.settings import Settings  # noqa: E402
-from worker.colorizer import reduced_lightness  # noqa: E402
+from shared.ab_upsampling import guided_upsample_ab
+from shared.imaging import decode_image, encode_jpeg
+from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr
+from shared.settings import Settings
+from worker.colorizer import reduced_lightness
 
 BATCH = 8
 MODEL_SIZE, GRID = 128, 32

@@ -45,11 +45,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cli.embedded_services import free_port  # noqa: E402
-from cli.local_stack import LocalStack  # noqa: E402
-from shared.manifests import load_manifest  # noqa: E402
-from shared.metrics import STAGES  # noqa: E402
-from shared.settings import Settings  # noqa: E402
+from cli.embedded_services import free_port
+from cli.local_stack import LocalStack
+from shared.manifests import load_manifest
+from shared.metrics import STAGES
+from shared.settings import Settings
 
 TERMINAL = ("succeeded", "partially_succeeded", "failed", "canceled")
 
@@ -245,7 +245,7 @@ class StageTotals:
     seconds: dict[str, float] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
 
-    def minus(self, earlier: "StageTotals") -> "StageTotals":
+    def minus(self, earlier: StageTotals) -> StageTotals:
         return StageTotals(
             {k: v - earlier.seconds.get(k, 0.0) for k, v in self.seconds.items()},
             {k: v - earlier.counts.get(k, 0.0) for k, v in self.counts.items()},

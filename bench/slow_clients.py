@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.serving import gunicorn_args  # noqa: E402
-from cli.embedded_services import LOOPBACK, free_port, stop_process  # noqa: E402
-from cli.local_stack import child_environment  # noqa: E402
-from shared.settings import PROJECT_ROOT, Settings  # noqa: E402
+from api.serving import gunicorn_args
+from cli.embedded_services import LOOPBACK, free_port, stop_process
+from cli.local_stack import child_environment
+from shared.settings import PROJECT_ROOT, Settings
 
 HALF_REQUEST = b"GET /healthz HT"
 PROBE_INTERVAL_S = 0.1
@@ -109,7 +109,7 @@ class Attack:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._hold, daemon=True)
 
-    def __enter__(self) -> "Attack":
+    def __enter__(self) -> Attack:
         for _ in range(self.count):
             self._open()
         self._thread.start()

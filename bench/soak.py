@@ -38,10 +38,10 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -50,17 +50,17 @@ import urllib3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from api.serving import gunicorn_args  # noqa: E402
-from cli.embedded_rabbitmq import RabbitMQServer  # noqa: E402
-from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port  # noqa: E402
-from cli.local_stack import child_environment  # noqa: E402
-from shared.job_store import JobStore  # noqa: E402
-from shared.jobs import TERMINAL_STATUSES  # noqa: E402
-from shared.object_keys import job_prefix, result_key  # noqa: E402
-from shared.settings import PROJECT_ROOT, Settings  # noqa: E402
-from shared.storage import Storage  # noqa: E402
-from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats  # noqa: E402
-from worker.celery_app import QUEUE  # noqa: E402
+from api.serving import gunicorn_args
+from cli.embedded_rabbitmq import RabbitMQServer
+from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port
+from cli.local_stack import child_environment
+from shared.job_store import JobStore
+from shared.jobs import TERMINAL_STATUSES
+from shared.object_keys import job_prefix, result_key
+from shared.settings import PROJECT_ROOT, Settings
+from shared.storage import Storage
+from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
+from worker.celery_app import QUEUE
 
 TENANT = "local"  # open mode on loopback
 FAULT_KINDS = ("worker", "redis", "s3", "api")
@@ -162,7 +162,7 @@ class ApiProcess:
         self.process: subprocess.Popen | None = None
         self._log = None
 
-    def start(self, timeout_s: float = START_TIMEOUT_S) -> "ApiProcess":
+    def start(self, timeout_s: float = START_TIMEOUT_S) -> ApiProcess:
         settings = self.settings
         command = [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{settings.api_host}:{settings.api_port}", 1)]
         self._log = self.log_path.open("ab")
@@ -249,7 +249,7 @@ class FaultStack:
 
     # services
 
-    def start(self) -> "FaultStack":
+    def start(self) -> FaultStack:
         try:
             self.redis_server.start()
             self.s3_server.start()
@@ -367,7 +367,7 @@ class FaultStack:
         if self.rabbitmq is not None:
             self.rabbitmq.stop()
 
-    def __enter__(self) -> "FaultStack":
+    def __enter__(self) -> FaultStack:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

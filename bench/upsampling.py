@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.lab import join_lightness_and_ab  # noqa: E402
+from shared.lab import join_lightness_and_ab
 
 
 def best_ms(function, repeats: int) -> float:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from cli.progress import Progress
 
@@ -28,7 +29,7 @@ class Context:
     env: Mapping[str, str]
     stdout: TextIO
     stderr: TextIO
-    _client: "Client | None" = field(default=None, init=False)
+    _client: Client | None = field(default=None, init=False)
 
     @property
     def json(self) -> bool:
@@ -38,7 +39,7 @@ class Context:
     def progress(self) -> Progress:
         return Progress(self.stderr)
 
-    def client(self) -> "Client":
+    def client(self) -> Client:
         if self._client is None:
             from client import Client
 
@@ -48,7 +49,7 @@ class Context:
                 raise UsageError(str(exc)) from None
         return self._client
 
-    def settings(self) -> "Settings":
+    def settings(self) -> Settings:
         """The service's settings, for the commands that run parts of it on this machine."""
         from shared.settings import Settings, SettingsError
 

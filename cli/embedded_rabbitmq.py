@@ -65,7 +65,7 @@ class RabbitMQServer(_ServiceProcess):
             "RABBITMQ_PID_FILE": str(self.data_dir / "rabbitmq.pid"),
         }
 
-    def start(self, timeout_s: float = 120.0) -> "RabbitMQServer":
+    def start(self, timeout_s: float = 120.0) -> RabbitMQServer:
         reason = rabbitmq_available()
         if reason:
             raise ServiceUnavailable(reason)

@@ -16,9 +16,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import IO, Callable, Mapping, Sequence
+from typing import IO
 
 import boto3
 import redis
@@ -198,7 +199,7 @@ class RedisServer(_ServiceProcess):
             ]
         )
 
-    def start(self, timeout_s: float = 30.0) -> "RedisServer":
+    def start(self, timeout_s: float = 30.0) -> RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.data_dir / "redis.conf"
         config_path.write_text(self._config())
@@ -295,7 +296,7 @@ class SeaweedS3Server(_ServiceProcess):
         # of the calling shell into an identity.
         return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
 
-    def start(self, timeout_s: float = 90.0) -> "SeaweedS3Server":
+    def start(self, timeout_s: float = 90.0) -> SeaweedS3Server:
         if self.running:
             raise RuntimeError(f"{self.name} is already running")
         (self.data_dir / "data").mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator, Mapping, Sequence
+from typing import IO
 
 from api.serving import gunicorn_args
 from cli.embedded_services import POLL_S, RedisServer, SeaweedS3Server, stop_process
@@ -59,7 +60,7 @@ class LocalStack:
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         settings = self._base
         data_dir = Path(settings.data_dir)
         try:
@@ -196,7 +197,7 @@ class LocalStack:
             self.redis.stop()
             self.redis = None
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

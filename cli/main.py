@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Mapping, Sequence, TextIO
+from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
 
 from cli import jobs, keys, models, serve
 from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError

@@ -19,7 +19,7 @@ class Bar:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> "Bar":
+    def __enter__(self) -> Bar:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

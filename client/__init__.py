@@ -4,4 +4,4 @@ from client.api import Client
 from client.errors import ClientError, WaitTimeout
 from client.types import Counts, Health, Item, ItemError, Job, Model
 
-__all__ = ["Client", "ClientError", "WaitTimeout", "Job", "Item", "Counts", "ItemError", "Model", "Health"]
+__all__ = ["Client", "ClientError", "Counts", "Health", "Item", "ItemError", "Job", "Model", "WaitTimeout"]

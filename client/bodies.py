@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import BinaryIO
 
 from urllib3.fields import RequestField
 from urllib3.filepost import choose_boundary

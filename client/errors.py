@@ -33,7 +33,7 @@ class ClientError(Exception):
         self.retry_after = retry_after
 
     @classmethod
-    def from_response(cls, status: int, body: bytes, retry_after: str | None, source: str) -> "ClientError":
+    def from_response(cls, status: int, body: bytes, retry_after: str | None, source: str) -> ClientError:
         """Our API's ``{"error": {...}}`` body, or any other server's error page (a storage service's XML)."""
         seconds = _seconds(retry_after)
         try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterable, Iterator, Sequence
 
 # Already-compressed formats are stored: deflating them costs time and saves nothing.
 STORED_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".zip", ".gz", ".tgz", ".jp2", ".heic"})

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3

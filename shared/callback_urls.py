@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from shared.documents import EVENTS
@@ -78,7 +79,7 @@ class AddressPolicy:
     allowed_networks: tuple[IPNetwork, ...] = ()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "AddressPolicy":
+    def from_settings(cls, settings: Settings) -> AddressPolicy:
         networks = tuple(
             ipaddress.ip_network(n.strip(), strict=False)
             for n in settings.webhook_allowed_networks.split(",")

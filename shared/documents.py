@@ -79,7 +79,7 @@ class JobDocument(Document):
     links: JobLinks
 
     @classmethod
-    def of(cls, job: Job, public_url: str | None) -> "JobDocument":
+    def of(cls, job: Job, public_url: str | None) -> JobDocument:
         """``job`` as clients see it; links are absolute when a public base URL is configured."""
         base = f"/v1/jobs/{job.id}"
 

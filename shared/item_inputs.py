@@ -49,7 +49,7 @@ class ItemInput:
         return f"{self.object or ''};" + ",".join(str(value) for value in fields)
 
     @classmethod
-    def decode(cls, text: str) -> "ItemInput":
+    def decode(cls, text: str) -> ItemInput:
         name, _, rest = text.partition(";")
         values = [int(value) for value in rest.split(",")]
         member = ZipMember(*values[2:7]) if len(values) == 7 else None

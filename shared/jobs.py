@@ -9,9 +9,9 @@ ends once, ``done`` or ``failed``. :class:`shared.job_store.JobStore` keeps this
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Sequence
 
 from shared.errors import ColorizeError, ItemError
 from shared.item_inputs import ItemInput
@@ -126,11 +126,11 @@ class ItemResult:
     error: ColorizeError | None = None
 
     @classmethod
-    def done(cls, index: int) -> "ItemResult":
+    def done(cls, index: int) -> ItemResult:
         return cls(index, ItemStatus.DONE)
 
     @classmethod
-    def failed(cls, index: int, error: ColorizeError) -> "ItemResult":
+    def failed(cls, index: int, error: ColorizeError) -> ItemResult:
         return cls(index, ItemStatus.FAILED, error)
 
 

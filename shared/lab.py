@@ -16,7 +16,7 @@ image: fresh memory costs a page fault every 4 KiB, on a busy machine more than 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -96,7 +96,7 @@ class Lightness:
         self.table = table
 
     @classmethod
-    def of(cls, bgr: np.ndarray, workspace: Workspace | None = None) -> "Lightness":
+    def of(cls, bgr: np.ndarray, workspace: Workspace | None = None) -> Lightness:
         """L of a uint8 BGR image (H, W, 3), exactly as OpenCV's float conversion computes it."""
         workspace = workspace or Workspace()
         if _is_grey(bgr, workspace):
@@ -111,7 +111,7 @@ class Lightness:
         return cls(l_full, None)
 
     @classmethod
-    def of_plane(cls, l_full: np.ndarray) -> "Lightness":
+    def of_plane(cls, l_full: np.ndarray) -> Lightness:
         """An L plane already computed (float, [0, 100])."""
         return cls(np.ascontiguousarray(l_full, dtype=np.float32), None)
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any, Iterable
+from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 

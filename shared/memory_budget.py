@@ -39,7 +39,7 @@ class MemoryBudget:
     total_bytes: int
 
     @classmethod
-    def of(cls, limits: Limits) -> "MemoryBudget":
+    def of(cls, limits: Limits) -> MemoryBudget:
         return cls(limits.worker_memory_bytes)
 
     @property

@@ -55,8 +55,9 @@ and ``_kombu.binding.*``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from redis import Redis
 

@@ -22,9 +22,10 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import field, fields, replace
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal, Mapping, Sequence
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -266,7 +267,7 @@ class Settings:
     quotas: Quotas = field(default_factory=Quotas)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``COLORIZE_*`` variables (and the usual REDIS_URL / AWS_* names);
         an empty variable counts as unset. Raises SettingsError naming every bad variable."""
         env = os.environ if env is None else env
@@ -286,7 +287,7 @@ class Settings:
         return settings
 
     @classmethod
-    def from_env_or_exit(cls, env: Mapping[str, str] | None = None, status: int = 2) -> "Settings":
+    def from_env_or_exit(cls, env: Mapping[str, str] | None = None, status: int = 2) -> Settings:
         """``from_env`` for a program's entry point: bad settings end the process with ``status``
         and their message on stderr, not a traceback."""
         try:
@@ -330,7 +331,7 @@ class Settings:
         limit), so work merely in progress or about to be redelivered is never taken for lost."""
         return self.visibility_timeout_s + self.task_time_limit_s
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with ``changes``, each parsed and checked like the value of a variable."""
         try:
             return replace(self, **changes)

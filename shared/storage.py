@@ -8,9 +8,10 @@ address (a container network, a proxy), else for the same endpoint.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import boto3

@@ -7,8 +7,8 @@ atomic changes (a job's expiry, a job moving or ending); housekeeping leases wha
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from redis import Redis
 
@@ -56,7 +56,7 @@ class PurgeTarget:
     member: str
 
     @classmethod
-    def parse(cls, member: str) -> "PurgeTarget":
+    def parse(cls, member: str) -> PurgeTarget:
         kind, tenant, rest = member.split(":", 2)
         if kind == "upload":
             object_id, _, multipart_id = rest.partition(":")

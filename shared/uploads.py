@@ -7,9 +7,9 @@ its object then (or, once a job uses it, when that job expires).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Callable
 
 from redis import Redis
 

@@ -25,18 +25,18 @@ import base64
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from redis import Redis
 
-from shared.documents import COMPLETED, EVENT_TYPES, EVENTS, PROGRESS, STARTED, JobDocument, WebhookEvent
+from shared.documents import COMPLETED, EVENT_TYPES, PROGRESS, STARTED, JobDocument, WebhookEvent
 from shared.jobs import ItemResult, Job, JobListener
 from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
 from shared.settings import Settings
 from shared.timestamps import iso_time
-
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 32
@@ -91,7 +91,7 @@ class WebhookMessage:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> "WebhookMessage":
+    def from_dict(cls, raw: Mapping[str, Any]) -> WebhookMessage:
         fields = {k: raw[k] for k in ("id", "job_id", "tenant", "event", "url", "body")}
         return cls(**fields, sequence=int(raw.get("sequence", 0)))
 

@@ -18,8 +18,8 @@ collection, so that ``-m "not integration"`` runs where none of those services c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis

@@ -250,7 +250,7 @@ def test_zip_name_that_is_not_utf8_is_unsafe_and_shown_with_replacement():
 
 
 def test_unflagged_zip_name_with_valid_utf8_bytes_is_accepted():
-    raw = "é".encode("utf-8")  # two bytes, written without the UTF-8 flag
+    raw = "é".encode()  # two bytes, written without the UTF-8 flag
     data = patch_zip_headers(make_zip([("aXY.jpg", b"x")]), b"aXY.jpg", {31: raw}, {47: raw})
     assert read_all(data, "zip") == [("aé.jpg", b"x")]
 

@@ -7,10 +7,10 @@ import json
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -170,7 +170,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, data: object, **headers: str) -> "Reply":
+    def json(cls, status: int, data: object, **headers: str) -> Reply:
         return cls(status, json.dumps(data).encode(), {"Content-Type": "application/json", **headers})
 
 

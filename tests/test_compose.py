@@ -19,9 +19,10 @@ import subprocess
 import sys
 import tomllib
 import uuid
+from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
@@ -334,7 +335,7 @@ def test_the_proxy_buffers_and_bounds_slow_and_large_requests(services) -> None:
         assert 0 < int(value.rstrip("s")) <= 60, timeout
     # The request line and headers: no more than gunicorn takes behind it.
     [[count, size]] = nginx_values("large_client_header_buffers")
-    import api.serving as serving
+    from api import serving
 
     assert nginx_size(size) <= serving.limit_request_line + 2 and int(count) <= serving.limit_request_fields
 
@@ -348,7 +349,7 @@ def test_the_api_trusts_the_proxy_network_only(services) -> None:
 
 
 def test_the_proxy_answers_its_own_refusals_as_json() -> None:
-    locations = dict(re.findall(r"location = (/\.errors/\d+) \{(.*?)\n\s*\}", NGINX_CONF.read_text(), re.S))
+    locations = dict(re.findall(r"location = (/\.errors/\d+) \{(.*?)\n\s*\}", NGINX_CONF.read_text(), re.DOTALL))
     for uri, block in locations.items():
         assert "internal;" in block and "default_type application/json;" in block
         status, body = re.search(r"return (\d+) '([^']*)'", block).groups()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnxruntime as ort
@@ -362,7 +362,7 @@ class RangeServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
-    def __enter__(self) -> "RangeServer":
+    def __enter__(self) -> RangeServer:
         self.thread.start()
         return self
 

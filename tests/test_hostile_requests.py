@@ -23,7 +23,7 @@ from shared.jobs import ItemResult
 from shared.object_keys import result_key, source_key, upload_key
 from shared.settings import Quotas
 from shared.stored_bytes import job_owner, upload_owner
-from tests.integration_fixtures import TEST_MODEL, with_own_keys
+from tests.integration_fixtures import with_own_keys
 from tests.test_api import png_bytes
 
 pytestmark = pytest.mark.integration

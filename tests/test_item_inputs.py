@@ -19,12 +19,12 @@ from shared.ids import new_id
 from shared.jobs import JobStatus
 from shared.object_keys import input_object_key, input_object_name, inputs_prefix, source_key
 from shared.settings import Settings
-from tests.integration_fixtures import *  # noqa: F403
+from tests.integration_fixtures import *
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, QUEUE
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
-from worker.expansion import ExpansionLease, Expander
+from worker.expansion import Expander, ExpansionLease
 from worker.scheduling import Lane, enqueue_chunks
 
 TENANT = "local"

@@ -3,8 +3,6 @@ float path (OpenCV's float conversions, guided upsampling at full size) within o
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest

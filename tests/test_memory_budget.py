@@ -13,7 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hypothesis import given, settings as hypothesis_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from shared.errors import ImageTooLarge
 from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image

@@ -22,9 +22,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import redis
@@ -92,7 +92,7 @@ class HostNetwork:
         if done.returncode != 0:
             raise RuntimeError(f"ip {' '.join(argv)}: {done.stderr.strip()}")
 
-    def build(self) -> "HostNetwork":
+    def build(self) -> HostNetwork:
         self._ip("netns", "add", self.lan)
         self.made.append(self.lan)
         self._ip("-n", self.lan, "link", "add", "br0", "type", "bridge")

@@ -26,7 +26,7 @@ from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaSto
 from shared.settings import Quotas, Settings
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
-from worker.expansion import ExpansionLease, Expander
+from worker.expansion import Expander, ExpansionLease
 
 pytestmark = pytest.mark.integration
 

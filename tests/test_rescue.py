@@ -13,8 +13,8 @@ from shared.jobs import ItemResult, NewItem
 from shared.settings import Settings
 from shared.upkeep import StallWatch
 from tests.integration_fixtures import with_own_keys
-from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.broker_queues import RedisQueues
+from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.housekeeping import rescue_stalled
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import main as cli_main
 from cli.embedded_services import free_port
+from cli.main import main as cli_main
 from shared.settings import PROJECT_ROOT, VARIABLES, Limits, Quotas, Settings, SettingsError
 
 BOOLEAN_FIELDS = [f.name for f in dataclasses.fields(Settings) if isinstance(getattr(Settings(), f.name), bool)]

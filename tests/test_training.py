@@ -11,13 +11,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.training import train as training  # noqa: E402
-from models.training.export import export  # noqa: E402
-from models.training.targets import rebalancing_weights, soft_encode  # noqa: E402
-from shared.bins import ab_bins  # noqa: E402
-from shared.manifests import load_manifest  # noqa: E402
-from worker.colorizer import colorize  # noqa: E402
-from worker.engine import Engine  # noqa: E402
+from models.training import train as training
+from models.training.export import export
+from models.training.targets import rebalancing_weights, soft_encode
+from shared.bins import ab_bins
+from shared.manifests import load_manifest
+from worker.colorizer import colorize
+from worker.engine import Engine
 
 
 def test_soft_encoding_puts_gaussian_weight_on_five_nearest_bins() -> None:

@@ -13,8 +13,8 @@ import json
 import threading
 import time
 import zipfile
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -177,7 +177,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     receiver.requests.append((self.path, dict(self.headers.items()), body))
@@ -234,7 +234,7 @@ def message(url: str, event: str = COMPLETED) -> WebhookMessage:
 def test_a_delivery_is_signed_and_sent_to_the_checked_address(receiver: Receiver) -> None:
     secret = "whsec_" + "QUJD" * 8
     # A name that resolves (here: by a stub) to loopback, allowed by the network list.
-    resolver = lambda host, port: [ipaddress.ip_address("127.0.0.1")] if host == "hooks.example" else []  # noqa: E731
+    resolver = lambda host, port: [ipaddress.ip_address("127.0.0.1")] if host == "hooks.example" else []
     settings = Settings(webhook_allowed_networks="127.0.0.0/8")
     url = f"http://hooks.example:{receiver.port}/direct?x=1"
     attempt = deliver(message(url), secret, 1, settings, resolver=resolver)
@@ -247,7 +247,7 @@ def test_a_delivery_is_signed_and_sent_to_the_checked_address(receiver: Receiver
 
 def test_a_name_that_now_resolves_inside_the_network_is_refused_at_delivery(receiver: Receiver) -> None:
     # DNS rebinding: the host passed the check at job creation, and now resolves to loopback.
-    resolver = lambda host, port: [ipaddress.ip_address("8.8.8.8"), ipaddress.ip_address("127.0.0.1")]  # noqa: E731
+    resolver = lambda host, port: [ipaddress.ip_address("8.8.8.8"), ipaddress.ip_address("127.0.0.1")]
     before = len(receiver.requests)
     attempt = deliver(
         message(f"http://rebind.example:{receiver.port}/rebound"), "whsec_QUJD", 1, Settings(), resolver=resolver

@@ -37,11 +37,11 @@ import gzip
 import stat
 import tarfile
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from shared.archives import ARCHIVE_KINDS, UniqueNames
-from shared.item_inputs import ItemInput, ZipMember
 from shared.errors import (
     ArchiveLimitExceeded,
     ColorizeError,
@@ -51,6 +51,7 @@ from shared.errors import (
     UnsafeEntry,
     UnsupportedFormat,
 )
+from shared.item_inputs import ItemInput, ZipMember
 from shared.settings import Limits
 from worker.archive_rules import (
     check_expanded,

@@ -4,7 +4,8 @@ counts within the limits, and exactly the bytes its header declares."""
 from __future__ import annotations
 
 import re
-from typing import BinaryIO, Callable, TypeVar
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 from shared.archives import clean_path
 from shared.errors import (

@@ -9,7 +9,8 @@ never holds more than its budget.
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from shared.imaging import DecodeCost
 from shared.memory_budget import MemoryBudget

@@ -17,7 +17,8 @@ three and a bulk chunk hands its process over while the queues ahead of it hold 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from celery import Celery
@@ -223,7 +224,7 @@ def _publish(app: Celery, task: str, args: tuple, priority: int) -> None:
         app.send_task(task, args=args, queue=QUEUE, priority=priority, headers=headers)
 
 
-def start_job(app: Celery, job: "Job") -> None:
+def start_job(app: Celery, job: Job) -> None:
     """Enqueue a new job's first task: a single image's chunk in the interactive lane, an
     archive's expansion (which decides the lane of its chunks)."""
     if job.source_kind == "image":

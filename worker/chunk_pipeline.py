@@ -23,9 +23,9 @@ expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.han
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import redis

@@ -11,7 +11,7 @@ nothing full-size in float.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

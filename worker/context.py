@@ -49,7 +49,7 @@ class WorkerContext:
         self.stored = StoredBytes(self.redis, settings.quotas, namespace=settings.redis_namespace)
 
     @cached_property
-    def engines(self) -> "EngineCache":
+    def engines(self) -> EngineCache:
         """The models this process has loaded."""
         from worker.engines import EngineCache  # the inference libraries: only where chunks are colorized
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from pathlib import Path
 import time
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
 from shared.errors import InvalidRequest
+from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class Engine:
         self.load_seconds = load_seconds
 
     @classmethod
-    def load(cls, manifest: ModelManifest, device: str = "auto", threads: int = 0) -> "Engine":
+    def load(cls, manifest: ModelManifest, device: str = "auto", threads: int = 0) -> Engine:
         """Load ``manifest``'s model on ``device`` (auto | cpu | cuda), checking its checksum first."""
         started = time.perf_counter()
         manifest.verify_file()

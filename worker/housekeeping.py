@@ -17,8 +17,8 @@ from celery.utils.log import get_task_logger
 from shared.bulk_lane import BulkLane
 from shared.errors import ColorizeError
 from shared.job_store import JobStore
-from shared.settings import Settings
 from shared.object_keys import job_prefix, upload_key
+from shared.settings import Settings
 from shared.storage import Storage
 from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats

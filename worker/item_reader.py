@@ -13,9 +13,9 @@ import io
 import struct
 import threading
 import zipfile
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 from shared.errors import ColorizeError, CorruptArchive, ProcessingFailed, UnsupportedFormat
 from shared.item_inputs import ItemInput, ZipMember

@@ -22,7 +22,7 @@ from shared.errors import ColorizeError
 from shared.logging import bind_log_context
 from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, EXPANSION_PRIORITY, QUEUE, colorizes
 from worker.context import worker_context
-from worker.expansion import EXPAND_LEASE_S, ExpansionLease, Expander, LeaseLost
+from worker.expansion import EXPAND_LEASE_S, Expander, ExpansionLease, LeaseLost
 from worker.retry_policy import countdown_cap_s, give_up_error, may_retry, retry_later
 from worker.scheduling import Lane, enqueue_chunks
 

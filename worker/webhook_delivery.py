@@ -21,9 +21,10 @@ stays small.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import urllib3
 from celery import shared_task
@@ -116,7 +117,7 @@ def retry_delay_s(attempt: int, settings: Settings) -> float:
 
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:
     """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``."""
-    return Webhook(secret).sign(message_id, datetime.fromtimestamp(timestamp, timezone.utc), body)
+    return Webhook(secret).sign(message_id, datetime.fromtimestamp(timestamp, UTC), body)
 
 
 def signed_headers(secret: str, message_id: str, timestamp: int, body: str) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, redirect
 from zipstream import ZIP_STORED, ZipStream

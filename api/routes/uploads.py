@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
-from api.bodies import json_body, respond
 from api import uploads
+from api.bodies import json_body, respond
 from api.schemas import (
     MultipartPlan,
     MultipartUpload,

@@ -37,7 +37,7 @@ class FeatureCache:
         jitter: Jitter,
         generator: torch.Generator,
         batch: int = 64,
-    ) -> "FeatureCache":
+    ) -> FeatureCache:
         encoder.eval()
         total = len(crops) * views
         probe = encoder(torch.zeros(1, 1, out_size, out_size))
