@@ -19,7 +19,15 @@ from api import serving
 from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
+from api.openapi_jobs import (
+    applied_header,
+    delete_job_operation,
+    finished_job_response,
+    list_jobs_operation,
+    prefer_wait_parameter,
+)
 from api.openapi_schemas import component_schemas, model_schema
+from api.preferences import APPLIED_HEADER
 from api.routes.jobs import REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
 from shared.documents import JobDocument, WebhookEvent
@@ -37,6 +45,7 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "Job": (JobDocument, RESPONSE),
     "Item": (s.Item, RESPONSE),
     "ItemPage": (s.ItemPage, RESPONSE),
+    "JobList": (s.JobList, RESPONSE),
     "JobFromUpload": (s.JobFromUpload, REQUEST),
     "JobFromForm": (s.JobFromForm, REQUEST),
     "UploadRequest": (s.UploadRequest, REQUEST),
@@ -127,6 +136,13 @@ def _webhook_callbacks() -> dict[str, Any]:
 def _paths(settings: Settings) -> dict[str, Any]:
     err = _error_response
     job_ok = _json_response("The job.", _ref("Job"))
+    created_headers = {
+        "Location": {"schema": {"type": "string"}, "description": "The job's URL."},
+        REPLAYED_HEADER: {
+            "schema": {"type": "string", "enum": ["true"]},
+            "description": "Present when an earlier request with this Idempotency-Key created the job.",
+        },
+    }
     return {
         "/healthz": {
             "get": {
@@ -169,6 +185,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
             }
         },
         "/v1/jobs": {
+            "get": list_jobs_operation(),
             "post": {
                 "operationId": "createJob",
                 "tags": ["jobs"],
@@ -190,7 +207,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         "description": "Repeating a request with the same key (per tenant, for as long as the job is "
                         "kept) returns the same job instead of creating another; the same key with "
                         "different parameters is refused with 409.",
-                    }
+                    },
+                    prefer_wait_parameter(),
                 ],
                 "requestBody": {
                     "required": True,
@@ -203,19 +221,16 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     },
                 },
                 "responses": {
+                    "201": finished_job_response(created_headers),
                     "202": _json_response(
                         "Accepted (also for a repeated Idempotency-Key).",
                         _ref("Job"),
-                        headers={
-                            "Location": {"schema": {"type": "string"}, "description": "The job's URL."},
-                            REPLAYED_HEADER: {
-                                "schema": {"type": "string", "enum": ["true"]},
-                                "description": "Present when an earlier request with this Idempotency-Key "
-                                "created the job.",
-                            },
-                        },
+                        headers={**created_headers, APPLIED_HEADER: applied_header()},
                     ),
-                    "400": err("Invalid parameters (including a callback URL to a non-public address)."),
+                    "400": err(
+                        "Invalid parameters (including a callback URL to a non-public address, or an invalid "
+                        "Prefer: wait)."
+                    ),
                     "404": err("No such upload."),
                     "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
                     "413": err("The file is larger than the limit, or the upload holds more than it declared."),
@@ -223,7 +238,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "422": err("The model is not installed."),
                 },
                 "callbacks": _webhook_callbacks(),
-            }
+            },
         },
         "/v1/jobs/{job_id}": {
             "get": {
@@ -232,7 +247,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "summary": "A job's status, counts and progress",
                 "parameters": [_job_id()],
                 "responses": {"200": job_ok, "404": err("No such job.")},
-            }
+            },
+            "delete": delete_job_operation(_job_id()),
         },
         "/v1/jobs/{job_id}/items": {
             "get": {

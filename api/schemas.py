@@ -10,19 +10,22 @@ are introduced by a comment.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
 from shared.callback_urls import MAX_URL_LENGTH
-from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, Timestamp
-from shared.jobs import ItemStatus
+from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, Timestamp
+from shared.jobs import ItemStatus, JobStatus
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_JOB_PAGE = 100
+DEFAULT_JOB_PAGE = 20
 
 
 class RequestBody(BaseModel):
@@ -116,6 +119,25 @@ class ItemPage(Document):
     total: Count
     expanded: bool
     next: str | None
+
+
+# The query of GET /v1/jobs. Times without a zone are UTC.
+class JobListQuery(RequestBody):
+    limit: int = Field(DEFAULT_JOB_PAGE, ge=1, le=MAX_JOB_PAGE)
+    cursor: str | None = Field(None, description="The next_cursor of the page before; with the same filters.")
+    status: Literal[tuple(JobStatus)] | None = None  # type: ignore[valid-type]
+    created_after: datetime | None = Field(None, description="ISO 8601; jobs created after this time.")
+    created_before: datetime | None = Field(None, description="ISO 8601; jobs created before this time.")
+
+
+class JobList(Document):
+    """A page of the tenant's jobs, newest first."""
+
+    jobs: list[JobDocument]
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null on the last. A page may hold fewer jobs than "
+        "limit (a filter passed over many) and still have a next one."
+    )
 
 
 # --- uploads ----------------------------------------------------------------------------------

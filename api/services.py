@@ -9,6 +9,7 @@ from celery import Celery
 from flask import current_app
 
 from shared.api_keys import KeyStore
+from shared.job_listing import JobListing
 from shared.job_store import JobStore
 from shared.quotas import QuotaStore
 from shared.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     settings: Settings
     redis: redis.Redis
     jobs: JobStore
+    listing: JobListing
     uploads: UploadStore
     heartbeats: WorkerHeartbeats
     storage: Storage
@@ -49,6 +51,7 @@ class Services:
             settings=settings,
             redis=client,
             jobs=jobs,
+            listing=JobListing(client, jobs, namespace=settings.redis_namespace),
             uploads=UploadStore(client, settings),
             heartbeats=WorkerHeartbeats(client, namespace=settings.redis_namespace),
             storage=Storage(settings),

@@ -8,6 +8,7 @@ described cannot drift apart.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +59,9 @@ class JobLinks(Document):
     self: str
     items: str
     results_zip: str
+    result: str | None = Field(
+        default=None, description="A single image's result (a redirect to the JPEG), once it is done; absent otherwise."
+    )
 
 
 # Described as "Job" (api/openapi.py).
@@ -81,7 +85,6 @@ class JobDocument(Document):
     @classmethod
     def of(cls, job: Job, public_url: str | None) -> JobDocument:
         """``job`` as clients see it; links are absolute when a public base URL is configured."""
-        base = f"/v1/jobs/{job.id}"
 
         def link(path: str) -> str:
             return public_url.rstrip("/") + path if public_url else path
@@ -104,8 +107,16 @@ class JobDocument(Document):
             source=JobSource(filename=job.source_filename, kind=job.source_kind),
             error=ErrorBrief(**job.error) if job.error else None,
             webhook=webhook,
-            links=JobLinks(self=link(base), items=link(f"{base}/items"), results_zip=link(f"{base}/results.zip")),
+            links=_links(job, link),
         )
+
+
+def _links(job: Job, link: Callable[[str], str]) -> JobLinks:
+    base = f"/v1/jobs/{job.id}"
+    links = JobLinks(self=link(base), items=link(f"{base}/items"), results_zip=link(f"{base}/results.zip"))
+    if job.source_kind == "image" and job.done:
+        links.result = link(f"{base}/items/0/result")  # only then: a link left unset is left out
+    return links
 
 
 class WebhookEvent(Document):

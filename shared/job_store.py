@@ -150,6 +150,7 @@ class JobStore:
         pipe.expireat(record, int(expires_at) + 1)
         pipe.zadd(self.keys.purge, {job_purge_member(tenant, job_id): expires_at})
         pipe.zadd(self.keys.active, {job_id: now + self.settings.stall_after_s})
+        pipe.zadd(self.keys.tenant_jobs(tenant), {job_id: now})
         pipe.execute()
         if single_item is not None:
             self.add_items(job_id, [single_item])
@@ -159,6 +160,13 @@ class JobStore:
     def find(self, job_id: str) -> Job | None:
         fields = self.redis.hgetall(self.keys.job(job_id).record)
         return decode_job(fields) if fields else None
+
+    def find_many(self, job_ids: Sequence[str]) -> list[Job | None]:
+        """Each job, in order; None for one that does not exist (or has expired)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id).record)
+        return [decode_job(fields) if fields else None for fields in pipe.execute()]
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
         """The job, or NotFound (also when it belongs to another tenant)."""
@@ -205,6 +213,21 @@ class JobStore:
         job = _job(fields)
         self._notify("job_finished", job)
         return job
+
+    def delete(self, job: Job, purge_again_at: float) -> bool:
+        """Remove every record of the job, its place in the stall watch and in its tenant's
+        listing, at once; False when it was gone already. No job script brings a deleted job back
+        (each ignores a job without its record); the purge index is told to delete the job's
+        stored objects (again) at ``purge_again_at``, after any task still in hand has stored what
+        it was storing."""
+        keys = self.keys.job(job.id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(*keys.every)
+        pipe.zrem(self.keys.active, job.id)
+        pipe.zrem(self.keys.tenant_jobs(job.tenant), job.id)
+        pipe.zadd(self.keys.purge, {job_purge_member(job.tenant, job.id): purge_again_at})
+        deleted = pipe.execute()[0]
+        return bool(deleted)
 
     # items
 

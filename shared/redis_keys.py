@@ -32,6 +32,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
                                                      stalled unless it moves before
     colorize:workers                         ZSET    worker name -> unix time of its last heartbeat
     colorize:tenant:<tenant>:webhook-secret  STRING  whsec_<base64>, made on first use
+    colorize:tenant:<tenant>:jobs            ZSET    job id -> unix time it was created (the listing;
+                                                     a member goes when its job is purged or deleted)
     colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
     colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
     colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
@@ -95,6 +97,11 @@ class JobKeys:
         """The keys the job scripts change, which expire with the job."""
         return self.record, self.items, self.statuses, self.errors, self.attempts, self.inputs, self.input_objects
 
+    @property
+    def every(self) -> tuple[str, ...]:
+        """Every key of the job: what deleting it removes."""
+        return (*self.state, self.expander, self.deliveries, self.webhook_progress)
+
 
 @dataclass(frozen=True)
 class RedisKeys:
@@ -136,6 +143,10 @@ class RedisKeys:
     @property
     def workers(self) -> str:
         return f"{self.namespace}:workers"
+
+    def tenant_jobs(self, tenant: str) -> str:
+        """The tenant's jobs by creation time (:class:`shared.job_listing.JobListing`)."""
+        return f"{self.namespace}:tenant:{tenant}:jobs"
 
     def webhook_secret(self, tenant: str) -> str:
         return f"{self.namespace}:tenant:{tenant}:webhook-secret"

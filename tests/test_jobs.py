@@ -457,11 +457,13 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(
     store: JobStore, uploads: UploadStore, purges: PurgeIndex, clock: Clock, storage, redis_client, namespace
 ) -> None:
+    from shared.job_listing import JobListing
     from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
     from shared.stored_bytes import StoredBytes, job_owner, upload_owner
     from worker.housekeeping import purge_due
 
     stored = StoredBytes(redis_client, SETTINGS.quotas, namespace=namespace)
+    listing = JobListing(redis_client, store, namespace=namespace)
 
     expired = make_job(store)
     storage.put_bytes(input_object_key("local", expired, input_object_name(0, 3)), b"in")
@@ -489,11 +491,12 @@ def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(
     ):
         stored.add("local", owner, size)
 
-    assert purge_due(purges, storage, stored) == 0
+    assert purge_due(purges, storage, stored, listing) == 0
     clock.now += TTL_S / 2 + 1
-    assert purge_due(purges, storage, stored) == 3  # the first job and both uploads
+    assert purge_due(purges, storage, stored, listing) == 3  # the first job and both uploads
+    assert [job.id for job in listing.page("local", 10).jobs] == [kept]  # the purged job is no longer listed
     assert list(storage.iter_keys(job_prefix("local", expired))) == []
     assert not storage.exists(upload_key("local", upload.id))
     assert list(storage.iter_keys(job_prefix("local", kept))) == [result_key("local", kept, 0)]
     assert stored.used("local") == 3  # only what the kept job stored still counts
-    assert purge_due(purges, storage, stored) == 0
+    assert purge_due(purges, storage, stored, listing) == 0

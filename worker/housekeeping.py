@@ -16,6 +16,7 @@ from celery.utils.log import get_task_logger
 
 from shared.bulk_lane import BulkLane
 from shared.errors import ColorizeError
+from shared.job_listing import JobListing
 from shared.job_store import JobStore
 from shared.object_keys import job_prefix, upload_key
 from shared.settings import Settings
@@ -31,14 +32,16 @@ log = get_task_logger(__name__)
 PURGE_INTERVAL_S = 60
 
 
-def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes) -> int:
-    """Delete the stored objects of expired jobs and uploads, and release what their tenants'
-    storage quota counted for them; returns how many owners were purged."""
+def purge_due(purges: PurgeIndex, storage: Storage, stored: StoredBytes, listing: JobListing) -> int:
+    """Delete the stored objects of expired (or deleted) jobs and of expired uploads, take the
+    jobs out of their tenants' listings, and release what their tenants' storage quota counted
+    for them; returns how many owners were purged."""
     purged = 0
     while targets := purges.lease_due():
         for target in targets:
             if target.kind == "job":
                 storage.delete_prefix(job_prefix(target.tenant, target.id))
+                listing.remove(target.tenant, target.id)
             else:
                 key = upload_key(target.tenant, target.id)
                 if target.multipart_id:
@@ -114,6 +117,7 @@ class Housekeeper(threading.Thread):
         queues = broker_queues(self.settings)
         storage = Storage(self.settings)
         stored = StoredBytes(client, self.settings.quotas, namespace=namespace)
+        listing = JobListing(client, jobs, namespace=namespace)
         last_purge = 0.0
         while not self.stopping.is_set():
             try:
@@ -122,7 +126,7 @@ class Housekeeper(threading.Thread):
                     rescue_stalled(jobs, stalls, bulk, queues, self.app, self.settings)
                 if time.monotonic() - last_purge > PURGE_INTERVAL_S:
                     last_purge = time.monotonic()
-                    purged = purge_due(purges, storage, stored)
+                    purged = purge_due(purges, storage, stored, listing)
                     if purged:
                         log.info("purged %d expired jobs and uploads", purged)
             except Exception:

@@ -1,18 +1,25 @@
-"""Submitting, inspecting and canceling jobs."""
+"""Submitting, listing, inspecting, canceling and deleting jobs."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, url_for
 
 from api.bodies import form_body, json_body, query, respond
+from api.deletion import delete_job as delete_job_of
 from api.idempotency import idempotency_key, request_fingerprint
-from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUpload
+from api.preferences import APPLIED_HEADER, requested_wait, wait_for_end
+from api.preferences import HEADER as PREFER_HEADER
+from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUpload, JobList, JobListQuery
 from api.services import Services, services
 from api.submission import IdempotentRequest, JobRequest, SentFile, UploadReference, submit
 from api.tenancy import current_tenant
+from shared import jobs
 from shared.documents import ErrorBrief, JobDocument
 from shared.errors import UnsupportedMediaType
-from shared.jobs import ItemStatus
+from shared.job_listing import Cursor, JobFilter
+from shared.jobs import ItemStatus, JobStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -23,14 +30,40 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 @bp.post("")
 def create_job() -> Response:
     svc = services()
+    wait_s = requested_wait(request.headers.getlist(PREFER_HEADER))  # a bad one is refused before anything is made
     job_request = _job_request()
     key = idempotency_key(request)
     idempotent = IdempotentRequest(key, request_fingerprint(request)) if key is not None else None
     submission = submit(svc, job_request, idempotent)
-    headers = {"Location": svc.url(f"/v1/jobs/{submission.job.id}")}
+    job, status = submission.job, 202
+    headers = {"Location": svc.url(f"/v1/jobs/{job.id}")}
     if submission.replayed:
         headers[REPLAYED_HEADER] = "true"
-    return respond(_document(svc, submission.job), 202, headers)
+    if wait_s is not None:
+        headers[APPLIED_HEADER] = f"wait={wait_s}"
+        ended = wait_for_end(svc.jobs, job.id, wait_s)
+        if ended is not None:
+            job, status = ended, 201
+    return respond(_document(svc, job), status, headers)
+
+
+@bp.get("")
+def list_jobs() -> Response:
+    svc = services()
+    params = query(JobListQuery)
+    where = JobFilter(
+        status=JobStatus(params.status) if params.status else None,
+        created_after=_unix_time(params.created_after),
+        created_before=_unix_time(params.created_before),
+    )
+    after = Cursor.decode(params.cursor) if params.cursor is not None else None
+    page = svc.listing.page(current_tenant(), params.limit, after, where)
+    return respond(
+        JobList(
+            jobs=[_document(svc, job) for job in page.jobs],
+            next_cursor=page.next.encode() if page.next is not None else None,
+        )
+    )
 
 
 @bp.get("/<job_id>")
@@ -64,6 +97,18 @@ def cancel_job(job_id: str) -> Response:
     svc = services()
     svc.jobs.get(job_id, current_tenant())
     return respond(_document(svc, svc.jobs.cancel(job_id)))
+
+
+@bp.delete("/<job_id>")
+def delete_job(job_id: str) -> Response:
+    delete_job_of(services(), job_id, current_tenant())
+    return Response(status=204)
+
+
+def _unix_time(moment: datetime | None) -> float | None:
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _job_request() -> JobRequest:
