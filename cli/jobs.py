@@ -1,13 +1,15 @@
-"""``submit``, ``status``, ``wait``, ``download`` and ``cancel``: jobs on a running API."""
+"""``submit``, ``jobs``, ``status``, ``wait``, ``download``, ``cancel`` and ``delete``: jobs on a running API."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
 from cli.context import Context, UsageError
-from cli.output import downloaded_line, failed_summary, item_lines, job_summary, print_json
+from cli.output import downloaded_line, failed_summary, item_lines, job_summary, job_table, print_json
 from client import Item, Job
+from client.api import JOBS_PAGE
 
 DEFAULT_OUT = Path("colorized")
 
@@ -110,6 +112,31 @@ def cancel(ctx: Context) -> int:
         print_json(job.raw, ctx.stdout)
     else:
         print(f"job {job.id} {job.status}: {job.counts.done} result(s) kept", file=ctx.stdout)
+    return 0
+
+
+def list_jobs(ctx: Context) -> int:
+    limit = ctx.args.limit
+    if limit < 1:
+        raise UsageError("--limit must be at least 1")
+    found = ctx.client().iter_jobs(status=ctx.args.status, page_size=min(limit, JOBS_PAGE))
+    jobs = list(itertools.islice(found, limit))
+    if ctx.json:
+        print_json([job.raw for job in jobs], ctx.stdout)
+    elif not jobs:
+        ctx.note("no jobs" + (f" {ctx.args.status}" if ctx.args.status else ""))
+    else:
+        for line in job_table(jobs):
+            print(line, file=ctx.stdout)
+    return 0
+
+
+def delete(ctx: Context) -> int:
+    ctx.client().delete(ctx.args.job)
+    if ctx.json:
+        print_json({"job": ctx.args.job, "deleted": True}, ctx.stdout)
+    else:
+        print(f"job {ctx.args.job} deleted", file=ctx.stdout)
     return 0
 
 

@@ -1,6 +1,6 @@
 """The colorize command: submit photos to a Colorize API, follow jobs, fetch results; run the service.
 
-Client commands (submit, status, wait, download, cancel, models list) import only the HTTP
+Client commands (submit, jobs, status, wait, download, cancel, delete, models list) import only the HTTP
 client, so they start fast; serve, models install, eval and keys load the service's code.
 Exit status: 0 done, 1 the job did not fully succeed or the API refused (message on stderr),
 2 the command line or a setting was wrong.
@@ -18,6 +18,8 @@ from cli import jobs, keys, models, serve
 from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError
 
 USAGE_ERROR = 2
+# The API's job statuses (shared.jobs.JobStatus), named here so that client commands import no service code.
+JOB_STATUSES = ("queued", "running", "succeeded", "partially_succeeded", "failed", "canceled")
 INTERRUPTED = 130
 Command = Callable[[Context], int]
 
@@ -54,6 +56,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate JPEGs")
     _add_poll(p)
 
+    p = _command(commands, "jobs", jobs.list_jobs, "list your jobs, newest first", after)
+    p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
+    p.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N jobs (default 20)")
+
     p = _command(commands, "status", jobs.status, "show a job", after)
     p.add_argument("job", metavar="JOB", help="job id")
     p.add_argument("--items", action="store_true", help="list every item with its outcome")
@@ -68,6 +74,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--zip", action="store_true", help="one zip instead of separate JPEGs")
 
     p = _command(commands, "cancel", jobs.cancel, "cancel a job (finished results stay)", after)
+    p.add_argument("job", metavar="JOB", help="job id")
+
+    p = _command(commands, "delete", jobs.delete, "delete a job: stop it, delete its source and results", after)
     p.add_argument("job", metavar="JOB", help="job id")
 
     group = commands.add_parser("models", help="list or install models")

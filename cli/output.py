@@ -61,6 +61,20 @@ def failed_summary(items: Iterable[Item]) -> str:
     return "\n".join(lines)
 
 
+def job_table(jobs: list[Job]) -> Iterable[str]:
+    """One line per job under a header, the columns as wide as their widest value."""
+    rows = [("JOB", "STATUS", "CREATED", "DONE", "FAILED", "TOTAL", "SOURCE")]
+    for job in jobs:
+        counts = job.counts
+        source = f"{job.source_filename or '-'} ({job.source_kind or '-'})"
+        rows.append(
+            (job.id, job.status, _time(job.created_at), str(counts.done), str(counts.failed), str(counts.total), source)
+        )
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        yield "  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip()
+
+
 def model_lines(models: list[Model]) -> Iterable[str]:
     for model in models:
         marker = "*" if model.default else " "

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlencode
@@ -26,13 +27,14 @@ from client.bodies import FileSlice, MultipartFile
 from client.errors import CONNECTION_ERROR, UNSAFE_PATH, ClientError, WaitTimeout
 from client.packing import pack_zip
 from client.transport import Transport
-from client.types import Health, Item, Job, Model
+from client.types import Health, Item, Job, JobPage, Model
 
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
 DIRECT_UPLOAD_LIMIT = 32 * 1024**2
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 ITEMS_PAGE = 500
+JOBS_PAGE = 100  # the most the API gives in one page
 
 UploadProgress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 ItemDownloaded = Callable[[Item, Path], None]
@@ -84,12 +86,15 @@ class Client:
         idempotency_key: str | None = None,
         on_upload: UploadProgress | None = None,
         events: Sequence[str] | None = None,
+        wait: int | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
         ``callback_url`` receives signed webhook deliveries of ``events`` (started, progress,
         completed; all when None). ``idempotency_key`` defaults to a fresh one per call, so the
-        call's own retries can never create two jobs. Raises FileNotFoundError for a missing
+        call's own retries can never create two jobs. ``wait`` (1 to 60 seconds) asks the API to
+        answer with the finished job if it ends within that time (``Prefer: wait``); otherwise
+        the job comes back unfinished, as without it. Raises FileNotFoundError for a missing
         path, ClientError when the API refuses.
         """
         paths = (
@@ -99,30 +104,37 @@ class Client:
             raise FileNotFoundError("no path given")
         options = _job_options(model, temperature, callback_url, events)
         # One key for every attempt of this call: a retried request returns the same job.
-        key = idempotency_key or uuid.uuid4().hex
+        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
+        if wait is not None:
+            headers["Prefer"] = f"wait={wait}"  # the transport gives the answer that much longer
         if len(paths) == 1 and paths[0].is_file():
-            return self._submit_file(paths[0], paths[0].name, options, key, on_upload)
+            return self._submit_file(paths[0], paths[0].name, options, headers, on_upload)
         packed = pack_zip(paths)
         try:
-            return self._submit_file(packed, _packed_name(paths), options, key, on_upload)
+            return self._submit_file(packed, _packed_name(paths), options, headers, on_upload)
         finally:
             packed.unlink(missing_ok=True)
 
     def _submit_file(
-        self, path: Path, filename: str, options: dict[str, Any], key: str, on_upload: UploadProgress | None
+        self,
+        path: Path,
+        filename: str,
+        options: dict[str, Any],
+        headers: dict[str, str],
+        on_upload: UploadProgress | None,
     ) -> Job:
         size = path.stat().st_size
         report = (lambda sent: on_upload(sent, size)) if on_upload else None
         if size <= self.direct_upload_limit:
             try:
-                return self._submit_direct(path, size, filename, options, key, report)
+                return self._submit_direct(path, size, filename, options, headers, report)
             except ClientError as exc:
                 # The API's own request limit is lower than ours. It refused before looking at
                 # the Idempotency-Key, so the upload below may use the same key.
                 if exc.status != 413:
                     raise
         upload_id = self._upload_presigned(path, size, filename, report)
-        return self._create_job({"upload_id": upload_id, "filename": filename, **options}, key)
+        return self._create_job({"upload_id": upload_id, "filename": filename, **options}, headers)
 
     def _submit_direct(
         self,
@@ -130,7 +142,7 @@ class Client:
         size: int,
         filename: str,
         options: dict[str, Any],
-        key: str,
+        headers: dict[str, str],
         report: Callable[[int], None] | None,
     ) -> Job:
         fields = {name: ",".join(value) if isinstance(value, list) else str(value) for name, value in options.items()}
@@ -141,7 +153,8 @@ class Client:
                 "/v1/jobs",
                 idempotent=True,
                 body=body,
-                headers={"Content-Type": body.content_type, "Content-Length": str(len(body)), "Idempotency-Key": key},
+                headers={"Content-Type": body.content_type, "Content-Length": str(len(body)), **headers},
+                extra_read_s=_waited(headers),
             )
         return self._job(data)
 
@@ -171,15 +184,54 @@ class Client:
         )
         return response.headers.get("ETag", "")
 
-    def _create_job(self, body: dict[str, Any], key: str) -> Job:
+    def _create_job(self, body: dict[str, Any], headers: dict[str, str]) -> Job:
         return self._job(
-            self._http.json("POST", "/v1/jobs", idempotent=True, json_body=body, headers={"Idempotency-Key": key})
+            self._http.json(
+                "POST", "/v1/jobs", idempotent=True, json_body=body, headers=headers, extra_read_s=_waited(headers)
+            )
         )
 
     # --- following jobs -----------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
         return self._job(self._http.json("GET", f"/v1/jobs/{_segment(job_id)}", idempotent=True))
+
+    def list_jobs(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+    ) -> JobPage:
+        """One page of this tenant's jobs, newest first (``limit``: up to 100; the API's default
+        when None). Pass the page's ``next_cursor`` as ``cursor`` (with the same filters) for the
+        next. Times are datetimes (naive ones are UTC) or ISO 8601 text."""
+        query = {
+            "status": status,
+            "limit": limit,
+            "cursor": cursor,
+            "created_after": _iso(created_after),
+            "created_before": _iso(created_before),
+        }
+        url = "/v1/jobs?" + urlencode({name: value for name, value in query.items() if value is not None})
+        return JobPage.from_json(self._http.json("GET", url, idempotent=True), self.base_url)
+
+    def iter_jobs(
+        self,
+        status: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        page_size: int = JOBS_PAGE,
+    ) -> Iterator[Job]:
+        """Every job of this tenant that matches, newest first, fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_jobs(status, page_size, cursor, created_after, created_before)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def items(self, job_id: str, page_size: int = ITEMS_PAGE) -> Iterator[Item]:
         """The job's items in index order, page by page. While the job's ``expanded`` is False
@@ -217,6 +269,12 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         """Drop the job's pending work; finished results stay. ClientError ``conflict`` if it had ended."""
         return self._job(self._http.json("POST", f"/v1/jobs/{_segment(job_id)}/cancel", idempotent=False))
+
+    def delete(self, job_id: str) -> None:
+        """Delete the job: canceled if it runs, its source and results deleted; afterwards the API
+        answers 404 for it. ClientError ``not_found`` for a job that does not exist (any more)."""
+        # Not retried once sent: a repeat after a lost answer would report the deleted job as unknown.
+        self._http.request("DELETE", f"/v1/jobs/{_segment(job_id)}", idempotent=False)
 
     def models(self) -> list[Model]:
         data = self._http.json("GET", "/v1/models", idempotent=True)
@@ -306,6 +364,16 @@ def _job_options(
     if events is not None:
         options["events"] = list(events)
     return options
+
+
+def _waited(headers: dict[str, str]) -> float:
+    """Seconds a job request asks the API to wait (``Prefer: wait=N``)."""
+    prefer = headers.get("Prefer", "")
+    return float(prefer.removeprefix("wait=")) if prefer.startswith("wait=") else 0.0
+
+
+def _iso(moment: datetime | str | None) -> str | None:
+    return moment.isoformat() if isinstance(moment, datetime) else moment
 
 
 def _packed_name(paths: Sequence[Path]) -> str:

@@ -71,6 +71,10 @@ class Transport:
             maxsize=connections_per_host,  # one per download thread, all kept alive
         )
 
+    def _timeout_with(self, extra_read_s: float) -> urllib3.Timeout:
+        timeout = self._pool.connection_pool_kw["timeout"]
+        return urllib3.Timeout(connect=timeout.connect_timeout, read=(timeout.read_timeout or 0) + extra_read_s)
+
     def url(self, path_or_url: str) -> str:
         return resolve_link(self.base_url, path_or_url)
 
@@ -104,8 +108,10 @@ class Transport:
         authorize: bool = True,
         follow_redirects: bool = False,
         allow_status: frozenset[int] = frozenset(),
+        extra_read_s: float = 0.0,
     ) -> urllib3.BaseHTTPResponse:
         """Send one request (retried per the policy); raise ClientError for a 4xx/5xx not in ``allow_status``.
+        ``extra_read_s``: time the server is asked to take beyond the usual (``Prefer: wait``).
 
         With ``stream`` the body is left unread: read it with ``response.stream()`` and call
         ``response.release_conn()``.
@@ -127,6 +133,7 @@ class Transport:
                 retries=self.retry_policy(idempotent, 5 if follow_redirects else False),
                 redirect=follow_redirects,
                 preload_content=not stream,
+                **({"timeout": self._timeout_with(extra_read_s)} if extra_read_s else {}),
             )
         except HTTPError as exc:
             raise ClientError(CONNECTION_ERROR, f"{method} {_display(url)} failed: {_reason(exc)}") from exc

@@ -57,6 +57,7 @@ class Job:
     items_url: str
     results_zip_url: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    result_url: str | None = None  # a single image's result, once done
 
     @property
     def is_terminal(self) -> bool:
@@ -94,6 +95,24 @@ class Job:
             url=_link(base_url, links.get("self"), f"/v1/jobs/{data['id']}"),
             items_url=_link(base_url, links.get("items"), f"/v1/jobs/{data['id']}/items"),
             results_zip_url=_link(base_url, links.get("results_zip"), f"/v1/jobs/{data['id']}/results.zip"),
+            raw=data,
+            result_url=resolve_link(base_url, links["result"]) if links.get("result") else None,
+        )
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """A page of the tenant's jobs, newest first; ``next_cursor`` asks for the next (None: the last)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], base_url: str) -> JobPage:
+        return cls(
+            jobs=[Job.from_json(job, base_url) for job in data.get("jobs", [])],
+            next_cursor=data.get("next_cursor"),
             raw=data,
         )
 

@@ -92,6 +92,34 @@ def test_models_list_and_unknown_job(api_url: str) -> None:
     assert code == 1 and "(not_found)" in stderr
 
 
+@pytest.mark.integration
+def test_jobs_lists_newest_first_and_delete_removes_the_job(api_url: str, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "one.png", 16, 16)
+    env = {"COLORIZE_API_URL": api_url}
+    older, newer = (json.loads(run("submit", str(image), "--json", env=env)[1])["id"] for _ in range(2))
+    run("cancel", newer, env=env)
+    code, stdout, _ = run("jobs", "--limit", "2", env=env)
+    lines = stdout.splitlines()
+    assert code == 0 and lines[0].split() == ["JOB", "STATUS", "CREATED", "DONE", "FAILED", "TOTAL", "SOURCE"]
+    assert lines[1].split()[:2] == [newer, "canceled"] and lines[2].split()[0] == older
+    code, stdout, _ = run("jobs", "--status", "canceled", "--limit", "150", "--json", env=env)
+    listed = json.loads(stdout)
+    assert code == 0 and listed[0]["id"] == newer and {job["status"] for job in listed} == {"canceled"}
+    code, stdout, _ = run("delete", older, env=env)
+    assert code == 0 and stdout.strip() == f"job {older} deleted"
+    code, _, stderr = run("delete", older, env=env)
+    assert code == 1 and "(not_found)" in stderr
+    assert run("status", older, env=env)[0] == 1
+    assert older not in run("jobs", "--limit", "100", env=env)[1]
+
+
+def test_the_status_choices_are_the_job_statuses() -> None:
+    from cli.main import JOB_STATUSES
+    from shared.jobs import JobStatus
+
+    assert JOB_STATUSES == tuple(JobStatus)
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -101,6 +129,8 @@ def test_models_list_and_unknown_job(api_url: str) -> None:
         ["bogus"],
         ["status", "abc", "--nope"],
         ["submit", "x.png", "--temperature", "hot"],
+        ["jobs", "--status", "done"],
+        ["delete"],
         ["models"],
         ["models", "install", "resnet"],
         ["submit", "/no/such/file.png"],

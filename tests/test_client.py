@@ -121,6 +121,27 @@ def test_folder_submit_wait_and_download_each_and_as_zip(live_client: Client, tm
 
 
 @pytest.mark.integration
+def test_submit_with_wait_then_list_and_delete(live_client: Client, tmp_path: Path) -> None:
+    image = write_image(tmp_path / "portrait.png", 20, 24)
+    job = live_client.submit(image, wait=30)
+    assert job.status == "succeeded" and job.result_url == f"{live_client.base_url}/v1/jobs/{job.id}/items/0/result"
+    other = live_client.submit(image)
+    live_client.cancel(other.id)
+    page = live_client.list_jobs(limit=2)
+    assert [listed.id for listed in page.jobs] == [other.id, job.id] and page.next_cursor is not None
+    after = live_client.list_jobs(limit=1, cursor=page.next_cursor)
+    assert after.jobs and after.jobs[0].id not in (job.id, other.id)
+    canceled = live_client.iter_jobs(status="canceled", created_after=job.created_at, page_size=1)
+    assert [listed.id for listed in canceled] == [other.id]
+    live_client.delete(job.id)
+    for call in (live_client.job, live_client.delete):
+        with pytest.raises(ClientError) as raised:
+            call(job.id)
+        assert (raised.value.status, raised.value.code) == (404, "not_found")
+    assert job.id not in [listed.id for listed in live_client.list_jobs(limit=10).jobs]
+
+
+@pytest.mark.integration
 def test_presigned_uploads_single_put_and_multipart(api_server, workers, app_settings, tmp_path: Path) -> None:
     jobs = JobStore(redis.Redis.from_url(app_settings.redis_url), app_settings)
     image = write_image(tmp_path / "portrait.png", 20, 26)
