@@ -19,6 +19,7 @@ import pytest
 import urllib3
 from PIL import Image
 
+from client import Client
 from shared.archives import detect_source_kind
 from shared.errors import UnsupportedMediaType
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
@@ -79,6 +80,18 @@ def page(browser):
     page.set_default_timeout(RESULT_TIMEOUT_MS)
     yield page
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_jobs(request):
+    """The page lists the tenant's recent jobs as it loads: other tests' jobs of the shared
+    open-mode tenant are deleted first, so that each test sees its own jobs only."""
+    if "api_server" not in request.fixturenames:
+        return
+    api_url = request.getfixturevalue("api_server").url
+    with Client(api_url, retries=1) as client:
+        for job in list(client.iter_jobs()):
+            client.delete(job.id)
 
 
 @pytest.fixture(scope="module")
@@ -283,4 +296,25 @@ def test_with_keys_required_the_page_asks_for_one_and_uses_it_for_dropped_photos
     expect(page.locator(".job .job-name")).to_have_text(["street.png", "harbour.png"])
     assert sorted(natural_sizes(page, ".result img.after")) == [(24, 40), (40, 24)]
     screenshot(page, tmp_path / "web-with-key.png")
+    assert page.problems.messages == []
+
+
+def test_a_reload_shows_the_recent_jobs_newest_first(page, api_server, workers, tmp_path) -> None:
+    with Client(api_server.url) as client:
+        earlier = client.submit(write(tmp_path / "before reload.png", grey_png(32, 20)), wait=30)
+    assert earlier.status == "succeeded"
+    page.goto(api_server.url + "/")
+    job = page.locator(f'.job[data-job-id="{earlier.id}"]')
+    expect(job.locator(".status")).to_have_text("succeeded")
+    expect(job.locator(".job-name")).to_have_text("before reload.png")
+    wait_for_results(page, 1)  # its result, and the result in grey as "before" (no local original)
+    expect(page.locator(".result img.before.greyscale")).to_have_count(1)
+
+    page.set_input_files("#file-input", str(write(tmp_path / "after reload.png", grey_png(20, 32))))
+    wait_for_results(page, 2)
+    page.reload()
+    expect(page.locator(".job .job-name")).to_have_text(["after reload.png", "before reload.png"])
+    expect(page.locator(".job .status")).to_have_text(["succeeded", "succeeded"])
+    wait_for_results(page, 2)
+    screenshot(page, tmp_path / "web-reloaded.png")
     assert page.problems.messages == []

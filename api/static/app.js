@@ -12,6 +12,8 @@ const POLL_MIN_MS = 1000;
 const POLL_PER_ACTIVE_JOB_MS = 250;
 const RETRY_UNAVAILABLE_MS = 3000;
 const GALLERY_PAGE = 24;
+// After a reload the page shows this many of the tenant's most recent jobs (GET /v1/jobs).
+const RECENT_JOBS = 10;
 
 const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -200,6 +202,7 @@ ui.keyForm.addEventListener("submit", (event) => {
   ui.keyReason.textContent = "Key saved in this browser.";
   hideNotice();
   loadModels();
+  loadRecentJobs();
 });
 
 ui.keyForget.addEventListener("click", () => {
@@ -385,7 +388,7 @@ class JobView {
     this.failureBox = $(".failures", node);
     this.failureList = $(".failure-list", node);
     $(".job-name", node).textContent = file.name;
-    $(".job-size", node).textContent = formatBytes(file.size);
+    $(".job-size", node).textContent = file.size == null ? "" : formatBytes(file.size);
     this.progress.setAttribute("aria-label", `Progress of ${file.name}`);
     this.setStatus("waiting", "Waiting to upload");
 
@@ -431,10 +434,21 @@ class JobView {
     this.retryButton.hidden = !retriable || this.id !== null;
   }
 
+  // A job submitted before this page was loaded: its document stands in for the file.
+  static restored(doc) {
+    const name = (doc.source && doc.source.filename) || doc.id;
+    const view = new JobView({ name, size: null });
+    ui.jobs.append(view.node);  // below anything dropped meanwhile, in the listing's order
+    view.created(doc);
+    return view;
+  }
+
   created(doc) {
     this.id = doc.id;
     this.node.dataset.jobId = doc.id;
-    if (doc.source && doc.source.kind === "image") this.originalUrl = URL.createObjectURL(this.file);
+    if (doc.source && doc.source.kind === "image" && this.file instanceof Blob) {
+      this.originalUrl = URL.createObjectURL(this.file);
+    }
     this.show(doc);
   }
 
@@ -710,5 +724,22 @@ ui.dropZone.addEventListener("drop", (event) => {
 window.addEventListener("dragover", (event) => event.preventDefault());
 window.addEventListener("drop", (event) => event.preventDefault());
 
+// --- jobs from before a reload -----------------------------------------------------------------
+
+async function loadRecentJobs() {
+  let listing;
+  try {
+    listing = await apiJson(`v1/jobs?limit=${RECENT_JOBS}`);
+  } catch (error) {
+    if (error.status !== 401) showNotice(error, "Could not list your recent jobs");
+    return;  // 401: the models request asks for a key already
+  }
+  for (const doc of listing.jobs) {
+    if (document.querySelector(`.job[data-job-id="${CSS.escape(doc.id)}"]`)) continue;
+    JobView.restored(doc).follow();
+  }
+}
+
 showStoredKey();
 loadModels();
+loadRecentJobs();
