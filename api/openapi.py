@@ -19,6 +19,7 @@ from api import serving
 from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
+from api.openapi_callbacks import webhook_callbacks
 from api.openapi_jobs import (
     applied_header,
     delete_job_operation,
@@ -98,39 +99,6 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 def _job_id() -> dict[str, Any]:
     return {"name": "job_id", "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def _webhook_callbacks() -> dict[str, Any]:
-    header = lambda name, description: {
-        "name": name,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": description,
-    }
-    return {
-        "jobEvent": {
-            "{$request.body#/callback_url}": {
-                "post": {
-                    "summary": "A job event, signed per Standard Webhooks",
-                    "description": "Sent for each event the job asked for: started once, progress at most once "
-                    "per interval and step, completed exactly once. Retried with exponential "
-                    "backoff until a 2xx answer; redirects are not followed.",
-                    "parameters": [
-                        header("webhook-id", "The message id; the same on every attempt."),
-                        header("webhook-timestamp", "Unix seconds of this attempt."),
-                        header(
-                            "webhook-signature",
-                            "v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'> with the "
-                            "tenant's secret (GET /v1/webhook-secret).",
-                        ),
-                    ],
-                    "requestBody": {"required": True, "content": {JSON: {"schema": _ref("WebhookEvent")}}},
-                    "responses": {"2XX": {"description": "Received; any other answer is retried."}},
-                }
-            }
-        }
-    }
 
 
 def _paths(settings: Settings) -> dict[str, Any]:
@@ -237,7 +205,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "415": err("Neither multipart/form-data nor JSON."),
                     "422": err("The model is not installed."),
                 },
-                "callbacks": _webhook_callbacks(),
+                "callbacks": webhook_callbacks(),
             },
         },
         "/v1/jobs/{job_id}": {

@@ -8,7 +8,8 @@ batch's attempts; :meth:`JobStore.record` stores the outcomes so far and begins 
 Every key carries the job's expiry (``settings.result_ttl_s`` after creation, renewed when
 the job finishes); the purge index (:class:`shared.upkeep.PurgeIndex`) then deletes its
 stored objects. Unfinished jobs sit in the stall watch (:class:`shared.upkeep.StallWatch`)
-with the time they count as stalled, put off each time they move.
+with the time they count as stalled, put off each time they move. A job is in its tenant's
+listing (:class:`shared.job_listing.JobListing`) from its creation until it is deleted or purged.
 """
 
 from __future__ import annotations

@@ -144,6 +144,24 @@ def test_responses_match_their_schemas(live) -> None:
     conforms(spec, "/v1/uploads/{upload_id}/complete", "post", client.post("/v1/uploads/missing/complete", json={}))
     conforms(spec, "/v1/jobs", "post", client.post("/v1/jobs", data="x", content_type="text/plain"))
     conforms(spec, "/metrics", "get", client.get("/metrics"))
+    conforms(spec, "/v1/jobs", "get", client.get("/v1/jobs?limit=2"))
+    conforms(spec, "/v1/jobs", "get", client.get("/v1/jobs?status=bogus"))
+    waited = client.post(
+        "/v1/jobs",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(png()), "photo.png")},
+        headers={"Prefer": "wait=1"},
+    )
+    conforms(spec, "/v1/jobs", "post", waited)  # 202: no worker here
+    bad_wait = client.post(
+        "/v1/jobs",
+        content_type="multipart/form-data",
+        data={"file": (io.BytesIO(png()), "photo.png")},
+        headers={"Prefer": "wait=600"},
+    )
+    conforms(spec, "/v1/jobs", "post", bad_wait)
+    conforms(spec, "/v1/jobs/{job_id}", "delete", client.delete(f"/v1/jobs/{job_id}"))
+    conforms(spec, "/v1/jobs/{job_id}", "delete", client.delete(f"/v1/jobs/{job_id}"))  # 404
 
 
 # --- schemas from models ------------------------------------------------------------------

@@ -1,0 +1,44 @@
+"""The OpenAPI description of the webhook deliveries a job request asks for (its ``callbacks``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def webhook_callbacks() -> dict[str, Any]:
+    header = lambda name, description: {
+        "name": name,
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+    return {
+        "jobEvent": {
+            "{$request.body#/callback_url}": {
+                "post": {
+                    "summary": "A job event, signed per Standard Webhooks",
+                    "description": "Sent for each event the job asked for: started once, progress at most once "
+                    "per interval and step, completed exactly once. Retried with exponential "
+                    "backoff until a 2xx answer; redirects are not followed.",
+                    "parameters": [
+                        header("webhook-id", "The message id; the same on every attempt."),
+                        header("webhook-timestamp", "Unix seconds of this attempt."),
+                        header(
+                            "webhook-signature",
+                            "v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'> with the "
+                            "tenant's secret (GET /v1/webhook-secret).",
+                        ),
+                    ],
+                    "requestBody": {"required": True, "content": {JSON: {"schema": _ref("WebhookEvent")}}},
+                    "responses": {"2XX": {"description": "Received; any other answer is retried."}},
+                }
+            }
+        }
+    }
