@@ -11,14 +11,11 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _header(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "header", "required": True, "schema": {"type": "string"}, "description": description}
+
+
 def webhook_callbacks() -> dict[str, Any]:
-    header = lambda name, description: {
-        "name": name,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": description,
-    }
     return {
         "jobEvent": {
             "{$request.body#/callback_url}": {
@@ -28,9 +25,9 @@ def webhook_callbacks() -> dict[str, Any]:
                     "per interval and step, completed exactly once. Retried with exponential "
                     "backoff until a 2xx answer; redirects are not followed.",
                     "parameters": [
-                        header("webhook-id", "The message id; the same on every attempt."),
-                        header("webhook-timestamp", "Unix seconds of this attempt."),
-                        header(
+                        _header("webhook-id", "The message id; the same on every attempt."),
+                        _header("webhook-timestamp", "Unix seconds of this attempt."),
+                        _header(
                             "webhook-signature",
                             "v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'> with the "
                             "tenant's secret (GET /v1/webhook-secret).",
