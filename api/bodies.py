@@ -43,9 +43,6 @@ MESSAGES: dict[str, str] = {
     "dict_type": "'{field}' must be an object",
     "extra_forbidden": "'{field}' is not a field of this object",
     "literal_error": "'{field}' must be one of {expected}",
-    "datetime_parsing": "'{field}' must be an ISO 8601 date and time",
-    "datetime_from_date_parsing": "'{field}' must be an ISO 8601 date and time",
-    "datetime_type": "'{field}' must be an ISO 8601 date and time",
 }
 # Every bound declared is inclusive (ge, le).
 BOUNDS = ("greater_than_equal", "less_than_equal")

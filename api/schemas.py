@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
 from shared.callback_urls import MAX_URL_LENGTH
@@ -121,13 +121,28 @@ class ItemPage(Document):
     next: str | None
 
 
+def _iso_8601(value: Any) -> datetime:
+    # Only ISO 8601 text: pydantic's lax parsing would also take a number as a Unix time.
+    if not isinstance(value, str):
+        raise ValueError("not ISO 8601 text")  # noqa: TRY004 (pydantic reports ValueError, not TypeError, as invalid input)
+    return datetime.fromisoformat(value)
+
+
+Iso8601 = Annotated[datetime, BeforeValidator(_iso_8601)]
+_ISO_8601_MESSAGE = "'{}' must be an ISO 8601 date and time, such as 2026-11-30T12:00:00Z"
+
+
 # The query of GET /v1/jobs. Times without a zone are UTC.
 class JobListQuery(RequestBody):
     limit: int = Field(DEFAULT_JOB_PAGE, ge=1, le=MAX_JOB_PAGE)
     cursor: str | None = Field(None, description="The next_cursor of the page before; with the same filters.")
     status: Literal[tuple(JobStatus)] | None = None  # type: ignore[valid-type]
-    created_after: datetime | None = Field(None, description="ISO 8601; jobs created after this time.")
-    created_before: datetime | None = Field(None, description="ISO 8601; jobs created before this time.")
+    created_after: Iso8601 | None = Field(None, description="ISO 8601; jobs created after this time.")
+    created_before: Iso8601 | None = Field(None, description="ISO 8601; jobs created before this time.")
+
+    field_messages: ClassVar[dict[str, str]] = {
+        name: _ISO_8601_MESSAGE.format(name) for name in ("created_after", "created_before")
+    }
 
 
 class JobList(Document):
