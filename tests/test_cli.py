@@ -95,16 +95,19 @@ def test_models_list_and_unknown_job(api_url: str) -> None:
 @pytest.mark.integration
 def test_jobs_lists_newest_first_and_delete_removes_the_job(api_url: str, tmp_path: Path) -> None:
     image = write_image(tmp_path / "one.png", 16, 16)
+    broken = tmp_path / "torn.png"
+    broken.write_bytes(image.read_bytes()[:60])
     env = {"COLORIZE_API_URL": api_url}
-    older, newer = (json.loads(run("submit", str(image), "--json", env=env)[1])["id"] for _ in range(2))
-    run("cancel", newer, env=env)
+    older, newer = (json.loads(run("submit", str(path), "--json", env=env)[1])["id"] for path in (image, broken))
+    assert run("wait", newer, "--poll", "0.1", env=env)[0] == 1  # a torn image: the job fails
     code, stdout, _ = run("jobs", "--limit", "2", env=env)
     lines = stdout.splitlines()
     assert code == 0 and lines[0].split() == ["JOB", "STATUS", "CREATED", "DONE", "FAILED", "TOTAL", "SOURCE"]
-    assert lines[1].split()[:2] == [newer, "canceled"] and lines[2].split()[0] == older
-    code, stdout, _ = run("jobs", "--status", "canceled", "--limit", "150", "--json", env=env)
+    assert lines[1].split()[:2] == [newer, "failed"] and lines[2].split()[0] == older
+    assert lines[1].split()[-2:] == ["torn.png", "(image)"]
+    code, stdout, _ = run("jobs", "--status", "failed", "--limit", "150", "--json", env=env)
     listed = json.loads(stdout)
-    assert code == 0 and listed[0]["id"] == newer and {job["status"] for job in listed} == {"canceled"}
+    assert code == 0 and listed[0]["id"] == newer and {job["status"] for job in listed} == {"failed"}
     code, stdout, _ = run("delete", older, env=env)
     assert code == 0 and stdout.strip() == f"job {older} deleted"
     code, _, stderr = run("delete", older, env=env)

@@ -125,14 +125,16 @@ def test_submit_with_wait_then_list_and_delete(live_client: Client, tmp_path: Pa
     image = write_image(tmp_path / "portrait.png", 20, 24)
     job = live_client.submit(image, wait=30)
     assert job.status == "succeeded" and job.result_url == f"{live_client.base_url}/v1/jobs/{job.id}/items/0/result"
-    other = live_client.submit(image)
-    live_client.cancel(other.id)
-    page = live_client.list_jobs(limit=2)
-    assert [listed.id for listed in page.jobs] == [other.id, job.id] and page.next_cursor is not None
+    broken = tmp_path / "torn.png"
+    broken.write_bytes(image.read_bytes()[:60])
+    other = live_client.submit(broken, wait=30)
+    assert other.status == "failed" and other.result_url is None
+    page = live_client.list_jobs(limit=1)
+    assert [listed.id for listed in page.jobs] == [other.id] and page.next_cursor is not None
     after = live_client.list_jobs(limit=1, cursor=page.next_cursor)
-    assert after.jobs and after.jobs[0].id not in (job.id, other.id)
-    canceled = live_client.iter_jobs(status="canceled", created_after=job.created_at, page_size=1)
-    assert [listed.id for listed in canceled] == [other.id]
+    assert [listed.id for listed in after.jobs] == [job.id]
+    failed = live_client.iter_jobs(status="failed", created_after=job.created_at, page_size=1)
+    assert [listed.id for listed in failed] == [other.id]
     live_client.delete(job.id)
     for call in (live_client.job, live_client.delete):
         with pytest.raises(ClientError) as raised:
