@@ -6,6 +6,9 @@ The module's worker and API share a key prefix of their own, so they see only ea
 from __future__ import annotations
 
 import io
+import json
+import threading
+import time
 import zipfile
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -13,9 +16,12 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 import redis
+import urllib3
 from PIL import Image
 
 from api.app import create_app
+from bench.soak import ApiProcess
+from cli.embedded_services import LOOPBACK, free_port
 from shared.job_listing import JobListing
 from shared.jobs import ItemResult
 from shared.object_keys import job_prefix, result_key
@@ -231,6 +237,34 @@ def test_an_invalid_wait_is_400_and_creates_nothing(client, value) -> None:
     response = submit(client, headers={"Prefer": value})
     assert error_field(response) == "Prefer"
     assert listed(client, "limit=1") == before
+
+
+def test_under_gunicorn_a_waiting_request_holds_up_no_other(route_settings, tmp_path) -> None:
+    # Keys of its own and no worker: the job stays queued, so the request waits its whole time,
+    # in the one gevent worker process that also has to answer the requests beside it.
+    settings = with_own_keys(route_settings).with_overrides(api_host=LOOPBACK, api_port=free_port())
+    api = ApiProcess(settings, tmp_path / "api.log").start()
+    try:
+        http = urllib3.PoolManager(retries=False, timeout=30)
+        answers = []
+        fields = {"file": ("photo.png", png_bytes(), "image/png")}
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                http.request("POST", f"{api.url}/v1/jobs", fields=fields, headers={"Prefer": "wait=4"})
+            )
+        )
+        started = time.monotonic()
+        waiting.start()
+        wait_until(lambda: json.loads(http.request("GET", f"{api.url}/v1/jobs").data)["jobs"], 10, "the job exists")
+        asked = time.monotonic()
+        assert http.request("GET", f"{api.url}/v1/jobs").status == 200
+        assert time.monotonic() - asked < 1.0  # answered while the other request waits
+        waiting.join(timeout=30)
+        (answer,) = answers
+        assert answer.status == 202 and answer.headers["Preference-Applied"] == "wait=4"
+        assert time.monotonic() - started >= 4
+    finally:
+        api.kill()
 
 
 def test_other_preferences_alone_change_nothing(client) -> None:
