@@ -24,7 +24,7 @@ from bench.soak import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.job_listing import JobListing
 from shared.jobs import ItemResult
-from shared.object_keys import job_prefix, result_key
+from shared.object_keys import job_prefix, result_key, upload_key
 from shared.stored_bytes import StoredBytes
 from shared.upkeep import PurgeIndex
 from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
@@ -168,6 +168,19 @@ def test_deleting_a_finished_job_removes_its_objects_and_every_read_is_404(
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 404
     assert job_id not in listed(client, "limit=100")
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 404  # documented: deleted is gone
+
+
+def test_deleting_a_job_made_from_an_upload_deletes_the_uploaded_source(client, storage) -> None:
+    data = png_bytes()
+    upload = client.post("/v1/uploads", json={"filename": "direct.png", "size": len(data)}).json
+    assert urllib3.request("PUT", upload["url"], body=data).status == 200
+    job_id = client.post("/v1/jobs", json={"upload_id": upload["upload_id"]}).json["id"]
+    source = upload_key(TENANT, upload["upload_id"])
+    assert storage.exists(source)
+    assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
+    assert not storage.exists(source)
+    # The upload was this job's alone: it cannot make another.
+    assert client.post("/v1/jobs", json={"upload_id": upload["upload_id"]}).status_code == 409
 
 
 def test_deleting_a_running_archive_stops_it_and_nothing_of_it_comes_back(
