@@ -269,7 +269,7 @@ def _read_orientation(img: Image.Image) -> int:
         return 1
     try:
         value = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except Exception:  # broken metadata must not fail an otherwise readable image
+    except Exception:  # noqa: BLE001  # broken metadata, whatever Pillow raises, must not fail a readable image
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -25,7 +26,8 @@ from shared.settings import Settings
 
 CONTEXT_FIELDS = ("job_id", "item", "tenant", "task_id")
 
-_context: ContextVar[dict[str, Any]] = ContextVar("colorize_log_context", default={})
+# Never mutated in place: binding sets a new mapping, so contexts copied into tasks stay apart.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("colorize_log_context", default=MappingProxyType({}))
 
 
 def bind_log_context(**fields: Any) -> None:

@@ -202,7 +202,7 @@ def test_quota_running_out_mid_archive_fails_the_remaining_entries(quota_setting
     # An unsafe entry is refused before the quota is asked: it does not use up an image.
     names = ["p0.png", "../escape.png", "p1.png", "p2.png", "p3.png", "p4.png"]
     storage.put_bytes(source_key(tenant, job_id), zip_bytes(names))
-    job = ctx.jobs.create_job(
+    ctx.jobs.create_job(
         tenant=tenant,
         model=TEST_MODEL,
         temperature=None,

@@ -356,7 +356,7 @@ BAD_MESSAGE = "colorize: COLORIZE_WEBHOOK_ALLOW_PRIVATE='ture' is not a boolean 
 def run_with(argv: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(
-        [sys.executable, *argv], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=120
+        [sys.executable, *argv], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

@@ -299,7 +299,7 @@ def _iter_tar(fileobj: BinaryIO, compressed: bool, limits: Limits) -> Iterator[A
     inner: BinaryIO = gzip.GzipFile(fileobj=fileobj, mode="rb") if compressed else fileobj
     stream = _BoundedStream(inner)
     archive = library_call(
-        lambda: tarfile.open(
+        lambda: tarfile.open(  # noqa: SIM115  # closed in the finally below, after the last member
             fileobj=stream, mode="r|", tarinfo=_StrictTarInfo, encoding="utf-8", errors="surrogateescape"
         ),
         "cannot open tar",

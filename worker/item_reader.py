@@ -71,7 +71,7 @@ class BatchInputs:
                 try:
                     with self._timed("storage_get"):
                         self._raw = self._fetch()
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001  # kept, and raised to every reader below
                     self._failure = exc
         if self._failure is not None:
             raise self._failure

@@ -178,7 +178,7 @@ def deliver(
 
 def _post(target: CallbackTarget, address: IPAddress, headers: dict[str, str], body: bytes, timeout_s: float) -> int:
     timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s, total=timeout_s)
-    options: dict[str, Any] = dict(timeout=timeout, retries=False, maxsize=1)
+    options: dict[str, Any] = {"timeout": timeout, "retries": False, "maxsize": 1}
     if target.scheme == "https":
         # Connected to the checked address; TLS still names and verifies the callback host.
         pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
