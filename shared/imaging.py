@@ -33,7 +33,7 @@ from PIL import Image
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from shared.memory_budget import MemoryBudget
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 # Leading bytes of each accepted format. The signatures are mutually exclusive, so Pillow
 # (probe) and OpenCV (decode) always pick the same decoder for the same bytes.

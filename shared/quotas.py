@@ -32,7 +32,7 @@ from shared.errors import QuotaExceeded, RateLimited
 from shared.job_store import JobStore
 from shared.jobs import TERMINAL_STATUSES
 from shared.redis_keys import KeyedScript, RedisKeys
-from shared.settings import Quotas
+from shared.setting_types import Quotas
 
 DAY_S = 86_400
 # When a job finishes is unknown; clients polling a refused submission retry this often.

@@ -23,7 +23,8 @@ from shared.errors import QuotaExceeded
 from shared.jobs import ItemResult
 from shared.object_keys import job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
-from shared.settings import Quotas, Settings
+from shared.setting_types import Quotas
+from shared.settings import Settings
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
 from worker.expansion import Expander, ExpansionLease

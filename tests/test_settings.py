@@ -16,7 +16,8 @@ import pytest
 
 from cli.embedded_services import free_port
 from cli.main import main as cli_main
-from shared.settings import PROJECT_ROOT, VARIABLES, Limits, Quotas, Settings, SettingsError
+from shared.setting_types import Limits, Quotas
+from shared.settings import PROJECT_ROOT, VARIABLES, Settings, SettingsError
 
 BOOLEAN_FIELDS = [f.name for f in dataclasses.fields(Settings) if isinstance(getattr(Settings(), f.name), bool)]
 

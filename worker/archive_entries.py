@@ -52,7 +52,7 @@ from shared.errors import (
     UnsupportedFormat,
 )
 from shared.item_inputs import ItemInput, ZipMember
-from shared.settings import Limits
+from shared.setting_types import Limits
 from worker.archive_rules import (
     check_expanded,
     check_name,

@@ -18,7 +18,7 @@ from shared.errors import (
     UnsupportedFormat,
 )
 from shared.imaging import SUPPORTED_IMAGE_FORMATS, sniff_image_format
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 # Enough leading bytes to recognise every image format the decoder accepts.
 IMAGE_HEAD_BYTES = 16

@@ -21,7 +21,7 @@ from shared.errors import ColorizeError, CorruptArchive, ProcessingFailed, Unsup
 from shared.item_inputs import ItemInput, ZipMember
 from shared.jobs import Job
 from shared.object_keys import input_object_key
-from shared.settings import Limits
+from shared.setting_types import Limits
 from shared.storage import Storage
 from worker.archive_rules import read_declared
 
