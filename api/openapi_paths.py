@@ -54,13 +54,15 @@ def _job_id() -> dict[str, Any]:
 
 
 def _webhook_callbacks() -> dict[str, Any]:
-    header = lambda name, description: {
-        "name": name,
-        "in": "header",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": description,
-    }
+    def header(name: str, description: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "header",
+            "required": True,
+            "schema": {"type": "string"},
+            "description": description,
+        }
+
     return {
         "jobEvent": {
             "{$request.body#/callback_url}": {

@@ -84,10 +84,12 @@ class JobFromForm(RequestBody):
 
     # The size limit in its description is the server's (api/openapi.py adds it).
     file: Annotated[InstanceOf[FileStorage], WithJsonSchema({"type": "string", "format": "binary"})]
+    # Typed as sent, so that their schemas are not nullable (a form field is never null);
+    # None, the default, stands for a field left out.
     model: str = None  # type: ignore[assignment]
     temperature: Temperature = None  # type: ignore[assignment]
     callback_url: CallbackUrl = None  # type: ignore[assignment]
-    events: str = Field(
+    events: str = Field(  # type: ignore[assignment]
         None,
         description="Comma-separated event names: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
         json_schema_extra={"example": EVENT_NAMES_EXAMPLE},
@@ -159,8 +161,11 @@ class UploadedPart(Document):
 
 
 class UploadCompletion(RequestBody):
-    parts: list[UploadedPart] = Field(  # type: ignore[assignment]
-        None, min_length=1, description="Required for multipart uploads; ignored for single ones."
+    # Not nullable in the schema, as a client sends it; None stands for left out (a single upload).
+    parts: list[UploadedPart] = Field(
+        None,  # type: ignore[arg-type]
+        min_length=1,
+        description="Required for multipart uploads; ignored for single ones.",
     )
 
 

@@ -39,4 +39,4 @@ def readyz() -> Response:
     ready = checks.get("redis") == "ok" and checks.get("storage") == "ok" and workers > 0
     if not ready:
         return error_response(503, ServiceUnavailable.code, "the service is not ready", {"checks": checks})
-    return respond(Ready(status="ready", checks=ReadyChecks(**checks)))
+    return respond(Ready(status="ready", checks=ReadyChecks(redis="ok", workers=workers, storage="ok")))
