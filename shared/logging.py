@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -69,7 +69,7 @@ def use_format(handlers: Iterable[logging.Handler], settings: Settings) -> None:
             handler.addFilter(ContextFilter())
 
 
-class _ColorizeHandler(logging.StreamHandler):
+class _ColorizeHandler(logging.StreamHandler[TextIO]):
     """The root handler :func:`configure_logging` installs (and replaces when called again)."""
 
 

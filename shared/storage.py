@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
 
 import boto3
@@ -22,6 +22,10 @@ from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.settings import Settings
 from shared.storage_errors import error_code, http_status, translated_errors
 from shared.storage_readers import CountingReader, SeekableObject, StreamingBodyReader
+
+if TYPE_CHECKING:  # boto3-stubs, installed with the test extra for the type check
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedMultipartUploadTypeDef, CORSRuleTypeDef
 
 # --- storage ------------------------------------------------------------------------------
 
@@ -38,7 +42,7 @@ _BAD_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall"
 # Browsers (the web page, api/web.py) read results and upload parts through presigned URLs.
 # The signature in each URL is what authorizes it, so any origin may send one; the page needs
 # each part's ETag to complete a multipart upload.
-BROWSER_CORS_RULES = [
+BROWSER_CORS_RULES: list[CORSRuleTypeDef] = [
     {
         "AllowedOrigins": ["*"],
         "AllowedMethods": ["GET", "HEAD", "PUT"],
@@ -77,7 +81,7 @@ class Storage:
         self.bucket = settings.s3_bucket
         self._client = self._make_client(settings.s3_endpoint_url, _client_config(5, 5.0, 60.0))
 
-    def _make_client(self, endpoint_url: str | None, config: Config) -> Any:
+    def _make_client(self, endpoint_url: str | None, config: Config) -> S3Client:
         return boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
@@ -88,12 +92,12 @@ class Storage:
         )
 
     @cached_property
-    def _probe_client(self) -> Any:
+    def _probe_client(self) -> S3Client:
         # Readiness checks must answer quickly, not wait out the retries of the main client.
         return self._make_client(self.settings.s3_endpoint_url, _client_config(1, 2.0, 5.0))
 
     @cached_property
-    def _presign_client(self) -> Any:
+    def _presign_client(self) -> S3Client:
         public = self.settings.s3_public_endpoint_url
         if public is None or public == self.settings.s3_endpoint_url:
             return self._client
@@ -143,15 +147,16 @@ class Storage:
         with translated_errors(key):
             self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def put_stream(self, key: str, fileobj: BinaryIO, content_type: str = "application/octet-stream") -> int:
+    def put_stream(self, key: str, fileobj: IO[bytes], content_type: str = "application/octet-stream") -> int:
         """Upload everything ``fileobj`` yields (multipart when large); return the byte count."""
         reader = CountingReader(fileobj)
         config = TransferConfig(
             multipart_threshold=_STREAM_PART_BYTES, multipart_chunksize=_STREAM_PART_BYTES, max_concurrency=4
         )
         with translated_errors(key):
+            # s3transfer only reads it, as a stream that cannot seek.
             self._client.upload_fileobj(
-                reader, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
+                cast("IO[bytes]", reader), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
             )
         return reader.count
 
@@ -186,7 +191,8 @@ class Storage:
             range_chunk_size=_SEEKABLE_RANGE_BYTES,
         )
         reader.name = key
-        return reader
+        # A binary file (io.BufferedIOBase); typing's IO is a class that io's readers do not derive from.
+        return cast(BinaryIO, reader)
 
     def size(self, key: str) -> int:
         with translated_errors(key):
@@ -280,12 +286,14 @@ class Storage:
             "upload_part", Params=params, ExpiresIn=self._expiry(expires_s)
         )
 
-    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
         """Join uploaded parts, given as ``[{"part_number": n, "etag": "..."}]``."""
         for part in parts:
             _check_part_number(part["part_number"])
         ordered = sorted(parts, key=lambda part: part["part_number"])
-        payload = {"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]}
+        payload: CompletedMultipartUploadTypeDef = {
+            "Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]
+        }
         with translated_errors(key):
             try:
                 self._client.complete_multipart_upload(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import smart_open.s3
 
@@ -64,7 +64,7 @@ class SeekableObject(smart_open.s3.Reader):
 class CountingReader:
     """Counts the bytes a transfer reads from a file object."""
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    def __init__(self, fileobj: IO[bytes]) -> None:
         self._fileobj = fileobj
         self.count = 0
 
