@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from amqp.exceptions import NotFound
@@ -58,7 +58,8 @@ class AmqpQueues:
     def __init__(self, url: str) -> None:
         self.url = url
         self._connection: Connection | None = None
-        self._channel = None
+        # A py-amqp channel; kombu's stubs know it only as the transport-neutral StdChannel.
+        self._channel: Any = None
         # One channel, one declare at a time (the API's greenlets share this object).
         self._lock = threading.Lock()
 
@@ -72,7 +73,7 @@ class AmqpQueues:
         try:
             if self._channel is None:
                 self._channel = self._connection.channel()
-            return self._channel.queue_declare(queue=queue, passive=True).message_count
+            return int(self._channel.queue_declare(queue=queue, passive=True).message_count)
         except NotFound:
             self._channel = None  # the broker closes the channel: no such queue (yet), nothing waits
             return 0
