@@ -37,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     json_provider = DefaultJSONProvider(app)
     json_provider.sort_keys = False  # fields in the order the models declare them
     app.json = json_provider
+    # Wrapping wsgi_app is how Flask takes WSGI middleware; mypy sees a method assigned.
     app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)

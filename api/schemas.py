@@ -107,6 +107,8 @@ class Item(Document):
     index: Count
     path: str = Field(description="The entry's path inside the archive (or the file name).")
     output_path: str = Field(description="The result's path in results.zip (ends in .jpg).")
+    # Built from the enum (a Literal mypy cannot evaluate), so that the schema lists its values
+    # inline; WebhookDelivery.outcome likewise.
     status: Literal[tuple(ItemStatus)]  # type: ignore[valid-type]
     size: Count | None
     result_url: str | None
@@ -178,7 +180,8 @@ class UploadComplete(Document):
 # --- models, webhooks, health -----------------------------------------------------------------
 
 
-# Described as "Model". Facts a manifest leaves out are left out here too.
+# Described as "Model". Facts a manifest leaves out are left out here too: typed as sent (not
+# nullable in the schema), None until set.
 class InstalledModel(Document):
     name: str
     description: str = None  # type: ignore[assignment]
