@@ -1,7 +1,7 @@
 """The OpenAPI description of listing and deleting jobs, and of ``Prefer: wait`` on job creation.
 
 Declared from the same models and constants the routes use (``api/schemas.py``,
-``api/preferences.py``); ``api/openapi.py`` puts them in the document.
+``api/preferences.py``); ``api/openapi_paths.py`` puts them in the document.
 """
 
 from __future__ import annotations

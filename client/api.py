@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 from urllib.parse import urlencode
 
-from urllib3.exceptions import HTTPError
-
 from client.bodies import FileSlice, MultipartFile
-from client.errors import CONNECTION_ERROR, UNSAFE_PATH, ClientError, WaitTimeout
+from client.downloads import BytesDownloaded, download_item, local_path, stream_to
+from client.errors import ClientError, WaitTimeout
 from client.packing import pack_zip
 from client.transport import Transport
 from client.types import Health, Item, Job, JobPage, Model
@@ -32,13 +30,11 @@ from client.types import Health, Item, Job, JobPage, Model
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
 DIRECT_UPLOAD_LIMIT = 32 * 1024**2
-DOWNLOAD_CHUNK_BYTES = 256 * 1024
 ITEMS_PAGE = 500
 JOBS_PAGE = 100  # the most the API gives in one page
 
 UploadProgress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 ItemDownloaded = Callable[[Item, Path], None]
-BytesDownloaded = Callable[[int], None]  # bytes written so far
 
 
 class Client:
@@ -69,7 +65,7 @@ class Client:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -306,46 +302,20 @@ class Client:
         dest.mkdir(parents=True, exist_ok=True)
         if as_zip:
             target = dest / f"{job_id}.zip"
-            self._stream_to(f"/v1/jobs/{_segment(job_id)}/results.zip", target, authorize=True, on_bytes=on_bytes)
+            stream_to(self._http, f"/v1/jobs/{_segment(job_id)}/results.zip", target, authorize=True, on_bytes=on_bytes)
             return [target]
         done = [item for item in self.items(job_id) if item.result_url]
-        targets = [_local_path(dest, item.output_path) for item in done]
+        targets = [local_path(dest, item.output_path) for item in done]
 
         def fetch(pair: tuple[Item, Path]) -> Path:
             item, target = pair
-            self._download_item(item, target)
+            download_item(self._http, item, target)
             if on_item is not None:
                 on_item(item, target)
             return target
 
         with ThreadPoolExecutor(self.download_concurrency) as pool:
             return list(pool.map(fetch, zip(done, targets)))
-
-    def _download_item(self, item: Item, target: Path) -> None:
-        """The result URL answers with a redirect to a presigned storage URL, fetched without our credentials."""
-        redirect = self._http.request("GET", item.result_url, idempotent=True)
-        location = redirect.headers.get("Location")
-        if redirect.status in (301, 302, 303, 307, 308) and location:
-            self._stream_to(self._http.url(location), target, authorize=False)
-        else:
-            _write_atomically(target, [redirect.data])
-
-    def _stream_to(self, url: str, target: Path, authorize: bool, on_bytes: BytesDownloaded | None = None) -> None:
-        """GET ``url`` into ``target`` (via a temporary file); a body cut off midway is fetched again."""
-        retry = self._http.streaming_retry()
-        while True:
-            response = self._http.request("GET", url, idempotent=True, stream=True, authorize=authorize)
-            try:
-                _write_atomically(target, response.stream(DOWNLOAD_CHUNK_BYTES), on_bytes)
-                return
-            except HTTPError as exc:
-                try:
-                    retry = retry.increment("GET", url, error=exc)
-                except HTTPError:
-                    raise ClientError(CONNECTION_ERROR, f"download of {target.name} was cut off: {exc}") from exc
-                retry.sleep()
-            finally:
-                response.release_conn()
 
     def _job(self, data: dict[str, Any]) -> Job:
         return Job.from_json(data, self.base_url)
@@ -386,32 +356,6 @@ def _segment(job_id: str) -> str:
     if not job_id or "/" in job_id or job_id in (".", ".."):
         raise ClientError("invalid_request", f"{job_id!r} is not a job id")
     return job_id
-
-
-def _local_path(dest: Path, output_path: str) -> Path:
-    """Where a result goes under ``dest``; a path that would leave it is refused, whatever the server says."""
-    relative = PurePosixPath(output_path.replace("\\", "/"))
-    if relative.is_absolute() or not relative.parts or any(part in ("", ".", "..") for part in relative.parts):
-        raise ClientError(UNSAFE_PATH, f"refusing to write a result to {output_path!r}")
-    return dest.joinpath(*relative.parts)
-
-
-def _write_atomically(target: Path, chunks: Iterable[bytes], on_bytes: BytesDownloaded | None = None) -> None:
-    """Write to a temporary file beside ``target`` and rename: an interrupted download leaves no partial file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    written = 0
-    try:
-        with os.fdopen(handle, "wb") as out:
-            for chunk in chunks:
-                out.write(chunk)
-                written += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(written)
-        os.replace(name, target)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
 
 
 def _json_or_empty(data: bytes) -> dict[str, Any]:
