@@ -79,6 +79,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "use POST /v1/uploads for larger files."
     )
     schemas["UploadRequest"]["properties"]["size"]["maximum"] = limits.max_upload_bytes
+    for body in ("JobFromForm", "JobFromUpload"):
+        schemas[body]["properties"]["max_side"]["maximum"] = limits.max_side
     return schemas
 
 
@@ -260,14 +262,15 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "get": {
                 "operationId": "getItemResult",
                 "tags": ["results"],
-                "summary": "One result JPEG",
+                "summary": "One result image (JPEG, PNG or WebP, as the job asked)",
                 "parameters": [
                     _job_id(),
                     {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
                 ],
                 "responses": {
                     "302": {
-                        "description": "Redirect to a presigned URL of the JPEG.",
+                        "description": "Redirect to a presigned URL of the image, served with its Content-Type "
+                        "(image/jpeg, image/png or image/webp).",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
                     "404": err("No such job or item, or the item has no result."),

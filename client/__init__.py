@@ -2,6 +2,6 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Counts, Health, Item, ItemError, Job, Model
+from client.types import Counts, Health, Item, ItemError, Job, Model, Output
 
-__all__ = ["Client", "ClientError", "Counts", "Health", "Item", "ItemError", "Job", "Model", "WaitTimeout"]
+__all__ = ["Client", "ClientError", "Counts", "Health", "Item", "ItemError", "Job", "Model", "Output", "WaitTimeout"]
