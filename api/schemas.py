@@ -49,7 +49,7 @@ CallbackUrl = Annotated[
     ),
 ]
 OutputFormatName = Annotated[
-    Literal[tuple(OutputFormat)],  # type: ignore[valid-type]
+    Literal[tuple(f.value for f in OutputFormat)],  # type: ignore[valid-type]
     Field(description="The results' image format; default: jpeg."),
 ]
 Quality = Annotated[

@@ -56,7 +56,7 @@ class JobWebhook(Document):
 
 
 class JobOutput(Document):
-    format: Literal[tuple(OutputFormat)]  # type: ignore[valid-type]
+    format: Literal[tuple(f.value for f in OutputFormat)]  # type: ignore[valid-type]
     quality: int | None = Field(description="The encoder's quality (jpeg and webp); null for png.")
     max_side: int | None = Field(description="Results are scaled down to fit it; null: as large as their inputs.")
 

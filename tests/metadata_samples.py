@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+from functools import cache
 
 import numpy as np
 from PIL import Image, ImageCms
@@ -23,6 +24,7 @@ IPTC_CAPTION = (2, 120)
 IPTC_CREDIT = (2, 110)
 
 
+@cache  # LittleCMS stamps a profile with the time it was made: one per test run
 def srgb_profile() -> bytes:
     profile: bytes = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     return profile
