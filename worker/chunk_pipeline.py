@@ -32,7 +32,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
+from shared.errors import ColorizeError, ImageTooLarge, ItemError, NotFound, ProcessingFailed
 from shared.image_metadata import NO_METADATA, SourceMetadata, read_metadata
 from shared.imaging import DecodeCost, decode_cost, decode_image
 from shared.item_inputs import ItemInput
@@ -199,7 +199,8 @@ class ChunkRun:
         decoding and the one before being stored while one is inferred."""
         if not groups:
             return
-        budget = MemoryBudget.of(self.settings.limits)
+        assert self.job is not None
+        budget = MemoryBudget.of(self.settings.limits, self.job.output)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
             saving: list[Future] = []
@@ -258,7 +259,19 @@ class ChunkRun:
         return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index))) for index in indices]
 
     def _with_cost(self, index: int, data: bytes) -> _Loaded:
-        return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
+        cost = decode_cost(data, self.settings.limits)  # checked against the JPEG shares
+        assert self.job is not None
+        output = self.job.output
+        refusal = MemoryBudget.of(self.settings.limits, output).refusal(cost.pixels, cost.bytes)
+        if refusal is not None:
+            scaled = " scaled to max_side" if output.max_side is not None else ""
+            raise ImageTooLarge(
+                f"the image cannot be colorized and stored as {output.format}{scaled} within a worker's memory "
+                f"budget of {self.settings.limits.worker_memory_bytes // 1024**2} MiB ({refusal}); "
+                "jpeg at full size takes least",
+                output_format=output.format.value,
+            )
+        return _Loaded(index, data=data, cost=cost)
 
     def _decode(self, item: _Loaded) -> _Loaded:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
