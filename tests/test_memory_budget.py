@@ -18,9 +18,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shared.errors import ImageTooLarge
+from shared.ids import new_id
 from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
 from shared.jobs import JobStatus
-from shared.ids import new_id
 from shared.memory_budget import BASELINE_BYTES, STORE_BYTES_PER_PIXEL, MemoryBudget
 from shared.object_keys import result_key, source_key
 from shared.output_options import OutputFormat, OutputOptions
@@ -30,7 +30,7 @@ from tests.test_item_inputs import Published, expand
 from worker.batching import memory_batches
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
-from worker.expansion import ExpansionLease, Expander
+from worker.expansion import Expander, ExpansionLease
 
 MIB = 1024**2
 SMALL_BUDGET = MemoryBudget(512 * MIB)  # the least allowed: about 4.3 million pixels a batch

@@ -277,6 +277,7 @@ class ChunkRun:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
         def decoded() -> _Loaded:
+            assert data is not None  # fetched: only usable items are decoded
             with self.ctx.metrics.stage("decode"):
                 image = decode_image(data, self.settings.limits)
                 # Read while the bytes are at hand; they go with this frame.
