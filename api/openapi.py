@@ -269,8 +269,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 ],
                 "responses": {
                     "302": {
-                        "description": "Redirect to a presigned URL of the image, served with its Content-Type "
-                        "(image/jpeg, image/png or image/webp).",
+                        "description": "Redirect to a presigned URL of the image (image/jpeg, image/png or image/webp).",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
                     "404": err("No such job or item, or the item has no result."),

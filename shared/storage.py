@@ -333,16 +333,10 @@ class Storage:
     def _expiry(self, expires_s: int | None) -> int:
         return self.settings.presign_ttl_s if expires_s is None else expires_s
 
-    def presign_get(
-        self, key: str, download_name: str | None = None, expires_s: int | None = None, content_type: str | None = None
-    ) -> str:
-        """A URL to GET the object with; ``content_type`` is the Content-Type it is served with
-        (the store answers with the one it was put with otherwise)."""
+    def presign_get(self, key: str, download_name: str | None = None, expires_s: int | None = None) -> str:
         params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if download_name:
             params["ResponseContentDisposition"] = _attachment(download_name)
-        if content_type:
-            params["ResponseContentType"] = content_type
         return self._presign_client.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=self._expiry(expires_s)
         )

@@ -30,7 +30,6 @@ def item_result(job_id: str, index: int) -> Response:
         result_key(job.tenant, job_id, index, job.output.format),
         download_name=item.output_path.rsplit("/", 1)[-1],
         expires_s=svc.settings.presign_ttl_s,
-        content_type=job.output.content_type,
     )
     return redirect(url, code=302)
 
