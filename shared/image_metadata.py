@@ -7,9 +7,9 @@ says, so the orientation kept is 1: in the EXIF (patched in place, nothing else 
 changes) and in the XMP (``tiff:Orientation``). ``shared.metadata_embedding`` writes what the
 result's format can hold.
 
-Where each comes from: the ICC profile and EXIF from every format Pillow reads them from
-(JPEG, PNG, WebP, TIFF); XMP from JPEG, PNG, WebP and TIFF; IPTC (IIM records) from a JPEG's
-Photoshop APP13 segment and from TIFF's IPTC tag.
+Where each comes from: the ICC profile, EXIF and XMP from JPEG, PNG, WebP and TIFF (a TIFF's
+descriptive tags and EXIF and GPS sub-IFDs, its layout tags left behind); IPTC (IIM records)
+from a JPEG's Photoshop APP13 segment and from TIFF's IPTC tag.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from typing import Any
 
 from PIL import Image, TiffImagePlugin
 
+from shared.imaging import sniff_image_format
+
 log = logging.getLogger(__name__)
 
 # A block larger than this is dropped rather than held beside a batch of images: real ICC
@@ -33,6 +35,9 @@ _PHOTOSHOP_IPTC_RESOURCE = 0x0404
 _TIFF_IPTC_TAG = 33723
 _TIFF_XMP_TAG = 700
 _EXIF_ORIENTATION_TAG = 0x0112
+_EXIF_IFD_POINTER, _GPS_IFD_POINTER = 0x8769, 0x8825
+# ImageDescription, Make, Model, Software, DateTime, Artist, Copyright.
+_TIFF_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
 _TIFF_SHORT = 3
 # tiff:Orientation in an XMP packet, as an attribute or as an element.
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>)\s*[1-8]\s*")
@@ -58,8 +63,12 @@ NO_METADATA = SourceMetadata()
 def read_metadata(data: bytes) -> SourceMetadata:
     """The metadata of the image in ``data``; unreadable metadata counts as absent: it must
     never fail an image whose pixels are fine."""
+    fmt = sniff_image_format(data[:16])
+    if fmt is None:
+        return NO_METADATA
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        # The decoder's format only, as shared.imaging opens it: the bytes are not read as anything else.
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             return SourceMetadata(
                 icc_profile=_bounded("ICC profile", _bytes(img.info.get("icc_profile"))),
                 exif=_bounded("EXIF", _exif(img)),
@@ -70,7 +79,7 @@ def read_metadata(data: bytes) -> SourceMetadata:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow signals malformed metadata with many exception types
         log.warning("the image's metadata could not be read (%r); the result carries none", exc)
-        return SourceMetadata()
+        return NO_METADATA
 
 
 def normalised_exif(exif: bytes) -> bytes:
@@ -98,12 +107,31 @@ def normalised_xmp(xmp: bytes) -> bytes:
 
 
 def _exif(img: Image.Image) -> bytes | None:
+    if isinstance(img, TiffImagePlugin.TiffImageFile):
+        return _tiff_exif(img)
     raw = _bytes(img.info.get("exif"))
     if raw is None:
         return None
     if raw.startswith(b"Exif\x00\x00"):  # JPEG's APP1 identifier, which Pillow leaves on
         raw = raw[6:]
     return normalised_exif(raw)
+
+
+def _tiff_exif(img: TiffImagePlugin.TiffImageFile) -> bytes | None:
+    """A TIFF's EXIF is its own first IFD, layout tags and all: only what describes the picture
+    is carried over, as a fresh EXIF block (without an orientation: libtiff has applied it)."""
+    tags = img.getexif()
+    exif = Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tags:
+            exif[tag] = tags[tag]
+    for pointer in (_EXIF_IFD_POINTER, _GPS_IFD_POINTER):
+        if entries := tags.get_ifd(pointer):
+            exif.get_ifd(pointer).update(entries)
+    if not len(exif) and not any(exif.get_ifd(pointer) for pointer in (_EXIF_IFD_POINTER, _GPS_IFD_POINTER)):
+        return None
+    block: bytes = exif.tobytes()
+    return block.removeprefix(b"Exif\x00\x00")
 
 
 def _xmp(img: Image.Image) -> bytes | None:

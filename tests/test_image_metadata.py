@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 import cv2
 import numpy as np
 import pytest
-from PIL import Image, IptcImagePlugin
+from PIL import Image, IptcImagePlugin, TiffImagePlugin
 
 from shared.errors import InvalidRequest
 from shared.image_metadata import NO_METADATA, SourceMetadata, normalised_exif, normalised_xmp, read_metadata
@@ -64,6 +64,37 @@ def test_reads_every_block_of_a_camera_jpeg_with_orientation_normalised() -> Non
     assert exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == DATE_TAKEN
     assert metadata.xmp is not None
     assert b'tiff:Orientation="1"' in metadata.xmp and XMP_CAPTION.encode() in metadata.xmp
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_reads_png_and_webp_inputs(fmt: str) -> None:
+    exif = Image.Exif()
+    exif[ORIENTATION] = 8
+    exif.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] = DATE_TAKEN
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 10), (90, 90, 90)).save(buffer, fmt, exif=exif, icc_profile=srgb_profile())
+    metadata = read_metadata(buffer.getvalue())
+    assert metadata.icc_profile == srgb_profile()
+    read = Image.Exif()
+    assert metadata.exif is not None
+    read.load(metadata.exif)
+    assert read[ORIENTATION] == 1 and read.get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == DATE_TAKEN
+
+
+def test_reads_a_scanned_tiff_leaving_its_layout_tags_behind() -> None:
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x010F], tags[0x8298], tags[ORIENTATION] = "Scanner maker", "(c) Family archive", 1
+    tags[700], tags[33723] = xmp_packet(), iptc_records()
+    tags.tagtype[700], tags.tagtype[33723] = 1, 7  # BYTE, UNDEFINED
+    buffer = io.BytesIO()
+    Image.new("L", (20, 10), 90).save(buffer, "TIFF", tiffinfo=tags, icc_profile=srgb_profile())
+    metadata = read_metadata(buffer.getvalue())
+    assert metadata.icc_profile == srgb_profile() and metadata.iptc == iptc_records()
+    assert metadata.xmp is not None and XMP_CAPTION.encode() in metadata.xmp
+    exif = Image.Exif()
+    assert metadata.exif is not None
+    exif.load(metadata.exif)
+    assert dict(exif) == {0x010F: "Scanner maker", 0x8298: "(c) Family archive"}  # no strips, sizes, orientation
 
 
 def test_an_image_without_metadata_has_none() -> None:
