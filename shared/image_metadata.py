@@ -3,8 +3,8 @@
 ``read_metadata`` reads them with Pillow from the header of the input (no pixel is decoded),
 before the worker lets go of the input's bytes; what it keeps is small and bounded
 (``MAX_BLOCK_BYTES`` each). The decoder has already turned the pixels as the EXIF orientation
-says, so the orientation kept is 1: in the EXIF (patched in place, nothing else in it
-changes) and in the XMP (``tiff:Orientation``). ``shared.metadata_embedding`` writes what the
+says, so the orientation kept is 1: in the EXIF (patched in place; its thumbnail, of the
+black-and-white original, is unlinked) and in the XMP (``tiff:Orientation``). ``shared.metadata_embedding`` writes what the
 result's format can hold.
 
 Where each comes from: the ICC profile, EXIF and XMP from JPEG, PNG, WebP and TIFF (a TIFF's
@@ -83,8 +83,10 @@ def read_metadata(data: bytes) -> SourceMetadata:
 
 
 def normalised_exif(exif: bytes) -> bytes:
-    """``exif`` (a TIFF structure) with its orientation set to 1, or as it is when it has none.
-    Only the two bytes of the tag's value change: offsets, maker notes and sub-IFDs stay valid."""
+    """``exif`` (a TIFF structure) with its orientation set to 1 and its thumbnail unlinked: a
+    small copy of the black-and-white original, turned by the old orientation, would misrepresent
+    the result. Only the orientation's value and the link to the thumbnail's IFD change, in place:
+    offsets, maker notes and sub-IFDs stay valid. Returned as it is when it is not a TIFF structure."""
     if len(exif) < 8 or exif[:4] not in (b"II*\x00", b"MM\x00*"):
         return exif
     order = "<" if exif[:2] == b"II" else ">"
@@ -92,13 +94,15 @@ def normalised_exif(exif: bytes) -> bytes:
     if ifd + 2 > len(exif):
         return exif
     (count,) = struct.unpack_from(order + "H", exif, ifd)
-    for entry in range(ifd + 2, min(ifd + 2 + 12 * count, len(exif) - 11), 12):
+    patched = bytearray(exif)
+    end = ifd + 2 + 12 * count
+    for entry in range(ifd + 2, min(end, len(exif) - 11), 12):
         tag, kind, number = struct.unpack_from(order + "HHI", exif, entry)
         if tag == _EXIF_ORIENTATION_TAG and kind == _TIFF_SHORT and number == 1:
-            patched = bytearray(exif)
             struct.pack_into(order + "H", patched, entry + 8, 1)
-            return bytes(patched)
-    return exif
+    if end + 4 <= len(exif):
+        struct.pack_into(order + "I", patched, end, 0)  # no IFD after the first: no thumbnail
+    return bytes(patched)
 
 
 def normalised_xmp(xmp: bytes) -> bytes:

@@ -108,14 +108,16 @@ def test_unreadable_metadata_counts_as_absent() -> None:
 
 
 @pytest.mark.parametrize("order", ["<", ">"])
-def test_exif_orientation_patched_in_place_in_either_byte_order(order: str) -> None:
+def test_exif_orientation_and_thumbnail_patched_in_place_in_either_byte_order(order: str) -> None:
     header = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
     entries = struct.pack(order + "HHIHH", ORIENTATION, 3, 1, 8, 0) + struct.pack(order + "HHII", 0x010F, 2, 4, 0)
-    exif = header + struct.pack(order + "H", 2) + entries + b"\x00" * 4
+    ifd1 = struct.pack(order + "H", 1) + struct.pack(order + "HHII", 0x0201, 4, 1, 0) + b"\x00" * 4  # a thumbnail
+    exif = header + struct.pack(order + "H", 2) + entries + struct.pack(order + "I", 38) + ifd1
     patched = normalised_exif(exif)
     assert len(patched) == len(exif)
     assert struct.unpack_from(order + "H", patched, 10 + 8)[0] == 1
-    assert patched[:18] + patched[20:] == exif[:18] + exif[20:]  # nothing else changed
+    assert struct.unpack_from(order + "I", patched, 34)[0] == 0  # the thumbnail's IFD is unlinked
+    assert patched[:18] + patched[20:34] + patched[38:] == exif[:18] + exif[20:34] + exif[38:]  # nothing else
 
 
 def test_exif_without_orientation_or_malformed_is_kept_as_it_is() -> None:
