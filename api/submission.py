@@ -1,10 +1,10 @@
 """Creating a job: from a file sent with the request or from a presigned upload.
 
 The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
-nothing); the webhook options, the output options and the model are checked; the source is stored (a sent file,
-once its bytes fit the tenant's storage quota) or claimed (an upload: complete, no larger than
-declared nor than the size limit, used by no other job); the job is
-recorded and its first task enqueued: a single image goes straight to colorizing (and counts
+nothing); the webhook options, the output options (``shared.output_options``) and the model
+are checked; the source is stored (a sent file, once its bytes fit the tenant's storage quota)
+or claimed (an upload: complete, no larger than declared nor than the size limit, used by no
+other job); the job is recorded and its first task enqueued: a single image goes straight to colorizing (and counts
 against the daily image quota now), an archive to expansion (its images count as the worker
 finds them).
 

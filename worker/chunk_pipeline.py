@@ -13,8 +13,10 @@ when the one before has ended, so a poison item uses up its own attempts and nob
 
 A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one
 ranged GET where they lie close), then decoded and colorized in batches whose pixels and
-decoding memory, read from the fetched headers, fit the worker's memory budget
-(:mod:`worker.batching`). Input objects are deleted as soon as the store reports that none of
+decoding memory, read from the fetched headers, fit the worker's memory budget for the job's
+output format (:mod:`worker.batching`). An image's metadata is read as it is decoded, the
+last moment its bytes are held, and its result written as the job asks, with that metadata
+and the provenance (:mod:`shared.result_encoding`). Input objects are deleted as soon as the store reports that none of
 their items is unfinished, and all of a job's once it finishes or is canceled. A bulk chunk
 (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
