@@ -10,7 +10,7 @@ are introduced by a comment.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
@@ -48,10 +48,13 @@ CallbackUrl = Annotated[
         json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
     ),
 ]
-OutputFormatName = Annotated[
-    Literal[tuple(f.value for f in OutputFormat)],  # type: ignore[valid-type]
-    Field(description="The results' image format; default: jpeg."),
-]
+# Built from the enum, so that the schema lists its values inline; mypy cannot evaluate such a
+# Literal (an alias of it is no type to it), so it sees the str each value is.
+if TYPE_CHECKING:
+    _FormatValue = str
+else:
+    _FormatValue = Literal[tuple(f.value for f in OutputFormat)]
+OutputFormatName = Annotated[_FormatValue, Field(description="The results' image format; default: jpeg.")]
 Quality = Annotated[
     int,
     Field(
@@ -109,10 +112,12 @@ class JobFromForm(RequestBody):
 
     # The size limit in its description is the server's (api/openapi.py adds it).
     file: Annotated[InstanceOf[FileStorage], WithJsonSchema({"type": "string", "format": "binary"})]
+    # Typed as sent, so that their schemas are not nullable (a form field is never null);
+    # None, the default, stands for a field left out.
     model: str = None  # type: ignore[assignment]
     temperature: Temperature = None  # type: ignore[assignment]
     callback_url: CallbackUrl = None  # type: ignore[assignment]
-    events: str = Field(
+    events: str = Field(  # type: ignore[assignment]
         None,
         description="Comma-separated event names: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
         json_schema_extra={"example": EVENT_NAMES_EXAMPLE},
@@ -135,6 +140,8 @@ class Item(Document):
     output_path: str = Field(
         description="The result's path in results.zip (ends in the job's output format's extension: .jpg, .png or .webp)."
     )
+    # Built from the enum (a Literal mypy cannot evaluate), so that the schema lists its values
+    # inline; WebhookDelivery.outcome likewise.
     status: Literal[tuple(ItemStatus)]  # type: ignore[valid-type]
     size: Count | None
     result_url: str | None
@@ -189,8 +196,11 @@ class UploadedPart(Document):
 
 
 class UploadCompletion(RequestBody):
-    parts: list[UploadedPart] = Field(  # type: ignore[assignment]
-        None, min_length=1, description="Required for multipart uploads; ignored for single ones."
+    # Not nullable in the schema, as a client sends it; None stands for left out (a single upload).
+    parts: list[UploadedPart] = Field(
+        None,  # type: ignore[arg-type]
+        min_length=1,
+        description="Required for multipart uploads; ignored for single ones.",
     )
 
 
@@ -203,7 +213,8 @@ class UploadComplete(Document):
 # --- models, webhooks, health -----------------------------------------------------------------
 
 
-# Described as "Model". Facts a manifest leaves out are left out here too.
+# Described as "Model". Facts a manifest leaves out are left out here too: typed as sent (not
+# nullable in the schema), None until set.
 class InstalledModel(Document):
     name: str
     description: str = None  # type: ignore[assignment]

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from api.serving import gunicorn_args
 from cli.embedded_services import POLL_S, RedisServer, SeaweedS3Server, stop_process
@@ -60,7 +60,7 @@ class LocalStack:
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
-    def start(self) -> LocalStack:
+    def start(self) -> Self:
         settings = self._base
         data_dir = Path(settings.data_dir)
         try:
@@ -197,7 +197,7 @@ class LocalStack:
             self.redis.stop()
             self.redis = None
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -106,7 +106,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         raise InvalidRequest(f"the callback host {host!r} does not resolve", field="callback_url") from exc
     addresses: list[IPAddress] = []
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 zone id
         if address not in addresses:
             addresses.append(address)
     return addresses
@@ -154,7 +154,9 @@ def parse_callback_url(url: Any) -> CallbackTarget:
     return CallbackTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port or default_port, path=path)
 
 
-def permitted_addresses(target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve) -> list[IPAddress]:
+def permitted_addresses(
+    target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve
+) -> Sequence[IPAddress]:
     """The target's addresses; ForbiddenAddress when any one of them is not permitted."""
     addresses = resolver(target.host, target.port)
     if not addresses:

@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared import job_scripts
 from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
@@ -128,7 +129,7 @@ class JobStore:
         job_id = job_id or new_id()
         now = self._clock()
         expires_at = now + self.settings.result_ttl_s
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "id": job_id,
             "tenant": tenant,
             "status": JobStatus.QUEUED,
@@ -145,7 +146,8 @@ class JobStore:
             "expires_at": repr(expires_at),
             "callback_url": callback_url or "",
             "webhook_events": ",".join(webhook_events),
-            **output.record_fields(),
+            # Read into this mapping's wider key and value types.
+            **{name: value for name, value in output.record_fields().items()},
         }
         record = self.keys.job(job_id).record
         pipe = self.redis.pipeline(transaction=True)
@@ -160,7 +162,8 @@ class JobStore:
         return self.get(job_id)
 
     def find(self, job_id: str) -> Job | None:
-        fields = self.redis.hgetall(self.keys.job(job_id).record)
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys.job(job_id).record))
         return decode_job(fields) if fields else None
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
@@ -346,10 +349,10 @@ class JobStore:
 
     def attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
         """Processing attempts started so far for each of ``indices``."""
-        indices = [str(i) for i in indices]
-        if not indices:
+        fields = [str(i) for i in indices]
+        if not fields:
             return []
-        return [int(v or 0) for v in self.redis.hmget(self.keys.job(job_id).attempts, indices)]
+        return [int(v or 0) for v in self.redis.hmget(self.keys.job(job_id).attempts, fields)]
 
     def _notify(self, event: str, *args: Any) -> None:
         # The change is committed; a listener failing (a lost webhook) must not undo nor repeat it.

@@ -17,7 +17,8 @@ from shared.metadata_embedding import MAX_SEGMENT_DATA
 from shared.output_options import WEBP_MAX_SIDE, OutputFormat, OutputOptions, requested_output
 from shared.provenance import NAMESPACE, Provenance, xmp_with_provenance
 from shared.result_encoding import encode_result, fitted_size
-from shared.settings import Limits, Settings
+from shared.setting_types import Limits
+from shared.settings import Settings
 from tests.metadata_samples import (
     CAPTION,
     CREDIT,

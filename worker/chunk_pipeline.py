@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import redis
@@ -78,6 +79,12 @@ class _Loaded:
     metadata: SourceMetadata = NO_METADATA
     error: ColorizeError | None = None
 
+    def decoded(self) -> np.ndarray:
+        """The image of an item that has been decoded."""
+        if self.image is None:
+            raise ValueError(f"item {self.index} has not been decoded")
+        return self.image
+
 
 @dataclass(frozen=True)
 class _Colorized:
@@ -102,6 +109,13 @@ class ChunkRun:
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
+
+    @property
+    def _job(self) -> Job:
+        """The job whose items are being processed (read as the run begins)."""
+        if self.job is None:
+            raise RuntimeError(f"job {self.job_id} has not been read")
+        return self.job
 
     def run(self, indices: Sequence[int]) -> None:
         with self.ctx.metrics.stage("redis"):
@@ -183,7 +197,7 @@ class ChunkRun:
 
     def _process(self, fresh: list[int], retried: list[int]) -> None:
         try:
-            engine = self.ctx.engines.get(self.job.model)
+            engine = self.ctx.engines.get(self._job.model)
         except ColorizeError as exc:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
@@ -201,11 +215,10 @@ class ChunkRun:
         decoding and the one before being stored while one is inferred."""
         if not groups:
             return
-        assert self.job is not None
-        budget = MemoryBudget.of(self.settings.limits, self.job.output)
+        budget = MemoryBudget.of(self.settings.limits, self._job.output)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
-            saving: list[Future] = []
+            saving: list[Future[ItemResult]] = []
             for number in range(len(groups)):
                 if number and self._hand_over(groups[number:]):
                     break
@@ -253,17 +266,17 @@ class ChunkRun:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
         batch = BatchInputs(
             self.ctx.storage,
-            self.job,
+            self._job,
             {i: self.inputs.get(i) for i in indices},
             self.settings.limits,
             timed=self.ctx.metrics.stage,
         )
-        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index))) for index in indices]
+        return [self._loaded(index, partial(self._read, batch, index)) for index in indices]
 
-    def _with_cost(self, index: int, data: bytes) -> _Loaded:
+    def _read(self, batch: BatchInputs, index: int) -> _Loaded:
+        data = batch.read(index)
         cost = decode_cost(data, self.settings.limits)  # checked against the JPEG shares
-        assert self.job is not None
-        output = self.job.output
+        output = self._job.output
         refusal = MemoryBudget.of(self.settings.limits, output).refusal(cost.pixels, cost.bytes)
         if refusal is not None:
             scaled = " scaled to max_side" if output.max_side is not None else ""
@@ -279,7 +292,8 @@ class ChunkRun:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
         def decoded() -> _Loaded:
-            assert data is not None  # fetched: only usable items are decoded
+            if data is None:
+                raise ValueError(f"item {item.index} has no bytes to decode")
             with self.ctx.metrics.stage("decode"):
                 image = decode_image(data, self.settings.limits)
                 # Read while the bytes are at hand; they go with this frame.
@@ -312,7 +326,7 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                images = colorize_batch(engine, [item.image for item in items], self.job.temperature)
+                images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
             return [_Colorized(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
@@ -328,8 +342,7 @@ class ChunkRun:
             return []
 
     def _save(self, engine: Engine, result: _Colorized) -> ItemResult:
-        assert self.job is not None  # run() has read it before any item is processed
-        index, output = result.index, self.job.output
+        index, output = result.index, self._job.output
         try:
             with self.ctx.metrics.stage("encode"):
                 data = encode_result(
@@ -340,18 +353,17 @@ class ChunkRun:
             return ItemResult.failed(index, ProcessingFailed("the result could not be encoded"))
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
-            key = result_key(self.job.tenant, self.job_id, index, output.format)
+            key = result_key(self._job.tenant, self.job_id, index, output.format)
             self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
-        self.ctx.stored.add(self.job.tenant, job_owner(self.job_id), len(data))
+        self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
 
     def _provenance(self, engine: Engine) -> Provenance:
         """What the result says of how it was made (``shared.provenance``)."""
-        assert self.job is not None
         manifest = engine.manifest
-        temperature = manifest.temperature if self.job.temperature is None else self.job.temperature
+        temperature = manifest.temperature if self._job.temperature is None else self._job.temperature
         return Provenance(manifest.name, manifest.sha256, temperature)
 
     def _about(self, index: int) -> dict[str, object]:
         # Log fields for one item: the chunk's I/O threads do not see the task's log context.
-        return {"job_id": self.job_id, "item": index, "tenant": self.job.tenant}
+        return {"job_id": self.job_id, "item": index, "tenant": self._job.tenant}
