@@ -59,6 +59,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "use POST /v1/uploads for larger files."
     )
     schemas["UploadRequest"]["properties"]["size"]["maximum"] = limits.max_upload_bytes
+    for body in ("JobFromForm", "JobFromUpload"):
+        schemas[body]["properties"]["max_side"]["maximum"] = limits.max_side
     return schemas
 
 

@@ -33,6 +33,9 @@ def submit(ctx: Context) -> int:
                 temperature=args.temperature,
                 callback_url=args.callback_url,
                 events=args.events,
+                format=args.format,
+                quality=args.quality,
+                max_side=args.max_side,
                 on_upload=lambda sent, total: bar.update(sent, total),
             )
         except FileNotFoundError as exc:

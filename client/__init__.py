@@ -2,6 +2,18 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Counts, Health, Item, ItemError, Job, JobPage, Model
+from client.types import Counts, Health, Item, ItemError, Job, JobPage, Model, Output
 
-__all__ = ["Client", "ClientError", "Counts", "Health", "Item", "ItemError", "Job", "JobPage", "Model", "WaitTimeout"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "Counts",
+    "Health",
+    "Item",
+    "ItemError",
+    "Job",
+    "JobPage",
+    "Model",
+    "Output",
+    "WaitTimeout",
+]

@@ -82,16 +82,21 @@ class Client:
         idempotency_key: str | None = None,
         on_upload: UploadProgress | None = None,
         events: Sequence[str] | None = None,
+        format: str | None = None,
+        quality: int | None = None,
+        max_side: int | None = None,
         wait: int | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
         ``callback_url`` receives signed webhook deliveries of ``events`` (started, progress,
-        completed; all when None). ``idempotency_key`` defaults to a fresh one per call, so the
-        call's own retries can never create two jobs. ``wait`` (1 to 60 seconds) asks the API to
-        answer with the finished job if it ends within that time (``Prefer: wait``); otherwise
-        the job comes back unfinished, as without it. Raises FileNotFoundError for a missing
-        path, ClientError when the API refuses.
+        completed; all when None). ``format`` (jpeg, png or webp; default jpeg), ``quality``
+        (1-100, jpeg and webp) and ``max_side`` (results scaled down to fit it) say how the
+        results are written; None leaves each to the server. ``idempotency_key`` defaults to a
+        fresh one per call, so the call's own retries can never create two jobs. ``wait`` (1 to
+        60 seconds) asks the API to answer with the finished job if it ends within that time
+        (``Prefer: wait``); otherwise the job comes back unfinished, as without it. Raises
+        FileNotFoundError for a missing path, ClientError when the API refuses.
         """
         paths = (
             [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
@@ -99,6 +104,7 @@ class Client:
         if not paths:
             raise FileNotFoundError("no path given")
         options = _job_options(model, temperature, callback_url, events)
+        options.update(_output_options(format, quality, max_side))
         # One key for every attempt of this call: a retried request returns the same job.
         headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
         if wait is not None:
@@ -334,6 +340,11 @@ def _job_options(
     if events is not None:
         options["events"] = list(events)
     return options
+
+
+def _output_options(format: str | None, quality: int | None, max_side: int | None) -> dict[str, Any]:
+    given = {"format": format, "quality": quality, "max_side": max_side}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _waited(headers: dict[str, str]) -> float:

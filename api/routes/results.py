@@ -1,4 +1,4 @@
-"""Downloading results: one JPEG by redirect, or all of them as one streamed zip."""
+"""Downloading results: one image by redirect, or all of them as one streamed zip."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def item_result(job_id: str, index: int) -> BaseResponse:
     if item.status != "done":
         raise NotFound(f"item {index} of job {job_id} has no result ({item.status})", status=item.status)
     url = svc.storage.presign_get(
-        result_key(job.tenant, job_id, index),
+        result_key(job.tenant, job_id, index, job.output.format),
         download_name=item.output_path.rsplit("/", 1)[-1],
         expires_s=svc.settings.presign_ttl_s,
     )
@@ -46,10 +46,12 @@ def results_zip(job_id: str) -> Response:
             "(GET .../items/{n}/result serves each finished image meanwhile)",
             status=job.status,
         )
-    # JPEG data does not compress: store it, which also keeps the stream cheap to produce.
+    # Image data (JPEG, WebP, deflated PNG) does not compress: store it, which also keeps the
+    # stream cheap to produce.
     archive = ZipStream(compress_type=ZIP_STORED)
     for item_index, output_path in _done_results(svc.jobs, job_id):
-        archive.add(_object_chunks(svc.storage, result_key(job.tenant, job_id, item_index)), output_path)
+        key = result_key(job.tenant, job_id, item_index, job.output.format)
+        archive.add(_object_chunks(svc.storage, key), output_path)
     response = Response(archive, mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{job_id}.zip"'
     return response
