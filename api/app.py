@@ -11,7 +11,7 @@ from flask import Flask, request
 from api import web
 from api.errors import register_error_handlers
 from api.proxies import TrustedProxies, parse_networks
-from api.routes import deliveries, health, jobs, models, openapi, results, uploads
+from api.routes import connections, deliveries, health, jobs, models, openapi, results, uploads
 from api.routes.metrics import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             )
 
     install_authentication(app, settings)
-    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, deliveries.bp, openapi.bp, web.bp):
+    blueprints = (jobs.bp, results.bp, uploads.bp, connections.bp, models.bp, health.bp, deliveries.bp, openapi.bp)
+    for blueprint in (*blueprints, web.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

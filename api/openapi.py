@@ -19,6 +19,7 @@ from api import serving
 from api.errors import ErrorBody
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
+from api.openapi_connections import connection_paths
 from api.openapi_schemas import component_schemas, model_schema
 from api.routes.jobs import REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
@@ -50,6 +51,9 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "WebhookDeliveries": (s.WebhookDeliveries, RESPONSE),
     "WebhookSecret": (s.WebhookSecret, RESPONSE),
     "WebhookEvent": (WebhookEvent, RESPONSE),
+    "ConnectionRequest": (s.ConnectionRequest, REQUEST),
+    "Connection": (s.ConnectionInfo, RESPONSE),
+    "ConnectionList": (s.ConnectionList, RESPONSE),
     "Health": (s.Health, RESPONSE),
     "Ready": (s.Ready, RESPONSE),
 }
@@ -174,7 +178,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "Submit an image or an archive",
                 "description": "Send the file in a multipart form (up to the request size limit), or name an upload "
-                "made with POST /v1/uploads in JSON. Answers at once; the job runs in the background.",
+                "made with POST /v1/uploads in JSON, or a source by reference (objects of a stored connection, or "
+                "URLs), with an optional destination. Answers at once; the job runs in the background.",
                 "parameters": [
                     {
                         "name": IDEMPOTENCY_HEADER,
@@ -216,7 +221,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         },
                     ),
                     "400": err("Invalid parameters (including a callback URL to a non-public address)."),
-                    "404": err("No such upload."),
+                    "404": err("No such upload or connection."),
                     "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
                     "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                     "415": err("Neither multipart/form-data nor JSON."),
@@ -336,12 +341,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "responses": {
                     "200": _json_response("Complete.", _ref("UploadComplete")),
                     "400": err("Invalid parts."),
-                    "404": err("No such upload."),
+                    "404": err("No such upload or connection."),
                     "409": err("The upload has been used by a job."),
                     "413": err("Larger than the upload limit, or than the size the upload declared (deleted)."),
                 },
             }
         },
+        **connection_paths(_ref, _json_response, _error_response),
         "/v1/models": {
             "get": {
                 "operationId": "listModels",
@@ -407,7 +413,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             },
         },
         "security": [{"bearer": []}, {"apiKey": []}],
-        "tags": [{"name": n} for n in ("jobs", "results", "uploads", "webhooks", "models", "health")],
+        "tags": [{"name": n} for n in ("jobs", "results", "uploads", "connections", "webhooks", "models", "health")],
     }
     if settings.public_url:
         spec["servers"] = [{"url": settings.public_url.rstrip("/")}]

@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
 from shared.callback_urls import MAX_URL_LENGTH
+from shared.connections import BUCKET_PATTERN, DEFAULT_REGION, MAX_CREDENTIAL_LENGTH, NAME_PATTERN, REGION_PATTERN
 from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, Timestamp
+from shared.job_sources import MAX_KEY_LENGTH
 from shared.jobs import ItemStatus
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
@@ -63,9 +65,45 @@ JsonEvents = Annotated[
 ]
 
 
+# --- sources by reference and destinations (shared/job_sources.py) -----------------------------
+
+ConnectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="A stored connection (POST /v1/connections).")]
+KeyPrefix = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]
+
+
+class SourceRequest(RequestBody):
+    """Images by reference, read by the workers where they are: the objects under ``prefix`` (or
+    the ``keys`` named) of a stored connection, or ``urls``. Each object or URL is an item; a
+    missing, refused, too big or non-image one fails as an item."""
+
+    connection: ConnectionName | None = None
+    prefix: KeyPrefix = Field("", description="Every object under it (listed page by page); item paths are relative to it.")
+    keys: list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]] | None = Field(
+        None, min_length=1, description="These objects only (instead of a prefix listing); item paths are the keys."
+    )
+    urls: list[CallbackUrl] | None = Field(
+        None,
+        min_length=1,
+        description="http(s) URLs, under the same address rules as callback URLs; redirects are not followed.",
+    )
+
+
+class DestinationRequest(RequestBody):
+    """Results are written to ``prefix`` + their output path in the connection's bucket, with
+    ``manifest.json`` once the job has finished."""
+
+    connection: ConnectionName
+    prefix: KeyPrefix = ""
+    keep_in_service: bool = Field(True, description="Keep the results in the service as well (downloads, results.zip).")
+
+
 # Optional JSON fields may be null, which means the same as leaving them out.
 class JobFromUpload(RequestBody):
-    upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
+    """A JSON job request: an ``upload_id``, or a ``source`` by reference."""
+
+    upload_id: str | None = Field(None, min_length=1, description="From POST /v1/uploads; or give a 'source'.")
+    source: SourceRequest | None = None
+    destination: DestinationRequest | None = None
     filename: str | None = Field(None, description="Overrides the upload's file name.")
     model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
     temperature: Temperature | None = None
@@ -75,7 +113,7 @@ class JobFromUpload(RequestBody):
     )
 
     field_messages: ClassVar[dict[str, str]] = {
-        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads)"
+        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
     }
 
 
@@ -231,3 +269,31 @@ class ReadyChecks(Document):
 class Ready(Document):
     status: Literal["ready"]
     checks: ReadyChecks
+
+
+# --- connections ------------------------------------------------------------------------------
+
+
+class ConnectionRequest(RequestBody):
+    """An S3-compatible store of the tenant's: its credentials are stored encrypted and never
+    answered back."""
+
+    name: ConnectionName
+    endpoint_url: CallbackUrl = Field(description="The store's base URL; under the same address rules as callbacks.")
+    region: str = Field(DEFAULT_REGION, pattern=REGION_PATTERN)
+    bucket: str = Field(pattern=BUCKET_PATTERN)
+    access_key_id: str = Field(min_length=1, max_length=MAX_CREDENTIAL_LENGTH)
+    secret_access_key: str = Field(min_length=1, max_length=MAX_CREDENTIAL_LENGTH)
+
+
+# Described as "Connection": never its credentials.
+class ConnectionInfo(Document):
+    name: str
+    endpoint_url: str
+    region: str
+    bucket: str
+    created_at: Timestamp
+
+
+class ConnectionList(Document):
+    connections: list[ConnectionInfo]

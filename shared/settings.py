@@ -16,6 +16,7 @@ flat ``COLORIZE_<FIELD>`` names as the rest.
 
 from __future__ import annotations
 
+import base64
 import difflib
 import ipaddress
 import logging
@@ -90,6 +91,16 @@ def _key_prefix(value: str) -> str:
     return value
 
 
+def _fernet_key(value: str) -> str:
+    # Checked as shared.connections reads it: 32 bytes in URL-safe base64.
+    try:
+        if len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32:
+            return value
+    except (ValueError, UnicodeEncodeError):
+        pass
+    raise ValueError("is not a Fernet key (32 bytes in URL-safe base64, as Fernet.generate_key() makes)")
+
+
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
@@ -109,6 +120,7 @@ HttpUrlText = Annotated[str, AfterValidator(_url("http", "https"))]
 RedisUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix"))]
 BrokerUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix", "amqp", "amqps"))]
 Networks = Annotated[str, AfterValidator(_networks)]
+FernetKey = Annotated[str, BeforeValidator(_strip), AfterValidator(_fernet_key)]
 KeyPrefix = Annotated[str, Field(max_length=64), AfterValidator(_key_prefix)]
 
 _CONFIG = ConfigDict(allow_inf_nan=False)
@@ -255,6 +267,12 @@ class Settings:
     # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
     webhook_allow_private: Flag = False
     webhook_allowed_networks: Networks = ""
+    # Encrypts the credentials of tenants' stored S3 connections (POST /v1/connections) in Redis:
+    # a Fernet key, e.g. from `python -c "from cryptography.fernet import Fernet;
+    # print(Fernet.generate_key().decode())"`; the API and every worker need the same one. Their
+    # endpoints, and URL sources, obey the webhook address rules above. None: connections are
+    # refused (501), except that `colorize serve` makes a key and keeps it in data_dir/connection.key.
+    connection_key: FernetKey | None = None
 
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     # Workers serve Prometheus metrics on this port from their main process; 0 = off.

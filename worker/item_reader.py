@@ -1,6 +1,8 @@
 """The bytes of a batch of items, read from storage where the expander left them
 (:mod:`shared.item_inputs`): zip members from the job's source object, tar images from their
-chunk's input object, a single image from the source object itself.
+chunk's input object, a single image from the source object itself, and items of a source by
+reference from the tenant's bucket or URL (:mod:`worker.reference_reader`), each with an error
+of its own.
 
 A batch's ranges are sorted and merged where they lie close, so neighbouring archive members
 (the usual case: a chunk's items follow each other in the archive) cost one GET per batch.
@@ -13,17 +15,18 @@ import io
 import struct
 import threading
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
-from shared.errors import ColorizeError, CorruptArchive, ProcessingFailed, UnsupportedFormat
+from shared.errors import ColorizeError, CorruptArchive, ItemError, ProcessingFailed, UnsupportedFormat
 from shared.item_inputs import ItemInput, ZipMember
 from shared.jobs import Job
 from shared.object_keys import input_object_key
 from shared.settings import Limits
 from shared.storage import Storage
 from worker.archive_rules import read_declared
+from worker.reference_reader import ReferenceReader
 
 # Ranges this close are read as one GET (the bytes between are read and dropped) ...
 MERGE_GAP_BYTES = 256 * 1024
@@ -52,14 +55,16 @@ class BatchInputs:
         inputs: Mapping[int, ItemInput | None],
         limits: Limits,
         timed: Callable[[str], AbstractContextManager] = lambda stage: nullcontext(),
+        references: ReferenceReader | None = None,
     ) -> None:
         self.storage = storage
+        self.references = references
         self.job = job
         self.inputs = dict(inputs)
         self.limits = limits
         self._timed = timed  # times a stage (``WorkerMetrics.stage``)
         self._lock = threading.Lock()
-        self._raw: dict[int, bytes] | None = None
+        self._raw: dict[int, bytes | ItemError] | None = None
         self._failure: BaseException | None = None
 
     def fetch(self) -> None:
@@ -77,16 +82,20 @@ class BatchInputs:
             raise self._failure
 
     def read(self, index: int) -> bytes:
-        """The item's image bytes (a zip member unpacked: an ItemError when it is damaged)."""
+        """The item's image bytes (a zip member unpacked: an ItemError when it is damaged; an
+        item read by reference: the ItemError its read ended with)."""
         self.fetch()
+        assert self._raw is not None
         raw = self._raw.pop(index)
+        if isinstance(raw, ItemError):
+            raise raw
         where = self.inputs[index]
         if where is None or where.member is None:
             return raw
         return unpack_zip_member(raw, where.member, self.limits)
 
-    def _fetch(self) -> dict[int, bytes]:
-        raw: dict[int, bytes] = {}
+    def _fetch(self) -> dict[int, bytes | ItemError]:
+        raw: dict[int, bytes | ItemError] = {}
         if self.job.source_kind == "image":
             # A single-image job: the source object is the image.
             data = self.storage.get_bytes(self.job.source_key)
@@ -94,7 +103,12 @@ class BatchInputs:
         for index, where in self.inputs.items():
             if where is None:
                 raise ProcessingFailed("the item's input is missing")
-        for read in self._plan():
+        referenced = {i: where.reference for i, where in self.inputs.items() if where and where.reference is not None}
+        if referenced:
+            if self.references is None:
+                raise ProcessingFailed("items read by reference need a reference reader")
+            raw.update(self.references.read_many(self.job.tenant, referenced))
+        for read in self._plan(exclude=referenced.keys()):
             data = self.storage.get_range(read.key, read.start, read.end - read.start)
             for index, where in read.items:
                 if (where.offset, where.end) == (read.start, read.end):
@@ -103,10 +117,11 @@ class BatchInputs:
                     raw[index] = data[where.offset - read.start : where.end - read.start]
         return raw
 
-    def _plan(self) -> list[_Read]:
-        """The GETs that cover every item: per object, ranges in order, merged where close."""
+    def _plan(self, exclude: Collection[int] = ()) -> list[_Read]:
+        """The GETs that cover every item but ``exclude``: per object, ranges in order, merged where close."""
         reads: list[_Read] = []
-        by_place = sorted(self.inputs.items(), key=lambda pair: (self._key(pair[1]), pair[1].offset))
+        stored = [(index, where) for index, where in self.inputs.items() if index not in exclude and where is not None]
+        by_place = sorted(stored, key=lambda pair: (self._key(pair[1]), pair[1].offset))
         for index, where in by_place:
             key = self._key(where)
             last = reads[-1] if reads else None
