@@ -27,12 +27,11 @@ from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
 from api.uploads import stored_size
-from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.archives import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
 from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.job_sources import (
-    REFERENCE_KIND,
     BucketSource,
     Destination,
     SourceReference,

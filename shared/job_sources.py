@@ -1,7 +1,8 @@
 """Sources by reference and destinations: where a job reads its images from and writes its results
 to outside the service's own store.
 
-A job created with ``{"source": ...}`` has the source kind ``reference``; its source object in
+A job created with ``{"source": ...}`` has the source kind ``reference``
+(``shared.archives.REFERENCE_KIND``); its source object in
 the store is the reference itself (:func:`encode_source`), which the expander reads and expands:
 the objects under a prefix of a stored connection (listed page by page), the keys it names, or
 URLs. Each becomes an item whose input (:class:`shared.item_inputs.ItemInput`) carries the
@@ -26,7 +27,6 @@ from shared.errors import InvalidRequest
 from shared.redis_keys import RedisKeys
 from shared.settings import Settings
 
-REFERENCE_KIND = "reference"
 MAX_KEY_LENGTH = 1024  # S3's limit on an object key
 MANIFEST_NAME = "manifest.json"
 _BUCKET, _URL = "s3:", "url:"

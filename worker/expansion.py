@@ -32,7 +32,7 @@ from typing import BinaryIO
 import redis
 from redis.lock import Lock
 
-from shared.archives import OutputNames
+from shared.archives import REFERENCE_KIND, OutputNames
 from shared.errors import (
     ArchiveLimitExceeded,
     ColorizeError,
@@ -45,7 +45,7 @@ from shared.errors import (
     SourceUnreachable,
 )
 from shared.item_inputs import ItemInput
-from shared.job_sources import REFERENCE_KIND, decode_source
+from shared.job_sources import decode_source
 from shared.jobs import Job, JobStatus, NewItem
 from shared.object_keys import input_object_key, input_object_name, inputs_prefix
 from worker.archive_entries import ArchiveEntry, iter_entries
