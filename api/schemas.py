@@ -77,7 +77,9 @@ class SourceRequest(RequestBody):
     missing, refused, too big or non-image one fails as an item."""
 
     connection: ConnectionName | None = None
-    prefix: KeyPrefix = Field("", description="Every object under it (listed page by page); item paths are relative to it.")
+    prefix: KeyPrefix = Field(
+        "", description="Every object under it (listed page by page); item paths are relative to it."
+    )
     keys: list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]] | None = Field(
         None, min_length=1, description="These objects only (instead of a prefix listing); item paths are the keys."
     )

@@ -2,6 +2,17 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Counts, Health, Item, ItemError, Job, Model
+from client.types import Connection, Counts, Health, Item, ItemError, Job, Model
 
-__all__ = ["Client", "ClientError", "Counts", "Health", "Item", "ItemError", "Job", "Model", "WaitTimeout"]
+__all__ = [
+    "Client",
+    "ClientError",
+    "Connection",
+    "Counts",
+    "Health",
+    "Item",
+    "ItemError",
+    "Job",
+    "Model",
+    "WaitTimeout",
+]

@@ -26,7 +26,7 @@ from client.bodies import FileSlice, MultipartFile
 from client.errors import CONNECTION_ERROR, UNSAFE_PATH, ClientError, WaitTimeout
 from client.packing import pack_zip
 from client.transport import Transport
-from client.types import Health, Item, Job, Model
+from client.types import Connection, Health, Item, Job, Model
 
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
@@ -107,6 +107,66 @@ class Client:
             return self._submit_file(packed, _packed_name(paths), options, key, on_upload)
         finally:
             packed.unlink(missing_ok=True)
+
+    def submit_references(
+        self,
+        *,
+        connection: str | None = None,
+        prefix: str = "",
+        keys: Sequence[str] | None = None,
+        urls: Sequence[str] | None = None,
+        to_connection: str | None = None,
+        to_prefix: str = "",
+        keep_in_service: bool = True,
+        model: str | None = None,
+        temperature: float | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        events: Sequence[str] | None = None,
+    ) -> Job:
+        """Create a job from images the service reads where they are: the objects under
+        ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With
+        ``to_connection``, results are also written there under ``to_prefix`` (only there when
+        not ``keep_in_service``), with ``manifest.json`` at the end."""
+        if (connection is None) == (urls is None):
+            raise ValueError("give a connection (with a prefix or keys) or urls")
+        source: dict[str, Any] = {"urls": list(urls)} if urls is not None else {"connection": connection}
+        if connection is not None:
+            source.update({"keys": list(keys)} if keys is not None else {"prefix": prefix})
+        body: dict[str, Any] = {"source": source, **_job_options(model, temperature, callback_url, events)}
+        if to_connection is not None:
+            body["destination"] = {"connection": to_connection, "prefix": to_prefix, "keep_in_service": keep_in_service}
+        return self._create_job(body, idempotency_key or uuid.uuid4().hex)
+
+    # --- stored connections -------------------------------------------------------------
+
+    def create_connection(
+        self,
+        name: str,
+        endpoint_url: str,
+        bucket: str,
+        access_key_id: str,
+        secret_access_key: str,
+        region: str | None = None,
+    ) -> Connection:
+        body = {
+            "name": name,
+            "endpoint_url": endpoint_url,
+            "bucket": bucket,
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key,
+        }
+        if region is not None:
+            body["region"] = region
+        # Not retried: a repeat after a lost answer would meet the first one (409).
+        return Connection.from_json(self._http.json("POST", "/v1/connections", idempotent=False, json_body=body))
+
+    def connections(self) -> list[Connection]:
+        data = self._http.json("GET", "/v1/connections", idempotent=True)
+        return [Connection.from_json(entry) for entry in data["connections"]]
+
+    def delete_connection(self, name: str) -> None:
+        self._http.request("DELETE", f"/v1/connections/{_segment(name)}", idempotent=True)
 
     def _submit_file(
         self, path: Path, filename: str, options: dict[str, Any], key: str, on_upload: UploadProgress | None

@@ -148,6 +148,23 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """A stored S3 connection of the tenant (the API never returns its credentials)."""
+
+    name: str
+    endpoint_url: str
+    region: str
+    bucket: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Connection:
+        return cls(
+            name=data["name"], endpoint_url=data["endpoint_url"], region=data["region"], bucket=data["bucket"], raw=data
+        )
+
+
+@dataclass(frozen=True)
 class Health:
     """Readiness: Redis, storage and at least one worker are there."""
 

@@ -151,9 +151,7 @@ def parse_callback_url(url: Any, field: str = "callback_url") -> CallbackTarget:
     if not parts.hostname:
         raise InvalidRequest(f"'{field}' needs a host", field=field)
     if parts.username is not None or parts.password is not None:
-        raise InvalidRequest(
-            f"'{field}' must not carry credentials", field=field
-        )
+        raise InvalidRequest(f"'{field}' must not carry credentials", field=field)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = 443 if parts.scheme == "https" else 80
     return CallbackTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port or default_port, path=path)
@@ -176,14 +174,14 @@ def permitted_addresses(
                 field=field,
                 address=str(address),
             )
-    return addresses
+    return list(addresses)
 
 
 def pinned_pool(target: CallbackTarget, address: IPAddress, timeout_s: float) -> urllib3.HTTPConnectionPool:
     """A one-connection pool to the checked ``address`` (no second DNS answer is asked for);
     over https, TLS still names and verifies the target's host."""
     timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s, total=timeout_s)
-    options: dict[str, Any] = dict(timeout=timeout, retries=False, maxsize=1)
+    options: dict[str, Any] = {"timeout": timeout, "retries": False, "maxsize": 1}
     if target.scheme == "https":
         return urllib3.HTTPSConnectionPool(
             str(address),

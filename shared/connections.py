@@ -15,6 +15,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from redis import Redis
@@ -111,7 +112,7 @@ class ConnectionStore:
 
     def list(self, tenant: str) -> list[ConnectionInfo]:
         records = self.redis.hgetall(self.keys.connections(tenant))
-        infos = [_info(name.decode(), json.loads(record)) for name, record in records.items()]
+        infos = [_info(_text(name), json.loads(record)) for name, record in records.items()]
         return sorted(infos, key=lambda info: info.name)
 
     def get(self, tenant: str, name: str) -> Connection:
@@ -136,5 +137,9 @@ class ConnectionStore:
             raise NotFound(f"no connection named {name!r}", connection=name)
 
 
-def _info(name: str, data: dict) -> ConnectionInfo:
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _info(name: str, data: dict[str, Any]) -> ConnectionInfo:
     return ConnectionInfo(name, data["endpoint_url"], data["region"], data["bucket"], float(data["created_at"]))

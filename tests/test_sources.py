@@ -14,6 +14,7 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
+from typing import ClassVar
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
@@ -25,6 +26,7 @@ from cryptography.fernet import Fernet
 
 from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
+from cli.main import main
 from shared.api_keys import KeyStore
 from shared.item_inputs import ItemInput
 from shared.job_sources import bucket_reference, parse_reference, url_path, url_reference
@@ -70,7 +72,7 @@ def test_the_connection_key_must_be_a_fernet_key() -> None:
 
 
 class _Images(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
+    files: ClassVar[dict[str, bytes]] = {}
 
     def do_GET(self) -> None:
         if self.path == "/moved.png":
@@ -244,7 +246,9 @@ def test_a_prefix_is_colorized_into_the_destination_with_a_manifest(tenant_a: Ap
     assert sorted(o["Key"] for o in written) == ["out/run1/a.jpg", "out/run1/manifest.json", "out/run1/trip/b.jpg"]
     result = customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/run1/trip/b.jpg")["Body"].read()
     assert cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_COLOR).shape == (20, 30, 3)
-    manifest = json.loads(customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/run1/manifest.json")["Body"].read())
+    manifest = json.loads(
+        customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/run1/manifest.json")["Body"].read()
+    )
     by_input = {entry["input_path"]: entry for entry in manifest["items"]}
     assert by_input["notes.txt"] == {
         "input_path": "notes.txt",
@@ -328,3 +332,41 @@ def test_non_public_stores_and_urls_are_refused_by_default(source_settings: Sett
     assert refused.status_code == 400 and refused.get_json()["error"]["details"]["field"] == "endpoint_url"
     refused = client.post("/v1/jobs", json={"source": {"urls": ["http://10.0.0.1/x.png"]}}, headers=headers)
     assert refused.status_code == 400 and refused.get_json()["error"]["details"]["field"] == "source.urls"
+
+
+@pytest.mark.integration
+def test_the_command_line_adds_connections_and_submits_by_reference(
+    source_api: str, tokens, customer_s3: SeaweedS3Server, customer_bucket, image_server: str, tmp_path
+) -> None:
+    env = {"AWS_SECRET_ACCESS_KEY": CUSTOMER_SECRET, "COLORIZE_API_KEY": tokens["b"]}
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main(["--api", source_api, *argv], env=env, stdout=out, stderr=err)
+        return code, out.getvalue(), err.getvalue()
+
+    add = ("connections", "add", "mine", "--endpoint", customer_s3.endpoint_url, "--bucket", CUSTOMER_BUCKET)
+    assert run(*add, "--access-key-id", CUSTOMER_KEY) == (0, "mine\n", "")
+    code, out, _ = run("connections", "list", "--json")
+    assert code == 0 and CUSTOMER_SECRET not in out and json.loads(out)["connections"][0]["name"] == "mine"
+    code, out, err = run(
+        "submit",
+        "--url",
+        f"{image_server}/img/b.png",
+        "--to-connection",
+        "mine",
+        "--to-prefix",
+        "cli/",
+        "--wait",
+        "--out",
+        str(tmp_path),
+        "--poll",
+        "0.2",
+    )
+    assert code == 0, err
+    assert (tmp_path / "b.jpg").is_file()
+    assert customer_bucket.head_object(Bucket=CUSTOMER_BUCKET, Key="cli/b.jpg")
+    code, _, err = run("submit", "--from-connection", "mine", "--url", f"{image_server}/img/b.png")
+    assert code == 2 and "one of them" in err
+    assert run("connections", "delete", "mine")[0] == 0
+    assert run("connections", "delete", "mine")[0] == 1

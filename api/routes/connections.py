@@ -52,5 +52,5 @@ def _info(info: connections.ConnectionInfo) -> ConnectionInfo:
         endpoint_url=info.endpoint_url,
         region=info.region,
         bucket=info.bucket,
-        created_at=iso_time(info.created_at),
+        created_at=iso_time(info.created_at) or "",  # always set for a stored connection
     )

@@ -84,7 +84,9 @@ def _job_request() -> JobRequest:
             body.events,
             destination=_destination(body.destination),
         )
-    raise UnsupportedMediaType("send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'")
+    raise UnsupportedMediaType(
+        "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"
+    )
 
 
 def _json_source(body: JobFromUpload) -> UploadReference | SourceReference:
