@@ -226,6 +226,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                     "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                     "415": err("Neither multipart/form-data nor JSON."),
                     "422": err("The model is not installed."),
+                    "501": err("A connection is named, but the server has no COLORIZE_CONNECTION_KEY."),
                 },
                 "callbacks": _webhook_callbacks(),
             }
@@ -284,6 +285,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "operationId": "getResultsZip",
                 "tags": ["results"],
                 "summary": "Every result as one zip (streamed), in the archive's folder layout, once the job has ended",
+                "description": "Its last entry is manifest.json: the job's id, status and model, and for each item "
+                "its input_path, output_path (null without a result), status, error_code and model.",
                 "parameters": [_job_id()],
                 "responses": {
                     "200": {
