@@ -39,6 +39,7 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "Item": (s.Item, RESPONSE),
     "ItemPage": (s.ItemPage, RESPONSE),
     "JobFromUpload": (s.JobFromUpload, REQUEST),
+    "JobFromSource": (s.JobFromSource, REQUEST),
     "JobFromForm": (s.JobFromForm, REQUEST),
     "UploadRequest": (s.UploadRequest, REQUEST),
     "SingleUpload": (s.SingleUpload, RESPONSE),
@@ -83,6 +84,10 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "use POST /v1/uploads for larger files."
     )
     schemas["UploadRequest"]["properties"]["size"]["maximum"] = limits.max_upload_bytes
+    for form in schemas["JobFromSource"]["properties"]["source"]["oneOf"]:
+        for listed in ("keys", "urls"):
+            if listed in form["properties"]:
+                form["properties"][listed]["maxItems"] = limits.max_entries
     return schemas
 
 
@@ -204,7 +209,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                             "schema": _ref("JobFromForm"),
                             "encoding": {"file": {"contentType": "application/octet-stream"}},
                         },
-                        JSON: {"schema": _ref("JobFromUpload")},
+                        JSON: {"schema": {"oneOf": [_ref("JobFromUpload"), _ref("JobFromSource")]}},
                     },
                 },
                 "responses": {

@@ -71,23 +71,43 @@ ConnectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="A store
 KeyPrefix = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]
 
 
-class SourceRequest(RequestBody):
-    """Images by reference, read by the workers where they are: the objects under ``prefix`` (or
-    the ``keys`` named) of a stored connection, or ``urls``. Each object or URL is an item; a
-    missing, refused, too big or non-image one fails as an item."""
+class BucketSourceRequest(RequestBody):
+    """The objects under ``prefix`` (or the ``keys`` named) of a stored connection, read by the
+    workers where they are. Each object is an item; a missing, refused, too big or non-image one
+    fails as an item."""
 
-    connection: ConnectionName | None = None
+    connection: ConnectionName
     prefix: KeyPrefix = Field(
         "", description="Every object under it (listed page by page); item paths are relative to it."
     )
     keys: list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]] | None = Field(
         None, min_length=1, description="These objects only (instead of a prefix listing); item paths are the keys."
     )
-    urls: list[CallbackUrl] | None = Field(
-        None,
-        min_length=1,
-        description="http(s) URLs, under the same address rules as callback URLs; redirects are not followed.",
-    )
+
+
+SourceUrl = Annotated[
+    str,
+    Field(
+        description="An image's http(s) URL, under the address rules of callback URLs (400 when refused).",
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    ),
+]
+
+
+class UrlSourceRequest(RequestBody):
+    """Images at http(s) URLs; redirects are not followed. Each URL is an item, its path the
+    last part of the URL's path."""
+
+    urls: list[SourceUrl] = Field(min_length=1)
+
+
+def _one_of(schema: dict[str, Any]) -> None:
+    # Exactly one: a source that fits both (extra fields are allowed) is refused.
+    schema["oneOf"] = schema.pop("anyOf")
+
+
+# One or the other, as api/job_requests.py reads it.
+SourceRequest = Annotated[BucketSourceRequest | UrlSourceRequest, Field(json_schema_extra=_one_of)]
 
 
 class DestinationRequest(RequestBody):
@@ -101,12 +121,9 @@ class DestinationRequest(RequestBody):
 
 # Optional JSON fields may be null, which means the same as leaving them out.
 class JobFromUpload(RequestBody):
-    """A JSON job request: an ``upload_id``, or a ``source`` by reference."""
-
-    upload_id: str | None = Field(None, min_length=1, description="From POST /v1/uploads; or give a 'source'.")
-    source: SourceRequest | None = None
-    destination: DestinationRequest | None = None
+    upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
     filename: str | None = Field(None, description="Overrides the upload's file name.")
+    destination: DestinationRequest | None = None
     model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
     temperature: Temperature | None = None
     callback_url: CallbackUrl | None = None
@@ -117,6 +134,19 @@ class JobFromUpload(RequestBody):
     field_messages: ClassVar[dict[str, str]] = {
         "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
     }
+
+
+class JobFromSource(RequestBody):
+    """Images read where they are (no ``upload_id``): a stored connection's objects, or URLs."""
+
+    source: SourceRequest
+    destination: DestinationRequest | None = None
+    model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
+    temperature: Temperature | None = None
+    callback_url: CallbackUrl | None = None
+    events: JsonEvents = Field(
+        None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
+    )
 
 
 class JobFromForm(RequestBody):

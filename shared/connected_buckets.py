@@ -81,12 +81,12 @@ class ConnectedBucket:
     def _named(self, key: str) -> str:
         return f"{self.connection.name}:{key}"
 
-    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+    def list_objects(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under ``prefix``, in key order, fetched a page at a time
         as the caller goes (it may stop early)."""
         token: str | None = None
         while True:
-            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": LIST_PAGE_SIZE}
+            params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
             if token:
                 params["ContinuationToken"] = token
             with _translated(f"listing {self._named(prefix)}"):

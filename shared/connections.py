@@ -133,7 +133,8 @@ class ConnectionStore:
         )
 
     def delete(self, tenant: str, name: str) -> None:
-        if not self.redis.hdel(self.keys.connections(tenant), check_name(name)):
+        # A name no connection could have is simply not there.
+        if not re.fullmatch(NAME_PATTERN, name) or not self.redis.hdel(self.keys.connections(tenant), name):
             raise NotFound(f"no connection named {name!r}", connection=name)
 
 

@@ -60,7 +60,7 @@ class Destination:
 
 
 def check_prefix(prefix: str, field: str) -> str:
-    if len(prefix) > MAX_KEY_LENGTH or prefix.startswith("/"):
+    if len(prefix) > MAX_KEY_LENGTH:
         raise InvalidRequest(f"'{field}' must be a key prefix of at most {MAX_KEY_LENGTH} characters", field=field)
     return prefix
 

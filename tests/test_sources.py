@@ -29,9 +29,13 @@ from cli.embedded_services import SeaweedS3Server
 from cli.main import main
 from shared.api_keys import KeyStore
 from shared.item_inputs import ItemInput
-from shared.job_sources import bucket_reference, parse_reference, url_path, url_reference
-from shared.settings import Settings
+from shared.connected_buckets import ConnectedBucket
+from shared.connections import Connection
+from shared.errors import ArchiveLimitExceeded
+from shared.job_sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
+from shared.settings import Limits, Settings
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
+from worker.reference_entries import reference_entries
 
 CUSTOMER_KEY, CUSTOMER_SECRET = "customer-key-id", "customer-secret-Zq81"
 CUSTOMER_BUCKET = "customer-photos"
@@ -66,6 +70,53 @@ def test_the_connection_key_must_be_a_fernet_key() -> None:
     assert Settings.from_env({"COLORIZE_CONNECTION_KEY": key}).connection_key == key
     with pytest.raises(ValueError, match="COLORIZE_CONNECTION_KEY='short' is not a Fernet key"):
         Settings.from_env({"COLORIZE_CONNECTION_KEY": "short"})
+
+
+class _ListedBucket:
+    """A connection's listing (a fake of one function's collaborator): counts what was pulled."""
+
+    def __init__(self, objects: list[tuple[str, int]]) -> None:
+        self.objects = objects
+        self.pulled = 0
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        for key, size in self.objects:
+            if key.startswith(prefix):
+                self.pulled += 1
+                yield key, size
+
+
+class _Reader:
+    def __init__(self, bucket: _ListedBucket) -> None:
+        self._bucket = bucket
+
+    def bucket(self, tenant: str, name: str) -> _ListedBucket:
+        return self._bucket
+
+
+def test_a_listing_is_cleaned_sized_and_stopped_at_the_entry_limit() -> None:
+    listed = [
+        ("in/a.png", 10),
+        ("in/folder/", 0),
+        ("in/.DS_Store", 5),
+        ("in/big.png", 10_000),
+        ("in/b.png", 10),
+        *((f"in/more/{n}.png", 10) for n in range(100)),
+    ]
+    bucket = _ListedBucket(listed)
+    limits = Limits(max_entries=3, max_entry_bytes=1000)
+    entries = reference_entries(BucketSource("cust", "in/"), "t", _Reader(bucket), limits)  # type: ignore[arg-type]
+    got = []
+    with pytest.raises(ArchiveLimitExceeded):
+        for entry in entries:
+            got.append(entry)
+    assert [(e.path, e.error.code if e.error else None) for e in got] == [
+        ("a.png", None),
+        ("big.png", "entry_too_large"),
+        ("b.png", None),
+    ]
+    assert got[0].location == ItemInput(None, 0, 10, reference=bucket_reference("cust", "in/a.png"))
+    assert bucket.pulled == 6  # the listing is read no further than the limit
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -370,3 +421,20 @@ def test_the_command_line_adds_connections_and_submits_by_reference(
     assert code == 2 and "one of them" in err
     assert run("connections", "delete", "mine")[0] == 0
     assert run("connections", "delete", "mine")[0] == 1
+
+
+@pytest.mark.integration
+def test_a_prefix_is_listed_page_by_page(customer_s3: SeaweedS3Server, customer_bucket, source_settings) -> None:
+    connection = Connection(
+        name="cust",
+        endpoint_url=customer_s3.endpoint_url,
+        region="us-east-1",
+        bucket=CUSTOMER_BUCKET,
+        created_at=0.0,
+        access_key_id=CUSTOMER_KEY,
+        secret_access_key=CUSTOMER_SECRET,
+    )
+    bucket = ConnectedBucket(connection, source_settings)
+    keys = [key for key, _ in bucket.list_objects("photos/", page_size=2)]
+    assert keys == sorted(key for key in keys) and len(keys) == 5
+    assert "photos/2024/trip/b.png" in keys and "photos/elsewhere.png" in keys

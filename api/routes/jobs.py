@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, url_for
 
-from api.bodies import form_body, json_body, query, respond
+from api.bodies import form_body, query, respond
 from api.idempotency import idempotency_key, request_fingerprint
-from api.schemas import DestinationRequest, Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUpload
+from api.job_requests import destination, json_job_body, source_reference
+from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUpload
 from api.services import Services, services
 from api.submission import IdempotentRequest, JobRequest, SentFile, UploadReference, submit
 from api.tenancy import current_tenant
 from shared.documents import ErrorBrief, JobDocument
-from shared.errors import InvalidRequest, UnsupportedMediaType
-from shared.job_sources import BucketSource, Destination, SourceReference, UrlSource, check_destination
+from shared.errors import UnsupportedMediaType
 from shared.jobs import ItemStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -74,42 +74,24 @@ def _job_request() -> JobRequest:
         sent = SentFile(form.file.stream, form.file.filename, form.file.mimetype or "application/octet-stream")
         return JobRequest(tenant, sent, form.model, form.temperature, form.callback_url, form.events)
     if request.is_json:
-        body = json_body(JobFromUpload)
+        body = json_job_body()
+        source = (
+            UploadReference(body.upload_id, body.filename)
+            if isinstance(body, JobFromUpload)
+            else source_reference(body)
+        )
         return JobRequest(
             tenant,
-            _json_source(body),
+            source,
             body.model,
             body.temperature,
             body.callback_url,
             body.events,
-            destination=_destination(body.destination),
+            destination=destination(body.destination),
         )
     raise UnsupportedMediaType(
         "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"
     )
-
-
-def _json_source(body: JobFromUpload) -> UploadReference | SourceReference:
-    if (body.upload_id is None) == (body.source is None):
-        raise InvalidRequest(JobFromUpload.field_messages["upload_id"] + ", one of the two", field="upload_id")
-    if body.upload_id is not None:
-        return UploadReference(body.upload_id, body.filename)
-    source = body.source
-    assert source is not None
-    if source.urls is not None:
-        if source.connection is not None or source.keys is not None or source.prefix:
-            raise InvalidRequest("'source' takes 'urls' or a 'connection', not both", field="source")
-        return UrlSource(tuple(source.urls))
-    if source.connection is None:
-        raise InvalidRequest("'source' needs a 'connection' (with a 'prefix' or 'keys') or 'urls'", field="source")
-    keys = tuple(source.keys) if source.keys is not None else None
-    return BucketSource(source.connection, source.prefix, keys)
-
-
-def _destination(body: DestinationRequest | None) -> Destination | None:
-    if body is None:
-        return None
-    return check_destination(Destination(body.connection, body.prefix, body.keep_in_service))
 
 
 def _document(svc: Services, job: jobs.Job) -> JobDocument:
