@@ -14,8 +14,8 @@ import threading
 import uuid
 import zipfile
 from collections.abc import Iterator
-from typing import ClassVar
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import boto3
 import cv2
@@ -28,10 +28,10 @@ from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
 from cli.main import main
 from shared.api_keys import KeyStore
-from shared.item_inputs import ItemInput
 from shared.connected_buckets import ConnectedBucket
 from shared.connections import Connection
 from shared.errors import ArchiveLimitExceeded
+from shared.item_inputs import ItemInput
 from shared.job_sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
 from shared.settings import Limits, Settings
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
@@ -106,10 +106,9 @@ def test_a_listing_is_cleaned_sized_and_stopped_at_the_entry_limit() -> None:
     bucket = _ListedBucket(listed)
     limits = Limits(max_entries=3, max_entry_bytes=1000)
     entries = reference_entries(BucketSource("cust", "in/"), "t", _Reader(bucket), limits)  # type: ignore[arg-type]
-    got = []
+    got: list = []
     with pytest.raises(ArchiveLimitExceeded):
-        for entry in entries:
-            got.append(entry)
+        got.extend(entries)
     assert [(e.path, e.error.code if e.error else None) for e in got] == [
         ("a.png", None),
         ("big.png", "entry_too_large"),
