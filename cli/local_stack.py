@@ -3,7 +3,7 @@
 ``LocalStack`` starts what the settings leave unset (Redis unless ``redis_url``, SeaweedFS
 unless ``s3_endpoint_url``; see :mod:`cli.embedded_services`), keeps their data under
 ``settings.data_dir`` so jobs and objects survive a restart (with the key of stored connections,
-``connection.key``, when ``COLORIZE_CONNECTION_KEY`` is unset), and launches the API (gunicorn)
+``connection.key``, when it runs them and ``COLORIZE_CONNECTION_KEY`` is unset), and launches the API (gunicorn)
 and workers (celery) as child processes that read the effective settings from their
 environment. ``python -m cli.local_stack`` runs it all in the foreground until Ctrl-C.
 """
@@ -97,7 +97,8 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
-        if settings.connection_key is None:
+        if settings.connection_key is None and (self.redis is not None or self.s3 is not None):
+            # Embedded mode: the key lives beside the data it protects.
             settings = settings.with_overrides(connection_key=local_connection_key(data_dir))
         self._effective = settings
         return self

@@ -271,7 +271,7 @@ class Settings:
     # a Fernet key, e.g. from `python -c "from cryptography.fernet import Fernet;
     # print(Fernet.generate_key().decode())"`; the API and every worker need the same one. Their
     # endpoints, and URL sources, obey the webhook address rules above. None: connections are
-    # refused (501), except that `colorize serve` makes a key and keeps it in data_dir/connection.key.
+    # refused (501), except that `colorize serve` on embedded services makes one, kept in data_dir/connection.key.
     connection_key: FernetKey | None = None
 
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line

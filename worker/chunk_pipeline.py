@@ -16,9 +16,9 @@ ranged GET where they lie close), then decoded and colorized in batches whose pi
 decoding memory, read from the fetched headers, fit the worker's memory budget
 (:mod:`worker.batching`). Input objects are deleted as soon as the store reports that none of
 their items is unfinished, and all of a job's once it finishes or is canceled. A job with a
-destination has each result written there too (or only there), :mod:`worker.destinations`. A bulk chunk
-(``may_hand_over``) gives its process up before a batch when interactive work or an
-expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
+destination has each result written there too, or only there (:mod:`worker.destinations`).
+A bulk chunk (``may_hand_over``) gives its process up before a batch when interactive work or
+an expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
 
 from __future__ import annotations
