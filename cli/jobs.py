@@ -5,12 +5,13 @@ destination (``--to-connection``), which the service reads and writes itself."""
 
 from __future__ import annotations
 
+import argparse
 import threading
 from pathlib import Path
 
 from cli.context import Context, UsageError
 from cli.output import downloaded_line, failed_summary, item_lines, job_summary, print_json
-from client import Item, Job
+from client import Destination, Item, Job
 
 DEFAULT_OUT = Path("colorized")
 
@@ -20,8 +21,11 @@ def submit(ctx: Context) -> int:
     paths = [Path(p) for p in args.paths]
     if (args.out or args.zip) and not args.wait:
         raise UsageError("--out and --zip go with --wait (or use 'colorize download JOB' later)")
-    by_reference = args.from_connection is not None or args.urls is not None
-    if by_reference or args.to_connection is not None:
+    if args.to_connection is None and (args.to_prefix or args.only_to_connection):
+        raise UsageError("--to-prefix and --only-to-connection go with --to-connection")
+    if args.wait and args.only_to_connection:
+        raise UsageError("--wait downloads from the service, where --only-to-connection keeps nothing")
+    if args.from_connection is not None or args.urls is not None:
         return _submit_references(ctx, paths)
     if not paths:
         raise UsageError("give a PATH, or --from-connection NAME, or --url URL")
@@ -40,6 +44,7 @@ def submit(ctx: Context) -> int:
                 callback_url=args.callback_url,
                 events=args.events,
                 on_upload=lambda sent, total: bar.update(sent, total),
+                destination=_destination(args),
             )
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
@@ -73,29 +78,20 @@ def _finish(ctx: Context, job: Job) -> int:
 
 
 def _submit_references(ctx: Context, paths: list[Path]) -> int:
-    """A job whose images the service reads where they are (a stored connection, URLs), or whose
-    results go to a stored connection."""
+    """A job whose images the service reads where they are (a stored connection, URLs)."""
     args = ctx.args
-    if paths and args.to_connection is not None:
-        raise UsageError("--to-connection goes with --from-connection or --url, not with files")
     if paths or (args.from_connection is None) == (args.urls is None):
         raise UsageError("give PATHs, or --from-connection NAME, or --url URL: one of them")
-    if args.to_connection is None and (args.to_prefix or args.only_to_connection):
-        raise UsageError("--to-prefix and --only-to-connection go with --to-connection")
     if args.from_connection is None and (args.prefix or args.keys):
         raise UsageError("--prefix and --key go with --from-connection")
     if args.prefix and args.keys:
         raise UsageError("--prefix and --key do not go together")
-    if args.wait and args.only_to_connection:
-        raise UsageError("--wait downloads from the service, where --only-to-connection keeps nothing")
     job = ctx.client().submit_references(
         connection=args.from_connection,
         prefix=args.prefix,
         keys=args.keys,
         urls=args.urls,
-        to_connection=args.to_connection,
-        to_prefix=args.to_prefix,
-        keep_in_service=not args.only_to_connection,
+        destination=_destination(args),
         model=args.model,
         temperature=args.temperature,
         callback_url=args.callback_url,
@@ -109,6 +105,12 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
             ctx.note(f"job {job.status}: {job.url}")
         return 0
     return _finish(ctx, job)
+
+
+def _destination(args: argparse.Namespace) -> Destination | None:
+    if args.to_connection is None:
+        return None
+    return Destination(args.to_connection, args.to_prefix, keep_in_service=not args.only_to_connection)
 
 
 def status(ctx: Context) -> int:

@@ -2,13 +2,14 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Connection, Counts, Health, Item, ItemError, Job, Model
+from client.types import Connection, Counts, Destination, Health, Item, ItemError, Job, Model
 
 __all__ = [
     "Client",
     "ClientError",
     "Connection",
     "Counts",
+    "Destination",
     "Health",
     "Item",
     "ItemError",

@@ -26,7 +26,7 @@ from client.bodies import FileSlice, MultipartFile
 from client.errors import CONNECTION_ERROR, UNSAFE_PATH, ClientError, WaitTimeout
 from client.packing import pack_zip
 from client.transport import Transport
-from client.types import Connection, Health, Item, Job, Model
+from client.types import Connection, Destination, Health, Item, Job, Model
 
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
@@ -84,13 +84,16 @@ class Client:
         idempotency_key: str | None = None,
         on_upload: UploadProgress | None = None,
         events: Sequence[str] | None = None,
+        destination: Destination | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
         ``callback_url`` receives signed webhook deliveries of ``events`` (started, progress,
         completed; all when None). ``idempotency_key`` defaults to a fresh one per call, so the
-        call's own retries can never create two jobs. Raises FileNotFoundError for a missing
-        path, ClientError when the API refuses.
+        call's own retries can never create two jobs. ``destination``: results are also (or
+        only) written to a stored connection; the file then goes through a presigned upload,
+        as a JSON job request names it. Raises FileNotFoundError for a missing path,
+        ClientError when the API refuses.
         """
         paths = (
             [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
@@ -98,6 +101,8 @@ class Client:
         if not paths:
             raise FileNotFoundError("no path given")
         options = _job_options(model, temperature, callback_url, events)
+        if destination is not None:
+            options["destination"] = destination.to_json()
         # One key for every attempt of this call: a retried request returns the same job.
         key = idempotency_key or uuid.uuid4().hex
         if len(paths) == 1 and paths[0].is_file():
@@ -115,9 +120,7 @@ class Client:
         prefix: str = "",
         keys: Sequence[str] | None = None,
         urls: Sequence[str] | None = None,
-        to_connection: str | None = None,
-        to_prefix: str = "",
-        keep_in_service: bool = True,
+        destination: Destination | None = None,
         model: str | None = None,
         temperature: float | None = None,
         callback_url: str | None = None,
@@ -125,17 +128,17 @@ class Client:
         events: Sequence[str] | None = None,
     ) -> Job:
         """Create a job from images the service reads where they are: the objects under
-        ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With
-        ``to_connection``, results are also written there under ``to_prefix`` (only there when
-        not ``keep_in_service``), with ``manifest.json`` at the end."""
+        ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With a
+        ``destination``, results are also (or only) written to a stored connection, with
+        ``manifest.json`` at the end."""
         if (connection is None) == (urls is None):
             raise ValueError("give a connection (with a prefix or keys) or urls")
         source: dict[str, Any] = {"urls": list(urls)} if urls is not None else {"connection": connection}
         if connection is not None:
             source.update({"keys": list(keys)} if keys is not None else {"prefix": prefix})
         body: dict[str, Any] = {"source": source, **_job_options(model, temperature, callback_url, events)}
-        if to_connection is not None:
-            body["destination"] = {"connection": to_connection, "prefix": to_prefix, "keep_in_service": keep_in_service}
+        if destination is not None:
+            body["destination"] = destination.to_json()
         return self._create_job(body, idempotency_key or uuid.uuid4().hex)
 
     # --- stored connections -------------------------------------------------------------
@@ -173,7 +176,8 @@ class Client:
     ) -> Job:
         size = path.stat().st_size
         report = (lambda sent: on_upload(sent, size)) if on_upload else None
-        if size <= self.direct_upload_limit:
+        # A destination is an object, which only a JSON job request carries.
+        if size <= self.direct_upload_limit and "destination" not in options:
             try:
                 return self._submit_direct(path, size, filename, options, key, report)
             except ClientError as exc:

@@ -165,6 +165,20 @@ class Connection:
 
 
 @dataclass(frozen=True)
+class Destination:
+    """Where a job's results go besides (or, without ``keep_in_service``, instead of) the
+    service: ``prefix`` + each result's output path in a stored connection's bucket, and
+    ``manifest.json`` once the job has finished."""
+
+    connection: str
+    prefix: str = ""
+    keep_in_service: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"connection": self.connection, "prefix": self.prefix, "keep_in_service": self.keep_in_service}
+
+
+@dataclass(frozen=True)
 class Health:
     """Readiness: Redis, storage and at least one worker are there."""
 

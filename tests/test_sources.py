@@ -416,6 +416,19 @@ def test_the_command_line_adds_connections_and_submits_by_reference(
     assert code == 0, err
     assert (tmp_path / "b.jpg").is_file()
     assert customer_bucket.head_object(Bucket=CUSTOMER_BUCKET, Key="cli/b.jpg")
+    # A file sent with a destination goes through a presigned upload and a JSON job.
+    photo = tmp_path / "sent.png"
+    photo.write_bytes(png(20, 12))
+    code, out, err = run(
+        "submit", str(photo), "--to-connection", "mine", "--to-prefix", "sent/", "--only-to-connection"
+    )
+    assert code == 0, err
+    wait_until(
+        lambda: "Contents" in customer_bucket.list_objects_v2(Bucket=CUSTOMER_BUCKET, Prefix="sent/manifest.json"),
+        JOB_TIMEOUT_S,
+        "the sent file's job writes its manifest",
+    )
+    assert customer_bucket.head_object(Bucket=CUSTOMER_BUCKET, Key="sent/sent.jpg")
     code, _, err = run("submit", "--from-connection", "mine", "--url", f"{image_server}/img/b.png")
     assert code == 2 and "one of them" in err
     assert run("connections", "delete", "mine")[0] == 0
