@@ -7,6 +7,7 @@ it never loads a model.
 from __future__ import annotations
 
 from flask import Flask, request
+from flask.json.provider import DefaultJSONProvider
 
 from api import web
 from api.errors import register_error_handlers
@@ -33,7 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Checked against Content-Length before the body is read, so oversized direct uploads
     # are refused (413) without being buffered.
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_request_bytes
-    app.json.sort_keys = False
+    json_provider = DefaultJSONProvider(app)
+    json_provider.sort_keys = False  # fields in the order the models declare them
+    app.json = json_provider
+    # Wrapping wsgi_app is how Flask takes WSGI middleware; mypy sees a method assigned.
     app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)

@@ -177,4 +177,5 @@ def _bounds(model: type[RequestBody], location: tuple[int | str, ...], context: 
 
 @cache
 def _field_schemas(model: type[RequestBody]) -> dict[str, Any]:
-    return model_schema(model)["properties"]
+    properties: dict[str, Any] = model_schema(model)["properties"]
+    return properties

@@ -67,7 +67,8 @@ class ErrorDetail(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(json_schema_extra=_describe_codes)
     message: str = Field(description="What went wrong, for a person.")
-    details: dict[str, Any] = Field(None, description="Facts about the failure (a limit, a field, a status).")  # type: ignore[assignment]
+    # Not nullable in the schema: left out of the body when there are none (None until set).
+    details: dict[str, Any] = Field(None, description="Facts about the failure (a limit, a field, a status).")  # type: ignore[arg-type]
 
 
 # Described as "Error": the body of every error response.

@@ -146,15 +146,21 @@ class IdempotencyStore:
     def fulfil(self, claim: Claim, fingerprint: str, job_id: str) -> None:
         """Bind the claimed key to the job it created, for ``ttl_s``."""
         record = _encode({"fingerprint": fingerprint, "owner": claim.owner, "job_id": job_id})
-        self._set_if_owner(keys=[claim.key], args=[claim.owner, record, self.ttl_s])
+        self._set_if_owner(keys=[claim.key], args=[_holder(claim), record, self.ttl_s])
 
     def release(self, claim: Claim) -> None:
         """Give the key back after the request failed, so that a retry may create the job."""
-        self._delete_if_owner(keys=[claim.key], args=[claim.owner])
+        self._delete_if_owner(keys=[claim.key], args=[_holder(claim)])
 
     def forget(self, claim: Claim) -> None:
         """Drop a key whose job no longer exists."""
         self.redis.delete(claim.key)
+
+
+def _holder(claim: Claim) -> str:
+    if claim.owner is None:
+        raise ValueError("only the request holding a key fulfils or releases it; this one found a job")
+    return claim.owner
 
 
 def _encode(record: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""The paths of stored connections in the OpenAPI description (``api/openapi.py`` holds the rest)."""
+"""The paths of stored connections in the OpenAPI description (``api/openapi_paths.py`` holds the rest)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ Builder = Callable[..., dict[str, Any]]
 
 def connection_paths(ref: Builder, json_response: Builder, error_response: Builder) -> dict[str, Any]:
     """``ref(name)``, ``json_response(description, schema, headers)``, ``error_response(description)``:
-    the builders of ``api/openapi.py``."""
+    the builders of ``api/openapi_paths.py``."""
     err = error_response
     not_configured = err("The server has no COLORIZE_CONNECTION_KEY: connections are off.")
     return {

@@ -34,7 +34,8 @@ def component_schemas(models: Mapping[str, tuple[type[BaseModel], JsonSchemaMode
 
 def model_schema(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
     """One model's schema, every nested model inline."""
-    return component_schemas({"_": (model, mode)})["_"]
+    schema: dict[str, Any] = component_schemas({"_": (model, mode)})["_"]
+    return schema
 
 
 def _def_name(reference: Mapping[str, str]) -> str:

@@ -154,10 +154,12 @@ class JobFromForm(RequestBody):
 
     # The size limit in its description is the server's (api/openapi.py adds it).
     file: Annotated[InstanceOf[FileStorage], WithJsonSchema({"type": "string", "format": "binary"})]
+    # Typed as sent, so that their schemas are not nullable (a form field is never null);
+    # None, the default, stands for a field left out.
     model: str = None  # type: ignore[assignment]
     temperature: Temperature = None  # type: ignore[assignment]
     callback_url: CallbackUrl = None  # type: ignore[assignment]
-    events: str = Field(
+    events: str = Field(  # type: ignore[assignment]
         None,
         description="Comma-separated event names: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
         json_schema_extra={"example": EVENT_NAMES_EXAMPLE},
@@ -175,6 +177,8 @@ class Item(Document):
     index: Count
     path: str = Field(description="The entry's path inside the archive (or the file name).")
     output_path: str = Field(description="The result's path in results.zip (ends in .jpg).")
+    # Built from the enum (a Literal mypy cannot evaluate), so that the schema lists its values
+    # inline; WebhookDelivery.outcome likewise.
     status: Literal[tuple(ItemStatus)]  # type: ignore[valid-type]
     size: Count | None
     result_url: str | None
@@ -229,8 +233,11 @@ class UploadedPart(Document):
 
 
 class UploadCompletion(RequestBody):
-    parts: list[UploadedPart] = Field(  # type: ignore[assignment]
-        None, min_length=1, description="Required for multipart uploads; ignored for single ones."
+    # Not nullable in the schema, as a client sends it; None stands for left out (a single upload).
+    parts: list[UploadedPart] = Field(
+        None,  # type: ignore[arg-type]
+        min_length=1,
+        description="Required for multipart uploads; ignored for single ones.",
     )
 
 
@@ -243,7 +250,8 @@ class UploadComplete(Document):
 # --- models, webhooks, health -----------------------------------------------------------------
 
 
-# Described as "Model". Facts a manifest leaves out are left out here too.
+# Described as "Model". Facts a manifest leaves out are left out here too: typed as sent (not
+# nullable in the schema), None until set.
 class InstalledModel(Document):
     name: str
     description: str = None  # type: ignore[assignment]

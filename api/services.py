@@ -67,4 +67,5 @@ class Services:
 
 def services() -> Services:
     """The current app's services (inside a request or app context)."""
-    return current_app.extensions[EXTENSION_KEY]
+    svc: Services = current_app.extensions[EXTENSION_KEY]
+    return svc

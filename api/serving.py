@@ -17,8 +17,10 @@ from __future__ import annotations
 import json
 import socket
 import time
+from typing import Any
 
 from gunicorn import util
+from gunicorn.http import Request
 from gunicorn.workers.ggevent import GeventWorker
 
 from api.errors import HTTP_CODES, HTTP_ERROR, INTERNAL_ERROR
@@ -68,7 +70,7 @@ class ApiWorker(GeventWorker):
         util.write_error = write_json_error
         super().init_process()
 
-    def handle_request(self, listener_name, req, sock, addr) -> bool:
+    def handle_request(self, listener_name: Any, req: Request, sock: socket.socket, addr: Any) -> bool:
         try:
             return super().handle_request(listener_name, req, sock, addr)
         except StopIteration:
@@ -86,7 +88,7 @@ LINGER_S = 2.0
 LINGER_BYTES = 4 * 1024**2
 
 
-def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
+def write_json_error(sock: socket.socket, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's ``util.write_error``, with ``{"error": {"code", "message", "details"}}`` as the body."""
     code = INTERNAL_ERROR if status_int >= 500 and status_int != 501 else HTTP_CODES.get(status_int, HTTP_ERROR)
     body = json.dumps({"error": {"code": code, "message": mesg or reason, "details": REFUSED_BY_SERVER}}).encode()

@@ -19,6 +19,7 @@ import io
 import logging
 from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any
 
 import redis
@@ -237,7 +238,8 @@ def _read_upload(svc: Services, upload: Upload, size: int, filename: str | None)
 
 def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source, options: _Options) -> Job:
     webhook = options.webhook
-    common = dict(
+    create_job = partial(
+        svc.jobs.create_job,
         tenant=tenant,
         model=options.model,
         temperature=options.temperature,
@@ -252,8 +254,8 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         # An archive's images are counted as the worker expands it; a single image here.
         svc.quotas.take_image(tenant)
         path = source.filename or "image"
-        job = svc.jobs.create_job(**common, single_item=NewItem(0, path, output_name(path), source.size))
+        job = create_job(single_item=NewItem(0, path, output_name(path), source.size))
     else:
-        job = svc.jobs.create_job(**common)
+        job = create_job()
     start_job(svc.celery, job)
     return job

@@ -64,7 +64,7 @@ def install_authentication(app: Flask, settings: Settings) -> AuthPolicy:
 
 def current_tenant() -> str:
     """The tenant the current request acts for."""
-    tenant = g.get("tenant")
+    tenant: str | None = g.get("tenant")
     if tenant is None:
         raise RuntimeError("current_tenant() called outside an authenticated request")
     return tenant

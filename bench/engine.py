@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         for label, make in (("onnxruntime", ort_runner), ("opencv-dnn", opencv_runner), ("pytorch", torch_runner)):
             try:
                 run = make(eccv16, 224, cores)
-            except Exception as exc:  # a back-end that cannot load the graph is reported, not fatal
+            except Exception as exc:  # noqa: BLE001  # a back-end that cannot load the graph is reported, not fatal
                 rows.append((f"ECCV16 224 {label}", f"unavailable: {exc.__class__.__name__}: {str(exc)[:60]}", ""))
                 continue
             rows.append(

@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.service import peak_rss_mb
 from bench.soak import FaultStack, PatientClient
-from shared.settings import Limits, Settings
+from shared.setting_types import Limits
+from shared.settings import Settings
 
 
 def rgba16_png(side: int, content: str) -> bytes:

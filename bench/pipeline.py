@@ -23,6 +23,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> None:
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
         jpegs = [jpeg] * BATCH
         runs = {
-            "codec": lambda: codec(jpegs, settings.jpeg_quality),
-            "float": lambda: float_path(jpegs, settings, ab),
-            "strips": lambda: strip_path(jpegs, settings, ab),
+            "codec": partial(codec, jpegs, settings.jpeg_quality),
+            "float": partial(float_path, jpegs, settings, ab),
+            "strips": partial(strip_path, jpegs, settings, ab),
         }
         best = {label: float("inf") for label in runs}
         for _ in range(args.rounds):

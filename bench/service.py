@@ -174,12 +174,12 @@ def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict | None = 
 
 def finished_at(job: dict) -> float:
     """When the job finished, in seconds since the epoch."""
-    return datetime.fromisoformat(job["finished_at"].replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(job["finished_at"]).timestamp()
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- the in-process pipeline -----------------------------------------------------------

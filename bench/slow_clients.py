@@ -28,6 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -109,7 +110,7 @@ class Attack:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._hold, daemon=True)
 
-    def __enter__(self) -> Attack:
+    def __enter__(self) -> Self:
         for _ in range(self.count):
             self._open()
         self._thread.start()

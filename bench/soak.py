@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
@@ -249,7 +250,7 @@ class FaultStack:
 
     # services
 
-    def start(self) -> FaultStack:
+    def start(self) -> Self:
         try:
             self.redis_server.start()
             self.s3_server.start()
@@ -367,7 +368,7 @@ class FaultStack:
         if self.rabbitmq is not None:
             self.rabbitmq.stop()
 
-    def __enter__(self) -> FaultStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -626,10 +627,14 @@ class SoakReport:
     def lines(self) -> list[str]:
         a = self.audit
         out = [
-            f"images {self.images}, workers {self.workers}, duration {self.seconds:.1f} s "
-            f"({self.images / self.seconds:.1f} images/s including faults)",
-            f"job {a.status}: total {a.total}, done {a.done}, failed {a.failed} {a.failure_codes or ''}, "
-            f"result objects {a.result_objects}, items redone after a fault {a.redone_items}",
+            (
+                f"images {self.images}, workers {self.workers}, duration {self.seconds:.1f} s "
+                f"({self.images / self.seconds:.1f} images/s including faults)"
+            ),
+            (
+                f"job {a.status}: total {a.total}, done {a.done}, failed {a.failed} {a.failure_codes or ''}, "
+                f"result objects {a.result_objects}, items redone after a fault {a.redone_items}"
+            ),
             "faults: " + ", ".join(f"{kind} {n}" for kind, n in self.kills.items()),
         ]
         for fault in self.faults:
@@ -721,7 +726,7 @@ class FaultInjector(threading.Thread):
                 self.faults.append(Fault(kind, began - self.started, progress, took))
                 self.log(f"{began - self.started:7.1f} s  {kind:<6} killed at {progress:.1%}, back after {took:.1f} s")
                 next_random = time.monotonic() + self.rng.expovariate(1 / self.kill_every_s)
-        except BaseException as exc:  # reported by the caller, after the job
+        except BaseException as exc:  # noqa: BLE001  # reported by the caller, after the job
             self.error = exc
 
     def finish(self) -> None:

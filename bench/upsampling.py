@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -41,8 +42,8 @@ def main() -> None:
     for width, height in ((1000, 1000), (4000, 3000)):
         l_full = cv2.GaussianBlur(rng.uniform(0, 100, (height, width)).astype(np.float32), (0, 0), 3)
         megapixels = width * height / 1e6
-        plain = best_ms(lambda: join_lightness_and_ab(l_full, ab_small, guided=False), args.repeats)
-        guided = best_ms(lambda: join_lightness_and_ab(l_full, ab_small, guided=True), args.repeats)
+        plain = best_ms(partial(join_lightness_and_ab, l_full, ab_small, guided=False), args.repeats)
+        guided = best_ms(partial(join_lightness_and_ab, l_full, ab_small, guided=True), args.repeats)
         print(
             f"{width}x{height:>7} {plain:12.1f} {guided:10.1f} {plain / megapixels:15.1f} {guided / megapixels:13.1f}"
         )

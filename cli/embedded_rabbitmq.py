@@ -87,6 +87,7 @@ class RabbitMQServer(_ServiceProcess):
             capture_output=True,
             text=True,
             timeout=timeout_s,
+            check=False,
         )
         if done.returncode != 0:
             raise ServiceUnavailable(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")

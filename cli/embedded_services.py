@@ -138,7 +138,7 @@ class _ServiceProcess:
             try:
                 ready()
                 return
-            except Exception as exc:  # not ready yet: connection refused, bucket not writable...
+            except Exception as exc:  # noqa: BLE001  # not ready yet: connection refused, bucket not writable...
                 last_error = exc
             time.sleep(POLL_S)
         else:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from cryptography.fernet import Fernet
 
@@ -79,7 +79,7 @@ class LocalStack:
     def api_url(self) -> str:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
-    def start(self) -> LocalStack:
+    def start(self) -> Self:
         settings = self._base
         data_dir = Path(settings.data_dir)
         try:
@@ -219,7 +219,7 @@ class LocalStack:
             self.redis.stop()
             self.redis = None
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Self, TextIO
 
 from tqdm import tqdm
 
@@ -19,7 +19,7 @@ class Bar:
     def close(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> Bar:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -203,4 +203,4 @@ def _link(base_url: str, link: str | None, fallback: str) -> str:
 def _time(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value)

@@ -55,7 +55,7 @@ def guided_upsample_ab(l_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
     grid_h, grid_w = ab_small.shape[:2]
     guide = cv2.resize(l_full, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
     slope, offset = guided_coefficients(guide, ab_small)
-    ab_full = cv2.resize(slope, (width, height), interpolation=cv2.INTER_LINEAR)
+    ab_full: np.ndarray = cv2.resize(slope, (width, height), interpolation=cv2.INTER_LINEAR)
     ab_full *= l_full[..., None]
     ab_full += cv2.resize(offset, (width, height), interpolation=cv2.INTER_LINEAR)
     return ab_full

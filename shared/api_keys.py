@@ -20,9 +20,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared.errors import ColorizeError, NotFound
 from shared.object_keys import tenant_prefix
@@ -92,7 +94,7 @@ class KeyStore:
         while True:
             key_id = secrets.token_hex(_KEY_ID_BYTES)
             token = f"{TOKEN_PREFIX}_{key_id}_{secrets.token_urlsafe(_SECRET_BYTES)}"
-            fields = {
+            fields: dict[FieldT, EncodableT] = {
                 "id": key_id,
                 "tenant": tenant,
                 "name": name or "",
@@ -111,14 +113,15 @@ class KeyStore:
         return NewKey(key=self.get(key_id), token=token)
 
     def get(self, key_id: str) -> ApiKey:
-        raw = self.redis.hgetall(self.record_key(key_id))
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.record_key(key_id)))
         if not raw or b"hash" not in raw:
             raise NotFound(f"no API key with id {key_id!r}", key_id=key_id)
         return _key_from_hash(raw)
 
     def list(self, tenant: str | None = None) -> list[ApiKey]:
         """Every key (of ``tenant``), oldest first; revoked ones included."""
-        ids = [key_id.decode() for key_id in self.redis.zrange(self.index_key, 0, -1)]
+        ids = [key_id.decode() for key_id in cast("list[bytes]", self.redis.zrange(self.index_key, 0, -1))]
         pipe = self.redis.pipeline(transaction=False)
         for key_id in ids:
             pipe.hgetall(self.record_key(key_id))
@@ -137,7 +140,7 @@ class KeyStore:
         key_id = parse_token(token)
         if key_id is None:
             return None
-        raw = self.redis.hgetall(self.record_key(key_id))
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.record_key(key_id)))
         if not raw or b"hash" not in raw:
             return None
         # Constant time: how much of the hash matched must not show in the response time.

@@ -111,7 +111,7 @@ def resolve(host: str, port: int) -> list[IPAddress]:
         raise InvalidRequest(f"the callback host {host!r} does not resolve", field="callback_url") from exc
     addresses: list[IPAddress] = []
     for *_, sockaddr in infos:
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])  # drop an IPv6 zone id
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])  # drop an IPv6 zone id
         if address not in addresses:
             addresses.append(address)
     return addresses
@@ -159,7 +159,7 @@ def parse_callback_url(url: Any, field: str = "callback_url") -> CallbackTarget:
 
 def permitted_addresses(
     target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve, field: str = "callback_url"
-) -> list[IPAddress]:
+) -> Sequence[IPAddress]:
     """The target's addresses; ForbiddenAddress when any one of them is not permitted."""
     try:
         addresses = resolver(target.host, target.port)

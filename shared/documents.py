@@ -23,6 +23,8 @@ EVENT_TYPES = {STARTED: "job.started", PROGRESS: "job.progress", COMPLETED: "job
 Count = Annotated[int, Field(ge=0)]
 # ISO 8601 in UTC with milliseconds and a Z (shared.timestamps.iso_time), kept as the text it is.
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
+# Literal types here and below are built from the constants, so they cannot drift from them;
+# mypy cannot evaluate such a Literal (valid-type), pydantic can.
 Event = Literal[EVENTS]  # type: ignore[valid-type]
 
 

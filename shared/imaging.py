@@ -26,14 +26,15 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, TiffImagePlugin
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
 from shared.memory_budget import MemoryBudget
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 # Leading bytes of each accepted format. The signatures are mutually exclusive, so Pillow
 # (probe) and OpenCV (decode) always pick the same decoder for the same bytes.
@@ -244,9 +245,10 @@ def _decoded_layout(img: Image.Image, data: bytes) -> tuple[int, int]:
         sample_bytes = 2 if bit_depth == 16 else 1
         channels = 4 if colour_type in (3, 4, 6) or "transparency" in img.info else max(channels, 1)
     elif img.format == "TIFF":
-        bits = img.tag_v2.get(_TIFF_BITS_PER_SAMPLE_TAG, 8)
+        tags = _tiff_tags(img)
+        bits = tags.get(_TIFF_BITS_PER_SAMPLE_TAG, 8)
         sample_bytes = max(1, (max(bits if isinstance(bits, tuple) else (bits,)) + 7) // 8)
-        channels = max(channels, int(img.tag_v2.get(_TIFF_SAMPLES_PER_PIXEL_TAG, 1)))
+        channels = max(channels, int(tags.get(_TIFF_SAMPLES_PER_PIXEL_TAG, 1)))
     if img.mode in ("P", "PA"):
         channels = 4  # palettes decode to BGR or BGRA
     return channels, sample_bytes
@@ -269,13 +271,18 @@ def _read_orientation(img: Image.Image) -> int:
         return 1
     try:
         value = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-    except Exception:  # broken metadata must not fail an otherwise readable image
+    except Exception:  # noqa: BLE001  # broken metadata, whatever Pillow raises, must not fail a readable image
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
+def _tiff_tags(img: Image.Image) -> TiffImagePlugin.ImageFileDirectory_v2:
+    # Pillow opens every image of the "TIFF" format as a TiffImageFile, which holds its tags.
+    return cast(TiffImagePlugin.TiffImageFile, img).tag_v2
+
+
 def _declares_alpha(img: Image.Image) -> bool:
-    extra_samples = img.tag_v2.get(_TIFF_EXTRA_SAMPLES_TAG, ())
+    extra_samples = _tiff_tags(img).get(_TIFF_EXTRA_SAMPLES_TAG, ())
     if isinstance(extra_samples, int):
         extra_samples = (extra_samples,)
     return any(kind in _TIFF_ALPHA_KINDS for kind in extra_samples)
@@ -305,7 +312,7 @@ def _to_uint8(pixels: np.ndarray) -> np.ndarray:
         return cv2.convertScaleAbs(pixels, alpha=255.0 / 65535.0)
     if pixels.dtype in (np.float32, np.float64):
         # Floating-point samples are nominally in [0, 1]; HDR values beyond it are clipped.
-        unit = np.clip(np.nan_to_num(pixels, nan=0.0), 0.0, 1.0)
+        unit: np.ndarray = np.clip(np.nan_to_num(pixels, nan=0.0), 0.0, 1.0)
         return (unit * 255.0 + 0.5).astype(np.uint8)
     raise UnsupportedFormat(f"{pixels.dtype} samples are not supported", dtype=str(pixels.dtype))
 
@@ -330,8 +337,9 @@ def _over_white(bgr: np.ndarray, alpha: np.ndarray, premultiplied: bool) -> np.n
     a = alpha[..., None].astype(np.uint16)
     colour = bgr.astype(np.uint16)
     if premultiplied:
-        return np.minimum(colour + (255 - a), 255).astype(np.uint8)
-    mixed = colour * a + 255 * (255 - a) + 127
+        lightened: np.ndarray = np.minimum(colour + (255 - a), 255)
+        return lightened.astype(np.uint8)
+    mixed: np.ndarray = colour * a + 255 * (255 - a) + 127
     return (mixed // 255).astype(np.uint8)
 
 

@@ -17,9 +17,10 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared import job_scripts
 from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
@@ -126,7 +127,7 @@ class JobStore:
         job_id = job_id or new_id()
         now = self._clock()
         expires_at = now + self.settings.result_ttl_s
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "id": job_id,
             "tenant": tenant,
             "status": JobStatus.QUEUED,
@@ -157,7 +158,8 @@ class JobStore:
         return self.get(job_id)
 
     def find(self, job_id: str) -> Job | None:
-        fields = self.redis.hgetall(self.keys.job(job_id).record)
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        fields = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys.job(job_id).record))
         return decode_job(fields) if fields else None
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
@@ -343,10 +345,10 @@ class JobStore:
 
     def attempts(self, job_id: str, indices: Iterable[int]) -> list[int]:
         """Processing attempts started so far for each of ``indices``."""
-        indices = [str(i) for i in indices]
-        if not indices:
+        fields = [str(i) for i in indices]
+        if not fields:
             return []
-        return [int(v or 0) for v in self.redis.hmget(self.keys.job(job_id).attempts, indices)]
+        return [int(v or 0) for v in self.redis.hmget(self.keys.job(job_id).attempts, fields)]
 
     def _notify(self, event: str, *args: Any) -> None:
         # The change is committed; a listener failing (a lost webhook) must not undo nor repeat it.

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextvars import ContextVar
-from typing import Any
+from types import MappingProxyType
+from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -25,7 +26,8 @@ from shared.settings import Settings
 
 CONTEXT_FIELDS = ("job_id", "item", "tenant", "task_id")
 
-_context: ContextVar[dict[str, Any]] = ContextVar("colorize_log_context", default={})
+# Never mutated in place: binding sets a new mapping, so contexts copied into tasks stay apart.
+_context: ContextVar[Mapping[str, Any]] = ContextVar("colorize_log_context", default=MappingProxyType({}))
 
 
 def bind_log_context(**fields: Any) -> None:
@@ -67,7 +69,7 @@ def use_format(handlers: Iterable[logging.Handler], settings: Settings) -> None:
             handler.addFilter(ContextFilter())
 
 
-class _ColorizeHandler(logging.StreamHandler):
+class _ColorizeHandler(logging.StreamHandler[TextIO]):
     """The root handler :func:`configure_logging` installs (and replaces when called again)."""
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 MIB = 1024**2
 # The process before any image: interpreter, libraries, a loaded model (about 250 MiB

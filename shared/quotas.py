@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from redis import Redis
 
@@ -32,7 +33,7 @@ from shared.errors import QuotaExceeded, RateLimited
 from shared.job_store import JobStore
 from shared.jobs import TERMINAL_STATUSES
 from shared.redis_keys import KeyedScript, RedisKeys
-from shared.settings import Quotas
+from shared.setting_types import Quotas
 
 DAY_S = 86_400
 # When a job finishes is unknown; clients polling a refused submission retry this often.
@@ -182,7 +183,8 @@ class QuotaStore:
     def jobs_in_flight(self, tenant: str) -> int:
         """Queued or running jobs of ``tenant``, places reserved for jobs being created included."""
         key = self._key(tenant, "inflight")
-        members = self.redis.zrange(key, 0, -1, withscores=True)
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        members = cast("list[tuple[bytes, float]]", self.redis.zrange(key, 0, -1, withscores=True))
         if not members:
             return 0
         statuses = self._jobs.statuses([job_id.decode() for job_id, _ in members])

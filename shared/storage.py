@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import cached_property
-from typing import Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
 
 import boto3
-import smart_open.s3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.settings import Settings
+from shared.storage_errors import error_code, http_status, translated_errors
+from shared.storage_readers import CountingReader, SeekableObject, StreamingBodyReader
+
+if TYPE_CHECKING:  # boto3-stubs, installed with the test extra for the type check
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedMultipartUploadTypeDef, CORSRuleTypeDef
 
 # --- storage ------------------------------------------------------------------------------
 
@@ -34,13 +38,11 @@ _SEEKABLE_BUFFER_BYTES = 256 * 1024
 _DELETE_BATCH = 1000  # the most keys one DeleteObjects call accepts
 _MAX_PART_NUMBER = 10_000
 
-_MISSING_CODES = frozenset({"NoSuchKey", "NotFound", "404", "NoSuchUpload"})
-_THROTTLE_CODES = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
 _BAD_PART_CODES = frozenset({"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "MalformedXML"})
 # Browsers (the web page, api/web.py) read results and upload parts through presigned URLs.
 # The signature in each URL is what authorizes it, so any origin may send one; the page needs
 # each part's ETag to complete a multipart upload.
-BROWSER_CORS_RULES = [
+BROWSER_CORS_RULES: list[CORSRuleTypeDef] = [
     {
         "AllowedOrigins": ["*"],
         "AllowedMethods": ["GET", "HEAD", "PUT"],
@@ -71,93 +73,6 @@ def _client_config(max_attempts: int, connect_timeout_s: float, read_timeout_s: 
     )
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _http_status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-@contextmanager
-def _translated_errors(key: str | None = None) -> Iterator[None]:
-    """Missing objects become NotFound; an unreachable or failing store becomes ServiceUnavailable."""
-    try:
-        yield
-    except ClientError as exc:
-        code = _error_code(exc)
-        if code in _MISSING_CODES or (_http_status(exc) == 404 and code != "NoSuchBucket"):
-            raise NotFound(f"{key!r} does not exist in storage", key=key) from exc
-        if code == "NoSuchBucket":
-            raise ServiceUnavailable("the storage bucket does not exist") from exc
-        if code in _THROTTLE_CODES or _http_status(exc) >= 500:
-            raise ServiceUnavailable(f"storage failed: {code}") from exc
-        raise
-    except BotoCoreError as exc:
-        raise ServiceUnavailable(f"storage unreachable: {exc}") from exc
-
-
-class _StreamingBodyReader(io.RawIOBase):
-    """A botocore response body as a raw stream, so callers get an ordinary buffered file."""
-
-    def __init__(self, body: Any, key: str) -> None:
-        self._body = body
-        self._key = key
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        with _translated_errors(self._key):
-            data = self._body.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
-
-
-@contextmanager
-def _translated_reader_errors(key: str) -> Iterator[None]:
-    """As _translated_errors, for smart_open, which wraps botocore's ClientError in an OSError."""
-    with _translated_errors(key):
-        try:
-            yield
-        except OSError as exc:
-            backend_error = getattr(exc, "backend_error", None)
-            if backend_error is None:
-                raise
-            raise backend_error from exc
-
-
-class _SeekableObject(smart_open.s3.Reader):
-    """smart_open's seekable S3 reader, failing with this project's error types."""
-
-    def read(self, size: int | None = -1) -> bytes:
-        with _translated_reader_errors(self.name):
-            return super().read(size)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        with _translated_reader_errors(self.name):
-            return super().seek(offset, whence)
-
-
-class _CountingReader:
-    """Counts the bytes a transfer reads from a file object."""
-
-    def __init__(self, fileobj: BinaryIO) -> None:
-        self._fileobj = fileobj
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._fileobj.read(size)
-        self.count += len(data)
-        return data
-
-
 class Storage:
     """One bucket of an S3-compatible store."""
 
@@ -166,7 +81,7 @@ class Storage:
         self.bucket = settings.s3_bucket
         self._client = self._make_client(settings.s3_endpoint_url, _client_config(5, 5.0, 60.0))
 
-    def _make_client(self, endpoint_url: str | None, config: Config) -> Any:
+    def _make_client(self, endpoint_url: str | None, config: Config) -> S3Client:
         return boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint_url,
@@ -177,12 +92,12 @@ class Storage:
         )
 
     @cached_property
-    def _probe_client(self) -> Any:
+    def _probe_client(self) -> S3Client:
         # Readiness checks must answer quickly, not wait out the retries of the main client.
         return self._make_client(self.settings.s3_endpoint_url, _client_config(1, 2.0, 5.0))
 
     @cached_property
-    def _presign_client(self) -> Any:
+    def _presign_client(self) -> S3Client:
         public = self.settings.s3_public_endpoint_url
         if public is None or public == self.settings.s3_endpoint_url:
             return self._client
@@ -195,12 +110,12 @@ class Storage:
 
         An existing bucket is left as it is, CORS rules included.
         """
-        with _translated_errors():
+        with translated_errors():
             try:
                 self._client.head_bucket(Bucket=self.bucket)
                 return
             except ClientError as exc:
-                if _http_status(exc) != 404:
+                if http_status(exc) != 404:
                     raise
             params: dict[str, Any] = {"Bucket": self.bucket}
             if self.settings.s3_region != "us-east-1":
@@ -208,44 +123,45 @@ class Storage:
             try:
                 self._client.create_bucket(**params)
             except ClientError as exc:
-                if _error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                if error_code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
             try:
                 self._client.put_bucket_cors(Bucket=self.bucket, CORSConfiguration={"CORSRules": BROWSER_CORS_RULES})
             except ClientError as exc:
-                if _error_code(exc) not in _NO_CORS_CODES:
+                if error_code(exc) not in _NO_CORS_CODES:
                     raise
 
     def ping(self) -> None:
         """Raise ServiceUnavailable unless the store answers and the bucket exists."""
-        with _translated_errors():
+        with translated_errors():
             try:
                 self._probe_client.head_bucket(Bucket=self.bucket)
             except ClientError as exc:
-                if _http_status(exc) == 404:
+                if http_status(exc) == 404:
                     raise ServiceUnavailable(f"the storage bucket {self.bucket!r} does not exist") from exc
                 raise
 
     # --- objects ----------------------------------------------------------------------------
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        with _translated_errors(key):
+        with translated_errors(key):
             self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    def put_stream(self, key: str, fileobj: BinaryIO, content_type: str = "application/octet-stream") -> int:
+    def put_stream(self, key: str, fileobj: IO[bytes], content_type: str = "application/octet-stream") -> int:
         """Upload everything ``fileobj`` yields (multipart when large); return the byte count."""
-        reader = _CountingReader(fileobj)
+        reader = CountingReader(fileobj)
         config = TransferConfig(
             multipart_threshold=_STREAM_PART_BYTES, multipart_chunksize=_STREAM_PART_BYTES, max_concurrency=4
         )
-        with _translated_errors(key):
+        with translated_errors(key):
+            # s3transfer only reads it, as a stream that cannot seek.
             self._client.upload_fileobj(
-                reader, self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
+                cast("IO[bytes]", reader), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=config
             )
         return reader.count
 
     def get_bytes(self, key: str) -> bytes:
-        with _translated_errors(key):
+        with translated_errors(key):
             response = self._client.get_object(Bucket=self.bucket, Key=key)
             return response["Body"].read()
 
@@ -253,20 +169,20 @@ class Storage:
         """``length`` bytes from byte ``start`` on (fewer where the object ends first)."""
         if length <= 0:
             return b""
-        with _translated_errors(key):
+        with translated_errors(key):
             response = self._client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}")
             return response["Body"].read()
 
     def open_stream(self, key: str) -> BinaryIO:
         """A forward-only reader of the object; memory stays at one buffer whatever its size."""
-        with _translated_errors(key):
+        with translated_errors(key):
             response = self._client.get_object(Bucket=self.bucket, Key=key)
-        return io.BufferedReader(_StreamingBodyReader(response["Body"], key), buffer_size=256 * 1024)
+        return io.BufferedReader(StreamingBodyReader(response["Body"], key), buffer_size=256 * 1024)
 
     def open_seekable(self, key: str) -> BinaryIO:
         """A read-only, seekable reader served by ranged GETs (zip central directories, random access)."""
         self.size(key)  # NotFound now rather than at the first read
-        reader = _SeekableObject(
+        reader = SeekableObject(
             self.bucket,
             key,
             client=self._client,
@@ -275,10 +191,11 @@ class Storage:
             range_chunk_size=_SEEKABLE_RANGE_BYTES,
         )
         reader.name = key
-        return reader
+        # A binary file (io.BufferedIOBase); typing's IO is a class that io's readers do not derive from.
+        return cast(BinaryIO, reader)
 
     def size(self, key: str) -> int:
-        with _translated_errors(key):
+        with translated_errors(key):
             return int(self._client.head_object(Bucket=self.bucket, Key=key)["ContentLength"])
 
     def exists(self, key: str) -> bool:
@@ -290,14 +207,14 @@ class Storage:
 
     def iter_keys(self, prefix: str) -> Iterator[str]:
         paginator = self._client.get_paginator("list_objects_v2")
-        with _translated_errors():
+        with translated_errors():
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 for entry in page.get("Contents", ()):
                     yield entry["Key"]
 
     def delete(self, key: str) -> None:
         """Delete one object; one that does not exist is fine."""
-        with _translated_errors(key):
+        with translated_errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=key)
 
     def delete_prefix(self, prefix: str) -> int:
@@ -316,7 +233,7 @@ class Storage:
         return deleted
 
     def _delete_batch(self, keys: list[str]) -> int:
-        with _translated_errors():
+        with translated_errors():
             response = self._client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
             )
@@ -354,7 +271,7 @@ class Storage:
     # --- multipart uploads by clients -----------------------------------------------------
 
     def create_multipart(self, key: str) -> str:
-        with _translated_errors(key):
+        with translated_errors(key):
             return self._client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
 
     def presign_part(
@@ -369,26 +286,28 @@ class Storage:
             "upload_part", Params=params, ExpiresIn=self._expiry(expires_s)
         )
 
-    def complete_multipart(self, key: str, upload_id: str, parts: list[dict]) -> None:
+    def complete_multipart(self, key: str, upload_id: str, parts: list[dict[str, Any]]) -> None:
         """Join uploaded parts, given as ``[{"part_number": n, "etag": "..."}]``."""
         for part in parts:
             _check_part_number(part["part_number"])
         ordered = sorted(parts, key=lambda part: part["part_number"])
-        payload = {"Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]}
-        with _translated_errors(key):
+        payload: CompletedMultipartUploadTypeDef = {
+            "Parts": [{"PartNumber": p["part_number"], "ETag": p["etag"]} for p in ordered]
+        }
+        with translated_errors(key):
             try:
                 self._client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload=payload
                 )
             except ClientError as exc:
-                if _error_code(exc) in _BAD_PART_CODES:
-                    raise InvalidRequest(f"the upload parts were rejected: {_error_code(exc)}") from exc
+                if error_code(exc) in _BAD_PART_CODES:
+                    raise InvalidRequest(f"the upload parts were rejected: {error_code(exc)}") from exc
                 raise
 
     def abort_multipart(self, key: str, upload_id: str) -> None:
         """Discard an unfinished multipart upload; one that is already gone is fine."""
         try:
-            with _translated_errors(key):
+            with translated_errors(key):
                 self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except NotFound:
             pass

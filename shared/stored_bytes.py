@@ -22,7 +22,7 @@ from redis import Redis
 
 from shared.errors import QuotaExceeded
 from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
-from shared.settings import Quotas
+from shared.setting_types import Quotas
 
 # Stored bytes are freed as jobs and uploads expire; there is no sooner time to name.
 RETRY_AFTER_S = 3600

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import overload
+
+
+@overload
+def iso_time(timestamp: float) -> str: ...
+@overload
+def iso_time(timestamp: float | None) -> str | None: ...
 
 
 def iso_time(timestamp: float | None) -> str | None:

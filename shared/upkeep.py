@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 
@@ -116,5 +117,6 @@ class WorkerHeartbeats:
         self.redis.zrem(self.key, worker)
 
     def live(self, stale_after_s: float = WORKER_STALE_AFTER_S) -> list[str]:
-        members = self.redis.zrangebyscore(self.key, self._clock() - stale_after_s, "+inf")
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        members = cast("list[bytes]", self.redis.zrangebyscore(self.key, self._clock() - stale_after_s, "+inf"))
         return [m.decode() for m in members]

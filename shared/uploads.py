@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from redis import Redis
+from redis.typing import EncodableT, FieldT
 
 from shared.errors import Conflict, NotFound
 from shared.ids import new_id
@@ -76,7 +78,7 @@ class UploadStore:
         upload_id = upload_id or new_id()
         now = self._clock()
         expires_at = now + self.settings.result_ttl_s
-        fields = {
+        fields: dict[FieldT, EncodableT] = {
             "id": upload_id,
             "tenant": tenant,
             "filename": filename or "",
@@ -98,7 +100,8 @@ class UploadStore:
 
     def get(self, upload_id: str, tenant: str | None = None) -> Upload:
         """The upload, or NotFound (also when it belongs to another tenant)."""
-        raw = self.redis.hgetall(self.keys.upload(upload_id))
+        # The service's Redis clients answer bytes (they are made without decode_responses).
+        raw = cast("dict[bytes, bytes]", self.redis.hgetall(self.keys.upload(upload_id)))
         if not raw or (tenant is not None and raw[b"tenant"].decode() != tenant):
             raise NotFound(f"no upload with id {upload_id!r}", upload_id=upload_id)
         text = {k.decode(): v.decode() for k, v in raw.items()}
@@ -118,7 +121,7 @@ class UploadStore:
     def mark_complete(self, upload_id: str) -> None:
         """pending -> complete (idempotent); Conflict once a job has used it."""
         record = self.keys.upload(upload_id)
-        state = self.redis.hget(record, "state")
+        state = cast("bytes | None", self.redis.hget(record, "state"))
         if state is None:
             raise NotFound(f"no upload with id {upload_id!r}", upload_id=upload_id)
         if state.decode() == UploadState.USED:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 
@@ -64,7 +64,8 @@ class WebhookSecrets:
     def get_or_create(self, tenant: str) -> str:
         key = self.key(tenant)
         self.redis.set(key, new_secret(), nx=True)  # concurrent first uses agree on one secret
-        return self.redis.get(key).decode()
+        # Set just above, with no expiry; the service's Redis clients answer bytes (no decode_responses).
+        return cast(bytes, self.redis.get(key)).decode()
 
     def rotate(self, tenant: str) -> str:
         secret = new_secret()

@@ -31,7 +31,8 @@ from api.app import create_app
 from cli.embedded_rabbitmq import RabbitMQServer, rabbitmq_available
 from cli.local_stack import child_environment
 from shared.metrics import queue_depth
-from shared.settings import PROJECT_ROOT, Limits, Settings
+from shared.setting_types import Limits
+from shared.settings import PROJECT_ROOT, Settings
 from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from tests.model_builder import build_test_model
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE

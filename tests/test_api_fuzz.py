@@ -26,7 +26,8 @@ from api.openapi import build_spec
 from api.serving import REFUSED_BY_SERVER
 from bench.soak import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
-from shared.settings import Limits, Quotas, Settings
+from shared.setting_types import Limits, Quotas
+from shared.settings import Settings
 from tests.integration_fixtures import with_own_keys
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ from shared.errors import (
     UnsupportedFormat,
     UnsupportedMediaType,
 )
-from shared.settings import Limits
+from shared.setting_types import Limits
 from worker.archive_entries import RATIO_CHECK_MIN_BYTES, TAR_HEADER_ALLOWANCE, ArchiveEntry, iter_entries
 
 LIMITS = Limits()

@@ -15,7 +15,7 @@ import urllib3
 from PIL import Image
 
 from shared.imaging import decode_image
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 pytestmark = pytest.mark.integration
 

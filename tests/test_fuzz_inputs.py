@@ -31,7 +31,7 @@ from PIL import Image
 from shared.archives import detect_source_kind
 from shared.errors import ColorizeError, ItemError
 from shared.imaging import decode_image
-from shared.settings import Limits
+from shared.setting_types import Limits
 from worker.archive_entries import iter_entries
 
 FUZZ = settings(

@@ -21,7 +21,7 @@ from api.bodies import MAX_JSON_DEPTH
 from shared.archives import MAX_NAME_PART_BYTES, clean_path
 from shared.jobs import ItemResult
 from shared.object_keys import result_key, source_key, upload_key
-from shared.settings import Quotas
+from shared.setting_types import Quotas
 from shared.stored_bytes import job_owner, upload_owner
 from tests.integration_fixtures import with_own_keys
 from tests.test_api import png_bytes

@@ -21,7 +21,7 @@ from shared.imaging import (
     probe_image,
     sniff_image_format,
 )
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 LIMITS = Limits()
 

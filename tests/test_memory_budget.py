@@ -21,7 +21,8 @@ from shared.errors import ImageTooLarge
 from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
 from shared.jobs import JobStatus
 from shared.memory_budget import BASELINE_BYTES, MemoryBudget
-from shared.settings import Limits, Settings
+from shared.setting_types import Limits
+from shared.settings import Settings
 from tests.integration_fixtures import with_own_keys
 from tests.test_item_inputs import Published, expand
 from worker.batching import memory_batches
@@ -67,7 +68,7 @@ def test_decoding_a_16_bit_rgba_png_stays_within_its_cost(tmp_path: Path) -> Non
     script = textwrap.dedent(f"""
         from pathlib import Path
         from shared.imaging import decode_cost, decode_image
-        from shared.settings import Limits
+        from shared.setting_types import Limits
         def kib(field):
             return int(Path("/proc/self/status").read_text().split(field + ":")[1].split()[0])
         data = Path({str(path)!r}).read_bytes()

@@ -49,7 +49,7 @@ START_TIMEOUT_S = 90
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
 
 
 def _unavailable() -> str | None:
@@ -97,8 +97,8 @@ class HostNetwork:
         self.made.append(self.lan)
         self._ip("-n", self.lan, "link", "add", "br0", "type", "bridge")
         self._ip("-n", self.lan, "link", "set", "br0", "up")
-        for host in HOSTS:
-            inside, port = f"cz{self.tag}{HOSTS[host]}", f"cz{self.tag}{HOSTS[host]}p"
+        for host, number in HOSTS.items():
+            inside, port = f"cz{self.tag}{number}", f"cz{self.tag}{number}p"
             self._ip("link", "add", inside, "type", "veth", "peer", "name", port)
             self._ip("link", "set", port, "netns", self.lan)
             self._ip("-n", self.lan, "link", "set", port, "master", "br0", "up")
@@ -246,9 +246,7 @@ def test_hosts_apart_and_a_worker_cut_off_from_redis_for_30_s_mid_job(
             processes.append(spawn(network, host, argv, settings, home, env))
             return processes[-1]
 
-        api = start(
-            "api", [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{network.address('api')}:{api_port}", 1)]
-        )
+        start("api", [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{network.address('api')}:{api_port}", 1)])
         workers = {
             host: start(
                 host,

@@ -23,7 +23,8 @@ from shared.errors import QuotaExceeded
 from shared.jobs import ItemResult
 from shared.object_keys import job_prefix, source_key
 from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
-from shared.settings import Quotas, Settings
+from shared.setting_types import Quotas
+from shared.settings import Settings
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
 from worker.expansion import Expander, ExpansionLease
@@ -202,7 +203,7 @@ def test_quota_running_out_mid_archive_fails_the_remaining_entries(quota_setting
     # An unsafe entry is refused before the quota is asked: it does not use up an image.
     names = ["p0.png", "../escape.png", "p1.png", "p2.png", "p3.png", "p4.png"]
     storage.put_bytes(source_key(tenant, job_id), zip_bytes(names))
-    job = ctx.jobs.create_job(
+    ctx.jobs.create_job(
         tenant=tenant,
         model=TEST_MODEL,
         temperature=None,

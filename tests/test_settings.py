@@ -16,7 +16,8 @@ import pytest
 
 from cli.embedded_services import free_port
 from cli.main import main as cli_main
-from shared.settings import PROJECT_ROOT, VARIABLES, Limits, Quotas, Settings, SettingsError
+from shared.setting_types import Limits, Quotas
+from shared.settings import PROJECT_ROOT, VARIABLES, Settings, SettingsError
 
 BOOLEAN_FIELDS = [f.name for f in dataclasses.fields(Settings) if isinstance(getattr(Settings(), f.name), bool)]
 
@@ -357,7 +358,7 @@ BAD_MESSAGE = "colorize: COLORIZE_WEBHOOK_ALLOW_PRIVATE='ture' is not a boolean 
 def run_with(argv: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(
-        [sys.executable, *argv], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=120
+        [sys.executable, *argv], cwd=tmp_path, env=base | env, capture_output=True, text=True, timeout=120, check=False
     )
 
 

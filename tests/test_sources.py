@@ -33,7 +33,8 @@ from shared.connections import Connection
 from shared.errors import ArchiveLimitExceeded
 from shared.item_inputs import ItemInput
 from shared.job_sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
-from shared.settings import Limits, Settings
+from shared.setting_types import Limits
+from shared.settings import Settings
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 from worker.reference_entries import reference_entries
 

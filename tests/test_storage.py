@@ -51,7 +51,7 @@ def test_result_keys_are_jpegs_in_index_order() -> None:
     keys = [result_key("t", "j", i) for i in (0, 9, 10, 99_999)]
     assert all(key.endswith(".jpg") for key in keys)
     assert keys == sorted(keys)
-    assert len(set(input_object_key("t", "j", input_object_name(i, i + 1)) for i in range(20))) == 20
+    assert len({input_object_key("t", "j", input_object_name(i, i + 1)) for i in range(20)}) == 20
 
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", "a b", ".hidden", "x" * 65, "é", None])

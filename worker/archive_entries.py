@@ -39,7 +39,7 @@ import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, Self, cast
 
 from shared.archives import ARCHIVE_KINDS, UniqueNames
 from shared.errors import (
@@ -52,7 +52,7 @@ from shared.errors import (
     UnsupportedFormat,
 )
 from shared.item_inputs import ItemInput, ZipMember
-from shared.settings import Limits
+from shared.setting_types import Limits
 from worker.archive_rules import (
     check_expanded,
     check_name,
@@ -76,6 +76,11 @@ _ZIP_DIRECTORY_BYTES_PER_MEMBER = 1024
 # Real tar headers (pax records, GNU long names) are a few KiB; tarfile reads each into
 # memory at once, so the stream may not run further than this past a member's data.
 TAR_HEADER_ALLOWANCE = 1024**2
+
+# zipfile's end-of-directory reader and header layout, and tarfile's EOFHeaderError: used
+# below, but undocumented, and so left out of typeshed.
+_zipfile: Any = zipfile
+_tarfile: Any = tarfile
 
 _SUPPORTED_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
@@ -148,11 +153,11 @@ def _check_zip_directory(fileobj: BinaryIO, limits: Limits) -> None:
     """Refuse a central directory too big to load, before zipfile loads it."""
     # zipfile's own end-of-directory reader (zip64 aware); the public API offers no way to
     # see the directory size without loading the whole directory.
-    end = library_call(lambda: zipfile._EndRecData(fileobj), "cannot read zip directory")
+    end = library_call(lambda: _zipfile._EndRecData(fileobj), "cannot read zip directory")
     if end is None:
         raise CorruptArchive("not a zip archive: no end of central directory record")
-    members = end[zipfile._ECD_ENTRIES_TOTAL]
-    directory_bytes = end[zipfile._ECD_SIZE]
+    members = end[_zipfile._ECD_ENTRIES_TOTAL]
+    directory_bytes = end[_zipfile._ECD_SIZE]
     max_members = _ZIP_MEMBERS_PER_ENTRY * limits.max_entries
     if members > max_members or directory_bytes > max_members * _ZIP_DIRECTORY_BYTES_PER_MEMBER:
         raise ArchiveLimitExceeded(
@@ -171,7 +176,7 @@ def _member_ends(archive: zipfile.ZipFile) -> dict[int, int]:
 
 def _zip_location(info: zipfile.ZipInfo, end: int) -> ItemInput:
     # The local header repeats the name and has an extra field of its own: at most 64 KiB each.
-    longest = zipfile.sizeFileHeader + 2 * 0xFFFF + info.compress_size
+    longest = _zipfile.sizeFileHeader + 2 * 0xFFFF + info.compress_size
     member = ZipMember(
         method=info.compress_type,
         compressed_size=info.compress_size,
@@ -260,10 +265,10 @@ class _StrictTarInfo(tarfile.TarInfo):
     stream must end with the end-of-archive block, anything else is damage."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EOFHeaderError:
+        except _tarfile.EOFHeaderError:
             raise
         except tarfile.HeaderError as exc:
             raise CorruptArchive(f"damaged tar header at byte {tarfile_.offset}: {exc}") from exc
@@ -273,7 +278,7 @@ class _BoundedStream:
     """The (uncompressed) tar stream, refusing reads more than ``TAR_HEADER_ALLOWANCE``
     past the end of the current member's data, so an oversized header cannot be buffered."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: BinaryIO | gzip.GzipFile) -> None:
         self._inner = inner
         self._position = 0
         self.data_end = 0
@@ -296,11 +301,15 @@ class _TarCursor:
 
 def _iter_tar(fileobj: BinaryIO, compressed: bool, limits: Limits) -> Iterator[ArchiveEntry]:
     # Decompressing here rather than in tarfile puts _BoundedStream on uncompressed bytes.
-    inner: BinaryIO = gzip.GzipFile(fileobj=fileobj, mode="rb") if compressed else fileobj
+    inner: BinaryIO | gzip.GzipFile = gzip.GzipFile(fileobj=fileobj, mode="rb") if compressed else fileobj
     stream = _BoundedStream(inner)
     archive = library_call(
-        lambda: tarfile.open(
-            fileobj=stream, mode="r|", tarinfo=_StrictTarInfo, encoding="utf-8", errors="surrogateescape"
+        lambda: tarfile.open(  # noqa: SIM115  # closed in the finally below, after the last member
+            fileobj=cast("IO[bytes]", stream),
+            mode="r|",
+            tarinfo=_StrictTarInfo,
+            encoding="utf-8",
+            errors="surrogateescape",
         ),
         "cannot open tar",
     )
@@ -314,7 +323,7 @@ def _iter_tar(fileobj: BinaryIO, compressed: bool, limits: Limits) -> Iterator[A
             if member is None:
                 return
             # tarfile remembers every member for random access a stream never uses.
-            archive.members.clear()
+            archive.members.clear()  # type: ignore[attr-defined]  # TarFile's own, left out of typeshed
             stream.data_end = archive.offset
             check_expanded(archive.offset, limits)
             entry = _tar_entry(archive, member, cursor, limits)

@@ -3,9 +3,10 @@ counts within the limits, and exactly the bytes its header declares."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from shared.archives import clean_path
 from shared.errors import (
@@ -18,7 +19,7 @@ from shared.errors import (
     UnsupportedFormat,
 )
 from shared.imaging import SUPPORTED_IMAGE_FORMATS, sniff_image_format
-from shared.settings import Limits
+from shared.setting_types import Limits
 
 # Enough leading bytes to recognise every image format the decoder accepts.
 IMAGE_HEAD_BYTES = 16
@@ -104,12 +105,20 @@ def check_image_head(name: str, head: bytes) -> None:
         )
 
 
-def read_declared(stream: BinaryIO, name: str, declared: int, limits: Limits, image_only: bool = False) -> bytes:
+class Readable(Protocol):
+    """A stream of an entry's bytes: a zip or tar member."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def read_declared(stream: Readable, name: str, declared: int, limits: Limits, image_only: bool = False) -> bytes:
     """Read an entry that claims ``declared`` bytes, allocating at most one byte beyond the cap.
     ``image_only``: refuse it (``check_image_head``) from its first bytes, before reading on;
     ``stream`` must then offer ``peek``, as buffered readers do."""
     if image_only:
-        check_image_head(name, stream.peek(IMAGE_HEAD_BYTES)[:IMAGE_HEAD_BYTES])
+        # Zip and tar members are buffered readers, which peek.
+        head = cast(io.BufferedReader, stream).peek(IMAGE_HEAD_BYTES)[:IMAGE_HEAD_BYTES]
+        check_image_head(name, head)
     cap = min(declared, limits.max_entry_bytes)
     data = stream.read(cap + 1)
     if len(data) > limits.max_entry_bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 from amqp.exceptions import NotFound
@@ -58,7 +58,8 @@ class AmqpQueues:
     def __init__(self, url: str) -> None:
         self.url = url
         self._connection: Connection | None = None
-        self._channel = None
+        # A py-amqp channel; kombu's stubs know it only as the transport-neutral StdChannel.
+        self._channel: Any = None
         # One channel, one declare at a time (the API's greenlets share this object).
         self._lock = threading.Lock()
 
@@ -72,7 +73,7 @@ class AmqpQueues:
         try:
             if self._channel is None:
                 self._channel = self._connection.channel()
-            return self._channel.queue_declare(queue=queue, passive=True).message_count
+            return int(self._channel.queue_declare(queue=queue, passive=True).message_count)
         except NotFound:
             self._channel = None  # the broker closes the channel: no such queue (yet), nothing waits
             return 0
@@ -88,7 +89,7 @@ class AmqpQueues:
     def ahead_of_bulk_waiting(self) -> bool:
         try:
             return any(self._ready(LANE_QUEUES[priority]) for priority in _AHEAD_OF_BULK)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # whatever the broker client raises: go on, as said below
             # Handing over is a courtesy to waiting work: with the broker away, the chunk goes on.
             log.warning("could not count the queues ahead of the bulk lane: %r", exc)
             return False

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlparse
 
 from celery import Celery
@@ -29,6 +29,8 @@ from kombu.transport import redis as kombu_redis
 from shared.settings import Settings
 
 if TYPE_CHECKING:
+    from celery.worker import WorkController
+
     from shared.jobs import Job
 
 QUEUE = "colorize"
@@ -54,11 +56,11 @@ WEBHOOK_TASK = "colorize.deliver_webhook"
 
 
 class _BrokerChannel(kombu_redis.Channel):
-    def __init__(self, connection, *args, **kwargs) -> None:
+    def __init__(self, connection: Any, *args: Any, **kwargs: Any) -> None:
         super().__init__(connection, *args, **kwargs)
         self._broker = connection.client
 
-    def _connparams(self, asynchronous: bool = False) -> dict:
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
         # When the broker connection is lost, Celery detaches the transport from it (client =
         # None) while tasks received on this channel still run; their acks, and the requeue of
         # unacknowledged messages as the channel closes, then build a new client from that
@@ -68,7 +70,8 @@ class _BrokerChannel(kombu_redis.Channel):
         # unacked index and are redelivered after the visibility timeout).
         if self.connection.client is None:
             self.connection.client = self._broker
-        return super()._connparams(asynchronous)
+        params: dict[str, Any] = super()._connparams(asynchronous)  # type: ignore[misc]  # kombu's, not in its stubs
+        return params
 
 
 class BrokerTransport(kombu_redis.Transport):
@@ -80,9 +83,14 @@ class BrokerTransport(kombu_redis.Transport):
 class ColorizeCelery(Celery):
     """A Celery app that carries the Settings it was built from to the tasks it runs."""
 
-    def __init__(self, settings: Settings, **kwargs) -> None:
+    def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__("colorize", **kwargs)
         self.colorize_settings = settings
+
+
+def settings_of(app: Celery) -> Settings:
+    """The Settings of an app built by make_celery (typed as plain Celery where tasks and signals see it)."""
+    return cast(ColorizeCelery, app).colorize_settings
 
 
 def make_celery(settings: Settings) -> ColorizeCelery:
@@ -147,7 +155,7 @@ def make_celery(settings: Settings) -> ColorizeCelery:
     return app
 
 
-def _redis_transport_options(settings: Settings) -> dict:
+def _redis_transport_options(settings: Settings) -> dict[str, Any]:
     return {
         # A message unacked for this long is handed to another worker (the whole worker
         # machine vanished). Must exceed the longest chunk or it would run twice in parallel.
@@ -172,7 +180,7 @@ def _quorum_queue(name: str) -> Queue:
     )
 
 
-def _amqp_configuration() -> dict:
+def _amqp_configuration() -> dict[str, Any]:
     """Celery on RabbitMQ: durable quorum queues, one per lane and one for webhooks, published
     to with confirms; a worker knows a connection is gone and redelivery follows at once (no
     visibility timeout)."""
@@ -192,7 +200,7 @@ def _amqp_configuration() -> dict:
 
 
 @celeryd_after_setup.connect
-def _consume_every_lane(sender: str, instance, **kwargs) -> None:
+def _consume_every_lane(sender: str, instance: WorkController, **kwargs: Any) -> None:
     app = instance.app
     settings = getattr(app, "colorize_settings", None)
     if settings is None or not settings.broker_is_amqp:
@@ -212,13 +220,17 @@ def _consume_every_lane(sender: str, instance, **kwargs) -> None:
 
 def webhook_publisher(app: Celery) -> Callable[[dict[str, str]], None]:
     """Publishes one webhook message (``shared.webhook_events.WebhookMessage.to_dict()``) for delivery."""
-    return lambda message: app.send_task(WEBHOOK_TASK, args=(message,), queue=WEBHOOK_QUEUE)
+
+    def publish(message: dict[str, str]) -> None:
+        app.send_task(WEBHOOK_TASK, args=(message,), queue=WEBHOOK_QUEUE)
+
+    return publish
 
 
-def _publish(app: Celery, task: str, args: tuple, priority: int) -> None:
+def _publish(app: Celery, task: str, args: tuple[Any, ...], priority: int) -> None:
     """Publish ``task`` in the lane of ``priority``: its queue on RabbitMQ, its priority on Redis."""
     headers = {ENQUEUED_AT_HEADER: time.time()}
-    if app.colorize_settings.broker_is_amqp:
+    if settings_of(app).broker_is_amqp:
         app.send_task(task, args=args, queue=LANE_QUEUES[priority], headers=headers)
     else:
         app.send_task(task, args=args, queue=QUEUE, priority=priority, headers=headers)
@@ -259,6 +271,6 @@ def __getattr__(name: str) -> ColorizeCelery:
     # importing make_celery (the API does) needs no broker settings. A bad setting ends the
     # command with its message (celery would print a traceback).
     if name == "app":
-        globals()["app"] = make_celery(Settings.from_env_or_exit())
-        return globals()["app"]
+        app = globals()["app"] = make_celery(Settings.from_env_or_exit())
+        return app
     raise AttributeError(name)

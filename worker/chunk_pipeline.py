@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import redis
@@ -73,6 +74,12 @@ class _Loaded:
     image: np.ndarray | None = None
     error: ColorizeError | None = None
 
+    def decoded(self) -> np.ndarray:
+        """The image of an item that has been decoded."""
+        if self.image is None:
+            raise ValueError(f"item {self.index} has not been decoded")
+        return self.image
+
 
 class ChunkRun:
     """One task's run over a chunk of a job's items."""
@@ -91,6 +98,13 @@ class ChunkRun:
         self.destination: JobDestination | None = None  # where results go besides (or instead of) the store
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
+
+    @property
+    def _job(self) -> Job:
+        """The job whose items are being processed (read as the run begins)."""
+        if self.job is None:
+            raise RuntimeError(f"job {self.job_id} has not been read")
+        return self.job
 
     def run(self, indices: Sequence[int]) -> None:
         with self.ctx.metrics.stage("redis"):
@@ -173,7 +187,7 @@ class ChunkRun:
 
     def _process(self, fresh: list[int], retried: list[int]) -> None:
         try:
-            engine = self.ctx.engines.get(self.job.model)
+            engine = self.ctx.engines.get(self._job.model)
         except ColorizeError as exc:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
@@ -194,7 +208,7 @@ class ChunkRun:
         budget = MemoryBudget.of(self.settings.limits)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
-            saving: list[Future] = []
+            saving: list[Future[ItemResult]] = []
             for number in range(len(groups)):
                 if number and self._hand_over(groups[number:]):
                     break
@@ -242,21 +256,24 @@ class ChunkRun:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
         batch = BatchInputs(
             self.ctx.storage,
-            self.job,
+            self._job,
             {i: self.inputs.get(i) for i in indices},
             self.settings.limits,
             timed=self.ctx.metrics.stage,
             references=self.ctx.references,
         )
-        return [self._loaded(index, lambda index=index: self._with_cost(index, batch.read(index))) for index in indices]
+        return [self._loaded(index, partial(self._read, batch, index)) for index in indices]
 
-    def _with_cost(self, index: int, data: bytes) -> _Loaded:
+    def _read(self, batch: BatchInputs, index: int) -> _Loaded:
+        data = batch.read(index)
         return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
 
     def _decode(self, item: _Loaded) -> _Loaded:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
         def decoded() -> _Loaded:
+            if data is None:
+                raise ValueError(f"item {item.index} has no bytes to decode")
             with self.ctx.metrics.stage("decode"):
                 return _Loaded(item.index, image=decode_image(data, self.settings.limits))
 
@@ -287,7 +304,7 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                images = colorize_batch(engine, [item.image for item in items], self.job.temperature)
+                images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
             return [(item.index, image) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
@@ -319,10 +336,12 @@ class ChunkRun:
                 return ItemResult.done(index)
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
-            self.ctx.storage.put_bytes(result_key(self.job.tenant, self.job_id, index), data, content_type="image/jpeg")
-        self.ctx.stored.add(self.job.tenant, job_owner(self.job_id), len(data))
+            self.ctx.storage.put_bytes(
+                result_key(self._job.tenant, self.job_id, index), data, content_type="image/jpeg"
+            )
+        self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
 
     def _about(self, index: int) -> dict[str, object]:
         # Log fields for one item: the chunk's I/O threads do not see the task's log context.
-        return {"job_id": self.job_id, "item": index, "tenant": self.job.tenant}
+        return {"job_id": self.job_id, "item": index, "tenant": self._job.tenant}

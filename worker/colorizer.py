@@ -50,6 +50,7 @@ def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: fl
     reduced = [reduced_lightness(source, size, grid, workspace) for source in lightness]
     ab_small = engine.predict_ab(np.stack([model_l for model_l, _ in reduced]), temperature)
     results = []
+    guide: np.ndarray | None
     for ab, (_, guide) in zip(ab_small, reduced):
         source = lightness.pop(0)  # each L is freed once joined
         if ab.shape[:2] != guide.shape:

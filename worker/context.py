@@ -26,7 +26,7 @@ from shared.storage import Storage
 from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
 from worker.broker_queues import broker_queues
-from worker.celery_app import webhook_publisher
+from worker.celery_app import settings_of, webhook_publisher
 from worker.destinations import ManifestWriter
 from worker.reference_reader import ReferenceReader
 
@@ -41,6 +41,8 @@ class WorkerContext:
         self.settings = settings
         self.app = app  # publishes the tasks this worker's work leads to
         self.pid = os.getpid()
+        if not settings.redis_url:
+            raise ValueError("workers need settings.redis_url (REDIS_URL)")
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
         self.metrics = WorkerMetrics()
         notifier = WebhookNotifier(self.redis, settings, webhook_publisher(app))
@@ -72,5 +74,5 @@ def worker_context(app: Celery) -> WorkerContext:
     """This process's context, rebuilt after a fork (connections must not cross processes)."""
     global _context
     if _context is None or _context.pid != os.getpid():
-        _context = WorkerContext(app.colorize_settings, app)
+        _context = WorkerContext(settings_of(app), app)
     return _context

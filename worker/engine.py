@@ -92,7 +92,7 @@ def _torch_cuda_available() -> bool:
         return False
     import torch
 
-    return torch.cuda.is_available()
+    return bool(torch.cuda.is_available())
 
 
 class _OrtBackend:
@@ -111,7 +111,8 @@ class _OrtBackend:
         self.device = "cuda" if cuda else "cpu"
 
     def run(self, l_input: np.ndarray, inv_temperature: np.ndarray) -> np.ndarray:
-        (ab,) = self._session.run(["ab"], {"l": l_input, "inv_temperature": inv_temperature})
+        outputs: list[np.ndarray] = self._session.run(["ab"], {"l": l_input, "inv_temperature": inv_temperature})
+        (ab,) = outputs
         return ab
 
 
@@ -130,4 +131,5 @@ class _TorchCudaBackend:
         with torch.inference_mode():
             l_gpu = torch.from_numpy(l_input).cuda()
             inv_t = torch.from_numpy(inv_temperature).cuda()
-            return self._module(l_gpu, inv_t).cpu().numpy()
+            ab: np.ndarray = self._module(l_gpu, inv_t).cpu().numpy()
+            return ab

@@ -156,7 +156,7 @@ class Expander:
         error: ColorizeError | None = None
         chunk = _PendingChunk()
         with self.ctx.metrics.stage("expansion"), ThreadPoolExecutor(max_workers=1) as flusher:
-            flushing: Future | None = None
+            flushing: Future[None] | None = None
             try:
                 with self._open_source() as source:
                     for index, entry in enumerate(self._entries(source)):
@@ -221,7 +221,9 @@ class Expander:
                 self.quota_error = exc
         return self.quota_error
 
-    def _flush_behind(self, flusher: ThreadPoolExecutor, flushing: Future | None, chunk: _PendingChunk) -> Future:
+    def _flush_behind(
+        self, flusher: ThreadPoolExecutor, flushing: Future[None] | None, chunk: _PendingChunk
+    ) -> Future[None]:
         """Flush ``chunk`` while the next one is read, once the one before has been flushed
         (items are registered in order: a later pass resumes after the registered ones)."""
         if flushing is not None:
@@ -244,7 +246,7 @@ class Expander:
         self.flushed += 1
         enqueue_chunks(self.ctx.app, self.ctx.bulk, self.job, [todo], lane)
 
-    def _canceled(self, flushing: Future | None) -> None:
+    def _canceled(self, flushing: Future[None] | None) -> None:
         """The job was canceled: the input objects stored so far are not needed."""
         if flushing is not None:
             flushing.exception()  # wait; whatever it stored goes now

@@ -8,6 +8,7 @@ import os
 import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import redis
 from celery import Celery
@@ -23,8 +24,11 @@ from shared.storage import Storage
 from shared.stored_bytes import StoredBytes
 from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
 from worker.broker_queues import BrokerQueues, broker_queues
-from worker.celery_app import QUEUE, colorizes, enqueue_expansion
+from worker.celery_app import QUEUE, colorizes, enqueue_expansion, settings_of
 from worker.scheduling import Lane, enqueue_chunks, lane_for
+
+if TYPE_CHECKING:
+    from celery.worker.consumer import Consumer
 
 log = get_task_logger(__name__)
 
@@ -104,6 +108,8 @@ class Housekeeper(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        if not self.settings.redis_url:
+            raise ValueError("workers need settings.redis_url (REDIS_URL)")
         client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
         jobs = JobStore(client, self.settings)
         namespace = self.settings.redis_namespace
@@ -138,15 +144,15 @@ _housekeeper: Housekeeper | None = None
 
 
 @worker_ready.connect
-def _start_housekeeping(sender=None, **_kwargs) -> None:
+def _start_housekeeping(sender: Consumer, **_kwargs: Any) -> None:
     global _housekeeper
     # Readiness counts workers that colorize; one serving only webhooks does not.
-    _housekeeper = Housekeeper(sender.app, sender.app.colorize_settings, colorizes=colorizes(sender.app))
+    _housekeeper = Housekeeper(sender.app, settings_of(sender.app), colorizes=colorizes(sender.app))
     _housekeeper.start()
 
 
 @worker_shutdown.connect
-def _stop_housekeeping(**_kwargs) -> None:
+def _stop_housekeeping(**_kwargs: Any) -> None:
     if _housekeeper is not None:
         _housekeeper.stopping.set()
         _housekeeper.join(timeout=5)

@@ -15,15 +15,16 @@ import io
 import struct
 import threading
 import zipfile
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 from shared.errors import ColorizeError, CorruptArchive, ItemError, ProcessingFailed, UnsupportedFormat
 from shared.item_inputs import ItemInput, ZipMember
 from shared.jobs import Job
 from shared.object_keys import input_object_key
-from shared.settings import Limits
+from shared.setting_types import Limits
 from shared.storage import Storage
 from worker.archive_rules import read_declared
 from worker.reference_reader import ReferenceReader
@@ -32,6 +33,8 @@ from worker.reference_reader import ReferenceReader
 MERGE_GAP_BYTES = 256 * 1024
 # ... unless the merged read would exceed this.
 MERGE_MAX_BYTES = 64 * 1024**2
+# zipfile's local header layout (APPNOTE 4.3.7), which typeshed leaves out as undocumented.
+_zipfile: Any = zipfile
 # How an entry is named in the errors of a member read here (its path is in the item listing).
 _ENTRY = "archive entry"
 
@@ -54,7 +57,7 @@ class BatchInputs:
         job: Job,
         inputs: Mapping[int, ItemInput | None],
         limits: Limits,
-        timed: Callable[[str], AbstractContextManager] = lambda stage: nullcontext(),
+        timed: Callable[[str], AbstractContextManager[object]] = lambda stage: nullcontext(),
         references: ReferenceReader | None = None,
     ) -> None:
         self.storage = storage
@@ -76,7 +79,7 @@ class BatchInputs:
                 try:
                     with self._timed("storage_get"):
                         self._raw = self._fetch()
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001  # kept, and raised to every reader below
                     self._failure = exc
         if self._failure is not None:
             raise self._failure
@@ -85,7 +88,7 @@ class BatchInputs:
         """The item's image bytes (a zip member unpacked: an ItemError when it is damaged; an
         item read by reference: the ItemError its read ended with)."""
         self.fetch()
-        assert self._raw is not None
+        assert self._raw is not None  # fetched, or fetch() raised
         raw = self._raw.pop(index)
         if isinstance(raw, ItemError):
             raise raw
@@ -100,15 +103,20 @@ class BatchInputs:
             # A single-image job: the source object is the image.
             data = self.storage.get_bytes(self.job.source_key)
             return {index: data for index in self.inputs}
+        located: dict[int, ItemInput] = {}
+        referenced: dict[int, str] = {}
         for index, where in self.inputs.items():
             if where is None:
                 raise ProcessingFailed("the item's input is missing")
-        referenced = {i: where.reference for i, where in self.inputs.items() if where and where.reference is not None}
+            if where.reference is not None:
+                referenced[index] = where.reference
+            else:
+                located[index] = where
         if referenced:
             if self.references is None:
                 raise ProcessingFailed("items read by reference need a reference reader")
             raw.update(self.references.read_many(self.job.tenant, referenced))
-        for read in self._plan(exclude=referenced.keys()):
+        for read in self._plan(located):
             data = self.storage.get_range(read.key, read.start, read.end - read.start)
             for index, where in read.items:
                 if (where.offset, where.end) == (read.start, read.end):
@@ -117,11 +125,11 @@ class BatchInputs:
                     raw[index] = data[where.offset - read.start : where.end - read.start]
         return raw
 
-    def _plan(self, exclude: Collection[int] = ()) -> list[_Read]:
-        """The GETs that cover every item but ``exclude``: per object, ranges in order, merged where close."""
+    def _plan(self, located: Mapping[int, ItemInput]) -> list[_Read]:
+        """The GETs that cover every item stored in this job's objects: per object, ranges in order,
+        merged where close."""
         reads: list[_Read] = []
-        stored = [(index, where) for index, where in self.inputs.items() if index not in exclude and where is not None]
-        by_place = sorted(stored, key=lambda pair: (self._key(pair[1]), pair[1].offset))
+        by_place = sorted(located.items(), key=lambda pair: (self._key(pair[1]), pair[1].offset))
         for index, where in by_place:
             key = self._key(where)
             last = reads[-1] if reads else None
@@ -147,19 +155,19 @@ def unpack_zip_member(raw: bytes, member: ZipMember, limits: Limits) -> bytes:
     """A zip member's bytes from its local header and compressed data."""
 
     def unpack() -> bytes:
-        header = raw[: zipfile.sizeFileHeader]
-        if len(header) < zipfile.sizeFileHeader:
+        header = raw[: _zipfile.sizeFileHeader]
+        if len(header) < _zipfile.sizeFileHeader:
             raise CorruptArchive(f"{_ENTRY}: truncated local header")
-        fields = struct.unpack(zipfile.structFileHeader, header)
-        if fields[zipfile._FH_SIGNATURE] != zipfile.stringFileHeader:
+        fields = struct.unpack(_zipfile.structFileHeader, header)
+        if fields[_zipfile._FH_SIGNATURE] != _zipfile.stringFileHeader:
             raise CorruptArchive(f"{_ENTRY}: bad local header")
-        start = zipfile.sizeFileHeader + fields[zipfile._FH_FILENAME_LENGTH] + fields[zipfile._FH_EXTRA_FIELD_LENGTH]
+        start = _zipfile.sizeFileHeader + fields[_zipfile._FH_FILENAME_LENGTH] + fields[_zipfile._FH_EXTRA_FIELD_LENGTH]
         info = zipfile.ZipInfo(_ENTRY)
         info.compress_type, info.compress_size, info.file_size = member.method, member.compressed_size, member.size
         info.CRC, info.flag_bits = member.crc, member.flags
         compressed = io.BytesIO(raw[start : start + member.compressed_size])
         # zipfile's own reader (decompression, CRC check) over the member alone.
-        with zipfile.ZipExtFile(compressed, "rb", info) as stream:
+        with zipfile.ZipExtFile(compressed, "r", info) as stream:
             return read_declared(stream, _ENTRY, member.size, limits)
 
     try:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from shared.errors import ArchiveLimitExceeded, EntryTooLarge
 from shared.item_inputs import ItemInput
 from shared.job_sources import BucketSource, SourceReference, bucket_reference, url_path, url_reference
-from shared.settings import Limits
+from shared.setting_types import Limits
 from worker.archive_entries import ArchiveEntry
 from worker.archive_rules import check_name, is_junk
 from worker.reference_reader import ReferenceReader

@@ -8,6 +8,8 @@ sets (task retries, webhook retries, a busy expansion lease) is therefore capped
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 from celery import Task
 from celery.exceptions import Reject
@@ -15,6 +17,7 @@ from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ProcessingFailed, ServiceUnavailable
 from shared.settings import Settings
+from worker.celery_app import settings_of
 
 log = get_task_logger(__name__)
 
@@ -33,34 +36,38 @@ def backoff_cap_s(settings: Settings) -> int:
     return max(1, min(MAX_BACKOFF_S, int(countdown_cap_s(settings))))
 
 
-def retry_limit(task: Task, exc: Exception) -> int:
+def retry_limit(task: Task[Any, Any], exc: Exception) -> int:
     """Retries allowed for ``exc``: a few for a failure of the task itself, and for storage or
     Redis being away as many as fill ``settings.outage_retry_s`` of backoff: an outage is not
     the items' fault, and the job should complete once the service is back."""
+    own_limit = task.max_retries
+    if own_limit is None:
+        raise ValueError(f"task {task.name} must set max_retries")
     if not isinstance(exc, TRANSIENT_ERRORS):
-        return task.max_retries
-    settings: Settings = task.app.colorize_settings
+        return own_limit
+    settings = settings_of(task.app)
     cap, waited, retries = backoff_cap_s(settings), 0.0, 0
     while waited < settings.outage_retry_s:
         waited += min(cap, 2**retries)
         retries += 1
-    return max(retries, task.max_retries)
+    return max(retries, own_limit)
 
 
-def may_retry(task: Task, exc: Exception) -> bool:
+def may_retry(task: Task[Any, Any], exc: Exception) -> bool:
     return task.request.retries < retry_limit(task, exc)
 
 
-def retry_later(task: Task, exc: Exception) -> None:
+def retry_later(task: Task[Any, Any], exc: Exception) -> None:
     """Retry ``task`` after a backoff. When the retry cannot be published (the broker is down as
     well, e.g. Redis restarting), Celery would reject the message without requeueing it and its
     work would be lost: reject it with requeue instead, or, if even that cannot reach the broker,
     leave it unacknowledged for redelivery after the visibility timeout."""
-    countdown = min(backoff_cap_s(task.app.colorize_settings), 2**task.request.retries)
+    countdown = min(backoff_cap_s(settings_of(task.app)), 2**task.request.retries)
     try:
         raise task.retry(exc=exc, countdown=countdown, max_retries=retry_limit(task, exc))
     except Reject as refused:
-        log.warning("could not schedule the retry (%r); requeueing the task", refused.reason)
+        reason = refused.reason  # type: ignore[attr-defined]  # set by Reject, missing from celery-types
+        log.warning("could not schedule the retry (%r); requeueing the task", reason)
         raise Reject(exc, requeue=True) from refused
 
 

@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
-from celery import current_app, shared_task
+from celery import Task, current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError
 from shared.logging import bind_log_context
-from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, EXPANSION_PRIORITY, QUEUE, colorizes
+from worker.celery_app import (
+    BULK_TURN_TASK,
+    COLORIZE_TASK,
+    EXPAND_TASK,
+    EXPANSION_PRIORITY,
+    QUEUE,
+    colorizes,
+    settings_of,
+)
 from worker.context import worker_context
 from worker.expansion import EXPAND_LEASE_S, Expander, ExpansionLease, LeaseLost
 from worker.retry_policy import countdown_cap_s, give_up_error, may_retry, retry_later
@@ -30,7 +39,7 @@ log = get_task_logger(__name__)
 
 
 @shared_task(name=EXPAND_TASK, bind=True, max_retries=5)
-def expand_job(self, job_id: str) -> None:
+def expand_job(self: Task[Any, Any], job_id: str) -> None:
     """Split a job's archive into items, storing each input and enqueueing chunks as it goes."""
     ctx = worker_context(self.app)
     job = ctx.jobs.find(job_id)
@@ -61,29 +70,31 @@ def expand_job(self, job_id: str) -> None:
 
 
 @shared_task(name=COLORIZE_TASK, bind=True, max_retries=5)
-def colorize_chunk(self, job_id: str, indices: list[int]) -> None:
+def colorize_chunk(self: Task[Any, Any], job_id: str, indices: list[int]) -> None:
     """Colorize the chunk's unfinished items (the interactive lane); each item ends done or
     failed on its own."""
     _colorize(self, job_id, indices, Lane.INTERACTIVE)
 
 
 @shared_task(name=BULK_TURN_TASK, bind=True, max_retries=5)
-def bulk_turn(self) -> None:
+def bulk_turn(self: Task[Any, Any]) -> None:
     """Colorize the bulk lane's next chunk in turn (the one this task claimed before, when it
     runs again after a crash or a retry)."""
     ctx = worker_context(self.app)
+    turn_id = self.request.id
+    assert turn_id is not None  # a task being run has its id
     with ctx.metrics.stage("redis"):
-        claimed = ctx.bulk.claim(self.request.id)
+        claimed = ctx.bulk.claim(turn_id)
     if claimed is None:
         return  # its chunk was taken by another turn, or handed back whole to the lane
     if not self.request.retries:
         ctx.metrics.observe_stage("queue_wait", time.time() - claimed.enqueued_at)
     bind_log_context(job_id=claimed.job_id)
     _colorize(self, claimed.job_id, claimed.indices, Lane.BULK)
-    ctx.bulk.release(self.request.id)
+    ctx.bulk.release(turn_id)
 
 
-def _colorize(task, job_id: str, indices: list[int], lane: Lane) -> None:
+def _colorize(task: Task[Any, Any], job_id: str, indices: list[int], lane: Lane) -> None:
     from worker.chunk_pipeline import ChunkRun  # the engine's libraries: only in workers that colorize
 
     ctx = worker_context(task.app)
@@ -107,16 +118,16 @@ def _colorize(task, job_id: str, indices: list[int], lane: Lane) -> None:
         log.exception("chunk of job %s failed %d times; failing its items", job_id, task.request.retries + 1)
         run.give_up(indices, give_up_error(exc, "processing failed repeatedly"))
         return
-    if run.handed_back:
+    if run.handed_back and run.job is not None:  # items are handed back only once the job is read
         enqueue_chunks(task.app, ctx.bulk, run.job, [run.handed_back], lane, first=True)
 
 
 @worker_process_init.connect
-def _load_default_model(**_kwargs) -> None:
+def _load_default_model(**_kwargs: Any) -> None:
     """Each pool process of a colorize worker loads the configured model as it starts."""
     if not colorizes(current_app):
         return
-    settings = current_app.colorize_settings
+    settings = settings_of(current_app)
     try:
         engine = worker_context(current_app).engines.get(settings.model)
         log.info("worker process %s ready with model %s on %s", os.getpid(), engine.manifest.name, engine.device)

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
-from celery import shared_task
+from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 from standardwebhooks.webhooks import Webhook
 
@@ -69,7 +69,7 @@ DEFERRED = "deferred"
 
 
 @shared_task(name=WEBHOOK_TASK, bind=True, max_retries=None)
-def deliver_webhook(self, message: dict[str, Any], waited_s: float = 0.0) -> str:
+def deliver_webhook(self: Task[Any, Any], message: dict[str, Any], waited_s: float = 0.0) -> str:
     """Make one delivery attempt; returns its outcome (delivered | failed | refused), or
     ``deferred`` when an earlier event of the job is still being delivered."""
     ctx = worker_context(self.app)
@@ -113,7 +113,7 @@ def deliver_webhook(self, message: dict[str, Any], waited_s: float = 0.0) -> str
 def retry_delay_s(attempt: int, settings: Settings) -> float:
     """Seconds before the attempt after ``attempt`` (1-based): doubling from the base, capped."""
     cap = min(settings.webhook_retry_max_s, countdown_cap_s(settings))
-    return min(settings.webhook_retry_base_s * 2 ** (attempt - 1), cap)
+    return min(settings.webhook_retry_base_s * 2.0 ** (attempt - 1), cap)
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: str) -> str:

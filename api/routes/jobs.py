@@ -11,6 +11,7 @@ from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUploa
 from api.services import Services, services
 from api.submission import IdempotentRequest, JobRequest, SentFile, UploadReference, submit
 from api.tenancy import current_tenant
+from shared import jobs
 from shared.documents import ErrorBrief, JobDocument
 from shared.errors import UnsupportedMediaType
 from shared.jobs import ItemStatus

@@ -37,7 +37,8 @@ def install_metrics(app: Flask, settings: Settings) -> None:
 
 
 def api_metrics() -> ApiMetrics:
-    return current_app.extensions[METRICS_KEY]
+    metrics: ApiMetrics = current_app.extensions[METRICS_KEY]
+    return metrics
 
 
 @bp.get("/metrics")

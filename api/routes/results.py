@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, redirect
+from werkzeug.wrappers import Response as BaseResponse
 from zipstream import ZIP_STORED, ZipStream
 
 from api.services import Services, services
@@ -23,7 +24,7 @@ READ_CHUNK_BYTES = 256 * 1024
 
 
 @bp.get("/<job_id>/items/<int:index>/result")
-def item_result(job_id: str, index: int) -> Response:
+def item_result(job_id: str, index: int) -> BaseResponse:
     svc = services()
     job = svc.jobs.get(job_id, current_tenant())
     item = svc.jobs.item(job_id, index)

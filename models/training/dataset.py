@@ -60,6 +60,8 @@ def _pack_one(args: tuple[Path, Path, int, int]) -> int:
         return 0
     target.parent.mkdir(parents=True, exist_ok=True)
     ok, data = cv2.imencode(".webp", crop, [cv2.IMWRITE_WEBP_QUALITY, quality])
+    if not ok:
+        return 0
     target.write_bytes(data.tobytes())
     return len(data)
 
