@@ -66,6 +66,8 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         for listed in ("keys", "urls"):
             if listed in form["properties"]:
                 form["properties"][listed]["maxItems"] = limits.max_entries
+    for body in ("JobFromForm", "JobFromUpload", "JobFromSource"):
+        schemas[body]["properties"]["max_side"]["maximum"] = limits.max_side
     return schemas
 
 

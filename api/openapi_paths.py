@@ -227,14 +227,14 @@ def _paths(settings: Settings) -> dict[str, Any]:
             "get": {
                 "operationId": "getItemResult",
                 "tags": ["results"],
-                "summary": "One result JPEG",
+                "summary": "One result image (JPEG, PNG or WebP, as the job asked)",
                 "parameters": [
                     _job_id(),
                     {"name": "index", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}},
                 ],
                 "responses": {
                     "302": {
-                        "description": "Redirect to a presigned URL of the JPEG.",
+                        "description": "Redirect to a presigned URL of the image (image/jpeg, image/png or image/webp).",
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
                     "404": err("No such job or item, or the item has no result."),

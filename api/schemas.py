@@ -10,7 +10,7 @@ are introduced by a comment.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
@@ -21,6 +21,7 @@ from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, Timesta
 from shared.job_sources import MAX_KEY_LENGTH
 from shared.jobs import ItemStatus
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.output_options import MAX_QUALITY, MIN_QUALITY, OutputFormat
 from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
 
 MAX_PAGE = 1000
@@ -47,6 +48,30 @@ CallbackUrl = Annotated[
         "loopback, private, link-local or other non-public addresses are refused (400) unless the "
         "server allows them.",
         json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    ),
+]
+# Built from the enum, so that the schema lists its values inline; mypy cannot evaluate such a
+# Literal (an alias of it is no type to it), so it sees the str each value is.
+if TYPE_CHECKING:
+    _FormatValue = str
+else:
+    _FormatValue = Literal[tuple(f.value for f in OutputFormat)]
+OutputFormatName = Annotated[_FormatValue, Field(description="The results' image format; default: jpeg.")]
+Quality = Annotated[
+    int,
+    Field(
+        ge=MIN_QUALITY,
+        le=MAX_QUALITY,
+        description="Encoder quality for jpeg and webp (not png: 400); default: the server's (90 unless configured).",
+    ),
+]
+# Its maximum is the server's image side limit (api/openapi.py adds it; api/submission.py checks it).
+MaxSide = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="Results whose longest side is longer are scaled down to it, keeping their aspect; "
+        "smaller ones are never scaled up. Default: results as large as their inputs.",
     ),
 ]
 EVENT_NAMES_EXAMPLE = "started,completed"
@@ -130,6 +155,9 @@ class JobFromUpload(RequestBody):
     events: JsonEvents = Field(
         None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
     )
+    format: OutputFormatName | None = None
+    quality: Quality | None = None
+    max_side: MaxSide | None = None
 
     field_messages: ClassVar[dict[str, str]] = {
         "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
@@ -147,6 +175,9 @@ class JobFromSource(RequestBody):
     events: JsonEvents = Field(
         None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
     )
+    format: OutputFormatName | None = None
+    quality: Quality | None = None
+    max_side: MaxSide | None = None
 
 
 class JobFromForm(RequestBody):
@@ -164,6 +195,9 @@ class JobFromForm(RequestBody):
         description="Comma-separated event names: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url.",
         json_schema_extra={"example": EVENT_NAMES_EXAMPLE},
     )
+    format: OutputFormatName = None  # type: ignore[assignment]
+    quality: Quality = None  # type: ignore[assignment]
+    max_side: MaxSide = None  # type: ignore[assignment]
 
     field_messages: ClassVar[dict[str, str]] = {"file": "the multipart form needs a 'file' field"}
 
@@ -176,7 +210,9 @@ class ItemPageQuery(RequestBody):
 class Item(Document):
     index: Count
     path: str = Field(description="The entry's path inside the archive (or the file name).")
-    output_path: str = Field(description="The result's path in results.zip (ends in .jpg).")
+    output_path: str = Field(
+        description="The result's path in results.zip (ends in the job's output format's extension: .jpg, .png or .webp)."
+    )
     # Built from the enum (a Literal mypy cannot evaluate), so that the schema lists its values
     # inline; WebhookDelivery.outcome likewise.
     status: Literal[tuple(ItemStatus)]  # type: ignore[valid-type]

@@ -1,11 +1,12 @@
 """Creating a job: from a file sent with the request or from a presigned upload.
 
 The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
-nothing); the webhook options and the model are checked; the source is stored (a sent file,
-once its bytes fit the tenant's storage quota) or claimed (an upload: complete, no larger than
-declared nor than the size limit, used by no other job), or, for a source by reference, checked
-and stored as a short document the expander reads; a destination is recorded; the job is
-recorded and its first task enqueued: a single image goes straight to colorizing (and counts
+nothing); the webhook options, the output options (``shared.output_options``) and the model
+are checked; the source is stored (a sent file, once its bytes fit the tenant's storage quota)
+or claimed (an upload: complete, no larger than declared nor than the size limit, used by no
+other job), or, for a source by reference, checked and stored as a short document the
+expander reads; a destination is recorded; the job is recorded and its first task enqueued:
+a single image goes straight to colorizing (and counts
 against the daily image quota now), an archive to expansion (its images count as the worker
 finds them).
 
@@ -43,6 +44,7 @@ from shared.job_sources import (
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
+from shared.output_options import OutputOptions, requested_output
 from shared.stored_bytes import job_owner
 from shared.uploads import Upload, UploadState
 from worker.celery_app import start_job
@@ -79,6 +81,9 @@ class JobRequest:
     callback_url: str | None = None  # None or empty: no webhooks
     events: Any = None  # as sent: a list or a comma-separated string (shared.callback_urls.parse_events)
     destination: Destination | None = None  # results written to a stored connection too (or instead)
+    format: str | None = None  # the result's format; None: JPEG (shared.output_options)
+    quality: int | None = None  # None: the server's jpeg_quality (JPEG and WebP only)
+    max_side: int | None = None  # None: results as large as their inputs
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class _Options:
     model: str
     temperature: float
     webhook: WebhookRequest | None
+    output: OutputOptions
 
 
 @dataclass(frozen=True)
@@ -156,9 +162,10 @@ def _create(svc: Services, request: JobRequest) -> Job:
 
 def _options(svc: Services, request: JobRequest) -> _Options:
     webhook = parse_webhook({"callback_url": request.callback_url, "events": request.events}, svc.settings)
+    output = requested_output(svc.settings, request.format, request.quality, request.max_side)
     manifest = load_manifest(svc.settings.models_dir, request.model or svc.settings.model)
     temperature = manifest.temperature if request.temperature is None else request.temperature
-    return _Options(manifest.name, temperature, webhook)
+    return _Options(manifest.name, temperature, webhook, output)
 
 
 def _from_sent_file(
@@ -249,12 +256,13 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         job_id=job_id,
         callback_url=webhook.url if webhook else None,
         webhook_events=webhook.events if webhook else (),
+        output=options.output,
     )
     if source.kind == "image":
         # An archive's images are counted as the worker expands it; a single image here.
         svc.quotas.take_image(tenant)
         path = source.filename or "image"
-        job = create_job(single_item=NewItem(0, path, output_name(path), source.size))
+        job = create_job(single_item=NewItem(0, path, output_name(path, options.output.extension), source.size))
     else:
         job = create_job()
     start_job(svc.celery, job)

@@ -43,6 +43,9 @@ def submit(ctx: Context) -> int:
                 temperature=args.temperature,
                 callback_url=args.callback_url,
                 events=args.events,
+                format=args.format,
+                quality=args.quality,
+                max_side=args.max_side,
                 on_upload=lambda sent, total: bar.update(sent, total),
                 destination=_destination(args),
             )
@@ -96,6 +99,9 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
         temperature=args.temperature,
         callback_url=args.callback_url,
         events=args.events,
+        format=args.format,
+        quality=args.quality,
+        max_side=args.max_side,
     )
     if not args.wait:
         if ctx.json:

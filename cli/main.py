@@ -62,9 +62,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         metavar="LIST",
         help="with --callback-url: which of started,progress,completed (default: all)",
     )
+    p.add_argument("--format", choices=("jpeg", "png", "webp"), help="the results' image format (default jpeg)")
+    p.add_argument("--quality", type=int, metavar="1-100", help="jpeg/webp quality (default: the service's, 90)")
+    p.add_argument("--max-side", type=int, metavar="PIXELS", help="scale results down so no side is longer (never up)")
     p.add_argument("--wait", action="store_true", help="wait for the job, then download its results")
     p.add_argument("--out", help="with --wait: where results go (default ./colorized/JOB_ID/)")
-    p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate JPEGs")
+    p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate images")
     _add_poll(p)
 
     p = _command(commands, "connections", connections.connections, "list, add or delete stored S3 connections", after)
@@ -90,7 +93,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p = _command(commands, "download", jobs.download, "download a job's results", after)
     p.add_argument("job", metavar="JOB", help="job id")
     p.add_argument("--out", help="destination folder (default ./colorized/JOB_ID/)")
-    p.add_argument("--zip", action="store_true", help="one zip instead of separate JPEGs")
+    p.add_argument("--zip", action="store_true", help="one zip instead of separate images")
 
     p = _command(commands, "cancel", jobs.cancel, "cancel a job (finished results stay)", after)
     p.add_argument("job", metavar="JOB", help="job id")

@@ -20,6 +20,13 @@ def print_json(data: Any, stream: TextIO) -> None:
     stream.write("\n")
 
 
+def _output(job: Job) -> str:
+    output = job.output
+    quality = f"  quality {output.quality}" if output.quality is not None else ""
+    side = f"  max side {output.max_side}" if output.max_side is not None else ""
+    return output.format + quality + side
+
+
 def job_summary(job: Job) -> str:
     counts = job.counts
     lines = [
@@ -29,6 +36,7 @@ def job_summary(job: Job) -> str:
         + ("" if job.expanded else "  (still reading the archive)"),
         f"model    {job.model}" + (f"  temperature {job.temperature:g}" if job.temperature is not None else ""),
         f"source   {job.source_filename or '-'} ({job.source_kind or '-'})",
+        f"output   {_output(job)}",
         f"created  {_time(job.created_at)}   started {_time(job.started_at)}   finished {_time(job.finished_at)}",
         f"expires  {_time(job.expires_at)}",
         f"url      {job.url}",

@@ -2,7 +2,7 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Connection, Counts, Destination, Health, Item, ItemError, Job, Model
+from client.types import Connection, Counts, Destination, Health, Item, ItemError, Job, Model, Output
 
 __all__ = [
     "Client",
@@ -15,5 +15,6 @@ __all__ = [
     "ItemError",
     "Job",
     "Model",
+    "Output",
     "WaitTimeout",
 ]

@@ -85,15 +85,20 @@ class Client:
         on_upload: UploadProgress | None = None,
         events: Sequence[str] | None = None,
         destination: Destination | None = None,
+        format: str | None = None,
+        quality: int | None = None,
+        max_side: int | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
         ``callback_url`` receives signed webhook deliveries of ``events`` (started, progress,
-        completed; all when None). ``idempotency_key`` defaults to a fresh one per call, so the
-        call's own retries can never create two jobs. ``destination``: results are also (or
-        only) written to a stored connection; the file then goes through a presigned upload,
-        as a JSON job request names it. Raises FileNotFoundError for a missing path,
-        ClientError when the API refuses.
+        completed; all when None). ``format`` (jpeg, png or webp; default jpeg), ``quality``
+        (1-100, jpeg and webp) and ``max_side`` (results scaled down to fit it) say how the
+        results are written; None leaves each to the server. ``idempotency_key`` defaults to a
+        fresh one per call, so the call's own retries can never create two jobs.
+        ``destination``: results are also (or only) written to a stored connection; the file
+        then goes through a presigned upload, as a JSON job request names it. Raises
+        FileNotFoundError for a missing path, ClientError when the API refuses.
         """
         paths = (
             [Path(path_or_paths)] if isinstance(path_or_paths, (str, os.PathLike)) else [Path(p) for p in path_or_paths]
@@ -103,6 +108,7 @@ class Client:
         options = _job_options(model, temperature, callback_url, events)
         if destination is not None:
             options["destination"] = destination.to_json()
+        options.update(_output_options(format, quality, max_side))
         # One key for every attempt of this call: a retried request returns the same job.
         key = idempotency_key or uuid.uuid4().hex
         if len(paths) == 1 and paths[0].is_file():
@@ -126,17 +132,22 @@ class Client:
         callback_url: str | None = None,
         idempotency_key: str | None = None,
         events: Sequence[str] | None = None,
+        format: str | None = None,
+        quality: int | None = None,
+        max_side: int | None = None,
     ) -> Job:
         """Create a job from images the service reads where they are: the objects under
         ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With a
         ``destination``, results are also (or only) written to a stored connection, with
-        ``manifest.json`` at the end."""
+        ``manifest.json`` at the end. ``format``, ``quality`` and ``max_side`` as for
+        :meth:`submit`."""
         if (connection is None) == (urls is None):
             raise ValueError("give a connection (with a prefix or keys) or urls")
         source: dict[str, Any] = {"urls": list(urls)} if urls is not None else {"connection": connection}
         if connection is not None:
             source.update({"keys": list(keys)} if keys is not None else {"prefix": prefix})
         body: dict[str, Any] = {"source": source, **_job_options(model, temperature, callback_url, events)}
+        body.update(_output_options(format, quality, max_side))
         if destination is not None:
             body["destination"] = destination.to_json()
         return self._create_job(body, idempotency_key or uuid.uuid4().hex)
@@ -370,6 +381,11 @@ def _job_options(
     if events is not None:
         options["events"] = list(events)
     return options
+
+
+def _output_options(format: str | None, quality: int | None, max_side: int | None) -> dict[str, Any]:
+    given = {"format": format, "quality": quality, "max_side": max_side}
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _packed_name(paths: Sequence[Path]) -> str:

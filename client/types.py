@@ -38,6 +38,21 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class Output:
+    """How a job's results are written: ``format`` jpeg, png or webp; ``quality`` (jpeg, webp);
+    ``max_side``, the longest side a result may have (None: as large as its input)."""
+
+    format: str
+    quality: int | None
+    max_side: int | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Output:
+        data = data or {}
+        return cls(format=data.get("format", "jpeg"), quality=data.get("quality"), max_side=data.get("max_side"))
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     status: str
@@ -57,6 +72,7 @@ class Job:
     items_url: str
     results_zip_url: str
     raw: dict[str, Any] = field(repr=False, compare=False)
+    output: Output = field(default_factory=lambda: Output("jpeg", None, None))
 
     @property
     def is_terminal(self) -> bool:
@@ -95,12 +111,13 @@ class Job:
             items_url=_link(base_url, links.get("items"), f"/v1/jobs/{data['id']}/items"),
             results_zip_url=_link(base_url, links.get("results_zip"), f"/v1/jobs/{data['id']}/results.zip"),
             raw=data,
+            output=Output.from_json(data.get("output")),
         )
 
 
 @dataclass(frozen=True)
 class Item:
-    """One image of a job; ``output_path`` is where its JPEG goes, keeping the archive's folders."""
+    """One image of a job; ``output_path`` is where its result goes, keeping the archive's folders."""
 
     index: int
     path: str

@@ -1,7 +1,8 @@
 """An upload as a job's source: which kind it is, and the unique names of its files and results.
 
 Paths inside one archive may repeat; each later one gets `` (2)``, `` (3)``, ... before its
-extension. Results are named after their entries with ``.jpg``, unique case-insensitively (as
+extension. Results are named after their entries with the output format's extension (``.jpg``,
+``.png``, ``.webp``), unique case-insensitively (as
 Windows and macOS file systems compare names when a result zip is unpacked). Reading an
 archive's entries is the worker's (:mod:`worker.archive_entries`).
 
@@ -66,7 +67,7 @@ def is_tar_header(block: bytes) -> bool:
 # surrogates (Cs), which cannot be encoded.
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 # One folder or file name, in UTF-8 bytes: below the 255 most file systems allow, leaving room
-# for " (n)" and ".jpg" (UniqueNames, output_name).
+# for " (n)" and ".webp" (UniqueNames, output_name).
 MAX_NAME_PART_BYTES = 200
 # A whole path; leading folders are dropped past it.
 MAX_PATH_BYTES = 1024
@@ -106,12 +107,13 @@ def _shortened(part: str) -> str:
     return stem.encode()[:budget].decode(errors="ignore").rstrip() + suffix
 
 
-def output_name(path: str) -> str:
-    """The result path of an entry: same folders, extension replaced by ``.jpg``."""
+def output_name(path: str, extension: str = ".jpg") -> str:
+    """The result path of an entry: same folders, extension replaced by the result's (``.jpg``,
+    ``.png`` or ``.webp``: ``shared.output_options``)."""
     pure = PurePosixPath(path)
     if pure.suffix:
-        return str(pure.with_suffix(".jpg"))
-    return str(pure.with_name(pure.name + ".jpg"))
+        return str(pure.with_suffix(extension))
+    return str(pure.with_name(pure.name + extension))
 
 
 class UniqueNames:
@@ -142,11 +144,12 @@ class UniqueNames:
 class OutputNames:
     """Allocates unique result names (``output_name``, case-insensitive) while streaming."""
 
-    def __init__(self) -> None:
+    def __init__(self, extension: str = ".jpg") -> None:
         self._names = UniqueNames(case_sensitive=False)
+        self._extension = extension
 
     def allocate(self, path: str) -> str:
-        return self._names.claim(output_name(path))
+        return self._names.claim(output_name(path, self._extension))
 
 
 def _with_number(path: str, number: int) -> str:

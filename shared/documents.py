@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.archives import SOURCE_KINDS
 from shared.jobs import Job, JobStatus
+from shared.output_options import OutputFormat
 from shared.timestamps import iso_time
 
 STARTED, PROGRESS, COMPLETED = "started", "progress", "completed"
@@ -56,6 +57,12 @@ class JobWebhook(Document):
     events: list[Event]
 
 
+class JobOutput(Document):
+    format: Literal[tuple(f.value for f in OutputFormat)]  # type: ignore[valid-type]
+    quality: int | None = Field(description="The encoder's quality (jpeg and webp); null for png.")
+    max_side: int | None = Field(description="Results are scaled down to fit it; null: as large as their inputs.")
+
+
 class JobLinks(Document):
     self: str
     items: str
@@ -78,6 +85,7 @@ class JobDocument(Document):
     source: JobSource
     error: ErrorBrief | None
     webhook: JobWebhook | None
+    output: JobOutput
     links: JobLinks
 
     @classmethod
@@ -106,6 +114,7 @@ class JobDocument(Document):
             source=JobSource(filename=job.source_filename, kind=job.source_kind),
             error=ErrorBrief(**job.error) if job.error else None,
             webhook=webhook,
+            output=JobOutput(format=job.output.format, quality=job.output.quality, max_side=job.output.max_side),
             links=JobLinks(self=link(base), items=link(f"{base}/items"), results_zip=link(f"{base}/results.zip")),
         )
 

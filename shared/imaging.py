@@ -1,4 +1,4 @@
-"""Safe image decoding and JPEG encoding.
+"""Safe image decoding and JPEG encoding (results in other formats: ``shared.result_encoding``).
 
 Every image goes through the same path:
 
@@ -189,21 +189,18 @@ def encode_jpeg(bgr: np.ndarray, quality: int) -> bytes:
     """Encode uint8 BGR (H, W, 3) as a baseline JPEG with 4:2:0 chroma subsampling."""
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise ValueError(f"expected uint8 BGR (H, W, 3), got {bgr.dtype} {bgr.shape}")
-    if not 1 <= quality <= 100:
-        raise ValueError(f"JPEG quality must be between 1 and 100, not {quality}")
-    params = [
-        cv2.IMWRITE_JPEG_QUALITY,
-        quality,
-        # Progressive and optimised Huffman tables cost encode time for a few percent of size.
-        cv2.IMWRITE_JPEG_PROGRESSIVE,
-        0,
-        cv2.IMWRITE_JPEG_OPTIMIZE,
-        0,
-    ]
-    ok, buf = cv2.imencode(".jpg", bgr, params)
+    ok, buf = cv2.imencode(".jpg", bgr, jpeg_params(quality))
     if not ok:
         raise ValueError(f"OpenCV could not encode a {bgr.shape} image as JPEG")
     return buf.tobytes()
+
+
+def jpeg_params(quality: int) -> list[int]:
+    """OpenCV's JPEG encoder parameters: baseline, 4:2:0, ``quality`` (1-100)."""
+    if not 1 <= quality <= 100:
+        raise ValueError(f"JPEG quality must be between 1 and 100, not {quality}")
+    # Progressive and optimised Huffman tables cost encode time for a few percent of size.
+    return [cv2.IMWRITE_JPEG_QUALITY, quality, cv2.IMWRITE_JPEG_PROGRESSIVE, 0, cv2.IMWRITE_JPEG_OPTIMIZE, 0]
 
 
 def _check_size(width: int, height: int, limits: Limits) -> None:

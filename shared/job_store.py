@@ -39,6 +39,7 @@ from shared.jobs import (
     error_json,
     item_json,
 )
+from shared.output_options import DEFAULT_OUTPUT, OutputOptions
 from shared.redis_keys import KeyedScript, RedisKeys, job_purge_member
 from shared.settings import Settings
 
@@ -120,6 +121,7 @@ class JobStore:
         single_item: NewItem | None = None,
         callback_url: str | None = None,
         webhook_events: Sequence[str] = (),
+        output: OutputOptions = DEFAULT_OUTPUT,
     ) -> Job:
         """Record a queued job. ``single_item``: a one-image job, registered and expanded at once."""
         if ":" in tenant:
@@ -144,6 +146,8 @@ class JobStore:
             "expires_at": repr(expires_at),
             "callback_url": callback_url or "",
             "webhook_events": ",".join(webhook_events),
+            # Read into this mapping's wider key and value types.
+            **{name: value for name, value in output.record_fields().items()},
         }
         record = self.keys.job(job_id).record
         pipe = self.redis.pipeline(transaction=True)

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from shared.errors import ColorizeError, ItemError
 from shared.item_inputs import ItemInput
+from shared.output_options import DEFAULT_OUTPUT, OutputOptions
 
 
 class JobStatus(StrEnum):
@@ -75,6 +76,7 @@ class Job:
     error: dict[str, str] | None
     callback_url: str | None = None
     webhook_events: tuple[str, ...] = ()
+    output: OutputOptions = DEFAULT_OUTPUT
 
     @property
     def pending(self) -> int:
@@ -186,6 +188,7 @@ def decode_job(fields: dict[bytes, bytes]) -> Job:
         error=error,
         callback_url=text.get("callback_url") or None,
         webhook_events=tuple(filter(None, text.get("webhook_events", "").split(","))),
+        output=OutputOptions.from_record(text),
     )
 
 

@@ -4,7 +4,7 @@ tenants/<tenant>/uploads/<upload id>                     presigned upload of a s
 tenants/<tenant>/jobs/<job id>/source                    source posted through the API
 tenants/<tenant>/jobs/<job id>/inputs/<first:07d>-<last:07d>   a tar chunk's images, items <first>
                                                          to <last>, back to back (kept until they have all ended)
-tenants/<tenant>/jobs/<job id>/results/<index:07d>.jpg   its colorized JPEG
+tenants/<tenant>/jobs/<job id>/results/<index:07d>.<ext>  its colorized image (.jpg, .png or .webp)
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from shared.errors import InvalidRequest
+from shared.output_options import EXTENSIONS, OutputFormat
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 _INPUT_OBJECT = re.compile(r"[0-9]{7,}-[0-9]{7,}")
@@ -61,5 +62,6 @@ def input_object_key(tenant: str, job_id: str, name: str) -> str:
     return inputs_prefix(tenant, job_id) + name
 
 
-def result_key(tenant: str, job_id: str, index: int) -> str:
-    return f"{job_prefix(tenant, job_id)}results/{_checked_index(index):07d}.jpg"
+def result_key(tenant: str, job_id: str, index: int, output_format: OutputFormat = OutputFormat.JPEG) -> str:
+    """Where item ``index``'s result is kept: its extension is that of the job's output format."""
+    return f"{job_prefix(tenant, job_id)}results/{_checked_index(index):07d}{EXTENSIONS[output_format]}"

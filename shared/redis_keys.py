@@ -8,7 +8,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
                                                      source_filename source_kind source_key total done
                                                      failed expanded created_at started_at finished_at
                                                      expires_at error_code error_message callback_url
-                                                     webhook_events
+                                                     webhook_events output_format output_quality
+                                                     output_max_side (shared.output_options)
     colorize:job:{id}:items                  HASH    index -> JSON {"path", "output_path", "size"}
     colorize:job:{id}:status                 HASH    index -> "done" | "failed"   (absent: pending)
     colorize:job:{id}:errors                 HASH    index -> JSON {"code", "message"}

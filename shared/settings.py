@@ -141,7 +141,7 @@ class Settings:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     engine_threads: NonNegativeInt = 0  # intra-op threads per worker process; 0 = all cores / processes
     batch_size: Count = 8  # images per forward pass
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)] = 90  # of JPEG and WebP results whose job names none
 
     chunk_size: Count = 16  # images per colorize task
     # Worker processes per machine; 0 = one per core, each with one inference thread, which

@@ -63,8 +63,9 @@ def test_the_fuzzed_description_is_the_served_one(fuzz_api: ApiProcess) -> None:
 
 def accepts_valid_requests(ctx, response, case):
     """positive_data_acceptance, but for refusals a description cannot express: a callback host,
-    connection endpoint or source URL that does not resolve to a public address (DNS decides), events without a callback URL (a
-    rule between fields), a file that is neither an image nor an archive (its content decides),
+    connection endpoint or source URL that does not resolve to a public address (DNS decides),
+    events without a callback URL or a quality for png (rules between fields), a file that is
+    neither an image nor an archive (its content decides),
     a model that is not installed (the server decides). And a request the HTTP server itself
     refuses before the app sees it (gunicorn's 400, as JSON marked ``refused_by``, e.g. for a
     ``CONTENT-LENGTH`` header schemathesis adds beside the one its HTTP client sends)."""
@@ -75,7 +76,7 @@ def accepts_valid_requests(ctx, response, case):
         assert content_type.startswith("application/json"), response.content
         details = (response.json().get("error") or {}).get("details") or {}
         if (
-            details.get("field") in ("callback_url", "events", "endpoint_url", "source.urls")
+            details.get("field") in ("callback_url", "events", "quality", "endpoint_url", "source.urls")
             or details == REFUSED_BY_SERVER
         ):
             return None

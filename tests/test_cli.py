@@ -53,6 +53,23 @@ def test_submit_wait_writes_jpegs_in_the_folder_layout(api_url: str, tmp_path: P
 
 
 @pytest.mark.integration
+def test_submit_with_output_options_writes_scaled_webp_results(api_url: str, tmp_path: Path) -> None:
+    folder = tmp_path / "scans"
+    write_image(folder / "wide.png", 40, 20)
+    write_image(folder / "small.jpg", 10, 12)
+    out = tmp_path / "results"
+    code, stdout, stderr = run(
+        "--api", api_url, "submit", str(folder), "--format", "webp", "--quality", "70", "--max-side", "16",
+        "--wait", "--out", str(out), "--poll", "0.1", "--json",
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert json.loads(stdout)["job"]["output"] == {"format": "webp", "quality": 70, "max_side": 16}
+    assert sorted(p.name for p in out.iterdir()) == ["small.webp", "wide.webp"]
+    assert cv2.imread(str(out / "wide.webp")).shape == (8, 16, 3)  # scaled down, aspect kept
+    assert cv2.imread(str(out / "small.webp")).shape == (12, 10, 3)  # never up
+
+
+@pytest.mark.integration
 def test_status_json_and_cancel_of_a_finished_job(api_url: str, tmp_path: Path) -> None:
     image = write_image(tmp_path / "one.png", 16, 16)
     env = {"COLORIZE_API_URL": api_url}
@@ -101,6 +118,9 @@ def test_models_list_and_unknown_job(api_url: str) -> None:
         ["bogus"],
         ["status", "abc", "--nope"],
         ["submit", "x.png", "--temperature", "hot"],
+        ["submit", "x.png", "--format", "gif"],
+        ["submit", "x.png", "--quality", "high"],
+        ["submit", "x.png", "--max-side", "big"],
         ["models"],
         ["models", "install", "resnet"],
         ["submit", "/no/such/file.png"],

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from cli.embedded_services import free_port
-from client import Client, ClientError, Item, Job
+from client import Client, ClientError, Item, Job, Output
 from client.packing import pack_zip, plan_entries
 from shared.job_store import JobStore
 from tests.integration_fixtures import TEST_MODEL
@@ -270,6 +270,18 @@ def test_job_creation_is_retried_with_one_idempotency_key_and_the_whole_body(scr
     assert len({a.headers["Idempotency-Key"] for a in attempts}) == 1
     assert len({a.body for a in attempts}) == 1  # the streamed body was rewound for each retry
     assert image.read_bytes() in attempts[0].body and b'name="temperature"\r\n\r\n0.3' in attempts[0].body
+
+
+def test_output_options_are_sent_when_given(scripted, tmp_path: Path) -> None:
+    output = {"format": "png", "quality": None, "max_side": 512}
+    server = scripted({("POST", "/v1/jobs"): [Reply.json(202, {**job_json("j3"), "output": output})]})
+    image = write_image(tmp_path / "one.png", 16, 12)
+    with Client(server.url) as client:
+        job = client.submit(image, format="png", max_side=512)
+    (attempt,) = server.requests("POST", "/v1/jobs")
+    assert b'name="format"\r\n\r\npng' in attempt.body and b'name="max_side"\r\n\r\n512' in attempt.body
+    assert b'name="quality"' not in attempt.body
+    assert job.output == Output("png", None, 512)
 
 
 def test_non_idempotent_post_is_not_retried(scripted) -> None:

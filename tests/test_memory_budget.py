@@ -18,16 +18,20 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shared.errors import ImageTooLarge
+from shared.ids import new_id
 from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
 from shared.jobs import JobStatus
-from shared.memory_budget import BASELINE_BYTES, MemoryBudget
+from shared.memory_budget import BASELINE_BYTES, STORE_BYTES_PER_PIXEL, MemoryBudget
+from shared.object_keys import result_key, source_key
+from shared.output_options import OutputFormat, OutputOptions
 from shared.setting_types import Limits
 from shared.settings import Settings
-from tests.integration_fixtures import with_own_keys
+from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from tests.test_item_inputs import Published, expand
 from worker.batching import memory_batches
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
+from worker.expansion import Expander, ExpansionLease
 
 MIB = 1024**2
 SMALL_BUDGET = MemoryBudget(512 * MIB)  # the least allowed: about 4.3 million pixels a batch
@@ -177,3 +181,56 @@ def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_
     assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 4, 1)
     (failed,) = [item for item in chunk_context.jobs.items(job_id, 0, 10) if item.error]
     assert (failed.index, failed.error["code"]) == (2, "image_too_large")
+
+
+# --- the output format's share ------------------------------------------------------------
+
+
+def test_png_and_webp_results_take_smaller_batches_than_jpeg() -> None:
+    limits = Limits(worker_memory_bytes=2048 * MIB)
+    jpeg, png_budget, webp = (MemoryBudget.of(limits, OutputOptions(fmt)) for fmt in OutputFormat)
+    assert jpeg == MemoryBudget(2048 * MIB) == MemoryBudget.of(limits)
+    assert jpeg.batch_pixels > png_budget.batch_pixels > webp.batch_pixels
+    for fmt in OutputFormat:
+        per_pixel = 16 + 10 + STORE_BYTES_PER_PIXEL[fmt]
+        assert MemoryBudget.of(limits, OutputOptions(fmt)).batch_pixels * per_pixel <= 2048 * MIB - BASELINE_BYTES
+        scaling = MemoryBudget.of(limits, OutputOptions(fmt, max_side=100))
+        assert scaling.batch_pixels * (per_pixel + 3) <= 2048 * MIB - BASELINE_BYTES
+
+
+@pytest.mark.integration
+def test_a_webp_chunk_refuses_an_image_only_jpeg_could_store(chunk_context: WorkerContext) -> None:
+    # 3.6 M pixels: within the JPEG shares of 512 MiB (4.3 M a batch), not within WebP's (2.9 M).
+    webp_budget = MemoryBudget.of(chunk_context.settings.limits, OutputOptions(OutputFormat.WEBP))
+    assert webp_budget.batch_pixels < 1800 * 2000 < SMALL_BUDGET.batch_pixels
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("small.png", png(100, 150))
+        archive.writestr("large.png", png(1800, 2000))
+    job_id = new_id()
+    key = source_key(TENANT, job_id)
+    chunk_context.storage.put_bytes(key, buffer.getvalue())
+    chunk_context.jobs.create_job(
+        tenant=TENANT,
+        model=TEST_MODEL,
+        temperature=None,
+        source_kind="zip",
+        source_key=key,
+        job_id=job_id,
+        output=OutputOptions(OutputFormat.WEBP, 80),
+    )
+    chunk_context.jobs.mark_running(job_id)
+    lease = ExpansionLease(chunk_context.redis, chunk_context.jobs.keys.job(job_id).expander)
+    assert lease.acquire()
+    Expander(chunk_context, chunk_context.jobs.get(job_id), lease).run()
+    lease.release()
+
+    ((_, args),) = chunk_context.app.tasks
+    ChunkRun(chunk_context, job_id).run(args[1])
+
+    job = chunk_context.jobs.get(job_id)
+    assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 1, 1)
+    small, large = chunk_context.jobs.items(job_id, 0, 10)
+    assert small.output_path == "small.webp" and small.error is None
+    assert large.error is not None and large.error["code"] == "image_too_large" and "webp" in large.error["message"]
+    assert chunk_context.storage.exists(result_key(TENANT, job_id, 0, OutputFormat.WEBP))

@@ -347,6 +347,55 @@ def test_named_keys_fail_one_by_one_and_results_may_skip_the_service(tenant_a: A
 
 
 @pytest.mark.integration
+def test_a_reference_source_honours_the_output_options_in_its_destination(tenant_a: Api, customer_bucket) -> None:
+    job = tenant_a.json(
+        "POST",
+        "/v1/jobs",
+        {
+            "source": {"connection": "cust", "prefix": "photos/2024/"},
+            "format": "png",
+            "max_side": 15,
+            "destination": {"connection": "cust", "prefix": "out/png/"},
+        },
+        expect=202,
+    )
+    assert job["output"] == {"format": "png", "quality": None, "max_side": 15}
+    done = tenant_a.finished(job["id"])
+    assert done["status"] == "partially_succeeded"
+    items = tenant_a.items(job["id"])
+    assert {path: item["output_path"] for path, item in items.items() if item["status"] == "done"} == {
+        "a.png": "a.png",
+        "trip/b.png": "trip/b.png",
+    }
+    wait_until(
+        lambda: "Contents" in customer_bucket.list_objects_v2(Bucket=CUSTOMER_BUCKET, Prefix="out/png/manifest"),
+        10,
+        "the manifest is written",
+    )
+    written = customer_bucket.list_objects_v2(Bucket=CUSTOMER_BUCKET, Prefix="out/png/")["Contents"]
+    assert sorted(o["Key"] for o in written) == ["out/png/a.png", "out/png/manifest.json", "out/png/trip/b.png"]
+    for key in ("out/png/a.png", "out/png/trip/b.png"):
+        stored = customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key=key)
+        assert stored["ContentType"] == "image/png", key
+        data = stored["Body"].read()
+        assert data.startswith(b"\x89PNG\r\n\x1a\n"), key
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert max(image.shape[:2]) <= 15, key
+    result = customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/png/trip/b.png")["Body"].read()
+    assert cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_COLOR).shape == (10, 15, 3)  # 30 x 20 scaled
+    manifest = json.loads(
+        customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/png/manifest.json")["Body"].read()
+    )
+    outputs = {entry["input_path"]: entry["output_path"] for entry in manifest["items"]}
+    assert outputs == {"a.png": "a.png", "trip/b.png": "trip/b.png", "notes.txt": None}
+    # The service keeps the same: results.zip names the .png results and carries the manifest.
+    status, data = tenant_a.call("GET", f"/v1/jobs/{job['id']}/results.zip")
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert status == 200 and sorted(archive.namelist()) == ["a.png", "manifest.json", "trip/b.png"]
+    assert archive.read("trip/b.png") == result
+
+
+@pytest.mark.integration
 def test_urls_are_read_as_items(tenant_a: Api, image_server: str) -> None:
     urls = [f"{image_server}/img/a.png", f"{image_server}/img/missing.png", f"{image_server}/moved.png"]
     job = tenant_a.json("POST", "/v1/jobs", {"source": {"urls": urls}}, expect=202)

@@ -13,12 +13,15 @@ when the one before has ended, so a poison item uses up its own attempts and nob
 
 A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one
 ranged GET where they lie close), then decoded and colorized in batches whose pixels and
-decoding memory, read from the fetched headers, fit the worker's memory budget
-(:mod:`worker.batching`). Input objects are deleted as soon as the store reports that none of
-their items is unfinished, and all of a job's once it finishes or is canceled. A job with a
-destination has each result written there too, or only there (:mod:`worker.destinations`).
-A bulk chunk (``may_hand_over``) gives its process up before a batch when interactive work or
-an expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
+decoding memory, read from the fetched headers, fit the worker's memory budget for the job's
+output format (:mod:`worker.batching`). An image's metadata is read as it is decoded, the
+last moment its bytes are held, and its result written as the job asks, with that metadata
+and the provenance (:mod:`shared.result_encoding`). Input objects are deleted as soon as the
+store reports that none of their items is unfinished, and all of a job's once it finishes or
+is canceled. A job with a destination has each result written there too, or only there
+(:mod:`worker.destinations`): the same bytes, with the output format's Content-Type. A bulk
+chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
+expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
 
 from __future__ import annotations
@@ -34,14 +37,17 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from shared.errors import ColorizeError, DestinationFailed, ItemError, NotFound, ProcessingFailed
-from shared.imaging import DecodeCost, decode_cost, decode_image, encode_jpeg
+from shared.errors import ColorizeError, DestinationFailed, ImageTooLarge, ItemError, NotFound, ProcessingFailed
+from shared.image_metadata import NO_METADATA, SourceMetadata, read_metadata
+from shared.imaging import DecodeCost, decode_cost, decode_image
 from shared.item_inputs import ItemInput
 from shared.job_store import Recorded
 from shared.jobs import ItemResult, Job, JobStatus
 from shared.logging import bind_log_context
 from shared.memory_budget import MemoryBudget
 from shared.object_keys import input_object_key, inputs_prefix, result_key
+from shared.provenance import Provenance
+from shared.result_encoding import encode_result
 from shared.stored_bytes import job_owner
 from worker.batching import memory_batches
 from worker.colorizer import colorize_batch
@@ -66,12 +72,14 @@ FORGIVE_MARGIN_S = 1.0
 
 @dataclass
 class _Loaded:
-    """An item on its way: its bytes and what decoding them takes, then its image; or its error."""
+    """An item on its way: its bytes and what decoding them takes, then its image and the
+    metadata its result carries over; or its error."""
 
     index: int
     data: bytes | None = None
     cost: DecodeCost | None = None
     image: np.ndarray | None = None
+    metadata: SourceMetadata = NO_METADATA
     error: ColorizeError | None = None
 
     def decoded(self) -> np.ndarray:
@@ -79,6 +87,13 @@ class _Loaded:
         if self.image is None:
             raise ValueError(f"item {self.index} has not been decoded")
         return self.image
+
+
+@dataclass(frozen=True)
+class _Colorized:
+    index: int
+    image: np.ndarray
+    metadata: SourceMetadata
 
 
 class ChunkRun:
@@ -163,7 +178,7 @@ class ChunkRun:
             return  # the job has expired: the purge deletes its objects
         for index in recorded.exhausted:
             # An earlier attempt may have stored the result before it died: a failed item has none.
-            self.ctx.storage.delete(result_key(job.tenant, self.job_id, index))
+            self.ctx.storage.delete(result_key(job.tenant, self.job_id, index, job.output.format))
         for name in recorded.emptied:
             self.ctx.storage.delete(input_object_key(job.tenant, self.job_id, name))
         if recorded.finished or job.status == JobStatus.CANCELED:
@@ -205,7 +220,7 @@ class ChunkRun:
         decoding and the one before being stored while one is inferred."""
         if not groups:
             return
-        budget = MemoryBudget.of(self.settings.limits)
+        budget = MemoryBudget.of(self.settings.limits, self._job.output)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
             saving: list[Future[ItemResult]] = []
@@ -226,7 +241,7 @@ class ChunkRun:
                         decoding = [loaders.submit(self._decode, item) for item in batches[step + 1]]
                     outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
                     self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
-                    saving = [savers.submit(self._save, index, image) for index, image in outputs]
+                    saving = [savers.submit(self._save, engine, output) for output in outputs]
             self.outcomes += [future.result() for future in saving]
 
     def _hand_over(self, rest: list[list[int]]) -> bool:
@@ -250,7 +265,7 @@ class ChunkRun:
                 return
             for item in [self._decode(fetched) for fetched in self._fetch(started)]:
                 if self._usable(item):
-                    self.outcomes += [self._save(i, image) for i, image in self._colorize(engine, [item])]
+                    self.outcomes += [self._save(engine, output) for output in self._colorize(engine, [item])]
 
     def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
@@ -266,7 +281,18 @@ class ChunkRun:
 
     def _read(self, batch: BatchInputs, index: int) -> _Loaded:
         data = batch.read(index)
-        return _Loaded(index, data=data, cost=decode_cost(data, self.settings.limits))
+        cost = decode_cost(data, self.settings.limits)  # checked against the JPEG shares
+        output = self._job.output
+        refusal = MemoryBudget.of(self.settings.limits, output).refusal(cost.pixels, cost.bytes)
+        if refusal is not None:
+            scaled = " scaled to max_side" if output.max_side is not None else ""
+            raise ImageTooLarge(
+                f"the image cannot be colorized and stored as {output.format}{scaled} within a worker's memory "
+                f"budget of {self.settings.limits.worker_memory_bytes // 1024**2} MiB ({refusal}); "
+                "jpeg at full size takes least",
+                output_format=output.format.value,
+            )
+        return _Loaded(index, data=data, cost=cost)
 
     def _decode(self, item: _Loaded) -> _Loaded:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
@@ -275,7 +301,9 @@ class ChunkRun:
             if data is None:
                 raise ValueError(f"item {item.index} has no bytes to decode")
             with self.ctx.metrics.stage("decode"):
-                return _Loaded(item.index, image=decode_image(data, self.settings.limits))
+                image = decode_image(data, self.settings.limits)
+                # Read while the bytes are at hand; they go with this frame.
+                return _Loaded(item.index, image=image, metadata=read_metadata(data))
 
         return self._loaded(item.index, decoded)
 
@@ -299,13 +327,13 @@ class ChunkRun:
         self.outcomes.append(ItemResult.failed(item.index, item.error))
         return False
 
-    def _colorize(self, engine: Engine, items: list[_Loaded]) -> list[tuple[int, np.ndarray]]:
+    def _colorize(self, engine: Engine, items: list[_Loaded]) -> list[_Colorized]:
         if not items:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
                 images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
-            return [(item.index, image) for item, image in zip(items, images)]
+            return [_Colorized(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
         except Exception:
@@ -319,28 +347,37 @@ class ChunkRun:
             self.outcomes.append(ItemResult.failed(items[0].index, error))
             return []
 
-    def _save(self, index: int, image: np.ndarray) -> ItemResult:
+    def _save(self, engine: Engine, result: _Colorized) -> ItemResult:
+        index, output = result.index, self._job.output
         try:
             with self.ctx.metrics.stage("encode"):
-                data = encode_jpeg(image, self.settings.jpeg_quality)
+                data = encode_result(
+                    result.image, output, self.settings.jpeg_quality, result.metadata, self._provenance(engine)
+                )
         except Exception:
             log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
             return ItemResult.failed(index, ProcessingFailed("the result could not be encoded"))
         if self.destination is not None:
             try:
                 with self.ctx.metrics.stage("storage_put"):
-                    self.destination.put(self.ctx.jobs.item(self.job_id, index).output_path, data)
+                    output_path = self.ctx.jobs.item(self.job_id, index).output_path
+                    self.destination.put(output_path, data, output.content_type)
             except DestinationFailed as exc:
                 return ItemResult.failed(index, exc)
             if not self.destination.keep_in_service:
                 return ItemResult.done(index)
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
-            self.ctx.storage.put_bytes(
-                result_key(self._job.tenant, self.job_id, index), data, content_type="image/jpeg"
-            )
+            key = result_key(self._job.tenant, self.job_id, index, output.format)
+            self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
         self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), len(data))
         return ItemResult.done(index)
+
+    def _provenance(self, engine: Engine) -> Provenance:
+        """What the result says of how it was made (``shared.provenance``)."""
+        manifest = engine.manifest
+        temperature = manifest.temperature if self._job.temperature is None else self._job.temperature
+        return Provenance(manifest.name, manifest.sha256, temperature)
 
     def _about(self, index: int) -> dict[str, object]:
         # Log fields for one item: the chunk's I/O threads do not see the task's log context.

@@ -145,7 +145,7 @@ class Expander:
         # Items below this index were registered by an earlier, interrupted pass.
         self.registered = job.total
         # Allocated for every entry, resumed ones included: the same order gives the same names.
-        self.output_names = OutputNames()
+        self.output_names = OutputNames(job.output.extension)
         # Set once the tenant's daily image quota runs out: every later entry fails with it.
         self.quota_error: QuotaExceeded | None = None
         self.flushed = 0  # chunks handed on so far

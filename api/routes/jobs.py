@@ -73,7 +73,17 @@ def _job_request() -> JobRequest:
     if request.mimetype == "multipart/form-data":
         form = form_body(JobFromForm)  # reading the form enforces MAX_CONTENT_LENGTH (413)
         sent = SentFile(form.file.stream, form.file.filename, form.file.mimetype or "application/octet-stream")
-        return JobRequest(tenant, sent, form.model, form.temperature, form.callback_url, form.events)
+        return JobRequest(
+            tenant,
+            sent,
+            form.model,
+            form.temperature,
+            form.callback_url,
+            form.events,
+            format=form.format,
+            quality=form.quality,
+            max_side=form.max_side,
+        )
     if request.is_json:
         body = json_job_body()
         source = (
@@ -89,6 +99,9 @@ def _job_request() -> JobRequest:
             body.callback_url,
             body.events,
             destination=destination(body.destination),
+            format=body.format,
+            quality=body.quality,
+            max_side=body.max_side,
         )
     raise UnsupportedMediaType(
         "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"

@@ -1,4 +1,4 @@
-"""Downloading results: one JPEG by redirect, or all of them as one streamed zip, with
+"""Downloading results: one image by redirect, or all of them as one streamed zip, with
 ``manifest.json`` (how each item ended, ``shared/result_manifests.py``) as its last entry."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def item_result(job_id: str, index: int) -> BaseResponse:
     if not _kept_in_service(svc, job_id):
         raise NotFound(f"the results of job {job_id} went to its destination only", status=item.status)
     url = svc.storage.presign_get(
-        result_key(job.tenant, job_id, index),
+        result_key(job.tenant, job_id, index, job.output.format),
         download_name=item.output_path.rsplit("/", 1)[-1],
         expires_s=svc.settings.presign_ttl_s,
     )
@@ -51,11 +51,13 @@ def results_zip(job_id: str) -> Response:
             "(GET .../items/{n}/result serves each finished image meanwhile)",
             status=job.status,
         )
-    # JPEG data does not compress: store it, which also keeps the stream cheap to produce.
+    # Image data (JPEG, WebP, deflated PNG) does not compress: store it, which also keeps the
+    # stream cheap to produce.
     archive = ZipStream(compress_type=ZIP_STORED)
     if _kept_in_service(svc, job_id):
         for item_index, output_path in _done_results(svc.jobs, job_id):
-            archive.add(_object_chunks(svc.storage, result_key(job.tenant, job_id, item_index)), output_path)
+            key = result_key(job.tenant, job_id, item_index, job.output.format)
+            archive.add(_object_chunks(svc.storage, key), output_path)
     # Last, so that a result named manifest.json cannot hide it (zip readers keep the last of a name).
     archive.add(manifest_chunks(svc.jobs, job), MANIFEST_NAME)
     response = Response(archive, mimetype="application/zip")
