@@ -12,7 +12,7 @@ from flask.json.provider import DefaultJSONProvider
 from api import web
 from api.errors import register_error_handlers
 from api.proxies import TrustedProxies, parse_networks
-from api.routes import deliveries, health, jobs, models, openapi, results, uploads
+from api.routes import connections, deliveries, health, jobs, models, openapi, results, uploads
 from api.routes.metrics import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
@@ -58,7 +58,8 @@ def create_app(settings: Settings | None = None) -> Flask:
             )
 
     install_authentication(app, settings)
-    for blueprint in (jobs.bp, results.bp, uploads.bp, models.bp, health.bp, deliveries.bp, openapi.bp, web.bp):
+    blueprints = (jobs.bp, results.bp, uploads.bp, connections.bp, models.bp, health.bp, deliveries.bp, openapi.bp)
+    for blueprint in (*blueprints, web.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)
     return app

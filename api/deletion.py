@@ -5,6 +5,9 @@ The steps, in order: a job still queued or running is canceled (the cancel of
 Redis at once (state, listing, stall watch), after which no task can record anything for it
 (every job script ignores a job without its record) and every read answers 404; then its
 stored objects (source, tar inputs, results) are deleted and its storage quota released.
+Only our store is touched: a source by reference (its stored document goes, the tenant's
+objects or URLs it names stay) and a destination (what was written there stays; only the
+record of where it is goes, with the job's other keys) are the tenant's own.
 
 A task already in hand may still store a result or an input object after that. The purge
 index is therefore told to delete the job's objects again once ``settings.stall_after_s``

@@ -24,6 +24,7 @@ HTTP_STATUS: dict[type[e.ColorizeError], int] = {
     e.ModelNotFound: 422,
     e.ItemError: 422,
     e.RateLimited: 429,
+    e.NotConfigured: 501,
     e.ModelFileError: 503,
     e.ServiceUnavailable: 503,
 }

@@ -1,8 +1,8 @@
 """The OpenAPI 3.0 description of the HTTP API, served at ``/v1/openapi.json``.
 
 The schemas are generated from the pydantic models that the routes read and answer with
-(``api/schemas.py``, ``shared/documents.py``, ``api/errors.py``); the paths are declared in
-``api/openapi_paths.py``. Checked against the app's URL map by ``tests/test_openapi.py``: a
+(``api/schemas.py``, ``api/connection_schemas.py``, ``shared/documents.py``, ``api/errors.py``);
+the paths are declared in ``api/openapi_paths.py``. Checked against the app's URL map by ``tests/test_openapi.py``: a
 route missing there, or described there but not served, fails the test suite.
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
+from api import connection_schemas as c
 from api import schemas as s
 from api.errors import ErrorBody
 from api.openapi_paths import paths
@@ -33,6 +34,7 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "ItemPage": (s.ItemPage, RESPONSE),
     "JobList": (s.JobList, RESPONSE),
     "JobFromUpload": (s.JobFromUpload, REQUEST),
+    "JobFromSource": (s.JobFromSource, REQUEST),
     "JobFromForm": (s.JobFromForm, REQUEST),
     "UploadRequest": (s.UploadRequest, REQUEST),
     "SingleUpload": (s.SingleUpload, RESPONSE),
@@ -45,6 +47,9 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "WebhookDeliveries": (s.WebhookDeliveries, RESPONSE),
     "WebhookSecret": (s.WebhookSecret, RESPONSE),
     "WebhookEvent": (WebhookEvent, RESPONSE),
+    "ConnectionRequest": (c.ConnectionRequest, REQUEST),
+    "Connection": (c.ConnectionInfo, RESPONSE),
+    "ConnectionList": (c.ConnectionList, RESPONSE),
     "Health": (s.Health, RESPONSE),
     "Ready": (s.Ready, RESPONSE),
 }
@@ -59,7 +64,11 @@ def _schemas(settings: Settings) -> dict[str, Any]:
         "use POST /v1/uploads for larger files."
     )
     schemas["UploadRequest"]["properties"]["size"]["maximum"] = limits.max_upload_bytes
-    for body in ("JobFromForm", "JobFromUpload"):
+    for form in schemas["JobFromSource"]["properties"]["source"]["oneOf"]:
+        for listed in ("keys", "urls"):
+            if listed in form["properties"]:
+                form["properties"][listed]["maxItems"] = limits.max_entries
+    for body in ("JobFromForm", "JobFromUpload", "JobFromSource"):
         schemas[body]["properties"]["max_side"]["maximum"] = limits.max_side
     return schemas
 
@@ -84,7 +93,7 @@ def build_spec(settings: Settings) -> dict[str, Any]:
             },
         },
         "security": [{"bearer": []}, {"apiKey": []}],
-        "tags": [{"name": n} for n in ("jobs", "results", "uploads", "webhooks", "models", "health")],
+        "tags": [{"name": n} for n in ("jobs", "results", "uploads", "connections", "webhooks", "models", "health")],
     }
     if settings.public_url:
         spec["servers"] = [{"url": settings.public_url.rstrip("/")}]

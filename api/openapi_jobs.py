@@ -75,9 +75,11 @@ def delete_job_operation(job_id: dict[str, Any]) -> dict[str, Any]:
         "operationId": "deleteJob",
         "tags": ["jobs"],
         "summary": "Delete a job: cancel it if it runs, delete its source, inputs and results",
-        "description": "Afterwards every read of the job answers 404, and so does another DELETE; it is "
-        "gone from the listing at once. Storage a task still in hand writes meanwhile is deleted "
-        "by the purge shortly after.",
+        "description": "Deletes what the service stored for the job (its source, inputs and results). "
+        "Afterwards every read of the job answers 404, and so does another DELETE; it is gone from the "
+        "listing at once. Storage a task still in hand writes meanwhile is deleted by the purge shortly "
+        "after. Objects in the tenant's own buckets are never deleted: neither a source by reference "
+        "nor the results and manifest.json written to a destination.",
         "parameters": [job_id],
         "responses": {"204": {"description": "Deleted."}, "404": _error("No such job (or deleted already).")},
     }

@@ -17,6 +17,7 @@ from api import serving
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
 from api.openapi_callbacks import webhook_callbacks
+from api.openapi_connections import connection_paths
 from api.openapi_jobs import (
     applied_header,
     delete_job_operation,
@@ -122,7 +123,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "tags": ["jobs"],
                 "summary": "Submit an image or an archive",
                 "description": "Send the file in a multipart form (up to the request size limit), or name an upload "
-                "made with POST /v1/uploads in JSON. Answers at once; the job runs in the background.",
+                "made with POST /v1/uploads in JSON, or a source by reference (objects of a stored connection, or "
+                "URLs), with an optional destination. Answers at once; the job runs in the background.",
                 "parameters": [
                     {
                         "name": IDEMPOTENCY_HEADER,
@@ -148,7 +150,7 @@ def _paths(settings: Settings) -> dict[str, Any]:
                             "schema": _ref("JobFromForm"),
                             "encoding": {"file": {"contentType": "application/octet-stream"}},
                         },
-                        JSON: {"schema": _ref("JobFromUpload")},
+                        JSON: {"schema": {"oneOf": [_ref("JobFromUpload"), _ref("JobFromSource")]}},
                     },
                 },
                 "responses": {
@@ -162,11 +164,12 @@ def _paths(settings: Settings) -> dict[str, Any]:
                         "Invalid parameters (including a callback URL to a non-public address, or an invalid "
                         "Prefer: wait)."
                     ),
-                    "404": err("No such upload."),
+                    "404": err("No such upload or connection."),
                     "409": err("The upload is incomplete or used, or the Idempotency-Key was used differently."),
                     "413": err("The file is larger than the limit, or the upload holds more than it declared."),
                     "415": err("Neither multipart/form-data nor JSON."),
                     "422": err("The model is not installed."),
+                    "501": err("A connection is named, but the server has no COLORIZE_CONNECTION_KEY."),
                 },
                 "callbacks": webhook_callbacks(),
             },
@@ -226,6 +229,8 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "operationId": "getResultsZip",
                 "tags": ["results"],
                 "summary": "Every result as one zip (streamed), in the archive's folder layout, once the job has ended",
+                "description": "Its last entry is manifest.json: the job's id, status and model, and for each item "
+                "its input_path, output_path (null without a result), status, error_code and model.",
                 "parameters": [_job_id()],
                 "responses": {
                     "200": {
@@ -283,12 +288,13 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 "responses": {
                     "200": _json_response("Complete.", _ref("UploadComplete")),
                     "400": err("Invalid parts."),
-                    "404": err("No such upload."),
+                    "404": err("No such upload or connection."),
                     "409": err("The upload has been used by a job."),
                     "413": err("Larger than the upload limit, or than the size the upload declared (deleted)."),
                 },
             }
         },
+        **connection_paths(_ref, _json_response, _error_response),
         "/v1/models": {
             "get": {
                 "operationId": "listModels",

@@ -2,7 +2,8 @@
 
 Routes read requests into these models (``api/bodies.py``) and answer with them; the OpenAPI
 description's schemas are generated from them (``api/openapi.py``). The job itself, which
-webhook events carry too, is ``shared.documents.JobDocument``.
+webhook events carry too, is ``shared.documents.JobDocument``; stored connections' bodies are
+``api/connection_schemas.py``.
 
 A model's docstring becomes its description in the OpenAPI document, so models without one
 are introduced by a comment.
@@ -17,7 +18,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, 
 from werkzeug.datastructures import FileStorage
 
 from shared.callback_urls import MAX_URL_LENGTH
+from shared.connections import NAME_PATTERN
 from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, Timestamp
+from shared.job_sources import MAX_KEY_LENGTH
 from shared.jobs import ItemStatus, JobStatus
 from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.output_options import MAX_QUALITY, MIN_QUALITY, OutputFormat
@@ -91,10 +94,65 @@ JsonEvents = Annotated[
 ]
 
 
+# --- sources by reference and destinations (shared/job_sources.py) -----------------------------
+
+ConnectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="A stored connection (POST /v1/connections).")]
+KeyPrefix = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]
+
+
+class BucketSourceRequest(RequestBody):
+    """The objects under ``prefix`` (or the ``keys`` named) of a stored connection, read by the
+    workers where they are. Each object is an item; a missing, refused, too big or non-image one
+    fails as an item."""
+
+    connection: ConnectionName
+    prefix: KeyPrefix = Field(
+        "", description="Every object under it (listed page by page); item paths are relative to it."
+    )
+    keys: list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]] | None = Field(
+        None, min_length=1, description="These objects only (instead of a prefix listing); item paths are the keys."
+    )
+
+
+SourceUrl = Annotated[
+    str,
+    Field(
+        description="An image's http(s) URL, under the address rules of callback URLs (400 when refused).",
+        json_schema_extra={"format": "uri", "maxLength": MAX_URL_LENGTH, "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"},
+    ),
+]
+
+
+class UrlSourceRequest(RequestBody):
+    """Images at http(s) URLs; redirects are not followed. Each URL is an item, its path the
+    last part of the URL's path."""
+
+    urls: list[SourceUrl] = Field(min_length=1)
+
+
+def _one_of(schema: dict[str, Any]) -> None:
+    # Exactly one: a source that fits both (extra fields are allowed) is refused.
+    schema["oneOf"] = schema.pop("anyOf")
+
+
+# One or the other, as api/job_requests.py reads it.
+SourceRequest = Annotated[BucketSourceRequest | UrlSourceRequest, Field(json_schema_extra=_one_of)]
+
+
+class DestinationRequest(RequestBody):
+    """Results are written to ``prefix`` + their output path in the connection's bucket, with
+    ``manifest.json`` once the job has finished."""
+
+    connection: ConnectionName
+    prefix: KeyPrefix = ""
+    keep_in_service: bool = Field(True, description="Keep the results in the service as well (downloads, results.zip).")
+
+
 # Optional JSON fields may be null, which means the same as leaving them out.
 class JobFromUpload(RequestBody):
     upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
     filename: str | None = Field(None, description="Overrides the upload's file name.")
+    destination: DestinationRequest | None = None
     model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
     temperature: Temperature | None = None
     callback_url: CallbackUrl | None = None
@@ -106,8 +164,24 @@ class JobFromUpload(RequestBody):
     max_side: MaxSide | None = None
 
     field_messages: ClassVar[dict[str, str]] = {
-        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads)"
+        "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
     }
+
+
+class JobFromSource(RequestBody):
+    """Images read where they are (no ``upload_id``): a stored connection's objects, or URLs."""
+
+    source: SourceRequest
+    destination: DestinationRequest | None = None
+    model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
+    temperature: Temperature | None = None
+    callback_url: CallbackUrl | None = None
+    events: JsonEvents = Field(
+        None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
+    )
+    format: OutputFormatName | None = None
+    quality: Quality | None = None
+    max_side: MaxSide | None = None
 
 
 class JobFromForm(RequestBody):

@@ -9,7 +9,9 @@ from celery import Celery
 from flask import current_app
 
 from shared.api_keys import KeyStore
+from shared.connections import ConnectionStore
 from shared.job_listing import JobListing
+from shared.job_sources import DestinationStore
 from shared.job_store import JobStore
 from shared.quotas import QuotaStore
 from shared.settings import Settings
@@ -35,6 +37,8 @@ class Services:
     keys: KeyStore
     quotas: QuotaStore
     stored: StoredBytes
+    connections: ConnectionStore
+    destinations: DestinationStore
 
     def url(self, path: str) -> str:
         """``path`` as clients should use it: absolute when a public base URL is configured."""
@@ -59,6 +63,8 @@ class Services:
             keys=KeyStore(client, namespace=settings.redis_namespace),
             quotas=QuotaStore(client, settings.quotas, jobs),
             stored=StoredBytes(client, settings.quotas, namespace=settings.redis_namespace),
+            connections=ConnectionStore(client, settings),
+            destinations=DestinationStore(client, settings),
         )
 
 

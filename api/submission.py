@@ -4,7 +4,9 @@ The steps, in order: the tenant's quotas admit the job (a refused submission rea
 nothing); the webhook options, the output options (``shared.output_options``) and the model
 are checked; the source is stored (a sent file, once its bytes fit the tenant's storage quota)
 or claimed (an upload: complete, no larger than declared nor than the size limit, used by no
-other job); the job is recorded and its first task enqueued: a single image goes straight to colorizing (and counts
+other job), or, for a source by reference, checked and stored as a short document the
+expander reads; a destination is recorded; the job is recorded and its first task enqueued:
+a single image goes straight to colorizing (and counts
 against the daily image quota now), an archive to expansion (its images count as the worker
 finds them).
 
@@ -27,10 +29,18 @@ from api.idempotency import IdempotencyStore
 from api.routes.metrics import api_metrics
 from api.services import Services
 from api.uploads import stored_size
-from shared.archives import clean_filename, detect_source_kind, output_name
+from shared.archives import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
 from shared.callback_urls import WebhookRequest, parse_webhook
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
+from shared.job_sources import (
+    BucketSource,
+    Destination,
+    SourceReference,
+    UrlSource,
+    check_source,
+    encode_source,
+)
 from shared.jobs import Job, NewItem
 from shared.manifests import load_manifest
 from shared.object_keys import source_key
@@ -65,11 +75,12 @@ class UploadReference:
 @dataclass(frozen=True)
 class JobRequest:
     tenant: str
-    source: SentFile | UploadReference
+    source: SentFile | UploadReference | SourceReference
     model: str | None = None  # None or empty: the server's default model
     temperature: float | None = None  # None: the model's own
     callback_url: str | None = None  # None or empty: no webhooks
     events: Any = None  # as sent: a list or a comma-separated string (shared.callback_urls.parse_events)
+    destination: Destination | None = None  # results written to a stored connection too (or instead)
     format: str | None = None  # the result's format; None: JPEG (shared.output_options)
     quality: int | None = None  # None: the server's jpeg_quality (JPEG and WebP only)
     max_side: int | None = None  # None: results as large as their inputs
@@ -134,8 +145,13 @@ def _create(svc: Services, request: JobRequest) -> Job:
     job_id = new_id()
     with svc.quotas.admit_job(request.tenant, job_id):
         options = _options(svc, request)
+        if request.destination is not None:
+            _check_connection(svc, request.tenant, request.destination.connection)
+            svc.destinations.set(job_id, request.destination)  # before any worker may look for it
         if isinstance(request.source, SentFile):
             job = _from_sent_file(svc, request.tenant, job_id, request.source, options)
+        elif isinstance(request.source, (BucketSource, UrlSource)):
+            job = _from_reference(svc, request.tenant, job_id, request.source, options)
         else:
             svc.stored.reserve(request.tenant, job_owner(job_id), 0)  # its results need room
             job = _from_upload(svc, request.tenant, job_id, request.source, options)
@@ -152,10 +168,12 @@ def _options(svc: Services, request: JobRequest) -> _Options:
     return _Options(manifest.name, temperature, webhook, output)
 
 
-def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, options: _Options) -> Job:
+def _from_sent_file(
+    svc: Services, tenant: str, job_id: str, sent: SentFile, options: _Options, kind: str | None = None
+) -> Job:
     filename = clean_filename(sent.filename)
     head = sent.stream.read(SNIFF_BYTES)
-    kind = detect_source_kind(head, filename)
+    kind = kind or detect_source_kind(head, filename)
     size = sent.stream.seek(0, io.SEEK_END)  # the server parsed the form: the file is at hand, seekable
     sent.stream.seek(0)
     owner = job_owner(job_id)
@@ -170,6 +188,22 @@ def _from_sent_file(svc: Services, tenant: str, job_id: str, sent: SentFile, opt
                 svc.stored.release(tenant, owner)
                 svc.storage.delete(key)
         raise
+
+
+def _from_reference(svc: Services, tenant: str, job_id: str, source: SourceReference, options: _Options) -> Job:
+    """A source by reference: checked (its connection is the tenant's, its URLs may be reached),
+    then stored as the job's source object, which the expander reads."""
+    check_source(source, svc.settings)
+    if isinstance(source, BucketSource):
+        _check_connection(svc, tenant, source.connection)
+    document = encode_source(source)
+    sent = SentFile(io.BytesIO(document), None, "application/json")
+    return _from_sent_file(svc, tenant, job_id, sent, options, kind=REFERENCE_KIND)
+
+
+def _check_connection(svc: Services, tenant: str, name: str) -> None:
+    """NotFound unless the tenant has a connection of that name (another tenant's is not seen)."""
+    svc.connections.get(tenant, name)
 
 
 def _from_upload(svc: Services, tenant: str, job_id: str, reference: UploadReference, options: _Options) -> Job:

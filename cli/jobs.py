@@ -1,14 +1,19 @@
-"""``submit``, ``jobs``, ``status``, ``wait``, ``download``, ``cancel`` and ``delete``: jobs on a running API."""
+"""``submit``, ``jobs``, ``status``, ``wait``, ``download``, ``cancel`` and ``delete``: jobs on a
+running API.
+
+``submit`` takes files, or names images by reference (``--from-connection``, ``--url``) and a
+destination (``--to-connection``), which the service reads and writes itself."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import threading
 from pathlib import Path
 
 from cli.context import Context, UsageError
 from cli.output import downloaded_line, failed_summary, item_lines, job_summary, job_table, print_json
-from client import Item, Job
+from client import Destination, Item, Job
 from client.api import JOBS_PAGE
 
 DEFAULT_OUT = Path("colorized")
@@ -19,6 +24,14 @@ def submit(ctx: Context) -> int:
     paths = [Path(p) for p in args.paths]
     if (args.out or args.zip) and not args.wait:
         raise UsageError("--out and --zip go with --wait (or use 'colorize download JOB' later)")
+    if args.to_connection is None and (args.to_prefix or args.only_to_connection):
+        raise UsageError("--to-prefix and --only-to-connection go with --to-connection")
+    if args.wait and args.only_to_connection:
+        raise UsageError("--wait downloads from the service, where --only-to-connection keeps nothing")
+    if args.from_connection is not None or args.urls is not None:
+        return _submit_references(ctx, paths)
+    if not paths:
+        raise UsageError("give a PATH, or --from-connection NAME, or --url URL")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise UsageError("no such file or folder: " + ", ".join(missing))
@@ -37,6 +50,7 @@ def submit(ctx: Context) -> int:
                 quality=args.quality,
                 max_side=args.max_side,
                 on_upload=lambda sent, total: bar.update(sent, total),
+                destination=_destination(args),
             )
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
@@ -47,6 +61,12 @@ def submit(ctx: Context) -> int:
             print(job.id, file=ctx.stdout)
             ctx.note(f"job {job.status}: {job.url}")
         return 0
+    return _finish(ctx, job)
+
+
+def _finish(ctx: Context, job: Job) -> int:
+    """Wait for the job, download its results, report how it ended."""
+    args = ctx.args
     ctx.note(f"job {job.id}: {job.url}")
     job = _wait(ctx, job.id)
     out = Path(args.out) if args.out else DEFAULT_OUT / job.id
@@ -61,6 +81,45 @@ def submit(ctx: Context) -> int:
         print(downloaded_line(job, files, out, args.zip), file=ctx.stdout)
         _report_outcome(ctx, job, failed)
     return _exit_status(job)
+
+
+def _submit_references(ctx: Context, paths: list[Path]) -> int:
+    """A job whose images the service reads where they are (a stored connection, URLs)."""
+    args = ctx.args
+    if paths or (args.from_connection is None) == (args.urls is None):
+        raise UsageError("give PATHs, or --from-connection NAME, or --url URL: one of them")
+    if args.from_connection is None and (args.prefix or args.keys):
+        raise UsageError("--prefix and --key go with --from-connection")
+    if args.prefix and args.keys:
+        raise UsageError("--prefix and --key do not go together")
+    job = ctx.client().submit_references(
+        connection=args.from_connection,
+        prefix=args.prefix,
+        keys=args.keys,
+        urls=args.urls,
+        destination=_destination(args),
+        model=args.model,
+        temperature=args.temperature,
+        callback_url=args.callback_url,
+        events=args.events,
+        format=args.format,
+        quality=args.quality,
+        max_side=args.max_side,
+    )
+    if not args.wait:
+        if ctx.json:
+            print_json(job.raw, ctx.stdout)
+        else:
+            print(job.id, file=ctx.stdout)
+            ctx.note(f"job {job.status}: {job.url}")
+        return 0
+    return _finish(ctx, job)
+
+
+def _destination(args: argparse.Namespace) -> Destination | None:
+    if args.to_connection is None:
+        return None
+    return Destination(args.to_connection, args.to_prefix, keep_in_service=not args.only_to_connection)
 
 
 def status(ctx: Context) -> int:

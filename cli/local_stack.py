@@ -2,7 +2,8 @@
 
 ``LocalStack`` starts what the settings leave unset (Redis unless ``redis_url``, SeaweedFS
 unless ``s3_endpoint_url``; see :mod:`cli.embedded_services`), keeps their data under
-``settings.data_dir`` so jobs and objects survive a restart, and launches the API (gunicorn)
+``settings.data_dir`` so jobs and objects survive a restart (with the key of stored connections,
+``connection.key``, when it runs them and ``COLORIZE_CONNECTION_KEY`` is unset), and launches the API (gunicorn)
 and workers (celery) as child processes that read the effective settings from their
 environment. ``python -m cli.local_stack`` runs it all in the foreground until Ctrl-C.
 """
@@ -21,11 +22,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Self
 
+from cryptography.fernet import Fernet
+
 from api.serving import gunicorn_args
 from cli.embedded_services import POLL_S, RedisServer, SeaweedS3Server, stop_process
 from shared.api_keys import AUTH_KEYS, auth_policy
 from shared.errors import ServiceUnavailable
 from shared.settings import ENV_ALIASES, PROJECT_ROOT, Settings
+
+CONNECTION_KEY_FILE = "connection.key"
 
 
 def child_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[str, str]:
@@ -37,6 +42,20 @@ def child_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[
     # The project's packages import without an installed distribution too.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), inherited.get("PYTHONPATH")]))
     return env
+
+
+def local_connection_key(data_dir: Path) -> str:
+    """The key of stored connections' credentials on this machine: made once, kept in
+    ``data_dir/connection.key`` (readable by its owner only), so a restart can still read them."""
+    path = data_dir / CONNECTION_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode("ascii")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(key + "\n")
+    return key
 
 
 class LocalStack:
@@ -78,6 +97,9 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+        if settings.connection_key is None and (self.redis is not None or self.s3 is not None):
+            # Embedded mode: the key lives beside the data it protects.
+            settings = settings.with_overrides(connection_key=local_connection_key(data_dir))
         self._effective = settings
         return self
 

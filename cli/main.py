@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
-from cli import jobs, keys, models, serve
+from cli import connections, jobs, keys, models, serve
 from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError
 
 USAGE_ERROR = 2
@@ -38,9 +38,22 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=None, help="pool processes per worker (default: one per core)")
     p.add_argument("--api-workers", type=int, default=2, help="API server processes (default 2)")
 
-    p = _command(commands, "submit", jobs.submit, "submit images, archives or folders", after)
+    p = _command(commands, "submit", jobs.submit, "submit images, archives or folders, or images by reference", after)
     p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="an image, an archive (zip/tar/tar.gz), a folder, or several"
+        "paths", nargs="*", metavar="PATH", help="an image, an archive (zip/tar/tar.gz), a folder, or several"
+    )
+    p.add_argument("--from-connection", metavar="NAME", help="instead of PATHs: images in this stored connection")
+    p.add_argument("--prefix", default="", metavar="P", help="with --from-connection: every object under this prefix")
+    p.add_argument(
+        "--key", action="append", dest="keys", metavar="KEY", help="with --from-connection: this object (repeatable)"
+    )
+    p.add_argument(
+        "--url", action="append", dest="urls", metavar="URL", help="instead of PATHs: an image URL (repeatable)"
+    )
+    p.add_argument("--to-connection", metavar="NAME", help="also write results to this stored connection")
+    p.add_argument("--to-prefix", default="", metavar="P", help="with --to-connection: under this prefix")
+    p.add_argument(
+        "--only-to-connection", action="store_true", help="with --to-connection: do not keep results in the service"
     )
     p.add_argument("--model", help="installed model to use (default: the service's)")
     p.add_argument("--temperature", type=float, help="decoding temperature: lower is more vivid (see 'models list')")
@@ -63,6 +76,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
     p.add_argument("--limit", type=int, default=20, metavar="N", help="show at most N jobs (default 20)")
 
+    p = _command(commands, "connections", connections.connections, "list, add or delete stored S3 connections", after)
+    p.add_argument("action", choices=["list", "add", "delete"], nargs="?", default="list")
+    p.add_argument("name", nargs="?", metavar="NAME", help="the connection (add, delete)")
+    p.add_argument("--endpoint", metavar="URL", help="add: the store's base URL")
+    p.add_argument("--bucket", help="add: the bucket")
+    p.add_argument("--region", help="add: the region (default us-east-1)")
+    p.add_argument(
+        "--access-key-id",
+        default=env.get("AWS_ACCESS_KEY_ID"),
+        help="add: its access key id (default: $AWS_ACCESS_KEY_ID); the secret is read from $AWS_SECRET_ACCESS_KEY",
+    )
+
     p = _command(commands, "status", jobs.status, "show a job", after)
     p.add_argument("job", metavar="JOB", help="job id")
     p.add_argument("--items", action="store_true", help="list every item with its outcome")
@@ -79,7 +104,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p = _command(commands, "cancel", jobs.cancel, "cancel a job (finished results stay)", after)
     p.add_argument("job", metavar="JOB", help="job id")
 
-    p = _command(commands, "delete", jobs.delete, "delete a job: stop it, delete its source and results", after)
+    p = _command(
+        commands,
+        "delete",
+        jobs.delete,
+        "delete a job: stop it, delete what the service stored (never your buckets)",
+        after,
+    )
     p.add_argument("job", metavar="JOB", help="job id")
 
     group = commands.add_parser("models", help="list or install models")

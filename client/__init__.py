@@ -2,12 +2,14 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Counts, Health, Item, ItemError, Job, JobPage, Model, Output
+from client.types import Connection, Counts, Destination, Health, Item, ItemError, Job, JobPage, Model, Output
 
 __all__ = [
     "Client",
     "ClientError",
+    "Connection",
     "Counts",
+    "Destination",
     "Health",
     "Item",
     "ItemError",

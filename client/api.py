@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -21,11 +20,13 @@ from typing import Any, Self
 from urllib.parse import urlencode
 
 from client.bodies import FileSlice, MultipartFile
+from client.connections import ConnectionMethods
 from client.downloads import BytesDownloaded, download_item, local_path, stream_to
 from client.errors import ClientError, WaitTimeout
+from client.job_requests import job_headers, job_options, output_options, reference_source, waited_s
 from client.packing import pack_zip
-from client.transport import Transport
-from client.types import Health, Item, Job, JobPage, Model
+from client.transport import Transport, path_segment
+from client.types import Destination, Health, Item, Job, JobPage, Model
 
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
@@ -37,8 +38,8 @@ UploadProgress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 ItemDownloaded = Callable[[Item, Path], None]
 
 
-class Client:
-    """The Colorize API over HTTP.
+class Client(ConnectionMethods):
+    """The Colorize API over HTTP (stored connections: :class:`client.connections.ConnectionMethods`).
 
     ``retries`` applies to every idempotent request (GETs, presigned uploads, job creation
     with its Idempotency-Key), with exponential backoff from ``backoff_s`` plus jitter, on
@@ -82,6 +83,7 @@ class Client:
         idempotency_key: str | None = None,
         on_upload: UploadProgress | None = None,
         events: Sequence[str] | None = None,
+        destination: Destination | None = None,
         format: str | None = None,
         quality: int | None = None,
         max_side: int | None = None,
@@ -95,7 +97,9 @@ class Client:
         results are written; None leaves each to the server. ``idempotency_key`` defaults to a
         fresh one per call, so the call's own retries can never create two jobs. ``wait`` (1 to
         60 seconds) asks the API to answer with the finished job if it ends within that time
-        (``Prefer: wait``); otherwise the job comes back unfinished, as without it. Raises
+        (``Prefer: wait``); otherwise the job comes back unfinished, as without it.
+        ``destination``: results are also (or only) written to a stored connection; the file
+        then goes through a presigned upload, as a JSON job request names it. Raises
         FileNotFoundError for a missing path, ClientError when the API refuses.
         """
         paths = (
@@ -103,12 +107,11 @@ class Client:
         )
         if not paths:
             raise FileNotFoundError("no path given")
-        options = _job_options(model, temperature, callback_url, events)
-        options.update(_output_options(format, quality, max_side))
-        # One key for every attempt of this call: a retried request returns the same job.
-        headers = {"Idempotency-Key": idempotency_key or uuid.uuid4().hex}
-        if wait is not None:
-            headers["Prefer"] = f"wait={wait}"  # the transport gives the answer that much longer
+        options = job_options(model, temperature, callback_url, events)
+        if destination is not None:
+            options["destination"] = destination.to_json()
+        options.update(output_options(format, quality, max_side))
+        headers = job_headers(idempotency_key, wait)
         if len(paths) == 1 and paths[0].is_file():
             return self._submit_file(paths[0], paths[0].name, options, headers, on_upload)
         packed = pack_zip(paths)
@@ -116,6 +119,36 @@ class Client:
             return self._submit_file(packed, _packed_name(paths), options, headers, on_upload)
         finally:
             packed.unlink(missing_ok=True)
+
+    def submit_references(
+        self,
+        *,
+        connection: str | None = None,
+        prefix: str = "",
+        keys: Sequence[str] | None = None,
+        urls: Sequence[str] | None = None,
+        destination: Destination | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        callback_url: str | None = None,
+        idempotency_key: str | None = None,
+        events: Sequence[str] | None = None,
+        format: str | None = None,
+        quality: int | None = None,
+        max_side: int | None = None,
+        wait: int | None = None,
+    ) -> Job:
+        """Create a job from images the service reads where they are: the objects under
+        ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With a
+        ``destination``, results are also (or only) written to a stored connection, with
+        ``manifest.json`` at the end. ``format``, ``quality``, ``max_side`` and ``wait`` as for
+        :meth:`submit`."""
+        source = reference_source(connection, prefix, keys, urls)
+        body: dict[str, Any] = {"source": source, **job_options(model, temperature, callback_url, events)}
+        body.update(output_options(format, quality, max_side))
+        if destination is not None:
+            body["destination"] = destination.to_json()
+        return self._create_job(body, job_headers(idempotency_key, wait))
 
     def _submit_file(
         self,
@@ -127,7 +160,8 @@ class Client:
     ) -> Job:
         size = path.stat().st_size
         report = (lambda sent: on_upload(sent, size)) if on_upload else None
-        if size <= self.direct_upload_limit:
+        # A destination is an object, which only a JSON job request carries.
+        if size <= self.direct_upload_limit and "destination" not in options:
             try:
                 return self._submit_direct(path, size, filename, options, headers, report)
             except ClientError as exc:
@@ -156,7 +190,7 @@ class Client:
                 idempotent=True,
                 body=body,
                 headers={"Content-Type": body.content_type, "Content-Length": str(len(body)), **headers},
-                extra_read_s=_waited(headers),
+                extra_read_s=waited_s(headers),
             )
         return self._job(data)
 
@@ -189,14 +223,14 @@ class Client:
     def _create_job(self, body: dict[str, Any], headers: dict[str, str]) -> Job:
         return self._job(
             self._http.json(
-                "POST", "/v1/jobs", idempotent=True, json_body=body, headers=headers, extra_read_s=_waited(headers)
+                "POST", "/v1/jobs", idempotent=True, json_body=body, headers=headers, extra_read_s=waited_s(headers)
             )
         )
 
     # --- following jobs -----------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
-        return self._job(self._http.json("GET", f"/v1/jobs/{_segment(job_id)}", idempotent=True))
+        return self._job(self._http.json("GET", f"/v1/jobs/{path_segment(job_id)}", idempotent=True))
 
     def list_jobs(
         self,
@@ -238,7 +272,7 @@ class Client:
     def items(self, job_id: str, page_size: int = ITEMS_PAGE) -> Iterator[Item]:
         """The job's items in index order, page by page. While the job's ``expanded`` is False
         this ends at the items registered so far; more may appear later."""
-        url: str | None = f"/v1/jobs/{_segment(job_id)}/items?" + urlencode({"limit": page_size})
+        url: str | None = f"/v1/jobs/{path_segment(job_id)}/items?" + urlencode({"limit": page_size})
         while url:
             page = self._http.json("GET", url, idempotent=True)
             for data in page["items"]:
@@ -270,13 +304,13 @@ class Client:
 
     def cancel(self, job_id: str) -> Job:
         """Drop the job's pending work; finished results stay. ClientError ``conflict`` if it had ended."""
-        return self._job(self._http.json("POST", f"/v1/jobs/{_segment(job_id)}/cancel", idempotent=False))
+        return self._job(self._http.json("POST", f"/v1/jobs/{path_segment(job_id)}/cancel", idempotent=False))
 
     def delete(self, job_id: str) -> None:
         """Delete the job: canceled if it runs, its source and results deleted; afterwards the API
         answers 404 for it. ClientError ``not_found`` for a job that does not exist (any more)."""
         # Not retried once sent: a repeat after a lost answer would report the deleted job as unknown.
-        self._http.request("DELETE", f"/v1/jobs/{_segment(job_id)}", idempotent=False)
+        self._http.request("DELETE", f"/v1/jobs/{path_segment(job_id)}", idempotent=False)
 
     def models(self) -> list[Model]:
         data = self._http.json("GET", "/v1/models", idempotent=True)
@@ -308,7 +342,9 @@ class Client:
         dest.mkdir(parents=True, exist_ok=True)
         if as_zip:
             target = dest / f"{job_id}.zip"
-            stream_to(self._http, f"/v1/jobs/{_segment(job_id)}/results.zip", target, authorize=True, on_bytes=on_bytes)
+            stream_to(
+                self._http, f"/v1/jobs/{path_segment(job_id)}/results.zip", target, authorize=True, on_bytes=on_bytes
+            )
             return [target]
         done = [item for item in self.items(job_id) if item.result_url]
         targets = [local_path(dest, item.output_path) for item in done]
@@ -327,32 +363,6 @@ class Client:
         return Job.from_json(data, self.base_url)
 
 
-def _job_options(
-    model: str | None, temperature: float | None, callback_url: str | None, events: Sequence[str] | None
-) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if model is not None:
-        options["model"] = model
-    if temperature is not None:
-        options["temperature"] = temperature
-    if callback_url is not None:
-        options["callback_url"] = callback_url
-    if events is not None:
-        options["events"] = list(events)
-    return options
-
-
-def _output_options(format: str | None, quality: int | None, max_side: int | None) -> dict[str, Any]:
-    given = {"format": format, "quality": quality, "max_side": max_side}
-    return {name: value for name, value in given.items() if value is not None}
-
-
-def _waited(headers: dict[str, str]) -> float:
-    """Seconds a job request asks the API to wait (``Prefer: wait=N``)."""
-    prefer = headers.get("Prefer", "")
-    return float(prefer.removeprefix("wait=")) if prefer.startswith("wait=") else 0.0
-
-
 def _iso(moment: datetime | str | None) -> str | None:
     return moment.isoformat() if isinstance(moment, datetime) else moment
 
@@ -361,12 +371,6 @@ def _packed_name(paths: Sequence[Path]) -> str:
     if len(paths) == 1:
         return (paths[0].resolve().name or "upload") + ".zip"
     return "upload.zip"
-
-
-def _segment(job_id: str) -> str:
-    if not job_id or "/" in job_id or job_id in (".", ".."):
-        raise ClientError("invalid_request", f"{job_id!r} is not a job id")
-    return job_id
 
 
 def _json_or_empty(data: bytes) -> dict[str, Any]:

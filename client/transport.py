@@ -179,3 +179,10 @@ def _reason(exc: HTTPError) -> str:
     return (
         text.split("): ", 1)[1] if text.startswith(("HTTPConnection(", "HTTPSConnection(")) and "): " in text else text
     )
+
+
+def path_segment(value: str, what: str = "job id") -> str:
+    """``value`` as one segment of a URL path; ClientError when it would be more, or none."""
+    if not value or "/" in value or value in (".", ".."):
+        raise ClientError("invalid_request", f"{value!r} is not a {what}")
+    return value

@@ -184,6 +184,37 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """A stored S3 connection of the tenant (the API never returns its credentials)."""
+
+    name: str
+    endpoint_url: str
+    region: str
+    bucket: str
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Connection:
+        return cls(
+            name=data["name"], endpoint_url=data["endpoint_url"], region=data["region"], bucket=data["bucket"], raw=data
+        )
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a job's results go besides (or, without ``keep_in_service``, instead of) the
+    service: ``prefix`` + each result's output path in a stored connection's bucket, and
+    ``manifest.json`` once the job has finished."""
+
+    connection: str
+    prefix: str = ""
+    keep_in_service: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {"connection": self.connection, "prefix": self.prefix, "keep_in_service": self.keep_in_service}
+
+
+@dataclass(frozen=True)
 class Health:
     """Readiness: Redis, storage and at least one worker are there."""
 

@@ -20,7 +20,9 @@ from pathlib import PurePosixPath
 from shared.errors import UnsupportedMediaType
 from shared.imaging import sniff_image_format
 
-SOURCE_KINDS: tuple[str, ...] = ("zip", "tar", "tar.gz", "image")
+# "reference": images named by a job's source by reference (shared/job_sources.py), not sent.
+REFERENCE_KIND = "reference"
+SOURCE_KINDS: tuple[str, ...] = ("zip", "tar", "tar.gz", "image", REFERENCE_KIND)
 ARCHIVE_KINDS: tuple[str, ...] = ("zip", "tar", "tar.gz")
 
 

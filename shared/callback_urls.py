@@ -1,5 +1,8 @@
 """Callback URLs checked against server-side request forgery, and the webhook part of a job request.
 
+The same checks guard every address the service reaches for a tenant: stored connections'
+S3 endpoints and URL sources (``field`` names what the tenant sent).
+
 A job may carry a callback URL and the events it wants. Callback hosts are resolved and every
 address checked twice: when the job is created (:func:`parse_webhook`) and again at each
 delivery attempt, which then connects to the very address it checked (a DNS answer that
@@ -16,6 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+import urllib3
 
 from shared.documents import EVENTS
 from shared.errors import InvalidRequest
@@ -129,46 +134,64 @@ class CallbackTarget:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-def parse_callback_url(url: Any) -> CallbackTarget:
-    """The URL's parts; InvalidRequest unless an absolute http(s) URL without credentials."""
+def parse_callback_url(url: Any, field: str = "callback_url") -> CallbackTarget:
+    """The URL's parts; InvalidRequest (naming ``field``) unless an absolute http(s) URL without credentials."""
     if not isinstance(url, str) or not url.strip():
-        raise InvalidRequest("'callback_url' must be a non-empty string", field="callback_url")
+        raise InvalidRequest(f"'{field}' must be a non-empty string", field=field)
     url = url.strip()
     if len(url) > MAX_URL_LENGTH:
-        raise InvalidRequest(f"'callback_url' is longer than {MAX_URL_LENGTH} characters", field="callback_url")
+        raise InvalidRequest(f"'{field}' is longer than {MAX_URL_LENGTH} characters", field=field)
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise InvalidRequest("'callback_url' is not a valid URL", field="callback_url") from None
+        raise InvalidRequest(f"'{field}' is not a valid URL", field=field) from None
     if parts.scheme not in ("http", "https"):
-        raise InvalidRequest("'callback_url' must be an http or https URL", field="callback_url")
+        raise InvalidRequest(f"'{field}' must be an http or https URL", field=field)
     if not parts.hostname:
-        raise InvalidRequest("'callback_url' needs a host", field="callback_url")
+        raise InvalidRequest(f"'{field}' needs a host", field=field)
     if parts.username is not None or parts.password is not None:
-        raise InvalidRequest(
-            "'callback_url' must not carry credentials; deliveries are signed instead", field="callback_url"
-        )
+        raise InvalidRequest(f"'{field}' must not carry credentials", field=field)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     default_port = 443 if parts.scheme == "https" else 80
     return CallbackTarget(url=url, scheme=parts.scheme, host=parts.hostname, port=port or default_port, path=path)
 
 
 def permitted_addresses(
-    target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve
+    target: CallbackTarget, policy: AddressPolicy, resolver: Resolver = resolve, field: str = "callback_url"
 ) -> Sequence[IPAddress]:
     """The target's addresses; ForbiddenAddress when any one of them is not permitted."""
-    addresses = resolver(target.host, target.port)
+    try:
+        addresses = resolver(target.host, target.port)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"the host {target.host!r} of '{field}' does not resolve", field=field) from exc
     if not addresses:
-        raise InvalidRequest(f"the callback host {target.host!r} does not resolve", field="callback_url")
+        raise InvalidRequest(f"the host {target.host!r} of '{field}' does not resolve", field=field)
     for address in addresses:
         if not policy.permits(address):
             raise ForbiddenAddress(
-                "'callback_url' leads to a loopback, private or otherwise non-public address",
-                field="callback_url",
+                f"'{field}' leads to a loopback, private or otherwise non-public address",
+                field=field,
                 address=str(address),
             )
-    return addresses
+    return list(addresses)
+
+
+def pinned_pool(target: CallbackTarget, address: IPAddress, timeout_s: float) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to the checked ``address`` (no second DNS answer is asked for);
+    over https, TLS still names and verifies the target's host."""
+    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s, total=timeout_s)
+    options: dict[str, Any] = {"timeout": timeout, "retries": False, "maxsize": 1}
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            str(address),
+            target.port,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            cert_reqs="CERT_REQUIRED",
+            **options,
+        )
+    return urllib3.HTTPConnectionPool(str(address), target.port, **options)
 
 
 def parse_events(raw: Any) -> tuple[str, ...]:

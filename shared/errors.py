@@ -63,6 +63,12 @@ class ServiceUnavailable(ColorizeError):
     code = "unavailable"
 
 
+class NotConfigured(ColorizeError):
+    """A feature the server has not been set up for (stored connections without a key)."""
+
+    code = "not_configured"
+
+
 class ModelNotFound(ColorizeError):
     code = "model_not_found"
 
@@ -132,3 +138,27 @@ class QuotaExceeded(RateLimited, ItemError):
     """
 
     code = "quota_exceeded"
+
+
+class SourceNotFound(ItemError):
+    """A source object or URL named by reference does not exist (404, no such key or bucket)."""
+
+    code = "source_not_found"
+
+
+class SourceForbidden(ItemError):
+    """The source refused access (403), or its address is one the service may not reach."""
+
+    code = "source_forbidden"
+
+
+class SourceUnreachable(ItemError):
+    """The source store or URL did not answer, answered an error, or redirected elsewhere."""
+
+    code = "source_unreachable"
+
+
+class DestinationFailed(ItemError):
+    """The item's result could not be written to the job's destination (missing, refused, unreachable)."""
+
+    code = "destination_failed"

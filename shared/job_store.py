@@ -222,14 +222,14 @@ class JobStore:
         return job
 
     def delete(self, job: Job, purge_again_at: float) -> bool:
-        """Remove every record of the job, its place in the stall watch and in its tenant's
-        listing, at once; False when it was gone already. No job script brings a deleted job back
-        (each ignores a job without its record); the purge index is told to delete the job's
+        """Remove every record of the job (its destination's too), its place in the stall watch
+        and in its tenant's listing, at once; False when it was gone already. No job script brings
+        a deleted job back (each ignores a job without its record); the purge index is told to delete the job's
         stored objects (again) at ``purge_again_at``, after any task still in hand has stored what
         it was storing."""
         keys = self.keys.job(job.id)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.delete(*keys.every)
+        pipe.delete(*keys.every, self.keys.job_destination(job.id))
         pipe.zrem(self.keys.active, job.id)
         pipe.zrem(self.keys.tenant_jobs(job.tenant), job.id)
         pipe.zadd(self.keys.purge, {job_purge_member(job.tenant, job.id): purge_again_at})

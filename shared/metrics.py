@@ -4,7 +4,7 @@ API (``GET /metrics``)::
 
     colorize_http_requests_total{method, route, status}       requests answered
     colorize_http_request_duration_seconds{method, route}     time to the response (histogram)
-    colorize_jobs_created_total{source_kind}                   jobs accepted (image | zip | tar | tar.gz)
+    colorize_jobs_created_total{source_kind}                   jobs accepted (image | zip | tar | tar.gz | reference)
     colorize_queue_depth{queue}                                messages waiting in a Celery queue,
                                                                read from the broker at scrape time
 

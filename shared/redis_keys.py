@@ -35,6 +35,10 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:tenant:<tenant>:webhook-secret  STRING  whsec_<base64>, made on first use
     colorize:tenant:<tenant>:jobs            ZSET    job id -> unix time it was created (the listing;
                                                      a member goes when its job is purged or deleted)
+    colorize:tenant:<tenant>:connections     HASH    connection name -> JSON {"endpoint_url", "region",
+                                                     "bucket", "created_at", "credentials" (Fernet token)}
+    colorize:job:{id}:destination            STRING  JSON {"connection", "prefix", "keep_in_service"}: where
+                                                     the job's results go besides (or instead of) the store
     colorize:quota:{tenant}:rate             HASH    tokens ts   (the request token bucket)
     colorize:quota:{tenant}:inflight         ZSET    job id -> unix time its place was reserved
     colorize:quota:{tenant}:images:<day>     STRING  images taken that UTC day (YYYYMMDD)
@@ -151,6 +155,12 @@ class RedisKeys:
 
     def webhook_secret(self, tenant: str) -> str:
         return f"{self.namespace}:tenant:{tenant}:webhook-secret"
+
+    def connections(self, tenant: str) -> str:
+        return f"{self.namespace}:tenant:{tenant}:connections"
+
+    def job_destination(self, job_id: str) -> str:
+        return f"{self.namespace}:job:{{{job_id}}}:destination"
 
     def quota(self, tenant: str, name: str) -> str:
         """``name``: ``rate``, ``inflight``, ``images:<YYYYMMDD>``, ``stored`` or ``stored-by``."""

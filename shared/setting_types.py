@@ -4,6 +4,7 @@ held in a dataclass of their own (``Limits``, ``Quotas``), read from the same fl
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def _key_prefix(value: str) -> str:
     return value
 
 
+def _fernet_key(value: str) -> str:
+    # Checked as shared.connections reads it: 32 bytes in URL-safe base64.
+    try:
+        if len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32:
+            return value
+    except (ValueError, UnicodeEncodeError):
+        pass
+    raise ValueError("is not a Fernet key (32 bytes in URL-safe base64, as Fernet.generate_key() makes)")
+
+
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
@@ -69,6 +80,7 @@ HttpUrlText = Annotated[str, AfterValidator(_url("http", "https"))]
 RedisUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix"))]
 BrokerUrlText = Annotated[str, AfterValidator(_url("redis", "rediss", "unix", "amqp", "amqps"))]
 Networks = Annotated[str, AfterValidator(_networks)]
+FernetKey = Annotated[str, BeforeValidator(_strip), AfterValidator(_fernet_key)]
 KeyPrefix = Annotated[str, Field(max_length=64), AfterValidator(_key_prefix)]
 
 CONFIG = ConfigDict(allow_inf_nan=False)

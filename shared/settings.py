@@ -34,6 +34,7 @@ from shared.setting_types import (
     CONFIG,
     BrokerUrlText,
     Count,
+    FernetKey,
     Flag,
     HttpUrlText,
     KeyPrefix,
@@ -177,6 +178,12 @@ class Settings:
     # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
     webhook_allow_private: Flag = False
     webhook_allowed_networks: Networks = ""
+    # Encrypts the credentials of tenants' stored S3 connections (POST /v1/connections) in Redis:
+    # a Fernet key, e.g. from `python -c "from cryptography.fernet import Fernet;
+    # print(Fernet.generate_key().decode())"`; the API and every worker need the same one. Their
+    # endpoints, and URL sources, obey the webhook address rules above. None: connections are
+    # refused (501), except that `colorize serve` on embedded services makes one, kept in data_dir/connection.key.
+    connection_key: FernetKey | None = None
 
     log_format: Literal["text", "json"] = "text"  # json: one JSON object per line
     # Workers serve Prometheus metrics on this port from their main process; 0 = off.

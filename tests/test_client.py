@@ -116,7 +116,7 @@ def test_folder_submit_wait_and_download_each_and_as_zip(live_client: Client, tm
     [archive_path] = live_client.download(job.id, tmp_path / "zipped", as_zip=True)
     assert archive_path == tmp_path / "zipped" / f"{job.id}.zip"
     with zipfile.ZipFile(archive_path) as archive:
-        assert set(archive.namelist()) == expected
+        assert set(archive.namelist()) == expected | {"manifest.json"}
         assert archive.read("cover.jpg") == (tmp_path / "out" / "cover.jpg").read_bytes()
 
 

@@ -181,9 +181,15 @@ def test_archive_job_end_to_end(api_server, workers, app_settings) -> None:
     assert status == 200 and headers["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(archive_bytes)) as archive:
         names = archive.namelist()
-        assert sorted(names) == sorted(by_path[name]["output_path"] for name in good)
+        assert names[-1] == "manifest.json"  # how every item ended, last
+        assert sorted(names[:-1]) == sorted(by_path[name]["output_path"] for name in good)
         for name in good:
             assert archive.read(by_path[name]["output_path"]) == by_path[name]["jpeg"]
+        manifest = json.loads(archive.read("manifest.json"))
+    assert manifest["job_id"] == job["id"] and len(manifest["items"]) == len(good) + len(bad)
+    ended = {entry["input_path"]: (entry["status"], entry["error_code"]) for entry in manifest["items"]}
+    assert ended["notes.txt"] == ("failed", "unsupported_format")
+    assert ended["2020/summer/beach.png"] == ("done", None)
 
 
 def test_single_image_job(api_server, workers, app_settings) -> None:

@@ -79,6 +79,10 @@ def test_local_stack_starts_missing_services_and_keeps_their_data(tmp_path: Path
     with LocalStack(base) as stack:
         assert Storage(stack.settings).get_bytes("tenants/t/jobs/j/source") == b"archive bytes"
         assert redis.Redis.from_url(stack.settings.redis_url).get("colorize:job:{j}") == b"running"
+        # The key of stored connections was made once, beside the data, for its owner only.
+        key_file = tmp_path / "var" / "connection.key"
+        assert stack.settings.connection_key == settings.connection_key == key_file.read_text().strip()
+        assert key_file.stat().st_mode & 0o777 == 0o600
         stack.s3.stop(timeout_s=1)  # its data is thrown away: no need to wait out weed's graceful stop
 
 

@@ -167,8 +167,11 @@ def test_png_archive_with_max_side_round_trips(api) -> None:
     status, data, headers = call("GET", f"{api}/v1/jobs/{job['id']}/results.zip")
     assert status == 200 and headers["Content-Type"] == "application/zip"
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert sorted(archive.namelist()) == sorted(item["output_path"] for item in items.values())
+        outputs = sorted(item["output_path"] for item in items.values())
+        assert sorted(archive.namelist()) == sorted([*outputs, "manifest.json"])
         assert Image.open(io.BytesIO(archive.read(items["a/harbour.jpg"]["output_path"]))).format == "PNG"
+        manifest = json.loads(archive.read("manifest.json"))
+        assert sorted(entry["output_path"] for entry in manifest["items"]) == outputs
 
 
 def test_webp_job_from_an_upload_round_trips(api) -> None:

@@ -293,6 +293,7 @@ def every_field_changed() -> Settings:
         webhook_progress_step_pct=0,
         webhook_allow_private=True,
         webhook_allowed_networks="10.0.0.0/8,fd00::/8",
+        connection_key="pL3LN0qxy3qM8VJ0dCC2sFKUd5RG7lJ-EbKqQ9S8kFE=",
         log_format="json",
         worker_metrics_port=9100,
         metrics_dir=Path("/run/metrics"),

@@ -16,9 +16,11 @@ ranged GET where they lie close), then decoded and colorized in batches whose pi
 decoding memory, read from the fetched headers, fit the worker's memory budget for the job's
 output format (:mod:`worker.batching`). An image's metadata is read as it is decoded, the
 last moment its bytes are held, and its result written as the job asks, with that metadata
-and the provenance (:mod:`shared.result_encoding`). Input objects are deleted as soon as the store reports that none of
-their items is unfinished, and all of a job's once it finishes or is canceled. A bulk chunk
-(``may_hand_over``) gives its process up before a batch when interactive work or an
+and the provenance (:mod:`shared.result_encoding`). Input objects are deleted as soon as the
+store reports that none of their items is unfinished, and all of a job's once it finishes or
+is canceled. A job with a destination has each result written there too, or only there
+(:mod:`worker.destinations`): the same bytes, with the output format's Content-Type. A bulk
+chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
 
@@ -35,7 +37,7 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
-from shared.errors import ColorizeError, ImageTooLarge, ItemError, NotFound, ProcessingFailed
+from shared.errors import ColorizeError, DestinationFailed, ImageTooLarge, ItemError, NotFound, ProcessingFailed
 from shared.image_metadata import NO_METADATA, SourceMetadata, read_metadata
 from shared.imaging import DecodeCost, decode_cost, decode_image
 from shared.item_inputs import ItemInput
@@ -50,6 +52,7 @@ from shared.stored_bytes import job_owner
 from worker.batching import memory_batches
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
+from worker.destinations import JobDestination, job_destination
 from worker.engine import Engine
 from worker.item_reader import BatchInputs
 from worker.retry_policy import TRANSIENT_ERRORS
@@ -107,6 +110,7 @@ class ChunkRun:
         self.stopped = False  # the job has ended (canceled): drop the rest
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
+        self.destination: JobDestination | None = None  # where results go besides (or instead of) the store
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
@@ -126,6 +130,7 @@ class ChunkRun:
                 self._drop_inputs(self.job)
             return
         self.inputs = start.inputs
+        self.destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -270,6 +275,7 @@ class ChunkRun:
             {i: self.inputs.get(i) for i in indices},
             self.settings.limits,
             timed=self.ctx.metrics.stage,
+            references=self.ctx.references,
         )
         return [self._loaded(index, partial(self._read, batch, index)) for index in indices]
 
@@ -351,6 +357,15 @@ class ChunkRun:
         except Exception:
             log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
             return ItemResult.failed(index, ProcessingFailed("the result could not be encoded"))
+        if self.destination is not None:
+            try:
+                with self.ctx.metrics.stage("storage_put"):
+                    output_path = self.ctx.jobs.item(self.job_id, index).output_path
+                    self.destination.put(output_path, data, output.content_type)
+            except DestinationFailed as exc:
+                return ItemResult.failed(index, exc)
+            if not self.destination.keep_in_service:
+                return ItemResult.done(index)
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             key = result_key(self._job.tenant, self.job_id, index, output.format)

@@ -1,5 +1,5 @@
 """What one worker process holds: its settings, Redis connection, stores (jobs, quotas, the bulk
-lane), the broker's queues, storage and metrics.
+lane, jobs' destinations), the broker's queues, storage, reads by reference and metrics.
 
 Built once per process (:func:`worker_context`) and rebuilt after a fork: connections must
 not cross processes. Models load on first use (:attr:`WorkerContext.engines`), so a worker
@@ -16,6 +16,8 @@ import redis
 from celery import Celery
 
 from shared.bulk_lane import BulkLane
+from shared.connections import ConnectionStore
+from shared.job_sources import DestinationStore
 from shared.job_store import JobStore
 from shared.metrics import WorkerMetrics
 from shared.quotas import QuotaStore
@@ -25,6 +27,8 @@ from shared.stored_bytes import StoredBytes
 from shared.webhook_events import WebhookNotifier
 from worker.broker_queues import broker_queues
 from worker.celery_app import settings_of, webhook_publisher
+from worker.destinations import ManifestWriter
+from worker.reference_reader import ReferenceReader
 
 if TYPE_CHECKING:
     from worker.engines import EngineCache
@@ -42,7 +46,12 @@ class WorkerContext:
         self.redis = redis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=10)
         self.metrics = WorkerMetrics()
         notifier = WebhookNotifier(self.redis, settings, webhook_publisher(app))
-        self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics))
+        # Sources and destinations by reference: tenants' connections, jobs' destinations.
+        self.references = ReferenceReader(ConnectionStore(self.redis, settings), settings)
+        self.destinations = DestinationStore(self.redis, settings)
+        manifests = ManifestWriter(self.destinations, self.references)
+        self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics, manifests))
+        manifests.jobs = self.jobs
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
         self.queues = broker_queues(settings)  # what waits ahead of a bulk chunk

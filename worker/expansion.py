@@ -7,6 +7,10 @@ one pass, are checked to start like an image (and to be within the size limits) 
 are kept; those of a chunk are then stored back to back as one input object, which goes once
 all its items have ended (:mod:`shared.item_inputs`).
 
+A source by reference (:mod:`shared.job_sources`) is expanded the same way: its objects or URLs
+are the entries (:mod:`worker.reference_entries`), each registered with its reference as its
+input and read by the worker that processes it.
+
 Chunks are registered and enqueued in order, each while the next is read. A job whose whole
 archive fits in one chunk takes the interactive lane, any other the bulk lane
 (:mod:`worker.scheduling`).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -27,13 +32,25 @@ from typing import BinaryIO
 import redis
 from redis.lock import Lock
 
-from shared.archives import OutputNames
-from shared.errors import ArchiveLimitExceeded, ColorizeError, CorruptArchive, ItemError, NotFound, QuotaExceeded
+from shared.archives import REFERENCE_KIND, OutputNames
+from shared.errors import (
+    ArchiveLimitExceeded,
+    ColorizeError,
+    CorruptArchive,
+    ItemError,
+    NotFound,
+    QuotaExceeded,
+    SourceForbidden,
+    SourceNotFound,
+    SourceUnreachable,
+)
 from shared.item_inputs import ItemInput
+from shared.job_sources import decode_source
 from shared.jobs import Job, JobStatus, NewItem
 from shared.object_keys import input_object_key, input_object_name, inputs_prefix
 from worker.archive_entries import ArchiveEntry, iter_entries
 from worker.context import WorkerContext
+from worker.reference_entries import reference_entries
 from worker.scheduling import Lane, enqueue_chunks
 
 # How long an expander's claim on a job lasts without renewal. Short, so that a crashed
@@ -142,7 +159,7 @@ class Expander:
             flushing: Future[None] | None = None
             try:
                 with self._open_source() as source:
-                    for index, entry in enumerate(iter_entries(source, self.job.source_kind, self.settings.limits)):
+                    for index, entry in enumerate(self._entries(source)):
                         if self.ctx.jobs.status(self.job.id) != JobStatus.RUNNING:
                             self._canceled(flushing)
                             return  # drop the rest, before it uses up any quota
@@ -152,7 +169,7 @@ class Expander:
                             flushing = self._flush_behind(flusher, flushing, chunk)
                             chunk = _PendingChunk()
                         self._add_entry(chunk, index, entry)
-            except (ArchiveLimitExceeded, CorruptArchive) as exc:
+            except (ArchiveLimitExceeded, CorruptArchive, SourceNotFound, SourceForbidden, SourceUnreachable) as exc:
                 error = exc  # entries before this point stay valid
             except NotFound:
                 error = CorruptArchive("the uploaded source object is missing")
@@ -165,6 +182,13 @@ class Expander:
         if self.job.source_kind == "zip":
             return self.ctx.storage.open_seekable(self.job.source_key)
         return self.ctx.storage.open_stream(self.job.source_key)
+
+    def _entries(self, source: BinaryIO) -> Iterator[ArchiveEntry]:
+        """The archive's entries; for a source by reference, the objects or URLs it names."""
+        if self.job.source_kind == REFERENCE_KIND:
+            reference = decode_source(source.read())
+            return reference_entries(reference, self.job.tenant, self.ctx.references, self.settings.limits)
+        return iter_entries(source, self.job.source_kind, self.settings.limits)
 
     def _add_entry(self, chunk: _PendingChunk, index: int, entry: ArchiveEntry) -> None:
         name = self.output_names.allocate(entry.path)

@@ -1,6 +1,8 @@
 """The bytes of a batch of items, read from storage where the expander left them
 (:mod:`shared.item_inputs`): zip members from the job's source object, tar images from their
-chunk's input object, a single image from the source object itself.
+chunk's input object, a single image from the source object itself, and items of a source by
+reference from the tenant's bucket or URL (:mod:`worker.reference_reader`), each with an error
+of its own.
 
 A batch's ranges are sorted and merged where they lie close, so neighbouring archive members
 (the usual case: a chunk's items follow each other in the archive) cost one GET per batch.
@@ -18,13 +20,14 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from shared.errors import ColorizeError, CorruptArchive, ProcessingFailed, UnsupportedFormat
+from shared.errors import ColorizeError, CorruptArchive, ItemError, ProcessingFailed, UnsupportedFormat
 from shared.item_inputs import ItemInput, ZipMember
 from shared.jobs import Job
 from shared.object_keys import input_object_key
 from shared.setting_types import Limits
 from shared.storage import Storage
 from worker.archive_rules import read_declared
+from worker.reference_reader import ReferenceReader
 
 # Ranges this close are read as one GET (the bytes between are read and dropped) ...
 MERGE_GAP_BYTES = 256 * 1024
@@ -55,14 +58,16 @@ class BatchInputs:
         inputs: Mapping[int, ItemInput | None],
         limits: Limits,
         timed: Callable[[str], AbstractContextManager[object]] = lambda stage: nullcontext(),
+        references: ReferenceReader | None = None,
     ) -> None:
         self.storage = storage
+        self.references = references
         self.job = job
         self.inputs = dict(inputs)
         self.limits = limits
         self._timed = timed  # times a stage (``WorkerMetrics.stage``)
         self._lock = threading.Lock()
-        self._raw: dict[int, bytes] | None = None
+        self._raw: dict[int, bytes | ItemError] | None = None
         self._failure: BaseException | None = None
 
     def fetch(self) -> None:
@@ -80,26 +85,37 @@ class BatchInputs:
             raise self._failure
 
     def read(self, index: int) -> bytes:
-        """The item's image bytes (a zip member unpacked: an ItemError when it is damaged)."""
+        """The item's image bytes (a zip member unpacked: an ItemError when it is damaged; an
+        item read by reference: the ItemError its read ended with)."""
         self.fetch()
         assert self._raw is not None  # fetched, or fetch() raised
         raw = self._raw.pop(index)
+        if isinstance(raw, ItemError):
+            raise raw
         where = self.inputs[index]
         if where is None or where.member is None:
             return raw
         return unpack_zip_member(raw, where.member, self.limits)
 
-    def _fetch(self) -> dict[int, bytes]:
-        raw: dict[int, bytes] = {}
+    def _fetch(self) -> dict[int, bytes | ItemError]:
+        raw: dict[int, bytes | ItemError] = {}
         if self.job.source_kind == "image":
             # A single-image job: the source object is the image.
             data = self.storage.get_bytes(self.job.source_key)
             return {index: data for index in self.inputs}
         located: dict[int, ItemInput] = {}
+        referenced: dict[int, str] = {}
         for index, where in self.inputs.items():
             if where is None:
                 raise ProcessingFailed("the item's input is missing")
-            located[index] = where
+            if where.reference is not None:
+                referenced[index] = where.reference
+            else:
+                located[index] = where
+        if referenced:
+            if self.references is None:
+                raise ProcessingFailed("items read by reference need a reference reader")
+            raw.update(self.references.read_many(self.job.tenant, referenced))
         for read in self._plan(located):
             data = self.storage.get_range(read.key, read.start, read.end - read.start)
             for index, where in read.items:
@@ -110,7 +126,8 @@ class BatchInputs:
         return raw
 
     def _plan(self, located: Mapping[int, ItemInput]) -> list[_Read]:
-        """The GETs that cover every item: per object, ranges in order, merged where close."""
+        """The GETs that cover every item stored in this job's objects: per object, ranges in order,
+        merged where close."""
         reads: list[_Read] = []
         by_place = sorted(located.items(), key=lambda pair: (self._key(pair[1]), pair[1].offset))
         for index, where in by_place:

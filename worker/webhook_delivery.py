@@ -39,6 +39,7 @@ from shared.callback_urls import (
     Resolver,
     parse_callback_url,
     permitted_addresses,
+    pinned_pool,
     resolve,
 )
 from shared.errors import InvalidRequest
@@ -177,20 +178,7 @@ def deliver(
 
 
 def _post(target: CallbackTarget, address: IPAddress, headers: dict[str, str], body: bytes, timeout_s: float) -> int:
-    timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s, total=timeout_s)
-    options: dict[str, Any] = {"timeout": timeout, "retries": False, "maxsize": 1}
-    if target.scheme == "https":
-        # Connected to the checked address; TLS still names and verifies the callback host.
-        pool: urllib3.HTTPConnectionPool = urllib3.HTTPSConnectionPool(
-            str(address),
-            target.port,
-            server_hostname=target.host,
-            assert_hostname=target.host,
-            cert_reqs="CERT_REQUIRED",
-            **options,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(str(address), target.port, **options)
+    pool = pinned_pool(target, address, timeout_s)
     try:
         response = pool.urlopen(
             "POST",

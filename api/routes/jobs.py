@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, request, url_for
 
-from api.bodies import form_body, json_body, query, respond
+from api.bodies import form_body, query, respond
 from api.deletion import delete_job as delete_job_of
 from api.idempotency import idempotency_key, request_fingerprint
+from api.job_requests import destination, json_job_body, source_reference
 from api.preferences import APPLIED_HEADER, requested_wait, wait_for_end
 from api.preferences import HEADER as PREFER_HEADER
 from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUpload, JobList, JobListQuery
@@ -128,19 +129,27 @@ def _job_request() -> JobRequest:
             max_side=form.max_side,
         )
     if request.is_json:
-        body = json_body(JobFromUpload)
+        body = json_job_body()
+        source = (
+            UploadReference(body.upload_id, body.filename)
+            if isinstance(body, JobFromUpload)
+            else source_reference(body)
+        )
         return JobRequest(
             tenant,
-            UploadReference(body.upload_id, body.filename),
+            source,
             body.model,
             body.temperature,
             body.callback_url,
             body.events,
+            destination=destination(body.destination),
             format=body.format,
             quality=body.quality,
             max_side=body.max_side,
         )
-    raise UnsupportedMediaType("send multipart/form-data with a 'file' field, or JSON with an 'upload_id'")
+    raise UnsupportedMediaType(
+        "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"
+    )
 
 
 def _document(svc: Services, job: jobs.Job) -> JobDocument:

@@ -1,4 +1,5 @@
-"""Downloading results: one image by redirect, or all of them as one streamed zip."""
+"""Downloading results: one image by redirect, or all of them as one streamed zip, with
+``manifest.json`` (how each item ended, ``shared/result_manifests.py``) as its last entry."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ from flask import Blueprint, Response, redirect
 from werkzeug.wrappers import Response as BaseResponse
 from zipstream import ZIP_STORED, ZipStream
 
-from api.services import services
+from api.services import Services, services
 from api.tenancy import current_tenant
 from shared.errors import Conflict, NotFound
+from shared.job_sources import MANIFEST_NAME
 from shared.job_store import JobStore
 from shared.object_keys import result_key
+from shared.result_manifests import manifest_chunks
 from shared.storage import Storage
 
 bp = Blueprint("results", __name__, url_prefix="/v1/jobs")
@@ -27,6 +30,8 @@ def item_result(job_id: str, index: int) -> BaseResponse:
     item = svc.jobs.item(job_id, index)
     if item.status != "done":
         raise NotFound(f"item {index} of job {job_id} has no result ({item.status})", status=item.status)
+    if not _kept_in_service(svc, job_id):
+        raise NotFound(f"the results of job {job_id} went to its destination only", status=item.status)
     url = svc.storage.presign_get(
         result_key(job.tenant, job_id, index, job.output.format),
         download_name=item.output_path.rsplit("/", 1)[-1],
@@ -49,12 +54,21 @@ def results_zip(job_id: str) -> Response:
     # Image data (JPEG, WebP, deflated PNG) does not compress: store it, which also keeps the
     # stream cheap to produce.
     archive = ZipStream(compress_type=ZIP_STORED)
-    for item_index, output_path in _done_results(svc.jobs, job_id):
-        key = result_key(job.tenant, job_id, item_index, job.output.format)
-        archive.add(_object_chunks(svc.storage, key), output_path)
+    if _kept_in_service(svc, job_id):
+        for item_index, output_path in _done_results(svc.jobs, job_id):
+            key = result_key(job.tenant, job_id, item_index, job.output.format)
+            archive.add(_object_chunks(svc.storage, key), output_path)
+    # Last, so that a result named manifest.json cannot hide it (zip readers keep the last of a name).
+    archive.add(manifest_chunks(svc.jobs, job), MANIFEST_NAME)
     response = Response(archive, mimetype="application/zip")
     response.headers["Content-Disposition"] = f'attachment; filename="{job_id}.zip"'
     return response
+
+
+def _kept_in_service(svc: Services, job_id: str) -> bool:
+    """False when the job's results were written to its destination only."""
+    destination = svc.destinations.get(job_id)
+    return destination is None or destination.keep_in_service
 
 
 def _done_results(jobs: JobStore, job_id: str) -> Iterator[tuple[int, str]]:
