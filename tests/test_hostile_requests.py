@@ -218,7 +218,7 @@ def test_results_zip_is_served_once_the_job_has_finished(client, app) -> None:
     svc.jobs.record(job["id"], [ItemResult.done(0)])
     response = client.get(f"/v1/jobs/{job['id']}/results.zip")
     assert response.status_code == 200
-    assert zipfile.ZipFile(io.BytesIO(response.data)).namelist() == ["one.jpg"]
+    assert zipfile.ZipFile(io.BytesIO(response.data)).namelist() == ["one.jpg", "manifest.json"]
 
 
 # --- metrics --------------------------------------------------------------------------------------

@@ -306,6 +306,12 @@ def test_a_prefix_is_colorized_into_the_destination_with_a_manifest(tenant_a: Ap
     assert done["status"] == "partially_succeeded" and done["source"]["kind"] == "reference"
     items = tenant_a.items(job["id"])
     assert error_codes(items) == {"a.png": None, "trip/b.png": None, "notes.txt": "unsupported_format"}
+    # The manifest follows the job's end: the worker that finishes the job writes it next.
+    wait_until(
+        lambda: "Contents" in customer_bucket.list_objects_v2(Bucket=CUSTOMER_BUCKET, Prefix="out/run1/manifest"),
+        30,
+        "the manifest in the destination",
+    )
     written = customer_bucket.list_objects_v2(Bucket=CUSTOMER_BUCKET, Prefix="out/run1/")["Contents"]
     assert sorted(o["Key"] for o in written) == ["out/run1/a.jpg", "out/run1/manifest.json", "out/run1/trip/b.jpg"]
     result = customer_bucket.get_object(Bucket=CUSTOMER_BUCKET, Key="out/run1/trip/b.jpg")["Body"].read()
