@@ -67,3 +67,17 @@ def test_default_model_correlates_with_true_colours_better_than_grey_or_sepia(re
     grey = np.mean([ab_correlation(grey, truth) for truth, grey, _ in results])
     sepia = np.mean([ab_correlation(with_ab(truth, SEPIA_AB), truth) for truth, _, _ in results])
     assert ours > max(grey, sepia) + 0.1, (ours, grey, sepia)
+
+
+def test_colorize_lite_gives_a_face_skin_colour() -> None:
+    """colorize-lite, the installed model with an ImageNet-pretrained encoder, colours the
+    astronaut's face (skimage) like skin: warm, between red and yellow; not grey, not blue or
+    purple (colorize-small's hue here is about -47 degrees), not yellow-green."""
+    settings = Settings()
+    engine = Engine.load(load_manifest(settings.models_dir, "colorize-lite"), device="cpu")
+    truth = bgr_to_lab(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    output = colorize(engine, [with_ab(truth, (0.0, 0.0))], batch_size=1)[0]
+    a, b = bgr_to_lab(output)[75:155, 185:260, 1:].reshape(-1, 2).mean(axis=0)
+    hue = float(np.degrees(np.arctan2(b, a)))
+    assert np.hypot(a, b) > 8, ("face nearly grey", a, b)
+    assert 25 < hue < 85, ("not a skin hue (the original face's is about 64 degrees)", hue, a, b)
