@@ -149,9 +149,9 @@ class DestinationRequest(RequestBody):
 
 
 # Optional JSON fields may be null, which means the same as leaving them out.
-class JobFromUpload(RequestBody):
-    upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
-    filename: str | None = Field(None, description="Overrides the upload's file name.")
+class JsonJobOptions(RequestBody):
+    """What a JSON job request may set besides where its images come from."""
+
     destination: DestinationRequest | None = None
     model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
     temperature: Temperature | None = None
@@ -162,26 +162,21 @@ class JobFromUpload(RequestBody):
     format: OutputFormatName | None = None
     quality: Quality | None = None
     max_side: MaxSide | None = None
+
+
+class JobFromUpload(JsonJobOptions):
+    upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
+    filename: str | None = Field(None, description="Overrides the upload's file name.")
 
     field_messages: ClassVar[dict[str, str]] = {
         "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
     }
 
 
-class JobFromSource(RequestBody):
+class JobFromSource(JsonJobOptions):
     """Images read where they are (no ``upload_id``): a stored connection's objects, or URLs."""
 
     source: SourceRequest
-    destination: DestinationRequest | None = None
-    model: str | None = Field(None, description="An installed model (GET /v1/models); default: the server's.")
-    temperature: Temperature | None = None
-    callback_url: CallbackUrl | None = None
-    events: JsonEvents = Field(
-        None, description="Events to send: " + ", ".join(EVENTS) + "; default: all. Only with a callback_url."
-    )
-    format: OutputFormatName | None = None
-    quality: Quality | None = None
-    max_side: MaxSide | None = None
 
 
 class JobFromForm(RequestBody):

@@ -54,7 +54,12 @@ def submit(ctx: Context) -> int:
             )
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
-    if not args.wait:
+    return _report_or_finish(ctx, job)
+
+
+def _report_or_finish(ctx: Context, job: Job) -> int:
+    """Without --wait, say which job was made; with it, see the job through."""
+    if not ctx.args.wait:
         if ctx.json:
             print_json(job.raw, ctx.stdout)
         else:
@@ -106,14 +111,7 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
         quality=args.quality,
         max_side=args.max_side,
     )
-    if not args.wait:
-        if ctx.json:
-            print_json(job.raw, ctx.stdout)
-        else:
-            print(job.id, file=ctx.stdout)
-            ctx.note(f"job {job.status}: {job.url}")
-        return 0
-    return _finish(ctx, job)
+    return _report_or_finish(ctx, job)
 
 
 def _destination(args: argparse.Namespace) -> Destination | None:
