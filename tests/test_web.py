@@ -268,7 +268,7 @@ def test_an_archive_over_the_direct_limit_goes_by_presigned_multipart_upload(
     name, data = downloaded(page, job.get_by_role("link", name="Download all (zip)"))
     assert name.endswith(".zip")
     with zipfile.ZipFile(io.BytesIO(data)) as results:
-        assert sorted(results.namelist()) == ["album/beach.jpg", "album/garden.jpg"]
+        assert sorted(results.namelist()) == ["album/beach.jpg", "album/garden.jpg", "manifest.json"]
 
     screenshot(page, tmp_path / "web-archive.png")
     assert page.problems.messages == []
