@@ -10,6 +10,7 @@ import argparse
 import itertools
 import threading
 from pathlib import Path
+from typing import Any
 
 from cli.context import Context, UsageError
 from cli.output import downloaded_line, failed_summary, item_lines, job_summary, job_table, print_json
@@ -42,15 +43,8 @@ def submit(ctx: Context) -> int:
         try:
             job = client.submit(
                 paths,
-                model=args.model,
-                temperature=args.temperature,
-                callback_url=args.callback_url,
-                events=args.events,
-                format=args.format,
-                quality=args.quality,
-                max_side=args.max_side,
                 on_upload=lambda sent, total: bar.update(sent, total),
-                destination=_destination(args),
+                **_job_options(args),
             )
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
@@ -102,16 +96,23 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
         prefix=args.prefix,
         keys=args.keys,
         urls=args.urls,
-        destination=_destination(args),
-        model=args.model,
-        temperature=args.temperature,
-        callback_url=args.callback_url,
-        events=args.events,
-        format=args.format,
-        quality=args.quality,
-        max_side=args.max_side,
+        **_job_options(args),
     )
     return _report_or_finish(ctx, job)
+
+
+def _job_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What every way of submitting passes on from the command line besides the images."""
+    return {
+        "destination": _destination(args),
+        "model": args.model,
+        "temperature": args.temperature,
+        "callback_url": args.callback_url,
+        "events": args.events,
+        "format": args.format,
+        "quality": args.quality,
+        "max_side": args.max_side,
+    }
 
 
 def _destination(args: argparse.Namespace) -> Destination | None:

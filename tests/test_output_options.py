@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from PIL import Image, IptcImagePlugin
 from shared.manifests import load_manifest
 from shared.provenance import NAMESPACE
 from shared.settings import Settings
-from tests.integration_fixtures import TEST_MODEL, ApiServer, with_own_keys
+from tests.integration_fixtures import TEST_MODEL, ApiServer, wait_until, with_own_keys
 from tests.metadata_samples import (
     CAPTION,
     DATE_TAKEN,
@@ -84,14 +83,12 @@ def create_from_upload(api: str, upload_id: str, **options: Any) -> tuple[int, d
 
 
 def finished(api: str, job_id: str) -> dict:
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while time.monotonic() < deadline:
+    def ended() -> dict | None:
         status, job, _ = call("GET", f"{api}/v1/jobs/{job_id}")
         assert status == 200
-        if job["status"] in TERMINAL:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
+        return job if job["status"] in TERMINAL else None
+
+    return wait_until(ended, POLL_TIMEOUT_S, f"job {job_id} ends")
 
 
 def items_of(api: str, job_id: str) -> list[dict]:

@@ -51,62 +51,12 @@ def test_a_short_run_exports_a_model_the_engine_serves(tmp_path: Path) -> None:
         image = cv2.resize(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8), (96, 80), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(photos / f"p{i}.png"), image)
     run = tmp_path / "run"
-    training.train(
-        training.parse_args(
-            [
-                "--data",
-                str(photos),
-                "--val",
-                str(photos),
-                "--out",
-                str(run),
-                "--size",
-                "32",
-                "--crop",
-                "32",
-                "--batch-size",
-                "4",
-                "--steps",
-                "3",
-                "--widths",
-                "4",
-                "4",
-                "8",
-                "8",
-                "8",
-                "--device",
-                "cpu",
-            ]
-        )
-    )
+    options = ["--data", str(photos), "--out", str(run), "--size", "32", "--crop", "32", "--batch-size", "4"]
+    options += ["--steps", "3", "--widths", "4", "4", "8", "8", "8", "--device", "cpu"]
+    training.train(training.parse_args([*options, "--val", str(photos)]))
     assert len((run / "log.jsonl").read_text().splitlines()) == 3  # one record per epoch (1 step each)
     # resumable: a second call with the same run folder continues from the checkpoint, adding nothing
-    training.train(
-        training.parse_args(
-            [
-                "--data",
-                str(photos),
-                "--out",
-                str(run),
-                "--size",
-                "32",
-                "--crop",
-                "32",
-                "--batch-size",
-                "4",
-                "--steps",
-                "3",
-                "--widths",
-                "4",
-                "4",
-                "8",
-                "8",
-                "8",
-                "--device",
-                "cpu",
-            ]
-        )
-    )
+    training.train(training.parse_args(options))
     assert len((run / "log.jsonl").read_text().splitlines()) == 3
     manifest = export(run, tmp_path / "models", "tiny", "test", input_size=32)
     assert manifest.raw["training"]["steps"] == 3 and (manifest.directory / "training_curve.png").exists()

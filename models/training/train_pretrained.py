@@ -5,7 +5,7 @@
         --finetune-seconds 9000
 
 Stage 1 trains the decoder alone on cached features of augmented views (``feature_cache``);
-stage 2 unfreezes the encoder with a learning rate ten times lower than the decoder's and
+stage 2 unfreezes the encoder at ``--encoder-lr-scale`` times the decoder's learning rate and
 trains on fresh views for a fixed number of steps (or as many as ``--finetune-seconds``
 allows at the measured speed; the count is logged so ``--finetune-steps`` repeats it). After
 each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
@@ -176,7 +176,7 @@ def finetune(
     jitter: Jitter,
     optimizer_state: dict | None,
 ) -> None:
-    """Stage 2: encoder and decoder together, the encoder at a tenth of the decoder's rate."""
+    """Stage 2: encoder and decoder together, the encoder at ``--encoder-lr-scale`` times the decoder's rate."""
     args = run.args
     groups = [
         {"params": model.encoder.parameters(), "scale": args.encoder_lr_scale},
