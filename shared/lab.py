@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from shared.ab_upsampling import UpsampledRows, guided_coefficients
+from shared.ab_upsampling import WHOLE_PIXELS, UpsampledRows, guided_coefficients
 
 # Pixels per row strip: a strip's float intermediates (about 40 bytes a pixel) stay in cache.
 STRIP_PIXELS = 1 << 16
@@ -138,11 +138,14 @@ class Lightness:
     def area_resized(self, sizes: list[tuple[int, int]], workspace: Workspace | None = None) -> list[np.ndarray]:
         """L resized to each (width, height) with ``cv2.INTER_AREA``.
 
-        Shrinking both ways, L is read once, in strips: each strip is averaged across, then the
-        strips are averaged down, which is how OpenCV's area resize computes it too."""
+        Up to ``WHOLE_PIXELS``, L is looked up whole into a reused buffer (OpenCV's whole-image
+        area resize is several times faster than strips). Larger images shrinking both ways are
+        read once, in strips: each strip is averaged across, then the strips are averaged down,
+        which is how OpenCV's area resize computes it too."""
         workspace = workspace or Workspace()
         full_h, full_w = self.shape
-        if self.table is None or any(full_h < height or full_w < width for width, height in sizes):
+        enlarging = any(full_h < height or full_w < width for width, height in sizes)
+        if self.table is None or enlarging or full_h * full_w <= WHOLE_PIXELS:
             l_full = self.rows(0, full_h, workspace)
             return [cv2.resize(l_full, size, interpolation=cv2.INTER_AREA) for size in sizes]
         columns = [workspace.array(f"columns{i}", (full_h, width), np.float32) for i, (width, _) in enumerate(sizes)]

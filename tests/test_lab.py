@@ -91,6 +91,17 @@ def test_area_resized_lightness_is_the_whole_image_resize(size: tuple[int, int])
         np.testing.assert_allclose(reduced, cv2.resize(l_full, target, interpolation=cv2.INTER_AREA), atol=1e-3)
 
 
+@pytest.mark.parametrize("size", [(128, 128), (321, 481), (700, 1000), (129, 4000), (3000, 2000)])
+def test_the_guide_is_the_photos_own_area_average(size: tuple[int, int]) -> None:
+    """Reduced via the model's input or straight from the photo, the guide is the same."""
+    for image in (cv2.resize(photos()[1], size[::-1], interpolation=cv2.INTER_AREA), grey(photos()[0])):
+        image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+        model_l, guide = reduced_lightness(Lightness.of(image), 128, 32, Workspace())
+        l_full = lightness(image)
+        np.testing.assert_allclose(guide, cv2.resize(l_full, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-3)
+        np.testing.assert_allclose(model_l, model_input(l_full, 128), atol=1e-3)
+
+
 @pytest.mark.parametrize("whole_pixels", [0, 1 << 30])
 def test_upsampled_rows_are_opencvs_bilinear_resize_in_any_strips(whole_pixels: int) -> None:
     rng = np.random.default_rng(2)

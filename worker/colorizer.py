@@ -31,6 +31,11 @@ def reduced_lightness(source: Lightness, size: int, grid: int, workspace: Worksp
     of the ab upsampling, L area-averaged to grid x grid; from one pass over L."""
     height, width = source.shape
     if height * width > size * size:
+        if height >= size and width >= size and size % grid == 0:
+            # Every model-input cell covers the same area of the photo, so averaging whole
+            # cells of the input gives the photo's own area average at the coarser grid.
+            (model_l,) = source.area_resized([(size, size)], workspace)
+            return model_l, cv2.resize(model_l, (grid, grid), interpolation=cv2.INTER_AREA)
         model_l, guide = source.area_resized([(size, size), (grid, grid)], workspace)
         return model_l, guide
     l_full = source.rows(0, height, workspace)
