@@ -11,7 +11,8 @@ prints, for each image side:
    colorizing (``batch_size`` at a time) and encoding its share of the images, with no
    queue and no storage;
 2. end-to-end throughput of a zip of the same images through API -> storage -> workers ->
-   storage, and the ratio end-to-end / in-process;
+   storage, and the ratio end-to-end / in-process; beside it the raw engine's (the network
+   alone on as many inputs, in the same processes) and end-to-end / raw engine;
 3. where the time goes: seconds per image of each stage, from the worker's stage metrics
    of that run (``colorize_stage_duration_seconds``), beside the in-process pipeline's;
 
@@ -209,7 +210,25 @@ def _pipeline_process(settings: Settings, images: list[bytes], barrier, results)
         seconds["decode"] += t1 - t0
         seconds["inference"] += t2 - t1
         seconds["encode"] += t3 - t2
-    results.put((started, time.time(), seconds, time.process_time() - cpu_started))
+    results.put(
+        (
+            started,
+            time.time(),
+            seconds,
+            time.process_time() - cpu_started,
+            _raw_engine_s(engine, len(images), settings.batch_size),
+        )
+    )
+
+
+def _raw_engine_s(engine, count: int, batch: int) -> float:
+    """Seconds the network alone takes for ``count`` inputs, in batches (the old yardstick)."""
+    size = engine.input_size
+    inputs = np.random.default_rng(0).uniform(0, 100, (batch, size, size)).astype(np.float32)
+    started = time.perf_counter()
+    for _ in range(0, count, batch):
+        engine.predict_ab(inputs)
+    return time.perf_counter() - started
 
 
 @dataclass
@@ -217,6 +236,7 @@ class PipelineRun:
     images_per_s: float
     seconds_per_image: dict[str, float]
     cpu_per_image: float
+    raw_engine_images_per_s: float
 
 
 def in_process_pipeline(settings: Settings, images: list[bytes], processes: int) -> PipelineRun:
@@ -234,7 +254,8 @@ def in_process_pipeline(settings: Settings, images: list[bytes], processes: int)
         worker.join()
     elapsed = max(run[1] for run in runs) - min(run[0] for run in runs)
     per_image = {stage: sum(run[2][stage] for run in runs) / len(images) for stage in runs[0][2]}
-    return PipelineRun(len(images) / elapsed, per_image, sum(run[3] for run in runs) / len(images))
+    raw_engine = len(images) / max(run[4] for run in runs)
+    return PipelineRun(len(images) / elapsed, per_image, sum(run[3] for run in runs) / len(images), raw_engine)
 
 
 # --- the worker's stage metrics --------------------------------------------------------
@@ -375,6 +396,10 @@ def throughput_at(
     print(
         f"{side}x{side}: end to end {done} images in {elapsed:.1f} s = {e2e:.1f} images/s ({job['status']}); "
         f"ratio end-to-end / in-process: {e2e / pipeline.images_per_s:.1%}"
+    )
+    print(
+        f"  raw engine (the network alone in the same processes) {pipeline.raw_engine_images_per_s:.1f} images/s; "
+        f"end-to-end / raw engine: {e2e / pipeline.raw_engine_images_per_s:.1%}"
     )
     print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)))
     # CPU time, unlike wall time, hardly depends on what else the machine runs.
