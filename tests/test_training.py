@@ -139,6 +139,15 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
     # a rerun finds the run complete and adds nothing
     train_pretrained.train(train_pretrained.parse_args(args))
     assert len((run / "log.jsonl").read_text().splitlines()) == len(log)
+    # stage 2 alone, from the kept weights of that run
+    again = tmp_path / "stage2"
+    out_at = args.index("--out") + 1
+    stage2_args = [*args[:out_at], str(again), *args[out_at + 1 :], "--stage2-from", str(run / "weights.pt")]
+    train_pretrained.train(train_pretrained.parse_args(stage2_args))
+    stage2_log = [json.loads(line) for line in (again / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in stage2_log if "val_auc_rebalanced" in r] == [2, 2]
+    restarted = torch.load(again / "weights.pt", weights_only=False)
+    assert restarted["score"]["auc_rebalanced"] >= kept["score"]["auc_rebalanced"]
     manifest = export(run, tmp_path / "models", "tiny-lite", "test", input_size=64)
     assert manifest.raw["architecture"]["family"] == "efficientnet-lite-unet"
     assert not any(str(v).startswith("/") for v in manifest.raw["training"]["options"].values())

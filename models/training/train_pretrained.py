@@ -10,7 +10,8 @@ trains on fresh views for a fixed number of steps (or as many as ``--finetune-se
 allows at the measured speed; the count is logged so ``--finetune-steps`` repeats it). After
 each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
 held-out photos (``selection``); the best score's weights are kept in ``weights.pt``, not the
-last ones. A rerun with the same ``--out`` resumes from ``checkpoint.pt``.
+last ones. A rerun with the same ``--out`` resumes from ``checkpoint.pt``; ``--stage2-from``
+starts a new run at stage 2 from another run's ``weights.pt``.
 """
 
 from __future__ import annotations
@@ -90,6 +91,15 @@ class Run:
             },
             self.out / "checkpoint.pt",
         )
+
+    def start_stage2_from(self, model: PretrainedColorNet, weights: Path) -> None:
+        """Begin with stage 2 from an earlier run's kept weights, which stay kept unless beaten."""
+        saved = torch.load(weights, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"])
+        self.best = self.state["best"] = saved["score"]["auc_rebalanced"]
+        self.state.update(stage=2, step=0, total_steps=None)
+        torch.save(saved, self.out / "weights.pt")
+        print(f"stage 2 from {weights} (selection score {self.best:.3f})", flush=True)
 
     def resume(self, model: PretrainedColorNet, generator: torch.Generator) -> dict[str, Any] | None:
         path = self.out / "checkpoint.pt"
@@ -261,6 +271,8 @@ def train(args: argparse.Namespace) -> Path:
     model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths))
     generator = torch.Generator().manual_seed(args.seed)
     optimizer_state = run.resume(model, generator)
+    if args.stage2_from and run.state["stage"] == 1 and run.state["step"] == 0:
+        run.start_stage2_from(model, args.stage2_from)
     jitter = Jitter()
     if run.state["stage"] == 1:
         if run.state["step"] == 0:
@@ -296,6 +308,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--crops-cache", type=Path, help=".npy file keeping the loaded crops between runs")
     parser.add_argument(
         "--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)"
+    )
+    parser.add_argument(
+        "--stage2-from",
+        type=Path,
+        help="weights.pt of an earlier run: skip stage 1 and fine-tune these weights end to end",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
