@@ -28,7 +28,7 @@ from cli.embedded_services import RedisServer, SeaweedS3Server, free_port
 from shared.settings import Settings
 from shared.storage import Storage
 
-pytest_plugins = ["tests.integration_fixtures"]
+pytest_plugins = ["tests.integration_fixtures", "tests.job_state_fixtures"]
 
 TEST_BUCKET = "colorize-test"
 # Every fixture that starts or reaches a real service depends on one of these.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from shared.errors import InvalidRequest
@@ -11,35 +9,9 @@ from shared.ids import new_id
 from shared.job_listing import MAX_EXAMINED, Cursor, JobFilter, JobListing
 from shared.job_store import JobStore
 from shared.jobs import JobStatus
-from shared.settings import Settings
 from shared.upkeep import PurgeIndex
 
 pytestmark = pytest.mark.integration
-
-SETTINGS = Settings(result_ttl_s=3600)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"test-{new_id()}"
-
-
-@pytest.fixture
-def store(redis_client, clock, namespace) -> JobStore:
-    return JobStore(redis_client, SETTINGS, clock=clock, namespace=namespace)
 
 
 @pytest.fixture

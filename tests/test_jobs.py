@@ -4,7 +4,6 @@ uploads and the upkeep indexes."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -12,46 +11,14 @@ from shared.errors import Conflict, CorruptArchive, CorruptImage, NotFound, Unsa
 from shared.ids import new_id
 from shared.job_store import JobStore
 from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemResult, JobStatus, NewItem
-from shared.settings import Settings
 from shared.upkeep import PurgeIndex, PurgeTarget, StallWatch, WorkerHeartbeats
 from shared.uploads import UploadStore
-
-TTL_S = 3600
-
-
-class Clock:
-    """Settable time; starts at the real time because Redis expires keys by its own clock."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-SETTINGS = Settings(result_ttl_s=TTL_S)
-
-
-@pytest.fixture
-def namespace() -> str:
-    # A namespace of its own keeps this test's purge index and heartbeats apart from any
-    # service sharing the Redis server.
-    return f"test-{new_id()}"
-
-
-@pytest.fixture
-def store(redis_client, clock, namespace) -> JobStore:
-    return JobStore(redis_client, SETTINGS, clock=clock, namespace=namespace)
+from tests.job_state_fixtures import STORE_SETTINGS, TTL_S, Clock
 
 
 @pytest.fixture
 def uploads(redis_client, clock, namespace) -> UploadStore:
-    return UploadStore(redis_client, SETTINGS, clock=clock, namespace=namespace)
+    return UploadStore(redis_client, STORE_SETTINGS, clock=clock, namespace=namespace)
 
 
 @pytest.fixture
@@ -61,7 +28,7 @@ def purges(redis_client, clock, namespace) -> PurgeIndex:
 
 @pytest.fixture
 def stalls(redis_client, clock, namespace) -> StallWatch:
-    return StallWatch(redis_client, SETTINGS.stall_after_s, clock=clock, namespace=namespace)
+    return StallWatch(redis_client, STORE_SETTINGS.stall_after_s, clock=clock, namespace=namespace)
 
 
 def make_job(store: JobStore, tenant: str = "local") -> str:
@@ -462,7 +429,7 @@ def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(
     from shared.stored_bytes import StoredBytes, job_owner, upload_owner
     from worker.housekeeping import purge_due
 
-    stored = StoredBytes(redis_client, SETTINGS.quotas, namespace=namespace)
+    stored = StoredBytes(redis_client, STORE_SETTINGS.quotas, namespace=namespace)
     listing = JobListing(redis_client, store, namespace=namespace)
 
     expired = make_job(store)
