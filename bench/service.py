@@ -413,6 +413,26 @@ def throughput_at(
     )
 
 
+def submit_latency(api: str, photos: list[np.ndarray], count: int, samples: int) -> None:
+    """p50 and p99 of submitting single images while two archives keep the workers busy."""
+    images = jpeg_variants(photos, count, 512)
+    archive = zip_bytes(images)
+    busy = [submit_bytes(api, "busy.zip", archive) for _ in range(2)]
+    latencies = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        submit_bytes(api, "single.jpg", images[0])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    print(
+        f"submit latency while workers are busy ({len(latencies)} single-image jobs): "
+        f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms\n",
+        flush=True,
+    )
+    for job_id in busy:
+        request("POST", f"{api}/v1/jobs/{job_id}/cancel")
+    time.sleep(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=300, help="images at 512x512 (other sides: as many pixels)")
@@ -464,28 +484,14 @@ def main(argv: list[str] | None = None) -> None:
                 count = max(settings.batch_size, round(args.images * (512 / side) ** 2))
                 throughput_at(api, metrics_url, settings, photos, side, count)
 
-            images = jpeg_variants(photos, args.images, 512)
-            archive = zip_bytes(images)
-            busy = [submit_bytes(api, "busy.zip", archive) for _ in range(2)]
-            latencies = []
-            for _ in range(args.latency_samples):
-                t0 = time.perf_counter()
-                submit_bytes(api, "single.jpg", images[0])
-                latencies.append((time.perf_counter() - t0) * 1000)
-            print(
-                f"submit latency while workers are busy ({len(latencies)} single-image jobs): "
-                f"p50 {statistics.median(latencies):.1f} ms, p99 {percentile(latencies, 0.99):.1f} ms\n",
-                flush=True,
-            )
-            for job_id in busy:
-                request("POST", f"{api}/v1/jobs/{job_id}/cancel")
-            time.sleep(2)
+            if args.latency_samples:
+                submit_latency(api, photos, args.images, args.latency_samples)
 
             if not args.big_mb:
                 return
             for label, megabytes in (("small", args.small_mb), ("big", args.big_mb)):
                 path = tmp / f"{label}.zip"
-                count = write_zip(path, images, repeat_to_bytes=megabytes * 1024**2)
+                count = write_zip(path, jpeg_variants(photos, args.images, 512), repeat_to_bytes=megabytes * 1024**2)
                 size_mb = path.stat().st_size / 1024**2
                 t0 = time.perf_counter()
                 job = wait_for(api, submit_presigned(api, path), poll_s=1.0)
