@@ -489,9 +489,10 @@ def main(argv: list[str] | None = None) -> None:
 
             if not args.big_mb:
                 return
+            images = jpeg_variants(photos, args.images, 512)
             for label, megabytes in (("small", args.small_mb), ("big", args.big_mb)):
                 path = tmp / f"{label}.zip"
-                count = write_zip(path, jpeg_variants(photos, args.images, 512), repeat_to_bytes=megabytes * 1024**2)
+                count = write_zip(path, images, repeat_to_bytes=megabytes * 1024**2)
                 size_mb = path.stat().st_size / 1024**2
                 t0 = time.perf_counter()
                 job = wait_for(api, submit_presigned(api, path), poll_s=1.0)

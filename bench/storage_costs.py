@@ -19,48 +19,38 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.service import cpu_seconds_by_program
 from cli.embedded_services import SeaweedS3Server
 from shared.settings import Settings
 from shared.storage import Storage
 
 
-def cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def store_cpu_s() -> float:
+    """CPU seconds so far of the SeaweedFS process this benchmark started."""
+    return cpu_seconds_by_program()["weed"]
 
 
-def weed_process() -> psutil.Process:
-    for child in psutil.Process().children(recursive=True):
-        if child.name() == "weed":
-            return child
-    raise RuntimeError("the weed process is not running")
-
-
-def measure(store: psutil.Process, requests: int, call: Callable[[int], None]) -> tuple[float, float, float]:
+def measure(requests: int, call: Callable[[int], None]) -> tuple[float, float, float]:
     """Client CPU, store CPU and wall time per request, in ms."""
-    store_before, client_before, wall_before = cpu_s(store), time.process_time(), time.perf_counter()
+    store_before, client_before, wall_before = store_cpu_s(), time.process_time(), time.perf_counter()
     for number in range(requests):
         call(number)
     return (
         (time.process_time() - client_before) / requests * 1000,
-        (cpu_s(store) - store_before) / requests * 1000,
+        (store_cpu_s() - store_before) / requests * 1000,
         (time.perf_counter() - wall_before) / requests * 1000,
     )
 
 
-def size_costs(
-    storage: Storage, store: psutil.Process, kb: int, requests: int
-) -> list[tuple[str, tuple[float, float, float]]]:
+def size_costs(storage: Storage, kb: int, requests: int) -> list[tuple[str, tuple[float, float, float]]]:
     """PUTs of ``kb`` kB objects, then ranged GETs of half of each."""
     data = os.urandom(kb * 1000)
     for warm in range(10):
         storage.put_bytes(f"warm/{kb}/{warm}", data)
-    put = measure(store, requests, lambda n: storage.put_bytes(f"bench/{kb}/{n}", data, "image/jpeg"))
-    get = measure(store, requests, lambda n: storage.get_range(f"bench/{kb}/{n}", 0, len(data) // 2))
+    put = measure(requests, lambda n: storage.put_bytes(f"bench/{kb}/{n}", data, "image/jpeg"))
+    get = measure(requests, lambda n: storage.get_range(f"bench/{kb}/{n}", 0, len(data) // 2))
     return [(f"PUT {kb} kB", put), (f"GET {kb // 2} kB range", get)]
 
 
@@ -82,10 +72,9 @@ def main(argv: list[str] | None = None) -> None:
                 }
             )
             storage = Storage(settings)
-            store = weed_process()
             print(f"{'request':>22} {'client CPU ms':>14} {'store CPU ms':>13} {'wall ms':>8}")
             for kb in (int(size) for size in args.sizes.split(",")):
-                for label, (client, server_cpu, wall) in size_costs(storage, store, kb, args.requests):
+                for label, (client, server_cpu, wall) in size_costs(storage, kb, args.requests):
                     print(f"{label:>22} {client:14.2f} {server_cpu:13.2f} {wall:8.2f}")
         finally:
             server.stop()

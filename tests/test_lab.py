@@ -94,8 +94,8 @@ def test_area_resized_lightness_is_the_whole_image_resize(size: tuple[int, int])
 @pytest.mark.parametrize("size", [(128, 128), (321, 481), (700, 1000), (129, 4000), (3000, 2000)])
 def test_the_guide_is_the_photos_own_area_average(size: tuple[int, int]) -> None:
     """Reduced via the model's input or straight from the photo, the guide is the same."""
-    for image in (cv2.resize(photos()[1], size[::-1], interpolation=cv2.INTER_AREA), grey(photos()[0])):
-        image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+    for photo in (photos()[1], grey(photos()[0])):
+        image = cv2.resize(photo, size[::-1], interpolation=cv2.INTER_AREA)
         model_l, guide = reduced_lightness(Lightness.of(image), 128, 32, Workspace())
         l_full = lightness(image)
         np.testing.assert_allclose(guide, cv2.resize(l_full, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-3)
