@@ -148,6 +148,13 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
     assert [r["stage"] for r in stage2_log if "val_auc_rebalanced" in r] == [2, 2]
     restarted = torch.load(again / "weights.pt", weights_only=False)
     assert restarted["score"]["auc_rebalanced"] >= kept["score"]["auc_rebalanced"]
+    # the encoder's weights moved but its normalisation statistics stayed those stage 1 learnt with
+    before, after = kept["model"], torch.load(again / "checkpoint.pt", weights_only=False)["model"]
+    encoder_keys = [k for k in before if k.startswith("encoder.")]
+    statistics = [k for k in encoder_keys if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in encoder_keys if k.endswith("weight") and before[k].dim() == 4]
+    assert statistics and all(torch.equal(before[k], after[k]) for k in statistics)
+    assert any(not torch.equal(before[k], after[k]) for k in weights)
     manifest = export(run, tmp_path / "models", "tiny-lite", "test", input_size=64)
     assert manifest.raw["architecture"]["family"] == "efficientnet-lite-unet"
     assert not any(str(v).startswith("/") for v in manifest.raw["training"]["options"].values())

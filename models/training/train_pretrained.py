@@ -6,7 +6,8 @@
 
 Stage 1 trains the decoder alone on cached features of augmented views (``feature_cache``);
 stage 2 unfreezes the encoder at ``--encoder-lr-scale`` times the decoder's learning rate and
-trains on fresh views for a fixed number of steps (or as many as ``--finetune-seconds``
+trains on fresh views, the encoder kept in inference mode (running normalisation statistics, no
+stochastic depth) so its features stay those the decoder learnt from, for a fixed number of steps (or as many as ``--finetune-seconds``
 allows at the measured speed; the count is logged so ``--finetune-steps`` repeats it). After
 each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
 held-out photos (``selection``); the best score's weights are kept in ``weights.pt``, not the
@@ -195,6 +196,9 @@ def finetune(
     optimizer = torch.optim.AdamW(groups, lr=args.finetune_lr, weight_decay=args.weight_decay)
     if optimizer_state and run.state["step"] > 0:
         optimizer.load_state_dict(optimizer_state)
+    # The decoder learnt from features of the encoder in inference mode (stage 1's cache);
+    # batch statistics of small batches of grey views and stochastic depth would shift them.
+    model.encoder_in_inference_mode = not args.encoder_batch_statistics
     model.train()
     total = run.state["total_steps"] or args.finetune_steps
     timing_from = None
@@ -304,6 +308,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--finetune-steps", type=int, help="stage-2 optimiser steps (0 skips stage 2)")
     budget.add_argument("--finetune-seconds", type=float, help="stage-2 wall-clock budget")
+    parser.add_argument(
+        "--encoder-batch-statistics",
+        action="store_true",
+        help="stage 2: normalise the encoder by batch statistics (and drop blocks) instead of its running ones",
+    )
     parser.add_argument("--eval-every", type=int, default=500, help="stage-2 steps between selection passes")
     parser.add_argument("--crops-cache", type=Path, help=".npy file keeping the loaded crops between runs")
     parser.add_argument(

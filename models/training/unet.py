@@ -78,6 +78,13 @@ class PretrainedColorNet(nn.Module):
         self.encoder = LiteEncoder(encoder, pretrained=pretrained)
         self.decoder = Decoder([e.channels for e in self.encoder.endpoints], widths)
         self.config = {"encoder": encoder, "decoder_widths": asdict(widths)}
+        self.encoder_in_inference_mode = False
+
+    def train(self, mode: bool = True) -> PretrainedColorNet:
+        super().train(mode)
+        if self.encoder_in_inference_mode:
+            self.encoder.eval()
+        return self
 
     def forward(self, l_centred: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(l_centred))
