@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.eccv16 import ECCV16_LAYERS, LayerSpec, blob_shapes, convert_caffemodel
+from models.eccv16 import convert_caffemodel
+from models.eccv16_layers import ECCV16_LAYERS, LayerSpec, blob_shapes
 from shared.errors import ColorizeError, ModelDownloadFailed, ModelFileError
 from shared.manifests import ModelManifest
 from shared.settings import Settings

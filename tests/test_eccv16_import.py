@@ -18,8 +18,10 @@ import onnxruntime as ort
 import pytest
 from google.protobuf import text_format
 
-from models import caffe_proto, eccv16, install
-from models.eccv16 import ECCV16_LAYERS, LayerSpec, blob_shapes, convert_caffemodel, width_scaled
+from models import caffe_proto, install
+from models.eccv16 import convert_caffemodel
+from models.eccv16_checks import input_size, prototxt_mismatches
+from models.eccv16_layers import ECCV16_LAYERS, LayerSpec, blob_shapes, width_scaled
 from shared.bins import ab_bins
 from shared.errors import ModelDownloadFailed, ModelFileError
 from shared.manifests import file_sha256, load_manifest
@@ -188,8 +190,8 @@ def test_spec_matches_the_released_deploy_definition() -> None:
     if not path.is_file():
         pytest.skip(f"reference files absent ({REFERENCE}), as on a fresh clone")
     net = caffe_proto.read_prototxt(path)
-    assert eccv16.prototxt_mismatches(net) == []
-    assert eccv16.input_size(net) == 224
+    assert prototxt_mismatches(net) == []
+    assert input_size(net) == 224
 
 
 def test_bins_are_in_the_order_the_released_weights_expect() -> None:
