@@ -36,20 +36,20 @@ import time
 import urllib.request
 import uuid
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import cv2
 import numpy as np
-from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.process_stats import cpu_seconds_by_program, peak_rss_mb
+from bench.stage_metrics import stage_table, stage_totals
 from cli.embedded_services import free_port
 from cli.local_stack import LocalStack
 from shared.manifests import load_manifest
-from shared.metrics import STAGES
 from shared.settings import Settings
 
 TERMINAL = ("succeeded", "partially_succeeded", "failed", "canceled")
@@ -258,116 +258,6 @@ def in_process_pipeline(settings: Settings, images: list[bytes], processes: int)
     return PipelineRun(len(images) / elapsed, per_image, sum(run[3] for run in runs) / len(images), raw_engine)
 
 
-# --- the worker's stage metrics --------------------------------------------------------
-
-
-@dataclass
-class StageTotals:
-    seconds: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, float] = field(default_factory=dict)
-
-    def minus(self, earlier: StageTotals) -> StageTotals:
-        return StageTotals(
-            {k: v - earlier.seconds.get(k, 0.0) for k, v in self.seconds.items()},
-            {k: v - earlier.counts.get(k, 0.0) for k, v in self.counts.items()},
-        )
-
-
-def stage_totals(metrics_url: str) -> StageTotals:
-    with urllib.request.urlopen(metrics_url, timeout=30) as response:
-        text = response.read().decode()
-    totals = StageTotals()
-    for family in text_string_to_metric_families(text):
-        if family.name != "colorize_stage_duration_seconds":
-            continue
-        for sample in family.samples:
-            stage = sample.labels.get("stage")
-            if sample.name.endswith("_sum"):
-                totals.seconds[stage] = sample.value
-            elif sample.name.endswith("_count"):
-                totals.counts[stage] = sample.value
-    return totals
-
-
-def stage_table(stages: StageTotals, images: int, pipeline: PipelineRun, wall_s: float, processes: int) -> list[str]:
-    """Seconds per image of each stage in the service and in the in-process pipeline."""
-    known = [stage for stage in STAGES if stage != "queue_wait"]
-    others = sorted(set(stages.seconds) - set(STAGES))
-    lines = [f"  {'stage':<12} {'service ms/image':>17} {'in-process ms/image':>20} {'calls/image':>12}"]
-    busy = 0.0
-    for stage in known + others:
-        seconds, calls = stages.seconds.get(stage, 0.0), stages.counts.get(stage, 0.0)
-        if not calls and stage not in pipeline.seconds_per_image:
-            continue
-        busy += seconds
-        reference = pipeline.seconds_per_image.get(stage)
-        reference_text = f"{reference * 1000:20.1f}" if reference is not None else f"{'-':>20}"
-        lines.append(f"  {stage:<12} {seconds / images * 1000:17.1f} {reference_text} {calls / images:12.2f}")
-    lines.append(
-        f"  {'all stages':<12} {busy / images * 1000:17.1f} {sum(pipeline.seconds_per_image.values()) * 1000:20.1f}"
-    )
-    lines.append(
-        f"  {'wall x procs':<12} {wall_s * processes / images * 1000:17.1f} "
-        f"{processes / pipeline.images_per_s * 1000:20.1f}   (process time available per image)"
-    )
-    waits, tasks = stages.seconds.get("queue_wait", 0.0), stages.counts.get("queue_wait", 0.0)
-    if tasks:
-        lines.append(
-            f"  queue wait: {waits / tasks * 1000:.0f} ms per task on average ({tasks:.0f} tasks; not process time)"
-        )
-    return lines
-
-
-# --- memory ----------------------------------------------------------------------------
-
-
-def process_tree(pid: int) -> list[int]:
-    pids = [pid]
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return pids
-    for child in children:
-        pids += process_tree(int(child))
-    return pids
-
-
-def peak_rss_mb(pid: int) -> float:
-    """Largest peak RSS (VmHWM) among a process and its descendants."""
-    peaks = []
-    for p in process_tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peaks.append(int(line.split()[1]) / 1024)
-        except OSError:
-            continue
-    return max(peaks, default=0.0)
-
-
-def cpu_seconds_by_program() -> dict[str, float]:
-    """CPU time (user + system) so far of each program this benchmark started (celery, weed,
-    redis-server, gunicorn, ...), over all their processes."""
-    tick = os.sysconf("SC_CLK_TCK")
-    totals: dict[str, float] = {}
-    for pid in process_tree(os.getpid())[1:]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        program = next(
-            (
-                Path(part.decode()).name
-                for part in command[:4]
-                if Path(part.decode()).name in ("celery", "weed", "redis-server", "gunicorn")
-            ),
-            "other",
-        )
-        totals[program] = totals.get(program, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return totals
-
-
 # --- the run ---------------------------------------------------------------------------
 
 
@@ -401,7 +291,8 @@ def throughput_at(
         f"  raw engine (the network alone in the same processes) {pipeline.raw_engine_images_per_s:.1f} images/s; "
         f"end-to-end / raw engine: {e2e / pipeline.raw_engine_images_per_s:.1%}"
     )
-    print("\n".join(stage_table(stages, max(done, 1), pipeline, elapsed, processes)))
+    table = stage_table(stages, max(done, 1), pipeline.seconds_per_image, pipeline.images_per_s, elapsed, processes)
+    print("\n".join(table))
     # CPU time, unlike wall time, hardly depends on what else the machine runs.
     service_cpu = sum(cpu.values()) / max(done, 1)
     parts = ", ".join(f"{name} {seconds / max(done, 1) * 1000:.1f}" for name, seconds in sorted(cpu.items()))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import cpu_seconds_by_program
+from bench.process_stats import cpu_seconds_by_program
 from cli.embedded_services import SeaweedS3Server
 from shared.settings import Settings
 from shared.storage import Storage
