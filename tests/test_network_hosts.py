@@ -30,7 +30,9 @@ import pytest
 import redis
 
 from api.serving import gunicorn_args
-from bench.soak import PatientClient, audit_job, small_jpegs, zip_archive
+from bench.job_audit import audit_job
+from bench.jpeg_archive import small_jpegs, zip_archive
+from bench.patient_client import PatientClient
 from cli.embedded_services import RedisServer, SeaweedS3Server
 from cli.local_stack import celery_worker_command, child_environment
 from shared.job_store import JobStore
