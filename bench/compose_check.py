@@ -7,7 +7,7 @@ and waits until every service is healthy, creates an API key inside the api cont
 README says to), submits a zip through the public port (nginx), scales the CPU workers to three,
 kills one of them (SIGKILL) while the job runs, and once the job has ended checks every result:
 the job's counts, each item ended exactly once, a result object for every item and a whole JPEG
-of the input's size in each (:func:`bench.soak.audit_job`, against Redis and the store on their
+of the input's size in each (:func:`bench.job_audit.audit_job`, against Redis and the store on their
 loopback ports), every result downloaded as a client would (presigned URLs and the zip through
 the proxy), and RabbitMQ's queues quorum queues with nothing left in them. It prints a summary
 with the time of each step; the exit status is 0 when every check passed. Tearing the stack
@@ -33,7 +33,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.soak import audit_job, jpeg_problem, small_jpegs, zip_archive
+from bench.job_audit import audit_job, jpeg_problem
+from bench.jpeg_archive import small_jpegs, zip_archive
 from client import Client
 from shared.job_store import JobStore
 from shared.settings import Settings

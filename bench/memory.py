@@ -27,8 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.fault_stack import FaultStack
+from bench.patient_client import PatientClient
 from bench.process_stats import peak_rss_mb
-from bench.soak import FaultStack, PatientClient
 from shared.setting_types import Limits
 from shared.settings import Settings
 

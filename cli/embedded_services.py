@@ -84,12 +84,17 @@ def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             pass
+    kill_process_group(process)
+
+
+def kill_process_group(process: subprocess.Popen, timeout_s: float | None = None) -> None:
+    """SIGKILL to ``process``'s whole group, then reap it (waiting at most ``timeout_s``, if given)."""
     # Children that outlived their parent (pool processes, gunicorn workers) share its group.
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-    process.wait()
+    process.wait(timeout=timeout_s)
 
 
 class _ServiceProcess:

@@ -44,6 +44,59 @@ def child_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[
     return env
 
 
+def spawn_child(settings: Settings, command: Sequence[str], log: IO[bytes] | None) -> subprocess.Popen:
+    """``command`` run from the project root with ``settings`` in its environment, its output to
+    ``log`` (or to ours), in a session of its own."""
+    return subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env=child_environment(settings, os.environ),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT if log is not None else None,
+        # Own session: a terminal's Ctrl-C reaches only us, so children stop before the services.
+        start_new_session=True,
+    )
+
+
+def celery_worker_command(
+    queues: str,
+    name: str,
+    concurrency: int,
+    pool: str | None = None,
+    isolated: bool = False,
+    modules: Sequence[str] = (),
+) -> list[str]:
+    """``celery worker`` of this project on ``queues`` (comma-separated), named ``name@<host>``,
+    with ``concurrency`` pool processes (or threads) of ``pool`` (celery's default: prefork).
+
+    ``isolated``: without gossip and mingle, so the worker exchanges nothing with the others at
+    start or while it runs. ``modules``: imported too (``--include``).
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--loglevel=INFO",
+        "-Q",
+        queues,
+        "--hostname",
+        f"{name}@%h",
+        "--concurrency",
+        str(concurrency),
+    ]
+    if pool is not None:
+        command += ["--pool", pool]
+    if isolated:
+        command += ["--without-gossip", "--without-mingle"]
+    for module in modules:
+        command += ["--include", module]
+    return command
+
+
 def local_connection_key(data_dir: Path) -> str:
     """The key of stored connections' credentials on this machine: made once, kept in
     ``data_dir/connection.key`` (readable by its owner only), so a restart can still read them."""
@@ -105,16 +158,7 @@ class LocalStack:
 
     def _spawn(self, label: str, command: list[str], log_path: Path | None) -> subprocess.Popen:
         log = log_path.open("ab") if log_path is not None else None
-        process = subprocess.Popen(
-            command,
-            cwd=PROJECT_ROOT,
-            env=child_environment(self.settings, os.environ),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT if log is not None else None,
-            # Own session: a terminal's Ctrl-C reaches only us, so children stop before the services.
-            start_new_session=True,
-        )
+        process = spawn_child(self.settings, command, log)
         self._children.append((label, process, log))
         return process
 
@@ -145,21 +189,7 @@ class LocalStack:
         started = []
         first = sum(1 for label, _, _ in self._children if label.startswith("worker"))
         for n in range(first, first + count):
-            command = [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_app",
-                "worker",
-                "--loglevel=INFO",
-                "-Q",
-                "colorize",
-                "--concurrency",
-                str(concurrency),
-                "--hostname",
-                f"worker{n}@%h",
-            ]
+            command = celery_worker_command("colorize", f"worker{n}", concurrency)
             log_path = log_dir / f"worker{n}.log" if log_dir is not None else None
             started.append(self._spawn(f"worker{n}", command, log_path))
         return started
@@ -167,23 +197,7 @@ class LocalStack:
     def start_webhook_worker(self, threads: int = 8, log_dir: Path | None = None) -> subprocess.Popen:
         """One celery worker for webhook deliveries: threads, since deliveries only wait on the
         network, and apart from the colorize workers so a slow receiver never delays a chunk."""
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "--loglevel=INFO",
-            "-Q",
-            "webhooks",
-            "--pool",
-            "threads",
-            "--concurrency",
-            str(threads),
-            "--hostname",
-            "webhooks@%h",
-        ]
+        command = celery_worker_command("webhooks", "webhooks", threads, pool="threads")
         log_path = log_dir / "webhooks.log" if log_dir is not None else None
         return self._spawn("webhooks", command, log_path)
 

@@ -11,11 +11,7 @@ workers and APIs built from those settings see only each other.
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,10 +25,11 @@ from werkzeug.serving import make_server
 
 from api.app import create_app
 from cli.embedded_rabbitmq import RabbitMQServer, rabbitmq_available
-from cli.local_stack import child_environment
+from cli.embedded_services import kill_process_group, stop_process
+from cli.local_stack import celery_worker_command, spawn_child
 from shared.metrics import queue_depth
 from shared.setting_types import Limits
-from shared.settings import PROJECT_ROOT, Settings
+from shared.settings import Settings
 from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from tests.model_builder import build_test_model
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE
@@ -99,33 +96,9 @@ class WorkerProcess:
         self.log_path = log_dir / f"{name}.log"
         # Workers of the colorize queue record heartbeats; others are ready when Celery says so.
         self.heartbeats = "colorize" in queues.split(",")
-        command = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker.celery_app",
-            "worker",
-            "-Q",
-            queues,
-            "-n",
-            f"{name}@%h",
-            "-c",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-        ]
-        for module in extra_modules:
-            command += ["-I", module]
-        env = child_environment(settings, os.environ)
+        command = celery_worker_command(queues, name, concurrency, pool, isolated=True, modules=extra_modules)
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        self.process = spawn_child(settings, command, self._log)
 
     @property
     def pid(self) -> int:
@@ -149,24 +122,14 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL the whole worker, pool processes included: a machine that vanished."""
-        try:
-            os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.process.wait(timeout=10)
+        kill_process_group(self.process, timeout_s=10)
 
     def request_stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()  # warm shutdown: finishes the task in hand
 
     def stop(self) -> None:
-        self.request_stop()
-        if self.process.poll() is None:
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
+        stop_process(self.process, timeout_s=15)
         self._log.close()
 
 

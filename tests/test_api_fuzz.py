@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import ignored_auth, negative_data_reject
 
 from api.openapi import build_spec
 from api.serving import REFUSED_BY_SERVER
-from bench.soak import ApiProcess
+from bench.fault_stack import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.setting_types import Limits, Quotas
 from shared.settings import Settings

@@ -1,9 +1,9 @@
 """Nothing lost under faults: real Redis, SeaweedFS, API (gunicorn) and Celery workers, killed mid-job.
 
-Each scenario runs against a private stack (``bench.soak.FaultStack``) whose services can be
+Each scenario runs against a private stack (``bench.fault_stack.FaultStack``) whose services can be
 killed and restarted on the same ports and data. Workers load ``tests.worker_faults``: every
 batch announces itself and lingers, and items misbehave by name. After every job the outcome
-is audited (``bench.soak.audit_job``): exact counts, one final status per item, a result
+is audited (``bench.job_audit.audit_job``): exact counts, one final status per item, a result
 object for each done item and no other, every result a whole JPEG of the input's size.
 
 The broker-crash scenario runs on both brokers: Redis (the embedded default) and RabbitMQ
@@ -22,17 +22,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from bench.soak import (
-    FAULT_KINDS,
-    FaultStack,
-    PatientClient,
-    audit_job,
-    jpeg_problem,
-    run_soak,
-    small_jpegs,
-    soak_settings,
-    zip_archive,
-)
+from bench.fault_stack import FaultStack
+from bench.job_audit import audit_job, jpeg_problem
+from bench.jpeg_archive import small_jpegs, zip_archive
+from bench.patient_client import PatientClient
+from bench.soak import FAULT_KINDS, run_soak, soak_settings
 from cli.embedded_rabbitmq import rabbitmq_available
 from shared.errors import ColorizeError
 from shared.object_keys import job_prefix, result_key

@@ -20,7 +20,7 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
-from bench.soak import ApiProcess
+from bench.fault_stack import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.job_listing import JobListing
 from shared.jobs import ItemResult

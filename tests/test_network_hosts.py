@@ -30,9 +30,11 @@ import pytest
 import redis
 
 from api.serving import gunicorn_args
-from bench.soak import PatientClient, audit_job, small_jpegs, zip_archive
+from bench.job_audit import audit_job
+from bench.jpeg_archive import small_jpegs, zip_archive
+from bench.patient_client import PatientClient
 from cli.embedded_services import RedisServer, SeaweedS3Server
-from cli.local_stack import child_environment
+from cli.local_stack import celery_worker_command, child_environment
 from shared.job_store import JobStore
 from shared.settings import PROJECT_ROOT, Settings
 from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
@@ -249,27 +251,7 @@ def test_hosts_apart_and_a_worker_cut_off_from_redis_for_30_s_mid_job(
         start("api", [sys.executable, "-m", "gunicorn", *gunicorn_args(f"{network.address('api')}:{api_port}", 1)])
         workers = {
             host: start(
-                host,
-                [
-                    sys.executable,
-                    "-m",
-                    "celery",
-                    "-A",
-                    "worker.celery_app",
-                    "worker",
-                    "-Q",
-                    "colorize",
-                    "-n",
-                    f"{host}@%h",
-                    "-c",
-                    "1",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "-I",
-                    "tests.worker_faults",
-                    "--loglevel",
-                    "INFO",
-                ],
+                host, celery_worker_command("colorize", host, 1, isolated=True, modules=["tests.worker_faults"])
             )
             for host in ("w1", "w2")
         }

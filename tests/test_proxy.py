@@ -17,7 +17,7 @@ import pytest
 import redis
 import urllib3
 
-from bench.soak import ApiProcess
+from bench.fault_stack import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from shared.redis_keys import RedisKeys
 from shared.setting_types import Quotas

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
+from bench.fault_stack import ApiProcess
 from bench.slow_clients import Attack, probe
-from bench.soak import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
 from tests.integration_fixtures import with_own_keys
 
