@@ -201,7 +201,7 @@ class Client(ConnectionMethods):
         with path.open("rb") as file:
             if "multipart" not in plan:
                 self._put(plan["url"], FileSlice(file, 0, size, report))
-                return plan["upload_id"]
+                return str(plan["upload_id"])
             part_size = int(plan["multipart"]["part_size"])
             parts = []
             for part in plan["multipart"]["parts"]:
@@ -212,7 +212,7 @@ class Client(ConnectionMethods):
                 etag = self._put(part["url"], FileSlice(file, offset, min(part_size, size - offset), on_position))
                 parts.append({"part_number": number, "etag": etag})
         self._http.json("POST", plan["complete_url"], idempotent=False, json_body={"parts": parts})
-        return plan["upload_id"]
+        return str(plan["upload_id"])
 
     def _put(self, url: str, body: FileSlice) -> str:
         response = self._http.request(
@@ -287,15 +287,15 @@ class Client(ConnectionMethods):
         on_progress: Callable[[Job], None] | None = None,
     ) -> Job:
         """Poll until the job ends; ``on_progress`` sees every poll. WaitTimeout after ``timeout_s``."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        started = time.monotonic()
         while True:
             job = self.job(job_id)
             if on_progress is not None:
                 on_progress(job)
             if job.is_terminal:
                 return job
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
+            if timeout_s is not None:
+                remaining = started + timeout_s - time.monotonic()
                 if remaining <= 0:
                     raise WaitTimeout(job_id, timeout_s)
                 time.sleep(min(poll_s, remaining))

@@ -81,12 +81,13 @@ class MultipartFile:
                 boundary, RequestField(name=file_field, data=b"", filename=filename), "application/octet-stream"
             )
         )
+        tail = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._segments: list[io.BytesIO | FileSlice] = [
             io.BytesIO(head.getvalue()),
             FileSlice(file, 0, size),
-            io.BytesIO(f"\r\n--{boundary}--\r\n".encode("ascii")),
+            io.BytesIO(tail),
         ]
-        self._sizes = [len(self._segments[0].getvalue()), size, len(self._segments[2].getvalue())]
+        self._sizes = [len(head.getvalue()), size, len(tail)]
         self.length = sum(self._sizes)
         self._file_start = self._sizes[0]
         self._position = 0

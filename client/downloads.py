@@ -24,6 +24,7 @@ BytesDownloaded = Callable[[int], None]  # bytes written so far
 
 def download_item(http: Transport, item: Item, target: Path) -> None:
     """The result URL answers with a redirect to a presigned storage URL, fetched without our credentials."""
+    assert item.result_url is not None  # only items with a result are downloaded
     redirect = http.request("GET", item.result_url, idempotent=True)
     location = redirect.headers.get("Location")
     if redirect.status in (301, 302, 303, 307, 308) and location:

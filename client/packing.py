@@ -13,7 +13,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 # Already-compressed formats are stored: deflating them costs time and saves nothing.
 STORED_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".zip", ".gz", ".tgz", ".jp2", ".heic"})
@@ -30,6 +30,7 @@ def plan_entries(paths: Sequence[Path]) -> list[PackedFile]:
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
+    pairs: Iterable[tuple[Path, PurePath]]
     if len(paths) == 1 and paths[0].is_dir():
         pairs = ((file, file.relative_to(paths[0])) for file in _walk(paths[0]))
     else:

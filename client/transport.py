@@ -40,7 +40,7 @@ class Backoff(Retry):
             errors += 1
         if errors == 0:
             return 0.0
-        ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1))
+        ceiling: float = min(self.backoff_max, self.backoff_factor * 2 ** (errors - 1))
         # Half fixed, half random: retries of many clients spread out, none comes back at once.
         return ceiling / 2 + random.random() * ceiling / 2
 
@@ -124,6 +124,7 @@ class Transport:
         # Presigned storage URLs carry their own signature; an Authorization header would break it.
         if authorize and self._api_key and _origin(url) == self._origin:
             all_headers["Authorization"] = f"Bearer {self._api_key}"
+        timeout: dict[str, Any] = {"timeout": self._timeout_with(extra_read_s)} if extra_read_s else {}
         try:
             response = self._pool.request(
                 method,
@@ -133,7 +134,7 @@ class Transport:
                 retries=self.retry_policy(idempotent, 5 if follow_redirects else False),
                 redirect=follow_redirects,
                 preload_content=not stream,
-                **({"timeout": self._timeout_with(extra_read_s)} if extra_read_s else {}),
+                **timeout,
             )
         except HTTPError as exc:
             raise ClientError(CONNECTION_ERROR, f"{method} {_display(url)} failed: {_reason(exc)}") from exc
