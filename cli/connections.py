@@ -29,9 +29,9 @@ def connections(ctx: Context) -> int:
     # The secret only from the environment: a command line is visible to every user of the machine.
     if not (args.endpoint and args.bucket and args.access_key_id and secret):
         raise UsageError(f"'connections add' needs --endpoint, --bucket, --access-key-id and ${SECRET_VARIABLE}")
-    stored = client.create_connection(args.name, args.endpoint, args.bucket, args.access_key_id, secret, args.region)
+    created = client.create_connection(args.name, args.endpoint, args.bucket, args.access_key_id, secret, args.region)
     if ctx.json:
-        print_json(stored.raw, ctx.stdout)
+        print_json(created.raw, ctx.stdout)
     else:
-        print(stored.name, file=ctx.stdout)
+        print(created.name, file=ctx.stdout)
     return 0

@@ -23,13 +23,22 @@ from shared.errors import ServiceUnavailable
 
 # Debian installs the real scripts here; /usr/sbin holds wrappers that switch to the rabbitmq user.
 _SEARCH_PATH = os.pathsep.join(["/usr/lib/rabbitmq/bin", os.environ.get("PATH", "")])
+_NOT_INSTALLED = "RabbitMQ is not installed (Debian: apt-get install rabbitmq-server)"
 
 
 def rabbitmq_available() -> str | None:
     """Why no node can be started here, or None when one can."""
     if shutil.which("rabbitmq-server", path=_SEARCH_PATH) is None:
-        return "RabbitMQ is not installed (Debian: apt-get install rabbitmq-server)"
+        return _NOT_INSTALLED
     return None
+
+
+def _program(name: str) -> str:
+    """The path of RabbitMQ's ``name`` script."""
+    path = shutil.which(name, path=_SEARCH_PATH)
+    if path is None:
+        raise ServiceUnavailable(_NOT_INSTALLED)
+    return path
 
 
 class RabbitMQServer(_ServiceProcess):
@@ -70,7 +79,7 @@ class RabbitMQServer(_ServiceProcess):
         if reason:
             raise ServiceUnavailable(reason)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._launch([shutil.which("rabbitmq-server", path=_SEARCH_PATH)], env=self._environment())
+        self._launch([_program("rabbitmq-server")], env=self._environment())
 
         def accepts() -> None:
             with Connection(self.url(), connect_timeout=1) as connection:
@@ -82,7 +91,7 @@ class RabbitMQServer(_ServiceProcess):
     def ctl(self, *args: str, timeout_s: float = 60) -> str:
         """``rabbitmqctl`` against this node."""
         done = subprocess.run(
-            [shutil.which("rabbitmqctl", path=_SEARCH_PATH), "-n", self.node, *args],
+            [_program("rabbitmqctl"), "-n", self.node, *args],
             env=self._environment(),
             capture_output=True,
             text=True,

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, Any, Self
 
 import boto3
 import redis
@@ -30,6 +30,9 @@ from redis.retry import Retry
 
 from shared.errors import ServiceUnavailable
 
+if TYPE_CHECKING:  # boto3-stubs, installed with the test extra for the type check
+    from mypy_boto3_s3 import S3Client
+
 LOOPBACK = "127.0.0.1"
 POLL_S = 0.1
 _LOG_TAIL_BYTES = 4000
@@ -39,7 +42,7 @@ def free_port(host: str = LOOPBACK) -> int:
     """A TCP port nothing listens on right now."""
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 def find_binary(name: str) -> Path:
@@ -76,7 +79,7 @@ def _log_tail(path: Path) -> str:
         return ""
 
 
-def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
+def stop_process(process: subprocess.Popen[Any], timeout_s: float) -> None:
     """SIGTERM, then SIGKILL to the whole process group if it has not exited within ``timeout_s``."""
     if process.poll() is None:
         process.terminate()
@@ -87,7 +90,7 @@ def stop_process(process: subprocess.Popen, timeout_s: float) -> None:
     kill_process_group(process)
 
 
-def kill_process_group(process: subprocess.Popen, timeout_s: float | None = None) -> None:
+def kill_process_group(process: subprocess.Popen[Any], timeout_s: float | None = None) -> None:
     """SIGKILL to ``process``'s whole group, then reap it (waiting at most ``timeout_s``, if given)."""
     # Children that outlived their parent (pool processes, gunicorn workers) share its group.
     try:
@@ -109,7 +112,7 @@ class _ServiceProcess:
         self.data_dir = Path(data_dir)
         self.wrap = tuple(wrap)
         self.log_path = self.data_dir / f"{self.name}.log"
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -159,13 +162,16 @@ class _ServiceProcess:
             self._log.close()
             self._log = None
 
+    def start(self) -> Self:
+        raise NotImplementedError
+
     def stop(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -321,7 +327,7 @@ class SeaweedS3Server(_ServiceProcess):
         self._wait_until(lambda: self._probe(client), timeout_s)
         return self
 
-    def _probe(self, client) -> None:
+    def _probe(self, client: S3Client) -> None:
         """Ready means writable: the bucket exists and an object goes in and comes back."""
         try:
             client.head_bucket(Bucket=self.bucket)

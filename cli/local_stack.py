@@ -20,7 +20,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Self
+from types import FrameType
+from typing import IO, NoReturn, Self
 
 from cryptography.fernet import Fernet
 
@@ -44,7 +45,7 @@ def child_environment(settings: Settings, inherited: Mapping[str, str]) -> dict[
     return env
 
 
-def spawn_child(settings: Settings, command: Sequence[str], log: IO[bytes] | None) -> subprocess.Popen:
+def spawn_child(settings: Settings, command: Sequence[str], log: IO[bytes] | None) -> subprocess.Popen[bytes]:
     """``command`` run from the project root with ``settings`` in its environment, its output to
     ``log`` (or to ours), in a session of its own."""
     return subprocess.Popen(
@@ -119,7 +120,7 @@ class LocalStack:
         self._effective: Settings | None = None
         self.redis: RedisServer | None = None
         self.s3: SeaweedS3Server | None = None
-        self._children: list[tuple[str, subprocess.Popen, IO[bytes] | None]] = []
+        self._children: list[tuple[str, subprocess.Popen[bytes], IO[bytes] | None]] = []
 
     @property
     def settings(self) -> Settings:
@@ -156,13 +157,15 @@ class LocalStack:
         self._effective = settings
         return self
 
-    def _spawn(self, label: str, command: list[str], log_path: Path | None) -> subprocess.Popen:
+    def _spawn(self, label: str, command: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
         log = log_path.open("ab") if log_path is not None else None
         process = spawn_child(self.settings, command, log)
         self._children.append((label, process, log))
         return process
 
-    def start_api(self, workers: int = 2, log_path: Path | None = None, timeout_s: float = 60.0) -> subprocess.Popen:
+    def start_api(
+        self, workers: int = 2, log_path: Path | None = None, timeout_s: float = 60.0
+    ) -> subprocess.Popen[bytes]:
         """gunicorn serving the API (``api/serving.py``) on settings.api_host:api_port; returns once it listens."""
         settings = self.settings
         command = [
@@ -183,7 +186,7 @@ class LocalStack:
 
     def start_workers(
         self, count: int = 1, concurrency: int | None = None, log_dir: Path | None = None
-    ) -> list[subprocess.Popen]:
+    ) -> list[subprocess.Popen[bytes]]:
         """``count`` celery workers on the colorize queue, each with ``concurrency`` pool processes."""
         concurrency = concurrency or self.settings.worker_processes
         started = []
@@ -194,7 +197,7 @@ class LocalStack:
             started.append(self._spawn(f"worker{n}", command, log_path))
         return started
 
-    def start_webhook_worker(self, threads: int = 8, log_dir: Path | None = None) -> subprocess.Popen:
+    def start_webhook_worker(self, threads: int = 8, log_dir: Path | None = None) -> subprocess.Popen[bytes]:
         """One celery worker for webhook deliveries: threads, since deliveries only wait on the
         network, and apart from the colorize workers so a slow receiver never delays a chunk."""
         command = celery_worker_command("webhooks", "webhooks", threads, pool="threads")
@@ -236,7 +239,7 @@ class LocalStack:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -252,7 +255,7 @@ def _accepts_connections(host: str, port: int) -> bool:
 def _interrupt_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM both stop the stack, even where a shell started us with SIGINT ignored."""
 
-    def interrupt(signum, frame):
+    def interrupt(signum: int, frame: FrameType | None) -> NoReturn:
         raise KeyboardInterrupt
 
     previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}

@@ -157,7 +157,8 @@ def main(
         return exc.code if isinstance(exc.code, int) else USAGE_ERROR
     ctx = Context(args=args, extra=extra, env=env, stdout=stdout, stderr=stderr)
     try:
-        return args.run(ctx)
+        run: Command = args.run
+        return run(ctx)
     except UsageError as exc:
         print(f"colorize: {exc}", file=stderr)
         return USAGE_ERROR
@@ -175,7 +176,7 @@ def main(
 
 
 def _command(
-    commands: argparse._SubParsersAction,
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
     name: str,
     run: Command,
     help_text: str,

@@ -56,15 +56,15 @@ def item_lines(items: Iterable[Item]) -> Iterable[str]:
 
 def failed_summary(items: Iterable[Item]) -> str:
     """Failed items with their error codes: the first few one per line, then counts per code."""
-    failed = [item for item in items if item.error is not None]
+    failed = [(item.path, item.error) for item in items if item.error is not None]
     if not failed:
         return ""
     lines = [f"{len(failed)} item(s) failed:"]
-    for item in failed[:FAILED_SHOWN]:
-        lines.append(f"  {item.path}: {item.error.code}: {item.error.message}")
+    for path, error in failed[:FAILED_SHOWN]:
+        lines.append(f"  {path}: {error.code}: {error.message}")
     if len(failed) > FAILED_SHOWN:
         lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more")
-        by_code = Counter(item.error.code for item in failed)
+        by_code = Counter(error.code for _, error in failed)
         lines.append("  by code: " + ", ".join(f"{code} {n}" for code, n in by_code.most_common()))
     return "\n".join(lines)
 

@@ -107,8 +107,9 @@ class _Silent(Bar):
 
 def _amount(n: int, unit: str) -> str:
     if unit == "B":
+        size: float = n
         for suffix in ("B", "KiB", "MiB", "GiB"):
-            if n < 1024 or suffix == "GiB":
-                return f"{n:.0f} {suffix}" if suffix == "B" else f"{n:.1f} {suffix}"
-            n /= 1024
+            if size < 1024 or suffix == "GiB":
+                return f"{size:.0f} {suffix}" if suffix == "B" else f"{size:.1f} {suffix}"
+            size /= 1024
     return f"{n} {unit}".rstrip()
