@@ -180,7 +180,8 @@ def read_prototxt(path: Path) -> Any:
 
 def net_layers(net: Any) -> Iterable[Any]:
     """The layers of ``net`` whichever generation of the format wrote it."""
-    return net.layer if len(net.layer) else net.layers
+    layers: Iterable[Any] = net.layer if len(net.layer) else net.layers
+    return layers
 
 
 def blob_shape(blob: Any) -> tuple[int, ...]:

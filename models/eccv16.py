@@ -83,7 +83,7 @@ def build_graph(
     """ONNX model from input ``l`` (N, 1, H, W) = L - 50 to the ``conv8_313`` logits."""
     nodes: list[onnx.NodeProto] = []
     initializers: list[onnx.TensorProto] = []
-    tensor_of: dict[str, str] = {}  # Caffe blob name -> latest ONNX tensor holding it
+    tensor_of: dict[str | None, str] = {}  # Caffe blob name -> latest ONNX tensor holding it
 
     def const(name: str, value: np.ndarray) -> str:
         initializers.append(numpy_helper.from_array(np.ascontiguousarray(value, dtype=np.float32), name))

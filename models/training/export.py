@@ -9,7 +9,7 @@ import argparse
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -20,6 +20,9 @@ from models.training.network import ColorNet, Widths
 from models.training.unet import DecoderWidths, PretrainedColorNet
 from shared.bins import ab_bins
 from shared.manifests import ModelManifest, write_manifest
+
+if TYPE_CHECKING:  # matplotlib comes with the train extra
+    from matplotlib.axes import Axes
 
 # The network is fully convolutional; it is fed L at the scale it was trained on (photos
 # with a short side of 128), which on held-out photos beat feeding it 224 on every metric.
@@ -71,10 +74,12 @@ def portable_options(options: dict[str, str]) -> dict[str, str]:
 
 def to_onnx(model: torch.nn.Module, size: int = INPUT_SIZE) -> onnx.ModelProto:
     buffer = io.BytesIO()
+    # torch's annotation of f omits the file objects its TorchScript exporter writes to; the
+    # ignore is unused where torch is not installed.
     torch.onnx.export(
         model,
         (torch.zeros(1, 1, size, size),),
-        buffer,
+        buffer,  # type: ignore[arg-type, unused-ignore]
         dynamo=False,
         opset_version=17,
         input_names=["l"],
@@ -85,11 +90,11 @@ def to_onnx(model: torch.nn.Module, size: int = INPUT_SIZE) -> onnx.ModelProto:
     return append_annealed_mean_head(graph, "logits", ab_bins())
 
 
-def read_log(run: Path) -> list[dict]:
+def read_log(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
 
 
-def plot_curve(log: list[dict], path: Path) -> None:
+def plot_curve(log: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +117,7 @@ def plot_curve(log: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _plot_two_stage(axis, log: list[dict]) -> None:
+def _plot_two_stage(axis: Axes, log: list[dict[str, Any]]) -> None:
     """Training loss and held-out rebalanced AuC against samples seen, stage 2 after stage 1."""
     scored = [r for r in log if "val_auc_rebalanced" in r]
     stage1_samples = max((r["samples"] for r in scored if r["stage"] == 1), default=0)
@@ -128,7 +133,7 @@ def _plot_two_stage(axis, log: list[dict]) -> None:
     right.set_ylabel("held-out rebalanced AuC (%)", color="tab:orange")
 
 
-def training_summary(state: dict[str, Any], log: list[dict], command: str) -> dict[str, Any]:
+def training_summary(state: dict[str, Any], log: list[dict[str, Any]], command: str) -> dict[str, Any]:
     """What the manifest records of the run that made the weights."""
     summary: dict[str, Any] = {"command": command, "options": portable_options(state["args"])}
     if "score" in state:  # two-stage run, best checkpoint kept by held-out colour metric

@@ -60,4 +60,5 @@ class ColorNet(nn.Module):
         self.classifier = nn.Conv2d(w.conv8, NUM_BINS, 1)
 
     def forward(self, l_centred: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(l_centred / 50.0))
+        logits: torch.Tensor = self.classifier(self.features(l_centred / 50.0))
+        return logits

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from shared.bins import ab_bins
 
 DOWNSAMPLE = 4
 WARMUP_STEPS = 300
+
+Autocast = Callable[[], torch.autocast]  # a fresh mixed-precision context per forward pass
 
 
 def pick_device(name: str) -> torch.device:
@@ -65,7 +68,8 @@ def bin_counts(crops: torch.Tensor, bins: torch.Tensor, batch: int = 512) -> np.
         _, ab = split_lab(crops[start : start + batch].float())
         _, nearest = soft_encode(ab, bins)
         counts += torch.bincount(nearest.flatten(), minlength=len(bins)).double()
-    return counts.cpu().numpy()
+    counted: np.ndarray = counts.cpu().numpy()
+    return counted
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
@@ -76,9 +80,11 @@ def learning_rate(step: int, total: int, peak: float) -> float:
 
 
 @torch.no_grad()
-def validation_loss(model: ColorNet, crops: torch.Tensor, bins: torch.Tensor, weights: torch.Tensor, autocast) -> float:
+def validation_loss(
+    model: ColorNet, crops: torch.Tensor, bins: torch.Tensor, weights: torch.Tensor, autocast: Autocast
+) -> float:
     model.eval()
-    losses = []
+    losses: list[float] = []
     for start in range(0, len(crops), 256):
         l_in, ab = split_lab(crops[start : start + 256].float())
         targets, nearest = soft_encode(ab, bins)
@@ -124,9 +130,10 @@ def train(args: argparse.Namespace) -> Path:
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=args.weight_decay)
     cuda = device.type == "cuda"
     if cuda:
-        model = model.to(memory_format=torch.channels_last)
+        # torch's annotations of Module.to omit memory_format; unused where torch is not installed.
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         torch.backends.cudnn.benchmark = True
-    autocast = (
+    autocast: Autocast = (
         (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
         if cuda
         else (lambda: torch.autocast("cpu", enabled=False))
@@ -208,7 +215,8 @@ def train(args: argparse.Namespace) -> Path:
                 },
                 checkpoint_path,
             )
-    return args.out / "weights.pt"
+    weights_path: Path = args.out / "weights.pt"
+    return weights_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

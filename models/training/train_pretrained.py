@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from shared.bins import ab_bins
 
 WARMUP_STEPS = 100
 SELECTION_TEMPERATURE = 0.38
+
+# ab targets -> the 5 nearest bins of each pixel and their weights (soft_encode_sparse, bins bound).
+TargetsOf = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 def cosine(step: int, total: int, peak: float, warmup: int = WARMUP_STEPS) -> float:
@@ -112,7 +116,8 @@ class Run:
         self.state = {k: saved[k] for k in ("stage", "step", "total_steps", "best")}
         self.best = self.state["best"]
         print(f"resumed in stage {self.state['stage']} at step {self.state['step']}", flush=True)
-        return saved["optimizer"]
+        optimizer_state: dict[str, Any] = saved["optimizer"]
+        return optimizer_state
 
 
 def evaluate(run: Run, model: PretrainedColorNet, selection: SelectionSet, where: dict[str, Any]) -> None:
@@ -133,11 +138,11 @@ def train_decoder(
     run: Run,
     model: PretrainedColorNet,
     crops: torch.Tensor,
-    targets_of,
+    targets_of: TargetsOf,
     selection: SelectionSet,
     generator: torch.Generator,
     jitter: Jitter,
-    optimizer_state: dict | None,
+    optimizer_state: dict[str, Any] | None,
 ) -> None:
     """Stage 1: the decoder on cached features of the frozen encoder."""
     args = run.args
@@ -181,11 +186,11 @@ def finetune(
     run: Run,
     model: PretrainedColorNet,
     crops: torch.Tensor,
-    targets_of,
+    targets_of: TargetsOf,
     selection: SelectionSet,
     generator: torch.Generator,
     jitter: Jitter,
-    optimizer_state: dict | None,
+    optimizer_state: dict[str, Any] | None,
 ) -> None:
     """Stage 2: encoder and decoder together, the encoder at ``--encoder-lr-scale`` times the decoder's rate."""
     args = run.args
@@ -201,13 +206,14 @@ def finetune(
     model.encoder_in_inference_mode = not args.encoder_batch_statistics
     model.train()
     total = run.state["total_steps"] or args.finetune_steps
-    timing_from = None
+    timing_from: float | None = None
     loss_sum, loss_steps = 0.0, 0
     while total is None or run.state["step"] < total:
         step = run.state["step"]
         if total is None and step == 10:
             timing_from = time.time()
         if total is None and step == 40:
+            assert timing_from is not None, "stage 2 resumed between steps 10 and 40 without a step count"
             per_step = (time.time() - timing_from) / 30
             evaluations = args.finetune_seconds / (args.eval_every * per_step)
             eval_cost = 30.0  # seconds per selection pass, about
@@ -242,7 +248,8 @@ def finetune(
 def training_crops(args: argparse.Namespace) -> np.ndarray:
     """Lab crops of the training photos, read once into ``--crops-cache`` when one is named."""
     if args.crops_cache and args.crops_cache.exists():
-        return np.load(args.crops_cache)
+        cached: np.ndarray = np.load(args.crops_cache)
+        return cached
     crops = load_lab_crops(args.data, args.source_size)
     if args.crops_cache:
         np.save(args.crops_cache, crops)
@@ -285,7 +292,8 @@ def train(args: argparse.Namespace) -> Path:
         optimizer_state = None
     if run.state["stage"] == 2:
         finetune(run, model, crops, targets_of, selection, generator, jitter, optimizer_state)
-    return args.out / "weights.pt"
+    weights_path: Path = args.out / "weights.pt"
+    return weights_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -42,7 +42,8 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.refine(self.fuse(torch.cat([x, skip], dim=1)))
+        refined: torch.Tensor = self.refine(self.fuse(torch.cat([x, skip], dim=1)))
+        return refined
 
 
 class Decoder(nn.Module):
@@ -65,7 +66,8 @@ class Decoder(nn.Module):
         x = self.up16(x, f16)
         x = self.up8(x, f8)
         x = self.up4(x, f4)
-        return self.classifier(x)
+        logits: torch.Tensor = self.classifier(x)
+        return logits
 
 
 class PretrainedColorNet(nn.Module):
@@ -87,4 +89,5 @@ class PretrainedColorNet(nn.Module):
         return self
 
     def forward(self, l_centred: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(l_centred))
+        logits: torch.Tensor = self.decoder(self.encoder(l_centred))
+        return logits
