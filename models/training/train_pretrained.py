@@ -206,14 +206,16 @@ def finetune(
     model.encoder_in_inference_mode = not args.encoder_batch_statistics
     model.train()
     total = run.state["total_steps"] or args.finetune_steps
-    timing_from: float | None = None
+    # The step count of a time budget is set from steps timed after a warm-up of this process,
+    # so a run resumed before the count was logged times its own steps.
+    timed_from_step = run.state["step"] + 10
+    timing_from = time.time()
     loss_sum, loss_steps = 0.0, 0
     while total is None or run.state["step"] < total:
         step = run.state["step"]
-        if total is None and step == 10:
+        if total is None and step == timed_from_step:
             timing_from = time.time()
-        if total is None and step == 40:
-            assert timing_from is not None, "stage 2 resumed between steps 10 and 40 without a step count"
+        if total is None and step == timed_from_step + 30:
             per_step = (time.time() - timing_from) / 30
             evaluations = args.finetune_seconds / (args.eval_every * per_step)
             eval_cost = 30.0  # seconds per selection pass, about
