@@ -26,6 +26,7 @@ import time
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -60,14 +61,15 @@ class Compose:
             raise RuntimeError(f"compose {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-3000:]}")
         return done.stdout
 
-    def containers(self) -> list[dict]:
+    def containers(self) -> list[dict[str, Any]]:
         """``compose ps --all`` as one dict per container (compose prints one JSON object a line)."""
         out = self.run("ps", "--all", "--format", "json").strip()
         if out.startswith("["):
-            return json.loads(out)
+            listed: list[dict[str, Any]] = json.loads(out)
+            return listed
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
-    def running(self, service: str) -> list[dict]:
+    def running(self, service: str) -> list[dict[str, Any]]:
         return [c for c in self.containers() if c["Service"] == service and c["State"] == "running"]
 
 
@@ -98,7 +100,7 @@ def wait_until(what: str, ready: Callable[[], bool], timeout_s: float, poll_s: f
 
 def all_healthy(compose: Compose) -> bool:
     containers = compose.containers()
-    by_service: dict[str, list[dict]] = {}
+    by_service: dict[str, list[dict[str, Any]]] = {}
     for container in containers:
         by_service.setdefault(container["Service"], []).append(container)
     init = by_service.get("s3-init", [])
@@ -126,6 +128,7 @@ def healthy_workers(compose: Compose) -> int:
 
 
 def attempts(settings: Settings, job_id: str) -> list[int]:
+    assert settings.redis_url is not None  # host_settings() names the stack's Redis
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)
     try:
         jobs = JobStore(client, settings)

@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from shared.manifests import ModelManifest, load_manifest, write_manifest
 from shared.settings import Settings
 
+# Runs the network on a batch of ``n`` random inputs; what it returns is not looked at.
+Runner = Callable[[int], object]
 
-def per_image_ms(run, batch: int, seconds: float) -> float:
+
+def per_image_ms(run: Runner, batch: int, seconds: float) -> float:
     run(batch)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds or done == 0:
@@ -66,7 +70,7 @@ def random_eccv16(directory: Path) -> ModelManifest:
     )
 
 
-def ort_runner(path: Path, size: int, threads: int):
+def ort_runner(path: Path, size: int, threads: int) -> Runner:
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -84,13 +88,13 @@ def feeds(batch: int, size: int) -> dict[str, np.ndarray]:
     }
 
 
-def opencv_runner(path: Path, size: int, threads: int):
+def opencv_runner(path: Path, size: int, threads: int) -> Runner:
     import cv2
 
     cv2.setNumThreads(threads)
     net = cv2.dnn.readNetFromONNX(str(path))
 
-    def run(n: int):
+    def run(n: int) -> object:
         f = feeds(n, size)
         net.setInput(f["l"], "l")
         net.setInput(f["inv_temperature"], "inv_temperature")
@@ -99,7 +103,7 @@ def opencv_runner(path: Path, size: int, threads: int):
     return run
 
 
-def torch_runner(path: Path, size: int, threads: int):
+def torch_runner(path: Path, size: int, threads: int) -> Runner:
     import onnx
     import torch
     from onnx2torch import convert
@@ -107,7 +111,7 @@ def torch_runner(path: Path, size: int, threads: int):
     torch.set_num_threads(threads)
     module = convert(onnx.load(str(path))).eval()
 
-    def run(n: int):
+    def run(n: int) -> object:
         f = feeds(n, size)
         with torch.inference_mode():
             return module(torch.from_numpy(f["l"]), torch.from_numpy(f["inv_temperature"]))

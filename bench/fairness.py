@@ -43,18 +43,18 @@ from shared.settings import Settings
 POLL_S = 0.02
 
 
-def single_latency(api: str, image: bytes, headers: dict) -> float:
+def single_latency(api: str, image: bytes, headers: dict[str, str]) -> float:
     started = time.perf_counter()
     job = wait_for(api, submit_bytes(api, "single.jpg", image, headers), poll_s=POLL_S, headers=headers)
     assert job["status"] == "succeeded", job
     return time.perf_counter() - started
 
 
-def run_archives(api: str, archive: bytes, headers: dict) -> list[str]:
+def run_archives(api: str, archive: bytes, headers: dict[str, str]) -> list[str]:
     return [submit_bytes(api, f"bulk{n}.zip", archive, headers) for n in range(2)]
 
 
-def finished(api: str, job_ids: list[str], headers: dict) -> bool:
+def finished(api: str, job_ids: list[str], headers: dict[str, str]) -> bool:
     return all(
         request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)["status"]
         in ("succeeded", "partially_succeeded", "failed", "canceled")
@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         with LocalStack(base) as stack:
             settings = stack.settings
+            assert settings.redis_url is not None  # the stack's Redis, embedded or configured
             keys = KeyStore(redis.Redis.from_url(settings.redis_url))
             bulk = {"Authorization": f"Bearer {keys.create('bulk').token}"}
             interactive = {"Authorization": f"Bearer {keys.create('interactive').token}"}

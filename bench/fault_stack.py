@@ -91,7 +91,7 @@ class ApiProcess:
         self.settings = settings
         self.log_path = log_path
         self.url = f"http://{settings.api_host}:{settings.api_port}"
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self, timeout_s: float = START_TIMEOUT_S) -> ApiProcess:
@@ -177,7 +177,7 @@ class FaultStack:
         return self
 
     def redis_client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        return redis.Redis.from_url(self.redis_server.url, socket_timeout=10, socket_connect_timeout=5)
 
     def job_store(self) -> JobStore:
         return JobStore(self.redis_client(), self.settings)
@@ -187,7 +187,7 @@ class FaultStack:
 
     def crash_redis(self, down_s: float = 1.0) -> None:
         """SIGKILL redis-server (no shutdown, no final fsync), wait ``down_s``, start it on the same data."""
-        client = redis.Redis.from_url(self.settings.redis_url, socket_timeout=5)
+        client = redis.Redis.from_url(self.redis_server.url, socket_timeout=5)
         pid = int(client.info("server")["process_id"])
         client.close()
         os.kill(pid, signal.SIGKILL)
@@ -286,5 +286,5 @@ class FaultStack:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -35,7 +35,7 @@ def load_photos(folder: Path, count: int) -> list[np.ndarray]:
     return [p for p in photos if p is not None]
 
 
-def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict:
+def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict[str, float]:
     l_full = [lightness(p) for p in photos]
     l_small = np.stack([model_input(l, cpu.input_size) for l in l_full])
     ab_cpu = cpu.predict_ab(l_small)
@@ -57,10 +57,14 @@ def compare(cpu: Engine, gpu: Engine, photos: list[np.ndarray]) -> dict:
     }
 
 
-def check(manifest: ModelManifest, photos: list[np.ndarray], batches: list[int], seconds: float) -> dict:
+def check(manifest: ModelManifest, photos: list[np.ndarray], batches: list[int], seconds: float) -> dict[str, object]:
     cpu = Engine.load(manifest, device="cpu")
     gpu = Engine.load(manifest, device="cuda")
-    report = {"model": manifest.name, "gpu_backend": type(gpu._backend).__name__, "gpu_device": gpu.device}
+    report: dict[str, object] = {
+        "model": manifest.name,
+        "gpu_backend": type(gpu._backend).__name__,
+        "gpu_device": gpu.device,
+    }
     if photos:
         report["cpu_vs_gpu"] = compare(cpu, gpu, photos)
     report["gpu_images_per_s"] = {b: round(images_per_second(gpu, b, seconds), 1) for b in batches}

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -57,12 +58,13 @@ def audit_job(
     threads: int = 8,
 ) -> Audit:
     """Check a terminal job against Redis and storage (both must be up)."""
+    assert settings.redis_url is not None  # a running stack's settings name its Redis
     client = redis.Redis.from_url(settings.redis_url)
     jobs = JobStore(client, settings)
     storage = Storage(settings)
     job = jobs.get(job_id)
     keys = jobs.keys.job(job_id)
-    statuses = {int(k): v.decode() for k, v in client.hgetall(keys.statuses).items()}
+    statuses = {int(k): v.decode() for k, v in cast("dict[bytes, bytes]", client.hgetall(keys.statuses)).items()}
     errors = {int(k): json.loads(v)["code"] for k, v in client.hgetall(keys.errors).items()}
     attempts = [int(v) for v in client.hvals(keys.attempts)]
     problems: list[str] = []

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import urllib3
 
@@ -27,7 +28,7 @@ class PatientClient:
         self.outages = 0  # requests that had to be retried
         self.statuses: collections.Counter[int] = collections.Counter()
 
-    def request(self, method: str, path: str, **kwargs) -> urllib3.BaseHTTPResponse:
+    def request(self, method: str, path: str, **kwargs: Any) -> urllib3.BaseHTTPResponse:
         deadline = time.monotonic() + self.give_up_s
         while True:
             try:
@@ -42,11 +43,11 @@ class PatientClient:
                 raise TimeoutError(f"{method} {path} kept failing for {self.give_up_s:.0f} s")
             time.sleep(0.2)
 
-    def json(self, method: str, path: str, **kwargs) -> tuple[int, dict]:
+    def json(self, method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
         response = self.request(method, path, **kwargs)
         return response.status, json.loads(response.data)
 
-    def submit(self, filename: str, data: bytes, content_type: str = "application/zip") -> dict:
+    def submit(self, filename: str, data: bytes, content_type: str = "application/zip") -> dict[str, Any]:
         key = uuid.uuid4().hex
         status, job = self.json(
             "POST", "/v1/jobs", fields={"file": (filename, data, content_type)}, headers={"Idempotency-Key": key}
@@ -55,15 +56,19 @@ class PatientClient:
             raise RuntimeError(f"submission refused: {status} {job}")
         return job
 
-    def job(self, job_id: str) -> dict:
+    def job(self, job_id: str) -> dict[str, Any]:
         status, job = self.json("GET", f"/v1/jobs/{job_id}")
         if status != 200:
             raise RuntimeError(f"GET job {job_id}: {status} {job}")
         return job
 
     def wait_for_end(
-        self, job_id: str, timeout_s: float, poll_s: float = 0.3, on_poll: Callable[[dict], None] | None = None
-    ) -> dict:
+        self,
+        job_id: str,
+        timeout_s: float,
+        poll_s: float = 0.3,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.job(job_id)

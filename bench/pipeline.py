@@ -71,7 +71,9 @@ def test_images() -> dict[str, np.ndarray]:
 
 def codec(jpegs: list[bytes], quality: int) -> None:
     for data in jpegs:
-        encode_jpeg(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), quality)
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None  # encoded by this benchmark
+        encode_jpeg(image, quality)
 
 
 def float_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray) -> None:

@@ -39,6 +39,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -51,6 +52,12 @@ from cli.embedded_services import free_port
 from cli.local_stack import LocalStack
 from shared.manifests import load_manifest
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
+
+    from worker.engine import Engine
 
 TERMINAL = ("succeeded", "partially_succeeded", "failed", "canceled")
 
@@ -107,13 +114,14 @@ def zip_bytes(images: list[bytes]) -> bytes:
 # --- HTTP ------------------------------------------------------------------------------
 
 
-def request(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> dict:
+def request(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
     req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     with urllib.request.urlopen(req, timeout=120) as response:
-        return json.loads(response.read() or b"{}")
+        document: dict[str, Any] = json.loads(response.read() or b"{}")
+        return document
 
 
-def submit_bytes(api: str, filename: str, data: bytes, headers: dict | None = None) -> str:
+def submit_bytes(api: str, filename: str, data: bytes, headers: dict[str, str] | None = None) -> str:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
@@ -123,7 +131,7 @@ def submit_bytes(api: str, filename: str, data: bytes, headers: dict | None = No
     job = request(
         "POST", f"{api}/v1/jobs", body, {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"}
     )
-    return job["id"]
+    return str(job["id"])
 
 
 def submit_presigned(api: str, path: Path) -> str:
@@ -162,10 +170,10 @@ def submit_presigned(api: str, path: Path) -> str:
         json.dumps({"upload_id": upload["upload_id"], "filename": path.name}).encode(),
         {"Content-Type": "application/json"},
     )
-    return job["id"]
+    return str(job["id"])
 
 
-def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict | None = None) -> dict:
+def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict[str, str] | None = None) -> dict[str, Any]:
     while True:
         job = request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)
         if job["status"] in TERMINAL:
@@ -173,7 +181,7 @@ def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict | None = 
         time.sleep(poll_s)
 
 
-def finished_at(job: dict) -> float:
+def finished_at(job: dict[str, Any]) -> float:
     """When the job finished, in seconds since the epoch."""
     return datetime.fromisoformat(job["finished_at"]).timestamp()
 
@@ -185,8 +193,14 @@ def percentile(values: list[float], q: float) -> float:
 
 # --- the in-process pipeline -----------------------------------------------------------
 
+# What each pipeline process reports: when it started and ended (seconds since the epoch), its
+# seconds by stage, its CPU seconds, and the seconds of the network alone on as many inputs.
+PipelineSample = tuple[float, float, dict[str, float], float, float]
 
-def _pipeline_process(settings: Settings, images: list[bytes], barrier, results) -> None:
+
+def _pipeline_process(
+    settings: Settings, images: list[bytes], barrier: Barrier, results: Queue[PipelineSample]
+) -> None:
     from shared.imaging import decode_image, encode_jpeg
     from shared.metrics import WorkerMetrics
     from worker.colorizer import colorize_batch
@@ -221,7 +235,7 @@ def _pipeline_process(settings: Settings, images: list[bytes], barrier, results)
     )
 
 
-def _raw_engine_s(engine, count: int, batch: int) -> float:
+def _raw_engine_s(engine: Engine, count: int, batch: int) -> float:
     """Seconds the network alone takes for ``count`` inputs, in batches (the old yardstick)."""
     size = engine.input_size
     inputs = np.random.default_rng(0).uniform(0, 100, (batch, size, size)).astype(np.float32)

@@ -28,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -116,11 +116,11 @@ class Attack:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
         for key in list(self._selector.get_map().values()):
-            key.fileobj.close()
+            _registered_socket(key).close()
         self._selector.close()
 
     @property
@@ -139,7 +139,7 @@ class Attack:
     def _hold(self) -> None:
         while not self._stop.is_set():
             for key, _ in self._selector.select(timeout=0.2):
-                sock = key.fileobj
+                sock = _registered_socket(key)
                 try:
                     if sock.recv(4096):
                         continue  # an answer (an error page): the server closes next
@@ -155,6 +155,10 @@ class Attack:
                 self._open()
                 if self.held == before:
                     break
+
+
+def _registered_socket(key: selectors.SelectorKey) -> socket.socket:
+    return cast(socket.socket, key.fileobj)  # Attack registers nothing but its sockets
 
 
 def run(name: str, args: list[str], env: dict[str, str], connections: int, seconds: float, log: Path) -> Outcome:

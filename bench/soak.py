@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -220,8 +222,8 @@ def run_soak(
     """
     rng = random.Random(seed)
     stack.start_workers(workers, worker_settings, modules=())
-    stack.start_api()
-    client = PatientClient(stack.api.url, give_up_s=300)
+    api = stack.start_api()
+    client = PatientClient(api.url, give_up_s=300)
     archive = zip_archive(
         (f"roll{i // 1000:02d}/frame{i:05d}.jpg", data) for i, data in enumerate(small_jpegs(images, side, seed))
     )
@@ -231,7 +233,7 @@ def run_soak(
     injector = FaultInjector(stack, fault_plan(kills_per_kind, kinds, rng), kinds, kill_every_s, rng, log)
     injector.start()
 
-    def record_progress(job: dict) -> None:
+    def record_progress(job: dict[str, Any]) -> None:
         injector.progress = (job["counts"]["done"] + job["counts"]["failed"]) / images
 
     try:
@@ -244,7 +246,7 @@ def run_soak(
     return SoakReport(images, workers, seconds, injector.faults, audit, client.outages, dict(client.statuses))
 
 
-def _interrupt(signum, frame) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 

@@ -32,7 +32,7 @@ def stage_totals(metrics_url: str) -> StageTotals:
         if family.name != "colorize_stage_duration_seconds":
             continue
         for sample in family.samples:
-            stage = sample.labels.get("stage")
+            stage = sample.labels["stage"]
             if sample.name.endswith("_sum"):
                 totals.seconds[stage] = sample.value
             elif sample.name.endswith("_count"):

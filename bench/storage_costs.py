@@ -32,7 +32,7 @@ def store_cpu_s() -> float:
     return cpu_seconds_by_program()["weed"]
 
 
-def measure(requests: int, call: Callable[[int], None]) -> tuple[float, float, float]:
+def measure(requests: int, call: Callable[[int], object]) -> tuple[float, float, float]:
     """Client CPU, store CPU and wall time per request, in ms."""
     store_before, client_before, wall_before = store_cpu_s(), time.process_time(), time.perf_counter()
     for number in range(requests):
