@@ -161,3 +161,41 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
     engine = Engine.load(load_manifest(tmp_path / "models", "tiny-lite"), device="cpu", threads=1)
     out = colorize(engine, [np.full((50, 70, 3), 120, np.uint8)], batch_size=1)
     assert out[0].shape == (50, 70, 3)
+
+
+def test_live_features_are_fresh_views_shaped_like_the_cached_ones() -> None:
+    from models.training.augment import Jitter
+    from models.training.encoder import LiteEncoder
+    from models.training.feature_cache import FeatureCache, LiveFeatures
+    from models.training.train import mixed_precision
+
+    encoder = LiteEncoder("lite0", pretrained=False)
+    crops = torch.from_numpy(np.random.default_rng(0).uniform(0, 60, (4, 3, 80, 80)).astype(np.float16))
+    generator = torch.Generator().manual_seed(0)
+    cache = FeatureCache.build(encoder, crops, 2, 64, Jitter(), generator)
+    live = LiveFeatures(encoder, crops, 2, 64, Jitter(), generator, mixed_precision(torch.device("cpu")))
+    assert len(live) == len(cache) == 8
+    index = np.array([0, 5, 7])
+    (cached_features, cached_ab), (live_features, live_ab) = cache.batch(index), live.batch(index)
+    assert [f.shape for f in live_features] == [f.shape for f in cached_features]
+    assert live_ab.shape == cached_ab.shape == (3, 2, 16, 16)
+    # every batch is a new random view, so the same index gives other targets
+    assert not torch.equal(live.batch(index)[1], live_ab)
+
+
+def test_a_run_given_a_wall_clock_budget_sets_its_step_count_to_end_within_it(tmp_path: Path) -> None:
+    from models.training import train_pretrained
+
+    photos = synthetic_photos(tmp_path / "photos", 6)
+    run = tmp_path / "run"
+    budget = 30.0
+    args = ["--data", str(photos), "--val", str(photos), "--out", str(run), "--source-size", "64", "--size", "64"]
+    args += ["--views", "1", "--decoder-epochs", "1", "--batch-size", "3", "--finish-within", str(budget)]
+    args += ["--eval-every", "100000", "--threads", "1"]
+    train_pretrained.train(train_pretrained.parse_args(args))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    planned = next(r["total_steps"] for r in log if "total_steps" in r)
+    assert planned > 40  # the timed steps, then as many as the budget leaves
+    last = log[-1]
+    assert (last["stage"], last["step"]) == (2, planned)
+    assert last["seconds"] <= budget + 15  # one selection pass of slack, on a busy machine

@@ -8,6 +8,7 @@ makes the first training stage affordable on a CPU. Features and targets are kep
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -60,3 +61,40 @@ class FeatureCache:
         index = np.sort(index)  # sequential reads from the big arrays
         features = [torch.from_numpy(f[index]).float() for f in self.features]
         return features, torch.from_numpy(self.targets[index]).float()
+
+
+class LiveFeatures:
+    """The same views as ``FeatureCache``, drawn fresh for every batch and encoded on the spot.
+
+    Where the encoder is cheap to run (a GPU), caching buys nothing and fresh views are
+    better augmentation; ``len`` still counts ``views`` per crop so an epoch means the same.
+    """
+
+    def __init__(
+        self,
+        encoder: LiteEncoder,
+        crops: torch.Tensor,
+        views: int,
+        out_size: int,
+        jitter: Jitter,
+        generator: torch.Generator,
+        autocast: Callable[[], torch.autocast],
+    ) -> None:
+        self.encoder = encoder.eval()
+        self.crops = crops
+        self.views = views
+        self.out_size = out_size
+        self.jitter = jitter
+        self.generator = generator
+        self.autocast = autocast
+
+    def __len__(self) -> int:
+        return len(self.crops) * self.views
+
+    @torch.no_grad()
+    def batch(self, index: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
+        picks = torch.from_numpy(index % len(self.crops)).to(self.crops.device)
+        l_in, ab = training_view(self.crops[picks], self.out_size, self.jitter, self.generator)
+        with self.autocast():
+            features = self.encoder(l_in)
+        return [f.float() for f in features], ab

@@ -42,12 +42,14 @@ class SelectionSet:
     def score(self, network: nn.Module, input_size: int, temperature: float, batch: int = 32) -> SelectionScore:
         was_training = network.training
         network.eval()
+        device = next(network.parameters()).device
         bins = torch.from_numpy(ab_bins().copy())
         scores = Scores()
         for start in range(0, len(self.l_full), batch):
             l_full = self.l_full[start : start + batch]
             l_small = torch.from_numpy(np.stack([model_input(l, input_size) for l in l_full]))[:, None] - 50.0
-            probabilities = torch.softmax(network(l_small).float() / temperature, dim=1)
+            logits = network(l_small.to(device)).float().cpu()
+            probabilities = torch.softmax(logits / temperature, dim=1)
             ab = torch.einsum("nqhw,qc->nhwc", probabilities, bins).numpy()
             for i, l in enumerate(l_full):
                 predicted = join_lightness_and_ab(l, ab[i])

@@ -37,6 +37,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def mixed_precision(device: torch.device) -> Autocast:
+    """bfloat16 autocast on a GPU; full precision on the CPU, where bfloat16 is slower."""
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return lambda: torch.autocast("cpu", enabled=False)
+
+
 def augment(crops: torch.Tensor, out_size: int, generator: torch.Generator) -> torch.Tensor:
     """Random scaled crop + horizontal flip of (B, 3, S, S) Lab crops, one affine resample."""
     batch = crops.shape[0]
@@ -133,11 +140,7 @@ def train(args: argparse.Namespace) -> Path:
         # torch's annotations of Module.to omit memory_format; unused where torch is not installed.
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload, unused-ignore]
         torch.backends.cudnn.benchmark = True
-    autocast: Autocast = (
-        (lambda: torch.autocast("cuda", dtype=torch.bfloat16))
-        if cuda
-        else (lambda: torch.autocast("cpu", enabled=False))
-    )
+    autocast = mixed_precision(device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
 
     step, total_steps = 0, args.steps

