@@ -18,7 +18,7 @@ from shared.errors import ModelFileError, ModelNotFound
 
 MANIFEST_FILE = "manifest.json"
 # The model served when neither settings nor the job name one.
-DEFAULT_MODEL = "colorize-small"
+DEFAULT_MODEL = "colorize-lite"
 # Documented range of the per-job decoding temperature (annealed mean): T -> 0 tends to the
 # mode (vivid, blotchy), T = 1 is the mean (safe, washed out).
 # A model is a folder of models_dir: a plain name, which also bounds what reaches the file system.

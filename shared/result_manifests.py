@@ -4,7 +4,7 @@ results written to a destination (:mod:`shared.job_sources`).
 One object: the job's id, status and model, and ``items``, one per item in index order::
 
     {"input_path": "2024/a.png", "output_path": "2024/a.jpg", "status": "done",
-     "error_code": null, "model": "colorize-small"}
+     "error_code": null, "model": "colorize-lite"}
 
 ``output_path`` is null for an item without a result; ``error_code`` is one of the item error
 codes (``shared/errors.py``).

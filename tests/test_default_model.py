@@ -69,12 +69,12 @@ def test_default_model_correlates_with_true_colours_better_than_grey_or_sepia(re
     assert ours > max(grey, sepia) + 0.1, (ours, grey, sepia)
 
 
-def test_colorize_lite_gives_a_face_skin_colour() -> None:
-    """colorize-lite, the installed model with an ImageNet-pretrained encoder, colours the
-    astronaut's face (skimage) like skin: warm, between red and yellow; not grey, not blue or
-    purple (colorize-small's hue here is about -47 degrees), not yellow-green."""
+def test_default_model_gives_a_face_skin_colour() -> None:
+    """The default model colours the astronaut's face (skimage) like skin: warm, between red and
+    yellow; not grey, not blue or purple (colorize-small's hue here is about -47 degrees), not
+    yellow-green."""
     settings = Settings()
-    engine = Engine.load(load_manifest(settings.models_dir, "colorize-lite"), device="cpu")
+    engine = Engine.load(load_manifest(settings.models_dir, "default"), device="cpu")
     truth = bgr_to_lab(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
     output = colorize(engine, [with_ab(truth, (0.0, 0.0))], batch_size=1)[0]
     a, b = bgr_to_lab(output)[75:155, 185:260, 1:].reshape(-1, 2).mean(axis=0)

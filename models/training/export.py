@@ -124,7 +124,7 @@ def _plot_two_stage(axis: Axes, log: list[dict[str, Any]]) -> None:
     samples = [r["samples"] + (stage1_samples if r["stage"] == 2 else 0) for r in scored]
     losses = [(x, r["train_loss"]) for x, r in zip(samples, scored) if r["train_loss"] is not None]
     axis.plot([x / 1e3 for x, _ in losses], [y for _, y in losses], color="tab:blue", label="training loss")
-    axis.set_xlabel("thousand samples (decoder on cached features, then end to end)")
+    axis.set_xlabel("thousand samples (decoder alone, then end to end)")
     axis.set_ylabel("rebalanced cross-entropy", color="tab:blue")
     if stage1_samples:
         axis.axvline(stage1_samples / 1e3, color="grey", linestyle=":")
