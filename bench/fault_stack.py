@@ -1,7 +1,7 @@
 """A private stack whose parts can be killed and restarted: the ground of fault injection.
 
 :class:`FaultStack` runs Redis, SeaweedFS (and RabbitMQ with ``broker="rabbitmq"``) on a data
-directory of its own, with Celery workers (:class:`WorkerProcess`) and the API under gunicorn
+directory of its own, with Celery workers (``cli.worker_process.WorkerProcess``) and the API under gunicorn
 (:class:`ApiProcess`) on top; each can be killed and brought back on the same port and data,
 so every client finds it again. ``bench/soak.py`` and ``tests/test_faults.py`` inject their
 faults through it.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,64 +23,13 @@ import urllib3
 
 from api.serving import gunicorn_args
 from cli.embedded_rabbitmq import RabbitMQServer
-from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port, kill_process_group, stop_process
-from cli.local_stack import celery_worker_command, spawn_child
+from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port, kill_process_group
+from cli.local_stack import spawn_child
+from cli.worker_process import REAP_TIMEOUT_S, START_TIMEOUT_S, WorkerProcess
 from shared.job_store import JobStore
 from shared.settings import Settings
 from shared.storage import Storage
-from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
-from worker.celery_app import QUEUE
-
-START_TIMEOUT_S = 90.0
-# A killed process not reaped by then fails the run rather than hanging it.
-REAP_TIMEOUT_S = 30.0
-
-
-class WorkerProcess:
-    """One ``celery worker`` (main process and pool) in its own process group."""
-
-    def __init__(
-        self, settings: Settings, name: str, log_dir: Path, modules: Sequence[str] = (), concurrency: int = 1
-    ) -> None:
-        self.settings = settings
-        self.name = name
-        self.modules = tuple(modules)
-        self.concurrency = concurrency
-        self.log_path = log_dir / f"{name}.log"
-        command = celery_worker_command(QUEUE, name, concurrency, isolated=True, modules=modules)
-        self._log = self.log_path.open("ab")
-        self.process = spawn_child(settings, command, self._log)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_ready(self, heartbeats: WorkerHeartbeats, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until the worker records its heartbeat (its pool has loaded the model by then)."""
-        name = f"{socket.gethostname()}:{self.pid}"
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.alive:
-                raise RuntimeError(f"worker {self.name} exited:\n{_tail(self.log_path)}")
-            try:
-                if name in heartbeats.live(WORKER_STALE_AFTER_S):
-                    return
-            except redis.RedisError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"worker {self.name} not ready within {timeout_s:.0f} s:\n{_tail(self.log_path)}")
-
-    def kill(self) -> None:
-        """SIGKILL to the whole group: the machine vanished mid-task."""
-        kill_process_group(self.process, REAP_TIMEOUT_S)
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout_s=10)
-        self._log.close()
+from shared.upkeep import WorkerHeartbeats
 
 
 class ApiProcess:
@@ -230,7 +178,8 @@ class FaultStack:
                     name,
                     self.log_dir,
                     self.worker_modules if modules is None else modules,
-                    concurrency,
+                    concurrency=concurrency,
+                    append_log=True,
                 )
             )
         self.workers.extend(started)

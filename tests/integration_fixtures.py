@@ -11,7 +11,6 @@ workers and APIs built from those settings see only each other.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import uuid
@@ -25,17 +24,15 @@ from werkzeug.serving import make_server
 
 from api.app import create_app
 from cli.embedded_rabbitmq import RabbitMQServer, rabbitmq_available
-from cli.embedded_services import kill_process_group, stop_process
-from cli.local_stack import celery_worker_command, spawn_child
+from cli.worker_process import WorkerProcess
 from shared.metrics import queue_depth
 from shared.setting_types import Limits
 from shared.settings import Settings
-from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
+from shared.upkeep import WorkerHeartbeats
 from tests.model_builder import build_test_model
 from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 TEST_MODEL = "test-tiny"
-WORKER_START_TIMEOUT_S = 60
 # kombu's hash of the messages workers hold unacknowledged (its transport option ``unacked_key``).
 UNACKED_KEY = "unacked"
 
@@ -76,61 +73,6 @@ def broker_idle(settings: Settings) -> bool:
         return True
     finally:
         client.close()
-
-
-class WorkerProcess:
-    """One ``celery worker`` (main process plus pool processes) in its own process group."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        name: str,
-        log_dir: Path,
-        extra_modules: tuple[str, ...] = (),
-        queues: str = "colorize",
-        pool: str = "prefork",
-        concurrency: int = 1,
-    ) -> None:
-        self.settings = settings
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        # Workers of the colorize queue record heartbeats; others are ready when Celery says so.
-        self.heartbeats = "colorize" in queues.split(",")
-        command = celery_worker_command(queues, name, concurrency, pool, isolated=True, modules=extra_modules)
-        self._log = self.log_path.open("wb")
-        self.process = spawn_child(settings, command, self._log)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    @property
-    def heartbeat_name(self) -> str:
-        return f"{socket.gethostname()}:{self.pid}"
-
-    def wait_ready(self, heartbeats: WorkerHeartbeats) -> None:
-        deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker {self.name} exited:\n{self.log_path.read_text()[-3000:]}")
-            if self.heartbeats and self.heartbeat_name in heartbeats.live(WORKER_STALE_AFTER_S):
-                return
-            if not self.heartbeats and b" ready." in self.log_path.read_bytes():
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"worker {self.name} not ready:\n{self.log_path.read_text()[-3000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole worker, pool processes included: a machine that vanished."""
-        kill_process_group(self.process, timeout_s=10)
-
-    def request_stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()  # warm shutdown: finishes the task in hand
-
-    def stop(self) -> None:
-        stop_process(self.process, timeout_s=15)
-        self._log.close()
 
 
 class ApiServer:
