@@ -166,14 +166,15 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
 def test_live_features_are_fresh_views_shaped_like_the_cached_ones() -> None:
     from models.training.augment import Jitter
     from models.training.encoder import LiteEncoder
-    from models.training.feature_cache import FeatureCache, LiveFeatures
+    from models.training.feature_cache import FeatureCache, LiveFeatures, Views
     from models.training.train import mixed_precision
 
     encoder = LiteEncoder("lite0", pretrained=False)
     crops = torch.from_numpy(np.random.default_rng(0).uniform(0, 60, (4, 3, 80, 80)).astype(np.float16))
     generator = torch.Generator().manual_seed(0)
-    cache = FeatureCache.build(encoder, crops, 2, 64, Jitter(), generator)
-    live = LiveFeatures(encoder, crops, 2, 64, Jitter(), generator, mixed_precision(torch.device("cpu")))
+    views = Views(crops, 2, 64, Jitter(), generator)
+    cache = FeatureCache.build(encoder, views)
+    live = LiveFeatures(encoder, views, mixed_precision(torch.device("cpu")))
     assert len(live) == len(cache) == 8
     index = np.array([0, 5, 7])
     (cached_features, cached_ab), (live_features, live_ab) = cache.batch(index), live.batch(index)

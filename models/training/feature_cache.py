@@ -9,12 +9,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from models.training.augment import Jitter, training_view
 from models.training.encoder import LiteEncoder
+
+
+@dataclass(frozen=True)
+class Views:
+    """``views`` augmented views of each of ``crops`` at ``out_size``, drawn with ``generator``."""
+
+    crops: torch.Tensor
+    views: int
+    out_size: int
+    jitter: Jitter
+    generator: torch.Generator
+
+    def __len__(self) -> int:
+        return len(self.crops) * self.views
+
+    def draw(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A fresh view of each picked crop: network input and target ab (``training_view``)."""
+        return training_view(self.crops[picks], self.out_size, self.jitter, self.generator)
 
 
 class FeatureCache:
@@ -29,26 +48,17 @@ class FeatureCache:
 
     @classmethod
     @torch.no_grad()
-    def build(
-        cls,
-        encoder: LiteEncoder,
-        crops: torch.Tensor,
-        views: int,
-        out_size: int,
-        jitter: Jitter,
-        generator: torch.Generator,
-        batch: int = 64,
-    ) -> FeatureCache:
+    def build(cls, encoder: LiteEncoder, views: Views, batch: int = 64) -> FeatureCache:
         encoder.eval()
-        total = len(crops) * views
-        probe = encoder(torch.zeros(1, 1, out_size, out_size))
+        total = len(views)
+        probe = encoder(torch.zeros(1, 1, views.out_size, views.out_size))
         features = [np.empty((total, *f.shape[1:]), np.float16) for f in probe]
-        targets = np.empty((total, 2, out_size // 4, out_size // 4), np.float16)
+        targets = np.empty((total, 2, views.out_size // 4, views.out_size // 4), np.float16)
         started, written = time.time(), 0
-        for _ in range(views):
-            order = torch.randperm(len(crops), generator=generator)
-            for start in range(0, len(crops), batch):
-                l_in, ab = training_view(crops[order[start : start + batch]], out_size, jitter, generator)
+        for _ in range(views.views):
+            order = torch.randperm(len(views.crops), generator=views.generator)
+            for start in range(0, len(views.crops), batch):
+                l_in, ab = views.draw(order[start : start + batch])
                 end = written + len(l_in)
                 for store, feature in zip(features, encoder(l_in)):
                     store[written:end] = feature.numpy()
@@ -70,31 +80,18 @@ class LiveFeatures:
     better augmentation; ``len`` still counts ``views`` per crop so an epoch means the same.
     """
 
-    def __init__(
-        self,
-        encoder: LiteEncoder,
-        crops: torch.Tensor,
-        views: int,
-        out_size: int,
-        jitter: Jitter,
-        generator: torch.Generator,
-        autocast: Callable[[], torch.autocast],
-    ) -> None:
+    def __init__(self, encoder: LiteEncoder, views: Views, autocast: Callable[[], torch.autocast]) -> None:
         self.encoder = encoder.eval()
-        self.crops = crops
         self.views = views
-        self.out_size = out_size
-        self.jitter = jitter
-        self.generator = generator
         self.autocast = autocast
 
     def __len__(self) -> int:
-        return len(self.crops) * self.views
+        return len(self.views)
 
     @torch.no_grad()
     def batch(self, index: np.ndarray) -> tuple[list[torch.Tensor], torch.Tensor]:
-        picks = torch.from_numpy(index % len(self.crops)).to(self.crops.device)
-        l_in, ab = training_view(self.crops[picks], self.out_size, self.jitter, self.generator)
+        crops = self.views.crops
+        l_in, ab = self.views.draw(torch.from_numpy(index % len(crops)).to(crops.device))
         with self.autocast():
             features = self.encoder(l_in)
         return [f.float() for f in features], ab

@@ -33,7 +33,7 @@ import torch
 
 from models.training.augment import Jitter, training_view
 from models.training.dataset import load_lab_crops
-from models.training.feature_cache import FeatureCache, LiveFeatures
+from models.training.feature_cache import FeatureCache, LiveFeatures, Views
 from models.training.selection import SelectionScore, SelectionSet
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from models.training.train import Autocast, bin_counts, mixed_precision, pick_device
@@ -152,11 +152,12 @@ def train_decoder(
 ) -> None:
     """Stage 1: the decoder on cached features of the frozen encoder."""
     args = run.args
+    views = Views(crops, args.views, args.size, jitter, generator)
     cache: FeatureCache | LiveFeatures
     if crops.device.type == "cpu":
-        cache = FeatureCache.build(model.encoder, crops, args.views, args.size, jitter, generator)
+        cache = FeatureCache.build(model.encoder, views)
     else:
-        cache = LiveFeatures(model.encoder, crops, args.views, args.size, jitter, generator, run.autocast)
+        cache = LiveFeatures(model.encoder, views, run.autocast)
     optimizer = torch.optim.AdamW(model.decoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     if optimizer_state:
         optimizer.load_state_dict(optimizer_state)
