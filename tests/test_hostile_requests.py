@@ -357,9 +357,11 @@ def test_wrong_keys_are_throttled_per_client_address(throttled) -> None:
 def test_forwarded_addresses_count_only_from_trusted_proxies(throttled) -> None:
     client, _ = throttled
     wrong = {"Authorization": "Bearer ck_0123456789abcdef_" + "B" * 43}
-    # Through the trusted proxy (a loopback peer), each forwarded client has its own bucket.
+    # Through the trusted proxy (a loopback peer), each forwarded client has its own bucket. The
+    # clients are drawn from a range no other test throttles (198.51.100.x is used above).
+    subnet = f"198.18.{uuid.uuid4().int % 250 + 1}"
     for n in range(7):
-        headers = {**wrong, "X-Forwarded-For": f"192.0.2.{uuid.uuid4().int % 250 + 1}, 198.51.100.{n + 1}"}
+        headers = {**wrong, "X-Forwarded-For": f"192.0.2.{uuid.uuid4().int % 250 + 1}, {subnet}.{n + 1}"}
         assert client.get("/v1/jobs/x", headers=headers).status_code == 401
     # From an untrusted peer the header is ignored: all of its requests share the peer's bucket.
     peer = {"REMOTE_ADDR": f"203.0.113.{uuid.uuid4().int % 250 + 1}"}
