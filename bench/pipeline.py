@@ -8,11 +8,11 @@ usual input), in one process on one thread:
   * codec: ``cv2.imdecode`` + ``encode_jpeg`` of the image alone;
   * float: decode, L from OpenCV's float Lab, model input, the guided join at full size in
     float (the path before the row-strip maths), encode;
-  * strips: the worker's path (``decode_image``, ``Lightness``, ``reduced_lightness``,
-    ``join_lightness_and_ab``, ``encode_jpeg``).
+  * worker: the worker's path (``decode_image``, ``Lightness``, ``reduced_lightness``,
+    ``join_lightness_and_ab``, ``encode_jpeg``), at the default model's input size.
 
 Images are processed in batches of 8 as the worker does (one set of strip buffers per batch);
-the network is left out (a fixed prediction). Times are CPU time of this thread, so other
+the network is left out (a fixed prediction on its output grid). Times are CPU time of this thread, so other
 processes on a busy machine do not count; each figure is the best of the rounds, and rounds
 alternate between the three, so the ratios compare like with like.
 """
@@ -33,12 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.ab_upsampling import guided_upsample_ab
 from shared.imaging import decode_image, encode_jpeg
-from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr
+from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, warm_up
+from shared.manifests import load_manifest
 from shared.settings import Settings
 from worker.colorizer import reduced_lightness
 
 BATCH = 8
-MODEL_SIZE, GRID = 128, 32
 
 
 def photos() -> list[np.ndarray]:
@@ -76,21 +76,21 @@ def codec(jpegs: list[bytes], quality: int) -> None:
         encode_jpeg(image, quality)
 
 
-def float_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray) -> None:
+def float_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray, model_size: int) -> None:
     images = [decode_image(data, settings.limits) for data in jpegs]
     l_full = [np.ascontiguousarray(bgr_to_lab(image)[..., 0]) for image in images]
-    model_l = [cv2.resize(l, (MODEL_SIZE, MODEL_SIZE), interpolation=cv2.INTER_AREA) for l in l_full]
+    model_l = [cv2.resize(l, (model_size, model_size), interpolation=cv2.INTER_AREA) for l in l_full]
     for l in l_full:
         ab_full = guided_upsample_ab(l, ab)
         encode_jpeg(lab_to_bgr(cv2.merge([l, ab_full[..., 0], ab_full[..., 1]])), settings.jpeg_quality)
     del model_l
 
 
-def strip_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray) -> None:
+def worker_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray, model_size: int) -> None:
     images = [decode_image(data, settings.limits) for data in jpegs]
     workspace = Workspace()
     sources = [Lightness.of(image, workspace) for image in images]
-    reduced = [reduced_lightness(source, MODEL_SIZE, GRID, workspace) for source in sources]
+    reduced = [reduced_lightness(source, model_size, ab.shape[0], workspace) for source in sources]
     for source, (_, guide) in zip(sources, reduced):
         encode_jpeg(join_lightness_and_ab(source, ab, guide=guide, workspace=workspace), settings.jpeg_quality)
 
@@ -107,22 +107,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
     settings = Settings.from_env()
-    ab = cv2.GaussianBlur(np.random.default_rng(0).uniform(-40, 40, (GRID, GRID, 2)).astype(np.float32), (0, 0), 1)
+    model = load_manifest(settings.models_dir, settings.model)
+    size, grid = model.input_size, model.input_size // model.downsample
+    ab = cv2.GaussianBlur(np.random.default_rng(0).uniform(-40, 40, (grid, grid, 2)).astype(np.float32), (0, 0), 1)
+    warm_up()  # the worker compiles the join before its first image
+    print(f"model {model.name}: input {size}, ab grid {grid}")
     print(f"ms per image, CPU time of one thread, best of {args.rounds} rounds of {BATCH}\n")
-    print(f"{'image':>17} {'codec':>7} {'float':>7} {'ratio':>6} {'strips':>7} {'ratio':>6}")
+    print(f"{'image':>17} {'codec':>7} {'float':>7} {'ratio':>6} {'worker':>7} {'ratio':>6}")
     for name, image in test_images().items():
         jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
         jpegs = [jpeg] * BATCH
         runs = {
             "codec": partial(codec, jpegs, settings.jpeg_quality),
-            "float": partial(float_path, jpegs, settings, ab),
-            "strips": partial(strip_path, jpegs, settings, ab),
+            "float": partial(float_path, jpegs, settings, ab, size),
+            "worker": partial(worker_path, jpegs, settings, ab, size),
         }
         best = {label: float("inf") for label in runs}
         for _ in range(args.rounds):
             for label, run in runs.items():
                 best[label] = min(best[label], cpu_ms(run) / BATCH)
-        c, f, s = best["codec"], best["float"], best["strips"]
+        c, f, s = best["codec"], best["float"], best["worker"]
         print(f"{name:>17} {c:7.2f} {f:7.2f} {f / c:5.2f}x {s:7.2f} {s / c:5.2f}x")
 
 

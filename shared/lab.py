@@ -8,7 +8,8 @@ same numbers and never holds a whole image in float:
 * L of a grey image (the usual input) is a table lookup of its grey level, read from the image
   itself a strip of rows at a time (:class:`Lightness`); a colour image's L is converted a strip
   at a time and kept in float;
-* the join converts row strips: ab upsampled for the strip's rows only, Lab to BGR, 8 bits.
+* the join converts row strips in one compiled pass (:mod:`shared.lab_join`): ab upsampled,
+  Lab to BGR, 8 bits, pixel by pixel, within one level of OpenCV's float conversion.
 
 Strip loops work in a :class:`Workspace`, buffers reused from strip to strip and image to
 image: fresh memory costs a page fault every 4 KiB, on a busy machine more than the arithmetic.
@@ -21,7 +22,10 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from shared.ab_upsampling import WHOLE_PIXELS, UpsampledRows, guided_coefficients
+from shared import grey_lightness, lab_join
+from shared.ab_upsampling import guided_coefficients
+from shared.grey_lightness import area_averaged_lightness, is_grey
+from shared.lab_join import join
 
 # Pixels per row strip: a strip's float intermediates (about 40 bytes a pixel) stay in cache.
 STRIP_PIXELS = 1 << 16
@@ -99,7 +103,7 @@ class Lightness:
     def of(cls, bgr: np.ndarray, workspace: Workspace | None = None) -> Lightness:
         """L of a uint8 BGR image (H, W, 3), exactly as OpenCV's float conversion computes it."""
         workspace = workspace or Workspace()
-        if _is_grey(bgr, workspace):
+        if is_grey(bgr):
             return cls(bgr, _GREY_LIGHTNESS)
         height, width = bgr.shape[:2]
         l_full = np.empty((height, width), np.float32)
@@ -127,46 +131,15 @@ class Lightness:
         green = cv2.extractChannel(plane, 1, dst=workspace.array("channel", plane.shape[:2], np.uint8))
         return cv2.LUT(green, self.table, dst=workspace.array("l_rows", plane.shape[:2], np.float32))
 
-    def rows_thrice(self, start: int, stop: int, workspace: Workspace) -> np.ndarray:
-        """float32 (stop - start, W, 3): L of rows ``start:stop`` in each of three channels."""
-        plane = self.plane[start:stop]
-        out = workspace.array("l_thrice", (*plane.shape[:2], 3), np.float32)
-        if self.table is None:
-            return cv2.merge([plane, plane, plane], dst=out)
-        return cv2.LUT(plane, self.table, dst=out)  # a grey BGR pixel's three equal levels
-
     def area_resized(self, sizes: list[tuple[int, int]], workspace: Workspace | None = None) -> list[np.ndarray]:
-        """L resized to each (width, height) with ``cv2.INTER_AREA``.
-
-        Up to ``WHOLE_PIXELS``, L is looked up whole into a reused buffer (OpenCV's whole-image
-        area resize is several times faster than strips). Larger images shrinking both ways are
-        read once, in strips: each strip is averaged across, then the strips are averaged down,
-        which is how OpenCV's area resize computes it too."""
-        workspace = workspace or Workspace()
+        """L resized to each (width, height) with ``cv2.INTER_AREA``'s weights. A grey image
+        shrinking both ways is averaged straight from its 8-bit pixels
+        (``shared.grey_lightness``); other L is resized whole by OpenCV."""
         full_h, full_w = self.shape
-        enlarging = any(full_h < height or full_w < width for width, height in sizes)
-        if self.table is None or enlarging or full_h * full_w <= WHOLE_PIXELS:
-            l_full = self.rows(0, full_h, workspace)
-            return [cv2.resize(l_full, size, interpolation=cv2.INTER_AREA) for size in sizes]
-        columns = [workspace.array(f"columns{i}", (full_h, width), np.float32) for i, (width, _) in enumerate(sizes)]
-        for start, stop in row_strips(full_h, full_w):
-            rows = self.rows(start, stop, workspace)
-            for (width, _), column in zip(sizes, columns):
-                cv2.resize(rows, (width, stop - start), dst=column[start:stop], interpolation=cv2.INTER_AREA)
-        return [cv2.resize(column, size, interpolation=cv2.INTER_AREA) for size, column in zip(sizes, columns)]
-
-
-def _is_grey(bgr: np.ndarray, workspace: Workspace) -> bool:
-    """Whether the three channels of a BGR image are equal everywhere."""
-    height, width = bgr.shape[:2]
-    for start, stop in row_strips(height, width):
-        strip = bgr[start:stop]
-        green = cv2.extractChannel(strip, 1, dst=workspace.array("green", strip.shape[:2], np.uint8))
-        other = workspace.array("channel", strip.shape[:2], np.uint8)
-        for channel in (0, 2):
-            if cv2.norm(cv2.extractChannel(strip, channel, dst=other), green, cv2.NORM_INF):
-                return False
-    return True
+        if self.table is not None and all(height <= full_h and width <= full_w for width, height in sizes):
+            return [area_averaged_lightness(self.plane, self.table, size) for size in sizes]
+        l_full = self.rows(0, full_h, workspace or Workspace())
+        return [cv2.resize(l_full, size, interpolation=cv2.INTER_AREA) for size in sizes]
 
 
 def lightness(bgr: np.ndarray) -> np.ndarray:
@@ -202,14 +175,11 @@ def join_lightness_and_ab(
         slope, offset = guided_coefficients(guide, ab)
     else:
         slope, offset = np.zeros_like(ab), ab
-    # Lab = (1, slope) * L + (0, offset): L passes through, ab = slope * L + offset.
-    ones, zeros = np.ones((grid_h, grid_w, 1), np.float32), np.zeros((grid_h, grid_w, 1), np.float32)
-    grids = [np.concatenate([ones, slope], axis=2), np.concatenate([zeros, offset], axis=2)]
-    upsampled = UpsampledRows(grids, height, width, workspace)
-    out = np.empty((height, width, 3), np.uint8)
-    for start, stop in row_strips(height, width):
-        scale, lab = upsampled.rows(start, stop)
-        cv2.accumulateProduct(scale, source.rows_thrice(start, stop, workspace), lab)
-        cv2.cvtColor(lab, cv2.COLOR_Lab2BGR, dst=lab)
-        _to_uint8(lab, out[start:stop])
-    return out
+    return join(source.plane, source.table, slope, offset, np.empty((height, width, 3), np.uint8))
+
+
+def warm_up() -> None:
+    """Compile the join and the grey kernels (or load them from numba's cache) before the
+    first image needs them (``shared.compiled``)."""
+    lab_join.warm_up()
+    grey_lightness.warm_up()

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.ab_upsampling import UpsampledRows, guided_upsample_ab
+from shared.ab_upsampling import guided_upsample_ab
+from shared.grey_lightness import area_weights
 from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, lightness
 from shared.manifests import load_manifest
 from shared.settings import PROJECT_ROOT
@@ -82,13 +83,31 @@ def test_a_grey_image_with_one_coloured_pixel_is_read_as_colour() -> None:
     np.testing.assert_array_equal(lightness(image), float_lightness(image))
 
 
-@pytest.mark.parametrize("size", [(1, 1), (5, 3), (37, 301), (321, 481), (1200, 1900)])
-def test_area_resized_lightness_is_the_whole_image_resize(size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("colour", [True, False])
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (37, 301), (321, 481), (512, 512), (1200, 1900)])
+def test_area_resized_lightness_is_the_whole_image_resize(size: tuple[int, int], colour: bool) -> None:
     image = cv2.resize(photos()[1], size[::-1], interpolation=cv2.INTER_AREA)
+    image = image if colour else grey(image)
     l_full = lightness(image)
-    for target in ((128, 128), (32, 32)):
+    for target in ((160, 160), (128, 128), (40, 40), (32, 32), (size[1], 1)):
         (reduced,) = Lightness.of(image).area_resized([target])
-        np.testing.assert_allclose(reduced, cv2.resize(l_full, target, interpolation=cv2.INTER_AREA), atol=1e-3)
+        np.testing.assert_allclose(
+            reduced, cv2.resize(l_full, target, interpolation=cv2.INTER_AREA), rtol=1e-5, atol=1e-4
+        )
+
+
+@pytest.mark.parametrize("source", [1, 7, 160, 161, 333, 512, 1000, 1024, 4000])
+@pytest.mark.parametrize("target", [1, 3, 32, 40, 128, 160])
+def test_area_weights_are_opencvs(source: int, target: int) -> None:
+    """A signal averaged with the listed weights is OpenCV's area resize of it."""
+    if target > source:
+        pytest.skip("area weights are for shrinking")
+    signal = np.random.default_rng(source).uniform(0, 100, source).astype(np.float32)
+    entries, weights = area_weights(source, target)
+    averaged = np.zeros(target, np.float64)
+    np.add.at(averaged, entries[:, 1], weights * signal[entries[:, 0]])
+    expected = cv2.resize(signal[None], (target, 1), interpolation=cv2.INTER_AREA)[0]
+    np.testing.assert_allclose(averaged, expected, atol=1e-4)
 
 
 @pytest.mark.parametrize("size", [(128, 128), (321, 481), (700, 1000), (129, 4000), (3000, 2000)])
@@ -100,20 +119,6 @@ def test_the_guide_is_the_photos_own_area_average(size: tuple[int, int]) -> None
         l_full = lightness(image)
         np.testing.assert_allclose(guide, cv2.resize(l_full, (32, 32), interpolation=cv2.INTER_AREA), atol=1e-3)
         np.testing.assert_allclose(model_l, model_input(l_full, 128), atol=1e-3)
-
-
-@pytest.mark.parametrize("whole_pixels", [0, 1 << 30])
-def test_upsampled_rows_are_opencvs_bilinear_resize_in_any_strips(whole_pixels: int) -> None:
-    rng = np.random.default_rng(2)
-    grids = [rng.uniform(-5, 5, (7, 9, 3)).astype(np.float32), rng.uniform(-5, 5, (7, 9, 1)).astype(np.float32)]
-    height, width = 301, 157
-    upsampled = UpsampledRows(grids, height, width, Workspace(), whole_pixels=whole_pixels)
-    expected = [
-        cv2.resize(g, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, -1) for g in grids
-    ]
-    for start, stop in ((0, 1), (0, 40), (17, 95), (290, 301), (0, 301)):
-        for rows, whole in zip(upsampled.rows(start, stop), expected):
-            np.testing.assert_allclose(rows, whole[start:stop], atol=1e-5)
 
 
 @pytest.mark.parametrize("guided", [True, False])
@@ -163,4 +168,6 @@ def test_the_val_photos_join_as_in_the_float_path_within_one_level(default_engin
             changed += int(np.count_nonzero(differences))
             pixels += differences.size
     assert worst <= 1
-    assert changed / pixels < 0.001
+    # The compiled join reads the sRGB curve from a table (shared.lab_join.GAMMA_STEPS): about
+    # 0.2 % of values round to the other side of OpenCV's.
+    assert changed / pixels < 0.005

@@ -124,10 +124,14 @@ def _colorize(task: Task[Any, Any], job_id: str, indices: list[int], lane: Lane)
 
 @worker_process_init.connect
 def _load_default_model(**_kwargs: Any) -> None:
-    """Each pool process of a colorize worker loads the configured model as it starts."""
+    """Each pool process of a colorize worker loads the configured model and the image maths as it
+    starts."""
     if not colorizes(current_app):
         return
+    from shared.lab import warm_up  # numba: only in processes that colorize
+
     settings = settings_of(current_app)
+    warm_up()  # the image maths' compiled kernels, before the first chunk waits for them
     try:
         engine = worker_context(current_app).engines.get(settings.model)
         log.info("worker process %s ready with model %s on %s", os.getpid(), engine.manifest.name, engine.device)
