@@ -6,10 +6,11 @@ OpenCV's float conversions are the reference. Full-resolution work takes cheaper
 same numbers and never holds a whole image in float:
 
 * L of a grey image (the usual input) is a table lookup of its grey level, read from the image
-  itself a strip of rows at a time (:class:`Lightness`); a colour image's L is converted a strip
-  at a time and kept in float;
-* the join converts row strips in one compiled pass (:mod:`shared.lab_join`): ab upsampled,
-  Lab to BGR, 8 bits, pixel by pixel, within one level of OpenCV's float conversion.
+  itself as it is needed (:class:`Lightness`), and averaged to the model's input straight from
+  the 8-bit pixels (:mod:`shared.grey_lightness`); a colour image's L is converted a strip of
+  rows at a time and kept in float;
+* the join is one compiled pass (:mod:`shared.lab_join`): ab upsampled, Lab to BGR, 8 bits,
+  pixel by pixel, within one level of OpenCV's float conversion.
 
 Strip loops work in a :class:`Workspace`, buffers reused from strip to strip and image to
 image: fresh memory costs a page fault every 4 KiB, on a busy machine more than the arithmetic.
@@ -91,8 +92,9 @@ class Lightness:
     A grey image is read from its own green channel through a table of the 256 grey levels'
     L, which needs no memory of its own; other L is held in float, 4 bytes a pixel. (OpenCV's
     float sRGB -> Lab interpolates a table in three dimensions, so L of a colour is not a
-    function of a weighted sum of its channels that a smaller table could reproduce exactly; a
-    tenth of a unit of L moves the network's prediction by a few tenths of a unit of ab.)
+    function of a weighted sum of its channels that a smaller table could reproduce exactly;
+    the exact CIE formula differs from it by up to 0.19 and moved results of colour
+    validation photos by up to 5 levels, so colour L is OpenCV's.)
     """
 
     def __init__(self, plane: np.ndarray, table: np.ndarray | None) -> None:
