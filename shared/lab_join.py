@@ -114,55 +114,26 @@ def _convert_row(
 _compiled_convert_row = compiled(_convert_row)
 
 
-def _join_float(
-    plane: np.ndarray,
-    slope: np.ndarray,
-    offset: np.ndarray,
-    grid_rows: np.ndarray,
-    row_weights: np.ndarray,
-    cell_spans: np.ndarray,
-    column_weights: np.ndarray,
-    xyz_to_bgr: np.ndarray,
-    gamma: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """Every row of a float32 L plane (H, W) (compiled by numba, below)."""
-    height, width = plane.shape
-    coefficients = np.empty((slope.shape[1], 4), np.float32)
-    linear = np.empty((3, width), np.float32)
-    for y in range(height):
-        _compiled_convert_row(
-            plane[y], y, slope, offset, grid_rows, row_weights, cell_spans, column_weights,
-            xyz_to_bgr, gamma, coefficients, linear, out[y],
-        )  # fmt: skip
+def _join_float(plane: np.ndarray, conversion: tuple[np.ndarray, ...], out: np.ndarray) -> None:
+    """Every row of a float32 L plane (H, W) (compiled by numba, below). ``conversion``: the
+    arguments of ``_convert_row`` from ``slope`` to ``gamma``."""
+    coefficients = np.empty((conversion[0].shape[1], 4), np.float32)
+    linear = np.empty((3, plane.shape[1]), np.float32)
+    for y in range(plane.shape[0]):
+        _compiled_convert_row(plane[y], y, *conversion, coefficients, linear, out[y])
 
 
-def _join_grey(
-    grey: np.ndarray,
-    table: np.ndarray,
-    slope: np.ndarray,
-    offset: np.ndarray,
-    grid_rows: np.ndarray,
-    row_weights: np.ndarray,
-    cell_spans: np.ndarray,
-    column_weights: np.ndarray,
-    xyz_to_bgr: np.ndarray,
-    gamma: np.ndarray,
-    out: np.ndarray,
-) -> None:
+def _join_grey(grey: np.ndarray, table: np.ndarray, conversion: tuple[np.ndarray, ...], out: np.ndarray) -> None:
     """Every row of a grey uint8 BGR image (H, W, 3), its L read through ``table`` (compiled by
     numba, below)."""
-    height, width = grey.shape[0], grey.shape[1]
-    coefficients = np.empty((slope.shape[1], 4), np.float32)
+    width = grey.shape[1]
+    coefficients = np.empty((conversion[0].shape[1], 4), np.float32)
     linear = np.empty((3, width), np.float32)
     lightness_row = np.empty(width, np.float32)
-    for y in range(height):
+    for y in range(grey.shape[0]):
         for x in range(np.uint64(width)):
             lightness_row[x] = table[grey[y, x, np.uint64(1)]]
-        _compiled_convert_row(
-            lightness_row, y, slope, offset, grid_rows, row_weights, cell_spans, column_weights,
-            xyz_to_bgr, gamma, coefficients, linear, out[y],
-        )  # fmt: skip
+        _compiled_convert_row(lightness_row, y, *conversion, coefficients, linear, out[y])
 
 
 _compiled_join_float = compiled(_join_float)
@@ -191,7 +162,7 @@ def join(
     through ``table`` from a grey uint8 BGR ``plane`` (H, W, 3)."""
     height, width = plane.shape[:2]
     grid = JoinGrid(height, width, slope.shape[0], slope.shape[1])
-    arguments = (
+    conversion = (
         np.ascontiguousarray(slope, dtype=np.float32),
         np.ascontiguousarray(offset, dtype=np.float32),
         grid.grid_rows,
@@ -200,12 +171,11 @@ def join(
         grid.column_weights,
         _XYZ_TO_BGR,
         _GAMMA,
-        out,
     )
     if table is None:
-        _compiled_join_float(np.ascontiguousarray(plane, dtype=np.float32), *arguments)
+        _compiled_join_float(np.ascontiguousarray(plane, dtype=np.float32), conversion, out)
     else:
-        _compiled_join_grey(plane, table, *arguments)
+        _compiled_join_grey(plane, table, conversion, out)
     return out
 
 
