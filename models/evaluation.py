@@ -156,7 +156,7 @@ def evaluate(
     """Score every method on every photo, by source; returns the tallies and the contact sheet rows."""
     tallies: dict[str, SourceTally] = {}
     sheet: list[list[np.ndarray]] = []
-    sheet_every = max(1, len(files) // sheet_rows)
+    sheet_every = max(1, len(files) // max(1, sheet_rows))
     for start in range(0, len(files), batch):
         loaded = [(p, cv2.imread(str(p), cv2.IMREAD_COLOR)) for p in files[start : start + batch]]
         paths = [p for p, img in loaded if img is not None]
@@ -263,9 +263,13 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     parser.add_argument(
         "--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png"
     )
-    parser.add_argument("--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread")
+    parser.add_argument(
+        "--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread (0: no contact sheet)"
+    )
     parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
     args = parser.parse_args(argv)
+    if args.sheet_rows < 0:
+        parser.error("--sheet-rows must be 0 or more")
     settings = settings or Settings.from_env_or_exit()
 
     files = photo_files(args.folder, args.limit)
@@ -289,8 +293,9 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     writer.writeheader()
     writer.writerows(rows)
     (args.out / "table.csv").write_text(buffer.getvalue())
-    labels = ["grey input"] + [n for n in methods if n != "grey"] + ["original"]
-    cv2.imwrite(str(args.out / "contact_sheet.png"), contact_sheet(sheet, labels))
+    if sheet:
+        labels = ["grey input"] + [n for n in methods if n != "grey"] + ["original"]
+        cv2.imwrite(str(args.out / "contact_sheet.png"), contact_sheet(sheet, labels))
     print(text)
     print(f"report written to {args.out}/")
     return 0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from cli.main import main
+from shared.manifests import DEFAULT_MODEL
 from shared.settings import PROJECT_ROOT
 from tests.integration_fixtures import TEST_MODEL
 
@@ -164,10 +165,27 @@ def test_bad_usage_exits_2(argv: list[str]) -> None:
     assert run(*argv)[0] == 2
 
 
+@pytest.mark.parametrize("sheet_rows", [0, 2])
+def test_eval_scores_grey_and_the_default_model_by_source(tmp_path: Path, sheet_rows: int) -> None:
+    photos = tmp_path / "photos"
+    write_image(photos / "beach" / "dunes.jpg", 64, 48)
+    write_image(photos / "beach" / "pier.jpg", 40, 40)
+    write_image(photos / "city" / "tram.png", 50, 30)
+    out = tmp_path / "report"
+    code, stdout, stderr = run("eval", str(photos), "--no-judge", "--out", str(out), "--sheet-rows", str(sheet_rows))
+    assert code == 0, stderr
+    table = (out / "table.md").read_text()
+    for source in ("beach", "city", "all"):
+        assert f"| {source} | grey |" in table
+        assert f"| {source} | {DEFAULT_MODEL} |" in table
+    assert (out / "contact_sheet.png").exists() == (sheet_rows > 0)
+
+
 def test_delegated_commands_answer_their_own_help() -> None:
     assert run("models", "install", "eccv16", "--help")[0] == 0
     assert run("keys", "--help")[0] == 0
     assert run("eval", "--no-such-option")[0] == 2
+    assert run("eval", ".", "--sheet-rows", "-1")[0] == 2
     assert run("keys", "create")[0] == 2  # --tenant is required
 
 
