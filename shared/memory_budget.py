@@ -29,8 +29,9 @@ from shared.output_options import DEFAULT_OUTPUT, OutputFormat, OutputOptions
 from shared.setting_types import Limits
 
 MIB = 1024**2
-# The process before any image: interpreter, libraries, a loaded model (about 250 MiB
-# measured), and the colorizer's buffers (about 100 MiB at most).
+# The process before any image: interpreter, libraries, a loaded model and the compiled image
+# maths (about 295 MiB measured, numba and its kernels about 110 of it), and the colorizer's
+# row buffers (a few MiB).
 BASELINE_BYTES = 384 * MIB
 # Per pixel of a batch: colorizing it (8-bit input and output, 4 bytes of float L for a
 # colour image); storing it: the 8-bit output (3) and what encoding it holds at its peak beyond
