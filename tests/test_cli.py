@@ -166,19 +166,22 @@ def test_bad_usage_exits_2(argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize("sheet_rows", [0, 2])
-def test_eval_scores_grey_and_the_default_model_by_source(tmp_path: Path, sheet_rows: int) -> None:
+def test_eval_scores_grey_and_the_default_model_by_source(
+    tmp_path: Path, sheet_rows: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     photos = tmp_path / "photos"
     write_image(photos / "beach" / "dunes.jpg", 64, 48)
     write_image(photos / "beach" / "pier.jpg", 40, 40)
     write_image(photos / "city" / "tram.png", 50, 30)
     out = tmp_path / "report"
-    code, stdout, stderr = run("eval", str(photos), "--no-judge", "--out", str(out), "--sheet-rows", str(sheet_rows))
+    code, _, stderr = run("eval", str(photos), "--no-judge", "--out", str(out), "--sheet-rows", str(sheet_rows))
     assert code == 0, stderr
     table = (out / "table.md").read_text()
     for source in ("beach", "city", "all"):
         assert f"| {source} | grey |" in table
         assert f"| {source} | {DEFAULT_MODEL} |" in table
     assert (out / "contact_sheet.png").exists() == (sheet_rows > 0)
+    assert table in capsys.readouterr().out  # the table is printed too (by the delegated command)
 
 
 def test_delegated_commands_answer_their_own_help() -> None:
