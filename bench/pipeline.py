@@ -7,14 +7,14 @@ usual input), in one process on one thread:
 
   * codec: ``cv2.imdecode`` + ``encode_jpeg`` of the image alone;
   * float: decode, L from OpenCV's float Lab, model input, the guided join at full size in
-    float (the path before the row-strip maths), encode;
+    float (the plain OpenCV path), encode;
   * worker: the worker's path (``decode_image``, ``Lightness``, ``reduced_lightness``,
     ``join_lightness_and_ab``, ``encode_jpeg``), at the default model's input size.
 
-Images are processed in batches of 8 as the worker does (one set of strip buffers per batch);
-the network is left out (a fixed prediction on its output grid). Times are CPU time of this thread, so other
-processes on a busy machine do not count; each figure is the best of the rounds, and rounds
-alternate between the three, so the ratios compare like with like.
+Images are processed in batches of 8 as the worker does (one set of buffers per batch); the
+network is left out (a fixed prediction on its output grid). Times are CPU time of this thread,
+so other processes on a busy machine do not count; each figure is the best of the rounds, and
+rounds alternate between the three, so the ratios compare like with like.
 """
 
 from __future__ import annotations

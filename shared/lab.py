@@ -25,8 +25,6 @@ import numpy as np
 
 from shared import grey_lightness, lab_join
 from shared.ab_upsampling import guided_coefficients
-from shared.grey_lightness import area_averaged_lightness, is_grey
-from shared.lab_join import join
 
 # Pixels per row strip: a strip's float intermediates (about 40 bytes a pixel) stay in cache.
 STRIP_PIXELS = 1 << 16
@@ -105,7 +103,7 @@ class Lightness:
     def of(cls, bgr: np.ndarray, workspace: Workspace | None = None) -> Lightness:
         """L of a uint8 BGR image (H, W, 3), exactly as OpenCV's float conversion computes it."""
         workspace = workspace or Workspace()
-        if is_grey(bgr):
+        if grey_lightness.is_grey(bgr):
             return cls(bgr, _GREY_LIGHTNESS)
         height, width = bgr.shape[:2]
         l_full = np.empty((height, width), np.float32)
@@ -139,7 +137,7 @@ class Lightness:
         (``shared.grey_lightness``); other L is resized whole by OpenCV."""
         full_h, full_w = self.shape
         if self.table is not None and all(height <= full_h and width <= full_w for width, height in sizes):
-            return [area_averaged_lightness(self.plane, self.table, size) for size in sizes]
+            return [grey_lightness.area_averaged_lightness(self.plane, self.table, size) for size in sizes]
         l_full = self.rows(0, full_h, workspace or Workspace())
         return [cv2.resize(l_full, size, interpolation=cv2.INTER_AREA) for size in sizes]
 
@@ -177,7 +175,7 @@ def join_lightness_and_ab(
         slope, offset = guided_coefficients(guide, ab)
     else:
         slope, offset = np.zeros_like(ab), ab
-    return join(source.plane, source.table, slope, offset, np.empty((height, width, 3), np.uint8))
+    return lab_join.join(source.plane, source.table, slope, offset, np.empty((height, width, 3), np.uint8))
 
 
 def warm_up() -> None:

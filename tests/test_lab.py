@@ -96,12 +96,17 @@ def test_area_resized_lightness_is_the_whole_image_resize(size: tuple[int, int],
         )
 
 
-@pytest.mark.parametrize("source", [1, 7, 160, 161, 333, 512, 1000, 1024, 4000])
-@pytest.mark.parametrize("target", [1, 3, 32, 40, 128, 160])
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        (source, target)
+        for source in (1, 7, 160, 161, 333, 512, 1000, 1024, 4000)
+        for target in (1, 3, 32, 40, 128, 160)
+        if target <= source  # area weights are for shrinking
+    ],
+)
 def test_area_weights_are_opencvs(source: int, target: int) -> None:
     """A signal averaged with the listed weights is OpenCV's area resize of it."""
-    if target > source:
-        pytest.skip("area weights are for shrinking")
     signal = np.random.default_rng(source).uniform(0, 100, source).astype(np.float32)
     entries, weights = area_weights(source, target)
     averaged = np.zeros(target, np.float64)
