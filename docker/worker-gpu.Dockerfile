@@ -3,14 +3,15 @@
 # built for CUDA 12 and cuDNN 9); the NVIDIA driver comes from the host (NVIDIA Container Toolkit).
 FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 
-# The image maths' compiled kernels are cached where the unprivileged user can write
-# (shared/compiled.py): compiled once per container, not once per pool process.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    DEBIAN_FRONTEND=noninteractive \
-    NUMBA_CACHE_DIR=/tmp/numba-cache
+    DEBIAN_FRONTEND=noninteractive
+
+# The image maths' compiled kernels are cached where the unprivileged user can write
+# (shared/compiled.py): compiled once per container, not once per pool process.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \

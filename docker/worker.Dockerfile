@@ -5,13 +5,14 @@
 ARG PYTHON_IMAGE=python:3.11-slim
 FROM ${PYTHON_IMAGE}
 
-# The image maths' compiled kernels are cached where the unprivileged user can write
-# (shared/compiled.py): compiled once per container, not once per pool process.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    NUMBA_CACHE_DIR=/tmp/numba-cache
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# The image maths' compiled kernels are cached where the unprivileged user can write
+# (shared/compiled.py): compiled once per container, not once per pool process.
+ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 
 # A virtual environment: the same steps whether the base's Python is its own or a
 # distribution's (which refuses installs into the system, PEP 668).

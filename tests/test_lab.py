@@ -176,3 +176,45 @@ def test_the_val_photos_join_as_in_the_float_path_within_one_level(default_engin
     # The compiled join reads the sRGB curve from a table (shared.lab_join.GAMMA_STEPS): about
     # 0.2 % of values round to the other side of OpenCV's.
     assert changed / pixels < 0.005
+
+
+WARMED_RUN = """
+import json, sys
+from shared import grey_lightness, lab_join
+from shared.lab import warm_up
+from shared.manifests import load_manifest
+from shared.settings import PROJECT_ROOT
+from tests.test_lab import grey, photos
+from worker.colorizer import colorize_batch
+from worker.engine import Engine
+
+# The kernels called from Python (the row kernel is compiled into the joins that call it).
+kernels = {
+    "join_float": lab_join._compiled_join_float,
+    "join_grey": lab_join._compiled_join_grey,
+    "grey": grey_lightness._compiled_grey,
+    "area_average": grey_lightness._compiled_area_average,
+}
+warm_up()
+warmed = {name: len(kernel.signatures) for name, kernel in kernels.items()}
+engine = Engine.load(load_manifest(PROJECT_ROOT / "models", "default"), device="cpu", threads=1)
+images = photos()
+colorize_batch(engine, images + [grey(p) for p in images])
+json.dump({"warmed": warmed, "after": {name: len(k.signatures) for name, k in kernels.items()}}, sys.stdout)
+"""
+
+
+def test_warming_up_compiles_every_kernel_the_colorizer_calls() -> None:
+    """A pool process warms the kernels as it starts; a type the warm-up missed would be compiled
+    (seconds) in the middle of its first chunk instead. In a fresh process, so that kernels
+    compiled by other tests do not hide it."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WARMED_RUN], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300, check=True
+    )
+    counts = json.loads(done.stdout)
+    assert all(count == 1 for count in counts["warmed"].values()), counts
+    assert counts["after"] == counts["warmed"]
