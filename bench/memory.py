@@ -9,7 +9,7 @@ limit), waits for the job, and prints the worker's peak RSS (VmHWM of its proces
 ``COLORIZE_WORKER_MEMORY_BYTES``. Exit status 0 when the job succeeded within the budget.
 
 Grey content is the case reported (six such PNGs, a 366 KB zip, took a worker to 6.6 GB);
-colour content adds the float L of a colour image.
+colour content adds the 16-bit L codes of a colour image.
 """
 
 from __future__ import annotations

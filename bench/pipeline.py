@@ -89,7 +89,7 @@ def float_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray, model_siz
 def worker_path(jpegs: list[bytes], settings: Settings, ab: np.ndarray, model_size: int) -> None:
     images = [decode_image(data, settings.limits) for data in jpegs]
     workspace = Workspace()
-    sources = [Lightness.of(image, workspace) for image in images]
+    sources = [Lightness.of(image) for image in images]
     reduced = [reduced_lightness(source, model_size, ab.shape[0], workspace) for source in sources]
     for source, (_, guide) in zip(sources, reduced):
         encode_jpeg(join_lightness_and_ab(source, ab, guide=guide, workspace=workspace), settings.jpeg_quality)

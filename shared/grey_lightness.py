@@ -33,7 +33,8 @@ def _grey(bgr: np.ndarray) -> bool:
 
 
 def _area_average(
-    grey: np.ndarray,
+    codes: np.ndarray,
+    channel: int,
     table: np.ndarray,
     row_entries: np.ndarray,
     row_weights: np.ndarray,
@@ -41,11 +42,13 @@ def _area_average(
     column_weights: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """L of a grey BGR image (H, W, 3) through ``table``, area-averaged into ``out`` (h, w)
-    (compiled by numba, below). ``*_entries`` (n, 2): (source index, output index) pairs in
-    source order; ``*_weights`` (n,): the share of the source pixel in that output pixel."""
+    """L read through ``table`` from channel ``channel`` of integer codes (H, W, C),
+    area-averaged into ``out`` (h, w) (compiled by numba, below). ``*_entries`` (n, 2): (source
+    index, output index) pairs in source order; ``*_weights`` (n,): the share of the source pixel
+    in that output pixel."""
     height_out = out.shape[0]
-    width = grey.shape[1]
+    width = codes.shape[1]
+    index = np.uint64(channel)
     rows = np.zeros((height_out, width), np.float32)  # averaged down, not yet across
     lightness = np.empty(width, np.float32)
     looked_up = -1
@@ -53,7 +56,7 @@ def _area_average(
         source, target = row_entries[k, 0], row_entries[k, 1]
         if source != looked_up:
             for x in range(np.uint64(width)):
-                lightness[x] = table[grey[source, x, np.uint64(1)]]
+                lightness[x] = table[codes[source, x, index]]
             looked_up = source
         weight = row_weights[k]
         for x in range(np.uint64(width)):
@@ -105,14 +108,15 @@ def is_grey(bgr: np.ndarray) -> bool:
     return bool(_compiled_grey(np.ascontiguousarray(bgr)))
 
 
-def area_averaged_lightness(grey: np.ndarray, table: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """L of a grey uint8 BGR image (H, W, 3), read through ``table``, area-averaged to ``size``
-    (width, height), which is no larger either way: float32 (height, width)."""
+def area_averaged_lightness(codes: np.ndarray, channel: int, table: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """L read through ``table`` from channel ``channel`` of integer codes (H, W, C) (a grey
+    uint8 BGR image's green channel, or ``shared.colour_lightness`` codes), area-averaged to
+    ``size`` (width, height), which is no larger either way: float32 (height, width)."""
     width, height = size
-    row_entries, row_weights = area_weights(grey.shape[0], height)
-    column_entries, column_weights = area_weights(grey.shape[1], width)
+    row_entries, row_weights = area_weights(codes.shape[0], height)
+    column_entries, column_weights = area_weights(codes.shape[1], width)
     out = np.empty((height, width), np.float32)
-    _compiled_area_average(grey, table, row_entries, row_weights, column_entries, column_weights, out)
+    _compiled_area_average(codes, channel, table, row_entries, row_weights, column_entries, column_weights, out)
     return out
 
 
@@ -120,4 +124,5 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, so the first image does not wait."""
     grey = np.zeros((4, 4, 3), np.uint8)
     is_grey(grey)
-    area_averaged_lightness(grey, np.zeros(256, np.float32), (2, 2))
+    area_averaged_lightness(grey, 1, np.zeros(256, np.float32), (2, 2))
+    area_averaged_lightness(np.zeros((4, 4, 1), np.uint16), 0, np.zeros(256, np.float32), (2, 2))

@@ -7,27 +7,22 @@ same numbers and never holds a whole image in float:
 
 * L of a grey image (the usual input) is a table lookup of its grey level, read from the image
   itself as it is needed (:class:`Lightness`), and averaged to the model's input straight from
-  the 8-bit pixels (:mod:`shared.grey_lightness`); a colour image's L is converted a strip of
-  rows at a time and kept in float;
+  the 8-bit pixels (:mod:`shared.grey_lightness`); a colour image's L is computed from its
+  8-bit pixels with OpenCV's own table (:mod:`shared.colour_lightness`) and kept in float;
 * the join is one compiled pass (:mod:`shared.lab_join`): ab upsampled, Lab to BGR, 8 bits,
   pixel by pixel, within one level of OpenCV's float conversion.
 
-Strip loops work in a :class:`Workspace`, buffers reused from strip to strip and image to
-image: fresh memory costs a page fault every 4 KiB, on a busy machine more than the arithmetic.
+Row reads work in a :class:`Workspace`, buffers reused from image to image: fresh memory costs
+a page fault every 4 KiB, on a busy machine more than the arithmetic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cv2
 import numpy as np
 
-from shared import grey_lightness, lab_join
+from shared import colour_lightness, grey_lightness, lab_join
 from shared.ab_upsampling import guided_coefficients
-
-# Pixels per row strip: a strip's float intermediates (about 40 bytes a pixel) stay in cache.
-STRIP_PIXELS = 1 << 16
 
 
 def bgr_to_lab(bgr: np.ndarray) -> np.ndarray:
@@ -47,7 +42,7 @@ def _to_uint8(unit: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 class Workspace:
-    """Named buffers that strip loops reuse; each grows to the largest size asked of it."""
+    """Named buffers that row reads reuse; each grows to the largest size asked of it."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
@@ -59,17 +54,6 @@ class Workspace:
         if buffer is None or buffer.size < size or buffer.dtype != dtype:
             buffer = self._buffers[name] = np.empty(size, dtype)
         return buffer[:size].reshape(shape)
-
-
-def row_strips(height: int, width: int) -> Iterator[tuple[int, int]]:
-    """Row ranges of at most ``STRIP_PIXELS`` pixels (one row at least) covering ``height`` rows."""
-    rows = strip_rows(width)
-    for start in range(0, height, rows):
-        yield start, min(height, start + rows)
-
-
-def strip_rows(width: int) -> int:
-    return max(1, STRIP_PIXELS // max(1, width))
 
 
 # --- L -------------------------------------------------------------------------------
@@ -87,37 +71,32 @@ _GREY_LIGHTNESS = _grey_lightness()
 class Lightness:
     """L of one image, read back as float32 rows.
 
-    A grey image is read from its own green channel through a table of the 256 grey levels'
-    L, which needs no memory of its own; other L is held in float, 4 bytes a pixel. (OpenCV's
-    float sRGB -> Lab interpolates a table in three dimensions, so L of a colour is not a
-    function of a weighted sum of its channels that a smaller table could reproduce exactly;
-    the exact CIE formula differs from it by up to 0.19 and moved results of colour
-    validation photos by up to 5 levels, so colour L is OpenCV's.)
+    Integer codes read through a table of their L, or a float plane (4 bytes a pixel). A grey
+    image is read from its own green channel through a table of the 256 grey levels' L, which
+    needs no memory of its own; a colour image's L is held as OpenCV's 16-bit fixed point
+    (``shared.colour_lightness``), 2 bytes a pixel. (Colour L is OpenCV's to the bit, not the
+    exact CIE formula: that differs from OpenCV's by up to 0.19 and moved results of colour
+    validation photos by up to 5 levels.)
     """
 
-    def __init__(self, plane: np.ndarray, table: np.ndarray | None) -> None:
-        self.plane = plane  # (H, W, 3) uint8 grey BGR read through ``table``, or (H, W) float32 L
+    def __init__(self, plane: np.ndarray, table: np.ndarray | None = None, channel: int = 0) -> None:
+        # (H, W) float32 L, or (H, W, C) integer codes whose channel ``channel`` reads through ``table``
+        self.plane = plane
         self.table = table
+        self.channel = channel
 
     @classmethod
-    def of(cls, bgr: np.ndarray, workspace: Workspace | None = None) -> Lightness:
+    def of(cls, bgr: np.ndarray) -> Lightness:
         """L of a uint8 BGR image (H, W, 3), exactly as OpenCV's float conversion computes it."""
-        workspace = workspace or Workspace()
         if grey_lightness.is_grey(bgr):
-            return cls(bgr, _GREY_LIGHTNESS)
-        height, width = bgr.shape[:2]
-        l_full = np.empty((height, width), np.float32)
-        for start, stop in row_strips(height, width):
-            shape = (stop - start, width, 3)
-            unit = np.multiply(bgr[start:stop], np.float32(1 / 255), out=workspace.array("unit", shape, np.float32))
-            lab = cv2.cvtColor(unit, cv2.COLOR_BGR2Lab, dst=workspace.array("lab", shape, np.float32))
-            cv2.extractChannel(lab, 0, dst=l_full[start:stop])
-        return cls(l_full, None)
+            return cls(bgr, _GREY_LIGHTNESS, channel=1)
+        codes = colour_lightness.lightness_codes(bgr)
+        return cls(codes[..., None], colour_lightness.CODE_LIGHTNESS)
 
     @classmethod
     def of_plane(cls, l_full: np.ndarray) -> Lightness:
         """An L plane already computed (float, [0, 100])."""
-        return cls(np.ascontiguousarray(l_full, dtype=np.float32), None)
+        return cls(np.ascontiguousarray(l_full, dtype=np.float32))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,16 +107,18 @@ class Lightness:
         plane = self.plane[start:stop]
         if self.table is None:
             return plane
-        green = cv2.extractChannel(plane, 1, dst=workspace.array("channel", plane.shape[:2], np.uint8))
-        return cv2.LUT(green, self.table, dst=workspace.array("l_rows", plane.shape[:2], np.float32))
+        out = workspace.array("l_rows", plane.shape[:2], np.float32)
+        return np.take(self.table, plane[..., self.channel], out=out)
 
     def area_resized(self, sizes: list[tuple[int, int]], workspace: Workspace | None = None) -> list[np.ndarray]:
-        """L resized to each (width, height) with ``cv2.INTER_AREA``'s weights. A grey image
-        shrinking both ways is averaged straight from its 8-bit pixels
-        (``shared.grey_lightness``); other L is resized whole by OpenCV."""
+        """L resized to each (width, height) with ``cv2.INTER_AREA``'s weights. Codes shrinking
+        both ways are averaged straight through their table (``shared.grey_lightness``); other L
+        is resized whole by OpenCV."""
         full_h, full_w = self.shape
         if self.table is not None and all(height <= full_h and width <= full_w for width, height in sizes):
-            return [grey_lightness.area_averaged_lightness(self.plane, self.table, size) for size in sizes]
+            return [
+                grey_lightness.area_averaged_lightness(self.plane, self.channel, self.table, size) for size in sizes
+            ]
         l_full = self.rows(0, full_h, workspace or Workspace())
         return [cv2.resize(l_full, size, interpolation=cv2.INTER_AREA) for size in sizes]
 
@@ -145,7 +126,7 @@ class Lightness:
 def lightness(bgr: np.ndarray) -> np.ndarray:
     """L channel (float32, [0, 100]) of a uint8 BGR image."""
     workspace = Workspace()
-    return Lightness.of(bgr, workspace).rows(0, bgr.shape[0], workspace).copy()
+    return Lightness.of(bgr).rows(0, bgr.shape[0], workspace).copy()
 
 
 # --- the join -------------------------------------------------------------------------
@@ -175,11 +156,13 @@ def join_lightness_and_ab(
         slope, offset = guided_coefficients(guide, ab)
     else:
         slope, offset = np.zeros_like(ab), ab
-    return lab_join.join(source.plane, source.table, slope, offset, np.empty((height, width, 3), np.uint8))
+    out = np.empty((height, width, 3), np.uint8)
+    return lab_join.join(source.plane, source.table, source.channel, slope, offset, out)
 
 
 def warm_up() -> None:
-    """Compile the join and the grey kernels (or load them from numba's cache) before the
-    first image needs them (``shared.compiled``)."""
+    """Compile the join and the L kernels (or load them from numba's cache) and build the colour
+    L table before the first image needs them (``shared.compiled``)."""
     lab_join.warm_up()
     grey_lightness.warm_up()
+    colour_lightness.warm_up()

@@ -123,21 +123,24 @@ def _join_float(plane: np.ndarray, conversion: tuple[np.ndarray, ...], out: np.n
         _compiled_convert_row(plane[y], y, *conversion, coefficients, linear, out[y])
 
 
-def _join_grey(grey: np.ndarray, table: np.ndarray, conversion: tuple[np.ndarray, ...], out: np.ndarray) -> None:
-    """Every row of a grey uint8 BGR image (H, W, 3), its L read through ``table`` (compiled by
-    numba, below)."""
-    width = grey.shape[1]
+def _join_coded(
+    codes: np.ndarray, channel: int, table: np.ndarray, conversion: tuple[np.ndarray, ...], out: np.ndarray
+) -> None:
+    """Every row of integer codes (H, W, C), L read through ``table`` from channel ``channel``
+    (compiled by numba, below)."""
+    width = codes.shape[1]
     coefficients = np.empty((conversion[0].shape[1], 4), np.float32)
     linear = np.empty((3, width), np.float32)
     lightness_row = np.empty(width, np.float32)
-    for y in range(grey.shape[0]):
+    index = np.uint64(channel)
+    for y in range(codes.shape[0]):
         for x in range(np.uint64(width)):
-            lightness_row[x] = table[grey[y, x, np.uint64(1)]]
+            lightness_row[x] = table[codes[y, x, index]]
         _compiled_convert_row(lightness_row, y, *conversion, coefficients, linear, out[y])
 
 
 _compiled_join_float = compiled(_join_float)
-_compiled_join_grey = compiled(_join_grey)
+_compiled_join_coded = compiled(_join_coded)
 
 
 class JoinGrid:
@@ -155,11 +158,16 @@ class JoinGrid:
 
 
 def join(
-    plane: np.ndarray, table: np.ndarray | None, slope: np.ndarray, offset: np.ndarray, out: np.ndarray
+    plane: np.ndarray,
+    table: np.ndarray | None,
+    channel: int,
+    slope: np.ndarray,
+    offset: np.ndarray,
+    out: np.ndarray,
 ) -> np.ndarray:
     """Write into ``out`` (H, W, 3) the uint8 BGR of L and ab = slope * L + offset, ``slope`` and
     ``offset`` float32 (h, w, 2) upsampled bilinearly. L is ``plane`` (H, W) float32, or read
-    through ``table`` from a grey uint8 BGR ``plane`` (H, W, 3)."""
+    through ``table`` from channel ``channel`` of integer codes ``plane`` (H, W, C)."""
     height, width = plane.shape[:2]
     grid = JoinGrid(height, width, slope.shape[0], slope.shape[1])
     conversion = (
@@ -175,7 +183,7 @@ def join(
     if table is None:
         _compiled_join_float(np.ascontiguousarray(plane, dtype=np.float32), conversion, out)
     else:
-        _compiled_join_grey(plane, table, conversion, out)
+        _compiled_join_coded(plane, channel, table, conversion, out)
     return out
 
 
@@ -183,5 +191,6 @@ def warm_up() -> None:
     """Compile (or load from numba's cache) the kernels, so the first image does not wait."""
     coefficients = np.zeros((2, 2, 2), np.float32)
     out = np.empty((4, 4, 3), np.uint8)
-    join(np.zeros((4, 4), np.float32), None, coefficients, coefficients, out)
-    join(np.zeros((4, 4, 3), np.uint8), np.zeros(256, np.float32), coefficients, coefficients, out)
+    join(np.zeros((4, 4), np.float32), None, 0, coefficients, coefficients, out)
+    join(np.zeros((4, 4, 3), np.uint8), np.zeros(256, np.float32), 1, coefficients, coefficients, out)
+    join(np.zeros((4, 4, 1), np.uint16), np.zeros(256, np.float32), 0, coefficients, coefficients, out)

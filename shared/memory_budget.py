@@ -30,15 +30,15 @@ from shared.setting_types import Limits
 
 MIB = 1024**2
 # The process before any image: interpreter, libraries, a loaded model and the compiled image
-# maths (about 295 MiB measured, numba and its kernels about 110 of it), and the colorizer's
-# row buffers (a few MiB).
+# maths (about 300 MiB measured, numba and its kernels about 110 of it, the colour L table 9),
+# and the colorizer's row buffers (a few MiB).
 BASELINE_BYTES = 384 * MIB
-# Per pixel of a batch: colorizing it (8-bit input and output, 4 bytes of float L for a
+# Per pixel of a batch: colorizing it (8-bit input and output, 2 bytes of L codes for a
 # colour image); storing it: the 8-bit output (3) and what encoding it holds at its peak beyond
 # that, measured on 12-megapixel noisy photos (bench/encoding_memory.py): JPEG 1.5 (its file
 # and the copy joined with the metadata), PNG 5.8 (zlib's buffers, the larger file and its
 # copy), WebP 16.1 (libwebp's RGBA and YUV pictures and its analysis), each rounded up.
-COLORIZE_BYTES_PER_PIXEL = 10
+COLORIZE_BYTES_PER_PIXEL = 8
 STORE_BYTES_PER_PIXEL: dict[OutputFormat, int] = {OutputFormat.JPEG: 5, OutputFormat.PNG: 10, OutputFormat.WEBP: 20}
 # A result scaled down to a max_side is a copy beside the colorized image, at most as large.
 SCALED_COPY_BYTES_PER_PIXEL = 3

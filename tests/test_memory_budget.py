@@ -34,7 +34,7 @@ from worker.context import WorkerContext
 from worker.expansion import Expander, ExpansionLease
 
 MIB = 1024**2
-SMALL_BUDGET = MemoryBudget(512 * MIB)  # the least allowed: about 4.3 million pixels a batch
+SMALL_BUDGET = MemoryBudget(512 * MIB)  # the least allowed: about 4.6 million pixels a batch
 TENANT = "local"
 
 
@@ -51,7 +51,7 @@ def png(height: int, width: int, channels: int = 1, dtype: type = np.uint8) -> b
 def test_the_budget_leaves_the_process_its_baseline_and_splits_the_rest() -> None:
     budget = MemoryBudget(2048 * MIB)
     assert budget.batch_pixels > Limits().max_pixels  # the largest legal image fits by default
-    assert budget.batch_pixels * (16 + 10 + 5) <= budget.total_bytes - BASELINE_BYTES
+    assert budget.batch_pixels * (16 + 8 + 5) <= budget.total_bytes - BASELINE_BYTES
     assert budget.batch_decode_bytes == budget.batch_pixels * 16
 
 
@@ -97,13 +97,13 @@ def test_an_image_that_cannot_fit_is_refused_from_its_header() -> None:
     limits = Limits(worker_memory_bytes=SMALL_BUDGET.total_bytes)
     fits = png(2000, 2000)
     assert decode_image(fits, limits).shape == (2000, 2000, 3)
-    too_large = png(2000, 2200)  # 4.4 million pixels
+    too_large = png(2000, 2400)  # 4.8 million pixels
     with pytest.raises(ImageTooLarge) as refused:
         decode_image(too_large, limits)
     assert refused.value.code == "image_too_large"
     assert "memory budget of 512 MiB" in refused.value.message
     assert refused.value.details["worker_memory_bytes"] == 512 * MIB
-    assert decode_image(too_large, Limits()).shape == (2000, 2200, 3)  # the default budget holds it
+    assert decode_image(too_large, Limits()).shape == (2000, 2400, 3)  # the default budget holds it
 
 
 def test_refusals_name_what_does_not_fit() -> None:
@@ -136,7 +136,7 @@ def test_batches_keep_order_and_never_exceed_the_budget(item_costs: list[DecodeC
 
 
 def test_small_images_fill_a_batch_and_a_large_one_goes_alone() -> None:
-    small, large = DecodeCost(250_000, 1_000_000), DecodeCost(4_200_000, 16_800_000)
+    small, large = DecodeCost(250_000, 1_000_000), DecodeCost(4_500_000, 18_000_000)
     batches = memory_batches(list(range(7)), [small] * 3 + [large] + [small] * 3, SMALL_BUDGET, 8)
     assert batches == [[0, 1, 2], [3], [4, 5, 6]]
     assert memory_batches(list(range(5)), [small] * 5, SMALL_BUDGET, 2) == [[0, 1], [2, 3], [4]]
@@ -158,7 +158,7 @@ def chunk_context(app_settings: Settings, storage) -> WorkerContext:
 def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_memory(
     chunk_context: WorkerContext, monkeypatch
 ) -> None:
-    inputs = [png(1000, 1500), png(1000, 1500), png(2000, 2200), png(1000, 1500), png(40, 60)]
+    inputs = [png(1000, 1600), png(1000, 1600), png(2000, 2400), png(1000, 1600), png(40, 60)]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for index, data in enumerate(inputs):
@@ -175,7 +175,7 @@ def test_a_chunk_refuses_only_the_image_that_cannot_fit_and_batches_the_rest_by_
     ((_, args),) = chunk_context.app.tasks
     ChunkRun(chunk_context, job_id).run(args[1])
 
-    # 1.5 M pixels each: two fit in 4.3 M; the 4.4 M-pixel one is refused from its header.
+    # 1.6 M pixels each: two fit in 4.6 M; the 4.8 M-pixel one is refused from its header.
     assert seen == [[0, 1], [3, 4]]
     job = chunk_context.jobs.get(job_id)
     assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 4, 1)
@@ -192,7 +192,7 @@ def test_png_and_webp_results_take_smaller_batches_than_jpeg() -> None:
     assert jpeg == MemoryBudget(2048 * MIB) == MemoryBudget.of(limits)
     assert jpeg.batch_pixels > png_budget.batch_pixels > webp.batch_pixels
     for fmt in OutputFormat:
-        per_pixel = 16 + 10 + STORE_BYTES_PER_PIXEL[fmt]
+        per_pixel = 16 + 8 + STORE_BYTES_PER_PIXEL[fmt]
         assert MemoryBudget.of(limits, OutputOptions(fmt)).batch_pixels * per_pixel <= 2048 * MIB - BASELINE_BYTES
         scaling = MemoryBudget.of(limits, OutputOptions(fmt, max_side=100))
         assert scaling.batch_pixels * (per_pixel + 3) <= 2048 * MIB - BASELINE_BYTES
@@ -200,7 +200,7 @@ def test_png_and_webp_results_take_smaller_batches_than_jpeg() -> None:
 
 @pytest.mark.integration
 def test_a_webp_chunk_refuses_an_image_only_jpeg_could_store(chunk_context: WorkerContext) -> None:
-    # 3.6 M pixels: within the JPEG shares of 512 MiB (4.3 M a batch), not within WebP's (2.9 M).
+    # 3.6 M pixels: within the JPEG shares of 512 MiB (4.6 M a batch), not within WebP's (3.1 M).
     webp_budget = MemoryBudget.of(chunk_context.settings.limits, OutputOptions(OutputFormat.WEBP))
     assert webp_budget.batch_pixels < 1800 * 2000 < SMALL_BUDGET.batch_pixels
     buffer = io.BytesIO()

@@ -50,8 +50,8 @@ def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: fl
     if not images:
         return []
     size, grid = engine.input_size, engine.input_size // engine.manifest.downsample
-    workspace = Workspace()  # one set of strip buffers for the whole batch
-    lightness = [Lightness.of(image, workspace) for image in images]
+    workspace = Workspace()  # one set of row buffers for the whole batch
+    lightness = [Lightness.of(image) for image in images]
     reduced = [reduced_lightness(source, size, grid, workspace) for source in lightness]
     ab_small = engine.predict_ab(np.stack([model_l for model_l, _ in reduced]), temperature)
     results = []
