@@ -11,10 +11,11 @@ usual input), in one process on one thread:
   * worker: the worker's path (``decode_image``, ``Lightness``, ``reduced_lightness``,
     ``join_lightness_and_ab``, ``encode_jpeg``), at the default model's input size.
 
-Images are processed in batches of 8 as the worker does (one set of buffers per batch); the
-network is left out (a fixed prediction on its output grid). Times are CPU time of this thread,
-so other processes on a busy machine do not count; each figure is the best of the rounds, and
-rounds alternate between the three, so the ratios compare like with like.
+Images are processed in batches of 8 as the worker does (one set of buffers per batch, malloc
+keeping image memory as in a worker process: ``shared.allocator``); the network is left out (a
+fixed prediction on its output grid). Times are CPU time of this thread, so other processes on
+a busy machine do not count; each figure is the best of the rounds, and rounds alternate
+between the three, so the ratios compare like with like.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from shared.ab_upsampling import guided_upsample_ab
+from shared.allocator import keep_image_memory
 from shared.imaging import decode_image, encode_jpeg
 from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, warm_up
 from shared.manifests import load_manifest
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
+    keep_image_memory()  # as a colorizing worker process does
     settings = Settings.from_env()
     model = load_manifest(settings.models_dir, settings.model)
     size, grid = model.input_size, model.input_size // model.downsample

@@ -201,11 +201,13 @@ PipelineSample = tuple[float, float, dict[str, float], float, float]
 def _pipeline_process(
     settings: Settings, images: list[bytes], barrier: Barrier, results: Queue[PipelineSample]
 ) -> None:
+    from shared.allocator import keep_image_memory
     from shared.imaging import decode_image, encode_jpeg
     from shared.metrics import WorkerMetrics
     from worker.colorizer import colorize_batch
     from worker.engines import EngineCache
 
+    keep_image_memory()  # as a colorizing worker process does
     engine = EngineCache(settings, WorkerMetrics()).get(settings.model)  # loaded as a worker loads it
     temperature = engine.manifest.temperature
     colorize_batch(engine, [decode_image(images[0], settings.limits)], temperature)  # warm-up

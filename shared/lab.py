@@ -8,7 +8,8 @@ same numbers and never holds a whole image in float:
 * L of a grey image (the usual input) is a table lookup of its grey level, read from the image
   itself as it is needed (:class:`Lightness`), and averaged to the model's input straight from
   the 8-bit pixels (:mod:`shared.grey_lightness`); a colour image's L is computed from its
-  8-bit pixels with OpenCV's own table (:mod:`shared.colour_lightness`) and kept in float;
+  8-bit pixels with OpenCV's own table (:mod:`shared.colour_lightness`) and kept as 16-bit
+  codes, read the same way;
 * the join is one compiled pass (:mod:`shared.lab_join`): ab upsampled, Lab to BGR, 8 bits,
   pixel by pixel, within one level of OpenCV's float conversion.
 

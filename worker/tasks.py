@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
+from shared.allocator import keep_image_memory
 from shared.errors import ColorizeError
 from shared.logging import bind_log_context
 from worker.celery_app import (
@@ -131,6 +132,7 @@ def _load_default_model(**_kwargs: Any) -> None:
     from shared.lab import warm_up  # numba: only in processes that colorize
 
     settings = settings_of(current_app)
+    keep_image_memory()
     warm_up()  # the image maths' compiled kernels, before the first chunk waits for them
     try:
         engine = worker_context(current_app).engines.get(settings.model)
