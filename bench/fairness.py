@@ -26,15 +26,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.service import (
-    jpeg_variants,
-    percentile,
-    request,
-    sample_photos,
-    submit_bytes,
-    wait_for,
-    zip_bytes,
-)
+from bench.api_calls import request, submit_bytes, wait_for
+from bench.service import jpeg_variants, percentile, sample_photos, zip_bytes
 from cli.embedded_services import free_port
 from cli.local_stack import LocalStack
 from shared.api_keys import KeyStore

@@ -26,26 +26,23 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.api_calls import finished_at, request, submit_archive, submit_bytes, submit_presigned, wait_for
 from bench.process_stats import cpu_seconds_by_program, peak_rss_mb
 from bench.stage_metrics import stage_table, stage_totals
 from cli.embedded_services import free_port
@@ -58,9 +55,6 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
     from worker.engine import Engine
-
-TERMINAL = ("succeeded", "partially_succeeded", "failed", "canceled")
-
 
 # --- inputs ----------------------------------------------------------------------------
 
@@ -109,81 +103,6 @@ def zip_bytes(images: list[bytes]) -> bytes:
         for n, data in enumerate(images):
             archive.writestr(f"photo{n:06d}.jpg", data)
     return buffer.getvalue()
-
-
-# --- HTTP ------------------------------------------------------------------------------
-
-
-def request(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    with urllib.request.urlopen(req, timeout=120) as response:
-        document: dict[str, Any] = json.loads(response.read() or b"{}")
-        return document
-
-
-def submit_bytes(api: str, filename: str, data: bytes, headers: dict[str, str] | None = None) -> str:
-    boundary = uuid.uuid4().hex
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    body = head + data + f"\r\n--{boundary}--\r\n".encode()
-    job = request(
-        "POST", f"{api}/v1/jobs", body, {**(headers or {}), "Content-Type": f"multipart/form-data; boundary={boundary}"}
-    )
-    return str(job["id"])
-
-
-def submit_presigned(api: str, path: Path) -> str:
-    """Big archives: presigned multipart upload straight to storage, then the job."""
-    size = path.stat().st_size
-    upload = request(
-        "POST",
-        f"{api}/v1/uploads",
-        json.dumps({"filename": path.name, "size": size}).encode(),
-        {"Content-Type": "application/json"},
-    )
-    with path.open("rb") as handle:
-        if "url" in upload:
-            urllib.request.urlopen(
-                urllib.request.Request(upload["url"], data=handle, method="PUT", headers={"Content-Length": str(size)}),
-                timeout=600,
-            )
-        else:
-            part_size = upload["multipart"]["part_size"]
-            parts = []
-            for part in upload["multipart"]["parts"]:
-                chunk = handle.read(part_size)
-                with urllib.request.urlopen(
-                    urllib.request.Request(part["url"], data=chunk, method="PUT"), timeout=600
-                ) as r:
-                    parts.append({"part_number": part["part_number"], "etag": r.headers["ETag"]})
-            request(
-                "POST",
-                f"{api}/v1/uploads/{upload['upload_id']}/complete",
-                json.dumps({"parts": parts}).encode(),
-                {"Content-Type": "application/json"},
-            )
-    job = request(
-        "POST",
-        f"{api}/v1/jobs",
-        json.dumps({"upload_id": upload["upload_id"], "filename": path.name}).encode(),
-        {"Content-Type": "application/json"},
-    )
-    return str(job["id"])
-
-
-def wait_for(api: str, job_id: str, poll_s: float = 0.1, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    while True:
-        job = request("GET", f"{api}/v1/jobs/{job_id}", headers=headers)
-        if job["status"] in TERMINAL:
-            return job
-        time.sleep(poll_s)
-
-
-def finished_at(job: dict[str, Any]) -> float:
-    """When the job finished, in seconds since the epoch."""
-    return datetime.fromisoformat(job["finished_at"]).timestamp()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -292,7 +211,7 @@ def throughput_at(
     before, cpu_before = stage_totals(metrics_url), cpu_seconds_by_program()
     started = time.time()
     # Polled seldom, timed by the job's own finish: the polls would cost the service CPU.
-    job = wait_for(api, submit_bytes(api, "bench.zip", archive), poll_s=0.5)
+    job = wait_for(api, submit_archive(api, "bench.zip", archive, settings.limits.max_request_bytes), poll_s=0.5)
     elapsed = finished_at(job) - started
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_seconds_by_program().items()}
     time.sleep(0.5)  # the last chunk's metrics land after its results
@@ -320,11 +239,11 @@ def throughput_at(
     )
 
 
-def submit_latency(api: str, photos: list[np.ndarray], count: int, samples: int) -> None:
+def submit_latency(api: str, photos: list[np.ndarray], count: int, samples: int, limit: int) -> None:
     """p50 and p99 of submitting single images while two archives keep the workers busy."""
     images = jpeg_variants(photos, count, 512)
     archive = zip_bytes(images)
-    busy = [submit_bytes(api, "busy.zip", archive) for _ in range(2)]
+    busy = [submit_archive(api, "busy.zip", archive, limit) for _ in range(2)]
     latencies = []
     for _ in range(samples):
         t0 = time.perf_counter()
@@ -392,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
                 throughput_at(api, metrics_url, settings, photos, side, count)
 
             if args.latency_samples:
-                submit_latency(api, photos, args.images, args.latency_samples)
+                submit_latency(api, photos, args.images, args.latency_samples, settings.limits.max_request_bytes)
 
             if not args.big_mb:
                 return
