@@ -8,12 +8,14 @@ with the request and for results. Bytes are counted per owner and in a total per
   ``quota_exceeded`` when the total would pass ``quotas.max_stored_bytes``, and is settled
   at its real size when completed;
 - a source sent with the request is reserved, likewise refused, before it is stored;
-- a result is added when the worker stores it (a job once admitted runs to its end; the
-  tenant's next submission is refused while the total is at or over the quota);
+- results are added as the worker records their outcomes, a batch's in one call (a job once
+  admitted runs to its end; the tenant's next submission is refused while the total is at or
+  over the quota);
 - purging an owner's objects releases everything counted for it.
 
-Counts err on the side of the tenant's total being high: a result stored twice (a task run
-again) counts twice until its job is purged.
+Counts err on the side of the tenant's total being high: a result counted by an attempt that
+died before recording its outcome counts again when the item is done again, until its job is
+purged.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Chunks run in this process against the real Redis and SeaweedFS, through a Redis client whose
 connections count what they send: one send is one round trip (a pipeline or a script is one).
+The job store and the storage quota both use it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from shared.ids import new_id
 from shared.item_inputs import ItemInput
 from shared.job_store import JobStore
 from shared.jobs import JobStatus, NewItem
-from shared.object_keys import input_object_key, input_object_name
+from shared.object_keys import input_object_key, input_object_name, result_key
+from shared.output_options import OutputFormat
 from shared.settings import Settings
+from shared.stored_bytes import StoredBytes, job_owner
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
@@ -50,6 +53,7 @@ def counting_context(settings: Settings) -> WorkerContext:
     ctx = WorkerContext(settings, NoTasks())
     client = redis.Redis.from_url(settings.redis_url, connection_class=CountingConnection)
     ctx.jobs = JobStore(client, settings, listeners=ctx.jobs.listeners)
+    ctx.stored = StoredBytes(client, settings.quotas, namespace=settings.redis_namespace)
     return ctx
 
 
@@ -80,6 +84,8 @@ def round_trips_of_a_chunk(ctx: WorkerContext, items: int) -> int:
 
     job = ctx.jobs.get(job_id)
     assert (job.status, job.done) == (JobStatus.SUCCEEDED, items)
+    results = sum(ctx.storage.size(result_key(TENANT, job_id, i, OutputFormat.JPEG)) for i in range(items))
+    assert ctx.stored.counted(TENANT, job_owner(job_id)) == results  # every result in the quota, once
     return sent
 
 
@@ -92,19 +98,21 @@ def test_a_chunk_of_one_batch_takes_two_round_trips_whatever_its_size(chunk_sett
     ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=16))
     round_trips_of_a_chunk(ctx, 3)  # warm: scripts loaded into Redis, model loaded, connection open
     few, many = round_trips_of_a_chunk(ctx, 2), round_trips_of_a_chunk(ctx, 16)
-    # begin_chunk (start the job, sort and begin the items), then one record of all outcomes.
-    assert few == many == 2
+    # begin_chunk (start the job, sort and begin the items), then the results' bytes counted in
+    # the quota and one record of all outcomes.
+    assert few == many == 3
 
 
 def test_batches_add_round_trips_and_items_none(chunk_settings) -> None:
     # Before each batch after the first is inferred, one call records what has ended so far and
     # begins the following batch (its status answers the cancel check); before the last batch it
     # is made only when something has ended meanwhile (from the third batch on, the results of
-    # the one before last). So the round trips follow the number of batches, never the items.
+    # the one before last). A record of stored results is preceded by one call counting their
+    # bytes. So the round trips follow the number of batches, never the items.
     ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=4))
     round_trips_of_a_chunk(ctx, 3)
     by_batches = {
         batches: (round_trips_of_a_chunk(ctx, 4 * batches - 3), round_trips_of_a_chunk(ctx, 4 * batches))
         for batches in (1, 2, 4)
     }
-    assert by_batches == {1: (2, 2), 2: (3, 3), 4: (6, 6)}
+    assert by_batches == {1: (3, 3), 2: (4, 4), 4: (9, 9)}

@@ -7,7 +7,9 @@ then before each later inference one :meth:`~shared.job_store.JobStore.record` o
 ended so far, which begins the following batch and returns the job's status (the cancel
 check), and one at the end. Before the last batch that call is made only when something has
 ended meanwhile: outcomes reach the store before the next inference, which may crash the
-process and would otherwise cost their items another attempt.
+process and would otherwise cost their items another attempt. The results' bytes are counted in
+the tenant's storage quota (:class:`~shared.stored_bytes.StoredBytes`) in the same rhythm, in one
+call just before the record of their outcomes.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
 
@@ -27,7 +29,7 @@ expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.han
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -96,6 +98,14 @@ class _Colorized:
     metadata: SourceMetadata
 
 
+@dataclass(frozen=True)
+class _Saved:
+    """An item's outcome, and the bytes its result added to the store."""
+
+    outcome: ItemResult
+    stored_bytes: int = 0
+
+
 class ChunkRun:
     """One task's run over a chunk of a job's items."""
 
@@ -107,6 +117,7 @@ class ChunkRun:
         self.job: Job | None = None
         self.begun: list[int] = []  # items whose attempt this run has counted
         self.outcomes: list[ItemResult] = []  # items ended since the store last heard
+        self.unrecorded_bytes = 0  # what their results stored, not yet counted in the tenant's quota
         self.stopped = False  # the job has ended (canceled): drop the rest
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
@@ -162,8 +173,12 @@ class ChunkRun:
     # --- store calls ----------------------------------------------------------------------
 
     def _record(self, begin: Sequence[int] = ()) -> list[int]:
-        """Tell the store the outcomes so far and begin ``begin``; returns the items begun."""
+        """Tell the store the outcomes so far and begin ``begin``; returns the items begun.
+        Their results' bytes are counted first: should the record fail, the quota errs high."""
         with self.ctx.metrics.stage("redis"):
+            if self.unrecorded_bytes:
+                self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), self.unrecorded_bytes)
+                self.unrecorded_bytes = 0
             recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
         self.outcomes = []
         self.begun += recorded.started
@@ -223,7 +238,7 @@ class ChunkRun:
         budget = MemoryBudget.of(self.settings.limits, self._job.output)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
-            saving: list[Future[ItemResult]] = []
+            saving: list[Future[_Saved]] = []
             for number in range(len(groups)):
                 if number and self._hand_over(groups[number:]):
                     break
@@ -240,9 +255,9 @@ class ChunkRun:
                     if step + 1 < len(batches):
                         decoding = [loaders.submit(self._decode, item) for item in batches[step + 1]]
                     outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
-                    self.outcomes += [future.result() for future in saving]  # one batch of results waits at most
+                    self._collect(future.result() for future in saving)  # one batch of results waits at most
                     saving = [savers.submit(self._save, engine, output) for output in outputs]
-            self.outcomes += [future.result() for future in saving]
+            self._collect(future.result() for future in saving)
 
     def _hand_over(self, rest: list[list[int]]) -> bool:
         """Whether to give the process to interactive work waiting: the first of ``rest`` was
@@ -265,7 +280,7 @@ class ChunkRun:
                 return
             for item in [self._decode(fetched) for fetched in self._fetch(started)]:
                 if self._usable(item):
-                    self.outcomes += [self._save(engine, output) for output in self._colorize(engine, [item])]
+                    self._collect(self._save(engine, output) for output in self._colorize(engine, [item]))
 
     def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
@@ -347,7 +362,13 @@ class ChunkRun:
             self.outcomes.append(ItemResult.failed(items[0].index, error))
             return []
 
-    def _save(self, engine: Engine, result: _Colorized) -> ItemResult:
+    def _collect(self, saved: Iterable[_Saved]) -> None:
+        """Outcomes of stored results, to be recorded (and their bytes counted) together."""
+        for item in saved:
+            self.outcomes.append(item.outcome)
+            self.unrecorded_bytes += item.stored_bytes
+
+    def _save(self, engine: Engine, result: _Colorized) -> _Saved:
         index, output = result.index, self._job.output
         try:
             with self.ctx.metrics.stage("encode"):
@@ -356,22 +377,21 @@ class ChunkRun:
                 )
         except Exception:
             log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
-            return ItemResult.failed(index, ProcessingFailed("the result could not be encoded"))
+            return _Saved(ItemResult.failed(index, ProcessingFailed("the result could not be encoded")))
         if self.destination is not None:
             try:
                 with self.ctx.metrics.stage("storage_put"):
                     output_path = self.ctx.jobs.item(self.job_id, index).output_path
                     self.destination.put(output_path, data, output.content_type)
             except DestinationFailed as exc:
-                return ItemResult.failed(index, exc)
+                return _Saved(ItemResult.failed(index, exc))
             if not self.destination.keep_in_service:
-                return ItemResult.done(index)
+                return _Saved(ItemResult.done(index))
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             key = result_key(self._job.tenant, self.job_id, index, output.format)
             self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
-        self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), len(data))
-        return ItemResult.done(index)
+        return _Saved(ItemResult.done(index), len(data))
 
     def _provenance(self, engine: Engine) -> Provenance:
         """What the result says of how it was made (``shared.provenance``)."""
