@@ -94,7 +94,7 @@ def chunk_settings(app_settings: Settings, storage) -> Settings:
     return with_own_keys(app_settings)  # no worker reads these keys: nothing else touches the jobs
 
 
-def test_a_chunk_of_one_batch_takes_two_round_trips_whatever_its_size(chunk_settings) -> None:
+def test_a_chunk_of_one_batch_takes_three_round_trips_whatever_its_size(chunk_settings) -> None:
     ctx = counting_context(chunk_settings.with_overrides(chunk_size=16, batch_size=16))
     round_trips_of_a_chunk(ctx, 3)  # warm: scripts loaded into Redis, model loaded, connection open
     few, many = round_trips_of_a_chunk(ctx, 2), round_trips_of_a_chunk(ctx, 16)

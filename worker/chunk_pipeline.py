@@ -31,17 +31,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, DestinationFailed, ImageTooLarge, ItemError, NotFound, ProcessingFailed
-from shared.image_metadata import NO_METADATA, SourceMetadata, read_metadata
-from shared.imaging import DecodeCost, decode_cost, decode_image
+from shared.image_metadata import read_metadata
+from shared.imaging import decode_cost, decode_image
 from shared.item_inputs import ItemInput
 from shared.job_store import Recorded
 from shared.jobs import ItemResult, Job, JobStatus
@@ -52,6 +50,7 @@ from shared.provenance import Provenance
 from shared.result_encoding import encode_result
 from shared.stored_bytes import job_owner
 from worker.batching import memory_batches
+from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
 from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
 from worker.destinations import JobDestination, job_destination
@@ -70,40 +69,6 @@ SAVE_THREADS = 2
 # long before its soft time limit it stops trying.
 FORGIVE_POLL_S = 0.25
 FORGIVE_MARGIN_S = 1.0
-
-
-@dataclass
-class _Loaded:
-    """An item on its way: its bytes and what decoding them takes, then its image and the
-    metadata its result carries over; or its error."""
-
-    index: int
-    data: bytes | None = None
-    cost: DecodeCost | None = None
-    image: np.ndarray | None = None
-    metadata: SourceMetadata = NO_METADATA
-    error: ColorizeError | None = None
-
-    def decoded(self) -> np.ndarray:
-        """The image of an item that has been decoded."""
-        if self.image is None:
-            raise ValueError(f"item {self.index} has not been decoded")
-        return self.image
-
-
-@dataclass(frozen=True)
-class _Colorized:
-    index: int
-    image: np.ndarray
-    metadata: SourceMetadata
-
-
-@dataclass(frozen=True)
-class _Saved:
-    """An item's outcome, and the bytes its result added to the store."""
-
-    outcome: ItemResult
-    stored_bytes: int = 0
 
 
 class ChunkRun:
@@ -238,7 +203,7 @@ class ChunkRun:
         budget = MemoryBudget.of(self.settings.limits, self._job.output)
         with ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
             fetching = loaders.submit(self._fetch, groups[0])
-            saving: list[Future[_Saved]] = []
+            saving: list[Future[SavedItem]] = []
             for number in range(len(groups)):
                 if number and self._hand_over(groups[number:]):
                     break
@@ -282,7 +247,7 @@ class ChunkRun:
                 if self._usable(item):
                     self._collect(self._save(engine, output) for output in self._colorize(engine, [item]))
 
-    def _fetch(self, indices: Sequence[int]) -> list[_Loaded]:
+    def _fetch(self, indices: Sequence[int]) -> list[LoadedItem]:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
         batch = BatchInputs(
             self.ctx.storage,
@@ -294,7 +259,7 @@ class ChunkRun:
         )
         return [self._loaded(index, partial(self._read, batch, index)) for index in indices]
 
-    def _read(self, batch: BatchInputs, index: int) -> _Loaded:
+    def _read(self, batch: BatchInputs, index: int) -> LoadedItem:
         data = batch.read(index)
         cost = decode_cost(data, self.settings.limits)  # checked against the JPEG shares
         output = self._job.output
@@ -307,48 +272,48 @@ class ChunkRun:
                 "jpeg at full size takes least",
                 output_format=output.format.value,
             )
-        return _Loaded(index, data=data, cost=cost)
+        return LoadedItem(index, data=data, cost=cost)
 
-    def _decode(self, item: _Loaded) -> _Loaded:
+    def _decode(self, item: LoadedItem) -> LoadedItem:
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
-        def decoded() -> _Loaded:
+        def decoded() -> LoadedItem:
             if data is None:
                 raise ValueError(f"item {item.index} has no bytes to decode")
             with self.ctx.metrics.stage("decode"):
                 image = decode_image(data, self.settings.limits)
                 # Read while the bytes are at hand; they go with this frame.
-                return _Loaded(item.index, image=image, metadata=read_metadata(data))
+                return LoadedItem(item.index, image=image, metadata=read_metadata(data))
 
         return self._loaded(item.index, decoded)
 
-    def _loaded(self, index: int, load: Callable[[], _Loaded]) -> _Loaded:
+    def _loaded(self, index: int, load: Callable[[], LoadedItem]) -> LoadedItem:
         """What ``load`` gives, or the item's error: reading or decoding failed for it alone."""
         try:
             return load()
         except ItemError as exc:
-            return _Loaded(index, error=exc)
+            return LoadedItem(index, error=exc)
         except NotFound:
-            return _Loaded(index, error=ProcessingFailed("the item's input object is missing"))
+            return LoadedItem(index, error=ProcessingFailed("the item's input object is missing"))
         except TRANSIENT_ERRORS:
             raise
         except Exception:
             log.exception("decoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
-            return _Loaded(index, error=ProcessingFailed("the image could not be decoded"))
+            return LoadedItem(index, error=ProcessingFailed("the image could not be decoded"))
 
-    def _usable(self, item: _Loaded) -> bool:
+    def _usable(self, item: LoadedItem) -> bool:
         if item.error is None:
             return True
         self.outcomes.append(ItemResult.failed(item.index, item.error))
         return False
 
-    def _colorize(self, engine: Engine, items: list[_Loaded]) -> list[_Colorized]:
+    def _colorize(self, engine: Engine, items: list[LoadedItem]) -> list[ColorizedItem]:
         if not items:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
                 images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
-            return [_Colorized(item.index, image, item.metadata) for item, image in zip(items, images)]
+            return [ColorizedItem(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
         except Exception:
@@ -362,13 +327,13 @@ class ChunkRun:
             self.outcomes.append(ItemResult.failed(items[0].index, error))
             return []
 
-    def _collect(self, saved: Iterable[_Saved]) -> None:
+    def _collect(self, saved: Iterable[SavedItem]) -> None:
         """Outcomes of stored results, to be recorded (and their bytes counted) together."""
         for item in saved:
             self.outcomes.append(item.outcome)
             self.unrecorded_bytes += item.stored_bytes
 
-    def _save(self, engine: Engine, result: _Colorized) -> _Saved:
+    def _save(self, engine: Engine, result: ColorizedItem) -> SavedItem:
         index, output = result.index, self._job.output
         try:
             with self.ctx.metrics.stage("encode"):
@@ -377,21 +342,21 @@ class ChunkRun:
                 )
         except Exception:
             log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
-            return _Saved(ItemResult.failed(index, ProcessingFailed("the result could not be encoded")))
+            return SavedItem(ItemResult.failed(index, ProcessingFailed("the result could not be encoded")))
         if self.destination is not None:
             try:
                 with self.ctx.metrics.stage("storage_put"):
                     output_path = self.ctx.jobs.item(self.job_id, index).output_path
                     self.destination.put(output_path, data, output.content_type)
             except DestinationFailed as exc:
-                return _Saved(ItemResult.failed(index, exc))
+                return SavedItem(ItemResult.failed(index, exc))
             if not self.destination.keep_in_service:
-                return _Saved(ItemResult.done(index))
+                return SavedItem(ItemResult.done(index))
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self.ctx.metrics.stage("storage_put"):
             key = result_key(self._job.tenant, self.job_id, index, output.format)
             self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
-        return _Saved(ItemResult.done(index), len(data))
+        return SavedItem(ItemResult.done(index), len(data))
 
     def _provenance(self, engine: Engine) -> Provenance:
         """What the result says of how it was made (``shared.provenance``)."""

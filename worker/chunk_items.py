@@ -1,0 +1,47 @@
+"""What a chunk holds of each item on its way through :mod:`worker.chunk_pipeline`: its bytes
+and decoded image, its colorized image, and its outcome once its result is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from shared.errors import ColorizeError
+from shared.image_metadata import NO_METADATA, SourceMetadata
+from shared.imaging import DecodeCost
+from shared.jobs import ItemResult
+
+
+@dataclass
+class LoadedItem:
+    """An item on its way: its bytes and what decoding them takes, then its image and the
+    metadata its result carries over; or its error."""
+
+    index: int
+    data: bytes | None = None
+    cost: DecodeCost | None = None
+    image: np.ndarray | None = None
+    metadata: SourceMetadata = NO_METADATA
+    error: ColorizeError | None = None
+
+    def decoded(self) -> np.ndarray:
+        """The image of an item that has been decoded."""
+        if self.image is None:
+            raise ValueError(f"item {self.index} has not been decoded")
+        return self.image
+
+
+@dataclass(frozen=True)
+class ColorizedItem:
+    index: int
+    image: np.ndarray
+    metadata: SourceMetadata
+
+
+@dataclass(frozen=True)
+class SavedItem:
+    """An item's outcome, and the bytes its result added to the store."""
+
+    outcome: ItemResult
+    stored_bytes: int = 0
