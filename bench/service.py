@@ -11,7 +11,8 @@ prints, for each image side:
    colorizing (``batch_size`` at a time) and encoding its share of the images, with no
    queue and no storage;
 2. end-to-end throughput of a zip of the same images through API -> storage -> workers ->
-   storage, and the ratio end-to-end / in-process; beside it the raw engine's (the network
+   storage (sent by presigned upload where it passes the API's request limit, as the client
+   does), and the ratio end-to-end / in-process; beside it the raw engine's (the network
    alone on as many inputs, in the same processes) and end-to-end / raw engine;
 3. where the time goes: seconds per image of each stage, from the worker's stage metrics
    of that run (``colorize_stage_duration_seconds``), beside the in-process pipeline's;
