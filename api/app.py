@@ -10,17 +10,26 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
 from api import web
-from api.errors import register_error_handlers
+from api.error_responses import register_error_handlers
 from api.proxies import TrustedProxies, parse_networks
-from api.routes import connections, deliveries, health, jobs, models, openapi, results, uploads
-from api.routes.metrics import install_metrics
+from api.routes import (
+    connection_routes,
+    delivery_routes,
+    health_routes,
+    job_routes,
+    model_routes,
+    openapi_routes,
+    result_routes,
+    upload_routes,
+)
+from api.routes.metrics_routes import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
+from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
-from shared.webhook_events import WebhookNotifier
-from worker.celery_app import webhook_publisher
+from shared.webhooks.events import WebhookNotifier
 
 # gunicorn's exit status for "App failed to load": its master stops instead of restarting
 # workers that would fail the same way.
@@ -58,7 +67,16 @@ def create_app(settings: Settings | None = None) -> Flask:
             )
 
     install_authentication(app, settings)
-    blueprints = (jobs.bp, results.bp, uploads.bp, connections.bp, models.bp, health.bp, deliveries.bp, openapi.bp)
+    blueprints = (
+        job_routes.bp,
+        result_routes.bp,
+        upload_routes.bp,
+        connection_routes.bp,
+        model_routes.bp,
+        health_routes.bp,
+        delivery_routes.bp,
+        openapi_routes.bp,
+    )
     for blueprint in (*blueprints, web.bp):
         app.register_blueprint(blueprint)
     register_error_handlers(app)

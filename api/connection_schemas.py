@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from api.schemas import CallbackUrl, ConnectionName, RequestBody
-from shared.connections import BUCKET_PATTERN, DEFAULT_REGION, MAX_CREDENTIAL_LENGTH, REGION_PATTERN
-from shared.documents import Document, Timestamp
+from shared.jobs.documents import Document, Timestamp
+from shared.tenancy.stored_connections import BUCKET_PATTERN, DEFAULT_REGION, MAX_CREDENTIAL_LENGTH, REGION_PATTERN
 
 
 class ConnectionRequest(RequestBody):

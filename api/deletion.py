@@ -22,8 +22,8 @@ from contextlib import suppress
 
 from api.services import Services
 from shared.errors import Conflict, NotFound
-from shared.object_keys import job_prefix
-from shared.stored_bytes import job_owner
+from shared.storage.object_keys import job_prefix
+from shared.tenancy.storage_quota import job_owner
 
 
 def delete_job(svc: Services, job_id: str, tenant: str) -> None:

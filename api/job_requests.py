@@ -20,7 +20,7 @@ from api.schemas import (
     UrlSourceRequest,
 )
 from shared.errors import InvalidRequest
-from shared.job_sources import BucketSource, Destination, SourceReference, UrlSource, check_destination
+from shared.storage.sources import BucketSource, Destination, SourceReference, UrlSource, check_destination
 
 
 def json_job_body() -> JobFromUpload | JobFromSource:

@@ -1,7 +1,7 @@
 """The OpenAPI 3.0 description of the HTTP API, served at ``/v1/openapi.json``.
 
 The schemas are generated from the pydantic models that the routes read and answer with
-(``api/schemas.py``, ``api/connection_schemas.py``, ``shared/documents.py``, ``api/errors.py``);
+(``api/schemas.py``, ``api/connection_schemas.py``, ``shared/jobs/documents.py``, ``api/error_responses.py``);
 the paths are declared in ``api/openapi_paths.py``. Checked against the app's URL map by ``tests/test_openapi.py``: a
 route missing there, or described there but not served, fails the test suite.
 """
@@ -15,10 +15,10 @@ from pydantic.json_schema import JsonSchemaMode
 
 from api import connection_schemas as c
 from api import schemas as s
-from api.errors import ErrorBody
+from api.error_responses import ErrorBody
 from api.openapi_paths import paths
 from api.openapi_schemas import component_schemas
-from shared.documents import JobDocument, WebhookEvent
+from shared.jobs.documents import JobDocument, WebhookEvent
 from shared.settings import Settings
 
 OPENAPI_VERSION = "3.0.3"

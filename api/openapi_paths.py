@@ -27,7 +27,7 @@ from api.openapi_jobs import (
 )
 from api.openapi_schemas import model_schema
 from api.preferences import APPLIED_HEADER
-from api.routes.jobs import REPLAYED_HEADER
+from api.routes.job_routes import REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
 from shared.settings import Settings
 

@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterable
 
 from shared.errors import InvalidRequest
-from shared.job_store import JobStore
-from shared.jobs import Job
+from shared.jobs.records import Job
+from shared.jobs.store import JobStore
 
 HEADER = "Prefer"
 APPLIED_HEADER = "Preference-Applied"

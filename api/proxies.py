@@ -7,7 +7,7 @@ those headers are left as sent and believed by nothing.
 
 The open mode (no key, tenant ``local``) is decided from the socket peer, never from what a
 proxy says: a request that came through a proxy, or that carries forwarding headers at all, is
-never taken for a loopback client (``shared.api_keys.AuthPolicy.open_for``).
+never taken for a loopback client (``shared.tenancy.api_keys.AuthPolicy.open_for``).
 """
 
 from __future__ import annotations

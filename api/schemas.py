@@ -2,7 +2,7 @@
 
 Routes read requests into these models (``api/bodies.py``) and answer with them; the OpenAPI
 description's schemas are generated from them (``api/openapi.py``). The job itself, which
-webhook events carry too, is ``shared.documents.JobDocument``; stored connections' bodies are
+webhook events carry too, is ``shared.jobs.documents.JobDocument``; stored connections' bodies are
 ``api/connection_schemas.py``.
 
 A model's docstring becomes its description in the OpenAPI document, so models without one
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
-from shared.callback_urls import MAX_URL_LENGTH
-from shared.connections import NAME_PATTERN
-from shared.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, Timestamp
-from shared.job_sources import MAX_KEY_LENGTH
-from shared.jobs import ItemStatus, JobStatus
-from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
-from shared.output_options import MAX_QUALITY, MIN_QUALITY, OutputFormat
-from shared.webhook_events import SECRET_PREFIX, DeliveryOutcome
+from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.imaging.output_options import MAX_QUALITY, MIN_QUALITY, OutputFormat
+from shared.jobs.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, Timestamp
+from shared.jobs.records import ItemStatus, JobStatus
+from shared.storage.sources import MAX_KEY_LENGTH
+from shared.tenancy.stored_connections import NAME_PATTERN
+from shared.webhooks.callback_urls import MAX_URL_LENGTH
+from shared.webhooks.events import SECRET_PREFIX, DeliveryOutcome
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -43,7 +43,7 @@ class RequestBody(BaseModel):
 # --- jobs -------------------------------------------------------------------------------------
 
 Temperature = Annotated[float, Field(ge=MIN_TEMPERATURE, le=MAX_TEMPERATURE)]
-# Checked by shared.callback_urls.parse_callback_url, which resolves the host and says precisely
+# Checked by shared.webhooks.callback_urls.parse_callback_url, which resolves the host and says precisely
 # what is wrong; the schema tells clients (and fuzzers) the shape.
 CallbackUrl = Annotated[
     str,
@@ -79,7 +79,7 @@ MaxSide = Annotated[
     ),
 ]
 EVENT_NAMES_EXAMPLE = "started,completed"
-# A list or a comma-separated string, checked by shared.callback_urls.parse_events (which owns the names).
+# A list or a comma-separated string, checked by shared.webhooks.callback_urls.parse_events (which owns the names).
 JsonEvents = Annotated[
     Any,
     WithJsonSchema(
@@ -94,7 +94,7 @@ JsonEvents = Annotated[
 ]
 
 
-# --- sources by reference and destinations (shared/job_sources.py) -----------------------------
+# --- sources by reference and destinations (shared/storage/sources.py) -----------------------------
 
 ConnectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="A stored connection (POST /v1/connections).")]
 KeyPrefix = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]

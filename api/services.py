@@ -8,18 +8,18 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from shared.api_keys import KeyStore
-from shared.connections import ConnectionStore
-from shared.job_listing import JobListing
-from shared.job_sources import DestinationStore
-from shared.job_store import JobStore
-from shared.quotas import QuotaStore
+from shared.jobs.listing import JobListing
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import WorkerHeartbeats
+from shared.jobs.uploads import UploadStore
+from shared.queue.celery_config import make_celery
 from shared.settings import Settings
-from shared.storage import Storage
-from shared.stored_bytes import StoredBytes
-from shared.upkeep import WorkerHeartbeats
-from shared.uploads import UploadStore
-from worker.celery_app import make_celery
+from shared.storage.object_store import Storage
+from shared.storage.sources import DestinationStore
+from shared.tenancy.api_keys import KeyStore
+from shared.tenancy.quotas import QuotaStore
+from shared.tenancy.storage_quota import StoredBytes
+from shared.tenancy.stored_connections import ConnectionStore
 
 EXTENSION_KEY = "colorize"
 

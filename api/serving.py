@@ -23,7 +23,7 @@ from gunicorn import util
 from gunicorn.http import Request
 from gunicorn.workers.ggevent import GeventWorker
 
-from api.errors import HTTP_CODES, HTTP_ERROR, INTERNAL_ERROR
+from api.error_responses import HTTP_CODES, HTTP_ERROR, INTERNAL_ERROR
 
 # --- gunicorn settings (names as gunicorn's) ------------------------------------------------------
 

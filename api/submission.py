@@ -1,7 +1,7 @@
 """Creating a job: from a file sent with the request or from a presigned upload.
 
 The steps, in order: the tenant's quotas admit the job (a refused submission reads and stores
-nothing); the webhook options, the output options (``shared.output_options``) and the model
+nothing); the webhook options, the output options (``shared.imaging.output_options``) and the model
 are checked; the source is stored (a sent file, once its bytes fit the tenant's storage quota)
 or claimed (an upload: complete, no larger than declared nor than the size limit, used by no
 other job), or, for a source by reference, checked and stored as a short document the
@@ -26,14 +26,19 @@ from typing import IO, Any
 import redis
 
 from api.idempotency import IdempotencyStore
-from api.routes.metrics import api_metrics
+from api.presigned_uploads import stored_size
+from api.routes.metrics_routes import api_metrics
 from api.services import Services
-from api.uploads import stored_size
-from shared.archives import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
-from shared.callback_urls import WebhookRequest, parse_webhook
+from shared.colour.model_manifests import load_manifest
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
-from shared.job_sources import (
+from shared.imaging.output_options import OutputOptions, requested_output
+from shared.jobs.records import Job, NewItem
+from shared.jobs.source_kinds import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
+from shared.jobs.uploads import Upload, UploadState
+from shared.queue.contract import start_job
+from shared.storage.object_keys import source_key
+from shared.storage.sources import (
     BucketSource,
     Destination,
     SourceReference,
@@ -41,13 +46,8 @@ from shared.job_sources import (
     check_source,
     encode_source,
 )
-from shared.jobs import Job, NewItem
-from shared.manifests import load_manifest
-from shared.object_keys import source_key
-from shared.output_options import OutputOptions, requested_output
-from shared.stored_bytes import job_owner
-from shared.uploads import Upload, UploadState
-from worker.celery_app import start_job
+from shared.tenancy.storage_quota import job_owner
+from shared.webhooks.callback_urls import WebhookRequest, parse_webhook
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class JobRequest:
     model: str | None = None  # None or empty: the server's default model
     temperature: float | None = None  # None: the model's own
     callback_url: str | None = None  # None or empty: no webhooks
-    events: Any = None  # as sent: a list or a comma-separated string (shared.callback_urls.parse_events)
+    events: Any = None  # as sent: a list or a comma-separated string (shared.webhooks.callback_urls.parse_events)
     destination: Destination | None = None  # results written to a stored connection too (or instead)
-    format: str | None = None  # the result's format; None: JPEG (shared.output_options)
+    format: str | None = None  # the result's format; None: JPEG (shared.imaging.output_options)
     quality: int | None = None  # None: the server's jpeg_quality (JPEG and WebP only)
     max_side: int | None = None  # None: results as large as their inputs
 

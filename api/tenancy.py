@@ -13,9 +13,9 @@
 - unset: ``open`` when ``api_host`` is a loopback address, else ``keys``.
 
 The API refuses to start ``open`` on a non-loopback ``api_host`` unless
-``auth_allow_open_public`` is set (``auth_policy`` in ``shared/api_keys.py``, which the local
+``auth_allow_open_public`` is set (``auth_policy`` in ``shared/tenancy/api_keys.py``, which the local
 stack also uses to say how it runs). Each admitted request then counts against its tenant's
-request rate (``shared/quotas.py``). Wrong keys are counted per client address (the one a
+request rate (``shared/tenancy/quotas.py``). Wrong keys are counted per client address (the one a
 trusted proxy names, else the peer); past ``quotas.auth_failure_burst`` of them that address
 gets 429 for any key until its bucket refills.
 """
@@ -29,9 +29,9 @@ from flask import Flask, g, request
 
 from api.proxies import socket_peer, via_proxy
 from api.services import Services, services
-from shared.api_keys import AUTH_OPEN, LOCAL_TENANT, ApiKey, AuthPolicy, KeyStore, auth_policy
 from shared.errors import ServiceUnavailable, Unauthorized
 from shared.settings import Settings
+from shared.tenancy.api_keys import AUTH_OPEN, LOCAL_TENANT, ApiKey, AuthPolicy, KeyStore, auth_policy
 
 log = logging.getLogger(__name__)
 

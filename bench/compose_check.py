@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.job_audit import audit_job, jpeg_problem
 from bench.jpeg_archive import small_jpegs, zip_archive
 from client import Client
-from shared.job_store import JobStore
+from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 TENANT = "compose-check"

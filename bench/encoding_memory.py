@@ -4,9 +4,9 @@
 
 For each format and three levels of noise on a smooth photo-like image (noise is what makes
 files, and encoders' buffers, large), a fresh process makes the image a strip at a time, then
-writes it with ``shared.result_encoding.encode_result`` (metadata and provenance included)
+writes it with ``shared.imaging.encoding.encode_result`` (metadata and provenance included)
 and reports the file's size and the rise of its peak resident memory, both per pixel. The
-shares of ``shared.memory_budget.STORE_BYTES_PER_PIXEL`` are these peaks, rounded up, plus
+shares of ``shared.imaging.memory_budget.STORE_BYTES_PER_PIXEL`` are these peaks, rounded up, plus
 the 3 bytes of the image itself.
 """
 
@@ -25,10 +25,10 @@ MEASURE = """
 import json, resource, sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from shared.image_metadata import NO_METADATA
-from shared.output_options import OutputFormat, OutputOptions
-from shared.provenance import Provenance
-from shared.result_encoding import encode_result
+from shared.imaging.metadata import NO_METADATA
+from shared.imaging.output_options import OutputFormat, OutputOptions
+from shared.imaging.provenance import Provenance
+from shared.imaging.encoding import encode_result
 
 fmt, width, height, noise = OutputFormat({fmt!r}), {width}, {height}, {noise}
 rng = np.random.default_rng(0)

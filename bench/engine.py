@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.manifests import ModelManifest, load_manifest, write_manifest
+from shared.colour.model_manifests import ModelManifest, load_manifest, write_manifest
 from shared.settings import Settings
 
 # Runs the network on a batch of ``n`` random inputs; what it returns is not looked at.

@@ -30,8 +30,8 @@ from bench.api_calls import request, submit_bytes, wait_for
 from bench.service import jpeg_variants, percentile, sample_photos, zip_bytes
 from cli.embedded_services import free_port
 from cli.local_stack import LocalStack
-from shared.api_keys import KeyStore
 from shared.settings import Settings
+from shared.tenancy.api_keys import KeyStore
 
 POLL_S = 0.02
 

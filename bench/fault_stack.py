@@ -26,10 +26,10 @@ from cli.embedded_rabbitmq import RabbitMQServer
 from cli.embedded_services import LOOPBACK, RedisServer, SeaweedS3Server, free_port, kill_process_group
 from cli.local_stack import spawn_child
 from cli.worker_process import REAP_TIMEOUT_S, START_TIMEOUT_S, WorkerProcess
-from shared.job_store import JobStore
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import WorkerHeartbeats
 from shared.settings import Settings
-from shared.storage import Storage
-from shared.upkeep import WorkerHeartbeats
+from shared.storage.object_store import Storage
 
 
 class ApiProcess:

@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.engine import random_eccv16
 from bench.throughput import images_per_second
-from shared.lab import join_lightness_and_ab, lightness
-from shared.manifests import ModelManifest, load_manifest
-from worker.colorizer import model_input
-from worker.engine import Engine
+from shared.colour.colorizer import model_input
+from shared.colour.engine import Engine
+from shared.colour.lab import join_lightness_and_ab, lightness
+from shared.colour.model_manifests import ModelManifest, load_manifest
 
 
 def load_photos(folder: Path, count: int) -> list[np.ndarray]:

@@ -19,11 +19,11 @@ import cv2
 import numpy as np
 import redis
 
-from shared.job_store import JobStore
-from shared.jobs import TERMINAL_STATUSES
-from shared.object_keys import job_prefix, result_key
+from shared.jobs.records import TERMINAL_STATUSES
+from shared.jobs.store import JobStore
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage.object_keys import job_prefix, result_key
+from shared.storage.object_store import Storage
 
 TENANT = "local"  # open mode on loopback
 # Codes an item may fail with when faults, not its content, stopped it.

@@ -11,7 +11,7 @@ from typing import Any
 
 import urllib3
 
-from shared.jobs import TERMINAL_STATUSES
+from shared.jobs.records import TERMINAL_STATUSES
 
 
 class PatientClient:

@@ -12,7 +12,7 @@ usual input), in one process on one thread:
     ``join_lightness_and_ab``, ``encode_jpeg``), at the default model's input size.
 
 Images are processed in batches of 8 as the worker does (one set of buffers per batch, malloc
-keeping image memory as in a worker process: ``shared.allocator``); the network is left out (a
+keeping image memory as in a worker process: ``shared.imaging.allocator``); the network is left out (a
 fixed prediction on its output grid). Times are CPU time of this thread, so other processes on
 a busy machine do not count; each figure is the best of the rounds, and rounds alternate
 between the three, so the ratios compare like with like.
@@ -32,13 +32,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.ab_upsampling import guided_upsample_ab
-from shared.allocator import keep_image_memory
-from shared.imaging import decode_image, encode_jpeg
-from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, warm_up
-from shared.manifests import load_manifest
+from shared.colour.ab_upsampling import guided_upsample_ab
+from shared.colour.colorizer import reduced_lightness
+from shared.colour.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, warm_up
+from shared.colour.model_manifests import load_manifest
+from shared.imaging.allocator import keep_image_memory
+from shared.imaging.decoding import decode_image, encode_jpeg
 from shared.settings import Settings
-from worker.colorizer import reduced_lightness
 
 BATCH = 8
 

@@ -48,14 +48,14 @@ from bench.process_stats import cpu_seconds_by_program, peak_rss_mb
 from bench.stage_metrics import stage_table, stage_totals
 from cli.embedded_services import free_port
 from cli.local_stack import LocalStack
-from shared.manifests import load_manifest
+from shared.colour.model_manifests import load_manifest
 from shared.settings import Settings
 
 if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
-    from worker.engine import Engine
+    from shared.colour.engine import Engine
 
 # --- inputs ----------------------------------------------------------------------------
 
@@ -121,11 +121,11 @@ PipelineSample = tuple[float, float, dict[str, float], float, float]
 def _pipeline_process(
     settings: Settings, images: list[bytes], barrier: Barrier, results: Queue[PipelineSample]
 ) -> None:
-    from shared.allocator import keep_image_memory
-    from shared.imaging import decode_image, encode_jpeg
+    from shared.colour.colorizer import colorize_batch
+    from shared.imaging.allocator import keep_image_memory
+    from shared.imaging.decoding import decode_image, encode_jpeg
     from shared.metrics import WorkerMetrics
-    from worker.colorizer import colorize_batch
-    from worker.engines import EngineCache
+    from worker.engine_cache import EngineCache
 
     keep_image_memory()  # as a colorizing worker process does
     engine = EngineCache(settings, WorkerMetrics()).get(settings.model)  # loaded as a worker loads it

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.process_stats import cpu_seconds_by_program
 from cli.embedded_services import SeaweedS3Server
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage.object_store import Storage
 
 
 def store_cpu_s() -> float:

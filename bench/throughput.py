@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from worker.engine import Engine
+from shared.colour.engine import Engine
 
 
 def images_per_second(engine: Engine, batch: int, seconds: float = 3.0) -> float:

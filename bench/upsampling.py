@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shared.lab import join_lightness_and_ab
+from shared.colour.lab import join_lightness_and_ab
 
 
 def best_ms(function: Callable[[], object], repeats: int) -> float:

@@ -7,6 +7,6 @@ from cli.models import delegate
 
 
 def keys(ctx: Context) -> int:
-    from shared.api_keys import main as keys_main  # redis, only for key administration
+    from shared.tenancy.api_keys import main as keys_main  # redis, only for key administration
 
     return delegate(keys_main, ctx.extra, ctx)

@@ -27,9 +27,9 @@ from cryptography.fernet import Fernet
 
 from api.serving import gunicorn_args
 from cli.embedded_services import POLL_S, RedisServer, SeaweedS3Server, stop_process
-from shared.api_keys import AUTH_KEYS, auth_policy
 from shared.errors import ServiceUnavailable
 from shared.settings import ENV_ALIASES, PROJECT_ROOT, Settings
+from shared.tenancy.api_keys import AUTH_KEYS, auth_policy
 
 CONNECTION_KEY_FILE = "connection.key"
 

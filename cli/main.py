@@ -18,7 +18,7 @@ from cli import connections, jobs, keys, models, serve
 from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError
 
 USAGE_ERROR = 2
-# The API's job statuses (shared.jobs.JobStatus), named here so that client commands import no service code.
+# The API's job statuses (shared.jobs.records.JobStatus), named here so that client commands import no service code.
 JOB_STATUSES = ("queued", "running", "succeeded", "partially_succeeded", "failed", "canceled")
 INTERRUPTED = 130
 Command = Callable[[Context], int]

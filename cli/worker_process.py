@@ -18,9 +18,9 @@ import redis
 
 from cli.embedded_services import kill_process_group, stop_process
 from cli.local_stack import celery_worker_command, spawn_child
+from shared.jobs.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
+from shared.queue.contract import QUEUE
 from shared.settings import Settings
-from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
-from worker.celery_app import QUEUE
 
 START_TIMEOUT_S = 90.0
 # A killed worker not reaped by then fails the caller rather than hanging it.

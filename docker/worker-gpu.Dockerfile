@@ -10,7 +10,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DEBIAN_FRONTEND=noninteractive
 
 # The image maths' compiled kernels are cached where the unprivileged user can write
-# (shared/compiled.py): compiled once per container, not once per pool process.
+# (shared/colour/compiled.py): compiled once per container, not once per pool process.
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 
 RUN apt-get update \

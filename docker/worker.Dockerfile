@@ -11,7 +11,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # The image maths' compiled kernels are cached where the unprivileged user can write
-# (shared/compiled.py): compiled once per container, not once per pool process.
+# (shared/colour/compiled.py): compiled once per container, not once per pool process.
 ENV NUMBA_CACHE_DIR=/tmp/numba-cache
 
 # A virtual environment: the same steps whether the base's Python is its own or a

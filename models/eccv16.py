@@ -9,7 +9,7 @@ annealed-mean decoding head.
 Two layers of the deploy network are decoding, not learning: ``conv8_313_rh`` multiplies the
 logits by 2.606 (= 1/T, T = 0.38) and ``class8_ab`` holds the 313 bin centres. As in the
 original demo, neither is taken from the weights file: the head gets the bins from
-``shared.bins`` and the 2.606 of the network definition becomes the manifest's default
+``shared.colour.bins`` and the 2.606 of the network definition becomes the manifest's default
 temperature, which each job may override.
 """
 
@@ -39,9 +39,9 @@ from models.eccv16_layers import (
     blob_shapes,
 )
 from models.onnx_head import append_annealed_mean_head
-from shared.bins import NUM_BINS, ab_bins
+from shared.colour.bins import NUM_BINS, ab_bins
+from shared.colour.model_manifests import ModelManifest, file_sha256, load_manifest, write_manifest
 from shared.errors import ModelFileError
-from shared.manifests import ModelManifest, file_sha256, load_manifest, write_manifest
 
 MODEL_FILE = "model.onnx"
 INPUT_NAME = "l"

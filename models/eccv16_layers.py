@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from shared.bins import NUM_BINS
+from shared.colour.bins import NUM_BINS
 
 INPUT_SIZE = 224
 L_SUBTRACT = 50.0  # the network sees L - 50

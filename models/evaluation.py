@@ -25,9 +25,9 @@ import cv2
 import numpy as np
 
 from models.recognition import Judge, Recognition, imagenet_label
-from shared.bins import grid_index
-from shared.lab import bgr_to_lab, lab_to_bgr
-from shared.manifests import load_manifest
+from shared.colour.bins import grid_index
+from shared.colour.lab import bgr_to_lab, lab_to_bgr
+from shared.colour.model_manifests import load_manifest
 from shared.settings import Settings
 
 THRESHOLDS = np.arange(0, 151)  # ab error thresholds of the AuC curve
@@ -102,8 +102,8 @@ def photo_files(folder: Path, limit: int) -> list[Path]:
 
 
 def model_colorizer(settings: Settings, name: str, temperature: float | None) -> tuple[str, Colorizer]:
-    from worker.colorizer import colorize
-    from worker.engine import Engine
+    from shared.colour.colorizer import colorize
+    from shared.colour.engine import Engine
 
     manifest = load_manifest(settings.models_dir, name)
     engine = Engine.load(manifest, device=settings.device, threads=settings.engine_threads)

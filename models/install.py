@@ -28,8 +28,8 @@ import numpy as np
 
 from models.eccv16 import convert_caffemodel
 from models.eccv16_layers import ECCV16_LAYERS, LayerSpec, blob_shapes
+from shared.colour.model_manifests import ModelManifest
 from shared.errors import ColorizeError, ModelDownloadFailed, ModelFileError
-from shared.manifests import ModelManifest
 from shared.settings import Settings
 
 CAFFEMODEL_NAME = "colorization_release_v2.caffemodel"

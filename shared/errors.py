@@ -1,6 +1,6 @@
 """Failures a user can act on, one type each, with a stable machine-readable code.
 
-The API maps these types to HTTP statuses in one place (``api/errors.py``); workers record
+The API maps these types to HTTP statuses in one place (``api/error_responses.py``); workers record
 ``ItemError`` subclasses as the error of a single item inside a batch.
 """
 

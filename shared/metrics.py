@@ -41,7 +41,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from shared.jobs import ItemResult, ItemStatus, Job, JobListener
+from shared.jobs.records import ItemResult, ItemStatus, Job, JobListener
 from shared.settings import Settings
 
 # prometheus_client reads this variable itself, in every process that records metrics.
@@ -133,7 +133,7 @@ def queue_depth(redis: Redis, queue: str, key_prefix: str = "") -> int:
 
 class QueueDepthCollector(Collector):
     """``colorize_queue_depth``, read from the broker at each scrape: ``depth(queue)`` counts the
-    messages waiting in one (``worker.broker_queues``, on either broker)."""
+    messages waiting in one (``shared.queue.broker_queues``, on either broker)."""
 
     def __init__(self, depth: Callable[[str], int], queues: Iterable[str]) -> None:
         self.depth = depth

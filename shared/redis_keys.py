@@ -9,13 +9,13 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
                                                      failed expanded created_at started_at finished_at
                                                      expires_at error_code error_message callback_url
                                                      webhook_events output_format output_quality
-                                                     output_max_side (shared.output_options)
+                                                     output_max_side (shared.imaging.output_options)
     colorize:job:{id}:items                  HASH    index -> JSON {"path", "output_path", "size"}
     colorize:job:{id}:status                 HASH    index -> "done" | "failed"   (absent: pending)
     colorize:job:{id}:errors                 HASH    index -> JSON {"code", "message"}
     colorize:job:{id}:attempts               HASH    index -> processing attempts started
     colorize:job:{id}:inputs                 HASH    index -> where the unfinished item's bytes are
-                                                     (shared.item_inputs)
+                                                     (shared.storage.item_inputs)
     colorize:job:{id}:input-objects          HASH    input object name -> unfinished items it holds
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
@@ -142,7 +142,7 @@ class RedisKeys:
 
     @property
     def bulk_prefix(self) -> str:
-        """The prefix of every key of the bulk lane (:mod:`shared.bulk_lane`)."""
+        """The prefix of every key of the bulk lane (:mod:`shared.jobs.bulk_lane`)."""
         return f"{self.namespace}:{{bulk}}:"
 
     @property
@@ -150,7 +150,7 @@ class RedisKeys:
         return f"{self.namespace}:workers"
 
     def tenant_jobs(self, tenant: str) -> str:
-        """The tenant's jobs by creation time (:class:`shared.job_listing.JobListing`)."""
+        """The tenant's jobs by creation time (:class:`shared.jobs.listing.JobListing`)."""
         return f"{self.namespace}:tenant:{tenant}:jobs"
 
     def webhook_secret(self, tenant: str) -> str:

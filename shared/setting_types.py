@@ -52,7 +52,7 @@ def _key_prefix(value: str) -> str:
 
 
 def _fernet_key(value: str) -> str:
-    # Checked as shared.connections reads it: 32 bytes in URL-safe base64.
+    # Checked as shared.tenancy.stored_connections reads it: 32 bytes in URL-safe base64.
     try:
         if len(base64.urlsafe_b64decode(value.encode("ascii"))) == 32:
             return value
@@ -64,7 +64,7 @@ def _fernet_key(value: str) -> str:
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
-            ipaddress.ip_network(network, strict=False)  # as shared.callback_urls.AddressPolicy reads them
+            ipaddress.ip_network(network, strict=False)  # as shared.webhooks.callback_urls.AddressPolicy reads them
         except ValueError as exc:
             raise ValueError(f"is not a comma-separated list of networks (CIDR): {exc}") from None
     return value
@@ -98,7 +98,7 @@ class Limits:
     max_compression_ratio: Annotated[float, Field(ge=1)] = 200.0  # uncompressed / compressed, per zip entry
     max_pixels: Count = 50_000_000  # width * height of one image
     max_side: Count = 30_000  # longest side of one image
-    # Memory one colorize worker process may use (shared/memory_budget.py); an image that
+    # Memory one colorize worker process may use (shared/imaging/memory_budget.py); an image that
     # cannot be decoded and colorized within it fails with image_too_large.
     worker_memory_bytes: Annotated[int, Field(ge=512 * 1024**2)] = 2 * 1024**3
 

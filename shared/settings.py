@@ -107,7 +107,7 @@ class Settings:
     # jobs or tasks; e.g. "staging:". Empty: the keys exactly as shared/redis_keys.py lists them.
     redis_key_prefix: KeyPrefix = ""
     # The Celery broker, when not the Redis of redis_url: amqp://user:password@host:5672/vhost puts
-    # tasks on RabbitMQ (a quorum queue per lane, publisher confirms; worker/broker_queues.py)
+    # tasks on RabbitMQ (a quorum queue per lane, publisher confirms; shared/queue/broker_queues.py)
     # while job state stays in Redis. RabbitMQ for deployments; Redis alone for one machine.
     broker_url: BrokerUrlText | None = None
     # Object storage. None: start a local SeaweedFS S3 server under data_dir.
@@ -163,7 +163,7 @@ class Settings:
     # S3 multipart parts: at least 5 MiB (all but the last), at most 5 GiB.
     multipart_part_bytes: Annotated[int, Field(ge=5 * 1024**2, le=5 * 1024**3)] = 64 * 1024**2
 
-    # Webhooks (shared/webhook_events.py, shared/callback_urls.py). A delivery attempt waits at most webhook_timeout_s; a failed
+    # Webhooks (shared/webhooks/events.py, shared/webhooks/callback_urls.py). A delivery attempt waits at most webhook_timeout_s; a failed
     # one is retried after webhook_retry_base_s, doubling up to webhook_retry_max_s (and to half
     # of visibility_timeout_s: a countdown longer than that would be redelivered early).
     webhook_timeout_s: PositiveFloat = 5.0

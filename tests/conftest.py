@@ -26,7 +26,7 @@ import redis
 
 from cli.embedded_services import RedisServer, SeaweedS3Server, free_port
 from shared.settings import Settings
-from shared.storage import Storage
+from shared.storage.object_store import Storage
 
 pytest_plugins = ["tests.integration_fixtures", "tests.job_state_fixtures"]
 

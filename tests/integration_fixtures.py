@@ -25,12 +25,12 @@ from werkzeug.serving import make_server
 from api.app import create_app
 from cli.embedded_rabbitmq import RabbitMQServer, rabbitmq_available
 from cli.worker_process import WorkerProcess
+from shared.jobs.upkeep import WorkerHeartbeats
 from shared.metrics import queue_depth
+from shared.queue.contract import QUEUE, WEBHOOK_QUEUE
 from shared.setting_types import Limits
 from shared.settings import Settings
-from shared.upkeep import WorkerHeartbeats
 from tests.model_builder import build_test_model
-from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 TEST_MODEL = "test-tiny"
 # kombu's hash of the messages workers hold unacknowledged (its transport option ``unacked_key``).

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from shared.ids import new_id
-from shared.job_store import JobStore
+from shared.jobs.store import JobStore
 from shared.settings import Settings
 
 TTL_S = 3600

@@ -14,8 +14,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.onnx_head import append_annealed_mean_head
-from shared.bins import ab_bins
-from shared.manifests import ModelManifest, write_manifest
+from shared.colour.bins import ab_bins
+from shared.colour.model_manifests import ModelManifest, write_manifest
 
 
 def build_test_model(models_dir: Path, name: str = "test-tiny", input_size: int = 64) -> ModelManifest:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from shared.ab_upsampling import guided_upsample_ab
+from shared.colour.ab_upsampling import guided_upsample_ab
 
 
 def two_regions(size: int = 256, edge: int = 133) -> tuple[np.ndarray, np.ndarray]:

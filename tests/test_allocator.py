@@ -13,7 +13,7 @@ from shared.settings import PROJECT_ROOT
 BATCHES = """
 import json, resource, sys
 import numpy as np
-from shared.allocator import keep_image_memory
+from shared.imaging.allocator import keep_image_memory
 
 kept = keep_image_memory() if sys.argv[1] == "keep" else None
 faults = []

@@ -16,9 +16,9 @@ from PIL import Image
 
 from api.app import create_app
 from shared.errors import ProcessingFailed
-from shared.job_store import JobStore
-from shared.jobs import ItemResult, NewItem
-from shared.object_keys import result_key
+from shared.jobs.records import ItemResult, NewItem
+from shared.jobs.store import JobStore
+from shared.storage.object_keys import result_key
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,6 @@ import zipfile
 
 import pytest
 
-from shared.archives import OutputNames, UniqueNames, detect_source_kind, output_name
 from shared.errors import (
     ArchiveLimitExceeded,
     CorruptArchive,
@@ -22,6 +21,7 @@ from shared.errors import (
     UnsupportedFormat,
     UnsupportedMediaType,
 )
+from shared.jobs.source_kinds import OutputNames, UniqueNames, detect_source_kind, output_name
 from shared.setting_types import Limits
 from worker.archive_entries import RATIO_CHECK_MIN_BYTES, TAR_HEADER_ALLOWANCE, ArchiveEntry, iter_entries
 

@@ -19,11 +19,11 @@ from PIL import Image
 
 from api.app import create_app
 from cli.local_stack import serve
-from shared.api_keys import LOCAL_TENANT, KeyStore, is_loopback
-from shared.api_keys import main as keys_main
-from shared.job_store import JobStore
-from shared.jobs import ItemResult
-from shared.object_keys import result_key, source_key
+from shared.jobs.records import ItemResult
+from shared.jobs.store import JobStore
+from shared.storage.object_keys import result_key, source_key
+from shared.tenancy.api_keys import LOCAL_TENANT, KeyStore, is_loopback
+from shared.tenancy.api_keys import main as keys_main
 from tests.integration_fixtures import with_own_keys
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ import pytest
 import redis
 
 from shared.ids import new_id
-from shared.item_inputs import ItemInput
-from shared.job_store import JobStore
-from shared.jobs import JobStatus, NewItem
-from shared.object_keys import input_object_key, input_object_name, result_key
-from shared.output_options import OutputFormat
+from shared.imaging.output_options import OutputFormat
+from shared.jobs.records import JobStatus, NewItem
+from shared.jobs.store import JobStore
 from shared.settings import Settings
-from shared.stored_bytes import StoredBytes, job_owner
+from shared.storage.item_inputs import ItemInput
+from shared.storage.object_keys import input_object_key, input_object_name, result_key
+from shared.tenancy.storage_quota import StoredBytes, job_owner
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext

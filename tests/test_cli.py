@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cli.main import main
-from shared.manifests import DEFAULT_MODEL
+from shared.colour.model_manifests import DEFAULT_MODEL
 from shared.settings import PROJECT_ROOT
 from tests.integration_fixtures import TEST_MODEL
 
@@ -136,7 +136,7 @@ def test_jobs_lists_newest_first_and_delete_removes_the_job(api_url: str, tmp_pa
 
 def test_the_status_choices_are_the_job_statuses() -> None:
     from cli.main import JOB_STATUSES
-    from shared.jobs import JobStatus
+    from shared.jobs.records import JobStatus
 
     assert JOB_STATUSES == tuple(JobStatus)
 

@@ -20,7 +20,7 @@ import redis
 from cli.embedded_services import free_port
 from client import Client, ClientError, Item, Job, Output
 from client.packing import pack_zip, plan_entries
-from shared.job_store import JobStore
+from shared.jobs.store import JobStore
 from tests.integration_fixtures import TEST_MODEL
 
 WAIT_S = 60

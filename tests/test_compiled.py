@@ -1,4 +1,4 @@
-"""shared.compiled: kernels compile where numba has nowhere to cache them (a read-only install
+"""shared.colour.compiled: kernels compile where numba has nowhere to cache them (a read-only install
 run by a user without a home directory, as in the worker image without NUMBA_CACHE_DIR)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from numba.core import caching
 
-from shared.compiled import compiled
+from shared.colour.compiled import compiled
 
 
 def add_one(value: int) -> int:

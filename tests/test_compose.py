@@ -32,10 +32,11 @@ import yaml
 from api.app import create_app
 from api.proxies import parse_networks
 from api.serving import gunicorn_args
-from shared.manifests import DEFAULT_MODEL
+from shared.colour.model_manifests import DEFAULT_MODEL
+from shared.queue.celery_config import make_celery
+from shared.queue.contract import QUEUE, WEBHOOK_QUEUE
 from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings
-from shared.storage import BROWSER_CORS_RULES
-from worker.celery_app import QUEUE, WEBHOOK_QUEUE, make_celery
+from shared.storage.object_store import BROWSER_CORS_RULES
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
 # The only variable a deployment must set; everything else has a default.

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.lab import bgr_to_lab, lab_to_bgr
-from shared.manifests import DEFAULT_MODEL, load_manifest
+from shared.colour.colorizer import colorize
+from shared.colour.engine import Engine
+from shared.colour.lab import bgr_to_lab, lab_to_bgr
+from shared.colour.model_manifests import DEFAULT_MODEL, load_manifest
 from shared.settings import Settings
-from worker.colorizer import colorize
-from worker.engine import Engine
 
 skimage_data = pytest.importorskip("skimage.data")
 sklearn_datasets = pytest.importorskip("sklearn.datasets")

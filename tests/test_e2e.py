@@ -14,7 +14,7 @@ import pytest
 import urllib3
 from PIL import Image
 
-from shared.imaging import decode_image
+from shared.imaging.decoding import decode_image
 from shared.setting_types import Limits
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from models import caffe_proto, install
 from models.eccv16 import convert_caffemodel
 from models.eccv16_checks import input_size, prototxt_mismatches
 from models.eccv16_layers import ECCV16_LAYERS, LayerSpec, blob_shapes, width_scaled
-from shared.bins import ab_bins
+from shared.colour.bins import ab_bins
+from shared.colour.model_manifests import file_sha256, load_manifest
 from shared.errors import ModelDownloadFailed, ModelFileError
-from shared.manifests import file_sha256, load_manifest
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 NARROW = width_scaled(ECCV16_LAYERS, 16)

@@ -10,13 +10,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from models.onnx_head import annealed_mean, append_annealed_mean_head
-from shared.bins import NUM_BINS, ab_bins, grid_index
+from shared.colour.bins import NUM_BINS, ab_bins, grid_index
+from shared.colour.colorizer import colorize
+from shared.colour.engine import Engine
+from shared.colour.lab import bgr_to_lab, lightness
+from shared.colour.model_manifests import installed_models, load_manifest, write_manifest
 from shared.errors import InvalidRequest, ModelFileError, ModelNotFound
-from shared.lab import bgr_to_lab, lightness
-from shared.manifests import installed_models, load_manifest, write_manifest
 from tests.model_builder import build_test_model
-from worker.colorizer import colorize
-from worker.engine import Engine
 
 REFERENCE_BINS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "pts_in_hull.npy"
 

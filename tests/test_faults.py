@@ -29,8 +29,10 @@ from bench.patient_client import PatientClient
 from bench.soak import FAULT_KINDS, run_soak, soak_settings
 from cli.embedded_rabbitmq import rabbitmq_available
 from shared.errors import ColorizeError
-from shared.object_keys import job_prefix, result_key
+from shared.queue.broker_queues import broker_queues
+from shared.queue.contract import QUEUE, WEBHOOK_QUEUE
 from shared.settings import Settings
+from shared.storage.object_keys import job_prefix, result_key
 from tests.fault_marks import (
     DECODER_CRASH_MARK,
     HANG_MARK,
@@ -41,8 +43,6 @@ from tests.fault_marks import (
     chunks_key,
 )
 from tests.integration_fixtures import TEST_MODEL
-from worker.broker_queues import broker_queues
-from worker.celery_app import QUEUE, WEBHOOK_QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from shared.archives import detect_source_kind
 from shared.errors import ColorizeError, ItemError
-from shared.imaging import decode_image
+from shared.imaging.decoding import decode_image
+from shared.jobs.source_kinds import detect_source_kind
 from shared.setting_types import Limits
 from worker.archive_entries import iter_entries
 

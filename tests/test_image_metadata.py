@@ -12,11 +12,11 @@ import pytest
 from PIL import Image, IptcImagePlugin, TiffImagePlugin
 
 from shared.errors import InvalidRequest
-from shared.image_metadata import NO_METADATA, SourceMetadata, normalised_exif, normalised_xmp, read_metadata
-from shared.metadata_embedding import MAX_SEGMENT_DATA
-from shared.output_options import WEBP_MAX_SIDE, OutputFormat, OutputOptions, requested_output
-from shared.provenance import NAMESPACE, Provenance, xmp_with_provenance
-from shared.result_encoding import encode_result, fitted_size
+from shared.imaging.encoding import encode_result, fitted_size
+from shared.imaging.metadata import NO_METADATA, SourceMetadata, normalised_exif, normalised_xmp, read_metadata
+from shared.imaging.metadata_embedding import MAX_SEGMENT_DATA
+from shared.imaging.output_options import WEBP_MAX_SIDE, OutputFormat, OutputOptions, requested_output
+from shared.imaging.provenance import NAMESPACE, Provenance, xmp_with_provenance
 from shared.setting_types import Limits
 from shared.settings import Settings
 from tests.metadata_samples import (

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
-from shared.imaging import (
+from shared.imaging.decoding import (
     SUPPORTED_IMAGE_FORMATS,
     ImageInfo,
     decode_image,

@@ -14,14 +14,14 @@ import cv2
 import numpy as np
 import pytest
 
-from shared.bulk_lane import BulkLane
 from shared.ids import new_id
-from shared.jobs import JobStatus
-from shared.object_keys import input_object_key, input_object_name, inputs_prefix, source_key
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.records import JobStatus
+from shared.queue.contract import BULK_TURN_TASK, COLORIZE_TASK, QUEUE
 from shared.settings import Settings
+from shared.storage.object_keys import input_object_key, input_object_name, inputs_prefix, source_key
 from tests.integration_fixtures import *
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
-from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, QUEUE
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext
 from worker.expansion import Expander, ExpansionLease

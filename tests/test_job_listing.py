@@ -6,10 +6,10 @@ import pytest
 
 from shared.errors import InvalidRequest
 from shared.ids import new_id
-from shared.job_listing import MAX_EXAMINED, Cursor, JobFilter, JobListing
-from shared.job_store import JobStore
-from shared.jobs import JobStatus
-from shared.upkeep import PurgeIndex
+from shared.jobs.listing import MAX_EXAMINED, Cursor, JobFilter, JobListing
+from shared.jobs.records import JobStatus
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import PurgeIndex
 
 pytestmark = pytest.mark.integration
 

@@ -22,11 +22,11 @@ from PIL import Image
 from api.app import create_app
 from bench.fault_stack import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port
-from shared.job_listing import JobListing
-from shared.jobs import ItemResult
-from shared.object_keys import job_prefix, result_key, upload_key
-from shared.stored_bytes import StoredBytes
-from shared.upkeep import PurgeIndex
+from shared.jobs.listing import JobListing
+from shared.jobs.records import ItemResult
+from shared.jobs.upkeep import PurgeIndex
+from shared.storage.object_keys import job_prefix, result_key, upload_key
+from shared.tenancy.storage_quota import StoredBytes
 from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
 from worker.housekeeping import purge_due
 

@@ -9,10 +9,10 @@ import pytest
 
 from shared.errors import Conflict, CorruptArchive, CorruptImage, NotFound, UnsafeEntry
 from shared.ids import new_id
-from shared.job_store import JobStore
-from shared.jobs import TERMINAL_STATUSES, TRANSITIONS, ItemResult, JobStatus, NewItem
-from shared.upkeep import PurgeIndex, PurgeTarget, StallWatch, WorkerHeartbeats
-from shared.uploads import UploadStore
+from shared.jobs.records import TERMINAL_STATUSES, TRANSITIONS, ItemResult, JobStatus, NewItem
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import PurgeIndex, PurgeTarget, StallWatch, WorkerHeartbeats
+from shared.jobs.uploads import UploadStore
 from tests.job_state_fixtures import STORE_SETTINGS, TTL_S, Clock
 
 
@@ -424,9 +424,9 @@ def test_worker_heartbeats(redis_client, clock: Clock, namespace: str) -> None:
 def test_purge_deletes_the_storage_of_expired_jobs_and_uploads(
     store: JobStore, uploads: UploadStore, purges: PurgeIndex, clock: Clock, storage, redis_client, namespace
 ) -> None:
-    from shared.job_listing import JobListing
-    from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
-    from shared.stored_bytes import StoredBytes, job_owner, upload_owner
+    from shared.jobs.listing import JobListing
+    from shared.storage.object_keys import input_object_key, input_object_name, job_prefix, result_key, upload_key
+    from shared.tenancy.storage_quota import StoredBytes, job_owner, upload_owner
     from worker.housekeeping import purge_due
 
     stored = StoredBytes(redis_client, STORE_SETTINGS.quotas, namespace=namespace)

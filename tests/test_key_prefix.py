@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from api.app import create_app
+from shared.queue.contract import QUEUE
 from tests.integration_fixtures import with_own_keys
-from worker.celery_app import QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 import pytest
 
-from shared import colour_lightness
-from shared.ab_upsampling import guided_upsample_ab
-from shared.grey_lightness import area_weights
-from shared.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, lightness
-from shared.manifests import load_manifest
+from shared.colour import colour_lightness
+from shared.colour.ab_upsampling import guided_upsample_ab
+from shared.colour.colorizer import colorize_batch, model_input, reduced_lightness
+from shared.colour.engine import Engine
+from shared.colour.grey_lightness import area_weights
+from shared.colour.lab import Lightness, Workspace, bgr_to_lab, join_lightness_and_ab, lab_to_bgr, lightness
+from shared.colour.model_manifests import load_manifest
 from shared.settings import PROJECT_ROOT
-from worker.colorizer import colorize_batch, model_input, reduced_lightness
-from worker.engine import Engine
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -178,20 +178,20 @@ def test_the_val_photos_join_as_in_the_float_path_within_one_level(default_engin
             changed += int(np.count_nonzero(differences))
             pixels += differences.size
     assert worst <= 1
-    # The compiled join reads the sRGB curve from a table (shared.lab_join.GAMMA_STEPS): about
+    # The compiled join reads the sRGB curve from a table (shared.colour.lab_join.GAMMA_STEPS): about
     # 0.2 % of values round to the other side of OpenCV's.
     assert changed / pixels < 0.005
 
 
 WARMED_RUN = """
 import json, sys
-from shared import colour_lightness, grey_lightness, lab_join
-from shared.lab import warm_up
-from shared.manifests import load_manifest
+from shared.colour import colour_lightness, grey_lightness, lab_join
+from shared.colour.lab import warm_up
+from shared.colour.model_manifests import load_manifest
 from shared.settings import PROJECT_ROOT
 from tests.test_lab import grey, photos
-from worker.colorizer import colorize_batch
-from worker.engine import Engine
+from shared.colour.colorizer import colorize_batch
+from shared.colour.engine import Engine
 
 # The kernels called from Python (the row kernel is compiled into the joins that call it).
 kernels = {

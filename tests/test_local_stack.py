@@ -19,7 +19,7 @@ from cli.embedded_services import RedisServer, free_port
 from cli.local_stack import LocalStack, child_environment
 from shared.errors import ServiceUnavailable
 from shared.settings import PROJECT_ROOT, Settings
-from shared.storage import Storage
+from shared.storage.object_store import Storage
 
 pytestmark = pytest.mark.integration
 

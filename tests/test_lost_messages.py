@@ -19,10 +19,10 @@ import redis
 
 from api.app import create_app
 from shared.metrics import priority_list, queue_depth
-from shared.object_keys import result_key
-from shared.storage import Storage
+from shared.queue.contract import QUEUE
+from shared.storage.object_keys import result_key
+from shared.storage.object_store import Storage
 from tests.integration_fixtures import with_own_keys
-from worker.celery_app import QUEUE
 
 pytestmark = pytest.mark.integration
 

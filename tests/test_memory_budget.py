@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 
 from shared.errors import ImageTooLarge
 from shared.ids import new_id
-from shared.imaging import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
-from shared.jobs import JobStatus
-from shared.memory_budget import BASELINE_BYTES, STORE_BYTES_PER_PIXEL, MemoryBudget
-from shared.object_keys import result_key, source_key
-from shared.output_options import OutputFormat, OutputOptions
+from shared.imaging.decoding import DECODE_OVERHEAD_BYTES, DecodeCost, decode_cost, decode_image
+from shared.imaging.memory_budget import BASELINE_BYTES, STORE_BYTES_PER_PIXEL, MemoryBudget
+from shared.imaging.output_options import OutputFormat, OutputOptions
+from shared.jobs.records import JobStatus
 from shared.setting_types import Limits
 from shared.settings import Settings
+from shared.storage.object_keys import result_key, source_key
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from tests.test_item_inputs import Published, expand
 from worker.batching import memory_batches
@@ -71,7 +71,7 @@ def test_decoding_a_16_bit_rgba_png_stays_within_its_cost(tmp_path: Path) -> Non
     path.write_bytes(png(2000, 2000, 4, np.uint16))
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from shared.imaging import decode_cost, decode_image
+        from shared.imaging.decoding import decode_cost, decode_image
         from shared.setting_types import Limits
         def kib(field):
             return int(Path("/proc/self/status").read_text().split(field + ":")[1].split()[0])

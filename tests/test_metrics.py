@@ -17,8 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.embedded_services import free_port
 from shared.metrics import STAGES, QueueDepthCollector, queue_depth
+from shared.queue.broker_queues import RedisQueues
 from tests.integration_fixtures import TEST_MODEL, ApiServer, with_own_keys
-from worker.broker_queues import RedisQueues
 
 pytestmark = pytest.mark.integration
 

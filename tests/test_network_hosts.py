@@ -35,9 +35,9 @@ from bench.jpeg_archive import small_jpegs, zip_archive
 from bench.patient_client import PatientClient
 from cli.embedded_services import RedisServer, SeaweedS3Server
 from cli.local_stack import celery_worker_command, child_environment
-from shared.job_store import JobStore
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from shared.settings import PROJECT_ROOT, Settings
-from shared.upkeep import WORKER_STALE_AFTER_S, WorkerHeartbeats
 from tests.fault_marks import HOLD_S, chunks_key
 from tests.integration_fixtures import TEST_MODEL
 

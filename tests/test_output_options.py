@@ -19,8 +19,8 @@ import pytest
 import urllib3
 from PIL import Image, IptcImagePlugin
 
-from shared.manifests import load_manifest
-from shared.provenance import NAMESPACE
+from shared.colour.model_manifests import load_manifest
+from shared.imaging.provenance import NAMESPACE
 from shared.settings import Settings
 from tests.integration_fixtures import TEST_MODEL, ApiServer, wait_until, with_own_keys
 from tests.metadata_samples import (

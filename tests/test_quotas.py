@@ -20,11 +20,11 @@ from PIL import Image
 
 from api.app import create_app
 from shared.errors import QuotaExceeded
-from shared.jobs import ItemResult
-from shared.object_keys import job_prefix, source_key
-from shared.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
+from shared.jobs.records import ItemResult
 from shared.setting_types import Quotas
 from shared.settings import Settings
+from shared.storage.object_keys import job_prefix, source_key
+from shared.tenancy.quotas import IN_FLIGHT_RETRY_AFTER_S, RESERVATION_GRACE_S, QuotaStore
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.context import WorkerContext
 from worker.expansion import Expander, ExpansionLease

@@ -18,22 +18,15 @@ import pytest
 import redis
 import urllib3
 
-from shared.bulk_lane import BulkLane
-from shared.job_store import JobStore
-from shared.jobs import NewItem
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.records import NewItem
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import StallWatch
+from shared.queue.broker_queues import AmqpQueues, broker_queues
+from shared.queue.celery_config import make_celery
+from shared.queue.contract import LANE_QUEUES, QUEUE, WEBHOOK_QUEUE, enqueue_chunk, enqueue_expansion, enqueue_turns
 from shared.settings import Settings
-from shared.upkeep import StallWatch
 from tests.integration_fixtures import ApiServer, wait_until
-from worker.broker_queues import AmqpQueues, broker_queues
-from worker.celery_app import (
-    LANE_QUEUES,
-    QUEUE,
-    WEBHOOK_QUEUE,
-    enqueue_chunk,
-    enqueue_expansion,
-    enqueue_turns,
-    make_celery,
-)
 from worker.housekeeping import rescue_stalled
 
 pytestmark = pytest.mark.integration

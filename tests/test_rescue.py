@@ -7,14 +7,14 @@ import time
 import pytest
 import redis
 
-from shared.bulk_lane import BulkLane
-from shared.job_store import JobStore
-from shared.jobs import ItemResult, NewItem
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.records import ItemResult, NewItem
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import StallWatch
+from shared.queue.broker_queues import RedisQueues
+from shared.queue.contract import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
 from shared.settings import Settings
-from shared.upkeep import StallWatch
 from tests.integration_fixtures import with_own_keys
-from worker.broker_queues import RedisQueues
-from worker.celery_app import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, QUEUE
 from worker.housekeeping import rescue_stalled
 
 pytestmark = pytest.mark.integration

@@ -27,17 +27,17 @@ from cryptography.fernet import Fernet
 from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
 from cli.main import main
-from shared.api_keys import KeyStore
-from shared.connected_buckets import ConnectedBucket
-from shared.connections import Connection
 from shared.errors import ArchiveLimitExceeded
-from shared.item_inputs import ItemInput
-from shared.job_sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
-from shared.job_store import JobStore
-from shared.object_keys import job_prefix, source_key
+from shared.jobs.store import JobStore
 from shared.redis_keys import RedisKeys
 from shared.setting_types import Limits
 from shared.settings import Settings
+from shared.storage.customer_buckets import ConnectedBucket
+from shared.storage.item_inputs import ItemInput
+from shared.storage.object_keys import job_prefix, source_key
+from shared.storage.sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
+from shared.tenancy.api_keys import KeyStore
+from shared.tenancy.stored_connections import Connection
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 from worker.reference_entries import reference_entries
 

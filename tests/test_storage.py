@@ -13,8 +13,15 @@ import pytest
 from cli.embedded_services import free_port
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.ids import new_id
-from shared.object_keys import input_object_key, input_object_name, job_prefix, result_key, source_key, upload_key
-from shared.storage import Storage
+from shared.storage.object_keys import (
+    input_object_key,
+    input_object_name,
+    job_prefix,
+    result_key,
+    source_key,
+    upload_key,
+)
+from shared.storage.object_store import Storage
 from tests.integration_fixtures import wait_until
 
 MIB = 1024 * 1024

@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 from models.training import train as training
 from models.training.export import export
 from models.training.targets import rebalancing_weights, soft_encode
-from shared.bins import ab_bins
-from shared.manifests import load_manifest
-from worker.colorizer import colorize
-from worker.engine import Engine
+from shared.colour.bins import ab_bins
+from shared.colour.colorizer import colorize
+from shared.colour.engine import Engine
+from shared.colour.model_manifests import load_manifest
 
 
 def test_soft_encoding_puts_gaussian_weight_on_five_nearest_bins() -> None:

@@ -20,9 +20,9 @@ import urllib3
 from PIL import Image
 
 from client import Client
-from shared.archives import detect_source_kind
+from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.errors import UnsupportedMediaType
-from shared.manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
+from shared.jobs.source_kinds import detect_source_kind
 from tests.integration_fixtures import ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")

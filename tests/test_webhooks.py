@@ -24,13 +24,13 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from api.app import create_app
-from shared.callback_urls import AddressPolicy, is_public_address, parse_callback_url, parse_events
-from shared.documents import COMPLETED, EVENTS, PROGRESS, STARTED
 from shared.errors import InvalidRequest
-from shared.job_store import JobStore
-from shared.jobs import ItemResult, NewItem
+from shared.jobs.documents import COMPLETED, EVENTS, PROGRESS, STARTED
+from shared.jobs.records import ItemResult, NewItem
+from shared.jobs.store import JobStore
 from shared.settings import Settings
-from shared.webhook_events import WebhookMessage, WebhookNotifier, WebhookSecrets
+from shared.webhooks.callback_urls import AddressPolicy, is_public_address, parse_callback_url, parse_events
+from shared.webhooks.events import WebhookMessage, WebhookNotifier, WebhookSecrets
 from tests.integration_fixtures import ApiServer, broker_idle, with_own_keys
 from worker.webhook_delivery import deliver, retry_delay_s, sign
 

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from shared.object_keys import job_prefix, result_key
+from shared.storage.object_keys import job_prefix, result_key
 from tests.fault_marks import chunks_key
 from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from shared.queue.celery_config import colorizes, make_celery
+from shared.queue.contract import COLORIZE_TASK, EXPAND_TASK, QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK
 from shared.settings import PROJECT_ROOT, Settings
-from worker.celery_app import COLORIZE_TASK, EXPAND_TASK, QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK, colorizes, make_celery
 
-PIPELINE = ["onnxruntime", "torch", "worker.engine", "worker.engines", "worker.colorizer", "worker.chunk_pipeline"]
+PIPELINE = [
+    "onnxruntime",
+    "torch",
+    "shared.colour.engine",
+    "worker.engine_cache",
+    "shared.colour.colorizer",
+    "worker.chunk_pipeline",
+]
 
 
 def test_the_modules_every_worker_imports_leave_the_engine_out() -> None:

@@ -27,8 +27,8 @@ import time
 import redis
 from celery import current_app
 
-from shared.job_store import JobStore
-from shared.jobs import ItemStatus
+from shared.jobs.records import ItemStatus
+from shared.jobs.store import JobStore
 from tests.fault_marks import (
     DECODER_CRASH_MARK,
     HANG_MARK,

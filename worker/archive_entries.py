@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, BinaryIO, Self, cast
 
-from shared.archives import ARCHIVE_KINDS, UniqueNames
 from shared.errors import (
     ArchiveLimitExceeded,
     ColorizeError,
@@ -51,8 +50,9 @@ from shared.errors import (
     UnsafeEntry,
     UnsupportedFormat,
 )
-from shared.item_inputs import ItemInput, ZipMember
+from shared.jobs.source_kinds import ARCHIVE_KINDS, UniqueNames
 from shared.setting_types import Limits
+from shared.storage.item_inputs import ItemInput, ZipMember
 from worker.archive_rules import (
     check_expanded,
     check_name,

@@ -2,7 +2,7 @@
 
 A batch is a run of consecutive items whose pixels and decoding memory, read from their
 headers once their bytes are fetched (no extra read), stay within the shares of the worker's
-memory budget (``shared.memory_budget``) and whose count stays within ``batch_size``: small
+memory budget (``shared.imaging.memory_budget``) and whose count stays within ``batch_size``: small
 images fill a batch, a large one is processed with fewer others or alone, and the process
 never holds more than its budget.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from shared.imaging import DecodeCost
-from shared.memory_budget import MemoryBudget
+from shared.imaging.decoding import DecodeCost
+from shared.imaging.memory_budget import MemoryBudget
 
 Item = TypeVar("Item")
 

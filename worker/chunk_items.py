@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.errors import ColorizeError
-from shared.image_metadata import NO_METADATA, SourceMetadata
-from shared.imaging import DecodeCost
-from shared.jobs import ItemResult
+from shared.imaging.decoding import DecodeCost
+from shared.imaging.metadata import NO_METADATA, SourceMetadata
+from shared.jobs.records import ItemResult
 
 
 @dataclass

@@ -2,13 +2,13 @@
 with inference, each item ending done or failed on its own.
 
 The job store hears from a chunk a number of times that follows its batches, never its items:
-:meth:`~shared.job_store.JobStore.begin_chunk` as it starts (which also begins the first batch),
-then before each later inference one :meth:`~shared.job_store.JobStore.record` of what has
+:meth:`~shared.jobs.store.JobStore.begin_chunk` as it starts (which also begins the first batch),
+then before each later inference one :meth:`~shared.jobs.store.JobStore.record` of what has
 ended so far, which begins the following batch and returns the job's status (the cancel
 check), and one at the end. Before the last batch that call is made only when something has
 ended meanwhile: outcomes reach the store before the next inference, which may crash the
 process and would otherwise cost their items another attempt. The results' bytes are counted in
-the tenant's storage quota (:class:`~shared.stored_bytes.StoredBytes`) in the same rhythm, in one
+the tenant's storage quota (:class:`~shared.tenancy.storage_quota.StoredBytes`) in the same rhythm, in one
 call just before the record of their outcomes.
 Items that were in hand when a worker died run one at a time after the rest, each begun only
 when the one before has ended, so a poison item uses up its own attempts and nobody else's.
@@ -18,10 +18,10 @@ ranged GET where they lie close), then decoded and colorized in batches whose pi
 decoding memory, read from the fetched headers, fit the worker's memory budget for the job's
 output format (:mod:`worker.batching`). An image's metadata is read as it is decoded, the
 last moment its bytes are held, and its result written as the job asks, with that metadata
-and the provenance (:mod:`shared.result_encoding`). Input objects are deleted as soon as the
+and the provenance (:mod:`shared.imaging.encoding`). Input objects are deleted as soon as the
 store reports that none of their items is unfinished, and all of a job's once it finishes or
 is canceled. A job with a destination has each result written there too, or only there
-(:mod:`worker.destinations`): the same bytes, with the output format's Content-Type. A bulk
+(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type. A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
@@ -37,24 +37,24 @@ import redis
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.log import get_task_logger
 
+from shared.colour.colorizer import colorize_batch
+from shared.colour.engine import Engine
 from shared.errors import ColorizeError, DestinationFailed, ImageTooLarge, ItemError, NotFound, ProcessingFailed
-from shared.image_metadata import read_metadata
-from shared.imaging import decode_cost, decode_image
-from shared.item_inputs import ItemInput
-from shared.job_store import Recorded
-from shared.jobs import ItemResult, Job, JobStatus
+from shared.imaging.decoding import decode_cost, decode_image
+from shared.imaging.encoding import encode_result
+from shared.imaging.memory_budget import MemoryBudget
+from shared.imaging.metadata import read_metadata
+from shared.imaging.provenance import Provenance
+from shared.jobs.records import ItemResult, Job, JobStatus
+from shared.jobs.store import Recorded
 from shared.logging import bind_log_context
-from shared.memory_budget import MemoryBudget
-from shared.object_keys import input_object_key, inputs_prefix, result_key
-from shared.provenance import Provenance
-from shared.result_encoding import encode_result
-from shared.stored_bytes import job_owner
+from shared.storage.item_inputs import ItemInput
+from shared.storage.object_keys import input_object_key, inputs_prefix, result_key
+from shared.tenancy.storage_quota import job_owner
 from worker.batching import memory_batches
 from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
-from worker.colorizer import colorize_batch
 from worker.context import WorkerContext
-from worker.destinations import JobDestination, job_destination
-from worker.engine import Engine
+from worker.destination_writes import JobDestination, job_destination
 from worker.item_reader import BatchInputs
 from worker.retry_policy import TRANSIENT_ERRORS
 
@@ -359,7 +359,7 @@ class ChunkRun:
         return SavedItem(ItemResult.done(index), len(data))
 
     def _provenance(self, engine: Engine) -> Provenance:
-        """What the result says of how it was made (``shared.provenance``)."""
+        """What the result says of how it was made (``shared.imaging.provenance``)."""
         manifest = engine.manifest
         temperature = manifest.temperature if self._job.temperature is None else self._job.temperature
         return Provenance(manifest.name, manifest.sha256, temperature)

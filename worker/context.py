@@ -15,23 +15,23 @@ from typing import TYPE_CHECKING
 import redis
 from celery import Celery
 
-from shared.bulk_lane import BulkLane
-from shared.connections import ConnectionStore
-from shared.job_sources import DestinationStore
-from shared.job_store import JobStore
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.store import JobStore
 from shared.metrics import WorkerMetrics
-from shared.quotas import QuotaStore
+from shared.queue.broker_queues import broker_queues
+from shared.queue.contract import settings_of, webhook_publisher
 from shared.settings import Settings
-from shared.storage import Storage
-from shared.stored_bytes import StoredBytes
-from shared.webhook_events import WebhookNotifier
-from worker.broker_queues import broker_queues
-from worker.celery_app import settings_of, webhook_publisher
-from worker.destinations import ManifestWriter
+from shared.storage.object_store import Storage
+from shared.storage.sources import DestinationStore
+from shared.tenancy.quotas import QuotaStore
+from shared.tenancy.storage_quota import StoredBytes
+from shared.tenancy.stored_connections import ConnectionStore
+from shared.webhooks.events import WebhookNotifier
+from worker.destination_writes import ManifestWriter
 from worker.reference_reader import ReferenceReader
 
 if TYPE_CHECKING:
-    from worker.engines import EngineCache
+    from worker.engine_cache import EngineCache
 
 
 class WorkerContext:
@@ -62,7 +62,7 @@ class WorkerContext:
     @cached_property
     def engines(self) -> EngineCache:
         """The models this process has loaded."""
-        from worker.engines import EngineCache  # the inference libraries: only where chunks are colorized
+        from worker.engine_cache import EngineCache  # the inference libraries: only where chunks are colorized
 
         return EngineCache(self.settings, self.metrics)
 

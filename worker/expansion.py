@@ -5,9 +5,9 @@ Nothing is stored per item. A zip member is registered with where it lies in the
 object, from which its chunk reads it by range. A tar's entries, which can only be read in
 one pass, are checked to start like an image (and to be within the size limits) before they
 are kept; those of a chunk are then stored back to back as one input object, which goes once
-all its items have ended (:mod:`shared.item_inputs`).
+all its items have ended (:mod:`shared.storage.item_inputs`).
 
-A source by reference (:mod:`shared.job_sources`) is expanded the same way: its objects or URLs
+A source by reference (:mod:`shared.storage.sources`) is expanded the same way: its objects or URLs
 are the entries (:mod:`worker.reference_entries`), each registered with its reference as its
 input and read by the worker that processes it.
 
@@ -32,7 +32,6 @@ from typing import BinaryIO
 import redis
 from redis.lock import Lock
 
-from shared.archives import REFERENCE_KIND, OutputNames
 from shared.errors import (
     ArchiveLimitExceeded,
     ColorizeError,
@@ -44,10 +43,11 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
-from shared.item_inputs import ItemInput
-from shared.job_sources import decode_source
-from shared.jobs import Job, JobStatus, NewItem
-from shared.object_keys import input_object_key, input_object_name, inputs_prefix
+from shared.jobs.records import Job, JobStatus, NewItem
+from shared.jobs.source_kinds import REFERENCE_KIND, OutputNames
+from shared.storage.item_inputs import ItemInput
+from shared.storage.object_keys import input_object_key, input_object_name, inputs_prefix
+from shared.storage.sources import decode_source
 from worker.archive_entries import ArchiveEntry, iter_entries
 from worker.context import WorkerContext
 from worker.reference_entries import reference_entries

@@ -15,17 +15,18 @@ from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 from celery.utils.log import get_task_logger
 
-from shared.bulk_lane import BulkLane
 from shared.errors import ColorizeError
-from shared.job_listing import JobListing
-from shared.job_store import JobStore
-from shared.object_keys import job_prefix, upload_key
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.listing import JobListing
+from shared.jobs.store import JobStore
+from shared.jobs.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
+from shared.queue.broker_queues import BrokerQueues, broker_queues
+from shared.queue.celery_config import colorizes
+from shared.queue.contract import QUEUE, enqueue_expansion, settings_of
 from shared.settings import Settings
-from shared.storage import Storage
-from shared.stored_bytes import StoredBytes
-from shared.upkeep import HEARTBEAT_INTERVAL_S, WORKER_STALE_AFTER_S, PurgeIndex, StallWatch, WorkerHeartbeats
-from worker.broker_queues import BrokerQueues, broker_queues
-from worker.celery_app import QUEUE, colorizes, enqueue_expansion, settings_of
+from shared.storage.object_keys import job_prefix, upload_key
+from shared.storage.object_store import Storage
+from shared.tenancy.storage_quota import StoredBytes
 from worker.scheduling import Lane, enqueue_chunks, lane_for
 
 if TYPE_CHECKING:

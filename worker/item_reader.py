@@ -1,5 +1,5 @@
 """The bytes of a batch of items, read from storage where the expander left them
-(:mod:`shared.item_inputs`): zip members from the job's source object, tar images from their
+(:mod:`shared.storage.item_inputs`): zip members from the job's source object, tar images from their
 chunk's input object, a single image from the source object itself, and items of a source by
 reference from the tenant's bucket or URL (:mod:`worker.reference_reader`), each with an error
 of its own.
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import ColorizeError, CorruptArchive, ItemError, ProcessingFailed, UnsupportedFormat
-from shared.item_inputs import ItemInput, ZipMember
-from shared.jobs import Job
-from shared.object_keys import input_object_key
+from shared.jobs.records import Job
 from shared.setting_types import Limits
-from shared.storage import Storage
+from shared.storage.item_inputs import ItemInput, ZipMember
+from shared.storage.object_keys import input_object_key
+from shared.storage.object_store import Storage
 from worker.archive_rules import read_declared
 from worker.reference_reader import ReferenceReader
 

@@ -25,7 +25,7 @@ from celery.signals import (
 
 from shared.logging import bind_log_context, clear_log_context, use_format
 from shared.metrics import prepare_worker_metrics, serve_worker_metrics
-from worker.celery_app import COLORIZE_TASK, ENQUEUED_AT_HEADER, EXPAND_TASK, WEBHOOK_TASK, settings_of
+from shared.queue.contract import COLORIZE_TASK, ENQUEUED_AT_HEADER, EXPAND_TASK, WEBHOOK_TASK, settings_of
 from worker.context import worker_context
 
 if TYPE_CHECKING:

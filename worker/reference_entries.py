@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from shared.errors import ArchiveLimitExceeded, EntryTooLarge
-from shared.item_inputs import ItemInput
-from shared.job_sources import BucketSource, SourceReference, bucket_reference, url_path, url_reference
 from shared.setting_types import Limits
+from shared.storage.item_inputs import ItemInput
+from shared.storage.sources import BucketSource, SourceReference, bucket_reference, url_path, url_reference
 from worker.archive_entries import ArchiveEntry
 from worker.archive_rules import check_name, is_junk
 from worker.reference_reader import ReferenceReader

@@ -1,8 +1,8 @@
 """Reading items by reference: objects of a tenant's connected bucket, and URLs, each read when
-its item is processed (:mod:`shared.job_sources`). Every failure is the item's own error.
+its item is processed (:mod:`shared.storage.sources`). Every failure is the item's own error.
 
 A URL's host is resolved and checked at each read, and the request goes to the very address
-checked (:func:`shared.callback_urls.pinned_pool`); redirects are not followed (an item that
+checked (:func:`shared.webhooks.callback_urls.pinned_pool`); redirects are not followed (an item that
 answers one fails with ``source_unreachable``). Bodies are read to at most
 ``limits.max_entry_bytes``.
 """
@@ -15,17 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import urllib3
 
-from shared.callback_urls import (
-    AddressPolicy,
-    ForbiddenAddress,
-    Resolver,
-    parse_callback_url,
-    permitted_addresses,
-    pinned_pool,
-    resolve,
-)
-from shared.connected_buckets import ConnectedBucket
-from shared.connections import ConnectionStore
 from shared.errors import (
     ColorizeError,
     EntryTooLarge,
@@ -36,8 +25,19 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
-from shared.job_sources import parse_reference
 from shared.settings import Settings
+from shared.storage.customer_buckets import ConnectedBucket
+from shared.storage.sources import parse_reference
+from shared.tenancy.stored_connections import ConnectionStore
+from shared.webhooks.callback_urls import (
+    AddressPolicy,
+    ForbiddenAddress,
+    Resolver,
+    parse_callback_url,
+    permitted_addresses,
+    pinned_pool,
+    resolve,
+)
 
 USER_AGENT = "colorize-sources/1"
 FETCH_TIMEOUT_S = 30.0

@@ -16,8 +16,8 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 
 from shared.errors import ColorizeError, ProcessingFailed, ServiceUnavailable
+from shared.queue.contract import settings_of
 from shared.settings import Settings
-from worker.celery_app import settings_of
 
 log = get_task_logger(__name__)
 

@@ -4,7 +4,7 @@
   message of its own at the queue's highest priority, taken by the next free pool process;
   a bulk chunk running when one waits hands its process over at its next batch
   (:class:`worker.chunk_pipeline.ChunkRun`), so it waits for at most one batch of bulk work.
-- **bulk**: every other archive. Its chunks wait in :class:`shared.bulk_lane.BulkLane`, where
+- **bulk**: every other archive. Its chunks wait in :class:`shared.jobs.bulk_lane.BulkLane`, where
   tenants, then each tenant's jobs, take turns; the queue holds one turn message per chunk,
   at the lowest priority.
 """
@@ -16,10 +16,10 @@ from enum import StrEnum
 
 from celery import Celery
 
-from shared.bulk_lane import BulkLane
-from shared.jobs import Job
+from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.records import Job
+from shared.queue.contract import enqueue_chunk, enqueue_turns
 from shared.settings import Settings
-from worker.celery_app import enqueue_chunk, enqueue_turns
 
 
 class Lane(StrEnum):

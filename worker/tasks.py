@@ -19,18 +19,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
-from shared.allocator import keep_image_memory
 from shared.errors import ColorizeError
+from shared.imaging.allocator import keep_image_memory
 from shared.logging import bind_log_context
-from worker.celery_app import (
-    BULK_TURN_TASK,
-    COLORIZE_TASK,
-    EXPAND_TASK,
-    EXPANSION_PRIORITY,
-    QUEUE,
-    colorizes,
-    settings_of,
-)
+from shared.queue.celery_config import colorizes
+from shared.queue.contract import BULK_TURN_TASK, COLORIZE_TASK, EXPAND_TASK, EXPANSION_PRIORITY, QUEUE, settings_of
 from worker.context import worker_context
 from worker.expansion import EXPAND_LEASE_S, Expander, ExpansionLease, LeaseLost
 from worker.retry_policy import countdown_cap_s, give_up_error, may_retry, retry_later
@@ -129,7 +122,7 @@ def _load_default_model(**_kwargs: Any) -> None:
     starts."""
     if not colorizes(current_app):
         return
-    from shared.lab import warm_up  # numba: only in processes that colorize
+    from shared.colour.lab import warm_up  # numba: only in processes that colorize
 
     settings = settings_of(current_app)
     keep_image_memory()

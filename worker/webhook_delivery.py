@@ -7,7 +7,7 @@ host now resolves to a forbidden address) is not. Headers follow the Standard We
 scheme: ``webhook-id`` (the same on every attempt, for the receiver to drop repeats),
 ``webhook-timestamp`` (unix seconds of the attempt) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). Each attempt connects to the very
-address it checked (:mod:`shared.callback_urls`); redirects are not followed.
+address it checked (:mod:`shared.webhooks.callback_urls`); redirects are not followed.
 
 Events of one job are delivered in the order they happened: a message whose predecessor is
 neither delivered nor given up yet is published again ``ORDER_POLL_S`` later, without an
@@ -31,7 +31,11 @@ from celery import Task, shared_task
 from celery.utils.log import get_task_logger
 from standardwebhooks.webhooks import Webhook
 
-from shared.callback_urls import (
+from shared.errors import InvalidRequest
+from shared.queue.contract import WEBHOOK_QUEUE, WEBHOOK_TASK
+from shared.settings import Settings
+from shared.timestamps import iso_time
+from shared.webhooks.callback_urls import (
     AddressPolicy,
     CallbackTarget,
     ForbiddenAddress,
@@ -42,10 +46,7 @@ from shared.callback_urls import (
     pinned_pool,
     resolve,
 )
-from shared.errors import InvalidRequest
-from shared.settings import Settings
-from shared.timestamps import iso_time
-from shared.webhook_events import (
+from shared.webhooks.events import (
     DeliveryAttempt,
     DeliveryLog,
     DeliveryOrder,
@@ -53,7 +54,6 @@ from shared.webhook_events import (
     WebhookMessage,
     WebhookSecrets,
 )
-from worker.celery_app import WEBHOOK_QUEUE, WEBHOOK_TASK
 from worker.context import worker_context
 from worker.retry_policy import countdown_cap_s
 

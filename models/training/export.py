@@ -18,8 +18,8 @@ import torch
 from models.onnx_head import append_annealed_mean_head
 from models.training.network import ColorNet, Widths
 from models.training.unet import DecoderWidths, PretrainedColorNet
-from shared.bins import ab_bins
-from shared.manifests import ModelManifest, write_manifest
+from shared.colour.bins import ab_bins
+from shared.colour.model_manifests import ModelManifest, write_manifest
 
 if TYPE_CHECKING:  # matplotlib comes with the train extra
     from matplotlib.axes import Axes

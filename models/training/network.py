@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from shared.bins import NUM_BINS
+from shared.colour.bins import NUM_BINS
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from models.evaluation import Scores, colourfulness, greyscale, photo_files
-from shared.bins import ab_bins
-from shared.lab import bgr_to_lab, join_lightness_and_ab, lightness
-from worker.colorizer import model_input
+from shared.colour.bins import ab_bins
+from shared.colour.colorizer import model_input
+from shared.colour.lab import bgr_to_lab, join_lightness_and_ab, lightness
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from models.training.dataset import load_lab_crops
 from models.training.network import ColorNet, Widths
 from models.training.targets import rebalanced_cross_entropy, rebalancing_weights, soft_encode
-from shared.bins import ab_bins
+from shared.colour.bins import ab_bins
 
 DOWNSAMPLE = 4
 WARMUP_STEPS = 300

@@ -38,7 +38,7 @@ from models.training.selection import SelectionScore, SelectionSet
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from models.training.train import Autocast, bin_counts, mixed_precision, pick_device
 from models.training.unet import DecoderWidths, PretrainedColorNet
-from shared.bins import ab_bins
+from shared.colour.bins import ab_bins
 
 WARMUP_STEPS = 100
 SELECTION_TEMPERATURE = 0.38

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.training.encoder import LiteEncoder
-from shared.bins import NUM_BINS
+from shared.colour.bins import NUM_BINS
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Images as files: decoding, metadata, encoding of results, output options, memory budget."""

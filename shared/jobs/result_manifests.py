@@ -1,0 +1,47 @@
+"""``manifest.json``: how each item of a finished job ended, in ``results.zip`` and beside the
+results written to a destination (:mod:`shared.storage.sources`).
+
+One object: the job's id, status and model, and ``items``, one per item in index order::
+
+    {"input_path": "2024/a.png", "output_path": "2024/a.jpg", "status": "done",
+     "error_code": null, "model": "colorize-lite"}
+
+``output_path`` is null for an item without a result; ``error_code`` is one of the item error
+codes (``shared/errors.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from shared.jobs.records import Item, ItemStatus, Job
+from shared.jobs.store import JobStore
+
+_PAGE = 1000
+
+
+def manifest_entry(job: Job, item: Item) -> dict[str, object]:
+    done = item.status == ItemStatus.DONE
+    return {
+        "input_path": item.path,
+        "output_path": item.output_path if done else None,
+        "status": item.status.value,
+        "error_code": item.error["code"] if item.error else None,
+        "model": job.model,
+    }
+
+
+def manifest_chunks(jobs: JobStore, job: Job) -> Iterator[bytes]:
+    """The manifest's JSON text, a page of items at a time (a zip stream takes it as it goes)."""
+    head = {"job_id": job.id, "status": job.status.value, "model": job.model}
+    yield json.dumps(head)[:-1].encode() + b', "items": ['
+    for start in range(0, job.total, _PAGE):
+        entries = [json.dumps(manifest_entry(job, item)) for item in jobs.items(job.id, start, _PAGE)]
+        if entries:
+            yield (",\n" if start else "\n").encode() + ",\n".join(entries).encode()
+    yield b"\n]}\n"
+
+
+def manifest_bytes(jobs: JobStore, job: Job) -> bytes:
+    return b"".join(manifest_chunks(jobs, job))

@@ -1,0 +1,1 @@
+"""The task queue's contract between the API and the workers: task names, lanes, publishing, Celery's configuration."""

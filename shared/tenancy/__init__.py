@@ -1,0 +1,1 @@
+"""Tenants: API keys, quotas and rate limits, the storage quota, stored connections."""

@@ -1,0 +1,1 @@
+"""Webhooks: callback URLs and the events published to them."""
