@@ -13,12 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import EntryTooLarge, InvalidRequest, SourceForbidden, SourceNotFound, SourceUnreachable
 from shared.settings import Settings
+from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
 from shared.tenancy.stored_connections import Connection, check_endpoint
 from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
 
@@ -27,17 +26,11 @@ _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
 _REFUSED = frozenset({"AccessDenied", "Forbidden", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"})
 
 
-def _config() -> Config:
-    return Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        retries={"mode": "standard", "max_attempts": 3},
-        connect_timeout=5.0,
-        read_timeout=30.0,
-        max_pool_connections=8,
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-    )
+# A slow store is the tenant's: few attempts, brief waits. Keys and prefixes come from tenants,
+# so parameters are validated.
+_PATIENCE = ClientPatience(
+    max_attempts=3, connect_timeout_s=5.0, read_timeout_s=30.0, max_pool_connections=8, validate_parameters=True
+)
 
 
 @contextmanager
@@ -69,14 +62,10 @@ class ConnectedBucket:
             raise SourceForbidden(f"connection {connection.name!r}: {exc.message}") from exc
         except InvalidRequest as exc:
             raise SourceUnreachable(f"connection {connection.name!r}: {exc.message}") from exc
-        self._client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=connection.endpoint_url,
-            region_name=connection.region,
-            aws_access_key_id=connection.access_key_id,
-            aws_secret_access_key=connection.secret_access_key,
-            config=_config(),
+        endpoint = S3Endpoint(
+            connection.endpoint_url, connection.region, connection.access_key_id, connection.secret_access_key
         )
+        self._client: Any = s3_client(endpoint, _PATIENCE)
 
     def _named(self, key: str) -> str:
         return f"{self.connection.name}:{key}"
