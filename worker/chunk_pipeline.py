@@ -21,7 +21,8 @@ last moment its bytes are held, and its result written as the job asks, with tha
 and the provenance (:mod:`shared.imaging.encoding`). Input objects are deleted as soon as the
 store reports that none of their items is unfinished, and all of a job's once it finishes or
 is canceled. A job with a destination has each result written there too, or only there
-(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type. A bulk
+(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type, at
+their output paths, read for the whole chunk as it starts (with the destination itself). A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
@@ -87,6 +88,7 @@ class ChunkRun:
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
         self.destination: JobDestination | None = None  # where results go besides (or instead of) the store
+        self.output_paths: dict[int, str] = {}  # where each item's result goes in the destination
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
@@ -107,6 +109,9 @@ class ChunkRun:
             return
         self.inputs = start.inputs
         self.destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
+        if self.destination is not None:
+            with self.ctx.metrics.stage("redis"):
+                self.output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -346,8 +351,7 @@ class ChunkRun:
         if self.destination is not None:
             try:
                 with self.ctx.metrics.stage("storage_put"):
-                    output_path = self.ctx.jobs.item(self.job_id, index).output_path
-                    self.destination.put(output_path, data, output.content_type)
+                    self.destination.put(self.output_paths[index], data, output.content_type)
             except DestinationFailed as exc:
                 return SavedItem(ItemResult.failed(index, exc))
             if not self.destination.keep_in_service:
