@@ -127,8 +127,16 @@ def test_a_listing_is_cleaned_sized_and_stopped_at_the_entry_limit() -> None:
 
 class _Images(BaseHTTPRequestHandler):
     files: ClassVar[dict[str, bytes]] = {}
+    # Paths answered with an image under a Content-Length that is no byte count.
+    bad_lengths: ClassVar[dict[str, str]] = {"/long-length.png": "7" * 5000, "/superscript-length.png": "\u00b2"}
 
     def do_GET(self) -> None:
+        if self.path in self.bad_lengths:
+            self.send_response(200)
+            self.send_header("Content-Length", self.bad_lengths[self.path])
+            self.end_headers()
+            self.wfile.write(png())
+            return
         if self.path == "/moved.png":
             self.send_response(302)
             self.send_header("Location", "/img/a.png")
@@ -147,7 +155,7 @@ class _Images(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def image_server() -> Iterator[str]:
-    _Images.files = {"/img/a.png": png(), "/img/b.png": png(18, 30)}
+    _Images.files = {"/img/a.png": png(), "/img/b.png": png(18, 30)} | {f"/img/{i}.png": png() for i in range(7)}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -424,6 +432,19 @@ def test_urls_are_read_as_items(tenant_a: Api, image_server: str) -> None:
         "missing.png": "source_not_found",
         "moved.png": "source_unreachable",  # redirects are not followed
     }
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("bad", ["long-length.png", "superscript-length.png"])
+def test_a_content_length_that_is_no_byte_count_fails_its_item_alone(
+    tenant_a: Api, image_server: str, bad: str
+) -> None:
+    urls = [f"{image_server}/img/{i}.png" for i in range(7)] + [f"{image_server}/{bad}"]
+    job = tenant_a.json("POST", "/v1/jobs", {"source": {"urls": urls}}, expect=202)
+    tenant_a.finished(job["id"])
+    items = tenant_a.json("GET", f"/v1/jobs/{job['id']}/items?limit=100")["items"]
+    codes = [(item["error"] or {}).get("code") for item in items]
+    assert codes == [None] * 7 + ["source_unreachable"]
 
 
 @pytest.mark.integration

@@ -4,11 +4,13 @@ its item is processed (:mod:`shared.storage.sources`). Every failure is the item
 A URL's host is resolved and checked at each read, and the request goes to the very address
 checked (:func:`shared.webhooks.callback_urls.pinned_pool`); redirects are not followed (an item that
 answers one fails with ``source_unreachable``). Bodies are read to at most
-``limits.max_entry_bytes``.
+``limits.max_entry_bytes``. A number a source answers (its Content-Length) is taken only as
+a few ASCII digits; anything else fails that item alone, as does any other failure of one read.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +40,9 @@ from shared.webhooks.callback_urls import (
     pinned_pool,
     resolve,
 )
+from worker.retry_policy import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "colorize-sources/1"
 FETCH_TIMEOUT_S = 30.0
@@ -45,6 +50,9 @@ FETCH_TIMEOUT_S = 30.0
 READ_THREADS = 4
 # A connection's client is reused this long: a changed or deleted connection counts soon after.
 BUCKET_REUSE_S = 60.0
+# The most digits of a Content-Length taken: 19 hold any size a store serves, and int() of a
+# longer string (4,300 digits or more raise) is not asked for.
+MAX_LENGTH_DIGITS = 19
 
 
 class ReferenceReader:
@@ -84,6 +92,11 @@ class ReferenceReader:
                     results[index] = future.result()
                 except ItemError as exc:
                     results[index] = exc
+                except TRANSIENT_ERRORS:
+                    raise
+                except Exception as exc:  # one odd answer fails its item, not the batch
+                    log.warning("reading %s failed", references[index], exc_info=True)
+                    results[index] = SourceUnreachable(f"the source could not be read ({type(exc).__name__})")
             return results
 
     def read(self, tenant: str, reference: str) -> bytes:
@@ -111,8 +124,8 @@ class ReferenceReader:
             )
             try:
                 _check_status(url, response.status)
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
+                declared = declared_length(url, response.headers.get("Content-Length"))
+                if declared is not None and declared > limit:
                     raise EntryTooLarge(f"{url}: larger than {limit} bytes", limit=limit)
                 data: bytes = response.read(limit + 1)
             finally:
@@ -124,6 +137,16 @@ class ReferenceReader:
         if len(data) > limit:
             raise EntryTooLarge(f"{url}: larger than {limit} bytes", limit=limit)
         return data
+
+
+def declared_length(url: str, value: str | None) -> int | None:
+    """A Content-Length as a number; SourceUnreachable unless 1 to MAX_LENGTH_DIGITS ASCII digits."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not (0 < len(value) <= MAX_LENGTH_DIGITS and value.isascii() and value.isdigit()):
+        raise SourceUnreachable(f"{url}: answered a Content-Length that is not a byte count ({value[:20]!r})")
+    return int(value)
 
 
 def _check_status(url: str, status: int) -> None:
