@@ -31,6 +31,12 @@ class InvalidRequest(ColorizeError):
     code = "invalid_request"
 
 
+class ServiceStoreEndpoint(InvalidRequest):
+    """A stored connection would reach the service's own store (its endpoint or its credentials)."""
+
+    code = "service_store_endpoint"
+
+
 class Unauthorized(ColorizeError):
     code = "unauthorized"
 

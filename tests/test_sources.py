@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet
 from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
 from cli.main import main
-from shared.errors import ArchiveLimitExceeded
+from shared.errors import ArchiveLimitExceeded, SourceForbidden
 from shared.jobs.store import JobStore
 from shared.redis_keys import RedisKeys
 from shared.setting_types import Limits
@@ -578,3 +578,37 @@ def test_a_prefix_is_listed_page_by_page(customer_s3: SeaweedS3Server, customer_
     keys = [key for key, _ in bucket.list_objects("photos/", page_size=2)]
     assert keys == sorted(key for key in keys) and len(keys) == 5
     assert "photos/2024/trip/b.png" in keys and "photos/elsewhere.png" in keys
+
+
+@pytest.mark.integration
+def test_the_services_own_store_is_never_a_connection(tenant_b: Api, source_settings: Settings) -> None:
+    # Private addresses are allowed here, and still the service's store is refused: by its
+    # endpoint, by another name of the same host and port, or by the service's access key.
+    store = urllib3.util.parse_url(source_settings.s3_endpoint_url)
+    for endpoint, key_id in (
+        (source_settings.s3_endpoint_url, "some-key"),
+        (f"http://localhost:{store.port}", "some-key"),
+        (f"http://[::ffff:127.0.0.1]:{store.port}", "some-key"),
+        ("http://127.0.0.1:9", source_settings.aws_access_key_id),
+    ):
+        body = {
+            "name": "own",
+            "endpoint_url": endpoint,
+            "bucket": "b1",
+            "access_key_id": key_id,
+            "secret_access_key": "s",
+        }
+        status, data = tenant_b.call("POST", "/v1/connections", body)
+        assert status == 400 and json.loads(data)["error"]["code"] == "service_store_endpoint", (endpoint, data)
+    # A connection stored before (or around) these rules is refused when a worker reads through it.
+    stored = Connection(
+        name="own",
+        endpoint_url=source_settings.s3_endpoint_url,
+        region="us-east-1",
+        bucket=source_settings.s3_bucket,
+        created_at=0.0,
+        access_key_id=source_settings.aws_access_key_id,
+        secret_access_key=source_settings.aws_secret_access_key,
+    )
+    with pytest.raises(SourceForbidden):
+        ConnectedBucket(stored, source_settings)

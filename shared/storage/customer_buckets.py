@@ -15,9 +15,17 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from shared.errors import EntryTooLarge, InvalidRequest, SourceForbidden, SourceNotFound, SourceUnreachable
+from shared.errors import (
+    EntryTooLarge,
+    InvalidRequest,
+    ServiceStoreEndpoint,
+    SourceForbidden,
+    SourceNotFound,
+    SourceUnreachable,
+)
 from shared.settings import Settings
 from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
+from shared.tenancy.service_store import check_not_service_credentials
 from shared.tenancy.stored_connections import Connection, check_endpoint
 from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
 
@@ -58,7 +66,8 @@ class ConnectedBucket:
         self.bucket = connection.bucket
         try:
             check_endpoint(connection.endpoint_url, settings, resolver)
-        except ForbiddenAddress as exc:
+            check_not_service_credentials(connection.access_key_id, settings)
+        except (ForbiddenAddress, ServiceStoreEndpoint) as exc:
             raise SourceForbidden(f"connection {connection.name!r}: {exc.message}") from exc
         except InvalidRequest as exc:
             raise SourceUnreachable(f"connection {connection.name!r}: {exc.message}") from exc
