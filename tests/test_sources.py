@@ -9,6 +9,7 @@ connection, and item references survive the job store's encoding.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import threading
 import uuid
@@ -40,6 +41,7 @@ from shared.tenancy.api_keys import KeyStore
 from shared.tenancy.stored_connections import Connection
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 from worker.reference_entries import reference_entries
+from worker.reference_reader import ReferenceReader
 
 CUSTOMER_KEY, CUSTOMER_SECRET = "customer-key-id", "customer-secret-Zq81"
 CUSTOMER_BUCKET = "customer-photos"
@@ -120,6 +122,52 @@ def test_a_listing_is_cleaned_sized_and_stopped_at_the_entry_limit() -> None:
     ]
     assert got[0].location == ItemInput(None, 0, 10, reference=bucket_reference("cust", "in/a.png"))
     assert bucket.pulled == 6  # the listing is read no further than the limit
+
+
+class _Connections:
+    """Stands in for the connection store: one tenant's one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def get(self, tenant: str, name: str) -> Connection:
+        return self.connection
+
+
+class _ChangingResolver:
+    """Answers each host from a list of answers, moving on to the next one when told."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.turn = 0
+
+    def __call__(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        if host not in self.answers:
+            return [ipaddress.ip_address(host)]
+        answers = self.answers[host]
+        return [ipaddress.ip_address(answers[min(self.turn, len(answers) - 1)])]
+
+
+def test_a_cached_connection_is_checked_again_when_its_host_resolves_elsewhere() -> None:
+    connection = Connection(
+        name="cust",
+        endpoint_url="http://photos.example.com",
+        region="us-east-1",
+        bucket="photos",
+        created_at=0.0,
+        access_key_id="k",
+        secret_access_key="s",
+    )
+    resolver = _ChangingResolver({"photos.example.com": ["93.184.216.34", "93.184.216.35", "10.0.0.7"]})
+    reader = ReferenceReader(_Connections(connection), Settings(), resolver)  # type: ignore[arg-type]
+    first = reader.bucket("a", "cust")
+    assert reader.bucket("a", "cust") is first  # the same answer: the client is reused
+    resolver.turn = 1
+    moved = reader.bucket("a", "cust")
+    assert moved is not first and [str(a) for a in moved.addresses] == ["93.184.216.35"]
+    resolver.turn = 2  # rebinding to a private address
+    with pytest.raises(SourceForbidden):
+        reader.bucket("a", "cust")
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -612,3 +660,24 @@ def test_the_services_own_store_is_never_a_connection(tenant_b: Api, source_sett
     )
     with pytest.raises(SourceForbidden):
         ConnectedBucket(stored, source_settings)
+
+
+@pytest.mark.integration
+def test_a_connections_requests_go_to_the_address_checked(
+    customer_s3: SeaweedS3Server, customer_bucket, source_settings
+) -> None:
+    # The endpoint's name resolves only through the resolver given: were the S3 client to look
+    # it up again, it would find nothing.
+    port = urllib3.util.parse_url(customer_s3.endpoint_url).port
+    connection = Connection(
+        name="cust",
+        endpoint_url=f"http://customer-store.invalid:{port}",
+        region="us-east-1",
+        bucket=CUSTOMER_BUCKET,
+        created_at=0.0,
+        access_key_id=CUSTOMER_KEY,
+        secret_access_key=CUSTOMER_SECRET,
+    )
+    resolver = _ChangingResolver({"customer-store.invalid": ["127.0.0.1"]})
+    bucket = ConnectedBucket(connection, source_settings, resolver)
+    assert bucket.get("photos/2024/a.png", 10**6) == png()

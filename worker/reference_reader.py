@@ -2,9 +2,10 @@
 its item is processed (:mod:`shared.storage.sources`). Every failure is the item's own error.
 
 A URL's host is resolved and checked at each read, and the request goes to the very address
-checked (:func:`shared.webhooks.callback_urls.pinned_pool`); redirects are not followed (an item that
-answers one fails with ``source_unreachable``). Bodies are read to at most
-``limits.max_entry_bytes``. A number a source answers (its Content-Length) is taken only as
+checked (:func:`shared.webhooks.callback_urls.pinned_pool`); so do a connection's S3 requests,
+whose client is reused only while its endpoint's host resolves as when it was checked. Redirects
+are not followed (an item that answers one fails with ``source_unreachable``). Bodies are read
+to at most ``limits.max_entry_bytes``. A number a source answers (its Content-Length) is taken only as
 a few ASCII digits; anything else fails that item alone, as does any other failure of one read.
 """
 
@@ -68,7 +69,9 @@ class ReferenceReader:
         """The tenant's connection ``name``; SourceNotFound when it has none of that name."""
         now = time.monotonic()
         cached = self._buckets.get((tenant, name))
-        if cached is not None and now - cached[0] < BUCKET_REUSE_S:
+        # Reused only while its endpoint's name still resolves to the addresses it was checked
+        # at: an answer that changes is checked again (DNS rebinding).
+        if cached is not None and now - cached[0] < BUCKET_REUSE_S and cached[1].resolves_as_checked(self._resolver):
             return cached[1]
         try:
             connection = self.connections.get(tenant, name)

@@ -24,9 +24,10 @@ from shared.errors import (
     SourceUnreachable,
 )
 from shared.settings import Settings
+from shared.storage.pinned_connections import pin_s3_client
 from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
 from shared.tenancy.service_store import check_not_service_credentials
-from shared.tenancy.stored_connections import Connection, check_endpoint
+from shared.tenancy.stored_connections import Connection, endpoint_addresses
 from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
 
 LIST_PAGE_SIZE = 1000  # the most one ListObjectsV2 call returns
@@ -59,13 +60,14 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class ConnectedBucket:
-    """The bucket of one connection, its endpoint checked against the address rules first."""
+    """The bucket of one connection, its endpoint checked against the address rules first and
+    its connections made to the address checked."""
 
     def __init__(self, connection: Connection, settings: Settings, resolver: Resolver = resolve) -> None:
         self.connection = connection
         self.bucket = connection.bucket
         try:
-            check_endpoint(connection.endpoint_url, settings, resolver)
+            self.target, self.addresses = endpoint_addresses(connection.endpoint_url, settings, resolver)
             check_not_service_credentials(connection.access_key_id, settings)
         except (ForbiddenAddress, ServiceStoreEndpoint) as exc:
             raise SourceForbidden(f"connection {connection.name!r}: {exc.message}") from exc
@@ -75,6 +77,16 @@ class ConnectedBucket:
             connection.endpoint_url, connection.region, connection.access_key_id, connection.secret_access_key
         )
         self._client: Any = s3_client(endpoint, _PATIENCE)
+        # Connections go to the address checked, never to a second DNS answer (rebinding).
+        pin_s3_client(self._client, str(self.addresses[0]))
+
+    def resolves_as_checked(self, resolver: Resolver = resolve) -> bool:
+        """Whether the endpoint's host still resolves to the addresses checked (a host that no
+        longer resolves does not)."""
+        try:
+            return set(resolver(self.target.host, self.target.port)) == set(self.addresses)
+        except InvalidRequest:
+            return False
 
     def _named(self, key: str) -> str:
         return f"{self.connection.name}:{key}"
