@@ -164,6 +164,12 @@ class SourceUnreachable(ItemError):
     code = "source_unreachable"
 
 
+class SourceTooSlow(ItemError):
+    """A source did not send its object within the whole-transfer deadline, or at the minimum rate."""
+
+    code = "source_too_slow"
+
+
 class DestinationFailed(ItemError):
     """The item's result could not be written to the job's destination (missing, refused, unreachable)."""
 

@@ -280,6 +280,8 @@ class ChunkRun:
         return LoadedItem(index, data=data, cost=cost)
 
     def _decode(self, item: LoadedItem) -> LoadedItem:
+        if item.error is not None:
+            return item  # its read failed: that error is its outcome, not a failed decode
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
         def decoded() -> LoadedItem:

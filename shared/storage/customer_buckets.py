@@ -1,7 +1,8 @@
 """A tenant's bucket, reached through one of its stored connections (:mod:`shared.tenancy.stored_connections`).
 
 Only what sources and destinations need: objects listed under a prefix (ListObjectsV2, a page
-at a time), one object read within a size limit, one object written. Every failure is the
+at a time), one object read within a size limit and a whole-transfer deadline
+(:mod:`shared.storage.transfer_deadlines`), one object written. Every failure is the
 tenant's to act on, so each becomes an item error (missing, refused, unreachable) rather than
 an outage of the service; the client makes few attempts and waits briefly, as a slow store is
 the tenant's.
@@ -26,6 +27,7 @@ from shared.errors import (
 from shared.settings import Settings
 from shared.storage.pinned_connections import pin_s3_client
 from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
+from shared.storage.transfer_deadlines import TransferDeadline, read_body
 from shared.tenancy.service_store import check_not_service_credentials
 from shared.tenancy.stored_connections import Connection, endpoint_addresses
 from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
@@ -66,6 +68,7 @@ class ConnectedBucket:
     def __init__(self, connection: Connection, settings: Settings, resolver: Resolver = resolve) -> None:
         self.connection = connection
         self.bucket = connection.bucket
+        self._limits = settings.limits
         try:
             self.target, self.addresses = endpoint_addresses(connection.endpoint_url, settings, resolver)
             check_not_service_credentials(connection.access_key_id, settings)
@@ -99,8 +102,14 @@ class ConnectedBucket:
             params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": page_size}
             if token:
                 params["ContinuationToken"] = token
-            with _translated(f"listing {self._named(prefix)}"):
-                page = self._client.list_objects_v2(**params)
+            listing = f"listing {self._named(prefix)}"
+            with self._deadline(listing) as clock:
+                try:
+                    with _translated(listing):
+                        page = self._client.list_objects_v2(**params)
+                except SourceUnreachable:
+                    clock.check()
+                    raise
             for entry in page.get("Contents", ()):
                 yield entry["Key"], int(entry.get("Size", 0))
             token = page.get("NextContinuationToken")
@@ -108,19 +117,25 @@ class ConnectedBucket:
                 return
 
     def get(self, key: str, max_bytes: int) -> bytes:
-        """The object's bytes; EntryTooLarge when it holds more than ``max_bytes``."""
-        with _translated(self._named(key)):
-            response = self._client.get_object(Bucket=self.bucket, Key=key)
-            body = response["Body"]
+        """The object's bytes; EntryTooLarge when it holds more than ``max_bytes``, SourceTooSlow
+        when it does not arrive within the settings' deadline and minimum rate."""
+        with self._deadline(self._named(key)) as clock:
             try:
-                if int(response.get("ContentLength") or 0) > max_bytes:
-                    raise EntryTooLarge(f"{key}: larger than {max_bytes} bytes", limit=max_bytes)
-                data: bytes = body.read(max_bytes + 1)
-            finally:
-                body.close()
-        if len(data) > max_bytes:
-            raise EntryTooLarge(f"{key}: larger than {max_bytes} bytes", limit=max_bytes)
-        return data
+                with _translated(self._named(key)):
+                    response = self._client.get_object(Bucket=self.bucket, Key=key)
+                    body = response["Body"]
+                    try:
+                        if int(response.get("ContentLength") or 0) > max_bytes:
+                            raise EntryTooLarge(f"{key}: larger than {max_bytes} bytes", limit=max_bytes)
+                        return read_body(body.read, max_bytes, clock)
+                    finally:
+                        body.close()
+            except SourceUnreachable:
+                clock.check()  # a connection cut at the deadline is the source's slowness
+                raise
+
+    def _deadline(self, what: str) -> TransferDeadline:
+        return TransferDeadline(what, self._limits.source_deadline_s, self._limits.source_min_bytes_per_s)
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with _translated(f"writing {self._named(key)}"):
