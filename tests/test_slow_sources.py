@@ -1,6 +1,6 @@
 """Slow and breaking sources, for real: an HTTP server on 127.0.0.1 that drips its answers one
-byte every 2 s (or breaks off mid-body), real workers, and the whole-transfer deadline lowered
-so the test runs in seconds.
+byte every 2 s (or breaks off mid-body), as a URL source and as a tenant's S3 endpoint, real
+workers, and the whole-transfer deadline lowered so the test runs in seconds.
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ import numpy as np
 import pytest
 import urllib3
 
+from shared.errors import SourceTooSlow
 from shared.settings import Settings
+from shared.storage.customer_buckets import ConnectedBucket
+from shared.storage.transfer_deadlines import RATE_GRACE_S, TransferDeadline
+from shared.tenancy.stored_connections import Connection
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 
 pytestmark = pytest.mark.integration
@@ -151,3 +155,33 @@ def test_a_source_that_breaks_off_mid_body_is_unreachable(api: str, dripping_ser
     finished(api, job_id, 30)
     assert item_errors(api, job_id) == ["source_unreachable"] * 3
     assert all(_Dripping.requests[f"/broken/{i}.png"] == 1 for i in range(3))
+
+
+def test_a_bucket_that_drips_fails_its_read_at_the_deadline(slow_settings: Settings, dripping_server: str) -> None:
+    # The dripping server answers S3's GetObject path (/<bucket>/<key>) as any other.
+    connection = Connection(
+        name="slow",
+        endpoint_url=dripping_server,
+        region="us-east-1",
+        bucket="drip",
+        created_at=0.0,
+        access_key_id="tenant-key",
+        secret_access_key="tenant-secret",
+    )
+    bucket = ConnectedBucket(connection, slow_settings)
+    started = time.monotonic()
+    with pytest.raises(SourceTooSlow):
+        bucket.get("bucket-photo.png", 10**6)
+    assert time.monotonic() - started < DEADLINE_S + 1.0
+    assert _Dripping.requests["/drip/bucket-photo.png"] == 1
+
+
+def test_a_read_slower_than_the_minimum_rate_is_overdue_after_the_grace() -> None:
+    clock = TransferDeadline("x", deadline_s=60, min_bytes_per_s=1000)
+    clock.started = 0.0
+    clock.count(4000)
+    assert clock.overdue(RATE_GRACE_S) is None  # judged only after the grace
+    assert clock.overdue(RATE_GRACE_S + 1) == "arrived slower than 1000 bytes/s"
+    clock.count(3000)
+    assert clock.overdue(RATE_GRACE_S + 1) is None
+    assert clock.overdue(61) == "did not arrive within 60 s"
