@@ -85,8 +85,8 @@ class TransferDeadline:
 
     def check(self) -> None:
         """SourceTooSlow when the read was cut short (whatever its reading then raised)."""
-        if self.reason is None and self.overdue(time.monotonic()) is not None:
-            self.reason = self.overdue(time.monotonic())
+        if self.reason is None:
+            self.reason = self.overdue(time.monotonic())  # between two looks of the watching thread
         if self.reason is not None:
             raise SourceTooSlow(f"{self.what}: {self.reason}", limit_s=self.deadline_s)
 
