@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from api import schemas as s
 from api import serving
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
-from api.idempotency import MAX_KEY_LENGTH
+from api.idempotency import MAX_KEY_LENGTH, REPLAYED_HEADER
 from api.openapi_callbacks import webhook_callbacks
 from api.openapi_connections import connection_paths
 from api.openapi_jobs import (
@@ -27,7 +27,6 @@ from api.openapi_jobs import (
 )
 from api.openapi_schemas import model_schema
 from api.preferences import APPLIED_HEADER
-from api.routes.job_routes import REPLAYED_HEADER
 from api.tenancy import PUBLIC_PATHS
 from shared.settings import Settings
 
