@@ -12,17 +12,18 @@ from flask.json.provider import DefaultJSONProvider
 from api import web
 from api.error_responses import register_error_handlers
 from api.proxies import TrustedProxies, parse_networks
+from api.request_metrics import install_metrics
 from api.routes import (
     connection_routes,
     delivery_routes,
     health_routes,
     job_routes,
+    metrics_routes,
     model_routes,
     openapi_routes,
     result_routes,
     upload_routes,
 )
-from api.routes.metrics_routes import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connection_routes.bp,
         model_routes.bp,
         health_routes.bp,
+        metrics_routes.bp,
         delivery_routes.bp,
         openapi_routes.bp,
     )

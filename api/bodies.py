@@ -15,7 +15,7 @@ from flask import Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from api.openapi_schemas import model_schema
+from api.openapi.schema_dialect import model_schema
 from api.schemas import RequestBody
 from shared.errors import InvalidRequest
 

@@ -27,7 +27,7 @@ import redis
 
 from api.idempotency import IdempotencyStore
 from api.presigned_uploads import stored_size
-from api.routes.metrics_routes import api_metrics
+from api.request_metrics import api_metrics
 from api.services import Services
 from shared.colour.model_manifests import load_manifest
 from shared.errors import ColorizeError, Conflict

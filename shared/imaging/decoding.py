@@ -2,8 +2,9 @@
 
 Every image goes through the same path:
 
-1. ``sniff_image_format`` picks the format from the leading magic bytes; only JPEG, PNG,
-   BMP, TIFF, WebP and GIF are accepted (GIF and animated WebP: first frame only).
+1. ``sniff_image_format`` (``shared.imaging.formats``) picks the format from the leading
+   magic bytes; only JPEG, PNG, BMP, TIFF, WebP and GIF are accepted (GIF and animated
+   WebP: first frame only).
 2. ``probe_image`` reads the header with Pillow (no pixel is decoded) and applies the size
    limits, so a decompression bomb is refused before any pixel buffer is allocated; from
    the header's sample depth and channels it also knows the memory decoding will take,
@@ -33,22 +34,14 @@ import numpy as np
 from PIL import Image, TiffImagePlugin
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from shared.imaging import formats
 from shared.imaging.memory_budget import MemoryBudget
 from shared.setting_types import Limits
 
-# Leading bytes of each accepted format. The signatures are mutually exclusive, so Pillow
-# (probe) and OpenCV (decode) always pick the same decoder for the same bytes.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-)
-
-SUPPORTED_IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
+# Sniffing is shared.imaging.formats' (the API uses it without loading a decoder); the
+# decoders' users find the same names here.
+SUPPORTED_IMAGE_FORMATS = formats.SUPPORTED_IMAGE_FORMATS
+sniff_image_format = formats.sniff_image_format
 
 # Pillow reports multi-picture JPEGs (camera MPO files) as their own format.
 _PILLOW_FORMAT_ALIASES = {"MPO": "JPEG"}
@@ -97,16 +90,6 @@ class _Header:
     # OpenCV reads 8-bit TIFF through libtiff's RGBA interface, which premultiplies the
     # colour by a declared alpha channel.
     tiff_alpha: bool = False
-
-
-def sniff_image_format(head: bytes) -> str | None:
-    """The supported image format whose magic bytes start ``head``, or None."""
-    for signature, name in _SIGNATURES:
-        if head.startswith(signature):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return None
 
 
 def probe_image(data: bytes, limits: Limits) -> ImageInfo:

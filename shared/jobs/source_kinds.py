@@ -18,7 +18,7 @@ import unicodedata
 from pathlib import PurePosixPath
 
 from shared.errors import UnsupportedMediaType
-from shared.imaging.decoding import sniff_image_format
+from shared.imaging.formats import sniff_image_format
 
 # "reference": images named by a job's source by reference (shared/storage/sources.py), not sent.
 REFERENCE_KIND = "reference"
