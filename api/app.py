@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from api import web
 from api.error_responses import register_error_handlers
-from api.proxies import TrustedProxies, parse_networks
+from api.proxies import TrustedProxies
 from api.routes import (
     connection_routes,
     delivery_routes,
@@ -27,6 +27,7 @@ from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
+from shared.network.addresses import parse_networks
 from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
 from shared.webhooks.events import WebhookNotifier

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 import sys
@@ -27,6 +26,7 @@ from redis import Redis
 from redis.typing import EncodableT, FieldT
 
 from shared.errors import ColorizeError, NotFound
+from shared.network.addresses import parse_address
 from shared.redis_keys import NAMESPACE, RedisKeys
 from shared.settings import Settings
 from shared.storage.object_keys import tenant_prefix
@@ -186,13 +186,8 @@ def is_loopback(host: str) -> bool:
     """True for loopback addresses and ``localhost``; any other name counts as reachable from outside."""
     if host == "localhost":
         return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    address = parse_address(host)
+    return address is not None and address.is_loopback
 
 
 def auth_policy(settings: Settings) -> AuthPolicy:
