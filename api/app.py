@@ -28,9 +28,7 @@ from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
 from shared.network.addresses import parse_networks
-from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
-from shared.webhooks.events import WebhookNotifier
 
 # gunicorn's exit status for "App failed to load": its master stops instead of restarting
 # workers that would fail the same way.
@@ -51,8 +49,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)
-    # A canceled job's completed event is published by the API, every other event by workers.
-    svc.jobs.listeners = (WebhookNotifier(svc.redis, settings, webhook_publisher(svc.celery)),)
     app.extensions[EXTENSION_KEY] = svc
     # First, so that requests refused by the checks below are measured too.
     install_metrics(app, settings)
