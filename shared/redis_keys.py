@@ -49,8 +49,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:apikeys                         ZSET    key id -> created_at
     colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
 
-The bulk lane's keys share the hash tag ``{bulk}``: its scripts reach the lists of the tenants
-and jobs they meet, in the slot of the keys they are given.
+The bulk lane's keys share the hash tag ``{bulk}``: its claim script reaches the lists of the
+tenants and jobs it meets, in the slot of the keys it is given, by the key prefixes named here.
 
 Purge members name what owns stored objects: ``job:<tenant>:<id>`` and
 ``upload:<tenant>:<id>:<multipart id or empty>``.
