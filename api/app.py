@@ -11,7 +11,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from api import web
 from api.error_responses import register_error_handlers
-from api.proxies import TrustedProxies, parse_networks
+from api.proxies import TrustedProxies
 from api.request_metrics import install_metrics
 from api.routes import (
     connection_routes,
@@ -28,9 +28,8 @@ from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
-from shared.queue.contract import webhook_publisher
+from shared.network.addresses import parse_networks
 from shared.settings import Settings
-from shared.webhooks.events import WebhookNotifier
 
 # gunicorn's exit status for "App failed to load": its master stops instead of restarting
 # workers that would fail the same way.
@@ -51,8 +50,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)
-    # A canceled job's completed event is published by the API, every other event by workers.
-    svc.jobs.listeners = (WebhookNotifier(svc.redis, settings, webhook_publisher(svc.celery)),)
     app.extensions[EXTENSION_KEY] = svc
     # First, so that requests refused by the checks below are measured too.
     install_metrics(app, settings)

@@ -13,6 +13,7 @@ from shared.jobs.store import JobStore
 from shared.jobs.upkeep import WorkerHeartbeats
 from shared.jobs.uploads import UploadStore
 from shared.queue.celery_config import make_celery
+from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
 from shared.storage.object_store import Storage
 from shared.storage.sources import DestinationStore
@@ -20,6 +21,7 @@ from shared.tenancy.api_keys import KeyStore
 from shared.tenancy.quotas import QuotaStore
 from shared.tenancy.storage_quota import StoredBytes
 from shared.tenancy.stored_connections import ConnectionStore
+from shared.webhooks.events import WebhookNotifier
 
 EXTENSION_KEY = "colorize"
 
@@ -50,7 +52,10 @@ class Services:
         if not settings.redis_url:
             raise ValueError("the API needs settings.redis_url (REDIS_URL)")
         client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        jobs = JobStore(client, settings)
+        celery = make_celery(settings)
+        # A canceled job's completed event is published by the API, every other event by workers.
+        notifier = WebhookNotifier(client, settings, webhook_publisher(celery))
+        jobs = JobStore(client, settings, listeners=(notifier,))
         return cls(
             settings=settings,
             redis=client,
@@ -59,7 +64,7 @@ class Services:
             uploads=UploadStore(client, settings),
             heartbeats=WorkerHeartbeats(client, namespace=settings.redis_namespace),
             storage=Storage(settings),
-            celery=make_celery(settings),
+            celery=celery,
             keys=KeyStore(client, namespace=settings.redis_namespace),
             quotas=QuotaStore(client, settings.quotas, jobs),
             stored=StoredBytes(client, settings.quotas, namespace=settings.redis_namespace),

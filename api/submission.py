@@ -33,8 +33,9 @@ from shared.colour.model_manifests import load_manifest
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.imaging.output_options import OutputOptions, requested_output
+from shared.jobs.entry_names import clean_filename, output_name
 from shared.jobs.records import Job, NewItem
-from shared.jobs.source_kinds import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
+from shared.jobs.source_kinds import REFERENCE_KIND, detect_source_kind
 from shared.jobs.uploads import Upload, UploadState
 from shared.queue.contract import start_job
 from shared.storage.object_keys import source_key

@@ -64,7 +64,7 @@ def _fernet_key(value: str) -> str:
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
-            ipaddress.ip_network(network, strict=False)  # as shared.webhooks.callback_urls.AddressPolicy reads them
+            ipaddress.ip_network(network, strict=False)  # as shared.network.addresses.AddressPolicy reads them
         except ValueError as exc:
             raise ValueError(f"is not a comma-separated list of networks (CIDR): {exc}") from None
     return value

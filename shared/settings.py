@@ -174,8 +174,9 @@ class Settings:
     # further step of this many percent; 0 lifts either condition.
     webhook_progress_interval_s: NonNegativeFloat = 10.0
     webhook_progress_step_pct: Percent = 10
-    # Callback URLs resolving to loopback, private, link-local or other non-global addresses are
-    # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
+    # Callback URLs, connection endpoints and URL sources resolving to loopback, private, link-local
+    # or other non-global addresses are refused (server-side request forgery) unless allowed here;
+    # networks as comma-separated CIDRs (shared/network/addresses.py).
     webhook_allow_private: Flag = False
     webhook_allowed_networks: Networks = ""
     # Encrypts the credentials of tenants' stored S3 connections (POST /v1/connections) in Redis:

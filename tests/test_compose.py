@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 from api.app import create_app
-from api.proxies import parse_networks
 from api.serving import gunicorn_args
 from shared.colour.model_manifests import DEFAULT_MODEL
+from shared.network.addresses import parse_networks
 from shared.queue.celery_config import make_celery
 from shared.queue.contract import QUEUE, WEBHOOK_QUEUE
 from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings

@@ -18,8 +18,8 @@ import urllib3
 
 from api.app import create_app
 from api.bodies import MAX_JSON_DEPTH
+from shared.jobs.entry_names import MAX_NAME_PART_BYTES, clean_path
 from shared.jobs.records import ItemResult
-from shared.jobs.source_kinds import MAX_NAME_PART_BYTES, clean_path
 from shared.setting_types import Quotas
 from shared.storage.object_keys import result_key, source_key, upload_key
 from shared.tenancy.storage_quota import job_owner, upload_owner

@@ -25,19 +25,19 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
-from shared.settings import Settings
-from shared.storage.customer_buckets import ConnectedBucket
-from shared.storage.sources import parse_reference
-from shared.tenancy.stored_connections import ConnectionStore
-from shared.webhooks.callback_urls import (
+from shared.network.addresses import (
     AddressPolicy,
     ForbiddenAddress,
     Resolver,
-    parse_callback_url,
     permitted_addresses,
     pinned_pool,
     resolve,
 )
+from shared.settings import Settings
+from shared.storage.customer_buckets import ConnectedBucket
+from shared.storage.sources import parse_reference
+from shared.tenancy.stored_connections import ConnectionStore
+from shared.webhooks.callback_urls import parse_callback_url
 
 USER_AGENT = "colorize-sources/1"
 FETCH_TIMEOUT_S = 30.0

@@ -18,9 +18,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.errors import EntryTooLarge, InvalidRequest, SourceForbidden, SourceNotFound, SourceUnreachable
+from shared.network.addresses import ForbiddenAddress, Resolver, resolve
 from shared.settings import Settings
 from shared.tenancy.stored_connections import Connection, check_endpoint
-from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
 
 LIST_PAGE_SIZE = 1000  # the most one ListObjectsV2 call returns
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})

@@ -4,8 +4,8 @@ A job names a connection to read its images from (``source``) or to write its re
 (``destination``); the credentials never leave the service. They are kept in Redis encrypted
 with ``settings.connection_key`` (Fernet: AES-128-CBC with an HMAC-SHA256, from the
 ``cryptography`` package); the rest of the record (endpoint, region, bucket) is kept plain, as
-the listing shows it. The endpoint obeys the address rules of callback URLs
-(:mod:`shared.webhooks.callback_urls`): checked when the connection is stored and again whenever a
+the listing shows it. The endpoint obeys the address rules of every host reached for a tenant
+(:mod:`shared.network.addresses`): checked when the connection is stored and again whenever a
 worker connects to it.
 """
 
@@ -21,9 +21,10 @@ from cryptography.fernet import Fernet, InvalidToken
 from redis import Redis
 
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound
+from shared.network.addresses import AddressPolicy, Resolver, permitted_addresses, resolve
 from shared.redis_keys import RedisKeys
 from shared.settings import Settings
-from shared.webhooks.callback_urls import AddressPolicy, Resolver, parse_callback_url, permitted_addresses, resolve
+from shared.webhooks.callback_urls import parse_callback_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # S3's bucket naming rules, loosened to what S3-compatible stores also accept (dots, capitals).
