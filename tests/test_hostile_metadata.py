@@ -1,12 +1,15 @@
-"""Metadata built to break the reader (unit tests, no services): XMP that is not what it says.
-Each input's image is processed; its result's XMP is well-formed, has no DOCTYPE, and only our
-provenance speaks for our namespace."""
+"""Metadata built to break the reader (unit tests, no services): XMP that is not what it says,
+and PNG chunks that inflate past what may be read. Each input's image is processed; its
+result's XMP is well-formed, has no DOCTYPE, and only our provenance speaks for our namespace."""
 
 from __future__ import annotations
 
 import io
+import logging
+import zlib
 from xml.etree import ElementTree
 
+import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
@@ -21,8 +24,12 @@ from tests.metadata_samples import (
     RDF_NAMESPACE,
     XMP_CAPTION,
     grey_png_with,
+    inflating,
     open_descriptions_xmp,
     planted_xmp,
+    png_chunk,
+    srgb_profile,
+    stored_pixels,
     xmp_chunk,
     xmp_packet,
 )
@@ -145,3 +152,45 @@ def test_xmp_too_deep_or_too_large_to_be_a_photos_is_not_carried_over(filling: b
     packet = xmp_packet().replace(b"<rdf:Alt>", b"<rdf:Alt>" + filling)
     written = xmp_with_provenance(packet, PROVENANCE)
     assert models_named(written) == ["test-tiny"] and XMP_CAPTION.encode() not in written
+
+
+# --- PNG chunks that inflate past the limit: the block is left out, never the image ----------
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        png_chunk(b"zTXt", b"Comment\x00\x00" + inflating(OVER_THE_LIMIT)),
+        png_chunk(b"iTXt", b"Comment\x00\x01\x00\x00\x00" + inflating(OVER_THE_LIMIT)),
+        png_chunk(b"iCCP", b"ICC profile\x00\x00" + inflating(OVER_THE_LIMIT)),
+        png_chunk(b"zTXt", b"Comment\x00\x07" + inflating(100)),  # an unknown compression method
+        png_chunk(b"tEXt", b"Comment\x00text")[:-1] + b"\x00",  # a wrong checksum
+    ],
+    ids=["zTXt", "iTXt", "iCCP", "unknown-method", "checksum"],
+)
+def test_a_text_or_icc_chunk_pillow_refuses_leaves_the_image_and_its_other_metadata(chunk: bytes) -> None:
+    data = grey_png_with(chunk, xmp_chunk(xmp_packet()))
+    assert np.array_equal(decode_image(data, Limits())[..., 0], stored_pixels(32, 24))
+    metadata = read_metadata(data)
+    assert metadata.xmp is not None and XMP_CAPTION.encode() in metadata.xmp
+
+
+def test_an_inflating_xmp_or_icc_profile_is_left_out_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
+    data = grey_png_with(
+        png_chunk(b"iCCP", b"ICC profile\x00\x00" + inflating(OVER_THE_LIMIT)),
+        xmp_chunk(b"<x:xmpmeta>" + b" " * OVER_THE_LIMIT + b"</x:xmpmeta>"),
+    )
+    with caplog.at_level(logging.WARNING):
+        result = processed(data)
+    assert not result.info.get("icc_profile") and models_named(result.info["xmp"]) == ["test-tiny"]
+    notes = [record.getMessage() for record in caplog.records]
+    assert any("ICC profile (iCCP chunk) inflates past" in note for note in notes), notes
+    assert any("XMP packet (iTXt chunk) inflates past" in note for note in notes), notes
+
+
+def test_text_adding_up_past_what_pillow_reads_leaves_the_image() -> None:
+    count = PngImagePlugin.MAX_TEXT_MEMORY // PngImagePlugin.MAX_TEXT_CHUNK + 1
+    chunk = png_chunk(b"zTXt", b"Comment\x00\x00" + inflating(PngImagePlugin.MAX_TEXT_CHUNK))
+    data = grey_png_with(png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(srgb_profile())), *[chunk] * count)
+    assert decode_image(data, Limits()).shape == (24, 32, 3)
+    assert read_metadata(data).icc_profile == srgb_profile()

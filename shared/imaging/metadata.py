@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image, TiffImagePlugin
 
 from shared.imaging.decoding import sniff_image_format
+from shared.imaging.png_chunks import readable_png
 from shared.imaging.xmp import packet, parse_xmp
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ def read_metadata(data: bytes) -> SourceMetadata:
     fmt = sniff_image_format(data[:16])
     if fmt is None:
         return NO_METADATA
+    if fmt == "PNG":
+        data, left_out = readable_png(data)
+        for why in left_out:
+            log.warning("a metadata chunk of the image is not carried over: %s", why)
     try:
         # The decoder's format only, as shared.imaging.decoding opens it: the bytes are not read as anything else.
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
