@@ -10,7 +10,7 @@ block left out; the pixels are decoded from the file as it is.
 
 What is checked, of the chunks before the first ``IDAT``: every ancillary chunk's checksum;
 the first ``iCCP`` and the first XMP text chunk (keyword ``XML:com.adobe.xmp``), inflated up to
-the limit at most; later ones are left out. Other compressed text (``zTXt``, compressed ``iTXt``)
+the limit at most (an uncompressed XMP packet may not exceed it either); later ones are left out. Other compressed text (``zTXt``, compressed ``iTXt``)
 is left out unread: nothing is carried over from it. The cost is one pass over the chunks'
 headers and checksums and at most two bounded inflations, whatever the file holds.
 """
@@ -106,7 +106,12 @@ def _keep_text(kind: bytes, body: bytes, reading: _Reading) -> bool:
     if text_at is None:
         reading.notes.append(f"the {block} is malformed or compressed by an unknown method")
         return False
-    return _inflates_within_limit(block, body, text_at, reading) if compressed else True
+    if compressed:
+        return _inflates_within_limit(block, body, text_at, reading)
+    if len(body) - text_at > _limit():
+        reading.notes.append(f"the {block} is larger than {_limit()} bytes")
+        return False
+    return True
 
 
 def _text_start(kind: bytes, body: bytes, keyword_end: int) -> int | None:
