@@ -17,7 +17,7 @@ from shared.errors import (
     UnsafeEntry,
     UnsupportedFormat,
 )
-from shared.imaging.decoding import SUPPORTED_IMAGE_FORMATS, sniff_image_format
+from shared.imaging.formats import SUPPORTED_IMAGE_FORMATS, sniff_image_format
 from shared.jobs.entry_names import clean_path
 from shared.setting_types import Limits
 
