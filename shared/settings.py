@@ -106,6 +106,11 @@ class Settings:
     # several deployments (or test runs) share one Redis database without seeing each other's
     # jobs or tasks; e.g. "staging:". Empty: the keys exactly as shared/redis_keys.py lists them.
     redis_key_prefix: KeyPrefix = ""
+    # Redis connections one API process keeps; a request that finds them all in use waits for one
+    # up to api_redis_wait_s, then is answered 503 with Retry-After. Each gevent greenlet holds one
+    # only while its command runs, so this bounds concurrent commands, not concurrent requests.
+    api_redis_connections: Count = 100
+    api_redis_wait_s: PositiveFloat = 10.0
     # The Celery broker, when not the Redis of redis_url: amqp://user:password@host:5672/vhost puts
     # tasks on RabbitMQ (a quorum queue per lane, publisher confirms; shared/queue/broker_queues.py)
     # while job state stays in Redis. RabbitMQ for deployments; Redis alone for one machine.

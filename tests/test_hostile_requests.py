@@ -9,6 +9,8 @@ No worker consumes this module's Redis database, so submitted jobs stay where th
 from __future__ import annotations
 
 import io
+import threading
+import time
 import unicodedata
 import uuid
 import zipfile
@@ -131,6 +133,49 @@ def test_huge_numbers_never_get_a_5xx(client, query) -> None:
     assert client.get(f"/v1/jobs/{job['id']}/items?{query}").status_code < 500
     assert client.get(f"/v1/jobs/{job['id']}/items/99999999999999999999999/result").status_code == 404
     assert client.post("/v1/uploads", json={"size": 10**30}).status_code == 413
+
+
+# --- many requests at once ----------------------------------------------------------------------
+
+
+def get_while_redis_is_busy(app, path: str, busy_s: float) -> tuple[object, float]:
+    """GET ``path`` while every connection of the app's Redis pool is held, one of them given back
+    after ``busy_s``; the response and how long it took."""
+    pool = app.extensions["colorize"].redis.connection_pool
+    held = [pool.get_connection() for _ in range(pool.max_connections)]
+    answered: list[tuple[object, float]] = []
+
+    def request() -> None:
+        started = time.monotonic()
+        response = app.test_client().get(path)
+        answered.append((response, time.monotonic() - started))
+
+    thread = threading.Thread(target=request)
+    try:
+        thread.start()
+        time.sleep(busy_s)
+        pool.release(held.pop())
+        thread.join(30)
+    finally:
+        for connection in held:
+            pool.release(connection)
+    [outcome] = answered
+    return outcome
+
+
+def test_a_request_beyond_the_redis_pool_waits_for_a_connection_and_is_served(client, app) -> None:
+    job = submit(client, png_bytes()).get_json()
+    response, took_s = get_while_redis_is_busy(app, f"/v1/jobs/{job['id']}", busy_s=0.5)
+    assert response.status_code == 200, response.get_json()
+    assert took_s >= 0.4  # it waited for the connection given back
+
+
+def test_a_request_that_finds_no_connection_within_the_wait_is_503_with_retry_after(hostile_settings) -> None:
+    app = create_app(hostile_settings.with_overrides(api_redis_connections=2, api_redis_wait_s=0.3))
+    response, took_s = get_while_redis_is_busy(app, "/v1/jobs?limit=1", busy_s=1.0)
+    error = error_of(response, 503)
+    assert error["code"] == "unavailable" and response.headers["Retry-After"] == "2"
+    assert 0.3 <= took_s < 1.0
 
 
 # --- names ----------------------------------------------------------------------------------------

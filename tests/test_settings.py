@@ -298,6 +298,8 @@ def every_field_changed() -> Settings:
         worker_metrics_port=9100,
         metrics_dir=Path("/run/metrics"),
         redis_key_prefix="staging:",
+        api_redis_connections=16,
+        api_redis_wait_s=2.5,
         limits=Limits(
             max_request_bytes=1,
             max_upload_bytes=2,
