@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import field, fields, replace
@@ -359,8 +360,23 @@ def _problems(exc: ValidationError, read_from: Mapping[tuple[str, ...], str]) ->
             reason = str(error["ctx"]["error"])
         else:
             reason = f"is not valid ({error['msg']})"
-        problems.append(f"{name}={error['input']!r} {reason}")
+        problems.append(f"{name}={_shown(place, error['input'])} {reason}")
     return problems
+
+
+# Settings whose values a message never shows: start-up errors reach logs that others read.
+SECRET_SETTINGS = frozenset({"connection_key", "aws_secret_access_key"})
+# user:password@ in a URL (a broker's or Redis's): the password is not shown either.
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
+
+
+def _shown(place: tuple[str, ...], value: Any) -> str:
+    """A bad value as its message quotes it: a secret only by its length, a URL without its password."""
+    if place[-1] in SECRET_SETTINGS:
+        return f"<hidden, {len(value) if isinstance(value, str) else 0} characters>"
+    if isinstance(value, str):
+        return repr(_URL_PASSWORD.sub(r"\1:***@", value))
+    return repr(value)
 
 
 def _format(value: Any) -> str:
