@@ -313,6 +313,7 @@ def every_field_changed() -> Settings:
         limits=Limits(
             max_request_bytes=1,
             max_upload_bytes=2,
+            max_json_bytes=10,
             max_entries=3,
             max_expanded_bytes=4,
             max_entry_bytes=5,
