@@ -10,6 +10,7 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
 from api import web
+from api.bodies import json_too_large
 from api.error_responses import register_error_handlers
 from api.proxies import TrustedProxies
 from api.request_metrics import install_metrics
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # First, so that requests refused by the checks below are measured too.
     install_metrics(app, settings)
     limit = settings.limits.max_request_bytes
+    json_limit = min(settings.limits.max_json_bytes, limit)
 
     @app.before_request
     def _refuse_oversized_body() -> None:
@@ -63,6 +65,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             raise PayloadTooLarge(
                 f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit
             )
+        if request.is_json:
+            # A JSON body is parsed whole: its own, smaller bound, also on a body of no declared
+            # size (chunked), whose reading stops there (api/bodies.py).
+            request.max_content_length = json_limit
+            if request.content_length is not None and request.content_length > json_limit:
+                raise json_too_large(json_limit)
 
     install_authentication(app, settings)
     blueprints = (

@@ -51,7 +51,7 @@ class Services:
     def connect(cls, settings: Settings) -> Services:
         if not settings.redis_url:
             raise ValueError("the API needs settings.redis_url (REDIS_URL)")
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        client = redis.Redis(connection_pool=connection_pool(settings, settings.redis_url))
         celery = make_celery(settings)
         # A canceled job's completed event is published by the API, every other event by workers.
         notifier = WebhookNotifier(client, settings, webhook_publisher(celery))
@@ -71,6 +71,19 @@ class Services:
             connections=ConnectionStore(client, settings),
             destinations=DestinationStore(client, settings),
         )
+
+
+def connection_pool(settings: Settings, url: str) -> redis.BlockingConnectionPool:
+    """Redis connections for the requests of one API process. A request beyond
+    ``api_redis_connections`` commands in flight waits for a connection (``api_redis_wait_s`` at
+    most) instead of failing at once, as redis-py's default pool does; the wait yields under gevent."""
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.api_redis_connections,
+        timeout=settings.api_redis_wait_s,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+    )
 
 
 def services() -> Services:

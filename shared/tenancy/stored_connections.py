@@ -62,8 +62,13 @@ def check_name(name: str, field_name: str = "name") -> str:
 def check_endpoint(endpoint_url: str, settings: Settings, resolver: Resolver = resolve) -> str:
     """The endpoint URL as given, once its host resolves only to addresses the service may reach."""
     target = parse_callback_url(endpoint_url, field="endpoint_url")
-    if target.path not in ("", "/"):
-        raise InvalidRequest("'endpoint_url' must be the store's base URL, without a path", field="endpoint_url")
+    # A query or fragment (even an empty one) means nothing to an S3 client, and whatever it
+    # holds would be stored and listed back: refused with a path. (Credentials are refused above.)
+    if target.path not in ("", "/") or any(mark in endpoint_url for mark in "?#"):
+        raise InvalidRequest(
+            "'endpoint_url' must be the store's base URL: scheme, host and port, without a path, query or fragment",
+            field="endpoint_url",
+        )
     permitted_addresses(target, AddressPolicy.from_settings(settings), resolver, field="endpoint_url")
     return target.url.rstrip("/")
 
