@@ -10,26 +10,27 @@ from flask import Flask, request
 from flask.json.provider import DefaultJSONProvider
 
 from api import web
+from api.bodies import json_too_large
 from api.error_responses import register_error_handlers
-from api.proxies import TrustedProxies, parse_networks
+from api.proxies import TrustedProxies
+from api.request_metrics import install_metrics
 from api.routes import (
     connection_routes,
     delivery_routes,
     health_routes,
     job_routes,
+    metrics_routes,
     model_routes,
     openapi_routes,
     result_routes,
     upload_routes,
 )
-from api.routes.metrics_routes import install_metrics
 from api.services import EXTENSION_KEY, Services
 from api.tenancy import install_authentication
 from shared.errors import PayloadTooLarge
 from shared.logging import configure_logging
-from shared.queue.contract import webhook_publisher
+from shared.network.addresses import parse_networks
 from shared.settings import Settings
-from shared.webhooks.events import WebhookNotifier
 
 # gunicorn's exit status for "App failed to load": its master stops instead of restarting
 # workers that would fail the same way.
@@ -50,12 +51,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = TrustedProxies(app.wsgi_app, parse_networks(settings.trusted_proxies))  # type: ignore[method-assign]
     configure_logging(settings)
     svc = Services.connect(settings)
-    # A canceled job's completed event is published by the API, every other event by workers.
-    svc.jobs.listeners = (WebhookNotifier(svc.redis, settings, webhook_publisher(svc.celery)),)
     app.extensions[EXTENSION_KEY] = svc
     # First, so that requests refused by the checks below are measured too.
     install_metrics(app, settings)
     limit = settings.limits.max_request_bytes
+    json_limit = min(settings.limits.max_json_bytes, limit)
 
     @app.before_request
     def _refuse_oversized_body() -> None:
@@ -65,6 +65,12 @@ def create_app(settings: Settings | None = None) -> Flask:
             raise PayloadTooLarge(
                 f"the request body exceeds {limit} bytes; use POST /v1/uploads for large files", limit=limit
             )
+        if request.is_json:
+            # A JSON body is parsed whole: its own, smaller bound, also on a body of no declared
+            # size (chunked), whose reading stops there (api/bodies.py).
+            request.max_content_length = json_limit
+            if request.content_length is not None and request.content_length > json_limit:
+                raise json_too_large(json_limit)
 
     install_authentication(app, settings)
     blueprints = (
@@ -74,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         connection_routes.bp,
         model_routes.bp,
         health_routes.bp,
+        metrics_routes.bp,
         delivery_routes.bp,
         openapi_routes.bp,
     )

@@ -7,6 +7,7 @@ text, so there pydantic's lax parsing turns ``"0.5"`` into 0.5. A failure become
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import cache
 from typing import Any, TypeVar
@@ -14,10 +15,11 @@ from typing import Any, TypeVar
 from flask import Response, jsonify, request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from api.openapi_schemas import model_schema
+from api.openapi.schema_dialect import model_schema
 from api.schemas import RequestBody
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, PayloadTooLarge
 
 Body = TypeVar("Body", bound=RequestBody)
 
@@ -42,8 +44,12 @@ MESSAGES: dict[str, str] = {
     "model_attributes_type": "'{field}' must be an object",
     "dict_type": "'{field}' must be an object",
     "extra_forbidden": "'{field}' is not a field of this object",
+    "int_parsing_size": "'{field}' is out of range (too many digits)",
     "literal_error": "'{field}' must be one of {expected}",
 }
+# How pydantic names an enum member among a Literal's choices (<JobStatus.QUEUED: 'queued'>): a
+# client is shown the value alone.
+_ENUM_REPR = re.compile(r"<[A-Za-z_][\w.]*: ('[^']*')>")
 # Every bound declared is inclusive (ge, le).
 BOUNDS = ("greater_than_equal", "less_than_equal")
 # Arrays and objects inside each other; no request body of this API comes near it.
@@ -59,17 +65,27 @@ def json_body(model: type[Body]) -> Body:
 
 def read_json() -> Any:
     """The request's JSON body; None when it is not JSON. Nesting past ``MAX_JSON_DEPTH`` is a 400:
-    the decoder recurses once per level, and so would everything that walks the document after it."""
+    the decoder recurses once per level, and so would everything that walks the document after it.
+    A body over ``limits.max_json_bytes`` is a 413, before it is parsed."""
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # thousands of levels: refused like any nesting past the bound
         raise _too_deep() from None
+    except RequestEntityTooLarge:  # a body of no declared size, cut at the JSON bound (api/app.py)
+        raise json_too_large(request.max_content_length or 0) from None
     if _depth(body) > MAX_JSON_DEPTH:
         raise _too_deep()
     if _has_lone_surrogates(body):
         # JSON can escape half of a UTF-16 pair ("\ud800"), which no UTF-8 store or log can hold.
         raise InvalidRequest("the JSON body holds a string that is not valid Unicode (a lone surrogate escape)")
     return body
+
+
+def json_too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the JSON body exceeds {limit} bytes; split a long list of sources into several jobs",
+        limit=limit,
+    )
 
 
 def form_body(model: type[Body]) -> Body:
@@ -111,6 +127,8 @@ def invalid_request(model: type[RequestBody], error: ErrorDetails) -> InvalidReq
     template = MESSAGES.get(error["type"])
     if template is None:
         return InvalidRequest(f"'{field}': {error['msg']}", **details)
+    if "expected" in context:
+        context = {**context, "expected": _ENUM_REPR.sub(r"\1", str(context["expected"]))}
     return InvalidRequest(template.format(field=field, **context), **details)
 
 

@@ -9,9 +9,11 @@ Only our store is touched: a source by reference (its stored document goes, the 
 objects or URLs it names stay) and a destination (what was written there stays; only the
 record of where it is goes, with the job's other keys) are the tenant's own.
 
-A task already in hand may still store a result or an input object after that. The purge
-index is therefore told to delete the job's objects again once ``settings.stall_after_s``
-has passed, by when every task that began before the deletion has ended or been killed
+A task already in hand may still store a result or an input object after that. A chunk that
+does deletes the job's objects again, and releases its bytes, as soon as its next record finds
+the job gone (``worker/chunk_pipeline.py``): seconds after the deletion. In case that task dies
+first, the purge index is also told to delete them once ``settings.stall_after_s`` has passed,
+by when every task that began before the deletion has ended or been killed
 (``task_time_limit_s``), and that purge releases what such a task counted to the quota.
 """
 

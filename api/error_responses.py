@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 from werkzeug.exceptions import HTTPException
@@ -100,11 +101,17 @@ def register_error_handlers(app: Flask) -> None:
         if status >= 500:
             log.warning("request failed: %s", error.message)
         response = error_response(status, error.code, error.message, error.details)
-        if isinstance(error, e.RateLimited):
+        if isinstance(error, (e.RateLimited, e.ServiceUnavailable)):
             response.headers["Retry-After"] = str(error.retry_after_s)
         if isinstance(error, e.Unauthorized):
             response.headers["WWW-Authenticate"] = 'Bearer realm="colorize"'
         return response
+
+    @app.errorhandler(redis.RedisError)
+    def _state_store_error(error: redis.RedisError) -> Response:
+        # Redis away, or every connection of the process busy past the wait (api/services.py):
+        # either passes, so the client is told to come back rather than that the server broke.
+        return _colorize_error(e.ServiceUnavailable(f"the job store is unavailable ({type(error).__name__})"))
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException) -> Response:

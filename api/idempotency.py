@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on job creation: a repeated request gets the job the first one created.
+"""``Idempotency-Key`` on job creation: a repeated request gets the job the first one created,
+its answer marked ``Idempotent-Replayed: true``.
 
 The key is scoped to the tenant and kept for ``settings.result_ttl_s`` (as long as the job
 it names). A request claims its key with one ``SET NX`` before it does anything, so among
@@ -31,6 +32,8 @@ from shared.errors import Conflict, InvalidRequest
 from shared.redis_keys import NAMESPACE, RedisKeys
 
 HEADER = "Idempotency-Key"
+# Marks the answer to a repeated key: the job an earlier request created.
+REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 255
 # A claim whose request never completes (the process died mid-way) frees the key after this.
 PENDING_TTL_S = 300

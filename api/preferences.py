@@ -22,6 +22,11 @@ from shared.jobs.store import JobStore
 HEADER = "Prefer"
 APPLIED_HEADER = "Preference-Applied"
 MAX_WAIT_S = 60
+# Digits a wait may have (leading zeros included): longer is out of range, refused like 61,
+# before any conversion (int() of thousands of digits raises, and costs time quadratic in them).
+MAX_WAIT_DIGITS = 9
+# Of a refused value, this much is quoted back in the message.
+QUOTED_CHARS = 20
 # Polls start quick (a single image takes well under a second) and slow down to this.
 FIRST_POLL_S = 0.05
 MAX_POLL_S = 0.5
@@ -76,11 +81,17 @@ def _preferences(value: str) -> list[tuple[str, str]]:
 
 def _seconds(raw: str) -> int:
     text = raw[1:-1] if len(raw) >= 2 and raw.startswith('"') else raw
-    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= MAX_WAIT_S:
+    if not _whole_seconds(text) or not 1 <= int(text) <= MAX_WAIT_S:
+        quoted = raw if len(raw) <= QUOTED_CHARS else raw[:QUOTED_CHARS] + "..."
         raise InvalidRequest(
-            f"the Prefer header's wait must be a whole number of seconds from 1 to {MAX_WAIT_S}, not {raw!r}",
+            f"the Prefer header's wait must be a whole number of seconds from 1 to {MAX_WAIT_S}, not {quoted!r}",
             field=HEADER,
             minimum=1,
             maximum=MAX_WAIT_S,
         )
     return int(text)
+
+
+def _whole_seconds(text: str) -> bool:
+    """Whether ``text`` is ASCII digits few enough to convert at once (``'²'.isdigit()`` holds too)."""
+    return 0 < len(text) <= MAX_WAIT_DIGITS and text.isascii() and text.isdigit()

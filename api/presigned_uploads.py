@@ -21,7 +21,7 @@ from api.schemas import UploadedPart
 from api.services import Services
 from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.ids import new_id
-from shared.jobs.source_kinds import clean_filename
+from shared.jobs.entry_names import clean_filename
 from shared.jobs.uploads import Upload
 from shared.settings import Settings
 from shared.storage.object_keys import upload_key

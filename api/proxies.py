@@ -12,12 +12,13 @@ never taken for a loopback client (``shared.tenancy.api_keys.AuthPolicy.open_for
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Request
 from werkzeug.middleware.proxy_fix import ProxyFix
+
+from shared.network.addresses import IPNetwork, parse_address
 
 # Where the socket peer is kept, whatever ProxyFix makes of REMOTE_ADDR.
 PEER_KEY = "colorize.socket_peer"
@@ -25,18 +26,11 @@ VIA_PROXY_KEY = "colorize.via_proxy"
 # Headers by which a proxy says whom it forwards for.
 FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP", "HTTP_X_FORWARDED_HOST")
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def parse_networks(text: str) -> tuple[Network, ...]:
-    """``settings.trusted_proxies`` (comma-separated CIDRs, checked when settings are read)."""
-    return tuple(ipaddress.ip_network(n.strip(), strict=False) for n in text.split(",") if n.strip())
-
 
 class TrustedProxies:
     """WSGI middleware: ``ProxyFix`` for requests from the trusted proxies only."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], networks: tuple[Network, ...]) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]], networks: tuple[IPNetwork, ...]) -> None:
         self.app = app
         self.networks = networks
         self._fixed = ProxyFix(app, x_for=1, x_proto=1)
@@ -51,13 +45,8 @@ class TrustedProxies:
     def _trusted(self, peer: str | None) -> bool:
         if not peer or not self.networks:
             return False
-        try:
-            address = ipaddress.ip_address(peer.strip("[]"))
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        address = parse_address(peer)
+        return address is not None and any(address in network for network in self.networks)
 
 
 def socket_peer(request: Request) -> str | None:

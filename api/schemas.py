@@ -1,7 +1,7 @@
 """The request and response bodies of the HTTP API, defined once as pydantic models.
 
 Routes read requests into these models (``api/bodies.py``) and answer with them; the OpenAPI
-description's schemas are generated from them (``api/openapi.py``). The job itself, which
+description's schemas are generated from them (``api/openapi/components.py``). The job itself, which
 webhook events carry too, is ``shared.jobs.documents.JobDocument``; stored connections' bodies are
 ``api/connection_schemas.py``.
 
@@ -69,7 +69,7 @@ Quality = Annotated[
         description="Encoder quality for jpeg and webp (not png: 400); default: the server's (90 unless configured).",
     ),
 ]
-# Its maximum is the server's image side limit (api/openapi.py adds it; api/submission.py checks it).
+# Its maximum is the server's image side limit (api/openapi/components.py adds it; api/submission.py checks it).
 MaxSide = Annotated[
     int,
     Field(
@@ -182,7 +182,7 @@ class JobFromSource(JsonJobOptions):
 class JobFromForm(RequestBody):
     """A field sent empty counts as left out, as browsers send the fields of a form whether filled or not."""
 
-    # The size limit in its description is the server's (api/openapi.py adds it).
+    # The size limit in its description is the server's (api/openapi/components.py adds it).
     file: Annotated[InstanceOf[FileStorage], WithJsonSchema({"type": "string", "format": "binary"})]
     # Typed as sent, so that their schemas are not nullable (a form field is never null);
     # None, the default, stands for a field left out.
@@ -264,7 +264,7 @@ class JobList(Document):
 # --- uploads ----------------------------------------------------------------------------------
 
 
-# The largest size allowed is the server's (api/openapi.py adds it).
+# The largest size allowed is the server's (api/openapi/components.py adds it).
 class UploadRequest(RequestBody):
     size: int = Field(ge=1, description="Bytes the client will upload.")
     filename: str | None = None

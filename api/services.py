@@ -13,6 +13,7 @@ from shared.jobs.store import JobStore
 from shared.jobs.upkeep import WorkerHeartbeats
 from shared.jobs.uploads import UploadStore
 from shared.queue.celery_config import make_celery
+from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
 from shared.storage.destinations import DestinationStore
 from shared.storage.object_store import Storage
@@ -20,6 +21,7 @@ from shared.tenancy.api_keys import KeyStore
 from shared.tenancy.quotas import QuotaStore
 from shared.tenancy.storage_quota import StoredBytes
 from shared.tenancy.stored_connections import ConnectionStore
+from shared.webhooks.events import WebhookNotifier
 
 EXTENSION_KEY = "colorize"
 
@@ -49,8 +51,11 @@ class Services:
     def connect(cls, settings: Settings) -> Services:
         if not settings.redis_url:
             raise ValueError("the API needs settings.redis_url (REDIS_URL)")
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        jobs = JobStore(client, settings)
+        client = redis.Redis(connection_pool=connection_pool(settings, settings.redis_url))
+        celery = make_celery(settings)
+        # A canceled job's completed event is published by the API, every other event by workers.
+        notifier = WebhookNotifier(client, settings, webhook_publisher(celery))
+        jobs = JobStore(client, settings, listeners=(notifier,))
         return cls(
             settings=settings,
             redis=client,
@@ -59,13 +64,26 @@ class Services:
             uploads=UploadStore(client, settings),
             heartbeats=WorkerHeartbeats(client, namespace=settings.redis_namespace),
             storage=Storage(settings),
-            celery=make_celery(settings),
+            celery=celery,
             keys=KeyStore(client, namespace=settings.redis_namespace),
             quotas=QuotaStore(client, settings.quotas, jobs),
             stored=StoredBytes(client, settings.quotas, namespace=settings.redis_namespace),
             connections=ConnectionStore(client, settings),
             destinations=DestinationStore(client, settings),
         )
+
+
+def connection_pool(settings: Settings, url: str) -> redis.BlockingConnectionPool:
+    """Redis connections for the requests of one API process. A request beyond
+    ``api_redis_connections`` commands in flight waits for a connection (``api_redis_wait_s`` at
+    most) instead of failing at once, as redis-py's default pool does; the wait yields under gevent."""
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.api_redis_connections,
+        timeout=settings.api_redis_wait_s,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+    )
 
 
 def services() -> Services:

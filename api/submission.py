@@ -27,14 +27,15 @@ import redis
 
 from api.idempotency import IdempotencyStore
 from api.presigned_uploads import stored_size
-from api.routes.metrics_routes import api_metrics
+from api.request_metrics import api_metrics
 from api.services import Services
 from shared.colour.model_manifests import load_manifest
 from shared.errors import ColorizeError, Conflict
 from shared.ids import new_id
 from shared.imaging.output_options import OutputOptions, requested_output
+from shared.jobs.entry_names import clean_filename, output_name
 from shared.jobs.records import Job, NewItem
-from shared.jobs.source_kinds import REFERENCE_KIND, clean_filename, detect_source_kind, output_name
+from shared.jobs.source_kinds import REFERENCE_KIND, detect_source_kind
 from shared.jobs.uploads import Upload, UploadState
 from shared.queue.contract import start_job
 from shared.storage.destinations import Destination

@@ -67,6 +67,9 @@ class RateLimited(ColorizeError):
 
 class ServiceUnavailable(ColorizeError):
     code = "unavailable"
+    # What its 503 tells a client to wait (Retry-After) before trying again: an outage or a
+    # moment of overload, both usually over within seconds.
+    retry_after_s = 2
 
 
 class NotConfigured(ColorizeError):

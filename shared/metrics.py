@@ -41,7 +41,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from redis import Redis
 
-from shared.jobs.records import ItemResult, ItemStatus, Job, JobListener
+from shared.jobs.listeners import JobListener
+from shared.jobs.records import ItemResult, ItemStatus, Job
 from shared.settings import Settings
 
 # prometheus_client reads this variable itself, in every process that records metrics.
@@ -199,12 +200,18 @@ class WorkerMetrics(JobListener):
         """One run of a stage timed elsewhere (a wait that began in another process)."""
         self.stage_seconds.labels(name).observe(max(0.0, seconds))
 
+    def job_started(self, job: Job) -> None:
+        pass
+
     def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
         for result in results:
             if result.status == ItemStatus.DONE:
                 self.items_processed.inc()
             else:
                 self.items_failed.labels(result.error.code if result.error is not None else "unknown").inc()
+
+    def job_finished(self, job: Job) -> None:
+        pass
 
     def item_registered_failed(self, error_code: str) -> None:
         """An item that failed as the archive was read (never reaches a chunk)."""

@@ -49,8 +49,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
     colorize:apikeys                         ZSET    key id -> created_at
     colorize:idempotency:{tenant}:<sha256>   STRING  JSON {"fingerprint", "owner", "job_id"}
 
-The bulk lane's keys share the hash tag ``{bulk}``: its scripts reach the lists of the tenants
-and jobs they meet, in the slot of the keys they are given.
+The bulk lane's keys share the hash tag ``{bulk}``: its claim script reaches the lists of the
+tenants and jobs it meets, in the slot of the keys it is given, by the key prefixes named here.
 
 Purge members name what owns stored objects: ``job:<tenant>:<id>`` and
 ``upload:<tenant>:<id>:<multipart id or empty>``.
@@ -140,10 +140,29 @@ class RedisKeys:
     def active(self) -> str:
         return f"{self.namespace}:active"
 
+    # The bulk lane (shared.jobs.bulk_lane). Its claim script meets tenants and jobs as it goes
+    # round: it builds their keys from the prefixes, which a tenant's name or a job's id ends.
+
     @property
-    def bulk_prefix(self) -> str:
-        """The prefix of every key of the bulk lane (:mod:`shared.jobs.bulk_lane`)."""
-        return f"{self.namespace}:{{bulk}}:"
+    def bulk_tenants(self) -> str:
+        return f"{self.namespace}:{{bulk}}:tenants"
+
+    @property
+    def bulk_tenant_jobs_prefix(self) -> str:
+        return f"{self.namespace}:{{bulk}}:tenant:"
+
+    def bulk_tenant_jobs(self, tenant: str) -> str:
+        return self.bulk_tenant_jobs_prefix + tenant
+
+    @property
+    def bulk_job_chunks_prefix(self) -> str:
+        return f"{self.namespace}:{{bulk}}:job:"
+
+    def bulk_job_chunks(self, job_id: str) -> str:
+        return self.bulk_job_chunks_prefix + job_id
+
+    def bulk_turn(self, turn_id: str) -> str:
+        return f"{self.namespace}:{{bulk}}:turn:{turn_id}"
 
     @property
     def workers(self) -> str:

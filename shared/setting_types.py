@@ -64,7 +64,7 @@ def _fernet_key(value: str) -> str:
 def _networks(value: str) -> str:
     for network in filter(None, (n.strip() for n in value.split(","))):
         try:
-            ipaddress.ip_network(network, strict=False)  # as shared.webhooks.callback_urls.AddressPolicy reads them
+            ipaddress.ip_network(network, strict=False)  # as shared.network.addresses.AddressPolicy reads them
         except ValueError as exc:
             raise ValueError(f"is not a comma-separated list of networks (CIDR): {exc}") from None
     return value
@@ -92,6 +92,9 @@ class Limits:
 
     max_request_bytes: Count = 256 * 1024**2  # direct multipart upload through the API
     max_upload_bytes: Count = 50 * 1024**3  # presigned upload of one source object
+    # A JSON request body (a job, an upload, a connection): parsed whole, at several times its size
+    # in memory, so bound far below uploads; enough for max_entries source URLs of ~150 characters.
+    max_json_bytes: Count = 16 * 1024**2
     max_entries: Count = 100_000  # files in one archive
     max_expanded_bytes: Count = 20 * 1024**3  # sum of uncompressed entry sizes
     max_entry_bytes: Count = 200 * 1024**2  # one uncompressed entry

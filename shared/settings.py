@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import field, fields, replace
@@ -106,6 +107,11 @@ class Settings:
     # several deployments (or test runs) share one Redis database without seeing each other's
     # jobs or tasks; e.g. "staging:". Empty: the keys exactly as shared/redis_keys.py lists them.
     redis_key_prefix: KeyPrefix = ""
+    # Redis connections one API process keeps; a request that finds them all in use waits for one
+    # up to api_redis_wait_s, then is answered 503 with Retry-After. Each gevent greenlet holds one
+    # only while its command runs, so this bounds concurrent commands, not concurrent requests.
+    api_redis_connections: Count = 100
+    api_redis_wait_s: PositiveFloat = 10.0
     # The Celery broker, when not the Redis of redis_url: amqp://user:password@host:5672/vhost puts
     # tasks on RabbitMQ (a quorum queue per lane, publisher confirms; shared/queue/broker_queues.py)
     # while job state stays in Redis. RabbitMQ for deployments; Redis alone for one machine.
@@ -174,8 +180,9 @@ class Settings:
     # further step of this many percent; 0 lifts either condition.
     webhook_progress_interval_s: NonNegativeFloat = 10.0
     webhook_progress_step_pct: Percent = 10
-    # Callback URLs resolving to loopback, private, link-local or other non-global addresses are
-    # refused (server-side request forgery) unless allowed here; networks as comma-separated CIDRs.
+    # Callback URLs, connection endpoints and URL sources resolving to loopback, private, link-local
+    # or other non-global addresses are refused (server-side request forgery) unless allowed here;
+    # networks as comma-separated CIDRs (shared/network/addresses.py).
     webhook_allow_private: Flag = False
     webhook_allowed_networks: Networks = ""
     # Encrypts the credentials of tenants' stored S3 connections (POST /v1/connections) in Redis:
@@ -354,8 +361,23 @@ def _problems(exc: ValidationError, read_from: Mapping[tuple[str, ...], str]) ->
             reason = str(error["ctx"]["error"])
         else:
             reason = f"is not valid ({error['msg']})"
-        problems.append(f"{name}={error['input']!r} {reason}")
+        problems.append(f"{name}={_shown(place, error['input'])} {reason}")
     return problems
+
+
+# Settings whose values a message never shows: start-up errors reach logs that others read.
+SECRET_SETTINGS = frozenset({"connection_key", "aws_secret_access_key"})
+# user:password@ in a URL (a broker's or Redis's): the password is not shown either.
+_URL_PASSWORD = re.compile(r"(?<=://)([^/@:]*):[^/@]*@")
+
+
+def _shown(place: tuple[str, ...], value: Any) -> str:
+    """A bad value as its message quotes it: a secret only by its length, a URL without its password."""
+    if place[-1] in SECRET_SETTINGS:
+        return f"<hidden, {len(value) if isinstance(value, str) else 0} characters>"
+    if isinstance(value, str):
+        return repr(_URL_PASSWORD.sub(r"\1:***@", value))
+    return repr(value)
 
 
 def _format(value: Any) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from functools import cache
 
 import numpy as np
@@ -79,3 +80,54 @@ def photo_jpeg(width: int = 64, height: int = 40, orientation: int = 6) -> bytes
         buffer, "JPEG", quality=95, exif=exif, icc_profile=srgb_profile(), xmp=xmp_packet(orientation)
     )
     return with_app13(buffer.getvalue(), iptc_records())
+
+
+# --- hostile metadata -----------------------------------------------------------------------
+
+RDF_NAMESPACE = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+PLANTED_MODEL = "FAKE-MODEL"
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def grey_png_with(*chunks: bytes, width: int = 32, height: int = 24) -> bytes:
+    """A grey PNG (written by Pillow: IHDR, IDAT, IEND) with ``chunks`` after its IHDR."""
+    buffer = io.BytesIO()
+    Image.fromarray(stored_pixels(width, height), "L").save(buffer, "PNG")
+    png = buffer.getvalue()
+    ihdr_end = 8 + 8 + 13 + 4
+    return png[:ihdr_end] + b"".join(chunks) + png[ihdr_end:]
+
+
+def xmp_chunk(packet: bytes, compressed: bool = True) -> bytes:
+    """An iTXt chunk keyed for XMP, deflated or not."""
+    flag = b"\x01\x00" if compressed else b"\x00\x00"
+    return png_chunk(
+        b"iTXt", b"XML:com.adobe.xmp\x00" + flag + b"\x00\x00" + (zlib.compress(packet) if compressed else packet)
+    )
+
+
+def open_descriptions_xmp(size: int = 1024**2 - 1024) -> bytes:
+    """About ``size`` bytes of ``rdf:Description`` openings, never closed, in a packet that ends
+    as XMP does: what made a regular expression over the packet take quadratic time."""
+    head = xmp_packet().split(b"<rdf:Description")[0]
+    unit = b'<rdf:Description rdf:about="" xmlns:colorize="https://colorize.invalid/ns/1.0/" '
+    tail = b"</rdf:RDF></x:xmpmeta>"
+    return head + unit * ((size - len(head) - len(tail)) // len(unit)) + tail
+
+
+def planted_xmp() -> bytes:
+    """The camera's packet with a model of our namespace planted in its description, and a
+    trailing comment that opens before ``</rdf:RDF>`` and closes after it."""
+    planted = xmp_packet().replace(
+        b' tiff:Orientation="6"',
+        f' tiff:Orientation="6" xmlns:colorize="https://colorize.invalid/ns/1.0/" colorize:model="{PLANTED_MODEL}"'.encode(),
+    )
+    return planted.replace(b'<?xpacket end="w"?>', b'<!-- </rdf:RDF> --><?xpacket end="w"?>')
+
+
+def inflating(size: int) -> bytes:
+    """A zlib stream of ``size`` zero bytes (a few kilobytes for megabytes)."""
+    return zlib.compress(bytes(size), 9)

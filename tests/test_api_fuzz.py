@@ -22,7 +22,7 @@ import urllib3
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import ignored_auth, negative_data_rejection, positive_data_acceptance
 
-from api.openapi import build_spec
+from api.openapi.document import build_spec
 from api.serving import REFUSED_BY_SERVER
 from bench.fault_stack import ApiProcess
 from cli.embedded_services import LOOPBACK, free_port

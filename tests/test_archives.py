@@ -21,7 +21,8 @@ from shared.errors import (
     UnsupportedFormat,
     UnsupportedMediaType,
 )
-from shared.jobs.source_kinds import OutputNames, UniqueNames, detect_source_kind, output_name
+from shared.jobs.entry_names import OutputNames, UniqueNames, output_name
+from shared.jobs.source_kinds import detect_source_kind
 from shared.setting_types import Limits
 from worker.archive_entries import RATIO_CHECK_MIN_BYTES, TAR_HEADER_ALLOWANCE, ArchiveEntry, iter_entries
 

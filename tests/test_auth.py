@@ -18,12 +18,12 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
+from cli.keys import main as keys_main
 from cli.local_stack import serve
 from shared.jobs.records import ItemResult
 from shared.jobs.store import JobStore
 from shared.storage.object_keys import result_key, source_key
 from shared.tenancy.api_keys import LOCAL_TENANT, KeyStore, is_loopback
-from shared.tenancy.api_keys import main as keys_main
 from tests.integration_fixtures import with_own_keys
 
 pytestmark = pytest.mark.integration

@@ -30,9 +30,10 @@ import pytest
 import yaml
 
 from api.app import create_app
-from api.proxies import parse_networks
 from api.serving import gunicorn_args
+from bench.compose_check import attempts_check
 from shared.colour.model_manifests import DEFAULT_MODEL
+from shared.network.addresses import parse_networks
 from shared.queue.celery_config import make_celery
 from shared.queue.contract import QUEUE, WEBHOOK_QUEUE
 from shared.settings import ENV_ALIASES, NESTED, PROJECT_ROOT, Settings
@@ -689,3 +690,18 @@ def test_loopback_variant_rewrites_the_real_nginx_configuration(loopback) -> Non
     patterns = re.findall(r"-e 's/([^/]+)/", script)
     text = NGINX_CONF.read_text()
     assert len(patterns) == 2 and all(text.count(pattern) == 1 for pattern in patterns), patterns
+
+
+@pytest.mark.parametrize(
+    "tries, holds, says",
+    [
+        ([1] * 1200, True, "held no item when it died"),  # killed between chunks: nothing to redo
+        ([1] * 1190 + [2] * 10, True, "10 items ran more than once"),
+        ([1] * 1199, False, ""),  # an item never begun
+        ([0] + [1] * 1199, False, ""),
+        ([1] * 1199 + [4], False, ""),  # begun more often than an item may be
+    ],
+)
+def test_the_compose_check_needs_each_item_begun_within_its_attempts_not_a_redo(tries, holds, says) -> None:
+    verdict, line = attempts_check(tries, 1200, max_attempts=3)
+    assert verdict is holds and says in line, line

@@ -8,7 +8,11 @@ No worker consumes this module's Redis database, so submitted jobs stay where th
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
+import threading
+import time
 import unicodedata
 import uuid
 import zipfile
@@ -18,8 +22,8 @@ import urllib3
 
 from api.app import create_app
 from api.bodies import MAX_JSON_DEPTH
+from shared.jobs.entry_names import MAX_NAME_PART_BYTES, clean_path
 from shared.jobs.records import ItemResult
-from shared.jobs.source_kinds import MAX_NAME_PART_BYTES, clean_path
 from shared.setting_types import Quotas
 from shared.storage.object_keys import result_key, source_key, upload_key
 from shared.tenancy.storage_quota import job_owner, upload_owner
@@ -131,6 +135,97 @@ def test_huge_numbers_never_get_a_5xx(client, query) -> None:
     assert client.get(f"/v1/jobs/{job['id']}/items?{query}").status_code < 500
     assert client.get(f"/v1/jobs/{job['id']}/items/99999999999999999999999/result").status_code == 404
     assert client.post("/v1/uploads", json={"size": 10**30}).status_code == 413
+
+
+THOUSANDS_OF_DIGITS = "9" * 5000  # past what int() converts (4300 digits)
+
+
+def test_numbers_of_thousands_of_digits_are_400_never_5xx(client) -> None:
+    job = submit(client, png_bytes()).get_json()
+    refused = {
+        "Prefer": submit(client, png_bytes(), headers={"Prefer": f"wait={THOUSANDS_OF_DIGITS}"}),
+        "offset": client.get(f"/v1/jobs/{job['id']}/items?offset={THOUSANDS_OF_DIGITS}"),
+        "limit": client.get(f"/v1/jobs?limit={THOUSANDS_OF_DIGITS}"),
+        "quality": submit(client, png_bytes(), quality=THOUSANDS_OF_DIGITS),
+    }
+    for field, response in refused.items():
+        error = error_of(response, 400)
+        assert error["details"]["field"] == field and len(error["message"]) < 200, error
+    big_json = '{"size": ' + THOUSANDS_OF_DIGITS + "}"
+    assert client.post("/v1/uploads", data=big_json, content_type="application/json").status_code == 400
+
+
+def test_an_unknown_status_filter_is_400_listing_the_plain_values(client) -> None:
+    error = error_of(client.get("/v1/jobs?status=finished"), 400)
+    assert error["details"] == {"field": "status"}
+    assert "'queued', 'running', " in error["message"] and "JobStatus" not in error["message"], error["message"]
+
+
+@pytest.fixture(scope="module")
+def small_json_client(hostile_settings):
+    limits = dataclasses.replace(hostile_settings.limits, max_json_bytes=4096)
+    return create_app(hostile_settings.with_overrides(limits=limits)).test_client()
+
+
+def test_a_json_body_over_its_bound_is_413_before_it_is_parsed(small_json_client) -> None:
+    padding = {"filename": "photo.png", "size": 10, "x": "p" * 5000}
+    error = error_of(small_json_client.post("/v1/uploads", json=padding), 413)
+    assert error["code"] == "payload_too_large" and error["details"] == {"limit": 4096}
+    # Of no declared size (chunked), it is read up to the bound and no further.
+    body = json.dumps(padding).encode()
+    chunked = small_json_client.post(
+        "/v1/uploads",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert error_of(chunked, 413)["details"] == {"limit": 4096}
+    # Under the bound, the same request is served; multipart uploads keep their own, larger one.
+    assert small_json_client.post("/v1/uploads", json={**padding, "x": "p" * 100}).status_code == 201
+    assert submit(small_json_client, png_bytes() + b"\0" * 8192).status_code == 202
+
+
+# --- many requests at once ----------------------------------------------------------------------
+
+
+def get_while_redis_is_busy(app, path: str, busy_s: float) -> tuple[object, float]:
+    """GET ``path`` while every connection of the app's Redis pool is held, one of them given back
+    after ``busy_s``; the response and how long it took."""
+    pool = app.extensions["colorize"].redis.connection_pool
+    held = [pool.get_connection() for _ in range(pool.max_connections)]
+    answered: list[tuple[object, float]] = []
+
+    def request() -> None:
+        started = time.monotonic()
+        response = app.test_client().get(path)
+        answered.append((response, time.monotonic() - started))
+
+    thread = threading.Thread(target=request)
+    try:
+        thread.start()
+        time.sleep(busy_s)
+        pool.release(held.pop())
+        thread.join(30)
+    finally:
+        for connection in held:
+            pool.release(connection)
+    [outcome] = answered
+    return outcome
+
+
+def test_a_request_beyond_the_redis_pool_waits_for_a_connection_and_is_served(client, app) -> None:
+    job = submit(client, png_bytes()).get_json()
+    response, took_s = get_while_redis_is_busy(app, f"/v1/jobs/{job['id']}", busy_s=0.5)
+    assert response.status_code == 200, response.get_json()
+    assert took_s >= 0.4  # it waited for the connection given back
+
+
+def test_a_request_that_finds_no_connection_within_the_wait_is_503_with_retry_after(hostile_settings) -> None:
+    app = create_app(hostile_settings.with_overrides(api_redis_connections=2, api_redis_wait_s=0.3))
+    response, took_s = get_while_redis_is_busy(app, "/v1/jobs?limit=1", busy_s=1.0)
+    error = error_of(response, 503)
+    assert error["code"] == "unavailable" and response.headers["Retry-After"] == "2"
+    assert 0.3 <= took_s < 1.0
 
 
 # --- names ----------------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from shared.jobs.records import JobStatus
 from shared.queue.contract import BULK_TURN_TASK, COLORIZE_TASK, QUEUE
 from shared.settings import Settings
 from shared.storage.object_keys import input_object_key, input_object_name, inputs_prefix, source_key
-from tests.integration_fixtures import *
 from tests.integration_fixtures import TEST_MODEL, with_own_keys
 from worker.chunk_pipeline import ChunkRun
 from worker.context import WorkerContext

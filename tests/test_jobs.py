@@ -4,12 +4,13 @@ uploads and the upkeep indexes."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import pytest
 
 from shared.errors import Conflict, CorruptArchive, CorruptImage, NotFound, UnsafeEntry
 from shared.ids import new_id
-from shared.jobs.records import TERMINAL_STATUSES, TRANSITIONS, ItemResult, JobStatus, NewItem
+from shared.jobs.records import TERMINAL_STATUSES, TRANSITIONS, ItemResult, Job, JobStatus, NewItem
 from shared.jobs.store import JobStore
 from shared.jobs.upkeep import PurgeIndex, PurgeTarget, StallWatch, WorkerHeartbeats
 from shared.jobs.uploads import UploadStore
@@ -207,6 +208,54 @@ def test_concurrent_completions_finish_exactly_once(store: JobStore, redis_clien
     assert sum(o.finished for o in outcomes) == 1
     job = store.get(job_id)
     assert (job.status, job.done, job.failed) == (JobStatus.SUCCEEDED, n, 0)
+
+
+class Heard:
+    """A listener that notes each event (``fails``: and then raises, as a lost webhook would)."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.events: list[tuple[str, JobStatus, tuple[int, ...]]] = []
+        self.fails = fails
+
+    def _heard(self, event: str, job: Job, indices: tuple[int, ...] = ()) -> None:
+        self.events.append((event, job.status, indices))
+        if self.fails:
+            raise ConnectionError(f"{event} was lost")
+
+    def job_started(self, job: Job) -> None:
+        self._heard("job_started", job)
+
+    def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
+        self._heard("items_finished", job, tuple(r.index for r in results))
+
+    def job_finished(self, job: Job) -> None:
+        self._heard("job_finished", job)
+
+
+@pytest.mark.integration
+def test_listeners_hear_each_committed_change_once_and_a_failing_one_stops_nothing(
+    redis_client, clock: Clock, namespace: str
+) -> None:
+    failing, heard = Heard(fails=True), Heard()
+    store = JobStore(redis_client, STORE_SETTINGS, clock=clock, namespace=namespace, listeners=(failing, heard))
+    job_id = make_job(store)
+    store.add_items(job_id, items(0, 1, 2))
+    store.end_expansion(job_id)
+    store.mark_running(job_id)
+    store.mark_running(job_id)  # already running: no second start
+    complete(store, job_id, 0, 1)
+    complete(store, job_id, 1)  # ended before: heard once only
+    fail(store, job_id, 2, CorruptImage("bad pixels"))
+    expected = [
+        ("job_started", JobStatus.RUNNING, ()),
+        ("items_finished", JobStatus.RUNNING, (0, 1)),
+        ("items_finished", JobStatus.PARTIALLY_SUCCEEDED, (2,)),
+        ("job_finished", JobStatus.PARTIALLY_SUCCEEDED, ()),
+    ]
+    assert heard.events == expected
+    assert failing.events == expected
+    job = store.get(job_id)
+    assert (job.status, job.done, job.failed) == (JobStatus.PARTIALLY_SUCCEEDED, 2, 1)
 
 
 @pytest.mark.integration

@@ -15,8 +15,8 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.app import create_app
-from api.openapi import build_spec
-from api.openapi_schemas import component_schemas
+from api.openapi.document import build_spec
+from api.openapi.schema_dialect import component_schemas
 from shared.settings import Settings
 from tests.integration_fixtures import with_own_keys
 

@@ -3,7 +3,9 @@
 A camera-like JPEG (ICC profile, EXIF orientation 6 and DateTimeOriginal, IPTC caption, XMP)
 goes through the service; its result keeps the caption, the date and the profile, stands
 upright with its orientation normalised, and names the model that made it. PNG and WebP jobs
-with ``max_side`` come back in their format, scaled down, under their extension.
+with ``max_side`` come back in their format, scaled down, under their extension. PNGs with
+hostile metadata (XMP crafted to be slow or to hide the provenance, chunks that inflate past
+the limit) are colorized, each result naming our model alone.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import zipfile
 from collections.abc import Iterator
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -31,8 +34,14 @@ from tests.metadata_samples import (
     IPTC_CAPTION,
     ORIENTATION,
     XMP_CAPTION,
+    grey_png_with,
+    inflating,
+    open_descriptions_xmp,
     photo_jpeg,
+    planted_xmp,
+    png_chunk,
     srgb_profile,
+    xmp_chunk,
 )
 
 pytestmark = pytest.mark.integration
@@ -185,6 +194,28 @@ def test_webp_job_from_an_upload_round_trips(api) -> None:
     assert image.info["icc_profile"] == srgb_profile()
     assert image.getexif().get_ifd(EXIF_IFD)[DATE_TIME_ORIGINAL] == DATE_TAKEN
     assert XMP_CAPTION.encode() in image.info["xmp"] and b"colorize:model" in image.info["xmp"]
+
+
+def test_hostile_metadata_fails_no_image_and_names_only_our_model(api) -> None:
+    inputs = {
+        "open-descriptions.png": grey_png_with(xmp_chunk(open_descriptions_xmp())),
+        "planted.png": grey_png_with(xmp_chunk(planted_xmp())),
+        "inflating.png": grey_png_with(
+            png_chunk(b"zTXt", b"Comment\x00\x00" + inflating(8 * 1024**2)),
+            png_chunk(b"iCCP", b"ICC profile\x00\x00" + inflating(8 * 1024**2)),
+        ),
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in inputs.items():
+            archive.writestr(name, data)
+    job = finished(api, submit_form(api, "hostile.zip", buffer.getvalue())["id"])
+    assert job["status"] == "succeeded", job
+    for item in items_of(api, job["id"]):
+        xmp = result(api, item, "image/jpeg").info["xmp"]
+        assert b"<!DOCTYPE" not in xmp and b"<!--" not in xmp and b"FAKE-MODEL" not in xmp
+        models = [element.get(f"{{{NAMESPACE}}}model") for element in ElementTree.fromstring(xmp).iter()]
+        assert [model for model in models if model is not None] == [TEST_MODEL], item["path"]
 
 
 # --- refusals -------------------------------------------------------------------------------

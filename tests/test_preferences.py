@@ -32,3 +32,11 @@ def test_a_wait_out_of_bounds_or_not_a_whole_number_is_refused(value) -> None:
     with pytest.raises(InvalidRequest) as refused:
         requested_wait([value])
     assert refused.value.details == {"field": "Prefer", "minimum": 1, "maximum": MAX_WAIT_S}
+
+
+@pytest.mark.parametrize("digits", ["9" * 5000, "0" * 4999 + "5", '"' + "1" * 5000 + '"', "9" * 10])
+def test_a_wait_of_too_many_digits_is_refused_as_out_of_range_and_not_quoted_whole(digits) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        requested_wait([f"wait={digits}"])
+    assert refused.value.details == {"field": "Prefer", "minimum": 1, "maximum": MAX_WAIT_S}
+    assert len(refused.value.message) < 200

@@ -136,6 +136,16 @@ def test_urls_and_networks_are_checked() -> None:
     )  # kept as written
 
 
+def test_a_bad_secret_is_refused_without_being_shown() -> None:
+    key = "pL3LN0qxy3qM8VJ0dCC2sFKUd5RG7lJ-EbKqQ9S8kF"  # a real key missing its last characters
+    message = str(refusal({"COLORIZE_CONNECTION_KEY": key}))
+    assert message.startswith("COLORIZE_CONNECTION_KEY=<hidden, 42 characters> is not a Fernet key")
+    assert key not in message and key[:12] not in message
+    # A broker URL's password is hidden; the rest of it still says what was wrong.
+    message = str(refusal({"COLORIZE_BROKER_URL": "ftp://colorize:s3cret-pass@rabbit:5672/"}))
+    assert "s3cret-pass" not in message and "'ftp://colorize:***@rabbit:5672/'" in message
+
+
 def test_the_redis_key_prefix_is_checked() -> None:
     assert Settings().redis_namespace == "colorize"  # unset: the keys as shared/redis_keys.py lists them
     assert Settings.from_env({"COLORIZE_REDIS_KEY_PREFIX": "staging:"}).redis_namespace == "staging:colorize"
@@ -298,9 +308,12 @@ def every_field_changed() -> Settings:
         worker_metrics_port=9100,
         metrics_dir=Path("/run/metrics"),
         redis_key_prefix="staging:",
+        api_redis_connections=16,
+        api_redis_wait_s=2.5,
         limits=Limits(
             max_request_bytes=1,
             max_upload_bytes=2,
+            max_json_bytes=10,
             max_entries=3,
             max_expanded_bytes=4,
             max_entry_bytes=5,

@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
 from cli.main import main
-from shared.errors import ArchiveLimitExceeded, SourceForbidden
+from shared.errors import ArchiveLimitExceeded, InvalidRequest, SourceForbidden
 from shared.jobs.store import JobStore
 from shared.redis_keys import RedisKeys
 from shared.setting_types import Limits
@@ -38,7 +38,7 @@ from shared.storage.item_inputs import ItemInput
 from shared.storage.object_keys import job_prefix, source_key
 from shared.storage.sources import BucketSource, bucket_reference, parse_reference, url_path, url_reference
 from shared.tenancy.api_keys import KeyStore
-from shared.tenancy.stored_connections import Connection
+from shared.tenancy.stored_connections import Connection, check_endpoint
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 from worker.reference_entries import reference_entries
 from worker.reference_reader import ReferenceReader
@@ -74,8 +74,29 @@ def test_item_references_survive_the_job_store_encoding() -> None:
 def test_the_connection_key_must_be_a_fernet_key() -> None:
     key = Fernet.generate_key().decode()
     assert Settings.from_env({"COLORIZE_CONNECTION_KEY": key}).connection_key == key
-    with pytest.raises(ValueError, match="COLORIZE_CONNECTION_KEY='short' is not a Fernet key"):
+    with pytest.raises(ValueError, match="COLORIZE_CONNECTION_KEY=<hidden, 5 characters> is not a Fernet key"):
         Settings.from_env({"COLORIZE_CONNECTION_KEY": "short"})
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "https://s3.example.com/#fragment",
+        "https://s3.example.com#",
+        "https://s3.example.com/?versionId=1",
+        "https://s3.example.com?",
+        "https://key:secret@s3.example.com",
+        "https://s3.example.com/bucket",
+    ],
+)
+def test_an_endpoint_is_a_base_url_without_query_fragment_or_credentials(endpoint: str) -> None:
+    def public(host: str, port: int) -> list[ipaddress.IPv4Address]:  # resolving, stubbed for one function
+        return [ipaddress.IPv4Address("93.184.216.34")]
+
+    with pytest.raises(InvalidRequest) as refused:
+        check_endpoint(endpoint, Settings(), public)
+    assert refused.value.details == {"field": "endpoint_url"}
+    assert check_endpoint("https://s3.example.com:8443/", Settings(), public) == "https://s3.example.com:8443"
 
 
 class _ListedBucket:

@@ -28,8 +28,9 @@ from shared.errors import InvalidRequest
 from shared.jobs.documents import COMPLETED, EVENTS, PROGRESS, STARTED
 from shared.jobs.records import ItemResult, NewItem
 from shared.jobs.store import JobStore
+from shared.network.addresses import AddressPolicy, is_public_address
 from shared.settings import Settings
-from shared.webhooks.callback_urls import AddressPolicy, is_public_address, parse_callback_url, parse_events
+from shared.webhooks.callback_urls import parse_callback_url, parse_events
 from shared.webhooks.events import WebhookMessage, WebhookNotifier, WebhookSecrets
 from tests.integration_fixtures import ApiServer, broker_idle, with_own_keys
 from worker.webhook_delivery import deliver, retry_delay_s, sign

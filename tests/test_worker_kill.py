@@ -19,6 +19,7 @@ import redis
 
 from api.app import create_app
 from shared.storage.object_keys import job_prefix, result_key
+from shared.tenancy.storage_quota import job_owner
 from tests.fault_marks import chunks_key
 from tests.integration_fixtures import broker_idle, wait_until, with_own_keys
 
@@ -156,3 +157,23 @@ def test_cancel_drops_pending_work_and_keeps_results(
         assert client.get(item["result_url"]).status_code == 302
     assert broker_idle(kill_settings)  # still: nothing was enqueued again meanwhile
     assert client.get(f"/v1/jobs/{job['id']}").get_json()["counts"] == final["counts"]
+
+
+def test_a_job_deleted_while_a_chunk_runs_leaves_nothing_once_that_chunk_ends(
+    app, faulty_workers, chunk_log, kill_settings, start_worker
+) -> None:
+    if not any(w.process.poll() is None for w in faulty_workers):
+        start_worker(kill_settings, count=1, extra_modules=("tests.worker_faults",))
+    n = 12
+    job = submit(app, {f"set/{i}.png": image(i) for i in range(n)})
+    # The chunk announced lingers before inference: it colorizes and stores after the deletion.
+    next_chunk(chunk_log, kill_settings, job["id"])
+    client = app.test_client()
+    assert client.delete(f"/v1/jobs/{job['id']}").status_code == 204
+    deleted_at = time.monotonic()
+    wait_until(lambda: broker_idle(kill_settings), 30, "the chunk in hand has ended")
+    services = app.extensions["colorize"]
+    leftover = list(services.storage.iter_keys(job_prefix("local", job["id"])))
+    assert leftover == [], f"{len(leftover)} objects {time.monotonic() - deleted_at:.1f} s after the deletion"
+    assert services.stored.counted("local", job_owner(job["id"])) == 0
+    assert client.get(f"/v1/jobs/{job['id']}").status_code == 404

@@ -27,6 +27,7 @@ import time
 import redis
 from celery import current_app
 
+from shared.errors import NotFound
 from shared.jobs.records import ItemStatus
 from shared.jobs.store import JobStore
 from tests.fault_marks import (
@@ -102,7 +103,11 @@ def _faulty_colorize_batch(engine, images, temperature=None):
 
 def _faulty_record(self: JobStore, job_id: str, results, begin=()):
     done = [r.index for r in results if r.status == ItemStatus.DONE]
-    if any(SAVED_CRASH_MARK in self.item(job_id, index).path for index in done):
+    try:
+        crash = any(SAVED_CRASH_MARK in self.item(job_id, index).path for index in done)
+    except NotFound:
+        crash = False  # the job is gone (deleted): the record finds it so, as without the hook
+    if crash:
         os.kill(os.getpid(), signal.SIGKILL)
     return _record(self, job_id, results, begin)
 

@@ -50,7 +50,8 @@ from shared.errors import (
     UnsafeEntry,
     UnsupportedFormat,
 )
-from shared.jobs.source_kinds import ARCHIVE_KINDS, UniqueNames
+from shared.jobs.entry_names import UniqueNames
+from shared.jobs.source_kinds import ARCHIVE_KINDS
 from shared.setting_types import Limits
 from shared.storage.item_inputs import ItemInput, ZipMember
 from worker.archive_rules import (

@@ -17,8 +17,8 @@ from shared.errors import (
     UnsafeEntry,
     UnsupportedFormat,
 )
-from shared.imaging.decoding import SUPPORTED_IMAGE_FORMATS, sniff_image_format
-from shared.jobs.source_kinds import clean_path
+from shared.imaging.formats import SUPPORTED_IMAGE_FORMATS, sniff_image_format
+from shared.jobs.entry_names import clean_path
 from shared.setting_types import Limits
 
 # Enough leading bytes to recognise every image format the decoder accepts.
@@ -32,7 +32,7 @@ _T = TypeVar("_T")
 
 
 def check_name(raw: bytes) -> tuple[str, ItemError | None]:
-    """The entry's path, cleaned as every name a client gives (``shared.jobs.source_kinds.clean_path``);
+    """The entry's path, cleaned as every name a client gives (``shared.jobs.entry_names.clean_path``);
     or, when the name is unsafe as it stands, the raw name (readable) and the rejection: such an
     item never has a result, and its name says what was wrong."""
     try:

@@ -20,7 +20,9 @@ output format (:mod:`worker.batching`). An image's metadata is read as it is dec
 last moment its bytes are held, and its result written as the job asks, with that metadata
 and the provenance (:mod:`shared.imaging.encoding`). Input objects are deleted as soon as the
 store reports that none of their items is unfinished, and all of a job's once it finishes or
-is canceled. A job with a destination has each result written there too, or only there
+is canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete
+what the job's prefix holds again and release its quota: a deleted job's late results last one
+batch, not until the deletion's second purge. A job with a destination has each result written there too, or only there
 (:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type, at
 their output paths, read for the whole chunk as it starts (with the destination itself). A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
@@ -50,7 +52,7 @@ from shared.jobs.records import ItemResult, Job, JobStatus
 from shared.jobs.store import Recorded
 from shared.logging import bind_log_context
 from shared.storage.item_inputs import ItemInput
-from shared.storage.object_keys import input_object_key, inputs_prefix, result_key
+from shared.storage.object_keys import input_object_key, inputs_prefix, job_prefix, result_key
 from shared.tenancy.storage_quota import job_owner
 from worker.batching import memory_batches
 from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
@@ -150,6 +152,8 @@ class ChunkRun:
                 self.ctx.stored.add(self._job.tenant, job_owner(self.job_id), self.unrecorded_bytes)
                 self.unrecorded_bytes = 0
             recorded = self.ctx.jobs.record(self.job_id, self.outcomes, begin)
+        if recorded.job is None and self.outcomes:
+            self._discard_late_results()
         self.outcomes = []
         self.begun += recorded.started
         self._tidy(recorded)
@@ -168,6 +172,14 @@ class ChunkRun:
             self.ctx.storage.delete(input_object_key(job.tenant, self.job_id, name))
         if recorded.finished or job.status == JobStatus.CANCELED:
             self._drop_inputs(job)
+
+    def _discard_late_results(self) -> None:
+        """The job went (deleted, or expired) while this chunk ran: what it stored since, after
+        the deletion emptied the job's prefix, is deleted now, and released from the tenant's
+        storage quota (this chunk counted it just before finding the job gone)."""
+        job = self._job
+        self.ctx.storage.delete_prefix(job_prefix(job.tenant, self.job_id))
+        self.ctx.stored.release(job.tenant, job_owner(self.job_id))
 
     def _drop_inputs(self, job: Job) -> None:
         """Every input object of the job, which has ended (also any a crash left behind)."""

@@ -49,9 +49,8 @@ class WorkerContext:
         # Sources and destinations by reference: tenants' connections, jobs' destinations.
         self.references = ReferenceReader(ConnectionStore(self.redis, settings), settings)
         self.destinations = DestinationStore(self.redis, settings)
-        manifests = ManifestWriter(self.destinations, self.references)
+        manifests = ManifestWriter(self.destinations, self.references, JobStore(self.redis, settings))
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics, manifests))
-        manifests.jobs = self.jobs
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)
         self.bulk = BulkLane(self.redis, settings.result_ttl_s, namespace=settings.redis_namespace)
         self.queues = broker_queues(settings)  # what waits ahead of a bulk chunk

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+from collections.abc import Sequence
 
 from shared.errors import ColorizeError, DestinationFailed, ItemError
-from shared.jobs.records import Job, JobListener, JobStatus
+from shared.jobs.listeners import JobListener
+from shared.jobs.records import ItemResult, Job, JobStatus
 from shared.jobs.result_manifests import manifest_bytes
 from shared.jobs.store import JobStore
 from shared.storage.destinations import MANIFEST_NAME, Destination, DestinationStore
@@ -52,13 +54,21 @@ def job_destination(store: DestinationStore, reader: ReferenceReader, job: Job) 
 class ManifestWriter(JobListener):
     """Writes a finished job's manifest to its destination."""
 
-    def __init__(self, store: DestinationStore, reader: ReferenceReader) -> None:
+    def __init__(self, store: DestinationStore, reader: ReferenceReader, jobs: JobStore) -> None:
+        """``jobs``: where the finished job's items are read (a store without this writer among
+        its listeners: it is built before the store that tells it of the finish)."""
         self.store = store
         self.reader = reader
-        self.jobs: JobStore | None = None  # set once the job store listening to it exists
+        self.jobs = jobs
+
+    def job_started(self, job: Job) -> None:
+        pass
+
+    def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
+        pass  # each result went to the destination as its chunk stored it
 
     def job_finished(self, job: Job) -> None:
-        if self.jobs is None or job.status == JobStatus.CANCELED:
+        if job.status == JobStatus.CANCELED:
             return
         target = job_destination(self.store, self.reader, job)
         if target is None:

@@ -43,8 +43,9 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
+from shared.jobs.entry_names import OutputNames
 from shared.jobs.records import Job, JobStatus, NewItem
-from shared.jobs.source_kinds import REFERENCE_KIND, OutputNames
+from shared.jobs.source_kinds import REFERENCE_KIND
 from shared.storage.item_inputs import ItemInput
 from shared.storage.object_keys import input_object_key, input_object_name, inputs_prefix
 from shared.storage.sources import decode_source

@@ -2,7 +2,7 @@
 its item is processed (:mod:`shared.storage.sources`). Every failure is the item's own error.
 
 A URL's host is resolved and checked at each read, and the request goes to the very address
-checked (:func:`shared.webhooks.callback_urls.pinned_pool`); so do a connection's S3 requests,
+checked (:func:`shared.network.addresses.pinned_pool`); so do a connection's S3 requests,
 whose client is reused only while its endpoint's host resolves as when it was checked. Redirects
 are not followed (an item that answers one fails with ``source_unreachable``). Bodies are read
 to at most ``limits.max_entry_bytes``, each read within the whole-transfer deadline and minimum
@@ -31,21 +31,21 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
+from shared.network.addresses import (
+    AddressPolicy,
+    ForbiddenAddress,
+    Resolver,
+    permitted_addresses,
+    pinned_pool,
+    resolve,
+)
 from shared.settings import Settings
 from shared.storage.customer_buckets import ConnectedBucket
 from shared.storage.pinned_connections import watched_pool
 from shared.storage.sources import parse_reference
 from shared.storage.transfer_deadlines import TransferDeadline, read_body
 from shared.tenancy.stored_connections import ConnectionStore
-from shared.webhooks.callback_urls import (
-    AddressPolicy,
-    ForbiddenAddress,
-    Resolver,
-    parse_callback_url,
-    permitted_addresses,
-    pinned_pool,
-    resolve,
-)
+from shared.webhooks.callback_urls import parse_callback_url
 from worker.retry_policy import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)

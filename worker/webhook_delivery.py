@@ -7,7 +7,7 @@ host now resolves to a forbidden address) is not. Headers follow the Standard We
 scheme: ``webhook-id`` (the same on every attempt, for the receiver to drop repeats),
 ``webhook-timestamp`` (unix seconds of the attempt) and ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``). Each attempt connects to the very
-address it checked (:mod:`shared.webhooks.callback_urls`); redirects are not followed.
+address it checked (:mod:`shared.network.addresses`); redirects are not followed.
 
 Events of one job are delivered in the order they happened: a message whose predecessor is
 neither delivered nor given up yet is published again ``ORDER_POLL_S`` later, without an
@@ -32,20 +32,19 @@ from celery.utils.log import get_task_logger
 from standardwebhooks.webhooks import Webhook
 
 from shared.errors import InvalidRequest
-from shared.queue.contract import WEBHOOK_QUEUE, WEBHOOK_TASK
-from shared.settings import Settings
-from shared.timestamps import iso_time
-from shared.webhooks.callback_urls import (
+from shared.network.addresses import (
     AddressPolicy,
-    CallbackTarget,
     ForbiddenAddress,
     IPAddress,
     Resolver,
-    parse_callback_url,
     permitted_addresses,
     pinned_pool,
     resolve,
 )
+from shared.queue.contract import WEBHOOK_QUEUE, WEBHOOK_TASK
+from shared.settings import Settings
+from shared.timestamps import iso_time
+from shared.webhooks.callback_urls import CallbackTarget, parse_callback_url
 from shared.webhooks.events import (
     DeliveryAttempt,
     DeliveryLog,
@@ -155,7 +154,7 @@ def deliver(
 
     try:
         target = parse_callback_url(message.url)
-        address = permitted_addresses(target, AddressPolicy.from_settings(settings), resolver)[0]
+        address = permitted_addresses(target, AddressPolicy.from_settings(settings), resolver, field="callback_url")[0]
     except ForbiddenAddress as exc:
         return result(DeliveryOutcome.REFUSED, error=f"{exc.message} ({exc.details.get('address')})")
     except InvalidRequest as exc:

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, request, url_for
 
 from api.bodies import form_body, query, respond
 from api.deletion import delete_job as delete_job_of
-from api.idempotency import idempotency_key, request_fingerprint
+from api.idempotency import REPLAYED_HEADER, idempotency_key, request_fingerprint
 from api.job_requests import destination, json_job_body, source_reference
 from api.preferences import APPLIED_HEADER, requested_wait, wait_for_end
 from api.preferences import HEADER as PREFER_HEADER
@@ -23,9 +23,6 @@ from shared.jobs.records import Item as ItemRecord
 from shared.jobs.records import ItemStatus, Job, JobStatus
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
-
-# Marks the answer to a repeated Idempotency-Key: the job an earlier request created.
-REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 @bp.post("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from api.openapi import build_spec
+from api.openapi.document import build_spec
 from api.services import services
 
 bp = Blueprint("openapi", __name__)

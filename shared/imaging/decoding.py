@@ -2,9 +2,11 @@
 
 Every image goes through the same path:
 
-1. ``sniff_image_format`` picks the format from the leading magic bytes; only JPEG, PNG,
-   BMP, TIFF, WebP and GIF are accepted (GIF and animated WebP: first frame only).
-2. ``probe_image`` reads the header with Pillow (no pixel is decoded) and applies the size
+1. ``sniff_image_format`` (``shared.imaging.formats``) picks the format from the leading
+   magic bytes; only JPEG, PNG, BMP, TIFF, WebP and GIF are accepted (GIF and animated
+   WebP: first frame only).
+2. ``probe_image`` reads the header with Pillow (no pixel is decoded; a PNG's metadata chunks
+   that Pillow would refuse the file over are left out: ``shared.imaging.png_chunks``) and applies the size
    limits, so a decompression bomb is refused before any pixel buffer is allocated; from
    the header's sample depth and channels it also knows the memory decoding will take,
    and refuses an image that cannot be decoded within the worker's memory budget
@@ -33,22 +35,10 @@ import numpy as np
 from PIL import Image, TiffImagePlugin
 
 from shared.errors import CorruptImage, ImageTooLarge, UnsupportedFormat
+from shared.imaging.formats import SUPPORTED_IMAGE_FORMATS, sniff_image_format
 from shared.imaging.memory_budget import MemoryBudget
+from shared.imaging.png_chunks import readable_png
 from shared.setting_types import Limits
-
-# Leading bytes of each accepted format. The signatures are mutually exclusive, so Pillow
-# (probe) and OpenCV (decode) always pick the same decoder for the same bytes.
-_SIGNATURES: tuple[tuple[bytes, str], ...] = (
-    (b"\xff\xd8\xff", "JPEG"),
-    (b"\x89PNG\r\n\x1a\n", "PNG"),
-    (b"BM", "BMP"),
-    (b"II*\x00", "TIFF"),
-    (b"MM\x00*", "TIFF"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
-)
-
-SUPPORTED_IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
 
 # Pillow reports multi-picture JPEGs (camera MPO files) as their own format.
 _PILLOW_FORMAT_ALIASES = {"MPO": "JPEG"}
@@ -99,16 +89,6 @@ class _Header:
     tiff_alpha: bool = False
 
 
-def sniff_image_format(head: bytes) -> str | None:
-    """The supported image format whose magic bytes start ``head``, or None."""
-    for signature, name in _SIGNATURES:
-        if head.startswith(signature):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return None
-
-
 def probe_image(data: bytes, limits: Limits) -> ImageInfo:
     """Read format, size and orientation from the header only, enforcing the size limits.
 
@@ -132,8 +112,9 @@ def _read_header(data: bytes, limits: Limits) -> _Header:
     if fmt is None:
         supported = ", ".join(SUPPORTED_IMAGE_FORMATS)
         raise UnsupportedFormat(f"not a supported image format ({supported})")
+    header = readable_png(data)[0] if fmt == "PNG" else data  # metadata never fails an image
     try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+        with Image.open(io.BytesIO(header), formats=[fmt]) as img:
             width, height = img.size
             orientation = _read_orientation(img)
             tiff_alpha = fmt == "TIFF" and _declares_alpha(img)

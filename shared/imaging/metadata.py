@@ -4,8 +4,9 @@
 before the worker lets go of the input's bytes; what it keeps is small and bounded
 (``MAX_BLOCK_BYTES`` each). The decoder has already turned the pixels as the EXIF orientation
 says, so the orientation kept is 1: in the EXIF (patched in place; its thumbnail, of the
-black-and-white original, is unlinked) and in the XMP (``tiff:Orientation``). ``shared.imaging.metadata_embedding`` writes what the
-result's format can hold.
+black-and-white original, is unlinked) and in the XMP (``tiff:Orientation``). An XMP packet is
+kept as ``shared.imaging.xmp`` parses it, or not at all. ``shared.imaging.metadata_embedding``
+writes what the result's format can hold.
 
 Where each comes from: the ICC profile, EXIF and XMP from JPEG, PNG, WebP and TIFF (a TIFF's
 descriptive tags and EXIF and GPS sub-IFDs, its layout tags left behind); IPTC (IIM records)
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, TiffImagePlugin
 
-from shared.imaging.decoding import sniff_image_format
+from shared.imaging.formats import sniff_image_format
+from shared.imaging.png_chunks import readable_png
+from shared.imaging.xmp import packet, parse_xmp
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +41,7 @@ _EXIF_IFD_POINTER, _GPS_IFD_POINTER = 0x8769, 0x8825
 # ImageDescription, Make, Model, Software, DateTime, Artist, Copyright.
 _TIFF_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0131, 0x0132, 0x013B, 0x8298)
 _TIFF_SHORT = 3
-# tiff:Orientation in an XMP packet, as an attribute or as an element.
-_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation\s*=\s*[\"']|<tiff:Orientation>)\s*[1-8]\s*")
+_XMP_ORIENTATION = "{http://ns.adobe.com/tiff/1.0/}Orientation"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class SourceMetadata:
 
     icc_profile: bytes | None = None
     exif: bytes | None = None  # a TIFF structure ("II*\0" or "MM\0*"...), orientation 1
-    xmp: bytes | None = None  # an XMP packet (UTF-8 XML)
+    xmp: bytes | None = None  # an XMP packet (UTF-8 XML), as shared.imaging.xmp writes one
     iptc: bytes | None = None  # IPTC IIM records (0x1C ...)
 
     @property
@@ -66,13 +67,17 @@ def read_metadata(data: bytes) -> SourceMetadata:
     fmt = sniff_image_format(data[:16])
     if fmt is None:
         return NO_METADATA
+    if fmt == "PNG":
+        data, left_out = readable_png(data)
+        for why in left_out:
+            log.warning("a metadata chunk of the image is not carried over: %s", why)
     try:
         # The decoder's format only, as shared.imaging.decoding opens it: the bytes are not read as anything else.
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             return SourceMetadata(
                 icc_profile=_bounded("ICC profile", _bytes(img.info.get("icc_profile"))),
                 exif=_bounded("EXIF", _exif(img)),
-                xmp=_bounded("XMP", _xmp(img)),
+                xmp=_xmp(img),
                 iptc=_bounded("IPTC", _iptc(img)),
             )
     except MemoryError:
@@ -105,9 +110,13 @@ def normalised_exif(exif: bytes) -> bytes:
     return bytes(patched)
 
 
-def normalised_xmp(xmp: bytes) -> bytes:
-    """``xmp`` with any ``tiff:Orientation`` set to 1."""
-    return _XMP_ORIENTATION.sub(rb"\g<1>1", xmp)
+def normalised_xmp(xmp: bytes) -> bytes | None:
+    """``xmp`` as parsed, with any ``tiff:Orientation`` set to 1; None when it does not parse."""
+    document = parse_xmp(xmp)
+    if document is None:
+        return None
+    document.set_value(_XMP_ORIENTATION, "1")
+    return packet(document)
 
 
 def _exif(img: Image.Image) -> bytes | None:
@@ -142,8 +151,8 @@ def _xmp(img: Image.Image) -> bytes | None:
     raw: Any = img.info.get("xmp") or img.info.get("XML:com.adobe.xmp")
     if raw is None and isinstance(img, TiffImagePlugin.TiffImageFile):
         raw = img.tag_v2.get(_TIFF_XMP_TAG)
-    block = _bytes(raw)
-    return normalised_xmp(block) if block else None
+    block = _bounded("XMP", _bytes(raw))  # before it is parsed
+    return _bounded("XMP", normalised_xmp(block)) if block else None
 
 
 def _iptc(img: Image.Image) -> bytes | None:

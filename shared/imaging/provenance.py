@@ -3,33 +3,27 @@
 The properties live in the project's own namespace (``NAMESPACE``, prefix ``colorize``) in
 an ``rdf:Description`` of their own: ``colorize:model`` (the model's name),
 ``colorize:modelSha256`` (the sha256 of its ONNX file, from its manifest) and
-``colorize:temperature``. An input that had an XMP packet keeps it, with that description
-added inside its ``rdf:RDF`` (XMP allows any number of descriptions of the same resource),
-and a description of ours an earlier colorization left there is replaced. A packet that has
-no ``rdf:RDF`` to add to is not XMP we can extend: the result gets a packet of its own.
+``colorize:temperature``. An input that had an XMP packet keeps what of it parses as XMP
+(``shared.imaging.xmp``: no DOCTYPE, no comment), with that description added as the last
+child of its ``rdf:RDF`` (XMP allows any number of descriptions of the same resource). Only
+that description speaks for our namespace: every attribute and element in it that the input
+had, an earlier colorization's description or one planted, is left out as the packet is read.
+An input packet that does not parse, or has no ``rdf:RDF`` to add to, is not XMP we can
+extend: the result gets a packet of its own, as it does when the packet written would exceed
+``MAX_XMP_BYTES``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
-NAMESPACE = "https://colorize.invalid/ns/1.0/"
-PREFIX = "colorize"
+from shared.imaging.xmp import PROVENANCE_NAMESPACE, XmpDocument, packet, parse_xmp
 
-_PACKET = (
-    '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
-    '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
-    '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
-    "{description}"
-    "</rdf:RDF>\n"
-    "</x:xmpmeta>\n"
-    '<?xpacket end="w"?>'
-)
-_RDF_END = re.compile(rb"</rdf:RDF\s*>")
-# A description this module wrote (it always writes it on one line, as below).
-_OURS = re.compile(rb'<rdf:Description rdf:about="" xmlns:colorize="[^"]*"[^\n]*/>\n?')
+NAMESPACE = PROVENANCE_NAMESPACE
+PREFIX = "colorize"
+# As much as a result's XMP may hold: what an input's may (shared.imaging.metadata).
+MAX_XMP_BYTES = 1024**2
 
 
 @dataclass(frozen=True)
@@ -38,7 +32,7 @@ class Provenance:
     model_sha256: str
     temperature: float
 
-    def description(self) -> bytes:
+    def description(self) -> str:
         """Our ``rdf:Description``, one line."""
         attributes = {
             f"{PREFIX}:model": self.model,
@@ -46,21 +40,18 @@ class Provenance:
             f"{PREFIX}:temperature": f"{self.temperature:g}",
         }
         shown = " ".join(f"{name}={quoteattr(value)}" for name, value in attributes.items())
-        return f'<rdf:Description rdf:about="" xmlns:{PREFIX}="{NAMESPACE}" {shown}/>\n'.encode()
+        return f'\n<rdf:Description rdf:about="" xmlns:{PREFIX}="{NAMESPACE}" {shown}/>\n'
 
 
 def xmp_with_provenance(xmp: bytes | None, provenance: Provenance) -> bytes:
-    """The input's XMP packet with our description added, or a packet with ours alone."""
-    ours = provenance.description()
-    if xmp:
-        ends = list(_RDF_END.finditer(xmp))
-        if ends:
-            at = ends[-1].start()
-            head = _OURS.sub(b"", xmp[:at])
-            return head + ours + xmp[at:]
-    return _PACKET.format(description=ours.decode()).encode()
+    """The input's XMP packet, as parsed, with our description added; or a packet with ours alone."""
+    document = parse_xmp(xmp) if xmp else None
+    if document is None:
+        return provenance_only(provenance)
+    written = packet(document, provenance.description())
+    return written if len(written) <= MAX_XMP_BYTES else provenance_only(provenance)
 
 
 def provenance_only(provenance: Provenance) -> bytes:
     """A packet with our description alone (when the input's does not fit the result)."""
-    return xmp_with_provenance(None, provenance)
+    return packet(XmpDocument(), provenance.description())

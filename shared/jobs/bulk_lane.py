@@ -38,21 +38,23 @@ if not redis.call('LPOS', tenants_key, tenant) then redis.call('RPUSH', tenants_
 return 0
 """
 
-# ARGV: key prefix, ttl   -> "<job id> <chunk JSON>", or nil when no chunk waits
+# ARGV: tenants' jobs key prefix, jobs' chunks key prefix, ttl
+#   -> "<job id> <chunk JSON>", or nil when no chunk waits
 # The next tenant in turn, its next job in turn, that job's first chunk; tenants and jobs
-# left with nothing leave the rings.
+# left with nothing leave the rings. Which tenant and job come next is known only here, so
+# their keys are built here, from the prefixes RedisKeys gives (all in the slot of {bulk}).
 _CLAIM = """
 local held = redis.call('GET', claim_key)
 if held then return held end
-local prefix, ttl = ARGV[1], tonumber(ARGV[2])
+local jobs_prefix, chunks_prefix, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
 while true do
   local tenant = redis.call('LMOVE', tenants_key, tenants_key, 'LEFT', 'RIGHT')
   if not tenant then return false end
-  local jobs_key = prefix .. 'tenant:' .. tenant
+  local jobs_key = jobs_prefix .. tenant
   local job = redis.call('LMOVE', jobs_key, jobs_key, 'LEFT', 'RIGHT')
   local chunk = false
   if job then
-    local chunks_key = prefix .. 'job:' .. job
+    local chunks_key = chunks_prefix .. job
     chunk = redis.call('LPOP', chunks_key)
     if redis.call('LLEN', chunks_key) == 0 then redis.call('LREM', jobs_key, 0, job) end
   end
@@ -93,20 +95,17 @@ class BulkLane:
         # How long a claim and a job's waiting chunks are kept at most (the jobs' lifetime).
         self.ttl_s = ttl_s
         self._clock = clock
-        self._prefix = RedisKeys(namespace).bulk_prefix
+        self._keys = RedisKeys(namespace)
         self._push = KeyedScript(redis, ("tenants_key", "jobs_key", "chunks_key"), _PUSH)
         self._claim = KeyedScript(redis, ("tenants_key", "claim_key"), _CLAIM)
         self._forget = KeyedScript(redis, ("tenants_key", "jobs_key", "chunks_key"), _FORGET)
 
     def _ring_keys(self, tenant: str, job_id: str) -> dict[str, str]:
         return {
-            "tenants_key": self._prefix + "tenants",
-            "jobs_key": f"{self._prefix}tenant:{tenant}",
-            "chunks_key": f"{self._prefix}job:{job_id}",
+            "tenants_key": self._keys.bulk_tenants,
+            "jobs_key": self._keys.bulk_tenant_jobs(tenant),
+            "chunks_key": self._keys.bulk_job_chunks(job_id),
         }
-
-    def _claim_key(self, turn_id: str) -> str:
-        return f"{self._prefix}turn:{turn_id}"
 
     def push(self, tenant: str, job_id: str, chunks: Sequence[Sequence[int]], first: bool = False) -> None:
         """Add chunks to a job's waiting ones: last, or ``first`` (work handed back, resumed next)."""
@@ -119,7 +118,8 @@ class BulkLane:
     def claim(self, turn_id: str) -> Claimed | None:
         """The chunk turn ``turn_id`` runs: the one it claimed before, else the next in turn."""
         claimed = self._claim(
-            {"tenants_key": self._prefix + "tenants", "claim_key": self._claim_key(turn_id)}, [self._prefix, self.ttl_s]
+            {"tenants_key": self._keys.bulk_tenants, "claim_key": self._keys.bulk_turn(turn_id)},
+            [self._keys.bulk_tenant_jobs_prefix, self._keys.bulk_job_chunks_prefix, self.ttl_s],
         )
         if claimed is None:
             return None
@@ -129,7 +129,7 @@ class BulkLane:
 
     def release(self, turn_id: str) -> None:
         """The turn has ended: its chunk is done with."""
-        self.redis.delete(self._claim_key(turn_id))
+        self.redis.delete(self._keys.bulk_turn(turn_id))
 
     def forget(self, tenant: str, job_id: str) -> None:
         """Drop a job's waiting chunks (the stall watch is about to hand its whole outstanding
@@ -138,4 +138,4 @@ class BulkLane:
 
     def waiting(self, job_id: str) -> int:
         """Chunks of the job waiting their turn."""
-        return int(self.redis.llen(f"{self._prefix}job:{job_id}"))
+        return int(self.redis.llen(self._keys.bulk_job_chunks(job_id)))

@@ -2,8 +2,8 @@
 
 The API answers with :class:`JobDocument` (``GET /v1/jobs/{id}`` and friends); webhook
 deliveries carry the same document as their ``data`` (:class:`WebhookEvent`). The OpenAPI
-description (``api/openapi.py``) is generated from these models, so what is sent and what is
-described cannot drift apart.
+description's schemas (``api/openapi/components.py``) are generated from these models, so what
+is sent and what is described cannot drift apart.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class JobLinks(Document):
     )
 
 
-# Described as "Job" (api/openapi.py).
+# Described as "Job" (api/openapi/components.py).
 class JobDocument(Document):
     id: str
     status: Literal[tuple(JobStatus)]  # type: ignore[valid-type]

@@ -1,4 +1,4 @@
-"""Jobs and items as the service sees them: statuses, the moves between them, records, listeners.
+"""Jobs and items as the service sees them: statuses, the moves between them, records.
 
 A job is ``queued`` until a task starts on it, ``running`` until every item has ended and its
 archive has been read to the end, then ``succeeded`` (every item done), ``partially_succeeded``
@@ -9,7 +9,6 @@ ends once, ``done`` or ``failed``. :class:`shared.jobs.store.JobStore` keeps thi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -134,21 +133,6 @@ class ItemResult:
     @classmethod
     def failed(cls, index: int, error: ColorizeError) -> ItemResult:
         return cls(index, ItemStatus.FAILED, error)
-
-
-class JobListener:
-    """Told of changes once they are committed (webhooks, metrics), with the job as the change
-    left it: the start and the finish of a job reach exactly one listener call each, and each
-    item's result exactly one ``items_finished`` call."""
-
-    def job_started(self, job: Job) -> None:
-        pass
-
-    def items_finished(self, job: Job, results: Sequence[ItemResult]) -> None:
-        pass
-
-    def job_finished(self, job: Job) -> None:
-        pass
 
 
 # --- encoding -----------------------------------------------------------------------------

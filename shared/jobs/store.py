@@ -1,9 +1,10 @@
 """Job, item and attempt state in Redis: records, atomic progress, validated state transitions.
 
 Changes run as the Lua scripts of :mod:`shared.jobs.store_scripts`, one call each, and tell the
-store's listeners what they committed. A chunk's calls follow its batches, never its items:
-:meth:`JobStore.begin_chunk` starts the job, sorts the chunk's items and counts the first
-batch's attempts; :meth:`JobStore.record` stores the outcomes so far and begins the next batch.
+store's listeners (:mod:`shared.jobs.listeners`) what they committed. A chunk's calls follow its
+batches, never its items: :meth:`JobStore.begin_chunk` starts the job, sorts the chunk's items
+and counts the first batch's attempts; :meth:`JobStore.record` stores the outcomes so far and
+begins the next batch.
 
 Every key carries the job's expiry (``settings.result_ttl_s`` after creation, renewed when
 the job finishes); the purge index (:class:`shared.jobs.upkeep.PurgeIndex`) then deletes its
@@ -15,7 +16,6 @@ listing (:class:`shared.jobs.listing.JobListing`) from its creation until it is 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,12 +28,12 @@ from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
 from shared.ids import new_id
 from shared.imaging.output_options import DEFAULT_OUTPUT, OutputOptions
 from shared.jobs import store_scripts as job_scripts
+from shared.jobs.listeners import JobListener, JobListeners
 from shared.jobs.records import (
     Item,
     ItemResult,
     ItemStatus,
     Job,
-    JobListener,
     JobStatus,
     NewItem,
     decode_item,
@@ -44,8 +44,6 @@ from shared.jobs.records import (
 from shared.redis_keys import KeyedScript, RedisKeys, job_purge_member
 from shared.settings import Settings
 from shared.storage.item_inputs import ItemInput
-
-log = logging.getLogger(__name__)
 
 # The error of an item that used up its attempts; the script fills in how many it used.
 _EXHAUSTED_FORMAT = error_json(ProcessingFailed("processing crashed or timed out %d times"))
@@ -86,10 +84,11 @@ class JobStore:
         namespace: str | None = None,
         listeners: Sequence[JobListener] = (),
     ) -> None:
-        """``namespace``: of the keys; None: ``settings.redis_namespace``."""
+        """``namespace``: of the keys; None: ``settings.redis_namespace``. ``listeners``: told of
+        every change this store commits, for as long as it lives."""
         self.redis = redis
         self.settings = settings
-        self.listeners = tuple(listeners)
+        self._listeners = JobListeners(listeners)
         self.keys = RedisKeys(settings.redis_namespace if namespace is None else namespace)
         self._clock = clock
 
@@ -103,6 +102,10 @@ class JobStore:
         self._add_items = script(job_scripts.ADD_ITEMS)
         self._end_expansion = script(job_scripts.END_EXPANSION)
         self._set_status = script(job_scripts.SET_STATUS)
+
+    @property
+    def listeners(self) -> tuple[JobListener, ...]:
+        return self._listeners.members
 
     def _run(self, script: KeyedScript, job_id: str, *args: Any) -> Any:
         common = [repr(self._clock()), self.settings.result_ttl_s, self.settings.stall_after_s, job_id]
@@ -206,7 +209,7 @@ class JobStore:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
         started, fields = result
         if started:
-            self._notify("job_started", _job(fields))
+            self._listeners.job_started(_job(fields))
         return bool(started)
 
     def cancel(self, job_id: str) -> Job:
@@ -219,7 +222,7 @@ class JobStore:
             status = previous.decode()
             raise Conflict(f"job {job_id} has already ended ({status})", status=status)
         job = _job(fields)
-        self._notify("job_finished", job)
+        self._listeners.job_finished(job)
         return job
 
     def delete(self, job: Job, purge_again_at: float) -> bool:
@@ -266,7 +269,7 @@ class JobStore:
             raise NotFound(f"no job with id {job_id!r}", job_id=job_id)
         finished, fields = result
         if finished:
-            self._notify("job_finished", _job(fields))
+            self._listeners.job_finished(_job(fields))
         return bool(finished)
 
     def unfinished(self, job_id: str, indices: Iterable[int]) -> list[int]:
@@ -333,7 +336,7 @@ class JobStore:
         started, fresh, retried, fields, inputs = result
         job = _job(fields)
         if started:
-            self._notify("job_started", job)
+            self._listeners.job_started(job)
         located = {int(index): ItemInput.decode(record.decode()) for index, record in zip(inputs[0::2], inputs[1::2])}
         return ChunkStart(job=job, fresh=_ints(fresh), retried=_ints(retried), inputs=located)
 
@@ -358,9 +361,9 @@ class JobStore:
         job = _job(fields) if fields else None
         if job is not None:
             if ended:
-                self._notify("items_finished", job, ended)
+                self._listeners.items_finished(job, ended)
             if finished:
-                self._notify("job_finished", job)
+                self._listeners.job_finished(job)
         return Recorded(
             counted=ended,
             started=_ints(started),
@@ -383,14 +386,6 @@ class JobStore:
         if not fields:
             return []
         return [int(v or 0) for v in self.redis.hmget(self.keys.job(job_id).attempts, fields)]
-
-    def _notify(self, event: str, *args: Any) -> None:
-        # The change is committed; a listener failing (a lost webhook) must not undo nor repeat it.
-        for listener in self.listeners:
-            try:
-                getattr(listener, event)(*args)
-            except Exception:
-                log.exception("job listener %s failed on %s", type(listener).__name__, event)
 
 
 def _job(fields: list[bytes]) -> Job:

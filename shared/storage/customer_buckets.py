@@ -24,13 +24,13 @@ from shared.errors import (
     SourceNotFound,
     SourceUnreachable,
 )
+from shared.network.addresses import ForbiddenAddress, Resolver, resolve
 from shared.settings import Settings
 from shared.storage.pinned_connections import pin_s3_client
 from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
 from shared.storage.transfer_deadlines import TransferDeadline, read_body
 from shared.tenancy.service_store import check_not_service_credentials
 from shared.tenancy.stored_connections import Connection, endpoint_addresses
-from shared.webhooks.callback_urls import ForbiddenAddress, Resolver, resolve
 
 LIST_PAGE_SIZE = 1000  # the most one ListObjectsV2 call returns
 _MISSING = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})

@@ -18,9 +18,10 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from shared.errors import InvalidRequest
+from shared.network.addresses import AddressPolicy, Resolver, permitted_addresses, resolve
 from shared.settings import Settings
 from shared.tenancy.stored_connections import check_name
-from shared.webhooks.callback_urls import AddressPolicy, Resolver, parse_callback_url, permitted_addresses, resolve
+from shared.webhooks.callback_urls import parse_callback_url
 
 MAX_KEY_LENGTH = 1024  # S3's limit on an object key
 _BUCKET, _URL = "s3:", "url:"

@@ -1,36 +1,33 @@
-"""API keys: each bound to one tenant, stored hashed in Redis, created and revoked from the command line;
-and the policy (from ``settings.auth``) that says when the API asks for one.
+"""API keys: each bound to one tenant, stored hashed in Redis, created and revoked from the command line
+(``colorize keys create|list|revoke``, :mod:`cli.keys`); and the policy (from ``settings.auth``) that
+says when the API asks for one.
 
 A key reads ``ck_<key id>_<secret>``. The key id is public (listed, logged) and finds the
 record in one lookup; the secret is 256 random bits, shown once when the key is created and
-never stored. ``colorize keys create|list|revoke`` is :func:`main`.
+never stored.
 
 Records live under ``colorize:apikey:<key id>``, indexed by ``colorize:apikeys`` (:mod:`shared.redis_keys`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-import redis
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
-from shared.errors import ColorizeError, NotFound
+from shared.errors import NotFound
+from shared.network.addresses import parse_address
 from shared.redis_keys import NAMESPACE, RedisKeys
 from shared.settings import Settings
 from shared.storage.object_keys import tenant_prefix
-from shared.timestamps import iso_time
 
 TOKEN_PREFIX = "ck"
 _KEY_ID_BYTES = 8
@@ -186,13 +183,8 @@ def is_loopback(host: str) -> bool:
     """True for loopback addresses and ``localhost``; any other name counts as reachable from outside."""
     if host == "localhost":
         return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+    address = parse_address(host)
+    return address is not None and address.is_loopback
 
 
 def auth_policy(settings: Settings) -> AuthPolicy:
@@ -223,66 +215,3 @@ def auth_policy(settings: Settings) -> AuthPolicy:
         f"authentication OFF ({why}): loopback clients act as tenant "
         f"'{LOCAL_TENANT}' without a key, others need one; COLORIZE_AUTH=keys requires keys",
     )
-
-
-# --- command line ---------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="colorize keys", description="Create, list and revoke API keys.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create a key for a tenant and print it (shown only once)")
-    create.add_argument("--tenant", required=True, help="the tenant the key acts for (letters, digits, '-', '_')")
-    create.add_argument("--name", default=None, help="what the key is for, shown by 'list'")
-    listing = commands.add_parser("list", help="list keys (never the keys themselves)")
-    listing.add_argument("--tenant", default=None, help="only this tenant's keys")
-    revoke = commands.add_parser("revoke", help="revoke a key: requests with it get 401 from now on")
-    revoke.add_argument("key_id", help="the key id, as 'list' shows it")
-    return parser
-
-
-def main(argv: Sequence[str] | None, settings: Settings) -> int:
-    """``colorize keys ...`` against the service's Redis (settings.redis_url); returns the exit status."""
-    args = _parser().parse_args(argv)
-    if not settings.redis_url:
-        print("colorize keys: set REDIS_URL to the Redis the API uses", file=sys.stderr)
-        return 2
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
-    store = KeyStore(client, namespace=settings.redis_namespace)
-    try:
-        if args.command == "create":
-            created = store.create(args.tenant, args.name)
-            print(
-                f"created key {created.key.id} for tenant {created.key.tenant}; "
-                "it is shown only this once, store it now:",
-                file=sys.stderr,
-            )
-            print(created.token)
-        elif args.command == "list":
-            _print_keys(store.list(args.tenant))
-        else:
-            key = store.revoke(args.key_id)
-            print(f"revoked key {key.id} of tenant {key.tenant}")
-    except ColorizeError as exc:
-        print(f"colorize keys: {exc.message}", file=sys.stderr)
-        return 1
-    except redis.RedisError as exc:
-        print(f"colorize keys: Redis at {settings.redis_url} failed: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        client.close()
-    return 0
-
-
-def _print_keys(keys: list[ApiKey]) -> None:
-    rows = [("KEY ID", "TENANT", "NAME", "CREATED", "STATE")]
-    for key in keys:
-        state = f"revoked {iso_time(key.revoked_at)}" if key.revoked else "active"
-        rows.append((key.id, key.tenant, key.name or "-", iso_time(key.created_at) or "", state))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:], Settings.from_env_or_exit()))

@@ -8,12 +8,12 @@ stored and again whenever a worker connects to it (:mod:`shared.tenancy.stored_c
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from shared.errors import InvalidRequest, ServiceStoreEndpoint
+from shared.network.addresses import IPAddress, Resolver, unmapped
 from shared.settings import Settings
-from shared.webhooks.callback_urls import CallbackTarget, IPAddress, Resolver, parse_callback_url
+from shared.webhooks.callback_urls import CallbackTarget, parse_callback_url
 
 _MESSAGE = "'endpoint_url' leads to the service's own store, which no connection may use"
 
@@ -54,14 +54,8 @@ def _store_targets(settings: Settings) -> list[CallbackTarget]:
 
 
 def _same_host(a: IPAddress, b: IPAddress) -> bool:
-    a, b = _unwrapped(a), _unwrapped(b)
+    a, b = unmapped(a), unmapped(b)
     return a == b or (_this_host(a) and _this_host(b))
-
-
-def _unwrapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _this_host(address: IPAddress) -> bool:

@@ -4,8 +4,8 @@ A job names a connection to read its images from (``source``) or to write its re
 (``destination``); the credentials never leave the service. They are kept in Redis encrypted
 with ``settings.connection_key`` (Fernet: AES-128-CBC with an HMAC-SHA256, from the
 ``cryptography`` package); the rest of the record (endpoint, region, bucket) is kept plain, as
-the listing shows it. The endpoint obeys the address rules of callback URLs
-(:mod:`shared.webhooks.callback_urls`), and is never the service's own store
+the listing shows it. The endpoint obeys the address rules of every host reached for a tenant
+(:mod:`shared.network.addresses`), and is never the service's own store
 (:mod:`shared.tenancy.service_store`): checked when the connection is stored and again whenever a
 worker connects to it.
 """
@@ -23,18 +23,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from redis import Redis
 
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound
+from shared.network.addresses import AddressPolicy, IPAddress, Resolver, permitted_addresses, resolve
 from shared.redis_keys import RedisKeys
 from shared.settings import Settings
 from shared.tenancy.service_store import check_not_service_credentials, check_not_service_store
-from shared.webhooks.callback_urls import (
-    AddressPolicy,
-    CallbackTarget,
-    IPAddress,
-    Resolver,
-    parse_callback_url,
-    permitted_addresses,
-    resolve,
-)
+from shared.webhooks.callback_urls import CallbackTarget, parse_callback_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # S3's bucket naming rules, loosened to what S3-compatible stores also accept (dots, capitals).
@@ -81,8 +74,13 @@ def endpoint_addresses(
     """The endpoint and the addresses its host resolves to now, each one the service may reach
     (ForbiddenAddress) and none the service's own store (ServiceStoreEndpoint)."""
     target = parse_callback_url(endpoint_url, field="endpoint_url")
-    if target.path not in ("", "/"):
-        raise InvalidRequest("'endpoint_url' must be the store's base URL, without a path", field="endpoint_url")
+    # A query or fragment (even an empty one) means nothing to an S3 client, and whatever it
+    # holds would be stored and listed back: refused with a path. (Credentials are refused above.)
+    if target.path not in ("", "/") or any(mark in endpoint_url for mark in "?#"):
+        raise InvalidRequest(
+            "'endpoint_url' must be the store's base URL: scheme, host and port, without a path, query or fragment",
+            field="endpoint_url",
+        )
     addresses = permitted_addresses(target, AddressPolicy.from_settings(settings), resolver, field="endpoint_url")
     check_not_service_store(target, addresses, settings, resolver)
     return target, addresses

@@ -33,7 +33,8 @@ from typing import Any, cast
 from redis import Redis
 
 from shared.jobs.documents import COMPLETED, EVENT_TYPES, PROGRESS, STARTED, JobDocument, WebhookEvent
-from shared.jobs.records import ItemResult, Job, JobListener
+from shared.jobs.listeners import JobListener
+from shared.jobs.records import ItemResult, Job
 from shared.redis_keys import NAMESPACE, KeyedScript, RedisKeys
 from shared.settings import Settings
 from shared.timestamps import iso_time

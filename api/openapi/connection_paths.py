@@ -1,17 +1,13 @@
-"""The paths of stored connections in the OpenAPI description (``api/openapi_paths.py`` holds the rest)."""
+"""The paths of stored connections in the OpenAPI description."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-JSON = "application/json"
-Builder = Callable[..., dict[str, Any]]
+from api.openapi.fragments import JSON, error_response, json_response, path_parameter, ref
 
 
-def connection_paths(ref: Builder, json_response: Builder, error_response: Builder) -> dict[str, Any]:
-    """``ref(name)``, ``json_response(description, schema, headers)``, ``error_response(description)``:
-    the builders of ``api/openapi_paths.py``."""
+def connection_paths() -> dict[str, Any]:
     err = error_response
     not_configured = err("The server has no COLORIZE_CONNECTION_KEY: connections are off.")
     return {
@@ -44,7 +40,7 @@ def connection_paths(ref: Builder, json_response: Builder, error_response: Build
                 "operationId": "deleteConnection",
                 "tags": ["connections"],
                 "summary": "Forget a connection (jobs still reading from it fail their remaining items)",
-                "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "parameters": [path_parameter("name")],
                 "responses": {"204": {"description": "Deleted."}, "404": err("No such connection.")},
             }
         },

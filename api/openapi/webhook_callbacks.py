@@ -1,14 +1,10 @@
-"""The OpenAPI description of the webhook deliveries a job request asks for (its ``callbacks``)."""
+"""The webhook deliveries a job request asks for: the ``callbacks`` of job creation in the OpenAPI description."""
 
 from __future__ import annotations
 
 from typing import Any
 
-JSON = "application/json"
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+from api.openapi.fragments import JSON, ref
 
 
 def _header(name: str, description: str) -> dict[str, Any]:
@@ -33,7 +29,7 @@ def webhook_callbacks() -> dict[str, Any]:
                             "tenant's secret (GET /v1/webhook-secret).",
                         ),
                     ],
-                    "requestBody": {"required": True, "content": {JSON: {"schema": _ref("WebhookEvent")}}},
+                    "requestBody": {"required": True, "content": {JSON: {"schema": ref("WebhookEvent")}}},
                     "responses": {"2XX": {"description": "Received; any other answer is retried."}},
                 }
             }
