@@ -20,7 +20,8 @@ from api.schemas import (
     UrlSourceRequest,
 )
 from shared.errors import InvalidRequest
-from shared.storage.sources import BucketSource, Destination, SourceReference, UrlSource, check_destination
+from shared.storage.destinations import Destination, check_destination
+from shared.storage.sources import BucketSource, SourceReference, UrlSource
 
 
 def json_job_body() -> JobFromUpload | JobFromSource:

@@ -94,7 +94,7 @@ JsonEvents = Annotated[
 ]
 
 
-# --- sources by reference and destinations (shared/storage/sources.py) -----------------------------
+# --- sources by reference and destinations (shared/storage/sources.py, destinations.py) -----------
 
 ConnectionName = Annotated[str, Field(pattern=NAME_PATTERN, description="A stored connection (POST /v1/connections).")]
 KeyPrefix = Annotated[str, Field(max_length=MAX_KEY_LENGTH)]

@@ -15,8 +15,8 @@ from shared.jobs.uploads import UploadStore
 from shared.queue.celery_config import make_celery
 from shared.queue.contract import webhook_publisher
 from shared.settings import Settings
+from shared.storage.destinations import DestinationStore
 from shared.storage.object_store import Storage
-from shared.storage.sources import DestinationStore
 from shared.tenancy.api_keys import KeyStore
 from shared.tenancy.quotas import QuotaStore
 from shared.tenancy.storage_quota import StoredBytes

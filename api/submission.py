@@ -38,15 +38,9 @@ from shared.jobs.records import Job, NewItem
 from shared.jobs.source_kinds import REFERENCE_KIND, detect_source_kind
 from shared.jobs.uploads import Upload, UploadState
 from shared.queue.contract import start_job
+from shared.storage.destinations import Destination
 from shared.storage.object_keys import source_key
-from shared.storage.sources import (
-    BucketSource,
-    Destination,
-    SourceReference,
-    UrlSource,
-    check_source,
-    encode_source,
-)
+from shared.storage.sources import BucketSource, SourceReference, UrlSource, check_source, encode_source
 from shared.tenancy.storage_quota import job_owner
 from shared.webhooks.callback_urls import WebhookRequest, parse_webhook
 

@@ -31,6 +31,12 @@ class InvalidRequest(ColorizeError):
     code = "invalid_request"
 
 
+class ServiceStoreEndpoint(InvalidRequest):
+    """A stored connection would reach the service's own store (its endpoint or its credentials)."""
+
+    code = "service_store_endpoint"
+
+
 class Unauthorized(ColorizeError):
     code = "unauthorized"
 
@@ -159,6 +165,12 @@ class SourceUnreachable(ItemError):
     """The source store or URL did not answer, answered an error, or redirected elsewhere."""
 
     code = "source_unreachable"
+
+
+class SourceTooSlow(ItemError):
+    """A source did not send its object within the whole-transfer deadline, or at the minimum rate."""
+
+    code = "source_too_slow"
 
 
 class DestinationFailed(ItemError):

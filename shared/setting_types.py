@@ -104,6 +104,11 @@ class Limits:
     # Memory one colorize worker process may use (shared/imaging/memory_budget.py); an image that
     # cannot be decoded and colorized within it fails with image_too_large.
     worker_memory_bytes: Annotated[int, Field(ge=512 * 1024**2)] = 2 * 1024**3
+    # Reading one object or URL of a source by reference (worker/reference_reader.py): the whole
+    # transfer ends within this many seconds, and, from its fifth second on, its average rate
+    # stays at least this many bytes per second (0: no minimum); else source_too_slow.
+    source_deadline_s: Annotated[float, Field(gt=0)] = 60.0
+    source_min_bytes_per_s: NonNegativeInt = 64 * 1024
 
 
 @dataclass(frozen=True, config=CONFIG)

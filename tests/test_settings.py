@@ -321,6 +321,8 @@ def every_field_changed() -> Settings:
             max_pixels=7,
             max_side=8,
             worker_memory_bytes=3 * 1024**3,
+            source_deadline_s=9.5,
+            source_min_bytes_per_s=0,
         ),
         quotas=Quotas(
             max_jobs_in_flight=0,

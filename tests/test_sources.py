@@ -28,7 +28,7 @@ from cryptography.fernet import Fernet
 from api.app import create_app
 from cli.embedded_services import SeaweedS3Server
 from cli.main import main
-from shared.errors import ArchiveLimitExceeded, InvalidRequest
+from shared.errors import ArchiveLimitExceeded, InvalidRequest, SourceForbidden
 from shared.jobs.store import JobStore
 from shared.redis_keys import RedisKeys
 from shared.setting_types import Limits
@@ -41,6 +41,7 @@ from shared.tenancy.api_keys import KeyStore
 from shared.tenancy.stored_connections import Connection, check_endpoint
 from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
 from worker.reference_entries import reference_entries
+from worker.reference_reader import ReferenceReader
 
 CUSTOMER_KEY, CUSTOMER_SECRET = "customer-key-id", "customer-secret-Zq81"
 CUSTOMER_BUCKET = "customer-photos"
@@ -144,13 +145,67 @@ def test_a_listing_is_cleaned_sized_and_stopped_at_the_entry_limit() -> None:
     assert bucket.pulled == 6  # the listing is read no further than the limit
 
 
+class _Connections:
+    """Stands in for the connection store: one tenant's one connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def get(self, tenant: str, name: str) -> Connection:
+        return self.connection
+
+
+class _ChangingResolver:
+    """Answers each host from a list of answers, moving on to the next one when told."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.turn = 0
+
+    def __call__(self, host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        if host not in self.answers:
+            return [ipaddress.ip_address(host)]
+        answers = self.answers[host]
+        return [ipaddress.ip_address(answers[min(self.turn, len(answers) - 1)])]
+
+
+def test_a_cached_connection_is_checked_again_when_its_host_resolves_elsewhere() -> None:
+    connection = Connection(
+        name="cust",
+        endpoint_url="http://photos.example.com",
+        region="us-east-1",
+        bucket="photos",
+        created_at=0.0,
+        access_key_id="k",
+        secret_access_key="s",
+    )
+    resolver = _ChangingResolver({"photos.example.com": ["93.184.216.34", "93.184.216.35", "10.0.0.7"]})
+    reader = ReferenceReader(_Connections(connection), Settings(), resolver)  # type: ignore[arg-type]
+    first = reader.bucket("a", "cust")
+    assert reader.bucket("a", "cust") is first  # the same answer: the client is reused
+    resolver.turn = 1
+    moved = reader.bucket("a", "cust")
+    assert moved is not first and [str(a) for a in moved.addresses] == ["93.184.216.35"]
+    resolver.turn = 2  # rebinding to a private address
+    with pytest.raises(SourceForbidden):
+        reader.bucket("a", "cust")
+
+
 # --- services ---------------------------------------------------------------------------------
 
 
 class _Images(BaseHTTPRequestHandler):
     files: ClassVar[dict[str, bytes]] = {}
+    # Paths answered with an image under a Content-Length that is no byte count.
+    bad_lengths: ClassVar[dict[str, str]] = {"/long-length.png": "7" * 5000, "/superscript-length.png": "\u00b2"}
 
     def do_GET(self) -> None:
+        if self.path in self.bad_lengths:
+            self.send_response(200)
+            self.send_header("Content-Length", self.bad_lengths[self.path])
+            self.end_headers()
+            self.wfile.write(png())
+            return
         if self.path == "/moved.png":
             self.send_response(302)
             self.send_header("Location", "/img/a.png")
@@ -169,7 +224,7 @@ class _Images(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def image_server() -> Iterator[str]:
-    _Images.files = {"/img/a.png": png(), "/img/b.png": png(18, 30)}
+    _Images.files = {"/img/a.png": png(), "/img/b.png": png(18, 30)} | {f"/img/{i}.png": png() for i in range(7)}
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -449,6 +504,19 @@ def test_urls_are_read_as_items(tenant_a: Api, image_server: str) -> None:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("bad", ["long-length.png", "superscript-length.png"])
+def test_a_content_length_that_is_no_byte_count_fails_its_item_alone(
+    tenant_a: Api, image_server: str, bad: str
+) -> None:
+    urls = [f"{image_server}/img/{i}.png" for i in range(7)] + [f"{image_server}/{bad}"]
+    job = tenant_a.json("POST", "/v1/jobs", {"source": {"urls": urls}}, expect=202)
+    tenant_a.finished(job["id"])
+    items = tenant_a.json("GET", f"/v1/jobs/{job['id']}/items?limit=100")["items"]
+    codes = [(item["error"] or {}).get("code") for item in items]
+    assert codes == [None] * 7 + ["source_unreachable"]
+
+
+@pytest.mark.integration
 def test_a_reference_job_waits_is_listed_and_its_deletion_leaves_the_tenants_buckets_alone(
     tenant_a: Api, customer_bucket, source_settings: Settings, redis_client, storage
 ) -> None:
@@ -579,3 +647,58 @@ def test_a_prefix_is_listed_page_by_page(customer_s3: SeaweedS3Server, customer_
     keys = [key for key, _ in bucket.list_objects("photos/", page_size=2)]
     assert keys == sorted(key for key in keys) and len(keys) == 5
     assert "photos/2024/trip/b.png" in keys and "photos/elsewhere.png" in keys
+
+
+@pytest.mark.integration
+def test_the_services_own_store_is_never_a_connection(tenant_b: Api, source_settings: Settings) -> None:
+    # Private addresses are allowed here, and still the service's store is refused: by its
+    # endpoint, by another name of the same host and port, or by the service's access key.
+    store = urllib3.util.parse_url(source_settings.s3_endpoint_url)
+    for endpoint, key_id in (
+        (source_settings.s3_endpoint_url, "some-key"),
+        (f"http://localhost:{store.port}", "some-key"),
+        (f"http://[::ffff:127.0.0.1]:{store.port}", "some-key"),
+        ("http://127.0.0.1:9", source_settings.aws_access_key_id),
+    ):
+        body = {
+            "name": "own",
+            "endpoint_url": endpoint,
+            "bucket": "b1",
+            "access_key_id": key_id,
+            "secret_access_key": "s",
+        }
+        status, data = tenant_b.call("POST", "/v1/connections", body)
+        assert status == 400 and json.loads(data)["error"]["code"] == "service_store_endpoint", (endpoint, data)
+    # A connection stored before (or around) these rules is refused when a worker reads through it.
+    stored = Connection(
+        name="own",
+        endpoint_url=source_settings.s3_endpoint_url,
+        region="us-east-1",
+        bucket=source_settings.s3_bucket,
+        created_at=0.0,
+        access_key_id=source_settings.aws_access_key_id,
+        secret_access_key=source_settings.aws_secret_access_key,
+    )
+    with pytest.raises(SourceForbidden):
+        ConnectedBucket(stored, source_settings)
+
+
+@pytest.mark.integration
+def test_a_connections_requests_go_to_the_address_checked(
+    customer_s3: SeaweedS3Server, customer_bucket, source_settings
+) -> None:
+    # The endpoint's name resolves only through the resolver given: were the S3 client to look
+    # it up again, it would find nothing.
+    port = urllib3.util.parse_url(customer_s3.endpoint_url).port
+    connection = Connection(
+        name="cust",
+        endpoint_url=f"http://customer-store.invalid:{port}",
+        region="us-east-1",
+        bucket=CUSTOMER_BUCKET,
+        created_at=0.0,
+        access_key_id=CUSTOMER_KEY,
+        secret_access_key=CUSTOMER_SECRET,
+    )
+    resolver = _ChangingResolver({"customer-store.invalid": ["127.0.0.1"]})
+    bucket = ConnectedBucket(connection, source_settings, resolver)
+    assert bucket.get("photos/2024/a.png", 10**6) == png()

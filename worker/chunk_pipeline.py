@@ -23,7 +23,8 @@ store reports that none of their items is unfinished, and all of a job's once it
 is canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete
 what the job's prefix holds again and release its quota: a deleted job's late results last one
 batch, not until the deletion's second purge. A job with a destination has each result written there too, or only there
-(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type. A bulk
+(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type, at
+their output paths, read for the whole chunk as it starts (with the destination itself). A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
@@ -89,6 +90,7 @@ class ChunkRun:
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
         self.destination: JobDestination | None = None  # where results go besides (or instead of) the store
+        self.output_paths: dict[int, str] = {}  # where each item's result goes in the destination
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
@@ -109,6 +111,9 @@ class ChunkRun:
             return
         self.inputs = start.inputs
         self.destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
+        if self.destination is not None:
+            with self.ctx.metrics.stage("redis"):
+                self.output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -287,6 +292,8 @@ class ChunkRun:
         return LoadedItem(index, data=data, cost=cost)
 
     def _decode(self, item: LoadedItem) -> LoadedItem:
+        if item.error is not None:
+            return item  # its read failed: that error is its outcome, not a failed decode
         data, item.data = item.data, None  # the encoded bytes are not kept beside the image
 
         def decoded() -> LoadedItem:
@@ -358,8 +365,7 @@ class ChunkRun:
         if self.destination is not None:
             try:
                 with self.ctx.metrics.stage("storage_put"):
-                    output_path = self.ctx.jobs.item(self.job_id, index).output_path
-                    self.destination.put(output_path, data, output.content_type)
+                    self.destination.put(self.output_paths[index], data, output.content_type)
             except DestinationFailed as exc:
                 return SavedItem(ItemResult.failed(index, exc))
             if not self.destination.keep_in_service:

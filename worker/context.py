@@ -21,8 +21,8 @@ from shared.metrics import WorkerMetrics
 from shared.queue.broker_queues import broker_queues
 from shared.queue.contract import settings_of, webhook_publisher
 from shared.settings import Settings
+from shared.storage.destinations import DestinationStore
 from shared.storage.object_store import Storage
-from shared.storage.sources import DestinationStore
 from shared.tenancy.quotas import QuotaStore
 from shared.tenancy.storage_quota import StoredBytes
 from shared.tenancy.stored_connections import ConnectionStore

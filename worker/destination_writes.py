@@ -1,4 +1,4 @@
-"""Writing a job's results to its destination (:class:`shared.storage.sources.Destination`): each
+"""Writing a job's results to its destination (:class:`shared.storage.destinations.Destination`): each
 result under the destination's prefix at its output path, as a chunk stores it, and
 ``manifest.json`` once the job has finished (:mod:`shared.jobs.result_manifests`).
 
@@ -18,7 +18,7 @@ from shared.jobs.listeners import JobListener
 from shared.jobs.records import ItemResult, Job, JobStatus
 from shared.jobs.result_manifests import manifest_bytes
 from shared.jobs.store import JobStore
-from shared.storage.sources import MANIFEST_NAME, Destination, DestinationStore
+from shared.storage.destinations import MANIFEST_NAME, Destination, DestinationStore
 from worker.reference_reader import ReferenceReader
 
 log = logging.getLogger(__name__)

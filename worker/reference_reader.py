@@ -2,16 +2,22 @@
 its item is processed (:mod:`shared.storage.sources`). Every failure is the item's own error.
 
 A URL's host is resolved and checked at each read, and the request goes to the very address
-checked (:func:`shared.webhooks.callback_urls.pinned_pool`); redirects are not followed (an item that
-answers one fails with ``source_unreachable``). Bodies are read to at most
-``limits.max_entry_bytes``.
+checked (:func:`shared.network.addresses.pinned_pool`); so do a connection's S3 requests,
+whose client is reused only while its endpoint's host resolves as when it was checked. Redirects
+are not followed (an item that answers one fails with ``source_unreachable``). Bodies are read
+to at most ``limits.max_entry_bytes``, each read within the whole-transfer deadline and minimum
+rate of ``limits`` (:mod:`shared.storage.transfer_deadlines`: ``source_too_slow``), by the
+process's I/O threads, a few at a time per tenant. A number a source answers (its Content-Length) is taken only as
+a few ASCII digits; anything else fails that item alone, as does any other failure of one read.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import urllib3
 
@@ -35,16 +41,26 @@ from shared.network.addresses import (
 )
 from shared.settings import Settings
 from shared.storage.customer_buckets import ConnectedBucket
+from shared.storage.pinned_connections import watched_pool
 from shared.storage.sources import parse_reference
+from shared.storage.transfer_deadlines import TransferDeadline, read_body
 from shared.tenancy.stored_connections import ConnectionStore
 from shared.webhooks.callback_urls import parse_callback_url
+from worker.retry_policy import TRANSIENT_ERRORS
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = "colorize-sources/1"
 FETCH_TIMEOUT_S = 30.0
-# Parallel reads of one batch's references (each waits on the network, not on a core).
-READ_THREADS = 4
+# Reads of sources under way in one process (each waits on the network, not on a core), and
+# of one tenant's: a tenant's slow sources cannot take every thread.
+IO_THREADS = 16
+TENANT_READS = 4
 # A connection's client is reused this long: a changed or deleted connection counts soon after.
 BUCKET_REUSE_S = 60.0
+# The most digits of a Content-Length taken: 19 hold any size a store serves, and int() of a
+# longer string (4,300 digits or more raise) is not asked for.
+MAX_LENGTH_DIGITS = 19
 
 
 class ReferenceReader:
@@ -55,12 +71,17 @@ class ReferenceReader:
         self.settings = settings
         self._resolver = resolver
         self._buckets: dict[tuple[str, str], tuple[float, ConnectedBucket]] = {}
+        self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="source-reads")
+        self._tenant_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
 
     def bucket(self, tenant: str, name: str) -> ConnectedBucket:
         """The tenant's connection ``name``; SourceNotFound when it has none of that name."""
         now = time.monotonic()
         cached = self._buckets.get((tenant, name))
-        if cached is not None and now - cached[0] < BUCKET_REUSE_S:
+        # Reused only while its endpoint's name still resolves to the addresses it was checked
+        # at: an answer that changes is checked again (DNS rebinding).
+        if cached is not None and now - cached[0] < BUCKET_REUSE_S and cached[1].resolves_as_checked(self._resolver):
             return cached[1]
         try:
             connection = self.connections.get(tenant, name)
@@ -73,18 +94,31 @@ class ReferenceReader:
         return bucket
 
     def read_many(self, tenant: str, references: Mapping[int, str]) -> dict[int, bytes | ItemError]:
-        """Each item's bytes, or its error."""
-        if not references:
-            return {}
-        with ThreadPoolExecutor(min(READ_THREADS, len(references))) as pool:
-            futures = {index: pool.submit(self.read, tenant, reference) for index, reference in references.items()}
-            results: dict[int, bytes | ItemError] = {}
-            for index, future in futures.items():
-                try:
-                    results[index] = future.result()
-                except ItemError as exc:
-                    results[index] = exc
-            return results
+        """Each item's bytes, or its error, read by the process's I/O threads (at most
+        TENANT_READS of them at a time for one tenant)."""
+        slots = self._slots(tenant)
+        futures: dict[int, Future[bytes]] = {}
+        for index, reference in references.items():
+            slots.acquire()  # a tenant's reads beyond its share wait here, holding no I/O thread
+            future = self._io.submit(self.read, tenant, reference)
+            future.add_done_callback(lambda _: slots.release())
+            futures[index] = future
+        results: dict[int, bytes | ItemError] = {}
+        for index, future in futures.items():
+            try:
+                results[index] = future.result()
+            except ItemError as exc:
+                results[index] = exc
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:  # one odd answer fails its item, not the batch
+                log.warning("reading %s failed", references[index], exc_info=True)
+                results[index] = SourceUnreachable(f"the source could not be read ({type(exc).__name__})")
+        return results
+
+    def _slots(self, tenant: str) -> threading.BoundedSemaphore:
+        with self._lock:
+            return self._tenant_slots.setdefault(tenant, threading.BoundedSemaphore(TENANT_READS))
 
     def read(self, tenant: str, reference: str) -> bytes:
         connection, where = parse_reference(reference)
@@ -103,27 +137,39 @@ class ReferenceReader:
             raise SourceForbidden(f"{url}: {exc.message}", address=exc.details.get("address")) from exc
         except InvalidRequest as exc:
             raise SourceUnreachable(f"{url}: {exc.message}") from exc
-        pool = pinned_pool(target, address, FETCH_TIMEOUT_S)
-        try:
-            headers = {"Host": target.host_header, "User-Agent": USER_AGENT}
-            response = pool.urlopen(
-                "GET", target.path, headers=headers, redirect=False, assert_same_host=False, preload_content=False
-            )
+        limits = self.settings.limits
+        # Each wait on the network is bounded as well: a source that sends nothing is dropped at
+        # once, not at the next tick of the deadline's watch.
+        pool = watched_pool(pinned_pool(target, address, min(FETCH_TIMEOUT_S, limits.source_deadline_s)))
+        with TransferDeadline(url, limits.source_deadline_s, limits.source_min_bytes_per_s) as clock:
             try:
-                _check_status(url, response.status)
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > limit:
-                    raise EntryTooLarge(f"{url}: larger than {limit} bytes", limit=limit)
-                data: bytes = response.read(limit + 1)
+                headers = {"Host": target.host_header, "User-Agent": USER_AGENT}
+                response = pool.urlopen(
+                    "GET", target.path, headers=headers, redirect=False, assert_same_host=False, preload_content=False
+                )
+                try:
+                    _check_status(url, response.status)
+                    declared = declared_length(url, response.headers.get("Content-Length"))
+                    if declared is not None and declared > limit:
+                        raise EntryTooLarge(f"{url}: larger than {limit} bytes", limit=limit)
+                    return read_body(response.read, limit, clock)
+                finally:
+                    response.release_conn()
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                clock.check()  # a connection cut at the deadline is the source's slowness
+                raise SourceUnreachable(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', None) or exc}") from exc
             finally:
-                response.release_conn()
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise SourceUnreachable(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', None) or exc}") from exc
-        finally:
-            pool.close()
-        if len(data) > limit:
-            raise EntryTooLarge(f"{url}: larger than {limit} bytes", limit=limit)
-        return data
+                pool.close()
+
+
+def declared_length(url: str, value: str | None) -> int | None:
+    """A Content-Length as a number; SourceUnreachable unless 1 to MAX_LENGTH_DIGITS ASCII digits."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not (0 < len(value) <= MAX_LENGTH_DIGITS and value.isascii() and value.isdigit()):
+        raise SourceUnreachable(f"{url}: answered a Content-Length that is not a byte count ({value[:20]!r})")
+    return int(value)
 
 
 def _check_status(url: str, status: int) -> None:

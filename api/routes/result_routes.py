@@ -14,9 +14,9 @@ from api.tenancy import current_tenant
 from shared.errors import Conflict, NotFound
 from shared.jobs.result_manifests import manifest_chunks
 from shared.jobs.store import JobStore
+from shared.storage.destinations import MANIFEST_NAME
 from shared.storage.object_keys import result_key
 from shared.storage.object_store import Storage
-from shared.storage.sources import MANIFEST_NAME
 
 bp = Blueprint("results", __name__, url_prefix="/v1/jobs")
 

@@ -1,5 +1,5 @@
 """``manifest.json``: how each item of a finished job ended, in ``results.zip`` and beside the
-results written to a destination (:mod:`shared.storage.sources`).
+results written to a destination (:mod:`shared.storage.destinations`).
 
 One object: the job's id, status and model, and ``items``, one per item in index order::
 

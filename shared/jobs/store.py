@@ -15,6 +15,7 @@ listing (:class:`shared.jobs.listing.JobListing`) from its creation until it is 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -302,6 +303,11 @@ class JobStore:
                 break
             result.append(decode_item(int(index), record, status, error, canceled))
         return result
+
+    def output_paths(self, job_id: str, indices: Sequence[int]) -> dict[int, str]:
+        """The output path of each registered item of ``indices``, in one read."""
+        records = self.redis.hmget(self.keys.job(job_id).items, [str(i) for i in indices]) if indices else []
+        return {i: json.loads(record)["output_path"] for i, record in zip(indices, records) if record is not None}
 
     def item(self, job_id: str, index: int) -> Item:
         found = self.items(job_id, index, 1) if index >= 0 else []

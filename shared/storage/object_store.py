@@ -13,14 +13,13 @@ from functools import cached_property
 from typing import IO, TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import quote
 
-import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from shared.errors import InvalidRequest, NotFound, ServiceUnavailable
 from shared.settings import Settings
 from shared.storage.readers import CountingReader, SeekableObject, StreamingBodyReader
+from shared.storage.s3_clients import ClientPatience, S3Endpoint, s3_client
 from shared.storage.s3_errors import error_code, http_status, translated_errors
 
 if TYPE_CHECKING:  # boto3-stubs, installed with the test extra for the type check
@@ -55,22 +54,11 @@ BROWSER_CORS_RULES: list[CORSRuleTypeDef] = [
 _NO_CORS_CODES = frozenset({"NotImplemented", "MethodNotAllowed", "501"})
 
 
-def _client_config(max_attempts: int, connect_timeout_s: float, read_timeout_s: float) -> Config:
-    return Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        retries={"mode": "standard", "max_attempts": max_attempts},
-        connect_timeout=connect_timeout_s,
-        read_timeout=read_timeout_s,
-        max_pool_connections=32,
-        # Checksums only where S3 requires them: S3-compatible stores differ in support for
-        # the newer default (CRC trailers on every upload), and presigned URLs must not carry them.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        # Every call here passes typed, known parameters; checking them again costs a fifth of
-        # the client's CPU time per request (a result upload per image).
-        parameter_validation=False,
-    )
+# Patience of the clients: the main one waits out a busy store; readiness checks answer quickly;
+# presigned URLs are only signed, never sent.
+_MAIN = ClientPatience(max_attempts=5, connect_timeout_s=5.0, read_timeout_s=60.0, max_pool_connections=32)
+_PROBE = ClientPatience(max_attempts=1, connect_timeout_s=2.0, read_timeout_s=5.0, max_pool_connections=32)
+_PRESIGN = ClientPatience(max_attempts=1, connect_timeout_s=5.0, read_timeout_s=60.0, max_pool_connections=32)
 
 
 class Storage:
@@ -79,29 +67,26 @@ class Storage:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket
-        self._client = self._make_client(settings.s3_endpoint_url, _client_config(5, 5.0, 60.0))
+        self._client = self._make_client(settings.s3_endpoint_url, _MAIN)
 
-    def _make_client(self, endpoint_url: str | None, config: Config) -> S3Client:
-        return boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=self.settings.s3_region,
-            aws_access_key_id=self.settings.aws_access_key_id,
-            aws_secret_access_key=self.settings.aws_secret_access_key,
-            config=config,
+    def _make_client(self, endpoint_url: str | None, patience: ClientPatience) -> S3Client:
+        settings = self.settings
+        endpoint = S3Endpoint(
+            endpoint_url, settings.s3_region, settings.aws_access_key_id, settings.aws_secret_access_key
         )
+        return s3_client(endpoint, patience)
 
     @cached_property
     def _probe_client(self) -> S3Client:
         # Readiness checks must answer quickly, not wait out the retries of the main client.
-        return self._make_client(self.settings.s3_endpoint_url, _client_config(1, 2.0, 5.0))
+        return self._make_client(self.settings.s3_endpoint_url, _PROBE)
 
     @cached_property
     def _presign_client(self) -> S3Client:
         public = self.settings.s3_public_endpoint_url
         if public is None or public == self.settings.s3_endpoint_url:
             return self._client
-        return self._make_client(public, _client_config(1, 5.0, 60.0))
+        return self._make_client(public, _PRESIGN)
 
     # --- bucket ---------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-"""Sources by reference and destinations: where a job reads its images from and writes its results
-to outside the service's own store.
+"""Sources by reference: where a job reads its images from outside the service's own store
+(where it writes its results to is :mod:`shared.storage.destinations`).
 
 A job created with ``{"source": ...}`` has the source kind ``reference``
 (``shared.jobs.source_kinds.REFERENCE_KIND``); its source object in
@@ -8,8 +8,6 @@ the objects under a prefix of a stored connection (listed page by page), the key
 URLs. Each becomes an item whose input (:class:`shared.storage.item_inputs.ItemInput`) carries the
 item's reference (:func:`bucket_reference`, :func:`url_reference`); a worker reads it from the
 tenant's store or the URL when it processes the item, so nothing is copied into the store.
-
-A job's destination (:class:`DestinationStore`) is kept beside its record, for as long as it.
 """
 
 from __future__ import annotations
@@ -19,17 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from redis import Redis
-
 from shared.errors import InvalidRequest
 from shared.network.addresses import AddressPolicy, Resolver, permitted_addresses, resolve
-from shared.redis_keys import RedisKeys
 from shared.settings import Settings
 from shared.tenancy.stored_connections import check_name
 from shared.webhooks.callback_urls import parse_callback_url
 
 MAX_KEY_LENGTH = 1024  # S3's limit on an object key
-MANIFEST_NAME = "manifest.json"
 _BUCKET, _URL = "s3:", "url:"
 
 
@@ -48,16 +42,6 @@ class UrlSource:
 
 
 SourceReference = BucketSource | UrlSource
-
-
-@dataclass(frozen=True)
-class Destination:
-    """Results go to ``prefix`` + their output path in the connection's bucket, with
-    ``manifest.json`` at the end; ``keep_in_service``: in the service's store as well."""
-
-    connection: str
-    prefix: str = ""
-    keep_in_service: bool = True
 
 
 def check_prefix(prefix: str, field: str) -> str:
@@ -134,37 +118,3 @@ def url_path(url: str) -> str:
     parts = urlsplit(url)
     name = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1])
     return name or parts.hostname or "image"
-
-
-# --- destinations -----------------------------------------------------------------------------
-
-
-class DestinationStore:
-    """Each job's destination, when it has one."""
-
-    def __init__(self, redis: Redis, settings: Settings) -> None:
-        self.redis = redis
-        self.keys = RedisKeys(settings.redis_namespace)
-        self.ttl_s = settings.result_ttl_s
-
-    def set(self, job_id: str, destination: Destination) -> None:
-        body = {
-            "connection": destination.connection,
-            "prefix": destination.prefix,
-            "keep_in_service": destination.keep_in_service,
-        }
-        # Kept a little past the job's own records (renewed when it finishes): the last chunk reads it.
-        self.redis.set(self.keys.job_destination(job_id), json.dumps(body), ex=self.ttl_s * 2)
-
-    def get(self, job_id: str) -> Destination | None:
-        value = self.redis.get(self.keys.job_destination(job_id))
-        if value is None:
-            return None
-        body = json.loads(value)
-        return Destination(body["connection"], body["prefix"], bool(body["keep_in_service"]))
-
-
-def check_destination(destination: Destination) -> Destination:
-    check_name(destination.connection, "destination.connection")
-    check_prefix(destination.prefix, "destination.prefix")
-    return destination

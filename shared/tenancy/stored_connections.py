@@ -5,7 +5,8 @@ A job names a connection to read its images from (``source``) or to write its re
 with ``settings.connection_key`` (Fernet: AES-128-CBC with an HMAC-SHA256, from the
 ``cryptography`` package); the rest of the record (endpoint, region, bucket) is kept plain, as
 the listing shows it. The endpoint obeys the address rules of every host reached for a tenant
-(:mod:`shared.network.addresses`): checked when the connection is stored and again whenever a
+(:mod:`shared.network.addresses`), and is never the service's own store
+(:mod:`shared.tenancy.service_store`): checked when the connection is stored and again whenever a
 worker connects to it.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,10 +23,11 @@ from cryptography.fernet import Fernet, InvalidToken
 from redis import Redis
 
 from shared.errors import Conflict, InvalidRequest, NotConfigured, NotFound
-from shared.network.addresses import AddressPolicy, Resolver, permitted_addresses, resolve
+from shared.network.addresses import AddressPolicy, IPAddress, Resolver, permitted_addresses, resolve
 from shared.redis_keys import RedisKeys
 from shared.settings import Settings
-from shared.webhooks.callback_urls import parse_callback_url
+from shared.tenancy.service_store import check_not_service_credentials, check_not_service_store
+from shared.webhooks.callback_urls import CallbackTarget, parse_callback_url
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 # S3's bucket naming rules, loosened to what S3-compatible stores also accept (dots, capitals).
@@ -61,6 +64,15 @@ def check_name(name: str, field_name: str = "name") -> str:
 
 def check_endpoint(endpoint_url: str, settings: Settings, resolver: Resolver = resolve) -> str:
     """The endpoint URL as given, once its host resolves only to addresses the service may reach."""
+    target, _ = endpoint_addresses(endpoint_url, settings, resolver)
+    return target.url.rstrip("/")
+
+
+def endpoint_addresses(
+    endpoint_url: str, settings: Settings, resolver: Resolver = resolve
+) -> tuple[CallbackTarget, Sequence[IPAddress]]:
+    """The endpoint and the addresses its host resolves to now, each one the service may reach
+    (ForbiddenAddress) and none the service's own store (ServiceStoreEndpoint)."""
     target = parse_callback_url(endpoint_url, field="endpoint_url")
     # A query or fragment (even an empty one) means nothing to an S3 client, and whatever it
     # holds would be stored and listed back: refused with a path. (Credentials are refused above.)
@@ -69,8 +81,9 @@ def check_endpoint(endpoint_url: str, settings: Settings, resolver: Resolver = r
             "'endpoint_url' must be the store's base URL: scheme, host and port, without a path, query or fragment",
             field="endpoint_url",
         )
-    permitted_addresses(target, AddressPolicy.from_settings(settings), resolver, field="endpoint_url")
-    return target.url.rstrip("/")
+    addresses = permitted_addresses(target, AddressPolicy.from_settings(settings), resolver, field="endpoint_url")
+    check_not_service_store(target, addresses, settings, resolver)
+    return target, addresses
 
 
 class ConnectionStore:
@@ -92,6 +105,7 @@ class ConnectionStore:
         """Store a new connection (Conflict when the tenant has one of that name)."""
         check_name(connection.name)
         endpoint = check_endpoint(connection.endpoint_url, self.settings, self._resolver)
+        check_not_service_credentials(connection.access_key_id, self.settings)
         if not re.fullmatch(BUCKET_PATTERN, connection.bucket):
             raise InvalidRequest("'bucket' is not a valid bucket name", field="bucket")
         if not re.fullmatch(REGION_PATTERN, connection.region):
