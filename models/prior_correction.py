@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -58,11 +59,19 @@ def set_decoding(models_dir: Path, name: str, prior_alpha: float, temperature: f
     staged = manifest.path.with_name(manifest.path.name + ".new")
     onnx.save(model, str(staged))
     os.replace(staged, manifest.path)
-    data = dict(manifest.raw)
-    data["prior_alpha"] = prior_alpha
-    if temperature is not None:
-        data["temperature"] = temperature
-    return write_manifest(manifest.directory, data)
+    return write_manifest(manifest.directory, _decoding_fields(manifest.raw, prior_alpha, temperature))
+
+
+def _decoding_fields(raw: dict[str, Any], prior_alpha: float, temperature: float | None) -> dict[str, Any]:
+    """The manifest with the new decoding, ``prior_alpha`` written beside ``temperature``."""
+    data: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "prior_alpha":
+            continue
+        data[key] = temperature if key == "temperature" and temperature is not None else value
+        if key == "temperature":
+            data["prior_alpha"] = prior_alpha
+    return data
 
 
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:

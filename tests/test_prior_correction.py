@@ -10,14 +10,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
+from onnx import TensorProto, helper
 
 from cli.main import main as cli_main
+from models.onnx_head import annealed_mean, head_logits_name, head_prior_bias
 from models.prior_correction import set_decoding
-from shared.colour.colorizer import colorize
+from shared.colour.bins import ab_bins
+from shared.colour.colorizer import colorize, model_input
 from shared.colour.engine import Engine
 from shared.colour.lab import bgr_to_lab
-from shared.colour.model_manifests import load_manifest
+from shared.colour.model_manifests import ModelManifest, load_manifest
 from shared.errors import InvalidRequest, ModelFileError
 from shared.settings import PROJECT_ROOT
 from tests.model_builder import build_test_model
@@ -44,27 +49,50 @@ def _output(models_dir: Path, photo: np.ndarray) -> np.ndarray:
     return colorize(engine, [photo], batch_size=1)[0]
 
 
-def test_alpha_zero_on_the_shipped_model_decodes_exactly_as_shipped(tmp_path: Path) -> None:
+def _network_logits(manifest: ModelManifest, l_input: np.ndarray) -> np.ndarray:
+    """The shipped network's logits, from its graph without the decoding head."""
+    model = onnx.load(str(manifest.path))
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info(head_logits_name(model), TensorProto.FLOAT, None))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    centred = ((l_input - manifest.l_subtract) / manifest.l_divide)[:, None].astype(np.float32)
+    logits: np.ndarray = session.run(None, {"l": centred, "inv_temperature": np.ones(len(l_input), np.float32)})[0]
+    return logits
+
+
+def test_alpha_zero_on_the_shipped_model_decodes_its_network_without_correction(tmp_path: Path) -> None:
+    _installed_copy(tmp_path)
+    manifest = set_decoding(tmp_path, SHIPPED.name, 0.0)
+    assert manifest.prior_alpha == 0.0 and head_prior_bias(onnx.load(str(manifest.path))) is None
+    l_input = model_input(bgr_to_lab(_scene())[..., 0], manifest.input_size)[None]
+    ab = Engine.load(manifest, device="cpu", threads=1).predict_ab(l_input)[0]
+    expected = annealed_mean(_network_logits(manifest, l_input)[0], ab_bins(), manifest.temperature)
+    np.testing.assert_allclose(ab, expected.transpose(1, 2, 0), atol=1e-3)
+
+
+def test_reheading_back_to_the_shipped_alpha_gives_the_shipped_output_exactly(tmp_path: Path) -> None:
     shipped = load_manifest(_installed_copy(tmp_path), SHIPPED.name)
     before = _output(tmp_path, _scene())
-    set_decoding(tmp_path, SHIPPED.name, 1.0)
-    manifest = set_decoding(tmp_path, SHIPPED.name, 0.0)
-    assert manifest.prior_alpha == 0.0 and manifest.temperature == shipped.temperature
+    set_decoding(tmp_path, SHIPPED.name, 0.0)
+    set_decoding(tmp_path, SHIPPED.name, 1.0, temperature=0.8)
+    manifest = set_decoding(tmp_path, SHIPPED.name, shipped.prior_alpha, temperature=shipped.temperature)
+    assert manifest.sha256 == shipped.sha256
     assert np.array_equal(_output(tmp_path, _scene()), before)
 
 
 def test_prior_correction_of_the_shipped_model_makes_it_less_saturated(tmp_path: Path) -> None:
     _installed_copy(tmp_path)
-    before = _output(tmp_path, _scene())
-    manifest = set_decoding(tmp_path, SHIPPED.name, 1.0, temperature=0.5)
+    set_decoding(tmp_path, SHIPPED.name, 0.0, temperature=0.5)
+    uncorrected = _output(tmp_path, _scene())
+    manifest = set_decoding(tmp_path, SHIPPED.name, 1.0)
     assert (manifest.prior_alpha, manifest.temperature) == (1.0, 0.5)
     written = json.loads((manifest.directory / "manifest.json").read_text())
     assert (written["prior_alpha"], written["temperature"]) == (1.0, 0.5)
     manifest.verify_file()  # the manifest's sha256 is that of the rewritten file
     assert manifest.path.stat().st_size <= MAX_MODEL_BYTES
-    after = _output(tmp_path, _scene())
-    chroma_before = np.hypot(*bgr_to_lab(before)[..., 1:].transpose(2, 0, 1)).mean()
-    chroma_after = np.hypot(*bgr_to_lab(after)[..., 1:].transpose(2, 0, 1)).mean()
+    corrected = _output(tmp_path, _scene())
+    chroma_before = np.hypot(*bgr_to_lab(uncorrected)[..., 1:].transpose(2, 0, 1)).mean()
+    chroma_after = np.hypot(*bgr_to_lab(corrected)[..., 1:].transpose(2, 0, 1)).mean()
     assert chroma_after < 0.8 * chroma_before, (chroma_before, chroma_after)
 
 
