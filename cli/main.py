@@ -124,6 +124,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         passthrough=True,
     )
     p.add_argument("name", choices=["eccv16"], help="which model")
+    _command(
+        model_commands,
+        "decoding",
+        models.decoding,
+        "set an installed model's prior correction and temperature (options: colorize models decoding --help)",
+        passthrough=True,
+    )
 
     _command(
         commands,

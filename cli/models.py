@@ -1,4 +1,4 @@
-"""``models list`` (from the API), ``models install`` and ``eval`` (on this machine)."""
+"""``models list`` (from the API), ``models install``, ``models decoding`` and ``eval`` (on this machine)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def install(ctx: Context) -> int:
     from models.install import main as install_main  # numpy and the importer, only when installing
 
     return delegate(install_main, ctx.extra, ctx)
+
+
+def decoding(ctx: Context) -> int:
+    from models.prior_correction import main as decoding_main  # ONNX and NumPy, only when re-heading
+
+    return delegate(decoding_main, ctx.extra, ctx)
 
 
 def evaluate(ctx: Context) -> int:

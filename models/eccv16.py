@@ -207,6 +207,9 @@ def convert_caffemodel(
         "output": {"name": "ab", "downsample": DOWNSAMPLE},
         "bins": "eccv16-313",
         "temperature": 1.0 / float(scale),
+        # The release's bin statistics (its ImageNet rebalancing weights) are not known here,
+        # so its head has no prior correction.
+        "prior_alpha": 0.0,
         "licence": LICENCE,
         "training_data": TRAINING_DATA,
         "provenance": {

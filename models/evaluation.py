@@ -1,6 +1,7 @@
 """Colour quality of installed models on colour photos, against the grey baseline (ab = 0).
 
     colorize eval DIR [--model NAME ...] [--out report/]
+    colorize eval --sheet-only DIR [--model NAME ...] [--out report/]
 
 Each photo is made greyscale (its L with ab = 0), colorized, and compared with the original:
 PSNR and SSIM in RGB; AuC of the cumulative per-pixel ab error curve (thresholds 0..150),
@@ -10,6 +11,10 @@ counts equally); mean colourfulness (Hasler & Suesstrunk) relative to the origin
 whether an ImageNet classifier still recognises the photos (``models.recognition``). Rows per
 source (the top-level folders under DIR) and over all photos, so a regression on one kind of
 photo shows. Writes a Markdown and a CSV table and a contact sheet (grey | model ... | original).
+
+With ``--sheet-only`` the photos need no colour truth (scans of old black-and-white photos):
+nothing is scored, and every photo goes on pages of contact sheets (input | model ...), the
+models colorizing each photo's own lightness.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from models.contact_sheets import Colorizer, contact_sheet, folder_sheets
 from models.recognition import Judge, Recognition, imagenet_label
 from shared.colour.bins import grid_index
 from shared.colour.lab import bgr_to_lab, lab_to_bgr
@@ -33,8 +39,6 @@ from shared.settings import Settings
 THRESHOLDS = np.arange(0, 151)  # ab error thresholds of the AuC curve
 GRID_CELLS = 23 * 23
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-Colorizer = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
 @dataclass
@@ -231,23 +235,40 @@ def markdown(rows: list[dict[str, str]], photos: int, note: str | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def contact_sheet(rows: list[list[np.ndarray]], labels: list[str], box: int = 192) -> np.ndarray:
-    """One row per photo, one column per label; each photo fitted into a ``box`` square."""
+def write_tables(out: Path, rows: list[dict[str, str]], text: str) -> None:
+    """``table.md`` (``text``) and ``table.csv`` (``rows``) in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "table.md").write_text(text)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    (out / "table.csv").write_text(buffer.getvalue())
 
-    def tile(img: np.ndarray) -> np.ndarray:
-        scale = box / max(img.shape[:2])
-        small = cv2.resize(
-            img, (round(img.shape[1] * scale), round(img.shape[0] * scale)), interpolation=cv2.INTER_AREA
-        )
-        canvas = np.full((box + 4, box + 4, 3), 255, np.uint8)
-        top, left = (box + 4 - small.shape[0]) // 2, (box + 4 - small.shape[1]) // 2
-        canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
-        return canvas
 
-    title = np.full((24, (box + 4) * len(labels), 3), 255, np.uint8)
-    for i, label in enumerate(labels):
-        cv2.putText(title, label, (i * (box + 4) + 4, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.vstack([title] + [np.hstack([tile(img) for img in row]) for row in rows])
+def scored_report(args: argparse.Namespace, files: list[Path], models: dict[str, Colorizer]) -> None:
+    """Score grey and ``models`` on colour photos: the tables and one contact sheet in ``args.out``."""
+    methods: dict[str, Colorizer] = {"grey": lambda images: list(images), **models}
+    judge = None if args.no_judge else Judge.load()
+    note = judge if isinstance(judge, str) else None
+    judge = judge if isinstance(judge, Judge) else None
+    tallies, sheet = evaluate(files, args.folder, methods, judge, sheet_rows=args.sheet_rows)
+    rows = table_rows(tallies, judged=judge is not None)
+    text = markdown(rows, len(files), note)
+    write_tables(args.out, rows, text)
+    if sheet:
+        labels = ["grey input", *models, "original"]
+        cv2.imwrite(str(args.out / "contact_sheet.png"), contact_sheet(sheet, labels))
+    print(text)
+
+
+def sheets_only(args: argparse.Namespace, files: list[Path], models: dict[str, Colorizer]) -> None:
+    """Contact sheets of every photo beside each model's colorization, ``args.sheet_rows`` a page."""
+    pages = folder_sheets(files, models, args.sheet_rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for number, page in enumerate(pages, start=1):
+        cv2.imwrite(str(args.out / f"contact_sheet_{number:02d}.png"), page)
+    print(f"{len(files)} photos on {len(pages)} contact sheet(s)")
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
@@ -264,39 +285,33 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         "--out", type=Path, default=Path("eval-report"), help="folder for table.md, table.csv, contact_sheet.png"
     )
     parser.add_argument(
-        "--sheet-rows", type=int, default=8, help="photos on the contact sheet, evenly spread (0: no contact sheet)"
+        "--sheet-rows",
+        type=int,
+        default=8,
+        help="photos on the contact sheet, evenly spread (0: no contact sheet); with --sheet-only, photos per page",
+    )
+    parser.add_argument(
+        "--sheet-only",
+        action="store_true",
+        help="photos without colour truth: no scores, every photo on contact_sheet_NN.png (input | models)",
     )
     parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
     args = parser.parse_args(argv)
-    if args.sheet_rows < 0:
-        parser.error("--sheet-rows must be 0 or more")
+    if args.sheet_rows < (1 if args.sheet_only else 0):
+        parser.error("--sheet-rows must be 1 or more with --sheet-only, 0 or more otherwise")
     settings = settings or Settings.from_env_or_exit()
 
     files = photo_files(args.folder, args.limit)
     if not files:
         parser.error(f"no photos found under {args.folder}")
-    methods: dict[str, Colorizer] = {"grey": lambda images: list(images)}
+    models: dict[str, Colorizer] = {}
     for name in args.model or [settings.model]:
         label, colorizer = model_colorizer(settings, name, args.temperature)
-        methods[label] = colorizer
-    judge = None if args.no_judge else Judge.load()
-    note = judge if isinstance(judge, str) else None
-    judge = judge if isinstance(judge, Judge) else None
-    tallies, sheet = evaluate(files, args.folder, methods, judge, sheet_rows=args.sheet_rows)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    rows = table_rows(tallies, judged=judge is not None)
-    text = markdown(rows, len(files), note)
-    (args.out / "table.md").write_text(text)
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    (args.out / "table.csv").write_text(buffer.getvalue())
-    if sheet:
-        labels = ["grey input"] + [n for n in methods if n != "grey"] + ["original"]
-        cv2.imwrite(str(args.out / "contact_sheet.png"), contact_sheet(sheet, labels))
-    print(text)
+        models[label] = colorizer
+    if args.sheet_only:
+        sheets_only(args, files, models)
+    else:
+        scored_report(args, files, models)
     print(f"report written to {args.out}/")
     return 0
 

@@ -184,11 +184,33 @@ def test_eval_scores_grey_and_the_default_model_by_source(
     assert table in capsys.readouterr().out  # the table is printed too (by the delegated command)
 
 
+def test_eval_sheet_only_pages_grey_photos_beside_their_colorization(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "old-photos"
+    for i, (width, height) in enumerate([(64, 48), (40, 60), (50, 50)]):
+        grey = cv2.cvtColor(cv2.imread(str(write_image(photos / f"scan{i}.png", width, height))), cv2.COLOR_BGR2GRAY)
+        cv2.imwrite(str(photos / f"scan{i}.png"), grey)
+    out = tmp_path / "sheets"
+    code, _, stderr = run("eval", "--sheet-only", str(photos), "--out", str(out), "--sheet-rows", "2")
+    assert code == 0, stderr
+    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet_01.png", "contact_sheet_02.png"]
+    first, second = (cv2.imread(str(out / name)) for name in ("contact_sheet_01.png", "contact_sheet_02.png"))
+    tile = 256 + 4
+    assert first.shape == (24 + 2 * tile, 2 * tile, 3) and second.shape == (24 + tile, 2 * tile, 3)
+    chroma = np.hypot(*cv2.cvtColor(first, cv2.COLOR_BGR2LAB)[24:, :, 1:].astype(float).transpose(2, 0, 1) - 128)
+    assert chroma[:, :tile].max() < 3, "the input column shows the grey photos as they are"
+    assert chroma[:, tile:].mean() > 2 * chroma[:, :tile].mean() + 1, f"{DEFAULT_MODEL}'s column is not coloured"
+    assert "3 photos on 2 contact sheet(s)" in capsys.readouterr().out
+
+
 def test_delegated_commands_answer_their_own_help() -> None:
     assert run("models", "install", "eccv16", "--help")[0] == 0
     assert run("keys", "--help")[0] == 0
     assert run("eval", "--no-such-option")[0] == 2
     assert run("eval", ".", "--sheet-rows", "-1")[0] == 2
+    assert run("eval", ".", "--sheet-only", "--sheet-rows", "0")[0] == 2
+    assert run("models", "decoding", "--help")[0] == 0
     assert run("keys", "create")[0] == 2  # --tenant is required
 
 

@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from models.onnx_head import annealed_mean, append_annealed_mean_head
+from models.onnx_head import annealed_mean, append_annealed_mean_head, prior_bias, with_prior_bias
 from shared.colour.bins import NUM_BINS, ab_bins, grid_index
 from shared.colour.colorizer import colorize
 from shared.colour.engine import Engine
@@ -41,8 +41,8 @@ def test_grid_index_separates_neighbouring_cells() -> None:
     assert cells[4] == 0
 
 
-def _logits_model(tmp_path: Path, logits: np.ndarray) -> Engine:
-    """A graph that ignores L and returns fixed logits, with the decoding head appended."""
+def _fixed_logits_graph(logits: np.ndarray) -> onnx.ModelProto:
+    """A graph that ignores L and returns fixed logits."""
     graph = helper.make_graph(
         [
             helper.make_node("ReduceMean", ["l"], ["m"], axes=[1, 2, 3], keepdims=1),
@@ -59,13 +59,22 @@ def _logits_model(tmp_path: Path, logits: np.ndarray) -> Engine:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    directory = tmp_path / "fixed"
+    return model
+
+
+def _logits_model(tmp_path: Path, logits: np.ndarray, bias: np.ndarray | None = None, name: str = "fixed") -> Engine:
+    """The fixed-logits graph with the decoding head (and ``bias``, when given) appended."""
+    return _engine(tmp_path, append_annealed_mean_head(_fixed_logits_graph(logits), "logits", ab_bins(), bias), name)
+
+
+def _engine(tmp_path: Path, model: onnx.ModelProto, name: str) -> Engine:
+    directory = tmp_path / name
     directory.mkdir()
-    onnx.save(append_annealed_mean_head(model, "logits", ab_bins()), directory / "model.onnx")
+    onnx.save(model, directory / "model.onnx")
     manifest = write_manifest(
         directory,
         {
-            "name": "fixed",
+            "name": name,
             "format": "onnx",
             "file": "model.onnx",
             "input": {"name": "l", "size": 8, "normalisation": {"subtract": 50.0, "divide": 1.0}},
@@ -83,6 +92,61 @@ def test_head_matches_numpy_annealed_mean_at_any_temperature(tmp_path: Path) -> 
     for temperature in (0.05, 0.38, 1.0):
         expected = annealed_mean(logits[0], ab_bins(), temperature).transpose(1, 2, 0)
         np.testing.assert_allclose(engine.predict_ab(l_input, temperature)[0], expected, atol=1e-3)
+
+
+def _chroma_weights() -> np.ndarray:
+    """Rebalancing weights shaped like a trained model's: small on neutral bins, large on vivid ones."""
+    bins = ab_bins().astype(np.float64)
+    return np.exp(np.hypot(bins[:, 0], bins[:, 1]) / 40.0) / 5.0
+
+
+def test_head_without_prior_correction_decodes_exactly_as_before(tmp_path: Path) -> None:
+    logits = np.random.default_rng(2).normal(0, 3, (1, NUM_BINS, 2, 2)).astype(np.float32)
+    plain = append_annealed_mean_head(_fixed_logits_graph(logits), "logits", ab_bins())
+    corrected = with_prior_bias(plain, prior_bias(_chroma_weights(), 1.0))
+    reverted = with_prior_bias(corrected, None)  # what alpha = 0 writes
+    assert reverted.SerializeToString() == plain.SerializeToString()
+    before = _engine(tmp_path, plain, "plain")
+    after = _engine(tmp_path, reverted, "reverted")
+    l_input = np.full((1, 8, 8), 50.0, np.float32)
+    for temperature in (0.38, 0.8):
+        expected = annealed_mean(logits[0], ab_bins(), temperature).transpose(1, 2, 0)
+        unbiased = annealed_mean(logits[0], ab_bins(), temperature, prior_bias(_chroma_weights(), 0.0))
+        assert np.array_equal(unbiased.transpose(1, 2, 0), expected)
+        assert np.array_equal(after.predict_ab(l_input, temperature), before.predict_ab(l_input, temperature))
+        np.testing.assert_allclose(after.predict_ab(l_input, temperature)[0], expected, atol=1e-3)
+
+
+def test_head_with_prior_correction_matches_numpy_reference(tmp_path: Path) -> None:
+    logits = np.random.default_rng(3).normal(0, 3, (1, NUM_BINS, 2, 2)).astype(np.float32)
+    bias = prior_bias(_chroma_weights(), 0.75)
+    engine = _logits_model(tmp_path, logits, bias)
+    l_input = np.full((1, 8, 8), 50.0, np.float32)
+    for temperature in (0.05, 0.38, 1.0):
+        expected = annealed_mean(logits[0], ab_bins(), temperature, bias).transpose(1, 2, 0)
+        np.testing.assert_allclose(engine.predict_ab(l_input, temperature)[0], expected, atol=1e-3)
+
+
+def test_prior_correction_moves_ab_toward_neutral_where_weights_are_large(tmp_path: Path) -> None:
+    # What rebalanced training learns where the truth is neutral: a posterior peaked at grey,
+    # times the weights, which favour vivid bins.
+    bins = ab_bins().astype(np.float64)
+    posterior = -(bins[:, 0] ** 2 + bins[:, 1] ** 2) / (2 * 35.0**2)
+    logits = np.tile((posterior + np.log(_chroma_weights())).astype(np.float32)[None, :, None, None], (1, 1, 2, 2))
+    logits += np.random.default_rng(4).normal(0, 0.2, logits.shape).astype(np.float32)
+    l_input = np.full((1, 8, 8), 50.0, np.float32)
+    chroma = []
+    for alpha in (0.0, 0.5, 1.0):
+        bias = prior_bias(_chroma_weights(), alpha) if alpha else None
+        ab = _logits_model(tmp_path, logits, bias, f"alpha-{alpha}").predict_ab(l_input, 0.8)
+        chroma.append(np.hypot(ab[..., 0], ab[..., 1]))
+    assert np.all(chroma[1] < chroma[0]) and np.all(chroma[2] < chroma[1]), chroma
+    assert chroma[2].max() < 0.5 * chroma[0].min()
+
+
+def test_prior_bias_needs_positive_weights() -> None:
+    with pytest.raises(ValueError):
+        prior_bias(np.array([1.0, 0.0]), 0.5)
 
 
 def test_temperature_moves_from_mean_to_mode(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 
 Each model lives in ``models_dir/<name>/`` with ``manifest.json`` and its ONNX file. The
 manifest is the contract between whoever produced the model (training, the ECCV16 importer)
-and the engine: input size and normalisation, decoding temperature, file checksum.
+and the engine: input size and normalisation, decoding temperature, file checksum, and the
+strength ``prior_alpha`` of the prior correction built into the graph's decoding head
+(``models.onnx_head``; 0 when absent: no correction).
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ DEFAULT_MODEL = "colorize-lite"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 1.0
+# Range of the prior correction's strength: 0 decodes the network's (rebalanced) output as it
+# is, 1 divides out all of the rebalancing, beyond that it favours common colours further.
+MIN_PRIOR_ALPHA = 0.0
+MAX_PRIOR_ALPHA = 2.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class ModelManifest:
     l_divide: float
     downsample: int
     temperature: float
+    prior_alpha: float
     raw: dict[str, Any]
 
     @property
@@ -46,7 +53,7 @@ class ModelManifest:
 
     def summary(self) -> dict[str, Any]:
         """What clients are shown about a model."""
-        keys = ("name", "description", "licence", "training_data", "temperature")
+        keys = ("name", "description", "licence", "training_data", "temperature", "prior_alpha")
         return {k: self.raw[k] for k in keys if k in self.raw}
 
     def verify_file(self) -> None:
@@ -78,10 +85,18 @@ def parse_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
             l_divide=float(norm.get("divide", 1.0)),
             downsample=int(data["output"].get("downsample", 4)),
             temperature=float(data["temperature"]),
+            prior_alpha=checked_prior_alpha(float(data.get("prior_alpha", 0.0))),
             raw=data,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"manifest in {directory} is invalid: {exc!r}") from exc
+
+
+def checked_prior_alpha(alpha: float) -> float:
+    """``alpha`` when it is in the documented range; ValueError otherwise."""
+    if not MIN_PRIOR_ALPHA <= alpha <= MAX_PRIOR_ALPHA:
+        raise ValueError(f"prior_alpha must be between {MIN_PRIOR_ALPHA} and {MAX_PRIOR_ALPHA}, not {alpha}")
+    return alpha
 
 
 def load_manifest(models_dir: Path, name: str) -> ModelManifest:
