@@ -16,11 +16,13 @@ when the one before has ended, so a poison item uses up its own attempts and nob
 A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one
 ranged GET where they lie close), then decoded and colorized in batches whose pixels and
 decoding memory, read from the fetched headers, fit the worker's memory budget for the job's
-output format (:mod:`worker.batching`). An image's metadata is read as it is decoded, the
-last moment its bytes are held, and its result written as the job asks, with that metadata
-and the provenance (:mod:`shared.imaging.encoding`). Input objects are deleted as soon as the
-store reports that none of their items is unfinished, and all of a job's once it finishes or
-is canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete
+output format (:mod:`worker.batching`). Items read by reference (URLs, a tenant's bucket) are
+read ahead instead, ``batch_size`` at a time, and colorized in batches of those that have
+arrived (:mod:`worker.arrivals`): a slow source holds its own item alone. An image's metadata
+is read as it is decoded, the last moment its bytes are held, and its result written as the
+job asks, with that metadata and the provenance (:mod:`worker.result_writes`). Input objects
+are deleted as soon as the store reports that none of their items is unfinished, and all of a
+job's once it finishes or is canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete
 what the job's prefix holds again and release its quota: a deleted job's late results last one
 batch, not until the deletion's second purge. A job with a destination has each result written there too, or only there
 (:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type, at
@@ -42,23 +44,24 @@ from celery.utils.log import get_task_logger
 
 from shared.colour.colorizer import colorize_batch
 from shared.colour.engine import Engine
-from shared.errors import ColorizeError, DestinationFailed, ImageTooLarge, ItemError, NotFound, ProcessingFailed
-from shared.imaging.decoding import decode_cost, decode_image
-from shared.imaging.encoding import encode_result
+from shared.errors import ColorizeError, ItemError, NotFound, ProcessingFailed
+from shared.imaging.decoding import decode_image
 from shared.imaging.memory_budget import MemoryBudget
 from shared.imaging.metadata import read_metadata
-from shared.imaging.provenance import Provenance
 from shared.jobs.records import ItemResult, Job, JobStatus
 from shared.jobs.store import Recorded
 from shared.logging import bind_log_context
 from shared.storage.item_inputs import ItemInput
 from shared.storage.object_keys import input_object_key, inputs_prefix, job_prefix, result_key
 from shared.tenancy.storage_quota import job_owner
-from worker.batching import memory_batches
+from worker.arrivals import Arrivals
+from worker.batching import memory_batches, sized_item
 from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
 from worker.context import WorkerContext
-from worker.destination_writes import JobDestination, job_destination
+from worker.destination_writes import job_destination
 from worker.item_reader import BatchInputs
+from worker.reference_reader import read_result
+from worker.result_writes import ResultWriter
 from worker.retry_policy import TRANSIENT_ERRORS
 
 log = get_task_logger(__name__)
@@ -89,8 +92,7 @@ class ChunkRun:
         self.stopped = False  # the job has ended (canceled): drop the rest
         self.handed_back: list[int] = []  # unfinished items left for a later chunk
         self.inputs: dict[int, ItemInput] = {}  # where the chunk's items' bytes are
-        self.destination: JobDestination | None = None  # where results go besides (or instead of) the store
-        self.output_paths: dict[int, str] = {}  # where each item's result goes in the destination
+        self.results: ResultWriter | None = None  # stores the results, once the job is read
         # Past this, the soft time limit may strike (it counts from the task's start, a little earlier).
         self.deadline = time.monotonic() + self.settings.task_soft_time_limit_s - FORGIVE_MARGIN_S
 
@@ -101,6 +103,12 @@ class ChunkRun:
             raise RuntimeError(f"job {self.job_id} has not been read")
         return self.job
 
+    @property
+    def _results(self) -> ResultWriter:
+        if self.results is None:
+            raise RuntimeError(f"job {self.job_id} has not been read")
+        return self.results
+
     def run(self, indices: Sequence[int]) -> None:
         with self.ctx.metrics.stage("redis"):
             start = self.ctx.jobs.begin_chunk(self.job_id, indices, begin=self.settings.batch_size)
@@ -110,10 +118,13 @@ class ChunkRun:
                 self._drop_inputs(self.job)
             return
         self.inputs = start.inputs
-        self.destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
-        if self.destination is not None:
+        destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
+        output_paths: dict[int, str] = {}
+        if destination is not None:
             with self.ctx.metrics.stage("redis"):
-                self.output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
+                output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
+        settings, timed = self.settings, self.ctx.metrics.stage
+        self.results = ResultWriter(self.ctx.storage, self.job, settings.jpeg_quality, timed, destination, output_paths)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -204,7 +215,10 @@ class ChunkRun:
             self.outcomes += [ItemResult.failed(index, exc) for index in fresh + retried]
             return
         size = self.settings.batch_size
-        self._pipeline(engine, [fresh[i : i + size] for i in range(0, len(fresh), size)])
+        if fresh and all((where := self.inputs.get(i)) is not None and where.reference for i in fresh):
+            self._by_arrival(engine, fresh)
+        else:
+            self._pipeline(engine, [fresh[i : i + size] for i in range(0, len(fresh), size)])
         if self.handed_back:
             self.handed_back += retried
             return
@@ -222,7 +236,7 @@ class ChunkRun:
             fetching = loaders.submit(self._fetch, groups[0])
             saving: list[Future[SavedItem]] = []
             for number in range(len(groups)):
-                if number and self._hand_over(groups[number:]):
+                if number and self._hand_over(groups[number], [i for group in groups[number + 1 :] for i in group]):
                     break
                 fetched = [item for item in fetching.result() if self._usable(item)]
                 following = groups[number + 1] if number + 1 < len(groups) else []
@@ -238,21 +252,55 @@ class ChunkRun:
                         decoding = [loaders.submit(self._decode, item) for item in batches[step + 1]]
                     outputs = self._colorize(engine, [item for item in loaded if self._usable(item)])
                     self._collect(future.result() for future in saving)  # one batch of results waits at most
-                    saving = [savers.submit(self._save, engine, output) for output in outputs]
+                    saving = [savers.submit(self._results.save, engine, output) for output in outputs]
             self._collect(future.result() for future in saving)
 
-    def _hand_over(self, rest: list[list[int]]) -> bool:
-        """Whether to give the process to interactive work waiting: the first of ``rest`` was
-        begun with the batch before, and its attempts are given back, since it never ran."""
+    def _by_arrival(self, engine: Engine, fresh: list[int]) -> None:
+        """Items read by reference, in batches of those whose bytes have arrived: the first
+        ``batch_size`` were begun with the chunk and are read at once, and each record before a
+        batch begins as many more as the batches before left room for, read as it returns.
+        Before waiting for a source, the results stored so far are recorded."""
+        size, budget = self.settings.batch_size, MemoryBudget.of(self.settings.limits, self._job.output)
+        unbegun = fresh[size:]
+        arrivals = Arrivals(self._start_read, self._arrived, budget, size)
+        with arrivals, ThreadPoolExecutor(LOAD_THREADS) as loaders, ThreadPoolExecutor(SAVE_THREADS) as savers:
+            arrivals.add(fresh[:size])
+            saving: list[Future[SavedItem]] = []
+            first = True
+            while arrivals.unfinished or unbegun:
+                if not first and self._hand_over(arrivals.unfinished, unbegun):
+                    break
+                first = False
+                if not arrivals.ready:
+                    self._collect(future.result() for future in saving)
+                    saving = []
+                room = size - len(arrivals.unfinished)
+                following, unbegun = unbegun[:room], unbegun[room:]
+                if following or self.outcomes:
+                    arrivals.add(self._record(begin=following))
+                if self.stopped:
+                    break
+                with self.ctx.metrics.stage("storage_get"):
+                    fetched = [item for item in arrivals.take() if self._usable(item)]
+                loaded = [item for item in loaders.map(self._decode, fetched) if self._usable(item)]
+                outputs = self._colorize(engine, loaded)
+                self._collect(future.result() for future in saving)  # one batch of results waits at most
+                saving = [savers.submit(self._results.save, engine, output) for output in outputs]
+            self._collect(future.result() for future in saving)
+
+    def _hand_over(self, begun: Sequence[int], unbegun: Sequence[int]) -> bool:
+        """Whether to give the process to interactive work waiting: ``begun`` were begun with the
+        batch before and never ran, so their attempts are given back; both are handed back."""
         if not self.may_hand_over:
             return False
         with self.ctx.metrics.stage("redis"):
             if not self.ctx.queues.ahead_of_bulk_waiting():
                 return False
-            self.ctx.jobs.forgive_attempts(self.job_id, rest[0])
-        unbegun = set(rest[0])
-        self.begun = [index for index in self.begun if index not in unbegun]
-        self.handed_back = [index for batch in rest for index in batch]
+            if begun:
+                self.ctx.jobs.forgive_attempts(self.job_id, begun)
+        forgiven = set(begun)
+        self.begun = [index for index in self.begun if index not in forgiven]
+        self.handed_back = [*begun, *unbegun]
         return True
 
     def _one_at_a_time(self, engine: Engine, retried: Sequence[int]) -> None:
@@ -262,7 +310,7 @@ class ChunkRun:
                 return
             for item in [self._decode(fetched) for fetched in self._fetch(started)]:
                 if self._usable(item):
-                    self._collect(self._save(engine, output) for output in self._colorize(engine, [item]))
+                    self._collect(self._results.save(engine, output) for output in self._colorize(engine, [item]))
 
     def _fetch(self, indices: Sequence[int]) -> list[LoadedItem]:
         """The items' bytes, read together, each with what decoding it will take (its header)."""
@@ -274,22 +322,17 @@ class ChunkRun:
             timed=self.ctx.metrics.stage,
             references=self.ctx.references,
         )
-        return [self._loaded(index, partial(self._read, batch, index)) for index in indices]
+        return [self._sized(index, partial(batch.read, index)) for index in indices]
 
-    def _read(self, batch: BatchInputs, index: int) -> LoadedItem:
-        data = batch.read(index)
-        cost = decode_cost(data, self.settings.limits)  # checked against the JPEG shares
-        output = self._job.output
-        refusal = MemoryBudget.of(self.settings.limits, output).refusal(cost.pixels, cost.bytes)
-        if refusal is not None:
-            scaled = " scaled to max_side" if output.max_side is not None else ""
-            raise ImageTooLarge(
-                f"the image cannot be colorized and stored as {output.format}{scaled} within a worker's memory "
-                f"budget of {self.settings.limits.worker_memory_bytes // 1024**2} MiB ({refusal}); "
-                "jpeg at full size takes least",
-                output_format=output.format.value,
-            )
-        return LoadedItem(index, data=data, cost=cost)
+    def _start_read(self, index: int) -> Future[bytes]:
+        return self.ctx.references.submit(self._job.tenant, self.inputs[index].reference or "")
+
+    def _arrived(self, index: int, read: Future[bytes]) -> LoadedItem:
+        return self._sized(index, partial(read_result, read, self.inputs[index].reference or ""))
+
+    def _sized(self, index: int, read: Callable[[], bytes]) -> LoadedItem:
+        """The item's bytes from ``read``, with what decoding them takes; or the item's error."""
+        return self._loaded(index, lambda: sized_item(index, read(), self.settings.limits, self._job.output))
 
     def _decode(self, item: LoadedItem) -> LoadedItem:
         if item.error is not None:
@@ -351,36 +394,6 @@ class ChunkRun:
         for item in saved:
             self.outcomes.append(item.outcome)
             self.unrecorded_bytes += item.stored_bytes
-
-    def _save(self, engine: Engine, result: ColorizedItem) -> SavedItem:
-        index, output = result.index, self._job.output
-        try:
-            with self.ctx.metrics.stage("encode"):
-                data = encode_result(
-                    result.image, output, self.settings.jpeg_quality, result.metadata, self._provenance(engine)
-                )
-        except Exception:
-            log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
-            return SavedItem(ItemResult.failed(index, ProcessingFailed("the result could not be encoded")))
-        if self.destination is not None:
-            try:
-                with self.ctx.metrics.stage("storage_put"):
-                    self.destination.put(self.output_paths[index], data, output.content_type)
-            except DestinationFailed as exc:
-                return SavedItem(ItemResult.failed(index, exc))
-            if not self.destination.keep_in_service:
-                return SavedItem(ItemResult.done(index))
-        # One PUT: the result object appears whole or not at all, and a redo overwrites it.
-        with self.ctx.metrics.stage("storage_put"):
-            key = result_key(self._job.tenant, self.job_id, index, output.format)
-            self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
-        return SavedItem(ItemResult.done(index), len(data))
-
-    def _provenance(self, engine: Engine) -> Provenance:
-        """What the result says of how it was made (``shared.imaging.provenance``)."""
-        manifest = engine.manifest
-        temperature = manifest.temperature if self._job.temperature is None else self._job.temperature
-        return Provenance(manifest.name, manifest.sha256, temperature)
 
     def _about(self, index: int) -> dict[str, object]:
         # Log fields for one item: the chunk's I/O threads do not see the task's log context.

@@ -7,8 +7,10 @@ whose client is reused only while its endpoint's host resolves as when it was ch
 are not followed (an item that answers one fails with ``source_unreachable``). Bodies are read
 to at most ``limits.max_entry_bytes``, each read within the whole-transfer deadline and minimum
 rate of ``limits`` (:mod:`shared.storage.transfer_deadlines`: ``source_too_slow``), by the
-process's I/O threads, a few at a time per tenant. A number a source answers (its Content-Length) is taken only as
-a few ASCII digits; anything else fails that item alone, as does any other failure of one read.
+process's I/O threads, a few at a time per tenant: a tenant's reads beyond its share wait in its
+queue, holding no thread, and one still waiting may be canceled. A number a source answers (its
+Content-Length) is taken only as a few ASCII digits; anything else fails that item alone, as does
+any other failure of one read.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import urllib3
 
@@ -63,6 +67,14 @@ BUCKET_REUSE_S = 60.0
 MAX_LENGTH_DIGITS = 19
 
 
+@dataclass
+class _TenantReads:
+    """One tenant's reads: how many are under way, and those waiting for one of them to end."""
+
+    running: int = 0
+    waiting: deque[tuple[str, Future[bytes]]] = field(default_factory=deque)
+
+
 class ReferenceReader:
     """One worker process's reads by reference, with its connections' clients kept a while."""
 
@@ -72,7 +84,7 @@ class ReferenceReader:
         self._resolver = resolver
         self._buckets: dict[tuple[str, str], tuple[float, ConnectedBucket]] = {}
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="source-reads")
-        self._tenant_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._tenants: dict[str, _TenantReads] = {}
         self._lock = threading.Lock()
 
     def bucket(self, tenant: str, name: str) -> ConnectedBucket:
@@ -96,29 +108,52 @@ class ReferenceReader:
     def read_many(self, tenant: str, references: Mapping[int, str]) -> dict[int, bytes | ItemError]:
         """Each item's bytes, or its error, read by the process's I/O threads (at most
         TENANT_READS of them at a time for one tenant)."""
-        slots = self._slots(tenant)
-        futures: dict[int, Future[bytes]] = {}
-        for index, reference in references.items():
-            slots.acquire()  # a tenant's reads beyond its share wait here, holding no I/O thread
-            future = self._io.submit(self.read, tenant, reference)
-            future.add_done_callback(lambda _: slots.release())
-            futures[index] = future
+        futures = {index: self.submit(tenant, reference) for index, reference in references.items()}
         results: dict[int, bytes | ItemError] = {}
         for index, future in futures.items():
             try:
-                results[index] = future.result()
+                results[index] = read_result(future, references[index])
             except ItemError as exc:
                 results[index] = exc
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:  # one odd answer fails its item, not the batch
-                log.warning("reading %s failed", references[index], exc_info=True)
-                results[index] = SourceUnreachable(f"the source could not be read ({type(exc).__name__})")
         return results
 
-    def _slots(self, tenant: str) -> threading.BoundedSemaphore:
+    def submit(self, tenant: str, reference: str) -> Future[bytes]:
+        """Start reading ``reference`` on the process's I/O threads: at once while the tenant has
+        fewer than TENANT_READS reads under way, else once one of them ends. Canceling the future
+        drops a read still waiting; one under way runs to its end (its deadline bounds it)."""
+        future: Future[bytes] = Future()
         with self._lock:
-            return self._tenant_slots.setdefault(tenant, threading.BoundedSemaphore(TENANT_READS))
+            self._tenants.setdefault(tenant, _TenantReads()).waiting.append((reference, future))
+        self._start_waiting(tenant)
+        return future
+
+    def _start_waiting(self, tenant: str) -> None:
+        starting: list[tuple[str, Future[bytes]]] = []
+        with self._lock:
+            reads = self._tenants[tenant]
+            while reads.running < TENANT_READS and reads.waiting:
+                reference, future = reads.waiting.popleft()
+                if future.set_running_or_notify_cancel():  # False: canceled while it waited
+                    reads.running += 1
+                    starting.append((reference, future))
+        for reference, future in starting:
+            self._io.submit(self._read_into, tenant, reference, future)
+
+    def _read_into(self, tenant: str, reference: str, future: Future[bytes]) -> None:
+        try:
+            data = self.read(tenant, reference)
+        except BaseException as exc:  # noqa: BLE001  # the future's reader gets it, whatever it is
+            self._ended(tenant)
+            future.set_exception(exc)
+        else:
+            self._ended(tenant)
+            future.set_result(data)
+
+    def _ended(self, tenant: str) -> None:
+        """A read of the tenant has ended: the next one waiting takes its place."""
+        with self._lock:
+            self._tenants[tenant].running -= 1
+        self._start_waiting(tenant)
 
     def read(self, tenant: str, reference: str) -> bytes:
         connection, where = parse_reference(reference)
@@ -160,6 +195,21 @@ class ReferenceReader:
                 raise SourceUnreachable(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', None) or exc}") from exc
             finally:
                 pool.close()
+
+
+def read_result(future: Future[bytes], reference: str) -> bytes:
+    """The bytes a read (:meth:`ReferenceReader.submit`) gave, waiting for them; raises the item's
+    ItemError, or the transient failure that stops the chunk. Any other failure of the read fails
+    its item alone, as SourceUnreachable."""
+    try:
+        return future.result()
+    except ItemError:
+        raise
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:  # one odd answer fails its item, not the batch
+        log.warning("reading %s failed", reference, exc_info=True)
+        raise SourceUnreachable(f"the source could not be read ({type(exc).__name__})") from exc
 
 
 def declared_length(url: str, value: str | None) -> int | None:
