@@ -200,3 +200,48 @@ def test_a_run_given_a_wall_clock_budget_sets_its_step_count_to_end_within_it(tm
     last = log[-1]
     assert (last["stage"], last["step"]) == (2, planned)
     assert last["seconds"] <= budget + 15  # one selection pass of slack, on a busy machine
+
+
+def _lab_crops(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    l = 100 * torch.rand(count, 1, size, size, generator=generator)
+    ab = 60 * torch.rand(count, 2, size, size, generator=generator) - 30
+    return torch.cat([l, ab], dim=1)
+
+
+def test_scan_like_views_keep_l_in_range_and_leave_the_colour_targets_alone() -> None:
+    from models.training.augment import Jitter, training_view
+    from models.training.scan_augment import EFFECTS, ScanEffects
+
+    crops = _lab_crops(64, 48)
+    every_effect = ScanEffects(**{effect: 1.0 for effect in EFFECTS})
+    clean_l, clean_ab = training_view(crops, 32, Jitter(), torch.Generator().manual_seed(3))
+    scan_l, scan_ab = training_view(crops, 32, Jitter(), torch.Generator().manual_seed(3), every_effect)
+    torch.testing.assert_close(scan_ab, clean_ab, rtol=0, atol=0)
+    assert scan_l.min() >= -50.0 and scan_l.max() <= 50.0
+    assert ((scan_l - clean_l).abs().amax(dim=(1, 2, 3)) > 1.0).all()
+
+
+@pytest.mark.parametrize("effect", ["fade", "exposure", "blur", "grain", "dust", "jpeg"])
+def test_each_scan_effect_is_drawn_at_its_probability_and_changes_only_the_images_it_is_drawn_for(
+    effect: str,
+) -> None:
+    from models.training.scan_augment import EFFECTS, ScanEffects, scan_like
+
+    l = _lab_crops(600, 64, seed=1)[:, :1]
+    only = ScanEffects(**{name: (0.3 if name == effect else 0.0) for name in EFFECTS})
+    out, applied = scan_like(l, only, torch.Generator().manual_seed(7))
+    assert applied[effect].float().mean().item() == pytest.approx(0.3, abs=0.06)
+    assert not any(applied[name].any() for name in EFFECTS if name != effect)
+    changed = (out - l).abs().amax(dim=(1, 2, 3)) > 0.5
+    assert not changed[~applied[effect]].any()
+    assert changed[applied[effect]].float().mean().item() > 0.8
+    assert out.min() >= 0.0 and out.max() <= 100.0
+
+
+def test_scan_effects_scaled_by_a_share_are_drawn_that_much_less_often() -> None:
+    from models.training.scan_augment import EFFECTS, ScanEffects
+
+    half = ScanEffects().scaled(0.5)
+    assert all(half.probability(e) == pytest.approx(ScanEffects().probability(e) / 2) for e in EFFECTS)
+    assert ScanEffects(grain=0.8).scaled(2.0).grain == 1.0
