@@ -245,3 +245,62 @@ def test_scan_effects_scaled_by_a_share_are_drawn_that_much_less_often() -> None
     half = ScanEffects().scaled(0.5)
     assert all(half.probability(e) == pytest.approx(ScanEffects().probability(e) / 2) for e in EFFECTS)
     assert ScanEffects(grain=0.8).scaled(2.0).grain == 1.0
+
+
+def test_named_sources_get_their_share_of_draws_and_the_rest_go_by_size() -> None:
+    from models.training.source_sampling import parse_shares, sampling_probabilities
+
+    source = np.array([0] * 100 + [1] * 10 + [2] * 890)
+    probabilities = sampling_probabilities(source, ["a", "people", "c"], parse_shares(["people=0.3"]))
+    per_source = [probabilities[source == i].sum() for i in range(3)]
+    assert per_source == pytest.approx([0.7 * 100 / 990, 0.3, 0.7 * 890 / 990])
+    assert np.unique(probabilities[source == 1]).size == 1
+    with pytest.raises(ValueError):
+        sampling_probabilities(source, ["a", "people", "c"], {"nobody": 0.1})
+    with pytest.raises(ValueError):
+        parse_shares(["a=0.6", "c=0.5"])
+
+
+def test_a_shipped_onnx_network_trains_in_torch_and_its_decoder_is_written_back(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from models.onnx_head import annealed_mean
+    from models.training.onnx_weights import OnnxNetwork
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "colorize-lite"
+    network = OnnxNetwork.load(shipped)
+    trainable = network.train_only("decoder")
+    frozen = [n for n, w in network.module.named_weights().items() if not w.requires_grad]
+    assert trainable and all("decoder" in n or n.startswith("onnx::") for n in network.trainable())
+    assert any(n.startswith(("encoder", "onnx::")) for n in frozen)
+    l = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(0)) * 100 - 50
+    network.module(l).logsumexp(dim=1).mean().backward()
+    assert all(w.grad is not None for w in trainable)
+    assert all(w.grad is None for w in network.module.named_weights().values() if not w.requires_grad)
+
+    with torch.no_grad():
+        for weight in trainable:
+            weight.add_(0.01 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+        logits = network.module(l)[0].numpy()
+    network.write_onnx(tmp_path / "model.onnx", network.trainable())
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    (ab,) = session.run(["ab"], {"l": l.numpy(), "inv_temperature": np.array([1 / 0.8], np.float32)})
+    np.testing.assert_allclose(ab[0], annealed_mean(logits, ab_bins(), 0.8), atol=1e-3)
+    shipped_session = ort.InferenceSession(str(shipped / "model.onnx"))
+    (before,) = shipped_session.run(["ab"], {"l": l.numpy(), "inv_temperature": np.array([1 / 0.8], np.float32)})
+    assert np.abs(ab - before).max() > 0.1
+    import onnx
+
+    written = {i.name: i for i in onnx.load(str(tmp_path / "model.onnx")).graph.initializer}
+    for initialiser in network.proto.graph.initializer:
+        if initialiser.name in frozen:
+            assert written[initialiser.name].SerializeToString() == initialiser.SerializeToString()
+
+
+def test_the_selection_score_is_not_won_by_painting_one_source_over() -> None:
+    from models.training.selection import SourceScore
+
+    modest = SourceScore({"ccp": 0.2, "intel": 0.4}, 75.0, 2.0, 0.9)
+    washed = SourceScore({"ccp": -3.0, "intel": 0.6}, 79.0, 6.0, 1.3)
+    assert modest.value(auc_weight=0.2) > washed.value(auc_weight=0.2)
+    assert modest.record()["psnr_gain_ccp"] == 0.2
