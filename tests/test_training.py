@@ -200,3 +200,107 @@ def test_a_run_given_a_wall_clock_budget_sets_its_step_count_to_end_within_it(tm
     last = log[-1]
     assert (last["stage"], last["step"]) == (2, planned)
     assert last["seconds"] <= budget + 15  # one selection pass of slack, on a busy machine
+
+
+def _lab_crops(count: int, size: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    l = 100 * torch.rand(count, 1, size, size, generator=generator)
+    ab = 60 * torch.rand(count, 2, size, size, generator=generator) - 30
+    return torch.cat([l, ab], dim=1)
+
+
+def test_scan_like_views_keep_l_in_range_and_leave_the_colour_targets_alone() -> None:
+    from models.training.augment import Jitter, training_view
+    from models.training.scan_augment import EFFECTS, ScanEffects
+
+    crops = _lab_crops(64, 48)
+    every_effect = ScanEffects(**{effect: 1.0 for effect in EFFECTS})
+    clean_l, clean_ab = training_view(crops, 32, Jitter(), torch.Generator().manual_seed(3))
+    scan_l, scan_ab = training_view(crops, 32, Jitter(), torch.Generator().manual_seed(3), every_effect)
+    torch.testing.assert_close(scan_ab, clean_ab, rtol=0, atol=0)
+    assert scan_l.min() >= -50.0 and scan_l.max() <= 50.0
+    assert ((scan_l - clean_l).abs().amax(dim=(1, 2, 3)) > 1.0).all()
+
+
+@pytest.mark.parametrize("effect", ["fade", "exposure", "blur", "grain", "dust", "jpeg"])
+def test_each_scan_effect_is_drawn_at_its_probability_and_changes_only_the_images_it_is_drawn_for(
+    effect: str,
+) -> None:
+    from models.training.scan_augment import EFFECTS, ScanEffects, scan_like
+
+    l = _lab_crops(600, 64, seed=1)[:, :1]
+    only = ScanEffects(**{name: (0.3 if name == effect else 0.0) for name in EFFECTS})
+    out, applied = scan_like(l, only, torch.Generator().manual_seed(7))
+    assert applied[effect].float().mean().item() == pytest.approx(0.3, abs=0.06)
+    assert not any(applied[name].any() for name in EFFECTS if name != effect)
+    changed = (out - l).abs().amax(dim=(1, 2, 3)) > 0.5
+    assert not changed[~applied[effect]].any()
+    assert changed[applied[effect]].float().mean().item() > 0.8
+    assert out.min() >= 0.0 and out.max() <= 100.0
+
+
+def test_scan_effects_scaled_by_a_share_are_drawn_that_much_less_often() -> None:
+    from models.training.scan_augment import EFFECTS, ScanEffects
+
+    half = ScanEffects().scaled(0.5)
+    assert all(half.probability(e) == pytest.approx(ScanEffects().probability(e) / 2) for e in EFFECTS)
+    assert ScanEffects(grain=0.8).scaled(2.0).grain == 1.0
+
+
+def test_named_sources_get_their_share_of_draws_and_the_rest_go_by_size() -> None:
+    from models.training.source_sampling import parse_shares, sampling_probabilities
+
+    source = np.array([0] * 100 + [1] * 10 + [2] * 890)
+    probabilities = sampling_probabilities(source, ["a", "people", "c"], parse_shares(["people=0.3"]))
+    per_source = [probabilities[source == i].sum() for i in range(3)]
+    assert per_source == pytest.approx([0.7 * 100 / 990, 0.3, 0.7 * 890 / 990])
+    assert np.unique(probabilities[source == 1]).size == 1
+    with pytest.raises(ValueError):
+        sampling_probabilities(source, ["a", "people", "c"], {"nobody": 0.1})
+    with pytest.raises(ValueError):
+        parse_shares(["a=0.6", "c=0.5"])
+
+
+def test_a_shipped_onnx_network_trains_in_torch_and_its_decoder_is_written_back(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from models.onnx_head import annealed_mean
+    from models.training.onnx_weights import OnnxNetwork
+
+    shipped = Path(__file__).resolve().parents[1] / "models" / "colorize-lite"
+    network = OnnxNetwork.load(shipped)
+    trainable = network.train_only("decoder")
+    frozen = [n for n, w in network.module.named_weights().items() if not w.requires_grad]
+    assert trainable and all("decoder" in n or n.startswith("onnx::") for n in network.trainable())
+    assert any(n.startswith(("encoder", "onnx::")) for n in frozen)
+    l = torch.rand(1, 1, 64, 96, generator=torch.Generator().manual_seed(0)) * 100 - 50
+    network.module(l).logsumexp(dim=1).mean().backward()
+    assert all(w.grad is not None for w in trainable)
+    assert all(w.grad is None for w in network.module.named_weights().values() if not w.requires_grad)
+
+    with torch.no_grad():
+        for weight in trainable:
+            weight.add_(0.01 * torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+        logits = network.module(l)[0].numpy()
+    network.write_onnx(tmp_path / "model.onnx", network.trainable())
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"))
+    (ab,) = session.run(["ab"], {"l": l.numpy(), "inv_temperature": np.array([1 / 0.8], np.float32)})
+    np.testing.assert_allclose(ab[0], annealed_mean(logits, ab_bins(), 0.8), atol=1e-3)
+    shipped_session = ort.InferenceSession(str(shipped / "model.onnx"))
+    (before,) = shipped_session.run(["ab"], {"l": l.numpy(), "inv_temperature": np.array([1 / 0.8], np.float32)})
+    assert np.abs(ab - before).max() > 0.1
+    import onnx
+
+    written = {i.name: i for i in onnx.load(str(tmp_path / "model.onnx")).graph.initializer}
+    for initialiser in network.proto.graph.initializer:
+        if initialiser.name in frozen:
+            assert written[initialiser.name].SerializeToString() == initialiser.SerializeToString()
+
+
+def test_the_selection_score_is_not_won_by_painting_one_source_over() -> None:
+    from models.training.selection import SourceScore
+
+    modest = SourceScore({"ccp": 0.2, "intel": 0.4}, 75.0, 2.0, 0.9)
+    washed = SourceScore({"ccp": -3.0, "intel": 0.6}, 79.0, 6.0, 1.3)
+    assert modest.value(auc_weight=0.2) > washed.value(auc_weight=0.2)
+    assert modest.record()["psnr_gain_ccp"] == 0.2

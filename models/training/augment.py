@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from models.training.scan_augment import ScanEffects, scan_like
+
 DOWNSAMPLE = 4
 
 
@@ -66,9 +68,16 @@ def jitter_tone(l: torch.Tensor, jitter: Jitter, generator: torch.Generator) -> 
 
 
 def training_view(
-    crops: torch.Tensor, out_size: int, jitter: Jitter, generator: torch.Generator
+    crops: torch.Tensor,
+    out_size: int,
+    jitter: Jitter,
+    generator: torch.Generator,
+    scan: ScanEffects | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lab crops -> network input (jittered L - 50) and target ab at 1/4 resolution."""
+    """Lab crops -> network input (jittered L - 50, scan-like where ``scan`` draws it) and
+    target ab at 1/4 resolution."""
     lab = resized_crops(crops, out_size, jitter, generator)
-    l_in = jitter_tone(lab[:, :1], jitter, generator) - 50.0
-    return l_in, F.avg_pool2d(lab[:, 1:], DOWNSAMPLE)
+    l_view = jitter_tone(lab[:, :1], jitter, generator)
+    if scan is not None:
+        l_view, _ = scan_like(l_view, scan, generator)
+    return l_view - 50.0, F.avg_pool2d(lab[:, 1:], DOWNSAMPLE)

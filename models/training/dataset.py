@@ -36,7 +36,7 @@ def square_crop(path: Path, size: int) -> np.ndarray | None:
     return image[top : top + size, left : left + size]
 
 
-def _lab_crop(args: tuple[Path, int]) -> np.ndarray | None:
+def lab_crop(args: tuple[Path, int]) -> np.ndarray | None:
     crop = square_crop(*args)
     if crop is None:
         return None
@@ -49,7 +49,7 @@ def load_lab_crops(root: Path, size: int, workers: int | None = None) -> np.ndar
     if not files:
         raise SystemExit(f"no images found under {root}")
     with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        crops = [c for c in pool.map(_lab_crop, [(f, size) for f in files], chunksize=64) if c is not None]
+        crops = [c for c in pool.map(lab_crop, [(f, size) for f in files], chunksize=64) if c is not None]
     return np.stack(crops)
 
 

@@ -55,19 +55,22 @@ def sparse_rebalanced_cross_entropy(
     return (per_pixel * rebalance[bins_near[:, 0]]).mean()
 
 
-def rebalancing_weights(counts: np.ndarray, bins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def rebalancing_weights(
+    counts: np.ndarray, bins: np.ndarray, mix_uniform: float = MIX_UNIFORM
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin loss weights from empirical bin counts, as in the paper.
 
     The distribution is smoothed with a Gaussian (sigma 5) over the bin centres, mixed with
-    uniform by lambda = 0.5, inverted, and normalised so its expectation under the smoothed
-    distribution is 1. Returns (weights, smoothed distribution).
+    uniform by lambda = ``mix_uniform`` (0.5 in the paper; 1 weighs every pixel alike), inverted,
+    and normalised so its expectation under the smoothed distribution is 1. Returns (weights,
+    smoothed distribution).
     """
     p = counts / counts.sum()
     d2 = ((bins[:, None, :] - bins[None, :, :]) ** 2).sum(-1)
     kernel = np.exp(-d2 / (2 * SIGMA**2))
     smoothed = kernel @ p
     smoothed /= smoothed.sum()
-    weights = 1.0 / ((1 - MIX_UNIFORM) * smoothed + MIX_UNIFORM / len(bins))
+    weights = 1.0 / ((1 - mix_uniform) * smoothed + mix_uniform / len(bins))
     weights /= (smoothed * weights).sum()
     return weights, smoothed
 

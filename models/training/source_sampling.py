@@ -1,0 +1,68 @@
+"""Training crops labelled by source, and a sampler that gives chosen sources a fixed share.
+
+The training folders are far from equal in size and in what they show: ``utkface`` and ``ccp``
+are the only photos of people, and ``ccp`` (people on streets, where the shipped model paints
+washes) is a sixth the size of the face crops. Views are drawn so that each named source makes
+up its given share of the samples, the other sources sharing the rest in proportion to size.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from models.evaluation import source_of
+from models.training.dataset import image_files, lab_crop
+
+
+def parse_shares(items: list[str]) -> dict[str, float]:
+    """["utkface=0.2", "ccp=0.15"] -> {"utkface": 0.2, "ccp": 0.15}, shares summing below 1."""
+    shares: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if not name or not value:
+            raise ValueError(f"expected SOURCE=SHARE, got {item!r}")
+        shares[name] = float(value)
+    if any(v < 0 for v in shares.values()) or sum(shares.values()) >= 1:
+        raise ValueError(f"source shares must be non-negative and sum below 1: {shares}")
+    return shares
+
+
+def load_sourced_crops(root: Path, size: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(N, size, size, 3) float16 Lab crops of every readable photo under ``root``, the index of
+    each one's source (N,), and the source names; read once into ``cache`` when one is named."""
+    if cache is not None and cache.exists():
+        saved = np.load(cache)
+        return saved["crops"], saved["source"], [str(s) for s in saved["names"]]
+    files = image_files(root)
+    if not files:
+        raise SystemExit(f"no images found under {root}")
+    names = sorted({source_of(f, root) for f in files})
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        loaded = list(pool.map(lab_crop, [(f, size) for f in files], chunksize=64))
+    kept = [(crop, names.index(source_of(f, root))) for f, crop in zip(files, loaded) if crop is not None]
+    crops = np.stack([c for c, _ in kept])
+    source = np.array([s for _, s in kept], dtype=np.int16)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, crops=crops, source=source, names=np.array(names))
+    return crops, source, names
+
+
+def sampling_probabilities(source: np.ndarray, names: list[str], shares: dict[str, float]) -> np.ndarray:
+    """Per-photo probabilities (N,): each source in ``shares`` gets its share of the draws, the
+    others ``1 - sum(shares)`` in proportion to their sizes; within a source, all photos alike."""
+    unknown = set(shares) - set(names)
+    if unknown:
+        raise ValueError(f"no training photos from {sorted(unknown)}; sources are {names}")
+    counts = np.bincount(source, minlength=len(names)).astype(np.float64)
+    named = np.array([name in shares for name in names])
+    rest = counts * ~named
+    source_share = np.where(named, [shares.get(name, 0.0) for name in names], 0.0)
+    source_share = source_share + (1 - sum(shares.values())) * rest / max(rest.sum(), 1.0)
+    per_photo = source_share / np.maximum(counts, 1.0)
+    probabilities: np.ndarray = per_photo[source] / per_photo[source].sum()
+    return probabilities
