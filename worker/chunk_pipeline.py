@@ -55,7 +55,7 @@ from shared.storage.item_inputs import ItemInput
 from shared.storage.object_keys import input_object_key, inputs_prefix, job_prefix, result_key
 from shared.tenancy.storage_quota import job_owner
 from worker.batching import memory_batches
-from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
+from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, item_hints
 from worker.context import WorkerContext
 from worker.destination_writes import JobDestination, job_destination
 from worker.item_reader import BatchInputs
@@ -331,7 +331,8 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
+                hints = [item_hints(self._job, item.index) for item in items]
+                images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature, hints)
             return [ColorizedItem(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise
@@ -357,7 +358,7 @@ class ChunkRun:
         try:
             with self.ctx.metrics.stage("encode"):
                 data = encode_result(
-                    result.image, output, self.settings.jpeg_quality, result.metadata, self._provenance(engine)
+                    result.image, output, self.settings.jpeg_quality, result.metadata, self._provenance(engine, index)
                 )
         except Exception:
             log.exception("encoding item %s of job %s failed", index, self.job_id, extra=self._about(index))
@@ -376,11 +377,11 @@ class ChunkRun:
             self.ctx.storage.put_bytes(key, data, content_type=output.content_type)
         return SavedItem(ItemResult.done(index), len(data))
 
-    def _provenance(self, engine: Engine) -> Provenance:
+    def _provenance(self, engine: Engine, index: int) -> Provenance:
         """What the result says of how it was made (``shared.imaging.provenance``)."""
         manifest = engine.manifest
         temperature = manifest.temperature if self._job.temperature is None else self._job.temperature
-        return Provenance(manifest.name, manifest.sha256, temperature)
+        return Provenance(manifest.name, manifest.sha256, temperature, len(item_hints(self._job, index)))
 
     def _about(self, index: int) -> dict[str, object]:
         # Log fields for one item: the chunk's I/O threads do not see the task's log context.
