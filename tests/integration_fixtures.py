@@ -33,6 +33,7 @@ from shared.settings import Settings
 from tests.model_builder import build_test_model
 
 TEST_MODEL = "test-tiny"
+HINT_TEST_MODEL = "test-hints"
 # kombu's hash of the messages workers hold unacknowledged (its transport option ``unacked_key``).
 UNACKED_KEY = "unacked"
 
@@ -93,6 +94,7 @@ class ApiServer:
 def test_models_dir(tmp_path_factory) -> Path:
     models_dir = tmp_path_factory.mktemp("models")
     build_test_model(models_dir, TEST_MODEL)
+    build_test_model(models_dir, HINT_TEST_MODEL, hints=True)  # named by jobs with colour hints
     return models_dir
 
 
