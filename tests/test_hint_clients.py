@@ -1,5 +1,5 @@
 """Colour hints from the command line (``--hint``, ``--hints``) and the Python client, against a
-real API server and workers, whose models directory has the hint-taking test model."""
+real API server and a worker whose models directory has the hint-taking test model."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ RED, BLUE = "#d02020", "#2040d0"
 
 
 @pytest.fixture(scope="module")
-def api_url(api_server, workers) -> str:
-    return api_server.url
+def api_url(hint_api_server) -> str:
+    return hint_api_server.url
 
 
 def grey_png(path: Path) -> Path:

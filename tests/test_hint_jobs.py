@@ -2,7 +2,7 @@
 what is refused (and creates nothing), and what a hinted result, its job, its manifest and its
 XMP say.
 
-The module has a models directory of its own: the tiny test model, which takes no hints, and
+The models directory of ``hint_settings`` has the tiny test model, which takes no hints, and
 its hint-taking twin, whose hinted patches take about the hint's colour.
 """
 
@@ -19,25 +19,16 @@ import urllib3
 from PIL import Image
 
 from api.app import create_app
-from tests.integration_fixtures import with_own_keys
-from tests.model_builder import build_test_model
+from tests.integration_fixtures import HINT_TEST_MODEL, TEST_MODEL
 
 pytestmark = pytest.mark.integration
 
-PLAIN_MODEL, HINT_MODEL = "test-tiny", "test-hints"
+PLAIN_MODEL, HINT_MODEL = TEST_MODEL, HINT_TEST_MODEL
 RED, BLUE = "#d02020", "#2040d0"
 TWO_HINTS = [
     {"x": 0.2, "y": 0.5, "color": RED, "radius": 0.1},
     {"x": 0.8, "y": 0.5, "color": BLUE, "radius": 0.1},
 ]
-
-
-@pytest.fixture(scope="module")
-def hint_settings(app_settings, tmp_path_factory):
-    models_dir = tmp_path_factory.mktemp("hint-models")
-    build_test_model(models_dir, PLAIN_MODEL)
-    build_test_model(models_dir, HINT_MODEL, hints=True)
-    return with_own_keys(app_settings).with_overrides(models_dir=models_dir, model=HINT_MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +42,8 @@ def client(app):
 
 
 @pytest.fixture(scope="module")
-def worker(hint_settings, start_worker):
-    return start_worker(hint_settings)[0]
+def worker(hint_api_server):
+    return hint_api_server  # its worker shares hint_settings' keys
 
 
 def grey_png(width: int = 48, height: int = 32) -> bytes:
@@ -120,9 +111,7 @@ BAD_HINTS = [
 
 
 @pytest.mark.parametrize(("hints", "field", "words"), BAD_HINTS)
-def test_a_malformed_hint_in_a_form_is_400_naming_its_field_and_creates_nothing(
-    client, hints, field, words
-) -> None:
+def test_a_malformed_hint_in_a_form_is_400_naming_its_field_and_creates_nothing(client, hints, field, words) -> None:
     before = job_count(client)
     response = submit_form(client, hints)
     assert response.status_code == 400, response.json
