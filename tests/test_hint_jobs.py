@@ -157,6 +157,17 @@ def test_hints_on_an_archive_are_400_and_create_nothing(client) -> None:
     assert job_count(client) == before
 
 
+def test_hints_on_a_source_by_reference_are_400_and_create_nothing(client) -> None:
+    before = job_count(client)
+    response = client.post("/v1/jobs", json={"source": {"urls": ["https://example.com/a.png"]}, "hints": TWO_HINTS})
+    assert response.status_code == 400, response.json
+    assert (
+        response.json["error"]["details"]["field"] == "hints"
+        and "source by reference" in response.json["error"]["message"]
+    )
+    assert job_count(client) == before
+
+
 def test_the_models_list_says_which_take_hints(client) -> None:
     models = {model["name"]: model for model in client.get("/v1/models").json["models"]}
     assert models[HINT_MODEL]["hints"] is True and models[PLAIN_MODEL]["hints"] is False
