@@ -240,12 +240,9 @@ class JobFromForm(RequestBody):
     format: OutputFormatName = None  # type: ignore[assignment]
     quality: Quality = None  # type: ignore[assignment]
     max_side: MaxSide = None  # type: ignore[assignment]
-    # JSON text, read by api/hint_requests.py as the JSON job's list is.
-    hints: str = Field(  # type: ignore[assignment]
-        None,
-        description="A JSON list of colour hints, as the JSON job's 'hints' (HintRequest); only for a single image.",
-        json_schema_extra={"example": '[{"x": 0.4, "y": 0.6, "color": "#1f4fbf"}]'},
-    )
+    # JSON text, read by api/hint_requests.py as the JSON job's list is (and described as that
+    # list by api/openapi/components.py).
+    hints: str = None  # type: ignore[assignment]
 
     field_messages: ClassVar[dict[str, str]] = {"file": "the multipart form needs a 'file' field"}
 
