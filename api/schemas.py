@@ -373,6 +373,9 @@ class InstalledModel(Document):
     licence: str = None  # type: ignore[assignment]
     training_data: str = None  # type: ignore[assignment]
     temperature: float
+    prior_alpha: float = Field(  # type: ignore[assignment]
+        None, description="The strength of the decoding's correction toward rare colours (0: none)."
+    )
     input_size: int = Field(ge=1)
     default: bool
     hints: bool = Field(False, description="The model takes colour hints (a job's 'hints').")

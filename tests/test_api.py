@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,6 +310,17 @@ def test_models_lists_installed_with_default(client) -> None:
     (model,) = [m for m in body["models"] if m["name"] == TEST_MODEL]
     assert model["default"] is True and model["temperature"] == pytest.approx(0.38)
     assert body["temperature_range"]["min"] < body["temperature_range"]["max"]
+
+
+def test_models_lists_the_shipped_models_with_their_decoding(api_settings) -> None:
+    # Their manifests carry facts the test model's lacks (prior_alpha); each must be shown.
+    shipped = Path(__file__).resolve().parent.parent / "models"
+    client = create_app(api_settings.with_overrides(models_dir=shipped, model="colorize-lite")).test_client()
+    response = client.get("/v1/models")
+    assert response.status_code == 200, response.get_json()
+    models = {model["name"]: model for model in response.get_json()["models"]}
+    assert models["colorize-lite"]["prior_alpha"] == pytest.approx(0.35)
+    assert models["colorize-lite"]["hints"] is False
 
 
 def test_health_and_readiness_without_workers(client) -> None:
