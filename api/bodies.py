@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.openapi.schema_dialect import model_schema
-from api.schemas import RequestBody
+from api.schemas import PATTERN_NAMES, RequestBody
 from shared.errors import InvalidRequest, PayloadTooLarge
 
 Body = TypeVar("Body", bound=RequestBody)
@@ -40,6 +40,9 @@ MESSAGES: dict[str, str] = {
     "bool_parsing": "'{field}' must be true or false",
     "list_type": "'{field}' must be a list",
     "too_short": "'{field}' must have at least {min_length} entries",
+    "too_long": "'{field}' must have at most {max_length} entries",
+    "greater_than": "'{field}' must be greater than {gt}",
+    "string_pattern_mismatch": "'{field}' must match the pattern {pattern}",
     "model_type": "'{field}' must be an object",
     "model_attributes_type": "'{field}' must be an object",
     "dict_type": "'{field}' must be an object",
@@ -122,6 +125,8 @@ def invalid_request(model: type[RequestBody], error: ErrorDetails) -> InvalidReq
             return InvalidRequest(f"'{field}' must be between {bounds['minimum']} and {bounds['maximum']}", **details)
         bound = f"at least {bounds['minimum']}" if "minimum" in bounds else f"at most {bounds['maximum']}"
         return InvalidRequest(f"'{field}' must be {bound}", **details)
+    if error["type"] == "string_pattern_mismatch" and context.get("pattern") in PATTERN_NAMES:
+        return InvalidRequest(f"'{field}' must be {PATTERN_NAMES[context['pattern']]}", **details)
     if error["type"] in ("too_short", "string_too_short") and context.get("min_length") == 1:
         return InvalidRequest(f"'{field}' must not be empty", **details)
     template = MESSAGES.get(error["type"])

@@ -29,8 +29,9 @@ from api.idempotency import IdempotencyStore
 from api.presigned_uploads import stored_size
 from api.request_metrics import api_metrics
 from api.services import Services
+from shared.colour.hints import Hint
 from shared.colour.model_manifests import load_manifest
-from shared.errors import ColorizeError, Conflict
+from shared.errors import ColorizeError, Conflict, HintsNotSupported, InvalidRequest
 from shared.ids import new_id
 from shared.imaging.output_options import OutputOptions, requested_output
 from shared.jobs.entry_names import clean_filename, output_name
@@ -79,6 +80,7 @@ class JobRequest:
     format: str | None = None  # the result's format; None: JPEG (shared.imaging.output_options)
     quality: int | None = None  # None: the server's jpeg_quality (JPEG and WebP only)
     max_side: int | None = None  # None: results as large as their inputs
+    hints: tuple[Hint, ...] = ()  # colour hints for a single image (shared.colour.hints)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class _Options:
     temperature: float
     webhook: WebhookRequest | None
     output: OutputOptions
+    hints: tuple[Hint, ...]
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,13 @@ def _options(svc: Services, request: JobRequest) -> _Options:
     output = requested_output(svc.settings, request.format, request.quality, request.max_side)
     manifest = load_manifest(svc.settings.models_dir, request.model or svc.settings.model)
     temperature = manifest.temperature if request.temperature is None else request.temperature
-    return _Options(manifest.name, temperature, webhook, output)
+    if request.hints and not manifest.hints:
+        raise HintsNotSupported(
+            f"model {manifest.name!r} takes no colour hints; GET /v1/models lists those that do (hints: true)",
+            field="hints",
+            model=manifest.name,
+        )
+    return _Options(manifest.name, temperature, webhook, output, request.hints)
 
 
 def _from_sent_file(
@@ -239,6 +248,11 @@ def _read_upload(svc: Services, upload: Upload, size: int, filename: str | None)
 
 
 def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source, options: _Options) -> Job:
+    if options.hints and source.kind != "image":
+        # Known only once the source's first bytes are read; the callers then remove what they stored.
+        raise InvalidRequest(
+            f"'hints' is for a single image, and this source is {source.kind!r}", field="hints", kind=source.kind
+        )
     webhook = options.webhook
     create_job = partial(
         svc.jobs.create_job,
@@ -252,6 +266,7 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         callback_url=webhook.url if webhook else None,
         webhook_events=webhook.events if webhook else (),
         output=options.output,
+        hints=options.hints,
     )
     if source.kind == "image":
         # An archive's images are counted as the worker expands it; a single image here.

@@ -73,11 +73,16 @@ class DecodedVariant:
     def __init__(self, shared: SharedLogits, bias: np.ndarray | None) -> None:
         self._shared, self._bias = shared, bias
 
-    def run(self, l_input: np.ndarray, inv_temperature: np.ndarray) -> np.ndarray:
-        logits = self._shared.logits(l_input)
-        return np.stack(
-            [annealed_mean(one, ab_bins(), 1.0 / float(t), self._bias) for one, t in zip(logits, inv_temperature)]
-        )
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        logits = self._shared.logits(feeds["l"])
+        return [
+            np.stack(
+                [
+                    annealed_mean(one, ab_bins(), 1.0 / float(t), self._bias)
+                    for one, t in zip(logits, feeds["inv_temperature"])
+                ]
+            )
+        ]
 
 
 def variant_colorizers(

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.context import Context, UsageError
+from cli.hint_options import given_hints
 from cli.output import downloaded_line, failed_summary, item_lines, job_summary, job_table, print_json
 from client import Destination, Item, Job
 from client.api import JOBS_PAGE
@@ -44,6 +45,7 @@ def submit(ctx: Context) -> int:
             job = client.submit(
                 paths,
                 on_upload=lambda sent, total: bar.update(sent, total),
+                hints=given_hints(args),
                 **_job_options(args),
             )
         except FileNotFoundError as exc:
@@ -91,6 +93,8 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
         raise UsageError("--prefix and --key go with --from-connection")
     if args.prefix and args.keys:
         raise UsageError("--prefix and --key do not go together")
+    if given_hints(args):
+        raise UsageError("--hint and --hints are for a single image file")
     job = ctx.client().submit_references(
         connection=args.from_connection,
         prefix=args.prefix,

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from cli import connections, jobs, keys, models, serve
 from cli.context import API_KEY_VARIABLE, API_URL_VARIABLE, DEFAULT_API_URL, Context, UsageError
+from cli.hint_options import hint_argument, hints_file
 
 USAGE_ERROR = 2
 # The API's job statuses (shared.jobs.records.JobStatus), named here so that client commands import no service code.
@@ -67,6 +68,17 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("jpeg", "png", "webp"), help="the results' image format (default jpeg)")
     p.add_argument("--quality", type=int, metavar="1-100", help="jpeg/webp quality (default: the service's, 90)")
     p.add_argument("--max-side", type=int, metavar="PIXELS", help="scale results down so no side is longer (never up)")
+    p.add_argument(
+        "--hint",
+        action="append",
+        dest="hints",
+        type=hint_argument,
+        metavar="X,Y,#RRGGBB",
+        help="a single image's colour at X,Y (0..1 of the upright photo; ',RADIUS' optional); repeatable",
+    )
+    p.add_argument(
+        "--hints", dest="hints_file", type=hints_file, metavar="FILE.json", help="colour hints from a JSON list"
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job, then download its results")
     p.add_argument("--out", help="with --wait: where results go (default ./colorized/JOB_ID/)")
     p.add_argument("--zip", action="store_true", help="with --wait: download one zip instead of separate images")

@@ -2,7 +2,7 @@
 
 from client.api import Client
 from client.errors import ClientError, WaitTimeout
-from client.types import Connection, Counts, Destination, Health, Item, ItemError, Job, JobPage, Model, Output
+from client.types import Connection, Counts, Destination, Health, Hint, Item, ItemError, Job, JobPage, Model, Output
 
 __all__ = [
     "Client",
@@ -11,6 +11,7 @@ __all__ = [
     "Counts",
     "Destination",
     "Health",
+    "Hint",
     "Item",
     "ItemError",
     "Job",

@@ -26,7 +26,7 @@ from client.errors import ClientError, WaitTimeout
 from client.job_requests import job_headers, job_options, output_options, reference_source, waited_s
 from client.packing import pack_zip
 from client.transport import Transport, path_segment
-from client.types import Destination, Health, Item, Job, JobPage, Model
+from client.types import Destination, Health, Hint, Item, Job, JobPage, Model
 
 # Up to this size a single file goes in the job request itself; beyond, it is uploaded
 # straight to object storage through presigned URLs.
@@ -88,6 +88,7 @@ class Client(ConnectionMethods):
         quality: int | None = None,
         max_side: int | None = None,
         wait: int | None = None,
+        hints: Sequence[Hint] | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
@@ -99,7 +100,8 @@ class Client(ConnectionMethods):
         60 seconds) asks the API to answer with the finished job if it ends within that time
         (``Prefer: wait``); otherwise the job comes back unfinished, as without it.
         ``destination``: results are also (or only) written to a stored connection; the file
-        then goes through a presigned upload, as a JSON job request names it. Raises
+        then goes through a presigned upload, as a JSON job request names it. ``hints``: colour
+        hints for a single image (a model that takes them; see :class:`Hint`). Raises
         FileNotFoundError for a missing path, ClientError when the API refuses.
         """
         paths = (
@@ -111,6 +113,8 @@ class Client(ConnectionMethods):
         if destination is not None:
             options["destination"] = destination.to_json()
         options.update(output_options(format, quality, max_side))
+        if hints:
+            options["hints"] = [hint.to_json() for hint in hints]
         headers = job_headers(idempotency_key, wait)
         if len(paths) == 1 and paths[0].is_file():
             return self._submit_file(paths[0], paths[0].name, options, headers, on_upload)
@@ -181,7 +185,7 @@ class Client(ConnectionMethods):
         headers: dict[str, str],
         report: Callable[[int], None] | None,
     ) -> Job:
-        fields = {name: ",".join(value) if isinstance(value, list) else str(value) for name, value in options.items()}
+        fields = {name: _form_field(name, value) for name, value in options.items()}
         with path.open("rb") as file:
             body = MultipartFile(file, size, filename, fields, on_position=report)
             data = self._http.json(
@@ -361,6 +365,13 @@ class Client(ConnectionMethods):
 
     def _job(self, data: dict[str, Any]) -> Job:
         return Job.from_json(data, self.base_url)
+
+
+def _form_field(name: str, value: Any) -> str:
+    """An option as a form field: hints as JSON text, other lists comma-separated."""
+    if name == "hints":
+        return json.dumps(value)
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def _iso(moment: datetime | str | None) -> str | None:

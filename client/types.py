@@ -53,6 +53,28 @@ class Output:
 
 
 @dataclass(frozen=True)
+class Hint:
+    """A colour hint: ``x``, ``y`` in 0..1 of the photo as shown upright (x to the right, y
+    down), ``color`` as ``#rrggbb``, ``radius`` a fraction of its longer side (None: the model's
+    smallest spot). Only for a single image, with a model whose ``hints`` is true."""
+
+    x: float
+    y: float
+    color: str
+    radius: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"x": self.x, "y": self.y, "color": self.color}
+        if self.radius is not None:
+            body["radius"] = self.radius
+        return body
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Hint:
+        return cls(float(data["x"]), float(data["y"]), str(data["color"]), data.get("radius"))
+
+
+@dataclass(frozen=True)
 class Job:
     id: str
     status: str
@@ -74,6 +96,7 @@ class Job:
     raw: dict[str, Any] = field(repr=False, compare=False)
     output: Output = field(default_factory=lambda: Output("jpeg", None, None))
     result_url: str | None = None  # a single image's result, once done
+    hints: tuple[Hint, ...] = ()  # a single image's colour hints
 
     @property
     def is_terminal(self) -> bool:
@@ -114,6 +137,7 @@ class Job:
             raw=data,
             output=Output.from_json(data.get("output")),
             result_url=resolve_link(base_url, links["result"]) if links.get("result") else None,
+            hints=tuple(Hint.from_json(hint) for hint in data.get("hints") or ()),
         )
 
 
@@ -170,6 +194,7 @@ class Model:
     input_size: int | None
     description: str | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    hints: bool = False  # takes colour hints
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Model:
@@ -180,6 +205,7 @@ class Model:
             input_size=data.get("input_size"),
             description=data.get("description"),
             raw=data,
+            hints=bool(data.get("hints", False)),
         )
 
 

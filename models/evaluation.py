@@ -2,6 +2,7 @@
 
     colorize eval DIR [--model NAME ...] [--out report/]
     colorize eval --sheet-only DIR [--model NAME ...] [--out report/]
+    colorize eval DIR --hints N [--model NAME ...]
 
 Each photo is made greyscale (its L with ab = 0), colorized, and compared with the original:
 PSNR and SSIM in RGB; AuC of the cumulative per-pixel ab error curve (thresholds 0..150),
@@ -11,6 +12,12 @@ counts equally); mean colourfulness (Hasler & Suesstrunk) relative to the origin
 whether an ImageNet classifier still recognises the photos (``models.recognition``). Rows per
 source (the top-level folders under DIR) and over all photos, so a regression on one kind of
 photo shows. Writes a Markdown and a CSV table and a contact sheet (grey | model ... | original).
+
+With ``--hints N`` every model that takes colour hints is also given N hints per photo,
+simulated from the photo's truth (``models.hint_simulation``: the mean true ab of a small
+patch at random points, the same points for every run and model), and scored in rows of its
+own beside the automatic ones, so the gain per hint count can be read; the contact sheet marks
+the points.
 
 With ``--sheet-only`` the photos need no colour truth (scans of old black-and-white photos):
 nothing is scored, and every photo goes on pages of contact sheets (input | model ...), the
@@ -22,7 +29,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +37,10 @@ import cv2
 import numpy as np
 
 from models.contact_sheets import Colorizer, contact_sheet, folder_sheets
+from models.hint_simulation import photo_hints
 from models.recognition import Judge, Recognition, imagenet_label
 from shared.colour.bins import grid_index
+from shared.colour.hints import MAX_HINTS, Hint
 from shared.colour.lab import bgr_to_lab, lab_to_bgr
 from shared.colour.model_manifests import load_manifest
 from shared.settings import Settings
@@ -39,6 +48,8 @@ from shared.settings import Settings
 THRESHOLDS = np.arange(0, 151)  # ab error thresholds of the AuC curve
 GRID_CELLS = 23 * 23
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+# A colorizer given one list of colour hints per image.
+HintedColorizer = Callable[[list[np.ndarray], list[list[Hint]]], list[np.ndarray]]
 
 
 @dataclass
@@ -105,13 +116,21 @@ def photo_files(folder: Path, limit: int) -> list[Path]:
     return files
 
 
-def model_colorizer(settings: Settings, name: str, temperature: float | None) -> tuple[str, Colorizer]:
+def model_colorizer(
+    settings: Settings, name: str, temperature: float | None
+) -> tuple[str, Colorizer, HintedColorizer | None]:
+    """A model's name, its automatic colorizer, and its colorizer with hints (None: it takes none)."""
     from shared.colour.colorizer import colorize
     from shared.colour.engine import Engine
 
     manifest = load_manifest(settings.models_dir, name)
     engine = Engine.load(manifest, device=settings.device, threads=settings.engine_threads)
-    return manifest.name, lambda images: colorize(engine, images, settings.batch_size, temperature)
+
+    def hinted(images: list[np.ndarray], hints: list[list[Hint]]) -> list[np.ndarray]:
+        return colorize(engine, images, settings.batch_size, temperature, hints)
+
+    automatic: Colorizer = lambda images: colorize(engine, images, settings.batch_size, temperature)
+    return manifest.name, automatic, hinted if manifest.hints else None
 
 
 def source_of(path: Path, root: Path) -> str:
@@ -149,6 +168,18 @@ class SourceTally:
         self.original_colourfulness += other.original_colourfulness
 
 
+def mark_hints(image: np.ndarray, hints: list[Hint]) -> np.ndarray:
+    """A copy of ``image`` with each hint's point ringed in black and white."""
+    marked = image.copy()
+    height, width = image.shape[:2]
+    radius = max(3, round(max(height, width) / 80))
+    for hint in hints:
+        centre = (int(hint.x * width), int(hint.y * height))
+        cv2.circle(marked, centre, radius + 1, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.circle(marked, centre, radius, (255, 255, 255), 1, cv2.LINE_AA)
+    return marked
+
+
 def evaluate(
     files: Sequence[Path],
     root: Path,
@@ -156,8 +187,15 @@ def evaluate(
     judge: Judge | None = None,
     batch: int = 32,
     sheet_rows: int = 8,
+    hinted: dict[str, HintedColorizer] | None = None,
+    hints: int = 0,
 ) -> tuple[dict[str, SourceTally], list[list[np.ndarray]]]:
-    """Score every method on every photo, by source; returns the tallies and the contact sheet rows."""
+    """Score every method on every photo, by source; returns the tallies and the contact sheet rows.
+
+    ``hinted`` methods get ``hints`` simulated hints per photo (``models.hint_simulation.photo_hints``).
+    """
+    hinted = hinted or {}
+    names = [*methods, *hinted]
     tallies: dict[str, SourceTally] = {}
     sheet: list[list[np.ndarray]] = []
     sheet_every = max(1, len(files) // max(1, sheet_rows))
@@ -167,23 +205,27 @@ def evaluate(
         originals = [img for _, img in loaded if img is not None]
         greys = [greyscale(img) for img in originals]
         outputs = {name: colorize(greys) for name, colorize in methods.items()}
+        photo_hint_lists = [photo_hints(img, hints, str(p.relative_to(root))) for p, img in zip(paths, originals)]
+        outputs |= {name: colorize(greys, photo_hint_lists) for name, colorize in hinted.items()}
         judged = (
             {name: judge.classes(images) for name, images in [*outputs.items(), ("original", originals)]}
             if judge
             else {}
         )
         for i, (path, original) in enumerate(zip(paths, originals)):
-            tally = tallies.setdefault(source_of(path, root), SourceTally.empty(list(methods)))
+            tally = tallies.setdefault(source_of(path, root), SourceTally.empty(names))
             lab_true = bgr_to_lab(original)
             tally.original_colourfulness.append(colourfulness(original))
-            for name in methods:
+            for name in names:
                 tally.scores[name].add(original, outputs[name][i], lab_true)
             if judge:
                 label = imagenet_label(path)
                 for name, classes in judged.items():
                     tally.recognition[name].add(int(classes[i]), int(judged["original"][i]), label)
             if (start + i) % sheet_every == 0 and len(sheet) < sheet_rows:
-                sheet.append([greys[i]] + [outputs[n][i] for n in methods if n != "grey"] + [original])
+                shown = [outputs[n][i] for n in methods if n != "grey"]
+                shown += [mark_hints(outputs[n][i], photo_hint_lists[i]) for n in hinted]
+                sheet.append([greys[i], *shown, original])
     return tallies, sheet
 
 
@@ -246,18 +288,27 @@ def write_tables(out: Path, rows: list[dict[str, str]], text: str) -> None:
     (out / "table.csv").write_text(buffer.getvalue())
 
 
-def scored_report(args: argparse.Namespace, files: list[Path], models: dict[str, Colorizer]) -> None:
-    """Score grey and ``models`` on colour photos: the tables and one contact sheet in ``args.out``."""
+def scored_report(
+    args: argparse.Namespace,
+    files: list[Path],
+    models: dict[str, Colorizer],
+    hinted: dict[str, HintedColorizer] | None = None,
+) -> None:
+    """Score grey and ``models`` (and ``hinted`` models with ``args.hints`` hints) on colour photos:
+    the tables and one contact sheet in ``args.out``."""
     methods: dict[str, Colorizer] = {"grey": lambda images: list(images), **models}
+    hinted = hinted or {}
     judge = None if args.no_judge else Judge.load()
     note = judge if isinstance(judge, str) else None
     judge = judge if isinstance(judge, Judge) else None
-    tallies, sheet = evaluate(files, args.folder, methods, judge, sheet_rows=args.sheet_rows)
+    tallies, sheet = evaluate(
+        files, args.folder, methods, judge, sheet_rows=args.sheet_rows, hinted=hinted, hints=args.hints
+    )
     rows = table_rows(tallies, judged=judge is not None)
     text = markdown(rows, len(files), note)
     write_tables(args.out, rows, text)
     if sheet:
-        labels = ["grey input", *models, "original"]
+        labels = ["grey input", *models, *hinted, "original"]
         cv2.imwrite(str(args.out / "contact_sheet.png"), contact_sheet(sheet, labels))
     print(text)
 
@@ -296,7 +347,17 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
         help="photos without colour truth: no scores, every photo on contact_sheet_NN.png (input | models)",
     )
     parser.add_argument("--no-judge", action="store_true", help="skip the ImageNet classifier (recognition)")
+    parser.add_argument(
+        "--hints",
+        type=int,
+        default=0,
+        help="also score models that take colour hints with N hints per photo simulated from its truth",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.hints <= MAX_HINTS:
+        parser.error(f"--hints must be between 0 and {MAX_HINTS}")
+    if args.hints and args.sheet_only:
+        parser.error("--hints needs colour truth to draw hints from, so it cannot go with --sheet-only")
     if args.sheet_rows < (1 if args.sheet_only else 0):
         parser.error("--sheet-rows must be 1 or more with --sheet-only, 0 or more otherwise")
     settings = settings or Settings.from_env_or_exit()
@@ -305,13 +366,16 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     if not files:
         parser.error(f"no photos found under {args.folder}")
     models: dict[str, Colorizer] = {}
+    hinted: dict[str, HintedColorizer] = {}
     for name in args.model or [settings.model]:
-        label, colorizer = model_colorizer(settings, name, args.temperature)
+        label, colorizer, with_hints = model_colorizer(settings, name, args.temperature)
         models[label] = colorizer
+        if args.hints and with_hints is not None:
+            hinted[f"{label} +{args.hints} hints"] = with_hints
     if args.sheet_only:
         sheets_only(args, files, models)
     else:
-        scored_report(args, files, models)
+        scored_report(args, files, models, hinted)
     print(f"report written to {args.out}/")
     return 0
 

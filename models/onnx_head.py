@@ -20,6 +20,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 INV_TEMPERATURE_INPUT = "inv_temperature"
 AB_OUTPUT = "ab"
+# A hint model's second output: the head's bin probabilities, for offering likely colours.
+PROBABILITIES_OUTPUT = "probabilities"
+HEAD_PROBABILITIES = "head_probabilities"
 PRIOR_BIAS = "head_prior_bias"
 PRIOR_CORRECTED_LOGITS = "head_prior_corrected_logits"
 SCALED_LOGITS = "head_scaled_logits"
@@ -54,8 +57,8 @@ def append_annealed_mean_head(
         [
             helper.make_node("Reshape", [INV_TEMPERATURE_INPUT, "head_scale_shape"], ["head_scale"]),
             helper.make_node("Mul", [logits_name, "head_scale"], [SCALED_LOGITS]),
-            helper.make_node("Softmax", [SCALED_LOGITS], ["head_probabilities"], axis=1),
-            helper.make_node("Conv", ["head_probabilities", "head_bins"], [AB_OUTPUT], kernel_shape=[1, 1]),
+            helper.make_node("Softmax", [SCALED_LOGITS], [HEAD_PROBABILITIES], axis=1),
+            helper.make_node("Conv", [HEAD_PROBABILITIES, "head_bins"], [AB_OUTPUT], kernel_shape=[1, 1]),
         ]
     )
     del graph.output[:]
@@ -64,6 +67,18 @@ def append_annealed_mean_head(
         return with_prior_bias(head, bias)
     onnx.checker.check_model(head)
     return head
+
+
+def with_probabilities_output(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Return a copy of a headed model that also outputs the head's bin probabilities
+    (N, 313, h, w) as ``probabilities``, after ``ab``."""
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    graph = exposed.graph
+    graph.node.append(helper.make_node("Identity", [HEAD_PROBABILITIES], [PROBABILITIES_OUTPUT]))
+    graph.output.append(helper.make_tensor_value_info(PROBABILITIES_OUTPUT, TensorProto.FLOAT, ["N", "bins", "h", "w"]))
+    onnx.checker.check_model(exposed)
+    return exposed
 
 
 def with_prior_bias(model: onnx.ModelProto, bias: np.ndarray | None) -> onnx.ModelProto:

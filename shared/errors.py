@@ -173,6 +173,12 @@ class SourceTooSlow(ItemError):
     code = "source_too_slow"
 
 
+class HintsNotSupported(ItemError):
+    """Colour hints were given for a model that takes none (its manifest's ``hints`` is false)."""
+
+    code = "hints_not_supported"
+
+
 class DestinationFailed(ItemError):
     """The item's result could not be written to the job's destination (missing, refused, unreachable)."""
 

@@ -33,6 +33,7 @@ from shared.settings import Settings
 from tests.model_builder import build_test_model
 
 TEST_MODEL = "test-tiny"
+HINT_TEST_MODEL = "test-hints"
 # kombu's hash of the messages workers hold unacknowledged (its transport option ``unacked_key``).
 UNACKED_KEY = "unacked"
 
@@ -169,5 +170,24 @@ def rabbit_settings(app_settings: Settings, rabbitmq_server: RabbitMQServer) -> 
 @pytest.fixture(scope="session")
 def api_server(app_settings: Settings) -> Iterator[ApiServer]:
     server = ApiServer(app_settings)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def hint_settings(app_settings: Settings, tmp_path_factory) -> Settings:
+    """Keys of their own and a models directory with the tiny model and its hint-taking twin,
+    the default: for colour hints from every kind of client."""
+    models_dir = tmp_path_factory.mktemp("hint-models")
+    build_test_model(models_dir, TEST_MODEL)
+    build_test_model(models_dir, HINT_TEST_MODEL, hints=True)
+    return with_own_keys(app_settings).with_overrides(models_dir=models_dir, model=HINT_TEST_MODEL)
+
+
+@pytest.fixture(scope="session")
+def hint_api_server(hint_settings: Settings, start_worker) -> Iterator[ApiServer]:
+    """An API server of ``hint_settings``, with a worker of its own."""
+    start_worker(hint_settings)
+    server = ApiServer(hint_settings)
     yield server
     server.stop()

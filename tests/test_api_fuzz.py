@@ -65,7 +65,7 @@ def accepts_valid_requests(ctx, response, case):
     """positive_data_acceptance, but for refusals a description cannot express: a callback host,
     connection endpoint or source URL that does not resolve to a public address (DNS decides),
     events without a callback URL or a quality for png (rules between fields), a file that is
-    neither an image nor an archive (its content decides), a model that is not installed (the
+    neither an image nor an archive, or hints with an archive (its content decides), a model that is not installed (the
     server decides), a listing cursor the server did not give out, a ``Prefer`` header whose wait
     preference is out of bounds (a rule inside a header's list of preferences, which a schema
     cannot state). And a request the HTTP server itself refuses before the app sees it
@@ -77,7 +77,7 @@ def accepts_valid_requests(ctx, response, case):
         content_type = next((v[0] for k, v in response.headers.items() if k.lower() == "content-type"), "")
         assert content_type.startswith("application/json"), response.content
         details = (response.json().get("error") or {}).get("details") or {}
-        fields = ("callback_url", "events", "quality", "cursor", "Prefer", "endpoint_url", "source.urls")
+        fields = ("callback_url", "events", "quality", "cursor", "Prefer", "endpoint_url", "source.urls", "hints")
         if details.get("field") in fields or details == REFUSED_BY_SERVER:
             return None
     return positive_data_acceptance(ctx, response, case)

@@ -7,6 +7,7 @@ installs); Playwright drives it and never downloads a browser of its own.
 from __future__ import annotations
 
 import base64
+import colorsys
 import io
 import json
 import os
@@ -23,7 +24,7 @@ from client import Client
 from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.errors import UnsupportedMediaType
 from shared.jobs.source_kinds import detect_source_kind
-from tests.integration_fixtures import ApiServer
+from tests.integration_fixtures import HINT_TEST_MODEL, ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -317,4 +318,74 @@ def test_a_reload_shows_the_recent_jobs_newest_first(page, api_server, workers, 
     expect(page.locator(".job .status")).to_have_text(["succeeded", "succeeded"])
     wait_for_results(page, 2)
     screenshot(page, tmp_path / "web-reloaded.png")
+    assert page.problems.messages == []
+
+
+# --- colour hints ------------------------------------------------------------------------------
+
+HINT_POINTS = [(0.25, 0.5, "#d02020"), (0.75, 0.5, "#2040d0")]
+
+
+def hue_degrees(red: int, green: int, blue: int) -> float:
+    return colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)[0] * 360
+
+
+def test_two_hints_placed_on_the_photo_recolour_their_points(page, hint_api_server, tmp_path) -> None:
+    with Client(hint_api_server.url, retries=1) as client:
+        for earlier in list(client.iter_jobs()):
+            client.delete(earlier.id)
+    photo = write(tmp_path / "dress.png", grey_png(96, 64))
+    page.goto(hint_api_server.url + "/")
+    expect(page.locator("#model-select")).to_have_value(HINT_TEST_MODEL)  # the server's default
+    page.set_input_files("#file-input", str(photo))
+    wait_for_results(page, 1)
+    editor = page.locator(".hint-editor")
+    expect(editor).to_be_visible()
+    photo_on_page = editor.locator(".hint-photo")
+    page.wait_for_function("() => document.querySelector('.hint-photo').naturalWidth > 0")
+    box = photo_on_page.bounding_box()
+    assert box is not None
+
+    def place(x: float, y: float) -> None:
+        photo_on_page.click(position={"x": x * box["width"], "y": y * box["height"]})
+
+    place(0.5, 0.1)  # placed, then removed: not sent
+    expect(editor.locator(".hint-swatch").first).to_be_visible()  # the result's colours around it
+    editor.get_by_role("button", name="Remove point 1").click()
+    editor.locator(".hint-size").select_option("0.08")
+    for x, y, colour in HINT_POINTS:
+        place(x, y)
+        editor.locator(".hint-picker").fill(colour)
+    expect(editor.locator(".hint-entry")).to_have_count(2)
+    expect(editor.locator(".hint-marker")).to_have_count(2)
+
+    editor.get_by_role("button", name="Re-colorize with these colours").click()
+    expect(editor).to_have_attribute("data-recolorized", "1")
+    page.wait_for_function(
+        "() => { const img = document.querySelector('.result img.after'); "
+        "return img.complete && img.src.startsWith('blob:') && img.naturalWidth === 96; }"
+    )
+    pixels = page.evaluate(
+        """points => {
+            const img = document.querySelector('.result img.after');
+            const canvas = document.createElement('canvas');
+            canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+            const context = canvas.getContext('2d');
+            context.drawImage(img, 0, 0);
+            return points.map(([x, y]) => Array.from(
+                context.getImageData(Math.floor(x * canvas.width), Math.floor(y * canvas.height), 1, 1).data));
+        }""",
+        [[x, y] for x, y, _ in HINT_POINTS],
+    )
+    for (_, _, colour), (red, green, blue, _) in zip(HINT_POINTS, pixels):
+        wanted = hue_degrees(int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16))
+        distance = abs(hue_degrees(red, green, blue) - wanted)
+        assert min(distance, 360 - distance) < 30, (colour, (red, green, blue))
+
+    hinted = job_document(hint_api_server.url, page.locator(".job").get_attribute("data-hint-job-id"))
+    assert [h["color"] for h in hinted["hints"]] == [colour for _, _, colour in HINT_POINTS]
+    placed = [coordinate for h in hinted["hints"] for coordinate in (h["x"], h["y"])]
+    assert placed == pytest.approx([coordinate for x, y, _ in HINT_POINTS for coordinate in (x, y)], abs=0.02)
+    assert {h["radius"] for h in hinted["hints"]} == {0.08}
+    screenshot(page, tmp_path / "web-hints.png")
     assert page.problems.messages == []

@@ -95,10 +95,10 @@ def _faulty_decode(self: ChunkRun, item):
     return _decode(self, item)
 
 
-def _faulty_colorize_batch(engine, images, temperature=None):
+def _faulty_colorize_batch(engine, images, temperature=None, hints=None):
     if getattr(_batch, "model_error", False):
         raise RuntimeError("the model cannot process this input")
-    return _colorize_batch(engine, images, temperature)
+    return _colorize_batch(engine, images, temperature, hints)
 
 
 def _faulty_record(self: JobStore, job_id: str, results, begin=()):

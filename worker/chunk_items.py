@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.colour.hints import Hint
 from shared.errors import ColorizeError
 from shared.imaging.decoding import DecodeCost
 from shared.imaging.metadata import NO_METADATA, SourceMetadata
-from shared.jobs.records import ItemResult
+from shared.jobs.records import ItemResult, Job
 
 
 @dataclass
@@ -45,3 +46,9 @@ class SavedItem:
 
     outcome: ItemResult
     stored_bytes: int = 0
+
+
+def item_hints(job: Job, index: int) -> tuple[Hint, ...]:
+    """The colour hints of one item: a job with hints is a single image, item 0. They are
+    relative to the image after its EXIF orientation, which is how the decoder hands it over."""
+    return job.hints if index == 0 else ()

@@ -20,13 +20,12 @@ output format (:mod:`worker.batching`). Items read by reference (URLs, a tenant'
 read ahead instead, ``batch_size`` at a time, and colorized in batches of those that have
 arrived (:mod:`worker.arrivals`): a slow source holds its own item alone. An image's metadata
 is read as it is decoded, the last moment its bytes are held, and its result written as the
-job asks, with that metadata and the provenance (:mod:`worker.result_writes`). Input objects
-are deleted as soon as the store reports that none of their items is unfinished, and all of a
-job's once it finishes or is canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete
-what the job's prefix holds again and release its quota: a deleted job's late results last one
-batch, not until the deletion's second purge. A job with a destination has each result written there too, or only there
-(:mod:`worker.destination_writes`): the same bytes, with the output format's Content-Type, at
-their output paths, read for the whole chunk as it starts (with the destination itself). A bulk
+job asks, with that metadata, its colour hints and the provenance (:mod:`worker.result_writes`).
+Input objects are deleted as soon as the store reports that none of their items is unfinished,
+and all of a job's once it finishes or is canceled. A record that finds the job gone (deleted
+while the chunk ran) has the chunk delete what the job's prefix holds again and release its
+quota: late results last one batch. A job with a destination has each result written there
+too, or only there (:mod:`worker.destination_writes`), at output paths read once per chunk. A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
@@ -56,7 +55,7 @@ from shared.storage.object_keys import input_object_key, inputs_prefix, job_pref
 from shared.tenancy.storage_quota import job_owner
 from worker.arrivals import Arrivals
 from worker.batching import memory_batches, sized_item
-from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem
+from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, item_hints
 from worker.context import WorkerContext
 from worker.destination_writes import job_destination
 from worker.item_reader import BatchInputs
@@ -374,7 +373,8 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                images = colorize_batch(engine, [item.decoded() for item in items], self._job.temperature)
+                hints = [item_hints(self._job, item.index) for item in items]
+                images = colorize_batch(engine, [i.decoded() for i in items], self._job.temperature, hints)
             return [ColorizedItem(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
             raise

@@ -17,7 +17,7 @@ from shared.imaging.provenance import Provenance
 from shared.jobs.records import ItemResult, Job
 from shared.storage.object_keys import result_key
 from shared.storage.object_store import Storage
-from worker.chunk_items import ColorizedItem, SavedItem
+from worker.chunk_items import ColorizedItem, SavedItem, item_hints
 from worker.destination_writes import JobDestination
 
 log = get_task_logger(__name__)
@@ -48,7 +48,9 @@ class ResultWriter:
         index, output = result.index, self.job.output
         try:
             with self._timed("encode"):
-                data = encode_result(result.image, output, self.jpeg_quality, result.metadata, self._provenance(engine))
+                data = encode_result(
+                    result.image, output, self.jpeg_quality, result.metadata, self._provenance(engine, index)
+                )
         except Exception:
             extra = {"job_id": self.job.id, "item": index, "tenant": self.job.tenant}
             log.exception("encoding item %s of job %s failed", index, self.job.id, extra=extra)
@@ -67,8 +69,8 @@ class ResultWriter:
             self.storage.put_bytes(key, data, content_type=output.content_type)
         return SavedItem(ItemResult.done(index), len(data))
 
-    def _provenance(self, engine: Engine) -> Provenance:
+    def _provenance(self, engine: Engine, index: int) -> Provenance:
         """What the result says of how it was made (``shared.imaging.provenance``)."""
         manifest = engine.manifest
         temperature = manifest.temperature if self.job.temperature is None else self.job.temperature
-        return Provenance(manifest.name, manifest.sha256, temperature)
+        return Provenance(manifest.name, manifest.sha256, temperature, len(item_hints(self.job, index)))

@@ -62,4 +62,8 @@ def schemas(settings: Settings) -> dict[str, Any]:
                 form["properties"][listed]["maxItems"] = limits.max_entries
     for body in ("JobFromForm", "JobFromUpload", "JobFromSource"):
         described[body]["properties"]["max_side"]["maximum"] = limits.max_side
+    # The form's field is JSON text (encoded application/json, as the request body says):
+    # described as the list it holds, as a JSON job's.
+    listed = described["JobFromUpload"]["properties"]["hints"]
+    described["JobFromForm"]["properties"]["hints"] = {k: v for k, v in listed.items() if k != "nullable"}
     return described

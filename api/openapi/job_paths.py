@@ -67,7 +67,10 @@ def _create_job_operation() -> dict[str, Any]:
             "content": {
                 "multipart/form-data": {
                     "schema": ref("JobFromForm"),
-                    "encoding": {"file": {"contentType": "application/octet-stream"}},
+                    "encoding": {
+                        "file": {"contentType": "application/octet-stream"},
+                        "hints": {"contentType": "application/json"},
+                    },
                 },
                 JSON: {"schema": {"oneOf": [ref("JobFromUpload"), ref("JobFromSource")]}},
             },

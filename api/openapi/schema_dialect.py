@@ -2,7 +2,8 @@
 
 Pydantic writes JSON Schema 2020-12; OpenAPI 3.0 speaks an older dialect. The translation:
 ``anyOf`` with ``{"type": "null"}`` becomes ``nullable`` (3.0 has no null type), ``const``
-becomes a one-value ``enum``, titles and ``null`` defaults are dropped, and a nested model
+becomes a one-value ``enum``, a numeric ``exclusiveMinimum``/``exclusiveMaximum`` becomes the bound
+with the 3.0 flag beside it, titles and ``null`` defaults are dropped, and a nested model
 is written inline unless it is a component itself (3.0 cannot make a ``$ref`` nullable).
 """
 
@@ -18,6 +19,8 @@ NULL = {"type": "null"}
 # Keywords whose value is one schema, or a list of them.
 _ONE_SCHEMA = ("items", "additionalProperties", "not")
 _SCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
+# 2020-12's exclusive bound, a number, and the 3.0 bound its flag qualifies.
+_EXCLUSIVE_BOUNDS = {"exclusiveMinimum": "minimum", "exclusiveMaximum": "maximum"}
 
 
 def component_schemas(models: Mapping[str, tuple[type[BaseModel], JsonSchemaMode]]) -> dict[str, Any]:
@@ -56,6 +59,9 @@ class _Translator:
                 continue
             if key == "const":
                 result["enum"] = [value]
+            elif key in _EXCLUSIVE_BOUNDS:
+                result[_EXCLUSIVE_BOUNDS[key]] = value
+                result[key] = True
             elif key == "anyOf" and NULL in value:
                 result.update(self._nullable([s for s in value if s != NULL]))
             elif key in ("properties", "$defs"):

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, request, url_for
 
 from api.bodies import form_body, query, respond
 from api.deletion import delete_job as delete_job_of
+from api.hint_requests import form_hints, hints_of
 from api.idempotency import REPLAYED_HEADER, idempotency_key, request_fingerprint
 from api.job_requests import destination, json_job_body, source_reference
 from api.preferences import APPLIED_HEADER, requested_wait, wait_for_end
@@ -124,6 +125,7 @@ def _job_request() -> JobRequest:
             format=form.format,
             quality=form.quality,
             max_side=form.max_side,
+            hints=form_hints(form.hints),
         )
     if request.is_json:
         body = json_job_body()
@@ -143,6 +145,7 @@ def _job_request() -> JobRequest:
             format=body.format,
             quality=body.quality,
             max_side=body.max_side,
+            hints=hints_of(body.hints) if isinstance(body, JobFromUpload) else (),
         )
     raise UnsupportedMediaType(
         "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"

@@ -563,12 +563,45 @@ class JobView {
       download.hidden = false;
       compare.classList.remove("loading");
       this.showBefore(before, $(".tag-before", node), url, item.output_path);
+      if (this.takesHints()) {
+        new HintEditor(node, this.originalUrl, after, (hints) => this.recolorize(hints, download));
+      }
     }).catch((error) => {
       const message = document.createElement("div");
       message.className = "error";
       node.append(message);
       renderError(message, error, "Could not load the result");
     });
+  }
+
+  // Hints need the original photo to click on, a single image, and a model that takes them.
+  takesHints() {
+    const model = page.models.find((m) => m.name === this.doc.model);
+    return Boolean(this.originalUrl && model && model.hints && this.doc.source.kind === "image");
+  }
+
+  // A new job of the same file and options with ``hints``, waited for (Prefer: wait); the
+  // blob: URL of its result, which the download link then offers too.
+  async recolorize(hints, download) {
+    const form = new FormData();
+    form.append("file", this.file, this.file.name);
+    form.append("model", this.doc.model);
+    if (this.doc.temperature != null) form.append("temperature", String(this.doc.temperature));
+    form.append("hints", JSON.stringify(hints));
+    const headers = { ...authHeaders(), Prefer: `wait=${HINT_WAIT_S}` };
+    let doc = xhrResult(await xhrSend("POST", "v1/jobs", { body: form, headers }));
+    while (!TERMINAL.has(doc.status)) {
+      await sleep(POLL_MIN_MS);
+      doc = await apiJson(`v1/jobs/${encodeURIComponent(doc.id)}`);
+    }
+    if (!doc.links.result) {
+      const error = doc.error || { code: "failed", message: "the photo could not be colorized with these points" };
+      throw new ApiError(0, error.code, error.message);
+    }
+    const url = await fetchBlobUrl(doc.links.result);
+    download.href = url;
+    this.node.dataset.hintJobId = doc.id;
+    return url;
   }
 
   // The original upload where the browser can show it; otherwise the result in grey, which

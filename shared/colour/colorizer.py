@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from shared.colour.engine import Engine
+from shared.colour.hints import Hint
 from shared.colour.lab import Lightness, Workspace, join_lightness_and_ab
 
 
@@ -45,15 +46,25 @@ def reduced_lightness(source: Lightness, size: int, grid: int, workspace: Worksp
     )
 
 
-def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: float | None = None) -> list[np.ndarray]:
-    """Colorize uint8 BGR images in one forward pass; returns uint8 BGR images of the same sizes."""
+def colorize_batch(
+    engine: Engine,
+    images: Sequence[np.ndarray],
+    temperature: float | None = None,
+    hints: Sequence[Sequence[Hint]] | None = None,
+) -> list[np.ndarray]:
+    """Colorize uint8 BGR images in one forward pass; returns uint8 BGR images of the same sizes.
+
+    ``hints``: one list of colour hints per image (empty: none); HintsNotSupported when any
+    is given to a model that takes none.
+    """
     if not images:
         return []
     size, grid = engine.input_size, engine.input_size // engine.manifest.downsample
     workspace = Workspace()  # one set of row buffers for the whole batch
     lightness = [Lightness.of(image) for image in images]
+    aspects = [image.shape[1] / image.shape[0] for image in images]
     reduced = [reduced_lightness(source, size, grid, workspace) for source in lightness]
-    ab_small = engine.predict_ab(np.stack([model_l for model_l, _ in reduced]), temperature)
+    ab_small = engine.predict_ab(np.stack([model_l for model_l, _ in reduced]), temperature, hints, aspects)
     results = []
     guide: np.ndarray | None
     for ab, (_, guide) in zip(ab_small, reduced):
@@ -65,10 +76,15 @@ def colorize_batch(engine: Engine, images: Sequence[np.ndarray], temperature: fl
 
 
 def colorize(
-    engine: Engine, images: Sequence[np.ndarray], batch_size: int, temperature: float | None = None
+    engine: Engine,
+    images: Sequence[np.ndarray],
+    batch_size: int,
+    temperature: float | None = None,
+    hints: Sequence[Sequence[Hint]] | None = None,
 ) -> list[np.ndarray]:
-    """Colorize any number of images, ``batch_size`` per forward pass."""
+    """Colorize any number of images, ``batch_size`` per forward pass (``hints`` as ``colorize_batch``)."""
     results: list[np.ndarray] = []
     for start in range(0, len(images), batch_size):
-        results.extend(colorize_batch(engine, images[start : start + batch_size], temperature))
+        batch_hints = None if hints is None else hints[start : start + batch_size]
+        results.extend(colorize_batch(engine, images[start : start + batch_size], temperature, batch_hints))
     return results

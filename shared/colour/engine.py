@@ -5,6 +5,9 @@ CUDA. Its one fallback: on a CUDA machine whose ONNX Runtime has no CUDA provide
 runs the same ONNX graph (converted by onnx2torch). Both stay in float32 (TF32 convolutions
 on recent GPUs): in float16 the trained network's activations overflow and colours drift
 (mean ab error 12 against the CPU path, measured on an H100).
+
+A hint model (``ModelManifest.hints``) always gets the two hint planes of
+``shared.colour.hints``, zeros for an image without hints; any other model refuses hints.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import importlib.util
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from shared.colour.hints import Hint, hint_planes
 from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
-from shared.errors import InvalidRequest
+from shared.errors import HintsNotSupported, InvalidRequest
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +32,7 @@ log = logging.getLogger(__name__)
 class _Backend(Protocol):
     device: str
 
-    def run(self, l_input: np.ndarray, inv_temperature: np.ndarray) -> np.ndarray: ...
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]: ...
 
 
 class Engine:
@@ -56,15 +61,74 @@ class Engine:
     def input_size(self) -> int:
         return self.manifest.input_size
 
-    def predict_ab(self, lightness: np.ndarray, temperature: float | None = None) -> np.ndarray:
-        """(N, S, S) float32 L in [0, 100] at the input size -> (N, S/d, S/d, 2) float32 ab."""
+    def predict_ab(
+        self,
+        lightness: np.ndarray,
+        temperature: float | None = None,
+        hints: Sequence[Sequence[Hint]] | None = None,
+        aspects: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """(N, S, S) float32 L in [0, 100] at the input size -> (N, S/d, S/d, 2) float32 ab.
+
+        ``hints``: one list per image (empty: none); ``aspects``: each photo's width over its
+        height, which shapes hints with a radius (square photos when not given).
+        """
+        (ab,) = self._run(lightness, temperature, hints, aspects, ["ab"])
+        return ab.transpose(0, 2, 3, 1)
+
+    def predict_probabilities(
+        self,
+        lightness: np.ndarray,
+        hints: Sequence[Sequence[Hint]] | None = None,
+        aspects: Sequence[float] | None = None,
+    ) -> np.ndarray:
+        """(N, S, S) L -> (N, 313, S/d, S/d) the network's bin probabilities (at T = 1, prior
+        correction included); HintsNotSupported for a model whose graph does not output them."""
+        output = self.manifest.probabilities_output
+        if output is None:
+            raise HintsNotSupported(
+                f"model {self.manifest.name!r} does not offer likely colours", model=self.manifest.name
+            )
+        (probabilities,) = self._run(lightness, 1.0, hints, aspects, [output])
+        return probabilities
+
+    def _run(
+        self,
+        lightness: np.ndarray,
+        temperature: float | None,
+        hints: Sequence[Sequence[Hint]] | None,
+        aspects: Sequence[float] | None,
+        outputs: list[str],
+    ) -> list[np.ndarray]:
         temperature = self.manifest.temperature if temperature is None else temperature
         check_temperature(temperature)
         m = self.manifest
         l_input = ((lightness.astype(np.float32) - m.l_subtract) / m.l_divide)[:, None, :, :]
-        inv_temperature = np.full(len(lightness), 1.0 / temperature, dtype=np.float32)
-        ab = self._backend.run(np.ascontiguousarray(l_input), inv_temperature)
-        return ab.transpose(0, 2, 3, 1)
+        feeds = {
+            "l": np.ascontiguousarray(l_input),
+            "inv_temperature": np.full(len(lightness), 1.0 / temperature, dtype=np.float32),
+        }
+        feeds.update(self._hint_feeds(len(lightness), hints, aspects))
+        return self._backend.run(feeds, outputs)
+
+    def _hint_feeds(
+        self, count: int, hints: Sequence[Sequence[Hint]] | None, aspects: Sequence[float] | None
+    ) -> dict[str, np.ndarray]:
+        """The hint planes a hint model reads (zeros for images without hints); none for another model."""
+        per_image = list(hints) if hints is not None else [[] for _ in range(count)]
+        if len(per_image) != count:
+            raise ValueError(f"{len(per_image)} lists of hints for {count} images")
+        if not self.manifest.hints:
+            if any(per_image):
+                raise HintsNotSupported(f"model {self.manifest.name!r} takes no colour hints", model=self.manifest.name)
+            return {}
+        size = self.input_size
+        ratios = list(aspects) if aspects is not None else [1.0] * count
+        planes = [hint_planes(image_hints, size, ratio) for image_hints, ratio in zip(per_image, ratios)]
+        return {
+            "hint_ab": np.stack([ab for ab, _ in planes]),
+            "hint_mask": np.stack([mask for _, mask in planes]),
+        }
 
 
 def check_temperature(temperature: float) -> None:
@@ -110,10 +174,9 @@ class _OrtBackend:
         self._session = ort.InferenceSession(str(manifest.path), options, providers=providers)
         self.device = "cuda" if cuda else "cpu"
 
-    def run(self, l_input: np.ndarray, inv_temperature: np.ndarray) -> np.ndarray:
-        outputs: list[np.ndarray] = self._session.run(["ab"], {"l": l_input, "inv_temperature": inv_temperature})
-        (ab,) = outputs
-        return ab
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
+        results: list[np.ndarray] = self._session.run(outputs, feeds)
+        return results
 
 
 class _TorchCudaBackend:
@@ -123,13 +186,18 @@ class _TorchCudaBackend:
         from onnx2torch import convert
 
         self._torch = torch
-        self._module = convert(onnx.load(str(manifest.path))).eval().cuda()
+        graph = onnx.load(str(manifest.path))
+        # The converted module takes the graph's inputs in order and returns its outputs in order.
+        self._inputs = [value.name for value in graph.graph.input]
+        self._outputs = [value.name for value in graph.graph.output]
+        self._module = convert(graph).eval().cuda()
         self.device = "cuda"
 
-    def run(self, l_input: np.ndarray, inv_temperature: np.ndarray) -> np.ndarray:
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str]) -> list[np.ndarray]:
         torch = self._torch
         with torch.inference_mode():
-            l_gpu = torch.from_numpy(l_input).cuda()
-            inv_t = torch.from_numpy(inv_temperature).cuda()
-            ab: np.ndarray = self._module(l_gpu, inv_t).cpu().numpy()
-            return ab
+            results = self._module(*(torch.from_numpy(feeds[name]).cuda() for name in self._inputs))
+            if len(self._outputs) == 1:
+                results = (results,)
+            by_name = dict(zip(self._outputs, results))
+            return [by_name[name].cpu().numpy() for name in outputs]

@@ -4,7 +4,9 @@ Each model lives in ``models_dir/<name>/`` with ``manifest.json`` and its ONNX f
 manifest is the contract between whoever produced the model (training, the ECCV16 importer)
 and the engine: input size and normalisation, decoding temperature, file checksum, and the
 strength ``prior_alpha`` of the prior correction built into the graph's decoding head
-(``models.onnx_head``; 0 when absent: no correction).
+(``models.onnx_head``; 0 when absent: no correction), and whether the model takes colour
+hints (``hints``: two more inputs, ``shared.colour.hints``; false when absent) and names an
+output of its 313-bin probabilities (``output.probabilities``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,9 @@ class ModelManifest:
     temperature: float
     prior_alpha: float
     raw: dict[str, Any]
+    hints: bool = False
+    # The graph output holding the 313-bin probabilities (N, 313, h, w), where it has one.
+    probabilities_output: str | None = None
 
     @property
     def path(self) -> Path:
@@ -54,7 +59,7 @@ class ModelManifest:
     def summary(self) -> dict[str, Any]:
         """What clients are shown about a model."""
         keys = ("name", "description", "licence", "training_data", "temperature", "prior_alpha")
-        return {k: self.raw[k] for k in keys if k in self.raw}
+        return {k: self.raw[k] for k in keys if k in self.raw} | {"hints": self.hints}
 
     def verify_file(self) -> None:
         """Raise ModelFileError unless the model file exists and matches its checksum."""
@@ -87,9 +92,17 @@ def parse_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
             temperature=float(data["temperature"]),
             prior_alpha=checked_prior_alpha(float(data.get("prior_alpha", 0.0))),
             raw=data,
+            hints=_flag(data.get("hints", False), "hints"),
+            probabilities_output=data["output"].get("probabilities"),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(f"manifest in {directory} is invalid: {exc!r}") from exc
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false, not {value!r}")
+    return value
 
 
 def checked_prior_alpha(alpha: float) -> float:

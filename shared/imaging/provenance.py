@@ -1,9 +1,11 @@
-"""What every result says about how it was made, as XMP: the model and the temperature.
+"""What every result says about how it was made, as XMP: the model, the temperature and the
+colour hints.
 
 The properties live in the project's own namespace (``NAMESPACE``, prefix ``colorize``) in
 an ``rdf:Description`` of their own: ``colorize:model`` (the model's name),
-``colorize:modelSha256`` (the sha256 of its ONNX file, from its manifest) and
-``colorize:temperature``. An input that had an XMP packet keeps what of it parses as XMP
+``colorize:modelSha256`` (the sha256 of its ONNX file, from its manifest),
+``colorize:temperature`` and, for a result colorized with hints, ``colorize:hints`` (how many;
+the hints themselves are in the job and its ``manifest.json``). An input that had an XMP packet keeps what of it parses as XMP
 (``shared.imaging.xmp``: no DOCTYPE, no comment), with that description added as the last
 child of its ``rdf:RDF`` (XMP allows any number of descriptions of the same resource). Only
 that description speaks for our namespace: every attribute and element in it that the input
@@ -31,6 +33,7 @@ class Provenance:
     model: str
     model_sha256: str
     temperature: float
+    hints: int = 0  # how many colour hints the result was given
 
     def description(self) -> str:
         """Our ``rdf:Description``, one line."""
@@ -39,6 +42,8 @@ class Provenance:
             f"{PREFIX}:modelSha256": self.model_sha256,
             f"{PREFIX}:temperature": f"{self.temperature:g}",
         }
+        if self.hints:
+            attributes[f"{PREFIX}:hints"] = str(self.hints)
         shown = " ".join(f"{name}={quoteattr(value)}" for name, value in attributes.items())
         return f'\n<rdf:Description rdf:about="" xmlns:{PREFIX}="{NAMESPACE}" {shown}/>\n'
 

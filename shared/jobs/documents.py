@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.imaging.output_options import OutputFormat
-from shared.jobs.records import Job, JobStatus
+from shared.jobs.records import Job, JobStatus, hint_fields
 from shared.jobs.source_kinds import SOURCE_KINDS
 from shared.timestamps import iso_time
 
@@ -64,6 +64,15 @@ class JobOutput(Document):
     max_side: int | None = Field(description="Results are scaled down to fit it; null: as large as their inputs.")
 
 
+class JobHint(Document):
+    """A colour hint as the job was given it (see the request's HintRequest)."""
+
+    x: float = Field(ge=0, le=1)
+    y: float = Field(ge=0, le=1)
+    color: str = Field(json_schema_extra={"example": "#1f4fbf"})
+    radius: float = Field(None, gt=0, description="Absent: one cell of the model's input grid.")  # type: ignore[assignment]
+
+
 class JobLinks(Document):
     self: str
     items: str
@@ -90,6 +99,10 @@ class JobDocument(Document):
     error: ErrorBrief | None
     webhook: JobWebhook | None
     output: JobOutput
+    hints: list[JobHint] = Field(
+        None,  # type: ignore[arg-type]
+        description="The single image's colour hints, as given; absent when it was given none.",
+    )
     links: JobLinks
 
     @classmethod
@@ -102,7 +115,7 @@ class JobDocument(Document):
         webhook = (
             JobWebhook(callback_url=job.callback_url, events=list(job.webhook_events)) if job.callback_url else None
         )
-        return cls(
+        document = cls(
             id=job.id,
             status=job.status,
             counts=JobCounts(total=job.total, done=job.done, failed=job.failed, pending=job.pending),
@@ -120,6 +133,9 @@ class JobDocument(Document):
             output=JobOutput(format=job.output.format, quality=job.output.quality, max_side=job.output.max_side),
             links=_links(job, link),
         )
+        if job.hints:  # only then: a field left unset is left out
+            document.hints = [JobHint(**hint_fields(hint)) for hint in job.hints]
+        return document
 
 
 def _links(job: Job, link: Callable[[str], str]) -> JobLinks:

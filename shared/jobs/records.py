@@ -9,9 +9,11 @@ ends once, ``done`` or ``failed``. :class:`shared.jobs.store.JobStore` keeps thi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from shared.colour.hints import Hint
 from shared.errors import ColorizeError, ItemError
 from shared.imaging.output_options import DEFAULT_OUTPUT, OutputOptions
 from shared.storage.item_inputs import ItemInput
@@ -76,6 +78,7 @@ class Job:
     callback_url: str | None = None
     webhook_events: tuple[str, ...] = ()
     output: OutputOptions = DEFAULT_OUTPUT
+    hints: tuple[Hint, ...] = ()  # a single image's colour hints
 
     @property
     def pending(self) -> int:
@@ -147,6 +150,22 @@ def item_json(item: NewItem) -> str:
     return json.dumps({"path": item.path, "output_path": item.output_path, "size": item.size}, separators=(",", ":"))
 
 
+def hints_json(hints: Sequence[Hint]) -> str:
+    """Hints as stored in the job's record, and as shown (``radius`` only where given)."""
+    return json.dumps([hint_fields(hint) for hint in hints], separators=(",", ":"))
+
+
+def hint_fields(hint: Hint) -> dict[str, object]:
+    fields: dict[str, object] = {"x": hint.x, "y": hint.y, "color": hint.color}
+    if hint.radius is not None:
+        fields["radius"] = hint.radius
+    return fields
+
+
+def decode_hints(text: str) -> tuple[Hint, ...]:
+    return tuple(Hint(h["x"], h["y"], h["color"], h.get("radius")) for h in json.loads(text or "[]"))
+
+
 def decode_job(fields: dict[bytes, bytes]) -> Job:
     text = {k.decode(): v.decode() for k, v in fields.items()}
     error = None
@@ -173,6 +192,7 @@ def decode_job(fields: dict[bytes, bytes]) -> Job:
         callback_url=text.get("callback_url") or None,
         webhook_events=tuple(filter(None, text.get("webhook_events", "").split(","))),
         output=OutputOptions.from_record(text),
+        hints=decode_hints(text.get("hints", "")),
     )
 
 

@@ -7,7 +7,8 @@ One object: the job's id, status and model, and ``items``, one per item in index
      "error_code": null, "model": "colorize-lite"}
 
 ``output_path`` is null for an item without a result; ``error_code`` is one of the item error
-codes (``shared/errors.py``).
+codes (``shared/errors.py``). An item colorized with colour hints also has ``hints``, the list
+it was given (``{"x", "y", "color", "radius"?}``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from shared.jobs.records import Item, ItemStatus, Job
+from shared.jobs.records import Item, ItemStatus, Job, hint_fields
 from shared.jobs.store import JobStore
 
 _PAGE = 1000
@@ -23,13 +24,16 @@ _PAGE = 1000
 
 def manifest_entry(job: Job, item: Item) -> dict[str, object]:
     done = item.status == ItemStatus.DONE
-    return {
+    entry: dict[str, object] = {
         "input_path": item.path,
         "output_path": item.output_path if done else None,
         "status": item.status.value,
         "error_code": item.error["code"] if item.error else None,
         "model": job.model,
     }
+    if job.hints and item.index == 0:  # a job with hints has a single image
+        entry["hints"] = [hint_fields(hint) for hint in job.hints]
+    return entry
 
 
 def manifest_chunks(jobs: JobStore, job: Job) -> Iterator[bytes]:

@@ -24,6 +24,7 @@ from typing import Any, cast
 from redis import Redis
 from redis.typing import EncodableT, FieldT
 
+from shared.colour.hints import Hint
 from shared.errors import ColorizeError, Conflict, NotFound, ProcessingFailed
 from shared.ids import new_id
 from shared.imaging.output_options import DEFAULT_OUTPUT, OutputOptions
@@ -39,6 +40,7 @@ from shared.jobs.records import (
     decode_item,
     decode_job,
     error_json,
+    hints_json,
     item_json,
 )
 from shared.redis_keys import KeyedScript, RedisKeys, job_purge_member
@@ -127,6 +129,7 @@ class JobStore:
         callback_url: str | None = None,
         webhook_events: Sequence[str] = (),
         output: OutputOptions = DEFAULT_OUTPUT,
+        hints: Sequence[Hint] = (),
     ) -> Job:
         """Record a queued job. ``single_item``: a one-image job, registered and expanded at once."""
         if ":" in tenant:
@@ -151,6 +154,7 @@ class JobStore:
             "expires_at": repr(expires_at),
             "callback_url": callback_url or "",
             "webhook_events": ",".join(webhook_events),
+            "hints": hints_json(hints) if hints else "",
             # Read into this mapping's wider key and value types.
             **{name: value for name, value in output.record_fields().items()},
         }
