@@ -20,7 +20,7 @@ output format (:mod:`worker.batching`). Items read by reference (URLs, a tenant'
 read ahead instead, ``batch_size`` at a time, and colorized in batches of those that have
 arrived (:mod:`worker.arrivals`): a slow source holds its own item alone. An image's metadata
 is read as it is decoded, the last moment its bytes are held, and its result written as the
-job asks, with that metadata, its colour hints and the provenance (:mod:`worker.result_writes`).
+job asks, with that metadata and the provenance, hints counted (:mod:`worker.result_writes`).
 Input objects are deleted as soon as the store reports that none of their items is unfinished,
 and all of a job's once it finishes or is canceled. A record that finds the job gone (deleted
 while the chunk ran) has the chunk delete what the job's prefix holds again and release its
