@@ -7,6 +7,7 @@ jobs stay where the API left them.
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -319,7 +320,9 @@ def test_models_lists_the_shipped_models_with_their_decoding(api_settings) -> No
     response = client.get("/v1/models")
     assert response.status_code == 200, response.get_json()
     models = {model["name"]: model for model in response.get_json()["models"]}
-    assert models["colorize-lite"]["prior_alpha"] == pytest.approx(0.35)
+    manifest = json.loads((shipped / "colorize-lite" / "manifest.json").read_text())
+    assert models["colorize-lite"]["prior_alpha"] == pytest.approx(manifest["prior_alpha"])
+    assert models["colorize-lite"]["temperature"] == pytest.approx(manifest["temperature"])
     assert models["colorize-lite"]["hints"] is False
 
 
