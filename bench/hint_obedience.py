@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--sheet-rows", type=int, default=6)
     parser.add_argument("--automatic", help="model for the sheet's automatic column (default: --model without hints)")
     args = parser.parse_args()
-    settings = Settings()
+    settings = Settings.from_env_or_exit()
     engine = Engine.load(load_manifest(settings.models_dir, args.model), device="cpu", threads=settings.engine_threads)
     files = photo_files(args.folder, args.photos)
     originals = [image for image in (cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files) if image is not None]

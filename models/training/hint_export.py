@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,11 +34,15 @@ HINT_INPUTS = ("hint_ab", "hint_mask")
 HINTED_LOGITS = "hinted_logits"
 
 
-def load_branch(run: Path) -> tuple[HintBranch, dict[str, Any]]:
+def load_branch(run: Path, pull_scale: float = 1.0) -> tuple[HintBranch, dict[str, Any]]:
+    """The run's kept branch, its two pulls towards hinted colours multiplied by ``pull_scale``."""
     state = torch.load(run / "branch.pt", map_location="cpu", weights_only=False)
     config = state["config"]
     branch = HintBranch(config["feature_channels"], config["width"], tuple(config["dilations"]))
     branch.load_state_dict(state["branch"])
+    with torch.no_grad():
+        for pull in (branch.log_pull, branch.log_spread_pull):
+            pull.add_(math.log(pull_scale))
     return branch.eval(), state["record"]
 
 
@@ -95,9 +100,19 @@ def joined(base: onnx.ModelProto, branch: onnx.ModelProto) -> onnx.ModelProto:
     return with_probabilities_output(model)
 
 
-def export(run: Path, base_dir: Path, out_dir: Path, name: str, command: str) -> ModelManifest:
+def export(
+    run: Path,
+    base_dir: Path,
+    out_dir: Path,
+    name: str,
+    command: str,
+    pull_scale: float = 1.0,
+    branch_data: str = "",
+) -> ModelManifest:
+    """Write ``out_dir/name``: the joined graph, the base's bin statistics, and a manifest whose
+    training data is the base's followed by ``branch_data`` (what the branch was trained on)."""
     base_manifest = load_manifest(base_dir.parent, base_dir.name)
-    branch, record = load_branch(run)
+    branch, record = load_branch(run, pull_scale)
     model = joined(onnx.load(str(base_manifest.path)), branch_graph(branch, base_manifest.input_size))
     onnx.checker.check_model(model)
     directory = out_dir / name
@@ -117,6 +132,7 @@ def export(run: Path, base_dir: Path, out_dir: Path, name: str, command: str) ->
             ),
             "output": {**data["output"], "probabilities": "probabilities"},
             "hints": True,
+            "training_data": f"Base network: {data.get('training_data', 'see the base model')} Hint branch: {branch_data}".strip(),
             "architecture": {
                 **data["architecture"],
                 "hint_branch": {**branch.config, "parameters": parameters},
@@ -128,6 +144,7 @@ def export(run: Path, base_dir: Path, out_dir: Path, name: str, command: str) ->
                 "base_sha256": base_manifest.sha256,
                 "options": {k: _portable(v) for k, v in summary["options"].items()},
                 "kept": record,
+                "pull_scale": pull_scale,
                 "steps": summary["steps"],
                 "samples": summary["samples"],
                 "seconds": summary["seconds"],
@@ -150,8 +167,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1])
     parser.add_argument("--name", default="colorize-lite-hints")
     parser.add_argument("--command", default="", help="training command recorded in the manifest")
+    parser.add_argument(
+        "--pull-scale",
+        type=float,
+        default=1.0,
+        help="multiply the learnt pulls towards hinted colours (a short run leaves them weak)",
+    )
+    parser.add_argument("--branch-data", default="", help="what the branch was trained on, and its terms")
     args = parser.parse_args(argv)
-    manifest = export(args.run, args.base, args.out, args.name, args.command)
+    manifest = export(args.run, args.base, args.out, args.name, args.command, args.pull_scale, args.branch_data)
     print(f"exported {manifest.path} ({manifest.path.stat().st_size / 1e6:.1f} MB)")
 
 
