@@ -28,7 +28,8 @@ from models.evaluation import greyscale, mark_hints, photo_files
 from models.hint_simulation import photo_hints
 from shared.colour.colorizer import colorize
 from shared.colour.engine import Engine
-from shared.colour.hints import Hint, hint_ab
+from shared.colour.hint_planes import hint_ab
+from shared.colour.hints import Hint
 from shared.colour.lab import bgr_to_lab
 from shared.colour.model_manifests import load_manifest
 from shared.settings import Settings

@@ -22,7 +22,7 @@ from models.training.hint_export import export
 from shared.colour.bins import NUM_BINS, ab_bins
 from shared.colour.colorizer import colorize
 from shared.colour.engine import Engine
-from shared.colour.hints import hint_ab, hint_planes
+from shared.colour.hint_planes import hint_ab, hint_planes
 from shared.colour.model_manifests import write_manifest
 from tests.model_builder import build_test_model
 

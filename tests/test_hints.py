@@ -9,7 +9,8 @@ import pytest
 
 from shared.colour.colorizer import colorize, colorize_batch
 from shared.colour.engine import Engine
-from shared.colour.hints import Hint, hint_ab, hint_planes
+from shared.colour.hint_planes import hint_ab, hint_planes
+from shared.colour.hints import Hint
 from shared.colour.lab import bgr_to_lab
 from shared.colour.likely_colours import likely_colours
 from shared.colour.model_manifests import load_manifest

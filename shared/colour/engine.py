@@ -22,7 +22,8 @@ from typing import Protocol
 
 import numpy as np
 
-from shared.colour.hints import Hint, hint_planes
+from shared.colour.hint_planes import hint_planes
+from shared.colour.hints import Hint
 from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, ModelManifest
 from shared.errors import HintsNotSupported, InvalidRequest
 

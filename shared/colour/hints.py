@@ -5,18 +5,14 @@ grid: ``hint_ab`` (2, S, S), the hinted a and b where there is a hint and 0 else
 ``hint_mask`` (1, S, S), 1 at hinted cells. The photo is stretched to that square grid, so a
 point at (x, y) of the photo is at (x * S, y * S) on the grid whatever its shape.
 
-Hints arrive already validated (the API checks colours, coordinates and counts); this module
-only turns valid hints into the planes the network reads.
+Hints arrive already validated (the API checks colours, coordinates and counts). This module
+is what a hint is, light enough for the API to import; :mod:`shared.colour.hint_planes` turns
+valid hints into the planes the network reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-
-from shared.colour.lab import bgr_to_lab
 
 # The most hints one image may carry: far more than a person places, few enough that the
 # planes stay cheap to draw.
@@ -35,44 +31,3 @@ class Hint:
     y: float
     color: str
     radius: float | None = None
-
-
-def hint_ab(color: str) -> tuple[float, float]:
-    """The Lab a, b of ``#rrggbb`` (D65, as ``shared.colour.lab``)."""
-    red, green, blue = (int(color[i : i + 2], 16) for i in (1, 3, 5))
-    lab = bgr_to_lab(np.array([[[blue, green, red]]], dtype=np.uint8))[0, 0]
-    return float(lab[1]), float(lab[2])
-
-
-def hint_planes(hints: Sequence[Hint], size: int, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """float32 ab (2, size, size), 0 where no hint, and mask (1, size, size), 1 at hinted cells.
-
-    ``aspect`` is the photo's width over its height: a radius is a fraction of the longer
-    side, so on the square grid a round spot of the photo covers more cells along its
-    shorter side. Where spots overlap, the later hint wins.
-    """
-    ab = np.zeros((2, size, size), dtype=np.float32)
-    mask = np.zeros((1, size, size), dtype=np.float32)
-    for hint in hints:
-        spot = _spot(hint, size, aspect)
-        a, b = hint_ab(hint.color)
-        ab[0][spot] = a
-        ab[1][spot] = b
-        mask[0][spot] = 1.0
-    return ab, mask
-
-
-def _spot(hint: Hint, size: int, aspect: float) -> np.ndarray | tuple[int, int]:
-    """The cells one hint covers: a boolean (size, size) disc, or the one (row, column) cell."""
-    column = min(int(hint.x * size), size - 1)
-    row = min(int(hint.y * size), size - 1)
-    if hint.radius is None:
-        return row, column
-    # Offsets in units of the photo's longer side: the grid stretches each side to 0..1.
-    width, height = min(aspect, 1.0), min(1.0 / aspect, 1.0)
-    centres = (np.arange(size, dtype=np.float32) + 0.5) / size
-    dx = (centres[None, :] - hint.x) * width
-    dy = (centres[:, None] - hint.y) * height
-    disc: np.ndarray = dx * dx + dy * dy <= hint.radius * hint.radius
-    disc[row, column] = True  # a radius smaller than a cell still marks the cell it falls in
-    return disc
