@@ -141,8 +141,8 @@ def test_dripping_sources_end_at_the_deadline_and_leave_the_workers_to_others(ap
         assert item_errors(api, job_id) == ["source_too_slow"] * 4
     attempts = [count for path, count in _Dripping.requests.items() if path.startswith("/drip/")]
     assert len(attempts) == 8 and max(attempts) <= 2
-    # Each answer was cut off at the deadline.
-    wait_until(lambda: len(_Dripping.held_s) == 8, 10, "every dripping answer ends")
+    # Each answer was cut off at the deadline (an item may have been read twice).
+    wait_until(lambda: len(_Dripping.held_s) == sum(attempts), 10, "every dripping answer ends")
     assert max(_Dripping.held_s) < DEADLINE_S + 1.0
     print(f"upload finished in {upload_s:.1f} s; drips listened to for at most {max(_Dripping.held_s):.1f} s")
 
