@@ -17,8 +17,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from api.schemas import UploadedPart
 from api.services import Services
+from api.upload_schemas import UploadedPart
 from shared.errors import InvalidRequest, PayloadTooLarge
 from shared.ids import new_id
 from shared.jobs.entry_names import clean_filename

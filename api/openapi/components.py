@@ -11,6 +11,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from api import connection_schemas as c
 from api import schemas as s
+from api import upload_schemas as u
 from api.error_responses import ErrorBody
 from api.openapi.schema_dialect import component_schemas
 from shared.jobs.documents import JobDocument, WebhookEvent
@@ -28,11 +29,11 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "JobFromUpload": (s.JobFromUpload, REQUEST),
     "JobFromSource": (s.JobFromSource, REQUEST),
     "JobFromForm": (s.JobFromForm, REQUEST),
-    "UploadRequest": (s.UploadRequest, REQUEST),
-    "SingleUpload": (s.SingleUpload, RESPONSE),
-    "MultipartUpload": (s.MultipartUpload, RESPONSE),
-    "UploadCompletion": (s.UploadCompletion, REQUEST),
-    "UploadComplete": (s.UploadComplete, RESPONSE),
+    "UploadRequest": (u.UploadRequest, REQUEST),
+    "SingleUpload": (u.SingleUpload, RESPONSE),
+    "MultipartUpload": (u.MultipartUpload, RESPONSE),
+    "UploadCompletion": (u.UploadCompletion, REQUEST),
+    "UploadComplete": (u.UploadComplete, RESPONSE),
     "Model": (s.InstalledModel, RESPONSE),
     "ModelList": (s.ModelList, RESPONSE),
     "WebhookDelivery": (s.WebhookDelivery, RESPONSE),

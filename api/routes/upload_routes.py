@@ -6,7 +6,9 @@ from flask import Blueprint, Response
 
 from api import presigned_uploads as uploads
 from api.bodies import json_body, respond
-from api.schemas import (
+from api.services import services
+from api.tenancy import current_tenant
+from api.upload_schemas import (
     MultipartPlan,
     MultipartUpload,
     PartUrl,
@@ -15,8 +17,6 @@ from api.schemas import (
     UploadCompletion,
     UploadRequest,
 )
-from api.services import services
-from api.tenancy import current_tenant
 from shared.timestamps import iso_time
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")

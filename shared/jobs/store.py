@@ -1,10 +1,9 @@
 """Job, item and attempt state in Redis: records, atomic progress, validated state transitions.
 
 Changes run as the Lua scripts of :mod:`shared.jobs.store_scripts`, one call each, and tell the
-store's listeners (:mod:`shared.jobs.listeners`) what they committed. A chunk's calls follow its
-batches, never its items: :meth:`JobStore.begin_chunk` starts the job, sorts the chunk's items
-and counts the first batch's attempts; :meth:`JobStore.record` stores the outcomes so far and
-begins the next batch.
+listeners (:mod:`shared.jobs.listeners`) what they committed. A chunk's calls follow its batches:
+:meth:`JobStore.begin_chunk` starts the job, sorts the chunk's items and counts the first
+batch's attempts; :meth:`JobStore.record` stores the outcomes so far, begins the next batch.
 
 Every key carries the job's expiry (``settings.result_ttl_s`` after creation, renewed when
 the job finishes); the purge index (:class:`shared.jobs.upkeep.PurgeIndex`) then deletes its
