@@ -11,10 +11,14 @@ workers and APIs built from those settings see only each other.
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TypeVar
 
@@ -191,3 +195,29 @@ def hint_api_server(hint_settings: Settings, start_worker) -> Iterator[ApiServer
     server = ApiServer(hint_settings)
     yield server
     server.stop()
+
+
+def drip(handler: BaseHTTPRequestHandler, every_s: float, count: int = 1000) -> None:
+    """Answer ``count`` bytes, one every ``every_s``, until the reader hangs up (a source too
+    slow to finish): the reader sends nothing else, so anything readable is its close."""
+    try:
+        for _ in range(count):
+            handler.wfile.write(b"\x89")
+            handler.wfile.flush()
+            readable, _, _ = select.select([handler.connection], [], [], every_s)
+            if readable and handler.connection.recv(1, socket.MSG_PEEK) == b"":
+                return
+    except OSError:  # the reader hung up mid-write
+        pass
+
+
+@contextmanager
+def http_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server on a free loopback port, serving ``handler``; yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import select
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import cv2
@@ -23,7 +20,7 @@ import pytest
 import urllib3
 
 from shared.settings import Settings
-from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
+from tests.integration_fixtures import ApiServer, drip, http_server, wait_until, with_own_keys
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +53,8 @@ class _Sources(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "1000")
         self.end_headers()
-        try:
-            for _ in range(1000):
-                self.wfile.write(b"\x89")
-                self.wfile.flush()
-                if self._hung_up(DRIP_EVERY_S):
-                    break
-        except OSError:  # the reader hung up
-            pass
+        drip(self, DRIP_EVERY_S)
         times.append(time.monotonic())
-
-    def _hung_up(self, wait_s: float) -> bool:
-        """Whether the reader closes its end within ``wait_s`` (it sends nothing else)."""
-        readable, _, _ = select.select([self.connection], [], [], wait_s)
-        return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
 
     def log_message(self, *args: object) -> None:
         pass
@@ -77,11 +62,8 @@ class _Sources(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def sources() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Sources)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server(_Sources) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

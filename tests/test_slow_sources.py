@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import select
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import ClassVar
 
 import cv2
@@ -26,7 +23,7 @@ from shared.settings import Settings
 from shared.storage.customer_buckets import ConnectedBucket
 from shared.storage.transfer_deadlines import RATE_GRACE_S, TransferDeadline
 from shared.tenancy.stored_connections import Connection
-from tests.integration_fixtures import ApiServer, wait_until, with_own_keys
+from tests.integration_fixtures import ApiServer, drip, http_server, wait_until, with_own_keys
 
 pytestmark = pytest.mark.integration
 
@@ -60,20 +57,8 @@ class _Dripping(BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
-        try:
-            for _ in range(1000):
-                self.wfile.write(b"\x89")
-                self.wfile.flush()
-                if self._hung_up(DRIP_EVERY_S):
-                    break
-        except OSError:  # the reader hung up
-            pass
+        drip(self, DRIP_EVERY_S)
         self.held_s.append(time.monotonic() - started)
-
-    def _hung_up(self, wait_s: float) -> bool:
-        """Whether the reader closes its end within ``wait_s`` (it sends nothing else)."""
-        readable, _, _ = select.select([self.connection], [], [], wait_s)
-        return bool(readable) and self.connection.recv(1, socket.MSG_PEEK) == b""
 
     def log_message(self, *args: object) -> None:
         pass
@@ -81,11 +66,8 @@ class _Dripping(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def dripping_server() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with http_server(_Dripping) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
