@@ -19,6 +19,7 @@ from models.onnx_head import annealed_mean, append_annealed_mean_head
 from models.training import train_hints
 from models.training.hint_branch import HintBranch
 from models.training.hint_export import export
+from models.training.hint_propagation import HintAttention
 from shared.colour.bins import NUM_BINS, ab_bins
 from shared.colour.colorizer import colorize
 from shared.colour.engine import Engine
@@ -139,6 +140,21 @@ def test_the_exported_hint_model_is_the_base_plus_the_branch(tmp_path: Path) -> 
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_training_attends_to_hinted_cells_only_and_matches_the_exported_dense_form() -> None:
+    torch.manual_seed(0)
+    attention = HintAttention(8)
+    features = torch.randn(3, 8, 10, 10)
+    occupied = (torch.rand(3, 1, 10, 10) < 0.05).float()
+    occupied[0, 0, 2, 3] = 1.0
+    occupied[2] = 0.0  # a photo without hints in the batch
+    ab = torch.randn(3, 2, 10, 10) * 30 * occupied
+    dense = attention.towards_every_cell(features, ab, occupied)
+    sparse = attention.towards_hinted_cells(features, ab, occupied)
+    for full, few in zip(dense, sparse, strict=True):
+        assert torch.allclose(full, few, atol=1e-4)
+    assert float(dense[1][0].max()) > 0.01 and float(dense[1][2].max()) == 0.0
+
+
 def test_a_short_training_run_keeps_a_branch(tmp_path: Path) -> None:
     _tiny_base(tmp_path / "models" / "base")
     photos = tmp_path / "photos"
@@ -147,7 +163,7 @@ def test_a_short_training_run_keeps_a_branch(tmp_path: Path) -> None:
     for i in range(4):
         image = cv2.resize(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8), (180, 170), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(photos / f"p{i}.png"), image)
-    options = ["--base", str(tmp_path / "models" / "base"), "--data", str(photos), "--val", str(photos)]
+    options = ["--base", str(tmp_path / "models" / "base"), "--data", str(photos), "--images", "2", "--val-images", "2"]
     options += [
         "--out",
         str(tmp_path / "run"),

@@ -1,7 +1,7 @@
 """Train the hint branch on a frozen base model, then export the hint model.
 
     python -m models.training.train_hints --base models/colorize-lite --data ../shared/data/train \\
-        --val ../shared/data/val --out runs/hints --minutes 30 --threads 1
+        --out runs/hints --minutes 30 --threads 1
 
 Hints are simulated as Zhang et al. (2017) do (``models.hint_simulation``): a geometric-like
 number of points per photo, each the mean true ab of a small patch. The loss is the
@@ -71,6 +71,14 @@ def tensors(cache: dict[str, np.ndarray], index: np.ndarray) -> tuple[torch.Tens
     return torch.from_numpy(cache["features"][index].astype(np.float32)), cache["ab"][index].astype(np.float32)
 
 
+def held_out(cache: dict[str, np.ndarray], count: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The cache split into photos to train on and ``count`` photos to score the branch with,
+    drawn from the training photos so the validation photos stay unseen for evaluation."""
+    order = np.random.default_rng(7).permutation(len(cache["ab"]))
+    scored, trained = np.sort(order[:count]), np.sort(order[count:])
+    return {k: v[trained] for k, v in cache.items()}, {k: v[scored] for k, v in cache.items()}
+
+
 def validate(branch: HintBranch, objective: Objective, val: dict[str, np.ndarray], batch: int) -> dict[str, float]:
     """Held-out loss with 1 and with 10 hints per photo, hints from a fixed seed."""
     scores = {}
@@ -93,8 +101,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     base_file = args.base / "model.onnx"
-    cache = load_or_build(args.out / "train_cache.npz", base_file, args.data, SIZE, args.images, args.threads, 0)
-    val = load_or_build(args.out / "val_cache.npz", base_file, args.val, SIZE, args.val_images, args.threads, 1)
+    cache, val = held_out(
+        load_or_build(args.out / "cache.npz", base_file, args.data, SIZE, args.images + args.val_images, args.threads, 0),
+        args.val_images,
+    )
     deadline = time.monotonic() + args.minutes * 60
     classifier = base_classifier(onnx.load(str(base_file)))
     objective = Objective(classifier, np.load(args.base / "bin_stats.npz")["weights"])
@@ -138,11 +148,10 @@ def main(argv: list[str] | None = None) -> None:
         "--base", type=Path, required=True, help="model folder of the base (its model.onnx, bin_stats.npz)"
     )
     parser.add_argument("--data", type=Path, required=True, help="folder of training colour photos")
-    parser.add_argument("--val", type=Path, required=True, help="folder of held-out colour photos")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=30.0, help="training time, after the caches are built")
-    parser.add_argument("--images", type=int, default=6000, help="training photos drawn from --data (0: all)")
-    parser.add_argument("--val-images", type=int, default=200)
+    parser.add_argument("--images", type=int, default=6000, help="training photos drawn from --data")
+    parser.add_argument("--val-images", type=int, default=200, help="further photos of --data that score the branch")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=64)
