@@ -19,6 +19,7 @@ from api.routes import (
     delivery_routes,
     health_routes,
     job_routes,
+    likely_colour_routes,
     metrics_routes,
     model_routes,
     openapi_routes,
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     blueprints = (
         job_routes.bp,
         result_routes.bp,
+        likely_colour_routes.bp,
         upload_routes.bp,
         connection_routes.bp,
         model_routes.bp,

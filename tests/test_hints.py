@@ -12,7 +12,8 @@ from shared.colour.engine import Engine
 from shared.colour.hint_planes import hint_ab, hint_planes
 from shared.colour.hints import Hint
 from shared.colour.lab import bgr_to_lab
-from shared.colour.likely_colours import likely_colours
+from shared.colour.likely_colour_grid import LikelyColourGrid
+from shared.colour.likely_colours import likely_colour_grid
 from shared.colour.model_manifests import load_manifest
 from shared.errors import HintsNotSupported
 from tests.model_builder import build_test_model
@@ -108,21 +109,41 @@ def test_a_hint_model_without_hints_gets_zero_planes(tmp_path: Path) -> None:
     assert np.array_equal(colorize_batch(hinted, [photo]), colorize_batch(plain, [photo]))
 
 
-def test_likely_colours_rank_the_bins_at_the_point(tmp_path: Path) -> None:
+def _lab_of(colour: str) -> np.ndarray:
+    return bgr_to_lab(np.array([[[int(colour[i : i + 2], 16) for i in (5, 3, 1)]]], np.uint8))[0, 0]
+
+
+def test_likely_colours_rank_the_bins_of_each_cell_at_its_lightness(tmp_path: Path) -> None:
     engine = Engine.load(build_test_model(tmp_path, name="hinted", hints=True), device="cpu", threads=1)
-    photo = np.full((64, 64, 3), 170, np.uint8)
-    colours = likely_colours(engine, photo, 0.5, 0.5)
+    photo = np.full((64, 96, 3), 170, np.uint8)
+    photo[:, 48:] = 60  # a dark right half
+    grid = likely_colour_grid(engine, photo)
+    offered = grid.at(0.25, 0.5)
+    colours = [c.color for c in offered]
     assert len(colours) == 5 and len(set(colours)) == 5
     assert all(len(c) == 7 and c.startswith("#") for c in colours)
-    top = bgr_to_lab(np.array([[[int(colours[0][i : i + 2], 16) for i in (5, 3, 1)]]], np.uint8))[0, 0]
-    assert abs(top[0] - bgr_to_lab(photo[:1, :1])[0, 0, 0]) < 3  # the photo's own lightness
+    shares = [c.share for c in offered]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0 + 1e-3
+    assert abs(_lab_of(colours[0])[0] - bgr_to_lab(photo[:1, :1])[0, 0, 0]) < 3  # the photo's own lightness
+    dark = _lab_of(grid.at(0.9, 0.5)[0].color)[0]
+    assert abs(dark - bgr_to_lab(photo[:1, -1:])[0, 0, 0]) < 3
+    assert grid.at(1.0, 1.0) == grid.at(0.999, 0.999)  # the far edge belongs to the last cell
+    assert LikelyColourGrid.from_json(grid.to_json()) == grid
     # With a blue hint there, blue comes first.
-    hinted = likely_colours(engine, photo, 0.5, 0.5, hints=[Hint(0.5, 0.5, BLUE)])
-    top = bgr_to_lab(np.array([[[int(hinted[0][i : i + 2], 16) for i in (5, 3, 1)]]], np.uint8))[0, 0]
-    assert top[2] < -10
+    hinted = likely_colour_grid(engine, photo, hints=[Hint(0.25, 0.5, BLUE)]).at(0.25, 0.5)
+    assert _lab_of(hinted[0].color)[2] < -10
 
 
 def test_likely_colours_need_a_model_that_outputs_probabilities(tmp_path: Path) -> None:
     engine = Engine.load(build_test_model(tmp_path, name="plain"), device="cpu", threads=1)
     with pytest.raises(HintsNotSupported):
-        likely_colours(engine, np.full((20, 20, 3), 100, np.uint8), 0.5, 0.5)
+        likely_colour_grid(engine, np.full((20, 20, 3), 100, np.uint8))
+
+
+def test_a_likely_colours_document_of_another_format_is_refused() -> None:
+    with pytest.raises(ValueError):
+        LikelyColourGrid.from_json(b'{"format": "other", "rows": 1, "columns": 1, "colours": [], "shares": []}')
+    with pytest.raises(ValueError):
+        LikelyColourGrid.from_json(
+            b'{"format": "colorize.likely-colours/1", "rows": 2, "columns": 2, "colours": [], "shares": []}'
+        )

@@ -168,6 +168,12 @@ def job_document(api_url: str, job_id: str) -> dict:
     return json.loads(response.data)
 
 
+def likely_colours(api_url: str, job_id: str, x: float, y: float) -> list[str]:
+    response = http.request("GET", f"{api_url}/v1/jobs/{job_id}/items/0/likely-colours", fields={"x": x, "y": y})
+    assert response.status == 200, response.data
+    return [c["color"] for c in json.loads(response.data)["colors"]]
+
+
 def screenshot(page, path: Path) -> None:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
@@ -349,8 +355,13 @@ def test_two_hints_placed_on_the_photo_recolour_their_points(page, hint_api_serv
     def place(x: float, y: float) -> None:
         photo_on_page.click(position={"x": x * box["width"], "y": y * box["height"]})
 
-    place(0.5, 0.1)  # placed, then removed: not sent
-    expect(editor.locator(".hint-swatch").first).to_be_visible()  # the result's colours around it
+    place(0.6, 0.1)  # placed, then removed: not sent
+    swatches = editor.locator(".hint-swatch")
+    expect(swatches).to_have_count(5)  # the model's five likely colours there, the first one taken
+    job_id = page.locator(".job").get_attribute("data-job-id")
+    likely = likely_colours(hint_api_server.url, job_id, 0.6, 0.1)
+    assert [swatches.nth(i).get_attribute("title") for i in range(5)] == likely
+    expect(editor.locator(".hint-entry")).to_contain_text(likely[0])
     editor.get_by_role("button", name="Remove point 1").click()
     editor.locator(".hint-size").select_option("0.08")
     for x, y, colour in HINT_POINTS:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from shared.colour.hints import Hint
+from shared.colour.likely_colour_grid import LikelyColourGrid
 from shared.errors import ColorizeError
 from shared.imaging.decoding import DecodeCost
 from shared.imaging.metadata import NO_METADATA, SourceMetadata
@@ -38,6 +39,7 @@ class ColorizedItem:
     index: int
     image: np.ndarray
     metadata: SourceMetadata
+    likely_colours: LikelyColourGrid | None = None  # kept beside the result (worker.likely_colour_grids)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from shared.errors import DestinationFailed, ProcessingFailed
 from shared.imaging.encoding import encode_result
 from shared.imaging.provenance import Provenance
 from shared.jobs.records import ItemResult, Job
-from shared.storage.object_keys import result_key
+from shared.storage.object_keys import likely_colours_key, result_key
 from shared.storage.object_store import Storage
 from worker.chunk_items import ColorizedItem, SavedItem, item_hints
 from worker.destination_writes import JobDestination
@@ -65,9 +65,19 @@ class ResultWriter:
                 return SavedItem(ItemResult.done(index))
         # One PUT: the result object appears whole or not at all, and a redo overwrites it.
         with self._timed("storage_put"):
+            stored = self._put_likely_colours(result)
             key = result_key(self.job.tenant, self.job.id, index, output.format)
             self.storage.put_bytes(key, data, content_type=output.content_type)
-        return SavedItem(ItemResult.done(index), len(data))
+        return SavedItem(ItemResult.done(index), len(data) + stored)
+
+    def _put_likely_colours(self, result: ColorizedItem) -> int:
+        """Before the result: once a result is there, so are its likely colours. The bytes stored."""
+        if result.likely_colours is None:
+            return 0
+        document = result.likely_colours.to_json()
+        key = likely_colours_key(self.job.tenant, self.job.id, result.index)
+        self.storage.put_bytes(key, document, content_type="application/json")
+        return len(document)
 
     def _provenance(self, engine: Engine, index: int) -> Provenance:
         """What the result says of how it was made (``shared.imaging.provenance``)."""

@@ -1,6 +1,6 @@
 """The component schemas of the OpenAPI description, generated from the pydantic models that the
 routes read and answer with (``api/schemas.py``, ``api/connection_schemas.py``,
-``shared/jobs/documents.py``, ``api/error_responses.py``), with the server's limits written in."""
+``api/likely_colour_schemas.py``, ``shared/jobs/documents.py``, ``api/error_responses.py``), with the server's limits written in."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from api import connection_schemas as c
+from api import likely_colour_schemas as lc
 from api import schemas as s
 from api import upload_schemas as u
 from api.error_responses import ErrorBody
@@ -25,6 +26,7 @@ COMPONENTS: dict[str, tuple[type[BaseModel], JsonSchemaMode]] = {
     "Job": (JobDocument, RESPONSE),
     "Item": (s.Item, RESPONSE),
     "ItemPage": (s.ItemPage, RESPONSE),
+    "LikelyColours": (lc.LikelyColours, RESPONSE),
     "JobList": (s.JobList, RESPONSE),
     "JobFromUpload": (s.JobFromUpload, REQUEST),
     "JobFromSource": (s.JobFromSource, REQUEST),

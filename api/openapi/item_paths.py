@@ -1,10 +1,11 @@
 """The paths of a job's items and results in the OpenAPI description: the item pages, one result
-by redirect, every result as one zip."""
+by redirect, the likely colours at a point of one, every result as one zip."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from api import likely_colour_schemas as lc
 from api import schemas as s
 from api.openapi.fragments import error_response, job_id_parameter, json_response, path_parameter, query_parameters, ref
 
@@ -37,6 +38,26 @@ def item_paths() -> dict[str, Any]:
                         "headers": {"Location": {"schema": {"type": "string"}}},
                     },
                     "404": err("No such job or item, or the item has no result."),
+                },
+            }
+        },
+        "/v1/jobs/{job_id}/items/{index}/likely-colours": {
+            "get": {
+                "operationId": "getLikelyColours",
+                "tags": ["results"],
+                "summary": "The colours the model found most likely at a point of the photo, to offer as a hint",
+                "description": "Kept for a single image colorized by a model that takes hints (GET /v1/models: "
+                "hints true), as given the job's own hints: the five most probable, each at the photo's "
+                "lightness there, with its probability.",
+                "parameters": [
+                    job_id_parameter(),
+                    path_parameter("index", {"type": "integer", "minimum": 0}),
+                    *query_parameters(lc.LikelyColoursQuery),
+                ],
+                "responses": {
+                    "200": json_response("The colours.", ref("LikelyColours")),
+                    "400": err("x or y missing or outside 0..1."),
+                    "404": err("No such job or item, the item has no result, or its model keeps no likely colours."),
                 },
             }
         },

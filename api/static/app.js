@@ -564,7 +564,9 @@ class JobView {
       compare.classList.remove("loading");
       this.showBefore(before, $(".tag-before", node), url, item.output_path);
       if (this.takesHints()) {
-        new HintEditor(node, this.originalUrl, after, (hints) => this.recolorize(hints, download));
+        this.hintJobId = this.doc.id;
+        new HintEditor(node, this.originalUrl, after, (hints) => this.recolorize(hints, download),
+          (x, y) => this.likelyColours(x, y));
       }
     }).catch((error) => {
       const message = document.createElement("div");
@@ -601,7 +603,15 @@ class JobView {
     const url = await fetchBlobUrl(doc.links.result);
     download.href = url;
     this.node.dataset.hintJobId = doc.id;
+    this.hintJobId = doc.id;  // its likely colours, given these hints, are offered from now on
     return url;
+  }
+
+  // The colours the model found most likely at (x, y) of the result shown now.
+  async likelyColours(x, y) {
+    const query = new URLSearchParams({ x: String(x), y: String(y) });
+    const answer = await apiJson(`v1/jobs/${encodeURIComponent(this.hintJobId)}/items/0/likely-colours?${query}`);
+    return answer.colors.map((c) => c.color);
   }
 
   // The original upload where the browser can show it; otherwise the result in grey, which

@@ -2,7 +2,7 @@
 
 // Colour hints on the web page: under a single photo colorized by a model that takes hints,
 // the original photo to click on. Each click places a point; its colour is picked from the
-// current result's colours around it, or freely. "Re-colorize" sends the same file again with
+// colours the model found most likely there (GET .../likely-colours), or freely. "Re-colorize" sends the same file again with
 // the points as "hints" and "Prefer: wait", and shows the new result in place of the old one.
 //
 // Points are fractions of the photo as the browser shows it, which is upright (the browser
@@ -50,12 +50,14 @@ function coloursAround(image, x, y) {
 }
 
 class HintEditor {
-  // ``resubmit(hints)`` creates the new job and returns the blob: URL of its result.
-  constructor(container, originalUrl, afterImage, resubmit) {
+  // ``resubmit(hints)`` creates the new job and returns the blob: URL of its result;
+  // ``likelyAt(x, y)`` resolves to the colours the model of the current result found most likely there.
+  constructor(container, originalUrl, afterImage, resubmit, likelyAt) {
     this.points = [];
     this.selected = null;
     this.afterImage = afterImage;
     this.resubmit = resubmit;
+    this.likelyAt = likelyAt;
     const node = document.getElementById("hint-template").content.firstElementChild.cloneNode(true);
     this.node = node;
     this.photo = node.querySelector(".hint-photo");
@@ -78,17 +80,32 @@ class HintEditor {
     const box = this.photo.getBoundingClientRect();
     const x = Math.min(1, Math.max(0, (event.clientX - box.left) / box.width));
     const y = Math.min(1, Math.max(0, (event.clientY - box.top) / box.height));
-    const offered = this.afterImage.complete && this.afterImage.naturalWidth ? coloursAround(this.afterImage, x, y) : [];
     const radius = this.size.value ? Number(this.size.value) : null;  // empty: the model's smallest spot
-    const point = { x: Number(x.toFixed(4)), y: Number(y.toFixed(4)), color: offered[0] || DEFAULT_HINT_COLOUR, radius, offered };
+    const point = { x: Number(x.toFixed(4)), y: Number(y.toFixed(4)), color: DEFAULT_HINT_COLOUR, radius, offered: [], picked: false };
     this.points.push(point);
     this.selected = point;
+    this.render();
+    this.offer(point);
+  }
+
+  // The model's likely colours at the point; the result's own colours around it where the
+  // service has none to give (a result from before the model kept them).
+  async offer(point) {
+    let offered;
+    try {
+      offered = await this.likelyAt(point.x, point.y);
+    } catch (_) {
+      offered = this.afterImage.complete && this.afterImage.naturalWidth ? coloursAround(this.afterImage, point.x, point.y) : [];
+    }
+    point.offered = offered.slice(0, HINT_SWATCHES);
+    if (!point.picked && point.offered.length) point.color = point.offered[0];
     this.render();
   }
 
   colour(value) {
     if (!this.selected) return;
     this.selected.color = value.toLowerCase();
+    this.selected.picked = true;
     this.render();
   }
 

@@ -1,8 +1,8 @@
-"""The colours a hint model finds most likely at one point of a photo, offered when placing a hint.
+"""The colours a hint model finds most likely at each point of a photo, offered when placing a hint.
 
 The network already computes a distribution over the 313 ab bins at every cell of its output
 grid; a hint model's graph also outputs it (``ModelManifest.probabilities_output``). Each of
-the most probable bins becomes a colour with the photo's own lightness at that point, so the
+a cell's most probable bins becomes a colour with the photo's own lightness there, so the
 offered swatches are as light or dark as the spot the person clicked.
 """
 
@@ -17,31 +17,36 @@ from shared.colour.colorizer import reduced_lightness
 from shared.colour.engine import Engine
 from shared.colour.hints import Hint
 from shared.colour.lab import Lightness, Workspace, lab_to_bgr
+from shared.colour.likely_colour_grid import LikelyColourGrid
+
+OFFERED = 5  # colours offered at a point
 
 
-def likely_colours(
-    engine: Engine, image: np.ndarray, x: float, y: float, count: int = 5, hints: Sequence[Hint] = ()
-) -> list[str]:
-    """``count`` hex colours (``#rrggbb``), most probable first, at (x, y) in 0..1 of uint8 BGR ``image``,
-    given the hints already placed; HintsNotSupported for a model that does not offer them."""
+def likely_colour_grid(
+    engine: Engine, image: np.ndarray, hints: Sequence[Hint] = (), count: int = OFFERED
+) -> LikelyColourGrid:
+    """Every cell's ``count`` most probable colours for uint8 BGR ``image``, given the hints
+    already placed; HintsNotSupported for a model that does not output its probabilities."""
     size = engine.input_size
-    source = Lightness.of(image)
-    model_l, _ = reduced_lightness(source, size, 1, Workspace())
+    model_l, _ = reduced_lightness(Lightness.of(image), size, 1, Workspace())
     aspect = image.shape[1] / image.shape[0]
     probabilities = engine.predict_probabilities(model_l[None], [list(hints)], [aspect])[0]
-    _, grid_h, grid_w = probabilities.shape
-    cell = probabilities[:, min(int(y * grid_h), grid_h - 1), min(int(x * grid_w), grid_w - 1)]
-    ranked = np.argsort(-cell, kind="stable")[:count]
-    lightness = _lightness_at(model_l, x, y)
-    ab = ab_bins()[ranked].astype(np.float32)
-    lab = np.concatenate([np.full((len(ranked), 1), lightness, np.float32), ab], axis=1)
-    bgr = lab_to_bgr(lab[None])[0]
-    return [f"#{red:02x}{green:02x}{blue:02x}" for blue, green, red in bgr.tolist()]
+    bins, rows, columns = probabilities.shape
+    cells = probabilities.reshape(bins, rows * columns).T  # (cells, bins)
+    ranked = np.argsort(-cells, axis=1, kind="stable")[:, :count]  # (cells, count)
+    shares = np.take_along_axis(cells, ranked, axis=1)
+    lightness = _cell_lightness(model_l, rows, columns)  # (cells,)
+    lab = np.concatenate(
+        [np.repeat(lightness[:, None, None], count, axis=1), ab_bins()[ranked].astype(np.float32)], axis=2
+    )
+    bgr = lab_to_bgr(lab.astype(np.float32))  # (cells, count, 3)
+    colours = [[f"#{r:02x}{g:02x}{b:02x}" for b, g, r in cell] for cell in bgr.tolist()]
+    return LikelyColourGrid(rows, columns, colours, np.round(shares, 3).tolist())
 
 
-def _lightness_at(model_l: np.ndarray, x: float, y: float) -> float:
-    """Mean L of the model-input cells around (x, y): one pixel of a photo may be a speck."""
+def _cell_lightness(model_l: np.ndarray, rows: int, columns: int) -> np.ndarray:
+    """Mean L of the model input over each output cell: one pixel of a photo may be a speck."""
     size = model_l.shape[0]
-    column, row = min(int(x * size), size - 1), min(int(y * size), size - 1)
-    patch = model_l[max(row - 1, 0) : row + 2, max(column - 1, 0) : column + 2]
-    return float(patch.mean())
+    cells = model_l[: size // rows * rows, : size // columns * columns].reshape(rows, size // rows, columns, -1)
+    means: np.ndarray = cells.mean(axis=(1, 3)).reshape(-1).astype(np.float32)
+    return means

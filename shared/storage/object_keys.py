@@ -65,3 +65,8 @@ def input_object_key(tenant: str, job_id: str, name: str) -> str:
 def result_key(tenant: str, job_id: str, index: int, output_format: OutputFormat = OutputFormat.JPEG) -> str:
     """Where item ``index``'s result is kept: its extension is that of the job's output format."""
     return f"{job_prefix(tenant, job_id)}results/{_checked_index(index):07d}{EXTENSIONS[output_format]}"
+
+
+def likely_colours_key(tenant: str, job_id: str, index: int) -> str:
+    """Where a hint model keeps item ``index``'s likely colours (``shared.colour.likely_colour_grid``)."""
+    return f"{job_prefix(tenant, job_id)}likely-colours/{_checked_index(index):07d}.json"
