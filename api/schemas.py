@@ -324,6 +324,11 @@ class InstalledModel(Document):
     input_size: int = Field(ge=1)
     default: bool
     hints: bool = Field(False, description="The model takes colour hints (a job's 'hints').")
+    hint_model: str = Field(  # type: ignore[assignment]
+        None,
+        description="An installed model that takes hints and, given none, colours exactly as this one: "
+        "re-colorize a result of this model with hints by it.",
+    )
 
 
 class TemperatureRange(Document):

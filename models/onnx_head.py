@@ -71,10 +71,12 @@ def append_annealed_mean_head(
 
 def with_probabilities_output(model: onnx.ModelProto) -> onnx.ModelProto:
     """Return a copy of a headed model that also outputs the head's bin probabilities
-    (N, 313, h, w) as ``probabilities``, after ``ab``."""
+    (N, 313, h, w) as ``probabilities``, after ``ab`` (unchanged where it already does)."""
     exposed = onnx.ModelProto()
     exposed.CopyFrom(model)
     graph = exposed.graph
+    if any(output.name == PROBABILITIES_OUTPUT for output in graph.output):
+        return exposed
     graph.node.append(helper.make_node("Identity", [HEAD_PROBABILITIES], [PROBABILITIES_OUTPUT]))
     graph.output.append(helper.make_tensor_value_info(PROBABILITIES_OUTPUT, TensorProto.FLOAT, ["N", "bins", "h", "w"]))
     onnx.checker.check_model(exposed)

@@ -180,11 +180,11 @@ def api_server(app_settings: Settings) -> Iterator[ApiServer]:
 
 @pytest.fixture(scope="session")
 def hint_settings(app_settings: Settings, tmp_path_factory) -> Settings:
-    """Keys of their own and a models directory with the tiny model and its hint-taking twin,
-    the default: for colour hints from every kind of client."""
+    """Keys of their own and a models directory with the tiny model and its hint-taking twin
+    (built on it), the default: for colour hints from every kind of client."""
     models_dir = tmp_path_factory.mktemp("hint-models")
-    build_test_model(models_dir, TEST_MODEL)
-    build_test_model(models_dir, HINT_TEST_MODEL, hints=True)
+    plain = build_test_model(models_dir, TEST_MODEL)
+    build_test_model(models_dir, HINT_TEST_MODEL, hints=True, base=plain)
     return with_own_keys(app_settings).with_overrides(models_dir=models_dir, model=HINT_TEST_MODEL)
 
 

@@ -29,7 +29,11 @@ HINT_GAIN = 0.01
 
 
 def build_test_model(
-    models_dir: Path, name: str = "test-tiny", input_size: int = 64, hints: bool = False
+    models_dir: Path,
+    name: str = "test-tiny",
+    input_size: int = 64,
+    hints: bool = False,
+    base: ModelManifest | None = None,
 ) -> ModelManifest:
     bins = ab_bins()
     warmth = (bins[:, 0] + bins[:, 1]) / 100.0  # (313,)
@@ -83,5 +87,7 @@ def build_test_model(
             "temperature": 0.38,
             "licence": "MIT",
             "hints": hints,
+            # A hint model colours as the test model of the same size without hints: its twin.
+            **({"training": {"base": base.name, "base_sha256": base.sha256}} if base is not None else {}),
         },
     )

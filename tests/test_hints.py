@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from shared.colour.hints import Hint
 from shared.colour.lab import bgr_to_lab
 from shared.colour.likely_colour_grid import LikelyColourGrid
 from shared.colour.likely_colours import likely_colour_grid
-from shared.colour.model_manifests import load_manifest
+from shared.colour.model_manifests import hint_models, load_manifest
 from shared.errors import HintsNotSupported
 from tests.model_builder import build_test_model
 
@@ -129,6 +130,7 @@ def test_likely_colours_rank_the_bins_of_each_cell_at_its_lightness(tmp_path: Pa
     assert abs(dark - bgr_to_lab(photo[:1, -1:])[0, 0, 0]) < 3
     assert grid.at(1.0, 1.0) == grid.at(0.999, 0.999)  # the far edge belongs to the last cell
     assert LikelyColourGrid.from_json(grid.to_json()) == grid
+    assert LikelyColourGrid.from_bytes(grid.to_bytes()) == grid and len(grid.to_bytes()) < len(grid.to_json())
     # With a blue hint there, blue comes first.
     hinted = likely_colour_grid(engine, photo, hints=[Hint(0.25, 0.5, BLUE)]).at(0.25, 0.5)
     assert _lab_of(hinted[0].color)[2] < -10
@@ -147,3 +149,12 @@ def test_a_likely_colours_document_of_another_format_is_refused() -> None:
         LikelyColourGrid.from_json(
             b'{"format": "colorize.likely-colours/1", "rows": 2, "columns": 2, "colours": [], "shares": []}'
         )
+
+
+def test_a_hint_model_is_the_twin_of_the_base_it_was_built_on_by_the_same_file(tmp_path: Path) -> None:
+    plain = build_test_model(tmp_path, name="plain")
+    twin = build_test_model(tmp_path, name="twin", hints=True, base=plain)
+    # Built on an earlier file of "plain", since replaced: not its twin any more.
+    stale = build_test_model(tmp_path, name="stale", hints=True, base=dataclasses.replace(plain, sha256="0" * 64))
+    assert hint_models([plain, twin, stale]) == {"plain": "twin"}
+    assert hint_models([plain, stale]) == {}

@@ -1,12 +1,13 @@
-"""The likely colours a hint model keeps beside a single image's result, served at a point:
-what the page offers when a person places a hint. Real Redis, SeaweedFS and a worker."""
+"""What the page needs to place hints on any result: the likely colours a hint model keeps
+beside a single image's result, served at a point, and which hint model re-colorizes a result
+of a model without hints. Real Redis, SeaweedFS and a worker."""
 
 from __future__ import annotations
 
 import pytest
 
 from api.app import create_app
-from tests.test_hint_jobs import BLUE, PLAIN_MODEL, RED, hex_rgb, hue, hue_distance, submit_form
+from tests.test_hint_jobs import BLUE, HINT_MODEL, PLAIN_MODEL, RED, hex_rgb, hue, hue_distance, submit_form
 
 pytestmark = pytest.mark.integration
 
@@ -58,3 +59,9 @@ def test_a_model_without_hints_keeps_no_likely_colours(client, worker) -> None:
     response = likely(client, job, x=0.5, y=0.5)
     assert response.status_code == 404 and "hints" in response.json["error"]["message"]
     assert likely(client, {"id": "0" * 26}, x=0.5, y=0.5).status_code == 404
+
+
+def test_a_model_without_hints_names_the_hint_model_built_on_it(client) -> None:
+    models = {model["name"]: model for model in client.get("/v1/models").json["models"]}
+    assert models[PLAIN_MODEL]["hint_model"] == HINT_MODEL
+    assert "hint_model" not in models[HINT_MODEL]

@@ -24,7 +24,7 @@ from client import Client
 from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.errors import UnsupportedMediaType
 from shared.jobs.source_kinds import detect_source_kind
-from tests.integration_fixtures import HINT_TEST_MODEL, ApiServer
+from tests.integration_fixtures import HINT_TEST_MODEL, TEST_MODEL, ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -399,4 +399,25 @@ def test_two_hints_placed_on_the_photo_recolour_their_points(page, hint_api_serv
     assert placed == pytest.approx([coordinate for x, y, _ in HINT_POINTS for coordinate in (x, y)], abs=0.02)
     assert {h["radius"] for h in hinted["hints"]} == {0.08}
     screenshot(page, tmp_path / "web-hints.png")
+    assert page.problems.messages == []
+
+
+def test_a_result_of_a_model_without_hints_is_recolorized_by_its_hint_twin(page, hint_api_server, tmp_path) -> None:
+    photo = write(tmp_path / "coat.png", grey_png(96, 64))
+    page.goto(hint_api_server.url + "/")
+    page.select_option("#model-select", TEST_MODEL)
+    page.set_input_files("#file-input", str(photo))
+    wait_for_results(page, 1)
+    editor = page.locator(".hint-editor")
+    expect(editor).to_be_visible()
+    page.wait_for_function("() => document.querySelector('.hint-photo').naturalWidth > 0")
+    box = editor.locator(".hint-photo").bounding_box()
+    assert box is not None
+    editor.locator(".hint-photo").click(position={"x": 0.5 * box["width"], "y": 0.5 * box["height"]})
+    expect(editor.locator(".hint-swatch").first).to_be_visible()
+    editor.locator(".hint-picker").fill("#2040d0")
+    editor.get_by_role("button", name="Re-colorize with these colours").click()
+    expect(editor).to_have_attribute("data-recolorized", "1")
+    hinted = job_document(hint_api_server.url, page.locator(".job").first.get_attribute("data-hint-job-id"))
+    assert hinted["model"] == HINT_TEST_MODEL and [h["color"] for h in hinted["hints"]] == ["#2040d0"]
     assert page.problems.messages == []

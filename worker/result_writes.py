@@ -74,9 +74,9 @@ class ResultWriter:
         """Before the result: once a result is there, so are its likely colours. The bytes stored."""
         if result.likely_colours is None:
             return 0
-        document = result.likely_colours.to_json()
+        document = result.likely_colours.to_bytes()
         key = likely_colours_key(self.job.tenant, self.job.id, result.index)
-        self.storage.put_bytes(key, document, content_type="application/json")
+        self.storage.put_bytes(key, document, content_type="application/gzip")
         return len(document)
 
     def _provenance(self, engine: Engine, index: int) -> Provenance:

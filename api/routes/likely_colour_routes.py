@@ -25,7 +25,7 @@ def likely_colours(job_id: str, index: int) -> Response:
     if item.status != "done":
         raise NotFound(f"item {index} of job {job_id} has no result ({item.status})", status=item.status)
     try:
-        grid = LikelyColourGrid.from_json(svc.storage.get_bytes(likely_colours_key(job.tenant, job_id, index)))
+        grid = LikelyColourGrid.from_bytes(svc.storage.get_bytes(likely_colours_key(job.tenant, job_id, index)))
     except NotFound:
         raise NotFound(
             f"job {job_id} kept no likely colours: a single image colorized by a model that takes hints "

@@ -7,7 +7,13 @@ from flask import Blueprint, Response
 from api.bodies import respond
 from api.schemas import InstalledModel, ModelList, TemperatureRange
 from api.services import services
-from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE, installed_models, load_manifest
+from shared.colour.model_manifests import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    hint_models,
+    installed_models,
+    load_manifest,
+)
 from shared.errors import ColorizeError
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
@@ -20,6 +26,8 @@ def list_models() -> Response:
         default = load_manifest(settings.models_dir, settings.model).name
     except ColorizeError:
         default = None
+    manifests = installed_models(settings.models_dir)
+    twins = hint_models(manifests)
     models = [
         InstalledModel(
             **{
@@ -28,9 +36,10 @@ def list_models() -> Response:
                 "temperature": manifest.temperature,
                 "input_size": manifest.input_size,
                 "default": manifest.name == default,
+                **({"hint_model": twins[manifest.name]} if manifest.name in twins else {}),
             }
         )
-        for manifest in installed_models(settings.models_dir)
+        for manifest in manifests
     ]
     return respond(
         ModelList(

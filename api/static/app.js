@@ -576,10 +576,16 @@ class JobView {
     });
   }
 
-  // Hints need the original photo to click on, a single image, and a model that takes them.
+  // Hints need the original photo to click on, a single image, and a model that takes them:
+  // the result's own, or the hint model built on it, which colours as it does until given hints.
   takesHints() {
+    return Boolean(this.originalUrl && this.hintModel() && this.doc.source.kind === "image");
+  }
+
+  hintModel() {
     const model = page.models.find((m) => m.name === this.doc.model);
-    return Boolean(this.originalUrl && model && model.hints && this.doc.source.kind === "image");
+    if (!model) return null;
+    return model.hints ? model.name : model.hint_model || null;
   }
 
   // A new job of the same file and options with ``hints``, waited for (Prefer: wait); the
@@ -587,7 +593,7 @@ class JobView {
   async recolorize(hints, download) {
     const form = new FormData();
     form.append("file", this.file, this.file.name);
-    form.append("model", this.doc.model);
+    form.append("model", this.hintModel());
     if (this.doc.temperature != null) form.append("temperature", String(this.doc.temperature));
     form.append("hints", JSON.stringify(hints));
     const headers = { ...authHeaders(), Prefer: `wait=${HINT_WAIT_S}` };

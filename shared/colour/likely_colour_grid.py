@@ -8,6 +8,7 @@ hint's colour. Reading one point needs no NumPy, so the API serves it as it is.
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 
@@ -35,6 +36,14 @@ class LikelyColourGrid:
         column = min(int(x * self.columns), self.columns - 1)
         cell = row * self.columns + column
         return [LikelyColour(c, s) for c, s in zip(self.colours[cell], self.shares[cell], strict=True)]
+
+    def to_bytes(self) -> bytes:
+        """The document as kept: gzipped JSON, a tenth of its size, since neighbouring cells agree."""
+        return gzip.compress(self.to_json(), compresslevel=6, mtime=0)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LikelyColourGrid:
+        return cls.from_json(gzip.decompress(data))
 
     def to_json(self) -> bytes:
         document = {

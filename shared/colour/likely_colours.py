@@ -33,8 +33,10 @@ def likely_colour_grid(
     probabilities = engine.predict_probabilities(model_l[None], [list(hints)], [aspect])[0]
     bins, rows, columns = probabilities.shape
     cells = probabilities.reshape(bins, rows * columns).T  # (cells, bins)
-    ranked = np.argsort(-cells, axis=1, kind="stable")[:, :count]  # (cells, count)
-    shares = np.take_along_axis(cells, ranked, axis=1)
+    likeliest = np.argpartition(-cells, count, axis=1)[:, :count]  # (cells, count), unordered
+    order = np.argsort(-np.take_along_axis(cells, likeliest, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(likeliest, order, axis=1)
+    shares = np.take_along_axis(cells, ranked, axis=1).astype(np.float64)
     lightness = _cell_lightness(model_l, rows, columns)  # (cells,)
     lab = np.concatenate(
         [np.repeat(lightness[:, None, None], count, axis=1), ab_bins()[ranked].astype(np.float32)], axis=2

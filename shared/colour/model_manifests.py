@@ -139,6 +139,20 @@ def installed_models(models_dir: Path) -> list[ModelManifest]:
     return manifests
 
 
+def hint_models(manifests: list[ModelManifest]) -> dict[str, str]:
+    """For each model, the installed hint model built on it, name for name: one whose training
+    names it as the frozen base, by the same file (its sha256). Without hints such a model
+    colours exactly as its base, so a result of the base can be re-colorized with hints by it."""
+    by_name = {m.name: m for m in manifests}
+    twins: dict[str, str] = {}
+    for manifest in manifests:
+        training = manifest.raw.get("training") or {}
+        base = by_name.get(str(training.get("base")))
+        if manifest.hints and base is not None and not base.hints and training.get("base_sha256") == base.sha256:
+            twins.setdefault(base.name, manifest.name)
+    return twins
+
+
 def write_manifest(directory: Path, data: dict[str, Any]) -> ModelManifest:
     """Write ``manifest.json`` for the model file already in ``directory``, filling in its sha256."""
     data = dict(data)

@@ -69,4 +69,4 @@ def result_key(tenant: str, job_id: str, index: int, output_format: OutputFormat
 
 def likely_colours_key(tenant: str, job_id: str, index: int) -> str:
     """Where a hint model keeps item ``index``'s likely colours (``shared.colour.likely_colour_grid``)."""
-    return f"{job_prefix(tenant, job_id)}likely-colours/{_checked_index(index):07d}.json"
+    return f"{job_prefix(tenant, job_id)}likely-colours/{_checked_index(index):07d}.json.gz"
