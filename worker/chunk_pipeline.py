@@ -25,7 +25,8 @@ Input objects are deleted as soon as the store reports that none of their items 
 and all of a job's once it finishes or is canceled. A record that finds the job gone (deleted
 while the chunk ran) has the chunk delete what the job's prefix holds again and release its
 quota: late results last one batch. A job with a destination has each result written there
-too, or only there (:mod:`worker.destination_writes`), at output paths read once per chunk. A bulk
+too, or only there (:mod:`worker.destination_writes`), at output paths read once per chunk, as
+are the items' own hints where they may have some (:func:`worker.chunk_items.chunk_records`). A bulk
 chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
 expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
 """
@@ -55,7 +56,7 @@ from shared.storage.object_keys import input_object_key, inputs_prefix, job_pref
 from shared.tenancy.storage_quota import job_owner
 from worker.arrivals import Arrivals
 from worker.batching import memory_batches, sized_item
-from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, item_hints
+from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, chunk_records
 from worker.context import WorkerContext
 from worker.destination_writes import job_destination
 from worker.item_reader import BatchInputs
@@ -118,12 +119,10 @@ class ChunkRun:
             return
         self.inputs = start.inputs
         destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
-        output_paths: dict[int, str] = {}
-        if destination is not None:
-            with self.ctx.metrics.stage("redis"):
-                output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
+        with self.ctx.metrics.stage("redis"):
+            registered = chunk_records(self.ctx.jobs, self.job, start.fresh + start.retried, destination is not None)
         settings, timed = self.settings, self.ctx.metrics.stage
-        self.results = ResultWriter(self.ctx.storage, self.job, settings.jpeg_quality, timed, destination, output_paths)
+        self.results = ResultWriter(self.ctx.storage, self.job, settings.jpeg_quality, timed, destination, registered)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -373,7 +372,7 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                hints = [item_hints(self._job, item.index) for item in items]
+                hints = [self._results.hints(item.index) for item in items]
                 images = colorize_batch(engine, [i.decoded() for i in items], self._job.temperature, hints)
             return [ColorizedItem(item.index, image, item.metadata) for item, image in zip(items, images)]
         except SoftTimeLimitExceeded:
