@@ -102,7 +102,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     base_file = args.base / "model.onnx"
     cache, val = held_out(
-        load_or_build(args.out / "cache.npz", base_file, args.data, SIZE, args.images + args.val_images, args.threads, 0),
+        load_or_build(
+            args.out / "cache.npz", base_file, args.data, SIZE, args.images + args.val_images, args.threads, 0
+        ),
         args.val_images,
     )
     deadline = time.monotonic() + args.minutes * 60
