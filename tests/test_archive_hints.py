@@ -242,10 +242,14 @@ BAD_MAPS = [
     pytest.param({"a.png": [{"x": 1.5, "y": 0.5, "color": RED}]}, 'hints["a.png"][0].x', "at most 1", id="x"),
     pytest.param({"a.png": [{"x": 0.5, "y": -1, "color": RED}]}, 'hints["a.png"][0].y', "at least 0", id="y"),
     pytest.param({"a.png": [{"x": 0.5, "color": RED}]}, 'hints["a.png"][0].y', "required", id="y-missing"),
-    pytest.param({"a.png": [{"x": 0.5, "y": 0.5, "color": RED, "r": 1}]}, 'hints["a.png"][0].r', "not a field", id="key"),
+    pytest.param(
+        {"a.png": [{"x": 0.5, "y": 0.5, "color": RED, "r": 1}]}, 'hints["a.png"][0].r', "not a field", id="key"
+    ),
     pytest.param({"a.png": RED_SPOT * 65}, 'hints["a.png"]', "at most 64", id="65-points"),
     pytest.param({"a.png": RED_SPOT[0]}, 'hints["a.png"]', "list", id="not-a-list"),
-    pytest.param({f"{n}.png": RED_SPOT for n in range(MAX_HINTED_PATHS + 1)}, "hints", "at most 1000 paths", id="paths"),
+    pytest.param(
+        {f"{n}.png": RED_SPOT for n in range(MAX_HINTED_PATHS + 1)}, "hints", "at most 1000 paths", id="paths"
+    ),
     pytest.param({f"{n}.png": RED_SPOT * 64 for n in range(130)}, "hints", f"at most {MAX_MAP_HINTS}", id="points"),
     pytest.param("a.png", "hints", "list of hints", id="text"),
 ]
@@ -282,10 +286,11 @@ def test_a_map_for_a_single_image_is_400_and_creates_nothing(client) -> None:
 
 def test_a_map_for_a_model_that_takes_none_is_422_and_creates_nothing(client) -> None:
     before = job_count(client)
-    response = submit_archive(client, zip_of({"a.png": grey_png()}), "album.zip", {"a.png": BLUE_SPOT}, model=TEST_MODEL)
+    response = submit_archive(
+        client, zip_of({"a.png": grey_png()}), "album.zip", {"a.png": BLUE_SPOT}, model=TEST_MODEL
+    )
     assert response.status_code == 422 and response.json["error"]["code"] == "hints_not_supported", response.json
     body = {"source": {"urls": ["https://example.com/a.png"]}, "hints": {"a.png": BLUE_SPOT}, "model": TEST_MODEL}
     response = client.post("/v1/jobs", json=body)
     assert response.status_code == 422 and response.json["error"]["code"] == "hints_not_supported", response.json
     assert job_count(client) == before
-

@@ -118,7 +118,14 @@ def test_cli_refuses_single_image_points_beside_hints_by_path(tmp_path: Path) ->
     hints = tmp_path / "hints.json"
     hints.write_text(json.dumps({"a.png": [{"x": 0.5, "y": 0.5, "color": BLUE}]}))
     code, _, stderr = run(
-        "--api", "http://127.0.0.1:9", "submit", str(album(tmp_path)), "--hints", str(hints), "--hint", "0.5,0.5,#d02020"
+        "--api",
+        "http://127.0.0.1:9",
+        "submit",
+        str(album(tmp_path)),
+        "--hints",
+        str(hints),
+        "--hint",
+        "0.5,0.5,#d02020",
     )
     assert code == 2 and "single image" in stderr
 
