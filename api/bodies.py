@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.openapi.schema_dialect import model_schema
-from api.schemas import PATTERN_NAMES, RequestBody
+from api.schemas import RequestBody
 from shared.errors import InvalidRequest, PayloadTooLarge
 
 Body = TypeVar("Body", bound=RequestBody)
@@ -125,8 +125,6 @@ def invalid_request(model: type[RequestBody], error: ErrorDetails) -> InvalidReq
             return InvalidRequest(f"'{field}' must be between {bounds['minimum']} and {bounds['maximum']}", **details)
         bound = f"at least {bounds['minimum']}" if "minimum" in bounds else f"at most {bounds['maximum']}"
         return InvalidRequest(f"'{field}' must be {bound}", **details)
-    if error["type"] == "string_pattern_mismatch" and context.get("pattern") in PATTERN_NAMES:
-        return InvalidRequest(f"'{field}' must be {PATTERN_NAMES[context['pattern']]}", **details)
     if error["type"] in ("too_short", "string_too_short") and context.get("min_length") == 1:
         return InvalidRequest(f"'{field}' must not be empty", **details)
     template = MESSAGES.get(error["type"])

@@ -36,10 +36,6 @@ def json_job_body() -> JobFromUpload | JobFromSource:
         return parse(JobFromUpload, body, strict=True)
     if "source" in body and "upload_id" not in body:
         source_request(body["source"])  # names what is wrong inside the source
-        if "hints" in body:  # unknown fields are ignored, but hints left unused would mislead
-            raise InvalidRequest(
-                "'hints' is for a single image from an upload, not a source by reference", field="hints"
-            )
         return parse(JobFromSource, body, strict=True)
     return parse(JobFromUpload, body, strict=True)
 

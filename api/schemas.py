@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, WithJsonSchema
 from werkzeug.datastructures import FileStorage
 
-from shared.colour.hints import MAX_HINTS, MAX_RADIUS
+from shared.colour.hint_rules import hint_list_schema, hint_map_schema
 from shared.colour.model_manifests import MAX_TEMPERATURE, MIN_TEMPERATURE
 from shared.imaging.output_options import MAX_QUALITY, MIN_QUALITY, OutputFormat
-from shared.jobs.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, Timestamp
+from shared.jobs.documents import EVENTS, Count, Document, ErrorBrief, Event, JobDocument, JobHint, Timestamp
 from shared.jobs.records import ItemStatus, JobStatus
 from shared.storage.sources import MAX_KEY_LENGTH
 from shared.tenancy.stored_connections import NAME_PATTERN
@@ -95,45 +95,22 @@ JsonEvents = Annotated[
 ]
 
 
-# --- colour hints (shared/colour/hints.py) ------------------------------------------------------
+# --- colour hints (shared/colour/hint_rules.py, which checks them and describes them) ----------
 
-HEX_COLOUR_PATTERN = "^#[0-9A-Fa-f]{6}$"
-# Patterns in words, for the message of a value that does not match (api/bodies.py).
-PATTERN_NAMES = {HEX_COLOUR_PATTERN: "a colour written #rrggbb, such as #1f4fbf"}
-
-
-class HintRequest(RequestBody):
-    """A point of the photo whose colour the person knows. ``x`` and ``y`` are fractions of the
-    photo's width and height as uploaded after its EXIF orientation (x to the right, y down)."""
-
-    # A misspelt key is refused rather than ignored: a hint that silently lost its radius
-    # would colour the wrong area.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    x: float = Field(ge=0, le=1, description="From the left edge (0) to the right edge (1).")
-    y: float = Field(ge=0, le=1, description="From the top edge (0) to the bottom edge (1).")
-    color: str = Field(
-        pattern=HEX_COLOUR_PATTERN,
-        description="The colour there, as #rrggbb.",
-        json_schema_extra={"example": "#1f4fbf"},
-    )
-    radius: float | None = Field(
-        None,
-        gt=0,
-        le=MAX_RADIUS,
-        description="The spot's radius as a fraction of the photo's longer side; "
-        "default: one cell of the model's input grid.",
-    )
-
-
-HintList = Annotated[
-    list[HintRequest],
-    Field(
-        max_length=MAX_HINTS,
-        description="Colour hints for the photo (a model whose hints is true; 422 hints_not_supported "
-        "otherwise). Only for a single image, not an archive.",
+# A list for a single image, a map by item path for an archive: which one a job takes is
+# known once its source is (api/submission.py), so the field holds either until then.
+JsonHints = Annotated[
+    Any,
+    WithJsonSchema(
+        {
+            # null matches the list's branch only (OpenAPI 3.0 has no null type of its own).
+            "oneOf": [{**hint_list_schema(), "nullable": True}, hint_map_schema()],
+            "description": "Colour hints (a model whose hints is true; 422 hints_not_supported otherwise): "
+            "a list for a single image, an object by item path for an archive.",
+        }
     ),
 ]
+HintMapField = Annotated[Any, WithJsonSchema({**hint_map_schema(), "nullable": True})]
 
 
 # --- sources by reference and destinations (shared/storage/sources.py, destinations.py) -----------
@@ -209,7 +186,7 @@ class JsonJobOptions(RequestBody):
 class JobFromUpload(JsonJobOptions):
     upload_id: str = Field(min_length=1, description="From POST /v1/uploads.")
     filename: str | None = Field(None, description="Overrides the upload's file name.")
-    hints: HintList | None = None
+    hints: JsonHints = None
 
     field_messages: ClassVar[dict[str, str]] = {
         "upload_id": "JSON job requests need an 'upload_id' (from POST /v1/uploads) or a 'source'"
@@ -220,6 +197,7 @@ class JobFromSource(JsonJobOptions):
     """Images read where they are (no ``upload_id``): a stored connection's objects, or URLs."""
 
     source: SourceRequest
+    hints: HintMapField = None
 
 
 class JobFromForm(RequestBody):
@@ -240,8 +218,8 @@ class JobFromForm(RequestBody):
     format: OutputFormatName = None  # type: ignore[assignment]
     quality: Quality = None  # type: ignore[assignment]
     max_side: MaxSide = None  # type: ignore[assignment]
-    # JSON text, read by api/hint_requests.py as the JSON job's list is (and described as that
-    # list by api/openapi/components.py).
+    # JSON text, read by api/hint_requests.py as the JSON job's hints are (and described as
+    # them by api/openapi/components.py).
     hints: str = None  # type: ignore[assignment]
 
     field_messages: ClassVar[dict[str, str]] = {"file": "the multipart form needs a 'file' field"}
@@ -264,6 +242,10 @@ class Item(Document):
     size: Count | None
     result_url: str | None
     error: ErrorBrief | None
+    hints: list[JobHint] = Field(
+        None,  # type: ignore[arg-type]
+        description="The item's colour hints, as given; absent when it was given none.",
+    )
 
 
 class ItemPage(Document):

@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from shared.jobs.hint_maps import HintMaps
 from shared.jobs.listing import JobListing
 from shared.jobs.store import JobStore
 from shared.jobs.upkeep import WorkerHeartbeats
@@ -41,6 +42,7 @@ class Services:
     stored: StoredBytes
     connections: ConnectionStore
     destinations: DestinationStore
+    hint_maps: HintMaps
 
     def url(self, path: str) -> str:
         """``path`` as clients should use it: absolute when a public base URL is configured."""
@@ -70,6 +72,7 @@ class Services:
             stored=StoredBytes(client, settings.quotas, namespace=settings.redis_namespace),
             connections=ConnectionStore(client, settings),
             destinations=DestinationStore(client, settings),
+            hint_maps=HintMaps(client, settings),
         )
 
 

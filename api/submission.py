@@ -29,6 +29,7 @@ from api.idempotency import IdempotencyStore
 from api.presigned_uploads import stored_size
 from api.request_metrics import api_metrics
 from api.services import Services
+from shared.colour.hint_rules import HintMap
 from shared.colour.hints import Hint
 from shared.colour.model_manifests import load_manifest
 from shared.errors import ColorizeError, Conflict, HintsNotSupported, InvalidRequest
@@ -80,7 +81,9 @@ class JobRequest:
     format: str | None = None  # the result's format; None: JPEG (shared.imaging.output_options)
     quality: int | None = None  # None: the server's jpeg_quality (JPEG and WebP only)
     max_side: int | None = None  # None: results as large as their inputs
-    hints: tuple[Hint, ...] = ()  # colour hints for a single image (shared.colour.hints)
+    # Colour hints (shared.colour.hint_rules): a list for a single image, a map by item path for
+    # an archive or a source by reference.
+    hints: tuple[Hint, ...] | HintMap = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ class _Options:
     temperature: float
     webhook: WebhookRequest | None
     output: OutputOptions
-    hints: tuple[Hint, ...]
+    hints: tuple[Hint, ...] | HintMap
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,26 @@ def _options(svc: Services, request: JobRequest) -> _Options:
             field="hints",
             model=manifest.name,
         )
+    if isinstance(request.source, (BucketSource, UrlSource)):
+        _check_hint_shape(REFERENCE_KIND, request.hints)
     return _Options(manifest.name, temperature, webhook, output, request.hints)
+
+
+def _check_hint_shape(kind: str, hints: tuple[Hint, ...] | HintMap) -> None:
+    """A list for a single image, a map for anything else: the other would leave hints unused."""
+    if not hints or isinstance(hints, tuple) == (kind == "image"):
+        return
+    if kind == "image":
+        raise InvalidRequest(
+            "'hints' for a single image is a list of hints, not an object by path", field="hints", kind=kind
+        )
+    what = "a source by reference" if kind == REFERENCE_KIND else f"an archive ({kind})"
+    raise InvalidRequest(
+        f"a list of 'hints' is for a single image; for {what}, give an object mapping item paths "
+        'to lists of hints, such as {"photos/a.jpg": [...]}',
+        field="hints",
+        kind=kind,
+    )
 
 
 def _from_sent_file(
@@ -248,12 +270,10 @@ def _read_upload(svc: Services, upload: Upload, size: int, filename: str | None)
 
 
 def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source, options: _Options) -> Job:
-    if options.hints and source.kind != "image":
-        # Known only once the source's first bytes are read; the callers then remove what they stored.
-        raise InvalidRequest(
-            f"'hints' is for a single image, and this source is {source.kind!r}", field="hints", kind=source.kind
-        )
+    # Known only once the source's first bytes are read; the callers then remove what they stored.
+    _check_hint_shape(source.kind, options.hints)
     webhook = options.webhook
+    single_hints = options.hints if isinstance(options.hints, tuple) else ()
     create_job = partial(
         svc.jobs.create_job,
         tenant=tenant,
@@ -266,14 +286,17 @@ def _record_and_enqueue(svc: Services, tenant: str, job_id: str, source: _Source
         callback_url=webhook.url if webhook else None,
         webhook_events=webhook.events if webhook else (),
         output=options.output,
-        hints=options.hints,
+        hints=single_hints,
     )
     if source.kind == "image":
         # An archive's images are counted as the worker expands it; a single image here.
         svc.quotas.take_image(tenant)
         path = source.filename or "image"
-        job = create_job(single_item=NewItem(0, path, output_name(path, options.output.extension), source.size))
+        output_path = output_name(path, options.output.extension)
+        job = create_job(single_item=NewItem(0, path, output_path, source.size, hints=single_hints))
     else:
         job = create_job()
+        if isinstance(options.hints, dict) and options.hints:
+            svc.hint_maps.put(job.id, options.hints)  # before the expander may look for it
     start_job(svc.celery, job)
     return job

@@ -14,7 +14,15 @@ from typing import Any
 
 from cli.context import Context, UsageError
 from cli.hint_options import given_hints
-from cli.output import downloaded_line, failed_summary, item_lines, job_summary, job_table, print_json
+from cli.output import (
+    downloaded_line,
+    failed_summary,
+    item_lines,
+    job_summary,
+    job_table,
+    print_json,
+    unmatched_hints_line,
+)
 from client import Destination, Item, Job
 from client.api import JOBS_PAGE
 
@@ -93,13 +101,18 @@ def _submit_references(ctx: Context, paths: list[Path]) -> int:
         raise UsageError("--prefix and --key go with --from-connection")
     if args.prefix and args.keys:
         raise UsageError("--prefix and --key do not go together")
-    if given_hints(args):
-        raise UsageError("--hint and --hints are for a single image file")
+    hints = given_hints(args)
+    if isinstance(hints, list):
+        raise UsageError(
+            "--hint and a --hints list are for a single image file; images by reference take a "
+            "--hints file holding an object of hints by item path"
+        )
     job = ctx.client().submit_references(
         connection=args.from_connection,
         prefix=args.prefix,
         keys=args.keys,
         urls=args.urls,
+        hints=hints,
         **_job_options(args),
     )
     return _report_or_finish(ctx, job)
@@ -250,6 +263,8 @@ def _report_outcome(ctx: Context, job: Job, failed: list[Item]) -> None:
         ctx.note(f"job {job.status}: {job.error.code}: {job.error.message}")
     elif job.status != "succeeded":
         ctx.note(f"job {job.status}")
+    if job.unmatched_hint_count:
+        ctx.note(unmatched_hints_line(job))
     summary = failed_summary(failed)
     if summary:
         ctx.note(summary)

@@ -77,7 +77,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="a single image's colour at X,Y (0..1 of the upright photo; ',RADIUS' optional); repeatable",
     )
     p.add_argument(
-        "--hints", dest="hints_file", type=hints_file, metavar="FILE.json", help="colour hints from a JSON list"
+        "--hints",
+        dest="hints_file",
+        type=hints_file,
+        metavar="FILE.json",
+        help="colour hints from JSON: a list for a single image, or an object of lists by item path "
+        "for an archive, a folder or images by reference",
     )
     p.add_argument("--wait", action="store_true", help="wait for the job, then download its results")
     p.add_argument("--out", help="with --wait: where results go (default ./colorized/JOB_ID/)")

@@ -43,7 +43,16 @@ def job_summary(job: Job) -> str:
     ]
     if job.error is not None:
         lines.append(f"error    {job.error.code}: {job.error.message}")
+    if job.unmatched_hint_count:
+        lines.append(f"hints    {unmatched_hints_line(job)}")
     return "\n".join(lines)
+
+
+def unmatched_hints_line(job: Job) -> str:
+    """The hinted paths that no item has: a misspelt path should not pass unseen."""
+    more = job.unmatched_hint_count - len(job.unmatched_hints)
+    listed = ", ".join(job.unmatched_hints) + (f" and {more} more" if more > 0 else "")
+    return f"{job.unmatched_hint_count} hinted path(s) match no item, their hints unused: {listed}"
 
 
 def item_lines(items: Iterable[Item]) -> Iterable[str]:
@@ -51,7 +60,8 @@ def item_lines(items: Iterable[Item]) -> Iterable[str]:
         outcome = f"-> {item.output_path}" if item.status == "done" else ""
         if item.error is not None:
             outcome = f"{item.error.code}: {item.error.message}"
-        yield f"{item.index:>6}  {item.status:<8}  {item.path}  {outcome}".rstrip()
+        hinted = f" ({len(item.hints)} hint{'s' if len(item.hints) > 1 else ''})" if item.hints else ""
+        yield f"{item.index:>6}  {item.status:<8}  {item.path}{hinted}  {outcome}".rstrip()
 
 
 def failed_summary(items: Iterable[Item]) -> str:

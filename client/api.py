@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from client.bodies import FileSlice, MultipartFile
 from client.connections import ConnectionMethods
 from client.downloads import BytesDownloaded, download_item, local_path, stream_to
 from client.errors import ClientError, WaitTimeout
-from client.job_requests import job_headers, job_options, output_options, reference_source, waited_s
+from client.job_requests import hints_json, job_headers, job_options, output_options, reference_source, waited_s
 from client.packing import pack_zip
 from client.transport import Transport, path_segment
 from client.types import Destination, Health, Hint, Item, Job, JobPage, Model
@@ -88,7 +88,7 @@ class Client(ConnectionMethods):
         quality: int | None = None,
         max_side: int | None = None,
         wait: int | None = None,
-        hints: Sequence[Hint] | None = None,
+        hints: Sequence[Hint] | Mapping[str, Sequence[Hint]] | None = None,
     ) -> Job:
         """Create a job from one image or archive file, or from folders/several files (packed into a zip).
 
@@ -101,7 +101,9 @@ class Client(ConnectionMethods):
         (``Prefer: wait``); otherwise the job comes back unfinished, as without it.
         ``destination``: results are also (or only) written to a stored connection; the file
         then goes through a presigned upload, as a JSON job request names it. ``hints``: colour
-        hints for a single image (a model that takes them; see :class:`Hint`). Raises
+        hints (a model that takes them; see :class:`Hint`), a list for a single image, or for an
+        archive (or folders, packed) a mapping from item paths, as :meth:`items` shows them, to
+        lists; they win over the archive's own ``hints.json`` path by path. Raises
         FileNotFoundError for a missing path, ClientError when the API refuses.
         """
         paths = (
@@ -114,7 +116,7 @@ class Client(ConnectionMethods):
             options["destination"] = destination.to_json()
         options.update(output_options(format, quality, max_side))
         if hints:
-            options["hints"] = [hint.to_json() for hint in hints]
+            options["hints"] = hints_json(hints)
         headers = job_headers(idempotency_key, wait)
         if len(paths) == 1 and paths[0].is_file():
             return self._submit_file(paths[0], paths[0].name, options, headers, on_upload)
@@ -141,17 +143,21 @@ class Client(ConnectionMethods):
         quality: int | None = None,
         max_side: int | None = None,
         wait: int | None = None,
+        hints: Mapping[str, Sequence[Hint]] | None = None,
     ) -> Job:
         """Create a job from images the service reads where they are: the objects under
         ``prefix`` (or the ``keys``) of a stored ``connection``, or ``urls``. With a
         ``destination``, results are also (or only) written to a stored connection, with
-        ``manifest.json`` at the end. ``format``, ``quality``, ``max_side`` and ``wait`` as for
-        :meth:`submit`."""
+        ``manifest.json`` at the end. ``hints``: colour hints by item path (a key relative to
+        ``prefix``, a key named, the last part of a URL's path). ``format``, ``quality``,
+        ``max_side`` and ``wait`` as for :meth:`submit`."""
         source = reference_source(connection, prefix, keys, urls)
         body: dict[str, Any] = {"source": source, **job_options(model, temperature, callback_url, events)}
         body.update(output_options(format, quality, max_side))
         if destination is not None:
             body["destination"] = destination.to_json()
+        if hints:
+            body["hints"] = hints_json(hints)
         return self._create_job(body, job_headers(idempotency_key, wait))
 
     def _submit_file(

@@ -1,11 +1,13 @@
 """The terms of a job request as the API reads them: its options, its source by reference, and
-its headers (``Idempotency-Key``, ``Prefer: wait``)."""
+its headers (``Idempotency-Key``, ``Prefer: wait``), its colour hints."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from client.types import Hint
 
 
 def job_options(
@@ -51,3 +53,10 @@ def reference_source(
     if urls is not None:
         return {"urls": list(urls)}
     return {"connection": connection, **({"keys": list(keys)} if keys is not None else {"prefix": prefix})}
+
+
+def hints_json(hints: Sequence[Hint] | Mapping[str, Sequence[Hint]]) -> Any:
+    """Hints as the API takes them: a list, or an object of lists by item path."""
+    if isinstance(hints, Mapping):
+        return {path: [hint.to_json() for hint in points] for path, points in hints.items()}
+    return [hint.to_json() for hint in hints]

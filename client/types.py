@@ -56,7 +56,8 @@ class Output:
 class Hint:
     """A colour hint: ``x``, ``y`` in 0..1 of the photo as shown upright (x to the right, y
     down), ``color`` as ``#rrggbb``, ``radius`` a fraction of its longer side (None: the model's
-    smallest spot). Only for a single image, with a model whose ``hints`` is true."""
+    smallest spot). For a model whose ``hints`` is true: a list for a single image, lists by
+    item path for an archive or images by reference."""
 
     x: float
     y: float
@@ -97,6 +98,9 @@ class Job:
     output: Output = field(default_factory=lambda: Output("jpeg", None, None))
     result_url: str | None = None  # a single image's result, once done
     hints: tuple[Hint, ...] = ()  # a single image's colour hints
+    # Hinted paths no item has (the first 100, sorted), and how many there were.
+    unmatched_hints: tuple[str, ...] = ()
+    unmatched_hint_count: int = 0
 
     @property
     def is_terminal(self) -> bool:
@@ -138,6 +142,8 @@ class Job:
             output=Output.from_json(data.get("output")),
             result_url=resolve_link(base_url, links["result"]) if links.get("result") else None,
             hints=tuple(Hint.from_json(hint) for hint in data.get("hints") or ()),
+            unmatched_hints=tuple((data.get("unmatched_hints") or {}).get("paths", ())),
+            unmatched_hint_count=int((data.get("unmatched_hints") or {}).get("count", 0)),
         )
 
 
@@ -170,6 +176,7 @@ class Item:
     result_url: str | None
     error: ItemError | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    hints: tuple[Hint, ...] = ()  # the colour hints it was given
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base_url: str) -> Item:
@@ -183,6 +190,7 @@ class Item:
             result_url=resolve_link(base_url, result) if result else None,
             error=ItemError.from_json(data.get("error")),
             raw=data,
+            hints=tuple(Hint.from_json(hint) for hint in data.get("hints") or ()),
         )
 
 

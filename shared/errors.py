@@ -133,6 +133,13 @@ class CorruptArchive(ItemError):
     code = "corrupt_archive"
 
 
+class InvalidHintsFile(ItemError):
+    """An archive's root ``hints.json`` is not JSON, breaks a hint rule or is too big: its job
+    fails as it is expanded, before any of its images is counted."""
+
+    code = "invalid_hints_file"
+
+
 class ProcessingFailed(ItemError):
     """The item crashed the decoder or model on every attempt."""
 

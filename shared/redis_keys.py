@@ -10,7 +10,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
                                                      expires_at error_code error_message callback_url
                                                      webhook_events output_format output_quality
                                                      output_max_side (shared.imaging.output_options)
-    colorize:job:{id}:items                  HASH    index -> JSON {"path", "output_path", "size"}
+                                                     hints unmatched_hints unmatched_hint_count
+    colorize:job:{id}:items                  HASH    index -> JSON {"path", "output_path", "size", "hints"?}
     colorize:job:{id}:status                 HASH    index -> "done" | "failed"   (absent: pending)
     colorize:job:{id}:errors                 HASH    index -> JSON {"code", "message"}
     colorize:job:{id}:attempts               HASH    index -> processing attempts started
@@ -18,6 +19,8 @@ slot, and so do one tenant's quota keys, so one script may touch them together::
                                                      (shared.storage.item_inputs)
     colorize:job:{id}:input-objects          HASH    input object name -> unfinished items it holds
     colorize:job:{id}:expander               STRING  the expansion lease (a redis-py Lock token)
+    colorize:job:{id}:hint-map               STRING  JSON {path: [hint, ...]}: a request's hints for an
+                                                     archive or a source, until it is expanded
     colorize:job:{id}:webhooks               LIST    JSON webhook delivery attempts, oldest first
     colorize:job:{id}:webhook-progress       HASH    step at seq   (the progress event throttle);
                                                      events (the last event's number), settled:<n>
@@ -96,6 +99,7 @@ class JobKeys:
     expander: str
     deliveries: str
     webhook_progress: str
+    hint_map: str
 
     @property
     def state(self) -> tuple[str, ...]:
@@ -105,7 +109,7 @@ class JobKeys:
     @property
     def every(self) -> tuple[str, ...]:
         """Every key of the job: what deleting it removes."""
-        return (*self.state, self.expander, self.deliveries, self.webhook_progress)
+        return (*self.state, self.expander, self.deliveries, self.webhook_progress, self.hint_map)
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class RedisKeys:
             expander=f"{record}:expander",
             deliveries=f"{record}:webhooks",
             webhook_progress=f"{record}:webhook-progress",
+            hint_map=f"{record}:hint-map",
         )
 
     def upload(self, upload_id: str) -> str:

@@ -86,3 +86,64 @@ def test_client_sends_hints_in_a_form_or_a_json_job(api_url: str, tmp_path: Path
         with pytest.raises(ClientError) as refused:
             client.submit(tmp_path / "photo.png", model=TEST_MODEL, hints=hints)
         assert refused.value.status == 422 and refused.value.code == "hints_not_supported"
+
+
+def album(folder: Path) -> Path:
+    (folder / "album").mkdir(parents=True)
+    grey_png(folder / "album" / "a.png")
+    grey_png(folder / "album" / "b.png")
+    return folder / "album"
+
+
+def test_cli_sends_a_file_of_hints_by_path_with_a_folder_and_shows_what_matched(api_url: str, tmp_path: Path) -> None:
+    folder = album(tmp_path)
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps({"a.png": [{"x": 0.5, "y": 0.5, "color": BLUE}], "c.png": []}))
+    code, stdout, stderr = run(
+        "--api", api_url, "submit", str(folder), "--model", HINT_TEST_MODEL, "--hints", str(hints), "--wait",
+        "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert "1 hinted path(s) match no item, their hints unused: c.png" in stderr
+    with Client(api_url) as client:
+        job = client.job(stderr.split("job ", 1)[1].split(":", 1)[0])  # "job <id>: <url>"
+        assert job.unmatched_hints == ("c.png",) and job.unmatched_hint_count == 1
+        items = {item.path: item for item in client.items(job.id)}
+    assert items["a.png"].hints == (Hint(0.5, 0.5, BLUE),) and items["b.png"].hints == ()
+    code, stdout, _ = run("--api", api_url, "status", job.id, "--items")
+    assert code == 0 and "a.png (1 hint)" in stdout and "c.png" in stdout
+
+
+def test_cli_refuses_single_image_points_beside_hints_by_path(tmp_path: Path) -> None:
+    hints = tmp_path / "hints.json"
+    hints.write_text(json.dumps({"a.png": [{"x": 0.5, "y": 0.5, "color": BLUE}]}))
+    code, _, stderr = run(
+        "--api",
+        "http://127.0.0.1:9",
+        "submit",
+        str(album(tmp_path)),
+        "--hints",
+        str(hints),
+        "--hint",
+        "0.5,0.5,#d02020",
+    )
+    assert code == 2 and "single image" in stderr
+
+
+@pytest.mark.parametrize("direct_upload_limit", [10**9, 0], ids=["form", "presigned-upload"])
+def test_client_sends_hints_by_path_with_an_archive(api_url: str, tmp_path: Path, direct_upload_limit: int) -> None:
+    with Client(api_url, direct_upload_limit=direct_upload_limit) as client:
+        job = client.submit(album(tmp_path), model=HINT_TEST_MODEL, hints={"b.png": [Hint(0.5, 0.5, RED, 0.2)]})
+        job = client.wait(job.id, timeout_s=60)
+        assert job.succeeded and job.unmatched_hint_count == 0
+        items = {item.path: item for item in client.items(job.id)}
+        assert items["b.png"].hints == (Hint(0.5, 0.5, RED, 0.2),) and items["a.png"].hints == ()
+
+
+def test_client_sends_hints_by_path_with_images_by_reference(api_url: str) -> None:
+    # The model refuses them before the URL is looked at: they were sent.
+    with Client(api_url) as client, pytest.raises(ClientError) as refused:
+        client.submit_references(
+            urls=["https://example.com/a.png"], model=TEST_MODEL, hints={"a.png": [Hint(0.5, 0.5, RED)]}
+        )
+    assert refused.value.status == 422 and refused.value.code == "hints_not_supported"

@@ -4,28 +4,29 @@ with inference, each item ending done or failed on its own.
 The job store hears from a chunk a number of times that follows its batches, never its items:
 :meth:`~shared.jobs.store.JobStore.begin_chunk` as it starts (which also begins the first batch), then before
 each later inference one :meth:`~shared.jobs.store.JobStore.record` of what has ended so far, which begins the
-following batch and returns the job's status (the cancel check), and one at the end. Before the last batch
-that call is made only when something has ended meanwhile: outcomes reach the store before the next inference,
-which may crash the process and would otherwise cost their items another attempt. The results' bytes are
-counted in the tenant's storage quota (:class:`~shared.tenancy.storage_quota.StoredBytes`) in the same rhythm,
-in one call just before the record of their outcomes. Items that were in hand when a worker died run one at a
-time after the rest, each begun only when the one before has ended, so a poison item uses up its own attempts
-and nobody else's.
+following batch and returns the job's status (the cancel check), and one at the end. Before the last batch that
+call is made only when something has ended meanwhile: outcomes reach the store before the next inference, which
+may crash the process and would otherwise cost their items another attempt. The results' bytes are counted in
+the tenant's storage quota (:class:`~shared.tenancy.storage_quota.StoredBytes`) in the same rhythm, in one call
+just before the record of their outcomes. Items that were in hand when a worker died run one at a time after the
+rest, each begun only when the one before has ended, so a poison item uses up its own attempts and nobody
+else's.
 
-A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one ranged GET
-where they lie close), then decoded and colorized in batches whose pixels and decoding memory, read from the
-fetched headers, fit the worker's memory budget for the job's output format (:mod:`worker.batching`). Items
-read by reference (URLs, a tenant's bucket) are read ahead instead, ``batch_size`` at a time, and colorized in
-batches of those that have arrived (:mod:`worker.arrivals`): a slow source holds its own item alone. An
-image's metadata is read as it is decoded, the last moment its bytes are held, and its result written as the
-job asks, with that metadata and the provenance, hints counted (:mod:`worker.result_writes`); a hint model's
-single image keeps its likely colours beside it (:mod:`worker.likely_colour_grids`). Input objects are deleted
-as soon as the store reports that none of their items is unfinished, and all of a job's once it finishes or is
-canceled. A record that finds the job gone (deleted while the chunk ran) has the chunk delete what the job's
-prefix holds again and release its quota: late results last one batch. A job with a destination has each
-result written there too, or only there (:mod:`worker.destination_writes`), at output paths read once per
-chunk. A bulk chunk (``may_hand_over``) gives its process up before a batch when interactive work or an
-expansion waits: the items it has not begun are handed back (:attr:`ChunkRun.handed_back`).
+A group of ``batch_size`` items is read together (:class:`worker.item_reader.BatchInputs`: one ranged GET where
+they lie close), then decoded and colorized in batches whose pixels and decoding memory, read from the fetched
+headers, fit the worker's memory budget for the job's output format (:mod:`worker.batching`). Items read by
+reference (URLs, a tenant's bucket) are read ahead instead, ``batch_size`` at a time, and colorized in batches
+of those that have arrived (:mod:`worker.arrivals`): a slow source holds its own item alone. An image's metadata
+is read as it is decoded, the last moment its bytes are held, and its result written as the job asks, with that
+metadata and the provenance, hints counted (:mod:`worker.result_writes`); a hint model's single image keeps its
+likely colours beside it (:mod:`worker.likely_colour_grids`). Input objects are deleted as soon as the store
+reports that none of their items is unfinished, and all of a job's once it finishes or is canceled. A record
+that finds the job gone (deleted while the chunk ran) has the chunk delete what the job's prefix holds again and
+release its quota: late results last one batch. A job with a destination has each result written there too, or
+only there (:mod:`worker.destination_writes`), at output paths read once per chunk, as are the items' own hints
+where they may have some (:func:`worker.chunk_items.chunk_records`). A bulk chunk (``may_hand_over``) gives its
+process up before a batch when interactive work or an expansion waits: the items it has not begun are handed
+back (:attr:`ChunkRun.handed_back`).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from shared.storage.object_keys import input_object_key, inputs_prefix, job_pref
 from shared.tenancy.storage_quota import job_owner
 from worker.arrivals import Arrivals
 from worker.batching import memory_batches, sized_item
-from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, item_hints
+from worker.chunk_items import ColorizedItem, LoadedItem, SavedItem, chunk_records
 from worker.context import WorkerContext
 from worker.destination_writes import job_destination
 from worker.item_reader import BatchInputs
@@ -117,12 +118,10 @@ class ChunkRun:
             return
         self.inputs = start.inputs
         destination = job_destination(self.ctx.destinations, self.ctx.references, self.job)
-        output_paths: dict[int, str] = {}
-        if destination is not None:
-            with self.ctx.metrics.stage("redis"):
-                output_paths = self.ctx.jobs.output_paths(self.job_id, start.fresh + start.retried)
+        with self.ctx.metrics.stage("redis"):
+            registered = chunk_records(self.ctx.jobs, self.job, start.fresh + start.retried, destination is not None)
         settings, timed = self.settings, self.ctx.metrics.stage
-        self.results = ResultWriter(self.ctx.storage, self.job, settings.jpeg_quality, timed, destination, output_paths)
+        self.results = ResultWriter(self.ctx.storage, self.job, settings.jpeg_quality, timed, destination, registered)
         bind_log_context(tenant=self.job.tenant)
         self.begun += start.fresh[: self.settings.batch_size]
         try:
@@ -372,7 +371,7 @@ class ChunkRun:
             return []
         try:
             with self.ctx.metrics.stage("inference"):
-                hints = [item_hints(self._job, item.index) for item in items]
+                hints = [self._results.hints(item.index) for item in items]
                 images = colorize_batch(engine, [i.decoded() for i in items], self._job.temperature, hints)
                 likely = [likely_colours_of(engine, self._job, i.decoded(), h) for i, h in zip(items, hints)]
             return [ColorizedItem(i.index, image, i.metadata, g) for i, image, g in zip(items, images, likely)]

@@ -16,6 +16,7 @@ import redis
 from celery import Celery
 
 from shared.jobs.bulk_lane import BulkLane
+from shared.jobs.hint_maps import HintMaps
 from shared.jobs.store import JobStore
 from shared.metrics import WorkerMetrics
 from shared.queue.broker_queues import broker_queues
@@ -49,6 +50,7 @@ class WorkerContext:
         # Sources and destinations by reference: tenants' connections, jobs' destinations.
         self.references = ReferenceReader(ConnectionStore(self.redis, settings), settings)
         self.destinations = DestinationStore(self.redis, settings)
+        self.hint_maps = HintMaps(self.redis, settings)  # archives' and sources' hints by item path
         manifests = ManifestWriter(self.destinations, self.references, JobStore(self.redis, settings))
         self.jobs = JobStore(self.redis, settings, listeners=(notifier, self.metrics, manifests))
         self.quotas = QuotaStore(self.redis, settings.quotas, self.jobs)

@@ -11,6 +11,10 @@ A source by reference (:mod:`shared.storage.sources`) is expanded the same way: 
 are the entries (:mod:`worker.reference_entries`), each registered with its reference as its
 input and read by the worker that processes it.
 
+Each item is registered with the colour hints the job's hint map gives its path
+(:mod:`shared.jobs.hint_maps`: the request's map over the archive's own ``hints.json``,
+:mod:`worker.archive_hints`); the map's paths that no entry has are recorded in the job.
+
 Chunks are registered and enqueued in order, each while the next is read. A job whose whole
 archive fits in one chunk takes the interactive lane, any other the bulk lane
 (:mod:`worker.scheduling`).
@@ -32,10 +36,13 @@ from typing import BinaryIO
 import redis
 from redis.lock import Lock
 
+from shared.colour.hint_rules import HintMap
+from shared.colour.model_manifests import load_manifest
 from shared.errors import (
     ArchiveLimitExceeded,
     ColorizeError,
     CorruptArchive,
+    InvalidHintsFile,
     ItemError,
     NotFound,
     QuotaExceeded,
@@ -44,12 +51,14 @@ from shared.errors import (
     SourceUnreachable,
 )
 from shared.jobs.entry_names import OutputNames
+from shared.jobs.hint_maps import merged
 from shared.jobs.records import Job, JobStatus, NewItem
 from shared.jobs.source_kinds import REFERENCE_KIND
 from shared.storage.item_inputs import ItemInput
 from shared.storage.object_keys import input_object_key, input_object_name, inputs_prefix
 from shared.storage.sources import decode_source
 from worker.archive_entries import ArchiveEntry, iter_entries
+from worker.archive_hints import HINTS_FILE, archive_hints, unused_hint_file
 from worker.context import WorkerContext
 from worker.reference_entries import reference_entries
 from worker.scheduling import Lane, enqueue_chunks
@@ -150,12 +159,20 @@ class Expander:
         # Set once the tenant's daily image quota runs out: every later entry fails with it.
         self.quota_error: QuotaExceeded | None = None
         self.flushed = 0  # chunks handed on so far
+        self.takes_hints = load_manifest(self.settings.models_dir, job.model).hints
+        self.hints: HintMap = {}  # by item path: the archive's hints.json, the request's map over it
+        self.hinted: set[str] = set()  # paths of the map that an entry has
 
     def run(self) -> None:
         """Expand the archive to its end, or until the job is canceled; LeaseLost when another
         expander has taken over."""
         error: ColorizeError | None = None
         chunk = _PendingChunk()
+        try:
+            self.hints = self._hint_map()
+        except InvalidHintsFile as exc:
+            self.ctx.jobs.end_expansion(self.job.id, exc)  # before any image counts against the quota
+            return
         with self.ctx.metrics.stage("expansion"), ThreadPoolExecutor(max_workers=1) as flusher:
             flushing: Future[None] | None = None
             try:
@@ -177,7 +194,18 @@ class Expander:
             if flushing is not None:
                 flushing.result()
             self._flush(chunk, last=True)
+        unmatched = set(self.hints) - self.hinted
+        if unmatched:
+            self.ctx.hint_maps.record_unmatched(self.job.id, sorted(unmatched))
         self.ctx.jobs.end_expansion(self.job.id, error)
+        self.ctx.hint_maps.forget(self.job.id)
+
+    def _hint_map(self) -> HintMap:
+        """The request's map over the archive's hints.json (:mod:`worker.archive_hints`)."""
+        requested = self.ctx.hint_maps.get(self.job.id)
+        if self.job.source_kind == REFERENCE_KIND or not self.takes_hints:
+            return requested
+        return merged(archive_hints(self._open_source, self.job.source_kind, self.settings.limits), requested)
 
     def _open_source(self) -> BinaryIO:
         if self.job.source_kind == "zip":
@@ -189,10 +217,22 @@ class Expander:
         if self.job.source_kind == REFERENCE_KIND:
             reference = decode_source(source.read())
             return reference_entries(reference, self.job.tenant, self.ctx.references, self.settings.limits)
-        return iter_entries(source, self.job.source_kind, self.settings.limits)
+        return self._items_of(iter_entries(source, self.job.source_kind, self.settings.limits))
+
+    def _items_of(self, entries: Iterator[ArchiveEntry]) -> Iterator[ArchiveEntry]:
+        """The entries that are items: hints.json is the archive's map for a model that takes hints."""
+        for entry in entries:
+            if entry.path == HINTS_FILE and entry.error is None:
+                if self.takes_hints:
+                    continue
+                entry = unused_hint_file(entry, self.job.model)
+            yield entry
 
     def _add_entry(self, chunk: _PendingChunk, index: int, entry: ArchiveEntry) -> None:
         name = self.output_names.allocate(entry.path)
+        hints = self.hints.get(entry.path, ())
+        if entry.path in self.hints:  # an empty list too: it names the item, to take back its hints.json's
+            self.hinted.add(entry.path)
         if index < self.registered:
             chunk.resumed.append(index)  # its data is skipped; the archive reader moves past it
             return
@@ -210,6 +250,7 @@ class Expander:
                 size=entry.size,
                 error=error,
                 input=entry.location if error is None else None,
+                hints=hints,
             )
         )
 

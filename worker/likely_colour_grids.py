@@ -1,8 +1,8 @@
 """Which results keep the model's likely colours beside them, for the page's hint editor.
 
-A single image colorized by a hint model (one whose graph outputs its bin probabilities)
-keeps, per cell, the colours the network found most likely, given the hints it was given
-(``shared.colour.likely_colours``). The page offers them where a person clicks to place a
+A single image colorized by a model whose graph outputs its bin probabilities (a hint model,
+or one a hint model is built on) keeps, per cell, the colours the network found most likely,
+given the hints it was given (``shared.colour.likely_colours``). The page offers them where a person clicks to place a
 hint. Archives do not: nobody places hints on a thousand photos one click at a time, and
 the extra pass of the network would cost every one of them.
 """

@@ -11,10 +11,11 @@ from contextlib import AbstractContextManager
 from celery.utils.log import get_task_logger
 
 from shared.colour.engine import Engine
+from shared.colour.hints import Hint
 from shared.errors import DestinationFailed, ProcessingFailed
 from shared.imaging.encoding import encode_result
 from shared.imaging.provenance import Provenance
-from shared.jobs.records import ItemResult, Job
+from shared.jobs.records import ItemResult, Job, NewItem
 from shared.storage.object_keys import likely_colours_key, result_key
 from shared.storage.object_store import Storage
 from worker.chunk_items import ColorizedItem, SavedItem, item_hints
@@ -33,14 +34,15 @@ class ResultWriter:
         jpeg_quality: int,
         timed: Callable[[str], AbstractContextManager[object]],
         destination: JobDestination | None = None,
-        output_paths: Mapping[int, str] | None = None,
+        registered: Mapping[int, NewItem] | None = None,
     ) -> None:
         self.storage = storage
         self.job = job
         self.jpeg_quality = jpeg_quality
         self._timed = timed  # times a stage (``WorkerMetrics.stage``)
         self.destination = destination  # where results go besides (or instead of) the store
-        self.output_paths = output_paths or {}  # where each item's result goes in the destination
+        # The items as registered: where each result goes in the destination, each item's hints.
+        self.registered = registered or {}
 
     def save(self, engine: Engine, result: ColorizedItem) -> SavedItem:
         """The item's outcome once its result is stored, with the bytes the service's store took;
@@ -58,7 +60,7 @@ class ResultWriter:
         if self.destination is not None:
             try:
                 with self._timed("storage_put"):
-                    self.destination.put(self.output_paths[index], data, output.content_type)
+                    self.destination.put(self.registered[index].output_path, data, output.content_type)
             except DestinationFailed as exc:
                 return SavedItem(ItemResult.failed(index, exc))
             if not self.destination.keep_in_service:
@@ -83,4 +85,7 @@ class ResultWriter:
         """What the result says of how it was made (``shared.imaging.provenance``)."""
         manifest = engine.manifest
         temperature = manifest.temperature if self.job.temperature is None else self.job.temperature
-        return Provenance(manifest.name, manifest.sha256, temperature, len(item_hints(self.job, index)))
+        return Provenance(manifest.name, manifest.sha256, temperature, len(self.hints(index)))
+
+    def hints(self, index: int) -> tuple[Hint, ...]:
+        return item_hints(self.job, self.registered.get(index), index)

@@ -66,7 +66,10 @@ def schemas(settings: Settings) -> dict[str, Any]:
     for body in ("JobFromForm", "JobFromUpload", "JobFromSource"):
         described[body]["properties"]["max_side"]["maximum"] = limits.max_side
     # The form's field is JSON text (encoded application/json, as the request body says):
-    # described as the list it holds, as a JSON job's.
+    # described as the hints it holds, as a JSON job's, but never null (a form has no null).
     listed = described["JobFromUpload"]["properties"]["hints"]
-    described["JobFromForm"]["properties"]["hints"] = {k: v for k, v in listed.items() if k != "nullable"}
+    described["JobFromForm"]["properties"]["hints"] = {
+        **listed,
+        "oneOf": [{k: v for k, v in shape.items() if k != "nullable"} for shape in listed["oneOf"]],
+    }
     return described

@@ -17,8 +17,9 @@ from api.schemas import Item, ItemPage, ItemPageQuery, JobFromForm, JobFromUploa
 from api.services import Services, services
 from api.submission import IdempotentRequest, JobRequest, SentFile, UploadReference, submit
 from api.tenancy import current_tenant
+from shared.colour.hint_rules import hint_fields
 from shared.errors import UnsupportedMediaType
-from shared.jobs.documents import ErrorBrief, JobDocument
+from shared.jobs.documents import ErrorBrief, JobDocument, JobHint
 from shared.jobs.listing import Cursor, JobFilter
 from shared.jobs.records import Item as ItemRecord
 from shared.jobs.records import ItemStatus, Job, JobStatus
@@ -145,7 +146,7 @@ def _job_request() -> JobRequest:
             format=body.format,
             quality=body.quality,
             max_side=body.max_side,
-            hints=hints_of(body.hints) if isinstance(body, JobFromUpload) else (),
+            hints=hints_of(body.hints),
         )
     raise UnsupportedMediaType(
         "send multipart/form-data with a 'file' field, or JSON with an 'upload_id' or a 'source'"
@@ -158,7 +159,7 @@ def _document(svc: Services, job: Job) -> JobDocument:
 
 def _item(svc: Services, job: Job, item: ItemRecord) -> Item:
     done = item.status == ItemStatus.DONE
-    return Item(
+    document = Item(
         index=item.index,
         path=item.path,
         output_path=item.output_path,
@@ -167,3 +168,6 @@ def _item(svc: Services, job: Job, item: ItemRecord) -> Item:
         result_url=svc.url(f"/v1/jobs/{job.id}/items/{item.index}/result") if done else None,
         error=ErrorBrief(**item.error) if item.error else None,
     )
+    if item.hints:  # only then: a field left unset is left out
+        document.hints = [JobHint(**hint_fields(hint)) for hint in item.hints]
+    return document

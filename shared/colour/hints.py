@@ -5,9 +5,9 @@ grid: ``hint_ab`` (2, S, S), the hinted a and b where there is a hint and 0 else
 ``hint_mask`` (1, S, S), 1 at hinted cells. The photo is stretched to that square grid, so a
 point at (x, y) of the photo is at (x * S, y * S) on the grid whatever its shape.
 
-Hints arrive already validated (the API checks colours, coordinates and counts). This module
-is what a hint is, light enough for the API to import; :mod:`shared.colour.hint_planes` turns
-valid hints into the planes the network reads.
+Hints arrive already validated (:mod:`shared.colour.hint_rules`, for the API and the
+expander). This module is what a hint is, light enough for the API to import;
+:mod:`shared.colour.hint_planes` turns valid hints into the planes the network reads.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.colour.hint_rules import hint_fields
 from shared.imaging.output_options import OutputFormat
-from shared.jobs.records import Job, JobStatus, hint_fields
+from shared.jobs.records import Job, JobStatus
 from shared.jobs.source_kinds import SOURCE_KINDS
 from shared.timestamps import iso_time
 
@@ -65,12 +66,20 @@ class JobOutput(Document):
 
 
 class JobHint(Document):
-    """A colour hint as the job was given it (see the request's HintRequest)."""
+    """A colour hint as the job was given it (the rules: shared/colour/hint_rules.py)."""
 
     x: float = Field(ge=0, le=1)
     y: float = Field(ge=0, le=1)
     color: str = Field(json_schema_extra={"example": "#1f4fbf"})
     radius: float = Field(None, gt=0, description="Absent: one cell of the model's input grid.")  # type: ignore[assignment]
+
+
+class UnmatchedHints(Document):
+    """Paths of the job's hint map (its request's and its archive's hints.json) that no item has:
+    a misspelt path, or an entry the archive lacks. Their hints were not used."""
+
+    count: Count
+    paths: list[str] = Field(description="The first 100 of them in sorted order; manifest.json has the same.")
 
 
 class JobLinks(Document):
@@ -101,7 +110,12 @@ class JobDocument(Document):
     output: JobOutput
     hints: list[JobHint] = Field(
         None,  # type: ignore[arg-type]
-        description="The single image's colour hints, as given; absent when it was given none.",
+        description="The single image's colour hints, as given; absent when it was given none "
+        "(an archive's items show their own).",
+    )
+    unmatched_hints: UnmatchedHints = Field(  # type: ignore[assignment]
+        None,
+        description="Once the archive is expanded, the hinted paths no item has; absent when every one matched.",
     )
     links: JobLinks
 
@@ -135,6 +149,8 @@ class JobDocument(Document):
         )
         if job.hints:  # only then: a field left unset is left out
             document.hints = [JobHint(**hint_fields(hint)) for hint in job.hints]
+        if job.unmatched_hint_count:
+            document.unmatched_hints = UnmatchedHints(count=job.unmatched_hint_count, paths=list(job.unmatched_hints))
         return document
 
 

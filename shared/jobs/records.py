@@ -12,7 +12,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
+from shared.colour.hint_rules import hint_fields, hint_from_fields
 from shared.colour.hints import Hint
 from shared.errors import ColorizeError, ItemError
 from shared.imaging.output_options import DEFAULT_OUTPUT, OutputOptions
@@ -79,6 +81,10 @@ class Job:
     webhook_events: tuple[str, ...] = ()
     output: OutputOptions = DEFAULT_OUTPUT
     hints: tuple[Hint, ...] = ()  # a single image's colour hints
+    # Paths of the job's hint map (its request's, its archive's hints.json) that no item has, as
+    # the expander found them: at most shared.jobs.hint_maps.MAX_SHOWN_UNMATCHED of them, and how many there were.
+    unmatched_hints: tuple[str, ...] = ()
+    unmatched_hint_count: int = 0
 
     @property
     def pending(self) -> int:
@@ -109,6 +115,7 @@ class NewItem:
     size: int | None
     error: ItemError | None = None
     input: ItemInput | None = None
+    hints: tuple[Hint, ...] = ()  # the colour hints its job's map gives its path
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,7 @@ class Item:
     size: int | None
     status: ItemStatus
     error: dict[str, str] | None
+    hints: tuple[Hint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -147,7 +155,10 @@ def error_json(error: ColorizeError) -> str:
 
 
 def item_json(item: NewItem) -> str:
-    return json.dumps({"path": item.path, "output_path": item.output_path, "size": item.size}, separators=(",", ":"))
+    record: dict[str, object] = {"path": item.path, "output_path": item.output_path, "size": item.size}
+    if item.hints:
+        record["hints"] = [hint_fields(hint) for hint in item.hints]
+    return json.dumps(record, separators=(",", ":"))
 
 
 def hints_json(hints: Sequence[Hint]) -> str:
@@ -155,15 +166,12 @@ def hints_json(hints: Sequence[Hint]) -> str:
     return json.dumps([hint_fields(hint) for hint in hints], separators=(",", ":"))
 
 
-def hint_fields(hint: Hint) -> dict[str, object]:
-    fields: dict[str, object] = {"x": hint.x, "y": hint.y, "color": hint.color}
-    if hint.radius is not None:
-        fields["radius"] = hint.radius
-    return fields
-
-
 def decode_hints(text: str) -> tuple[Hint, ...]:
-    return tuple(Hint(h["x"], h["y"], h["color"], h.get("radius")) for h in json.loads(text or "[]"))
+    return _hints(json.loads(text or "[]"))
+
+
+def _hints(fields: list[dict[str, Any]]) -> tuple[Hint, ...]:
+    return tuple(hint_from_fields(hint) for hint in fields)
 
 
 def decode_job(fields: dict[bytes, bytes]) -> Job:
@@ -193,6 +201,8 @@ def decode_job(fields: dict[bytes, bytes]) -> Job:
         webhook_events=tuple(filter(None, text.get("webhook_events", "").split(","))),
         output=OutputOptions.from_record(text),
         hints=decode_hints(text.get("hints", "")),
+        unmatched_hints=tuple(json.loads(text.get("unmatched_hints") or "[]")),
+        unmatched_hint_count=int(text.get("unmatched_hint_count") or 0),
     )
 
 
@@ -209,7 +219,14 @@ def decode_item(index: int, record: bytes, status: bytes | None, error: bytes | 
         size=data.get("size"),
         status=state,
         error=json.loads(error) if error else None,
+        hints=_hints(data.get("hints", [])),
     )
+
+
+def decode_registered(index: int, record: bytes | str) -> NewItem:
+    """An item as the expander registered it (its output path, its hints), from its record."""
+    data = json.loads(record)
+    return NewItem(index, data["path"], data["output_path"], data.get("size"), hints=_hints(data.get("hints", [])))
 
 
 def _optional_float(value: str) -> float | None:

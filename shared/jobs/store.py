@@ -14,7 +14,6 @@ listing (:class:`shared.jobs.listing.JobListing`) from its creation until it is 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from shared.jobs.records import (
     NewItem,
     decode_item,
     decode_job,
+    decode_registered,
     error_json,
     hints_json,
     item_json,
@@ -307,10 +307,10 @@ class JobStore:
             result.append(decode_item(int(index), record, status, error, canceled))
         return result
 
-    def output_paths(self, job_id: str, indices: Sequence[int]) -> dict[int, str]:
-        """The output path of each registered item of ``indices``, in one read."""
+    def registered(self, job_id: str, indices: Sequence[int]) -> dict[int, NewItem]:
+        """Each registered item of ``indices`` as registered (output path, hints), in one read."""
         records = self.redis.hmget(self.keys.job(job_id).items, [str(i) for i in indices]) if indices else []
-        return {i: json.loads(record)["output_path"] for i, record in zip(indices, records) if record is not None}
+        return {i: decode_registered(i, record) for i, record in zip(indices, records) if record is not None}
 
     def item(self, job_id: str, index: int) -> Item:
         found = self.items(job_id, index, 1) if index >= 0 else []
