@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from models.hint_simulation import hint_count, simulate
 from models.training.hint_branch import HintBranch, pooled_hints
 from models.training.hint_cache import BaseClassifier, base_classifier, load_or_build
-from models.training.targets import soft_encode_sparse
+from models.training.targets import rebalancing_weights, soft_encode_sparse
 from shared.colour.bins import ab_bins
 
 SIZE = 160
@@ -71,6 +71,18 @@ def tensors(cache: dict[str, np.ndarray], index: np.ndarray) -> tuple[torch.Tens
     return torch.from_numpy(cache["features"][index].astype(np.float32)), cache["ab"][index].astype(np.float32)
 
 
+def cell_weights(bin_stats: Path, rebalance_mix: float | None) -> np.ndarray:
+    """Each bin's loss weight: the base's own rebalancing, or one of strength ``rebalance_mix``
+    (lambda; 1 weighs every cell alike) from the base's bin counts. Once any hint is given the
+    branch speaks for every cell of the photo, so a rebalanced loss teaches it to saturate the
+    whole photo wherever a hint appears."""
+    with np.load(bin_stats) as stats:
+        if rebalance_mix is None:
+            return np.asarray(stats["weights"])
+        weights, _ = rebalancing_weights(stats["counts"], ab_bins(), rebalance_mix)
+        return weights
+
+
 def held_out(cache: dict[str, np.ndarray], count: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The cache split into photos to train on and ``count`` photos to score the branch with,
     drawn from the training photos so the validation photos stay unseen for evaluation."""
@@ -109,8 +121,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     )
     deadline = time.monotonic() + args.minutes * 60
     classifier = base_classifier(onnx.load(str(base_file)))
-    objective = Objective(classifier, np.load(args.base / "bin_stats.npz")["weights"])
+    objective = Objective(classifier, cell_weights(args.base / "bin_stats.npz", args.rebalance_mix))
     branch = HintBranch(classifier.weight.shape[1], args.width)
+    if args.init is not None:  # go on from an earlier run's branch
+        branch.load_state_dict(torch.load(args.init / "branch.pt", map_location="cpu", weights_only=False)["branch"])
     optimiser = torch.optim.AdamW(branch.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     log = (args.out / "log.jsonl").open("w")
@@ -158,6 +172,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument(
+        "--rebalance-mix", type=float, default=None, help="lambda of the loss's rebalancing (default: the base's weights)"
+    )
+    parser.add_argument("--init", type=Path, default=None, help="an earlier run whose branch to start from")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
