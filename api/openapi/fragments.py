@@ -39,6 +39,10 @@ def job_id_parameter() -> dict[str, Any]:
 
 
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    """One optional query parameter per field of ``model``."""
-    properties = model_schema(model)["properties"]
-    return [{"name": name, "in": "query", "required": False, "schema": schema} for name, schema in properties.items()]
+    """One query parameter per field of ``model``, required where the field has no default."""
+    schema = model_schema(model)
+    required = set(schema.get("required", ()))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": field}
+        for name, field in schema["properties"].items()
+    ]
