@@ -173,7 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=200)
     parser.add_argument(
-        "--rebalance-mix", type=float, default=None, help="lambda of the loss's rebalancing (default: the base's weights)"
+        "--rebalance-mix",
+        type=float,
+        default=None,
+        help="lambda of the loss's rebalancing (default: the base's weights)",
     )
     parser.add_argument("--init", type=Path, default=None, help="an earlier run whose branch to start from")
     parser.add_argument("--threads", type=int, default=1)
