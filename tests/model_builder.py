@@ -47,8 +47,11 @@ def build_test_model(
         per_channel = np.concatenate([2 * bins, -(bins**2).sum(axis=1, keepdims=True)], axis=1) * HINT_GAIN
         hint_weight = np.repeat(per_channel[:, :, None, None], 4, axis=2).repeat(4, axis=3)
         nodes += [
-            helper.make_node("Mul", ["hint_ab", "hint_mask"], ["masked_hint_ab"]),
-            helper.make_node("Concat", ["masked_hint_ab", "hint_mask"], ["hint_planes"], axis=1),
+            # Every marked pixel pulls alike, however the planes weigh a spot (the shipped hint
+            # model spreads a spot over its area by attention; this one only where it is marked).
+            helper.make_node("Ceil", ["hint_mask"], ["marked"]),
+            helper.make_node("Mul", ["hint_ab", "marked"], ["masked_hint_ab"]),
+            helper.make_node("Concat", ["masked_hint_ab", "marked"], ["hint_planes"], axis=1),
             helper.make_node("Conv", ["hint_planes", "hw"], ["hint_logits"], kernel_shape=[4, 4], strides=[4, 4]),
             helper.make_node("Add", ["lightness_logits", "hint_logits"], ["logits"]),
         ]

@@ -61,6 +61,14 @@ def test_a_radius_is_a_disc_in_the_photo_so_an_ellipse_on_a_stretched_grid() -> 
     assert np.ptp(rows) == 31
 
 
+def test_a_spot_weighs_as_two_points_its_centre_whole_the_rest_shared() -> None:
+    _, mask = hint_planes([Hint(x=0.5, y=0.5, color=BLUE, radius=0.2)], 32)
+    assert mask[0, 16, 16] == 1.0
+    rest = mask[0].copy()
+    rest[16, 16] = 0.0
+    assert np.count_nonzero(rest) > 100 and rest.sum() == pytest.approx(1.0, abs=0.02)
+
+
 def test_a_tiny_radius_still_marks_its_cell() -> None:
     _, mask = hint_planes([Hint(x=0.5, y=0.5, color=BLUE, radius=0.001)], 8)
     assert np.argwhere(mask[0]).tolist() == [[4, 4]]

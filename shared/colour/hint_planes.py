@@ -20,7 +20,13 @@ def hint_ab(color: str) -> tuple[float, float]:
 
 
 def hint_planes(hints: Sequence[Hint], size: int, aspect: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """float32 ab (2, size, size), 0 where no hint, and mask (1, size, size), 1 at hinted cells.
+    """float32 ab (2, size, size), 0 where no hint, and mask (1, size, size): 1 at each hint's
+    own cell, and over the rest of a spot (a hint with a radius) weights that add up to 1.
+
+    A hint model was trained on points, and lets every hinted cell of the photo speak for the
+    cells that look like it: a spot marked 1 all over would be dozens of points of one colour,
+    and floods the whole photo with it. Weighed so, a spot counts as two points, its colour
+    given over its whole area.
 
     ``aspect`` is the photo's width over its height: a radius is a fraction of the longer
     side, so on the square grid a round spot of the photo covers more cells along its
@@ -33,14 +39,19 @@ def hint_planes(hints: Sequence[Hint], size: int, aspect: float = 1.0) -> tuple[
         a, b = hint_ab(hint.color)
         ab[0][spot] = a
         ab[1][spot] = b
-        mask[0][spot] = 1.0
+        if isinstance(spot, np.ndarray):
+            mask[0][spot] = 1.0 / max(int(spot.sum()) - 1, 1)
+        mask[0][_centre(hint, size)] = 1.0
     return ab, mask
+
+
+def _centre(hint: Hint, size: int) -> tuple[int, int]:
+    return min(int(hint.y * size), size - 1), min(int(hint.x * size), size - 1)
 
 
 def _spot(hint: Hint, size: int, aspect: float) -> np.ndarray | tuple[int, int]:
     """The cells one hint covers: a boolean (size, size) disc, or the one (row, column) cell."""
-    column = min(int(hint.x * size), size - 1)
-    row = min(int(hint.y * size), size - 1)
+    row, column = _centre(hint, size)
     if hint.radius is None:
         return row, column
     # Offsets in units of the photo's longer side: the grid stretches each side to 0..1.
