@@ -1,8 +1,10 @@
 """Which results keep the model's likely colours beside them, for the page's hint editor.
 
-A single image colorized by a model whose graph outputs its bin probabilities (a hint model,
-or one a hint model is built on) keeps, per cell, the colours the network found most likely,
-given the hints it was given (``shared.colour.likely_colours``). The page offers them where a person clicks to place a
+A single image colorized by a hint model (whose graph also outputs its bin probabilities) keeps,
+per cell, the colours the network found most likely, given the hints it was given
+(``shared.colour.likely_colours``). Other models do not: the extra pass would cost every
+single image of the service (51 ms on a 1 MP photo, about as much as colorizing it) for a
+page that may never ask. The page offers them where a person clicks to place a
 hint. Archives do not: nobody places hints on a thousand photos one click at a time, and
 the extra pass of the network would cost every one of them.
 """
@@ -21,7 +23,8 @@ from shared.jobs.records import Job
 
 
 def keeps_likely_colours(job: Job, engine: Engine) -> bool:
-    return job.source_kind == "image" and engine.manifest.probabilities_output is not None
+    manifest = engine.manifest
+    return job.source_kind == "image" and manifest.hints and manifest.probabilities_output is not None
 
 
 def likely_colours_of(engine: Engine, job: Job, image: np.ndarray, hints: Sequence[Hint]) -> LikelyColourGrid | None:

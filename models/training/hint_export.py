@@ -34,17 +34,15 @@ HINT_INPUTS = ("hint_ab", "hint_mask")
 HINTED_LOGITS = "hinted_logits"
 
 
-def load_branch(run: Path, pull_scale: float = 1.0, spread_scale: float = 1.0) -> tuple[HintBranch, dict[str, Any]]:
-    """The run's kept branch, its pull towards the hinted colour at a hinted cell multiplied by
-    ``pull_scale`` and its pull on the cells that attend to hints by ``spread_scale``: the first
-    makes a hint obeyed where it is, the second carries it across its region, and past it."""
+def load_branch(run: Path, pull_scale: float = 1.0) -> tuple[HintBranch, dict[str, Any]]:
+    """The run's kept branch, its two pulls towards hinted colours multiplied by ``pull_scale``."""
     state = torch.load(run / "branch.pt", map_location="cpu", weights_only=False)
     config = state["config"]
     branch = HintBranch(config["feature_channels"], config["width"], tuple(config["dilations"]))
     branch.load_state_dict(state["branch"])
     with torch.no_grad():
-        branch.log_pull.add_(math.log(pull_scale))
-        branch.log_spread_pull.add_(math.log(spread_scale))
+        for pull in (branch.log_pull, branch.log_spread_pull):
+            pull.add_(math.log(pull_scale))
     return branch.eval(), state["record"]
 
 
@@ -110,12 +108,11 @@ def export(
     command: str,
     pull_scale: float = 1.0,
     branch_data: str = "",
-    spread_scale: float = 1.0,
 ) -> ModelManifest:
     """Write ``out_dir/name``: the joined graph, the base's bin statistics, and a manifest whose
     training data is the base's followed by ``branch_data`` (what the branch was trained on)."""
     base_manifest = load_manifest(base_dir.parent, base_dir.name)
-    branch, record = load_branch(run, pull_scale, spread_scale)
+    branch, record = load_branch(run, pull_scale)
     model = joined(onnx.load(str(base_manifest.path)), branch_graph(branch, base_manifest.input_size))
     onnx.checker.check_model(model)
     directory = out_dir / name
@@ -148,7 +145,6 @@ def export(
                 "options": {k: _portable(v) for k, v in summary["options"].items()},
                 "kept": record,
                 "pull_scale": pull_scale,
-                "spread_scale": spread_scale,
                 "steps": summary["steps"],
                 "samples": summary["samples"],
                 "seconds": summary["seconds"],
@@ -175,16 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         "--pull-scale",
         type=float,
         default=1.0,
-        help="multiply the learnt pull towards the hinted colour at a hinted cell",
-    )
-    parser.add_argument(
-        "--spread-scale", type=float, default=1.0, help="multiply the learnt pull on the cells that attend to hints"
+        help="multiply the learnt pulls towards hinted colours (a short run leaves them weak)",
     )
     parser.add_argument("--branch-data", default="", help="what the branch was trained on, and its terms")
     args = parser.parse_args(argv)
-    manifest = export(
-        args.run, args.base, args.out, args.name, args.command, args.pull_scale, args.branch_data, args.spread_scale
-    )
+    manifest = export(args.run, args.base, args.out, args.name, args.command, args.pull_scale, args.branch_data)
     print(f"exported {manifest.path} ({manifest.path.stat().st_size / 1e6:.1f} MB)")
 
 
