@@ -23,8 +23,6 @@ import torch.nn.functional as F
 from onnx import numpy_helper
 from torch import nn
 
-from models.onnx_head import PROBABILITIES_OUTPUT
-
 ONNX_DTYPES = {1: torch.float32, 6: torch.int32, 7: torch.int64, 9: torch.bool}
 Op = Callable[[list[Any], dict[str, Any]], torch.Tensor]
 
@@ -94,10 +92,11 @@ OPS: dict[str, Op] = {
 
 def network_nodes(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], str]:
     """The nodes before the decoding head and the name of the logits they end in: the one
-    tensor the head's nodes (those writing ``head_*`` tensors, ``ab`` or ``probabilities``) read from the network."""
-    head_outputs = {
-        o for n in graph.node for o in n.output if o.startswith("head_") or o in ("ab", PROBABILITIES_OUTPUT)
-    }
+    tensor the head's nodes (those writing ``head_*`` tensors or ``ab``, and those reading them) read from the network."""
+    head_outputs = {o for n in graph.node for o in n.output if o.startswith("head_") or o == "ab"}
+    for node in graph.node:  # and whatever reads them (another output of the head): nodes are in order
+        if set(node.input) & head_outputs:
+            head_outputs.update(node.output)
     network = [n for n in graph.node if not set(n.output) & head_outputs]
     produced = {o for n in network for o in n.output}
     head_inputs = {i for n in graph.node if set(n.output) & head_outputs for i in n.input}
