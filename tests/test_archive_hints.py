@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 import time
 import zipfile
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from api.app import create_app
 from shared.colour.hint_rules import MAX_HINTED_PATHS, MAX_MAP_HINTS
 from shared.settings import Settings
 from tests.integration_fixtures import TEST_MODEL, http_server, with_own_keys
+from tests.test_e2e import tar_gz_of
+from tests.test_e2e import zip_of as archive_of
 from tests.test_hint_jobs import grey_png, hex_rgb, hue, hue_distance
 
 pytestmark = pytest.mark.integration
@@ -74,21 +75,8 @@ def photos() -> Iterator[str]:
 
 
 def zip_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return buffer.getvalue()
-
-
-def tar_gz_of(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    """Stored: a deflated over-large hints.json would be refused for its ratio before its size."""
+    return archive_of(files, zipfile.ZIP_STORED)
 
 
 def submit_archive(client, data: bytes, filename: str, hints: object = None, **fields):
