@@ -112,7 +112,7 @@ def main() -> int:
     parser.add_argument("--temperature", type=float, nargs="+", default=[0.38, 0.5, 0.8])
     parser.add_argument("--limit", type=int, default=0, help="an evenly spread subset of N photos")
     parser.add_argument("--judge", action="store_true", help="also the ImageNet classifier (slow on a CPU)")
-    parser.add_argument("--out", type=Path, default=Path("prior-grid"))
+    parser.add_argument("--out", type=Path, default=Path("runs/prior-grid"), help="folder of table.md and table.csv")
     args = parser.parse_args()
     settings = Settings()
     files = photo_files(args.folder, args.limit)

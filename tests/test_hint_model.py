@@ -140,6 +140,19 @@ def test_the_exported_hint_model_is_the_base_plus_the_branch(tmp_path: Path) -> 
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
+def test_a_branch_goes_on_learning_from_the_weights_inside_its_exported_model(tmp_path: Path) -> None:
+    from models.training.train_hints import initial_branch_state
+
+    _tiny_base(tmp_path / "models" / "base")
+    branch = _trained_run(tmp_path / "run")
+    export(tmp_path / "run", tmp_path / "models" / "base", tmp_path / "models", "base-hints", "train it")
+    recovered = initial_branch_state(tmp_path / "models" / "base-hints")
+    assert recovered.keys() == branch.state_dict().keys()
+    for name, value in branch.state_dict().items():
+        torch.testing.assert_close(recovered[name], value)
+    assert initial_branch_state(tmp_path / "run").keys() == recovered.keys()
+
+
 def test_training_attends_to_hinted_cells_only_and_matches_the_exported_dense_form() -> None:
     torch.manual_seed(0)
     attention = HintAttention(8)

@@ -297,6 +297,24 @@ def test_a_shipped_onnx_network_trains_in_torch_and_its_decoder_is_written_back(
             assert written[initialiser.name].SerializeToString() == initialiser.SerializeToString()
 
 
+def test_the_encoder_learns_beside_the_decoder_at_its_share_of_the_rate() -> None:
+    from models.training.finetune_onnx import parse_part_rates
+    from models.training.onnx_weights import OnnxNetwork
+
+    network = OnnxNetwork.load(Path(__file__).resolve().parents[1] / "models" / "colorize-lite")
+    groups = network.train_parts(parse_part_rates(["decoder", "encoder=0.2"]))
+    assert [group["lr_scale"] for group in groups] == [1.0, 0.2]
+    decoder, encoder = ({id(w) for w in group["params"]} for group in groups)
+    assert decoder and encoder and not decoder & encoder
+    learning = {id(w) for w in network.module.named_weights().values() if w.requires_grad}
+    assert learning == decoder | encoder
+    assert network.train_only("decoder") and not any(
+        w.requires_grad for w in network.module.named_weights().values() if id(w) in encoder
+    )
+    with pytest.raises(ValueError):
+        parse_part_rates(["encoder=0"])
+
+
 def test_the_selection_score_is_not_won_by_painting_one_source_over() -> None:
     from models.training.selection import SourceScore
 

@@ -1,10 +1,10 @@
-"""Fine-tune a shipped ONNX model's decoder on the CPU, and export it with the same head.
+"""Fine-tune a shipped ONNX model on the CPU, and export it with the same head.
 
     python -m models.training.finetune_onnx --model models/colorize-lite --data ../shared/data/train \\
         --val ../shared/data/val --out runs/lite-people --minutes 60 --threads 1
 
-The shipped graph is rebuilt in PyTorch (``onnx_weights``); its encoder stays frozen and its
-decoder learns, with the class-rebalanced loss (``--rebalance-mix`` is lambda, the share of
+The shipped graph is rebuilt in PyTorch (``onnx_weights``); the parts named by ``--train`` learn
+(the decoder by default; ``encoder=0.1`` adds the encoder at a tenth of the rate), with the class-rebalanced loss (``--rebalance-mix`` is lambda, the share of
 uniform in the rebalanced prior: 1 turns rebalancing off), on random views of every training
 photo drawn so the named sources keep their ``--share`` of the samples (``source_sampling``),
 ``--scan-share`` of them degraded like old scans (``scan_augment``). Every ``--eval-minutes``
@@ -65,6 +65,18 @@ class Sampler:
         )
 
 
+def parse_part_rates(items: list[str]) -> dict[str, float]:
+    """["decoder", "encoder=0.1"] -> {"decoder": 1.0, "encoder": 0.1}: each part's share of the
+    peak learning rate."""
+    rates: dict[str, float] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        rates[name] = float(value or 1.0)
+        if not name or rates[name] <= 0:
+            raise ValueError(f"expected PART or PART=SCALE with SCALE > 0, got {item!r}")
+    return rates
+
+
 def bin_statistics(sampler: Sampler, bins: torch.Tensor, mix: float) -> dict[str, np.ndarray]:
     """Counts of the nearest bins of target pixels over views as training draws them, and the
     rebalancing weights they give."""
@@ -111,7 +123,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     log = Log(args.out)
     network = OnnxNetwork.load(args.model)
-    trainable = network.train_only(args.train)
+    groups = network.train_parts(parse_part_rates(args.train))
+    trainable = [weight for group in groups for weight in group["params"]]
     crops_np, source, names = load_sourced_crops(args.data, args.source_size, args.crops_cache)
     probabilities = sampling_probabilities(source, names, parse_shares(args.share))
     sampler = Sampler(torch.from_numpy(crops_np).permute(0, 3, 1, 2), probabilities, args)
@@ -133,7 +146,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     best = evaluate(network, selection, args, log, {"step": 0, "samples": 0})
     best_value = best.value(args.auc_weight)
     network.save_trainable(args.out / "weights.pt")
-    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     budget, started = args.minutes * 60, time.time()
     last_eval, step, loss_sum, kept_at = started, 0, 0.0, 0
     network.module.train()
@@ -141,7 +154,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         l_in, ab = sampler.batch(args.batch_size)
         near, weights = soft_encode_sparse(ab, bins)
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(time.time() - started, budget, step, args.lr)
+            group["lr"] = learning_rate(time.time() - started, budget, step, args.lr) * group["lr_scale"]
         loss = sparse_rebalanced_cross_entropy(network.module(l_in), near, weights, rebalance)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -191,7 +204,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="run folder; the exported model goes to OUT/model")
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock training budget")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--train", default="decoder", help="top-level part of the network that learns")
+    parser.add_argument(
+        "--train",
+        nargs="+",
+        default=["decoder=1"],
+        help="top-level parts of the network that learn, as PART=SCALE of the learning rate (decoder=1 encoder=0.1)",
+    )
     parser.add_argument("--source-size", type=int, default=144, help="side of the square crops held in memory")
     parser.add_argument("--size", type=int, default=128, help="side of the training views")
     parser.add_argument("--batch-size", type=int, default=16)

@@ -22,7 +22,7 @@ from typing import Any
 
 import onnx
 import torch
-from onnx import TensorProto, compose, helper
+from onnx import TensorProto, compose, helper, numpy_helper
 
 from models.onnx_head import head_logits_name, with_probabilities_output
 from models.training.hint_branch import HintBranch
@@ -44,6 +44,17 @@ def load_branch(run: Path, pull_scale: float = 1.0) -> tuple[HintBranch, dict[st
         for pull in (branch.log_pull, branch.log_spread_pull):
             pull.add_(math.log(pull_scale))
     return branch.eval(), state["record"]
+
+
+def shipped_branch_state(model_dir: Path) -> dict[str, torch.Tensor]:
+    """The branch weights inside an exported hint model's file, as the state dict they came
+    from, so a branch can go on learning on a new version of its base."""
+    proto = onnx.load(str(model_dir / "model.onnx"))
+    return {
+        initialiser.name.removeprefix(BRANCH_PREFIX): torch.from_numpy(numpy_helper.to_array(initialiser).copy())
+        for initialiser in proto.graph.initializer
+        if initialiser.name.startswith(BRANCH_PREFIX)
+    }
 
 
 def branch_graph(branch: HintBranch, size: int) -> onnx.ModelProto:

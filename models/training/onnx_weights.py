@@ -161,17 +161,27 @@ class OnnxNetwork:
     def temperature(self) -> float:
         return float(self.manifest["temperature"])
 
-    def train_only(self, part: str) -> list[nn.Parameter]:
-        """Let the initialisers read by nodes under ``/part/`` learn; freeze every other one."""
-        read = {i for n in self.module.nodes if n.name.startswith(f"/{part}/") for i in n.input}
-        chosen = []
-        for name, weight in self.module.named_weights().items():
-            weight.requires_grad_(name in read)
-            if name in read:
-                chosen.append(weight)
-        if not chosen:
-            raise ValueError(f"no weights under /{part}/ in {self.directory}")
-        return chosen
+    def train_only(self, *parts: str) -> list[nn.Parameter]:
+        """Let the initialisers read by nodes under ``/part/`` learn, for each of ``parts``;
+        freeze every other one. Returns the learning ones, in the order of ``parts``."""
+        return [weight for group in self.train_parts({part: 1.0 for part in parts}) for weight in group["params"]]
+
+    def train_parts(self, scales: dict[str, float]) -> list[dict[str, Any]]:
+        """Optimizer parameter groups, one per top-level part named in ``scales`` (its weights
+        learning at ``lr_scale`` times the peak rate); every other initialiser is frozen."""
+        weights = self.module.named_weights()
+        for weight in weights.values():
+            weight.requires_grad_(False)
+        groups = []
+        for part, scale in scales.items():
+            read = {i for n in self.module.nodes if n.name.startswith(f"/{part}/") for i in n.input}
+            chosen = [weight for name, weight in weights.items() if name in read and not weight.requires_grad]
+            if not chosen:
+                raise ValueError(f"no weights under /{part}/ in {self.directory}")
+            for weight in chosen:
+                weight.requires_grad_(True)
+            groups.append({"params": chosen, "lr_scale": scale})
+        return groups
 
     def trainable(self) -> dict[str, torch.Tensor]:
         return {k: w.detach().clone() for k, w in self.module.named_weights().items() if w.requires_grad}

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from models.hint_simulation import hint_count, simulate
 from models.training.hint_branch import HintBranch, pooled_hints
 from models.training.hint_cache import BaseClassifier, base_classifier, load_or_build
+from models.training.hint_export import shipped_branch_state
 from models.training.targets import rebalancing_weights, soft_encode_sparse
 from shared.colour.bins import ab_bins
 
@@ -109,6 +110,16 @@ def validate(branch: HintBranch, objective: Objective, val: dict[str, np.ndarray
     return scores
 
 
+def initial_branch_state(init: Path) -> dict[str, torch.Tensor]:
+    """The branch to go on from: an earlier run's kept one, or the one inside a hint model."""
+    if (init / "branch.pt").exists():
+        state: dict[str, torch.Tensor] = torch.load(init / "branch.pt", map_location="cpu", weights_only=False)[
+            "branch"
+        ]
+        return state
+    return shipped_branch_state(init)
+
+
 def train(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -123,8 +134,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     classifier = base_classifier(onnx.load(str(base_file)))
     objective = Objective(classifier, cell_weights(args.base / "bin_stats.npz", args.rebalance_mix))
     branch = HintBranch(classifier.weight.shape[1], args.width)
-    if args.init is not None:  # go on from an earlier run's branch
-        branch.load_state_dict(torch.load(args.init / "branch.pt", map_location="cpu", weights_only=False)["branch"])
+    if args.init is not None:
+        branch.load_state_dict(initial_branch_state(args.init))
     optimiser = torch.optim.AdamW(branch.parameters(), lr=args.lr, weight_decay=1e-4)
     rng = np.random.default_rng(args.seed)
     log = (args.out / "log.jsonl").open("w")
@@ -178,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="lambda of the loss's rebalancing (default: the base's weights)",
     )
-    parser.add_argument("--init", type=Path, default=None, help="an earlier run whose branch to start from")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="an earlier run, or a hint model's folder, whose branch to start from"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
