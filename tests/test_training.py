@@ -145,7 +145,8 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
     stage2_args = [*args[:out_at], str(again), *args[out_at + 1 :], "--stage2-from", str(run / "weights.pt")]
     train_pretrained.train(train_pretrained.parse_args(stage2_args))
     stage2_log = [json.loads(line) for line in (again / "log.jsonl").read_text().splitlines()]
-    assert [r["stage"] for r in stage2_log if "val_auc_rebalanced" in r] == [2, 2]
+    # scored once before its first step (the kept weights of another run's selection), then per step
+    assert [(r["stage"], r["step"]) for r in stage2_log if "val_auc_rebalanced" in r] == [(2, 0), (2, 1), (2, 2)]
     restarted = torch.load(again / "weights.pt", weights_only=False)
     assert restarted["score"]["auc_rebalanced"] >= kept["score"]["auc_rebalanced"]
     # the encoder's weights moved but its normalisation statistics stayed those stage 1 learnt with
@@ -161,6 +162,35 @@ def test_a_two_stage_run_keeps_its_best_checkpoint_and_exports_a_served_model(tm
     engine = Engine.load(load_manifest(tmp_path / "models", "tiny-lite"), device="cpu", threads=1)
     out = colorize(engine, [np.full((50, 70, 3), 120, np.uint8)], batch_size=1)
     assert out[0].shape == (50, 70, 3)
+
+
+def test_a_run_selected_by_psnr_per_source_keeps_the_best_such_score(tmp_path: Path) -> None:
+    from models.training import train_pretrained
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for source in ("people", "streets"):
+        synthetic_photos(photos / source, 3)
+    run = tmp_path / "run"
+    args = ["--data", str(photos), "--val", str(photos), "--out", str(run), "--source-size", "64", "--size", "64"]
+    args += ["--views", "1", "--decoder-epochs", "1", "--batch-size", "3", "--finetune-steps", "2"]
+    args += ["--eval-every", "1", "--threads", "1", "--val-per-source", "2", "--auc-weight", "0.3"]
+    args += ["--share", "people=0.8", "--scan-share", "0.5", "--rebalance-mix", "0.7"]
+    train_pretrained.train(train_pretrained.parse_args(args))
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    scored = [r for r in log if "val_selection_score" in r]
+    assert [r["stage"] for r in scored] == [0, 1, 2, 2]
+    for record in scored:
+        gains = [record["val_psnr_gain_people"], record["val_psnr_gain_streets"]]
+        expected = min(gains) + sum(gains) / 2 + 0.3 * record["val_auc_rebalanced_gain"]
+        assert record["val_selection_score"] == pytest.approx(expected, abs=2e-3)
+    kept = torch.load(run / "weights.pt", weights_only=False)
+    assert kept["score"]["selection_score"] == pytest.approx(max(r["val_selection_score"] for r in scored), abs=1e-3)
+    # the rebalancing follows lambda: 0.7 of uniform flattens the weights against the paper's 0.5
+    weights = np.load(run / "bin_stats.npz")["weights"]
+    counts = np.load(run / "bin_stats.npz")["counts"]
+    paper, _ = rebalancing_weights(counts, ab_bins().astype(np.float64), 0.5)
+    assert weights.max() < paper.max()
 
 
 def test_live_features_are_fresh_views_shaped_like_the_cached_ones() -> None:
@@ -322,3 +352,19 @@ def test_the_selection_score_is_not_won_by_painting_one_source_over() -> None:
     washed = SourceScore({"ccp": -3.0, "intel": 0.6}, 79.0, 6.0, 1.3)
     assert modest.value(auc_weight=0.2) > washed.value(auc_weight=0.2)
     assert modest.record()["psnr_gain_ccp"] == 0.2
+
+
+def test_the_photos_a_run_selects_by_are_packed_by_source_and_select_the_same(tmp_path: Path) -> None:
+    from models.training.selection import main as pack_selection
+    from models.training.selection import spread_over_sources
+
+    photos = tmp_path / "val"
+    photos.mkdir()
+    for source in ("faces", "streets", "scenes"):
+        synthetic_photos(photos / source, 5)
+    pack_selection([str(photos), str(tmp_path / "pack"), "--per-source", "2"])
+    packed = spread_over_sources(tmp_path / "pack", 2)
+    chosen = spread_over_sources(photos, 2)
+    assert len(packed) == 6
+    assert [p.relative_to(tmp_path / "pack") for p in packed] == [p.relative_to(photos) for p in chosen]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(packed, chosen))

@@ -16,6 +16,7 @@ import torch
 
 from models.training.augment import Jitter, training_view
 from models.training.encoder import LiteEncoder
+from models.training.scan_augment import ScanEffects
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,14 @@ class Views:
     out_size: int
     jitter: Jitter
     generator: torch.Generator
+    scan: ScanEffects | None = None  # L degraded like a scan on the views it draws
 
     def __len__(self) -> int:
         return len(self.crops) * self.views
 
     def draw(self, picks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """A fresh view of each picked crop: network input and target ab (``training_view``)."""
-        return training_view(self.crops[picks], self.out_size, self.jitter, self.generator)
+        return training_view(self.crops[picks], self.out_size, self.jitter, self.generator, self.scan)
 
 
 class FeatureCache:

@@ -29,40 +29,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.training.augment import Jitter, training_view
 from models.training.onnx_weights import OnnxNetwork
 from models.training.scan_augment import ScanEffects
 from models.training.selection import SourceScore, SourceSelection
-from models.training.source_sampling import load_sourced_crops, parse_shares, sampling_probabilities
-from models.training.targets import (
-    nearest_bins,
-    rebalancing_weights,
-    soft_encode_sparse,
-    sparse_rebalanced_cross_entropy,
-)
+from models.training.source_sampling import SourcedViews, load_sourced_crops, parse_shares, sampling_probabilities
+from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from shared.colour.bins import ab_bins
 from shared.colour.model_manifests import write_manifest
 
 WARMUP_STEPS = 50
-BIN_COUNT_VIEWS = 4096
-
-
-class Sampler:
-    """Batches of training views, photos drawn by ``sampling_probabilities``."""
-
-    def __init__(self, crops: torch.Tensor, probabilities: np.ndarray, args: argparse.Namespace) -> None:
-        self.crops = crops
-        self.probabilities = torch.from_numpy(probabilities)
-        self.args = args
-        self.jitter = Jitter()
-        self.scan = ScanEffects().scaled(args.scan_share)
-        self.generator = torch.Generator().manual_seed(args.seed)
-
-    def batch(self, size: int, scan: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.multinomial(self.probabilities, size, replacement=True, generator=self.generator)
-        return training_view(
-            self.crops[index], self.args.size, self.jitter, self.generator, self.scan if scan else None
-        )
 
 
 def parse_part_rates(items: list[str]) -> dict[str, float]:
@@ -75,18 +50,6 @@ def parse_part_rates(items: list[str]) -> dict[str, float]:
         if not name or rates[name] <= 0:
             raise ValueError(f"expected PART or PART=SCALE with SCALE > 0, got {item!r}")
     return rates
-
-
-def bin_statistics(sampler: Sampler, bins: torch.Tensor, mix: float) -> dict[str, np.ndarray]:
-    """Counts of the nearest bins of target pixels over views as training draws them, and the
-    rebalancing weights they give."""
-    counts = torch.zeros(len(bins), dtype=torch.float64)
-    for _ in range(BIN_COUNT_VIEWS // 256):
-        _, ab = sampler.batch(256, scan=False)
-        _, nearest = nearest_bins(ab.permute(0, 2, 3, 1).reshape(-1, 2), bins, 1)
-        counts += torch.bincount(nearest.flatten(), minlength=len(bins)).double()
-    weights, smoothed = rebalancing_weights(counts.numpy(), bins.numpy().astype(np.float64), mix)
-    return {"counts": counts.numpy(), "smoothed": smoothed, "weights": weights}
 
 
 def learning_rate(elapsed: float, budget: float, step: int, peak: float) -> float:
@@ -127,12 +90,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     trainable = [weight for group in groups for weight in group["params"]]
     crops_np, source, names = load_sourced_crops(args.data, args.source_size, args.crops_cache)
     probabilities = sampling_probabilities(source, names, parse_shares(args.share))
-    sampler = Sampler(torch.from_numpy(crops_np).permute(0, 3, 1, 2), probabilities, args)
+    sampler = SourcedViews(
+        torch.from_numpy(crops_np).permute(0, 3, 1, 2),
+        probabilities,
+        args.size,
+        ScanEffects().scaled(args.scan_share),
+        torch.Generator().manual_seed(args.seed),
+    )
     selection = SourceSelection(args.val, args.val_per_source)
     bins = torch.from_numpy(ab_bins().copy()).float()
-    stats = bin_statistics(sampler, bins, args.rebalance_mix)
-    np.savez(args.out / "bin_stats.npz", counts=stats["counts"], smoothed=stats["smoothed"], weights=stats["weights"])
-    rebalance = torch.from_numpy(stats["weights"]).float()
+    counts = sampler.bin_counts(bins)
+    bin_weights, smoothed = rebalancing_weights(counts, bins.numpy().astype(np.float64), args.rebalance_mix)
+    np.savez(args.out / "bin_stats.npz", counts=counts, smoothed=smoothed, weights=bin_weights)
+    rebalance = torch.from_numpy(bin_weights).float()
     draws = {name: round(float(probabilities[source == i].sum()), 3) for i, name in enumerate(names)}
     log.write(
         {

@@ -12,6 +12,8 @@ the score is the one ``colorize eval`` reports for the exported model.
 
 from __future__ import annotations
 
+import argparse
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +144,47 @@ class SourceSelection:
             auc - self.grey_auc,
             float(np.mean(scores.colourfulness)) / self.original_colourfulness,
         )
+
+
+Selection = SelectionSet | SourceSelection
+
+
+def selection_value(
+    selection: Selection, network: nn.Module, input_size: int, temperature: float, auc_weight: float
+) -> tuple[float, dict[str, float]]:
+    """The score that picks the checkpoint (higher is better: rebalanced AuC, or
+    ``SourceScore.value``) and what to log of it."""
+    if isinstance(selection, SourceSelection):
+        by_source = selection.score(network, input_size, temperature)
+        value = by_source.value(auc_weight)
+        return value, {**by_source.record(), "selection_score": value}
+    score = selection.score(network, input_size, temperature)
+    return score.auc_rebalanced, {
+        "auc_rebalanced": score.auc_rebalanced,
+        "auc_raw": score.auc_raw,
+        "colourfulness": score.colourfulness_ratio,
+    }
+
+
+def pack_sources(folder: Path, out: Path, per_source: int) -> int:
+    """Copy the photos ``SourceSelection(folder, per_source)`` scores to ``out``, by source, so
+    they can travel to a training machine without the rest; returns how many."""
+    files = spread_over_sources(folder, per_source)
+    for path in files:
+        target = out / path.relative_to(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return len(files)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Copy the held-out photos a run selects by, by source.")
+    parser.add_argument("folder", type=Path, help="held-out colour photos, one folder per source")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--per-source", type=int, default=40)
+    args = parser.parse_args(argv)
+    print(f"copied {pack_sources(args.folder, args.out, args.per_source)} photos into {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -13,9 +13,13 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models.evaluation import source_of
+from models.training.augment import Jitter, training_view
 from models.training.dataset import image_files, lab_crop
+from models.training.scan_augment import ScanEffects
+from models.training.targets import nearest_bins
 
 
 def parse_shares(items: list[str]) -> dict[str, float]:
@@ -66,3 +70,40 @@ def sampling_probabilities(source: np.ndarray, names: list[str], shares: dict[st
     per_photo = source_share / np.maximum(counts, 1.0)
     probabilities: np.ndarray = per_photo[source] / per_photo[source].sum()
     return probabilities
+
+
+class SourcedViews:
+    """Batches of training views of ``crops`` (N, 3, S, S), each photo drawn with its
+    ``probabilities`` (``sampling_probabilities``), L degraded like a scan where ``scan`` draws it;
+    on the crops' device."""
+
+    def __init__(
+        self,
+        crops: torch.Tensor,
+        probabilities: np.ndarray,
+        size: int,
+        scan: ScanEffects | None,
+        generator: torch.Generator,
+    ) -> None:
+        self.crops = crops
+        self.probabilities = torch.from_numpy(probabilities).to(crops.device)
+        self.size = size
+        self.jitter = Jitter()
+        self.scan = scan
+        self.generator = generator
+
+    def batch(self, count: int, scan: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network input (L - 50) and target ab at 1/4 resolution of ``count`` drawn views."""
+        index = torch.multinomial(self.probabilities, count, replacement=True, generator=self.generator)
+        return training_view(self.crops[index], self.size, self.jitter, self.generator, self.scan if scan else None)
+
+    def bin_counts(self, bins: torch.Tensor, views: int = 4096, batch: int = 256) -> np.ndarray:
+        """How often each bin is the nearest to a target pixel, over ``views`` views drawn as
+        training draws them (so the rebalancing weights follow the shares)."""
+        counts = torch.zeros(len(bins), dtype=torch.float64, device=self.crops.device)
+        for _ in range(max(1, views // batch)):
+            _, ab = self.batch(batch, scan=False)
+            _, nearest = nearest_bins(ab.permute(0, 2, 3, 1).reshape(-1, 2), bins.to(ab.device), 1)
+            counts += torch.bincount(nearest.flatten(), minlength=len(bins)).double()
+        result: np.ndarray = counts.cpu().numpy()
+        return result

@@ -13,8 +13,14 @@ stay those the decoder learnt from, for a fixed number of steps (or as many as
 so ``--finetune-steps`` repeats it). On a GPU (``--device``) the network runs in bfloat16. After
 each stage-1 epoch and every ``--eval-every`` stage-2 steps the whole network is scored on
 held-out photos (``selection``); the best score's weights are kept in ``weights.pt``, not the
-last ones. A rerun with the same ``--out`` resumes from ``checkpoint.pt``; ``--stage2-from``
-starts a new run at stage 2 from another run's ``weights.pt``.
+last ones: by rebalanced AuC alone, or with ``--val-per-source`` by PSNR against grey on each
+source beside it (``selection.SourceScore``). A rerun with the same ``--out`` resumes from
+``checkpoint.pt``; ``--stage2-from`` starts a new run at stage 2 from another run's ``weights.pt``.
+
+What the views show: ``--share`` gives named sources (the photos of people) a fixed share of
+stage 2's views (``source_sampling``), ``--scan-share`` degrades L like an old scan on part of
+the views of both stages (``scan_augment``), and ``--rebalance-mix`` sets how strongly the loss
+is rebalanced towards rare colours (lambda; the bin statistics follow the views as drawn).
 """
 
 from __future__ import annotations
@@ -31,17 +37,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.training.augment import Jitter, training_view
-from models.training.dataset import load_lab_crops
+from models.training.augment import Jitter
 from models.training.feature_cache import FeatureCache, LiveFeatures, Views
-from models.training.selection import SelectionScore, SelectionSet
+from models.training.scan_augment import ScanEffects
+from models.training.selection import Selection, SelectionSet, SourceSelection, selection_value
+from models.training.source_sampling import SourcedViews, load_sourced_crops, parse_shares, sampling_probabilities
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
-from models.training.train import Autocast, bin_counts, mixed_precision, pick_device
+from models.training.train import Autocast, mixed_precision, pick_device
 from models.training.unet import DecoderWidths, PretrainedColorNet
 from shared.colour.bins import ab_bins
 
 WARMUP_STEPS = 100
-SELECTION_TEMPERATURE = 0.38
 
 # ab targets -> the 5 nearest bins of each pixel and their weights (soft_encode_sparse, bins bound).
 TargetsOf = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -74,15 +80,17 @@ class Run:
             handle.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
 
-    def keep_if_best(self, model: PretrainedColorNet, score: SelectionScore, where: dict[str, Any]) -> bool:
-        if score.auc_rebalanced <= self.best:
+    def keep_if_best(
+        self, model: PretrainedColorNet, value: float, score: dict[str, float], where: dict[str, Any]
+    ) -> bool:
+        if value <= self.best:
             return False
-        self.best = self.state["best"] = score.auc_rebalanced
+        self.best = self.state["best"] = value
         torch.save(
             {
                 "model": model.state_dict(),
                 "config": model.config,
-                "score": asdict(score),
+                "score": score,
                 "at": where,
                 "args": {k: str(v) for k, v in vars(self.args).items()},
             },
@@ -102,13 +110,12 @@ class Run:
         )
 
     def start_stage2_from(self, model: PretrainedColorNet, weights: Path) -> None:
-        """Begin with stage 2 from an earlier run's kept weights, which stay kept unless beaten."""
+        """Begin with stage 2 from an earlier run's kept weights (scored again before the
+        first step, since this run's selection may differ from that run's)."""
         saved = torch.load(weights, map_location="cpu", weights_only=False)
         model.load_state_dict(saved["model"])
-        self.best = self.state["best"] = saved["score"]["auc_rebalanced"]
         self.state.update(stage=2, step=0, total_steps=None)
-        torch.save(saved, self.out / "weights.pt")
-        print(f"stage 2 from {weights} (selection score {self.best:.3f})", flush=True)
+        print(f"stage 2 from {weights}", flush=True)
 
     def resume(self, model: PretrainedColorNet, generator: torch.Generator) -> dict[str, Any] | None:
         path = self.out / "checkpoint.pt"
@@ -124,20 +131,20 @@ class Run:
         return optimizer_state
 
 
-def evaluate(run: Run, model: PretrainedColorNet, selection: SelectionSet, where: dict[str, Any]) -> None:
+def selection_of(args: argparse.Namespace) -> Selection:
+    """Rebalanced AuC of ``--val-limit`` photos, or with ``--val-per-source`` PSNR against grey per
+    source beside it (``SourceScore.value``), which painting every photo cannot win."""
+    if args.val_per_source:
+        return SourceSelection(args.val, args.val_per_source)
+    return SelectionSet(args.val, args.val_limit)
+
+
+def evaluate(run: Run, model: PretrainedColorNet, selection: Selection, where: dict[str, Any]) -> None:
     started = time.time()
-    score = selection.score(model, run.args.size, SELECTION_TEMPERATURE)
+    value, score = selection_value(selection, model, run.args.size, run.args.selection_temperature, run.args.auc_weight)
     run.eval_seconds = time.time() - started
-    kept = run.keep_if_best(model, score, where)
-    run.log(
-        {
-            **where,
-            "val_auc_rebalanced": round(score.auc_rebalanced, 3),
-            "val_auc_raw": round(score.auc_raw, 3),
-            "val_colourfulness": round(score.colourfulness_ratio, 3),
-            "kept": kept,
-        }
-    )
+    kept = run.keep_if_best(model, value, score, where)
+    run.log({**where, **{f"val_{k}": round(v, 3) for k, v in score.items()}, "kept": kept})
 
 
 def train_decoder(
@@ -145,14 +152,14 @@ def train_decoder(
     model: PretrainedColorNet,
     crops: torch.Tensor,
     targets_of: TargetsOf,
-    selection: SelectionSet,
+    selection: Selection,
     generator: torch.Generator,
     jitter: Jitter,
     optimizer_state: dict[str, Any] | None,
 ) -> None:
     """Stage 1: the decoder on cached features of the frozen encoder."""
     args = run.args
-    views = Views(crops, args.views, args.size, jitter, generator)
+    views = Views(crops, args.views, args.size, jitter, generator, scan_effects(args))
     cache: FeatureCache | LiveFeatures
     if crops.device.type == "cpu":
         cache = FeatureCache.build(model.encoder, views)
@@ -198,11 +205,9 @@ def train_decoder(
 def finetune(
     run: Run,
     model: PretrainedColorNet,
-    crops: torch.Tensor,
+    sampler: SourcedViews,
     targets_of: TargetsOf,
-    selection: SelectionSet,
-    generator: torch.Generator,
-    jitter: Jitter,
+    selection: Selection,
     optimizer_state: dict[str, Any] | None,
 ) -> None:
     """Stage 2: encoder and decoder together, the encoder at ``--encoder-lr-scale`` times the decoder's rate."""
@@ -237,8 +242,7 @@ def finetune(
             evaluations = left / (args.eval_every * per_step)
             total = run.state["total_steps"] = step + int((left - evaluations * run.eval_seconds) / per_step)
             run.log({"stage": 2, "seconds_per_step": round(per_step, 3), "total_steps": total})
-        index = torch.randint(0, len(crops), (args.batch_size,), generator=generator, device=crops.device)
-        l_in, ab = training_view(crops[index], args.size, jitter, generator)
+        l_in, ab = sampler.batch(args.batch_size)
         near, weights = targets_of(ab)
         for group in optimizer.param_groups:
             group["lr"] = cosine(step, total or 10**9, args.finetune_lr) * group["scale"]
@@ -260,20 +264,13 @@ def finetune(
             }
             evaluate(run, model, selection, where)
             loss_sum, loss_steps = 0.0, 0
-            run.save(model, optimizer, generator)
+            run.save(model, optimizer, sampler.generator)
     run.state["stage"] = 3
-    run.save(model, optimizer, generator)
+    run.save(model, optimizer, sampler.generator)
 
 
-def training_crops(args: argparse.Namespace) -> np.ndarray:
-    """Lab crops of the training photos, read once into ``--crops-cache`` when one is named."""
-    if args.crops_cache and args.crops_cache.exists():
-        cached: np.ndarray = np.load(args.crops_cache)
-        return cached
-    crops = load_lab_crops(args.data, args.source_size)
-    if args.crops_cache:
-        np.save(args.crops_cache, crops)
-    return crops
+def scan_effects(args: argparse.Namespace) -> ScanEffects | None:
+    return ScanEffects().scaled(args.scan_share) if args.scan_share > 0 else None
 
 
 def train(args: argparse.Namespace) -> Path:
@@ -282,11 +279,12 @@ def train(args: argparse.Namespace) -> Path:
     device = pick_device(args.device)
     run = Run(args.out, args)
     run.autocast = mixed_precision(device)
-    crops = torch.from_numpy(training_crops(args)).permute(0, 3, 1, 2).contiguous()
-    if args.max_images and args.max_images < len(crops):
-        crops = crops[np.linspace(0, len(crops) - 1, args.max_images).astype(np.int64)]
-    crops = crops.to(device)
-    selection = SelectionSet(args.val, args.val_limit)
+    crops_np, source, names = load_sourced_crops(args.data, args.source_size, args.crops_cache)
+    if args.max_images and args.max_images < len(crops_np):
+        kept = np.linspace(0, len(crops_np) - 1, args.max_images).astype(np.int64)
+        crops_np, source = crops_np[kept], source[kept]
+    crops = torch.from_numpy(crops_np).permute(0, 3, 1, 2).contiguous().to(device)
+    selection = selection_of(args)
     print(
         f"{len(crops)} training crops, {len(selection.originals)} selection photos "
         f"after {time.time() - run.started:.0f}s",
@@ -294,8 +292,11 @@ def train(args: argparse.Namespace) -> Path:
     )
 
     bins = torch.from_numpy(ab_bins().copy()).to(device)
-    counts = bin_counts(crops, bins)
-    weights_np, smoothed = rebalancing_weights(counts, ab_bins().astype(np.float64))
+    generator = torch.Generator(device=device).manual_seed(args.seed)
+    probabilities = sampling_probabilities(source, names, parse_shares(args.share))
+    sampler = SourcedViews(crops, probabilities, args.size, scan_effects(args), generator)
+    counts = sampler.bin_counts(bins)
+    weights_np, smoothed = rebalancing_weights(counts, ab_bins().astype(np.float64), args.rebalance_mix)
     np.savez(args.out / "bin_stats.npz", counts=counts, smoothed=smoothed, weights=weights_np)
     run.weights = torch.from_numpy(weights_np).float().to(device)
 
@@ -305,10 +306,10 @@ def train(args: argparse.Namespace) -> Path:
     model = PretrainedColorNet(args.encoder, DecoderWidths(*args.decoder_widths)).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    generator = torch.Generator(device=device).manual_seed(args.seed)
     optimizer_state = run.resume(model, generator)
     if args.stage2_from and run.state["stage"] == 1 and run.state["step"] == 0:
         run.start_stage2_from(model, args.stage2_from)
+        evaluate(run, model, selection, {"stage": 2, "step": 0, "samples": 0, "train_loss": None})
     jitter = Jitter()
     if run.state["stage"] == 1:
         if run.state["step"] == 0:
@@ -316,7 +317,7 @@ def train(args: argparse.Namespace) -> Path:
         train_decoder(run, model, crops, targets_of, selection, generator, jitter, optimizer_state)
         optimizer_state = None
     if run.state["stage"] == 2:
-        finetune(run, model, crops, targets_of, selection, generator, jitter, optimizer_state)
+        finetune(run, model, sampler, targets_of, selection, optimizer_state)
     weights_path: Path = args.out / "weights.pt"
     return weights_path
 
@@ -350,7 +351,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stage 2: normalise the encoder by batch statistics (and drop blocks) instead of its running ones",
     )
     parser.add_argument("--eval-every", type=int, default=500, help="stage-2 steps between selection passes")
-    parser.add_argument("--crops-cache", type=Path, help=".npy file keeping the loaded crops between runs")
+    parser.add_argument("--crops-cache", type=Path, help=".npz keeping the loaded crops between runs")
+    parser.add_argument(
+        "--rebalance-mix", type=float, default=0.5, help="lambda: share of uniform in the rebalanced prior (1: none)"
+    )
+    parser.add_argument("--share", nargs="*", default=[], help="SOURCE=SHARE of stage 2's views (utkface=0.2 ccp=0.15)")
+    parser.add_argument("--scan-share", type=float, default=0.0, help="scale of every scan effect's probability")
+    parser.add_argument(
+        "--val-per-source", type=int, default=0, help="select by PSNR per source and AuC on N photos of each"
+    )
+    parser.add_argument("--auc-weight", type=float, default=0.2, help="with --val-per-source: dB per AuC point")
+    parser.add_argument("--selection-temperature", type=float, default=0.38)
     parser.add_argument(
         "--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)"
     )
