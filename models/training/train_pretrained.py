@@ -20,7 +20,8 @@ source beside it (``selection.SourceScore``). A rerun with the same ``--out`` re
 What the views show: ``--share`` gives named sources (the photos of people) a fixed share of
 stage 2's views (``source_sampling``), ``--scan-share`` degrades L like an old scan on part of
 the views of both stages (``scan_augment``), and ``--rebalance-mix`` sets how strongly the loss
-is rebalanced towards rare colours (lambda; the bin statistics follow the views as drawn).
+is rebalanced towards rare colours (lambda; the bin statistics follow the views as drawn);
+``--semantic-weight`` adds the semantic term to stage 2's loss (``semantic``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from models.training.augment import Jitter
 from models.training.feature_cache import FeatureCache, LiveFeatures, Views
 from models.training.scan_augment import ScanEffects
 from models.training.selection import Selection, SelectionSet, SourceSelection, selection_value
+from models.training.semantic import SemanticTerm
 from models.training.source_sampling import SourcedViews, load_sourced_crops, parse_shares, sampling_probabilities
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from models.training.train import Autocast, mixed_precision, pick_device
@@ -212,6 +214,9 @@ def finetune(
 ) -> None:
     """Stage 2: encoder and decoder together, the encoder at ``--encoder-lr-scale`` times the decoder's rate."""
     args = run.args
+    semantic = None
+    if args.semantic_weight > 0:
+        semantic = SemanticTerm.pretrained(args.semantic_classifier).to(sampler.crops.device)
     groups = [
         {"params": model.encoder.parameters(), "scale": args.encoder_lr_scale},
         {"params": model.decoder.parameters(), "scale": 1.0},
@@ -248,7 +253,9 @@ def finetune(
             group["lr"] = cosine(step, total or 10**9, args.finetune_lr) * group["scale"]
         with run.autocast():
             logits = model(l_in)
-        loss = sparse_rebalanced_cross_entropy(logits, near, weights, run.weights)
+            loss = sparse_rebalanced_cross_entropy(logits, near, weights, run.weights)
+            if semantic is not None:
+                loss = loss + args.semantic_weight * semantic(l_in, logits, ab)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -362,6 +369,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--auc-weight", type=float, default=0.2, help="with --val-per-source: dB per AuC point")
     parser.add_argument("--selection-temperature", type=float, default=0.38)
+    parser.add_argument(
+        "--semantic-weight",
+        type=float,
+        default=0.0,
+        help="stage 2: weight of the semantic term (models.training.semantic)",
+    )
+    parser.add_argument("--semantic-classifier", default="lite0", choices=["lite0", "lite1", "lite2"])
     parser.add_argument(
         "--max-images", type=int, default=0, help="use N evenly spread photos (comparisons, smoke runs)"
     )
