@@ -155,7 +155,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         optimiser.step()
         step += 1
         if step % args.eval_every == 0 or time.monotonic() >= deadline:
-            record: dict[str, Any] = {"step": step, "samples": step * args.batch, "train_loss": float(loss)}
+            record: dict[str, Any] = {"step": step, "samples": step * args.batch, "train_loss": loss.item()}
             record |= validate(branch, objective, val, args.batch)
             record["seconds"] = round(time.monotonic() - started, 1)
             print(json.dumps(record), flush=True)
