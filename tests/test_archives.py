@@ -274,6 +274,8 @@ def test_zip_links_and_special_files_are_unsafe(mode):
         archive.writestr(info, "/etc/passwd")
         archive.writestr("ok.jpg", b"fine")
     assert read_all(buffer.getvalue(), "zip") == [("link.jpg", UnsafeEntry), ("ok.jpg", b"fine")]
+    (rejected, _) = iter_entries(io.BytesIO(buffer.getvalue()), "zip", LIMITS)
+    assert rejected.error is not None and rejected.error.message.startswith("link.jpg: ")  # as tar's do
 
 
 @pytest.mark.parametrize("gz", [False, True])

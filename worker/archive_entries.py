@@ -202,7 +202,7 @@ def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, end: int, limits
         return None
     size = info.file_size
     if error is None:
-        error = _member_type_error(mode)
+        error = _member_type_error(name, mode)
     if error is None and info.flag_bits & 0x1:
         error = UnsupportedFormat(f"{name}: encrypted zip entries are not supported", path=name)
     if error is None and info.compress_type not in _SUPPORTED_ZIP_METHODS:
@@ -223,12 +223,12 @@ def _zip_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, end: int, limits
     )
 
 
-def _member_type_error(mode: int) -> ItemError | None:
+def _member_type_error(name: str, mode: int) -> ItemError | None:
     kind = stat.S_IFMT(mode)
     if kind in (0, stat.S_IFREG):
         return None
     label = "symlink" if kind == stat.S_IFLNK else "special file"
-    return UnsafeEntry(f"{label} entries are not allowed")
+    return UnsafeEntry(f"{name}: {label} entries are not allowed", path=name)
 
 
 def _ratio_error(name: str, size: int, compressed: int, limits: Limits) -> ItemError | None:

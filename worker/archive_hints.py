@@ -67,8 +67,7 @@ def _hint_file(open_source: Callable[[], BinaryIO], kind: str, limits: Limits) -
 
 def _read(entry: ArchiveEntry) -> bytes:
     if entry.error is not None:
-        message = entry.error.message  # most name their entry already
-        raise InvalidHintsFile(message if message.startswith(HINTS_FILE) else f"{HINTS_FILE}: {message}")
+        raise InvalidHintsFile(entry.error.message)  # an entry's error names the entry
     if entry.size is not None and entry.size > MAX_HINT_FILE_BYTES:
         raise InvalidHintsFile(
             f"{HINTS_FILE} holds {entry.size} bytes; at most {MAX_HINT_FILE_BYTES}", limit=MAX_HINT_FILE_BYTES
