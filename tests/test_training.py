@@ -345,6 +345,26 @@ def test_the_encoder_learns_beside_the_decoder_at_its_share_of_the_rate() -> Non
         parse_part_rates(["encoder=0"])
 
 
+def test_a_fine_tuning_run_with_the_semantic_term_logs_it_and_keeps_its_last_weights(tmp_path: Path) -> None:
+    from models.training import finetune_onnx
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for source in ("people", "streets"):
+        synthetic_photos(photos / source, 2)
+    run = tmp_path / "run"
+    args = ["--model", str(Path(__file__).resolve().parents[1] / "models" / "colorize-lite"), "--data", str(photos)]
+    args += ["--val", str(photos), "--out", str(run), "--minutes", "0.01", "--eval-minutes", "0", "--size", "64"]
+    args += ["--source-size", "64", "--batch-size", "2", "--val-per-source", "1", "--share", "people=0.5"]
+    args += ["--train", "decoder", "--semantic-weight", "0.5"]
+    finetune_onnx.train(finetune_onnx.parse_args(args))
+    trained = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    semantic = [record["semantic_loss"] for record in trained if "semantic_loss" in record]
+    assert semantic and all(value > 0 for value in semantic)
+    last, kept = torch.load(run / "last.pt"), torch.load(run / "weights.pt")
+    assert last.keys() == kept.keys()
+
+
 def test_the_selection_score_is_not_won_by_painting_one_source_over() -> None:
     from models.training.selection import SourceScore
 

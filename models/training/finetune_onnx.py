@@ -7,10 +7,11 @@ The shipped graph is rebuilt in PyTorch (``onnx_weights``); the parts named by `
 (the decoder by default; ``encoder=0.1`` adds the encoder at a tenth of the rate), with the class-rebalanced loss (``--rebalance-mix`` is lambda, the share of
 uniform in the rebalanced prior: 1 turns rebalancing off), on random views of every training
 photo drawn so the named sources keep their ``--share`` of the samples (``source_sampling``),
-``--scan-share`` of them degraded like old scans (``scan_augment``). Every ``--eval-minutes``
-the network is scored on ``--val-per-source`` held-out photos of each source of ``--val``
-(``selection.SourceSelection``: PSNR against grey per source and rebalanced AuC) and the best
-weights are kept. At the end they are written into a copy of the ONNX file with its head, in
+``--scan-share`` of them degraded like old scans (``scan_augment``); ``--semantic-weight`` adds
+the semantic term (``semantic``). Every ``--eval-minutes`` the network is scored on
+``--val-per-source`` held-out photos of each source of ``--val`` (``selection.SourceSelection``:
+PSNR against grey per source and rebalanced AuC) and the best weights are kept; the last ones go
+to ``OUT/last.pt`` too, for scores the selection does not see (the judge). At the end they are written into a copy of the ONNX file with its head, in
 ``OUT/model/`` beside the manifest and the bin statistics of the new training data.
 """
 
@@ -32,6 +33,7 @@ import torch
 from models.training.onnx_weights import OnnxNetwork
 from models.training.scan_augment import ScanEffects
 from models.training.selection import SourceScore, SourceSelection
+from models.training.semantic import SemanticTerm
 from models.training.source_sampling import SourcedViews, load_sourced_crops, parse_shares, sampling_probabilities
 from models.training.targets import rebalancing_weights, soft_encode_sparse, sparse_rebalanced_cross_entropy
 from shared.colour.bins import ab_bins
@@ -103,6 +105,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     bin_weights, smoothed = rebalancing_weights(counts, bins.numpy().astype(np.float64), args.rebalance_mix)
     np.savez(args.out / "bin_stats.npz", counts=counts, smoothed=smoothed, weights=bin_weights)
     rebalance = torch.from_numpy(bin_weights).float()
+    semantic = SemanticTerm.pretrained(args.semantic_classifier) if args.semantic_weight > 0 else None
     draws = {name: round(float(probabilities[source == i].sum()), 3) for i, name in enumerate(names)}
     log.write(
         {
@@ -118,14 +121,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     network.save_trainable(args.out / "weights.pt")
     optimizer = torch.optim.AdamW(groups, lr=args.lr, weight_decay=args.weight_decay)
     budget, started = args.minutes * 60, time.time()
-    last_eval, step, loss_sum, kept_at = started, 0, 0.0, 0
+    last_eval, step, loss_sum, semantic_sum, kept_at = started, 0, 0.0, 0.0, 0
     network.module.train()
     while time.time() - started < budget:
         l_in, ab = sampler.batch(args.batch_size)
         near, weights = soft_encode_sparse(ab, bins)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(time.time() - started, budget, step, args.lr) * group["lr_scale"]
-        loss = sparse_rebalanced_cross_entropy(network.module(l_in), near, weights, rebalance)
+        logits = network.module(l_in)
+        loss = sparse_rebalanced_cross_entropy(logits, near, weights, rebalance)
+        if semantic is not None:
+            semantic_loss = semantic(l_in, logits, ab)
+            semantic_sum += semantic_loss.item()
+            loss = loss + args.semantic_weight * semantic_loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -133,11 +141,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         done = time.time() - started >= budget
         if done or time.time() - last_eval >= args.eval_minutes * 60:
             where = {"step": step, "samples": step * args.batch_size, "train_loss": round(loss_sum / step, 4)}
+            if semantic is not None:
+                where["semantic_loss"] = round(semantic_sum / step, 4)
             score = evaluate(network, selection, args, log, where)
             if score.value(args.auc_weight) > best_value:
                 best, best_value, kept_at = score, score.value(args.auc_weight), step
                 network.save_trainable(args.out / "weights.pt")
             last_eval = time.time()
+    # the last weights too: the selection score cannot see what the semantic term is for
+    network.save_trainable(args.out / "last.pt")
     network.load_trainable(args.out / "weights.pt")
     summary = {
         "command": args.command or "python -m models.training.finetune_onnx " + shlex.join(sys.argv[1:]),
@@ -195,6 +207,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="SOURCE=SHARE of the drawn views; other sources share the rest by size",
     )
     parser.add_argument("--scan-share", type=float, default=1.0, help="scale of every scan effect's probability")
+    parser.add_argument(
+        "--semantic-weight", type=float, default=0.0, help="weight of the semantic term (models.training.semantic)"
+    )
+    parser.add_argument("--semantic-classifier", default="lite0", choices=["lite0", "lite1", "lite2"])
     parser.add_argument("--val-per-source", type=int, default=40)
     parser.add_argument("--eval-minutes", type=float, default=8.0)
     parser.add_argument("--auc-weight", type=float, default=0.2, help="dB of selection score per AuC point")
