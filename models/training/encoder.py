@@ -79,8 +79,12 @@ def _pair(size: tuple[int, ...]) -> tuple[int, int]:
 
 def l_to_encoder_input(l_centred: torch.Tensor) -> torch.Tensor:
     """Centred L (L - 50) -> the grey pixel value the ImageNet weights expect, normalised."""
-    grey = (l_centred + 50.0) * (255.0 / 100.0)
-    return (grey - 127.0) / 128.0
+    return pixels_to_encoder_input((l_centred + 50.0) * (255.0 / 100.0))
+
+
+def pixels_to_encoder_input(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixel values in 0..255 -> the normalisation the EfficientNet-Lite ImageNet weights expect."""
+    return (pixels - 127.0) / 128.0
 
 
 class LiteEncoder(nn.Module):

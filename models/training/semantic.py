@@ -15,26 +15,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.training.encoder import pretrained_classifier
+from models.training.encoder import pixels_to_encoder_input, pretrained_classifier
 from shared.colour.bins import ab_bins
+from shared.colour.lab_join import D65_WHITE, XYZ_TO_RGB
 
-# CIE Lab (D65) -> linear sRGB, the matrices OpenCV's float conversion uses.
-_WHITE = (0.950456, 1.0, 1.088754)
-_XYZ_TO_RGB = (
-    (3.240479, -1.53715, -0.498535),
-    (-0.969256, 1.875991, 0.041556),
-    (0.055648, -0.204043, 1.057311),
-)
 _DELTA = 6.0 / 29.0
 
 
 def lab_to_rgb(l: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """(N, 1, H, W) L in 0..100 and (N, 2, H, W) ab -> (N, 3, H, W) sRGB in 0..1, differentiable."""
+    """(N, 1, H, W) L in 0..100 and (N, 2, H, W) ab -> (N, 3, H, W) sRGB in 0..1, differentiable,
+    with the constants of OpenCV's float conversion."""
     fy = (l + 16.0) / 116.0
     f = torch.cat([fy + ab[:, :1] / 500.0, fy, fy - ab[:, 1:] / 200.0], dim=1)
     linear_f = 3 * _DELTA**2 * (f - 4.0 / 29.0)
-    xyz = torch.where(f > _DELTA, f**3, linear_f) * f.new_tensor(_WHITE).view(1, 3, 1, 1)
-    rgb = torch.einsum("rc,nchw->nrhw", f.new_tensor(_XYZ_TO_RGB), xyz).clamp(0.0, 1.0)
+    xyz = torch.where(f > _DELTA, f**3, linear_f) * f.new_tensor(D65_WHITE).view(1, 3, 1, 1)
+    rgb = torch.einsum("rc,nchw->nrhw", f.new_tensor(XYZ_TO_RGB), xyz).clamp(0.0, 1.0)
     # pow's gradient at 0 is infinite: the linear segment covers the values below its threshold
     curved = 1.055 * rgb.clamp(min=0.0031308) ** (1 / 2.4) - 0.055
     return torch.where(rgb > 0.0031308, curved, 12.92 * rgb)
@@ -71,4 +66,4 @@ class SemanticTerm(nn.Module):
 
     def _log_probabilities(self, l_centred: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
         rgb = lab_to_rgb(l_centred.float() + 50.0, ab)
-        return torch.log_softmax(self.classifier((rgb * 255.0 - 127.0) / 128.0).float(), dim=1)
+        return torch.log_softmax(self.classifier(pixels_to_encoder_input(rgb * 255.0)).float(), dim=1)

@@ -25,13 +25,14 @@ from shared.colour.compiled import compiled
 # (1 << 14) rounds four times as many values to the other side of OpenCV's.
 GAMMA_STEPS = 1 << 16
 
-# OpenCV's XYZ -> sRGB matrix and D65 white point for Lab -> RGB (its color_lab.cpp).
-_XYZ_TO_RGB = np.array(
+# OpenCV's XYZ -> sRGB matrix and D65 white point for Lab -> RGB (its color_lab.cpp); the
+# training's differentiable conversion uses them too.
+XYZ_TO_RGB = np.array(
     [[3.240479, -1.53715, -0.498535], [-0.969256, 1.875991, 0.041556], [0.055648, -0.204043, 1.057311]]
 )
-_WHITE = np.array([0.950456, 1.0, 1.088754])
+D65_WHITE = np.array([0.950456, 1.0, 1.088754])
 # Rows in BGR order, the white point folded in: BGR = matrix @ (fx^3, fy^3, fz^3).
-_XYZ_TO_BGR = np.ascontiguousarray((_XYZ_TO_RGB[::-1] * _WHITE).astype(np.float32))
+_XYZ_TO_BGR = np.ascontiguousarray((XYZ_TO_RGB[::-1] * D65_WHITE).astype(np.float32))
 
 
 def _gamma_table() -> np.ndarray:
