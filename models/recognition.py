@@ -70,8 +70,10 @@ class Judge:
         """Top-1 class index of each photo (resized, centre-cropped to the judge's input)."""
         import torch
 
+        from models.training.encoder import pixels_to_encoder_input
+
         batch = np.stack([_judge_input(photo) for photo in photos])
-        tensor = torch.from_numpy((batch - 127.0) / 128.0).permute(0, 3, 1, 2).float()
+        tensor = pixels_to_encoder_input(torch.from_numpy(batch).permute(0, 3, 1, 2).float())
         with torch.no_grad():
             top1: np.ndarray = self.network(tensor).argmax(dim=1).numpy()
             return top1
